@@ -1,0 +1,52 @@
+package api
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+
+	"github.com/labstack/echo/v4"
+)
+
+// decodeJSON reads exactly one JSON object into v, refusing unknown fields
+// (a typo must not silently drop an operator's intent) and trailing data.
+func decodeJSON(c echo.Context, v any) error {
+	ct := c.Request().Header.Get(echo.HeaderContentType)
+	if ct != "" && !strings.HasPrefix(ct, echo.MIMEApplicationJSON) {
+		return httpError(http.StatusUnsupportedMediaType, "content type must be application/json, got %q", ct)
+	}
+	dec := json.NewDecoder(c.Request().Body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return httpError(http.StatusBadRequest, "invalid JSON body: %s", describeJSONError(err))
+	}
+	if err := dec.Decode(&struct{}{}); !errors.Is(err, io.EOF) {
+		return httpError(http.StatusBadRequest, "invalid JSON body: unexpected data after the JSON object")
+	}
+	return nil
+}
+
+func describeJSONError(err error) string {
+	var syntax *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	var tooLarge *http.MaxBytesError
+	switch {
+	case errors.Is(err, io.EOF):
+		return "body is empty"
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return "body ends in the middle of a value"
+	case errors.As(err, &syntax):
+		return fmt.Sprintf("%s at byte %d", syntax.Error(), syntax.Offset)
+	case errors.As(err, &typ):
+		if typ.Field != "" {
+			return fmt.Sprintf("field %q must be %s, got %s", typ.Field, typ.Type, typ.Value)
+		}
+		return fmt.Sprintf("expected a JSON object, got %s", typ.Value)
+	case errors.As(err, &tooLarge):
+		return "body too large"
+	}
+	return err.Error()
+}

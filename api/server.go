@@ -1,0 +1,113 @@
+// Package api is metalflow's REST front door: it starts workflows, forwards
+// data-center staff's actions to them as updates, and answers status from
+// workflow queries. It holds no state of its own.
+package api
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"github.com/labstack/echo/v4/middleware"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.temporal.io/sdk/client"
+
+	"github.com/metalflow/metalflow/ui"
+)
+
+// Config wires the API to its collaborators.
+type Config struct {
+	Temporal client.Client
+	// Registry receives the http_* metrics and is served at /metrics.
+	Registry *prometheus.Registry
+	Logger   *slog.Logger
+	// TemporalUIURL links status answers and the operator page to the
+	// Temporal Web UI; empty when there is none.
+	TemporalUIURL string
+	// Namespace is the Temporal namespace, used in Web UI links.
+	Namespace string
+}
+
+// Server is the HTTP API.
+type Server struct {
+	echo *echo.Echo
+	cfg  Config
+	http *http.Server
+}
+
+// maxBodyBytes bounds request bodies: the largest legitimate body (a rack of
+// servers) is a few kilobytes.
+const maxBodyBytes = "1M"
+
+// New builds the API with every route registered.
+func New(cfg Config) *Server {
+	e := echo.New()
+	e.HideBanner = true
+	e.HidePort = true
+	e.HTTPErrorHandler = writeError(cfg.Logger)
+	s := &Server{echo: e, cfg: cfg}
+
+	e.Use(middleware.Recover())
+	e.Use(newHTTPMetrics(cfg.Registry).middleware)
+	e.Use(requestLog(cfg.Logger))
+	e.Use(middleware.BodyLimit(maxBodyBytes))
+
+	e.GET("/healthz", s.healthz)
+	e.GET("/readyz", s.readyz)
+	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{Registry: cfg.Registry})))
+
+	v1 := e.Group("/api/v1")
+	v1.GET("/info", s.info)
+	v1.POST("/servers", s.createServer)
+	v1.GET("/servers/:serial", s.getServer)
+	v1.POST("/servers/:serial/racked", s.racked)
+	// Unknown API paths answer in JSON, not with the operator page's 404.
+	v1.Any("/*", func(c echo.Context) error {
+		return httpError(http.StatusNotFound, "no such API route: %s %s", c.Request().Method, c.Request().URL.Path)
+	})
+
+	e.GET("/*", echo.WrapHandler(ui.Handler()))
+	return s
+}
+
+// Handler exposes the API for tests and embedding.
+func (s *Server) Handler() http.Handler { return s.echo }
+
+// Serve answers requests on ln until Shutdown.
+func (s *Server) Serve(ln net.Listener) error {
+	s.http = &http.Server{
+		Handler:           s.echo,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		// Updates wait for the workflow's answer; allow for a slow worker.
+		WriteTimeout: 60 * time.Second,
+		IdleTimeout:  120 * time.Second,
+	}
+	if err := s.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// Shutdown stops accepting requests and waits for those in flight.
+func (s *Server) Shutdown(ctx context.Context) error {
+	if s.http == nil {
+		return nil
+	}
+	return s.http.Shutdown(ctx)
+}
+
+type infoResponse struct {
+	TemporalURL string `json:"temporalUrl,omitempty"`
+	Namespace   string `json:"namespace"`
+}
+
+// info tells the operator page where the Temporal Web UI is.
+func (s *Server) info(c echo.Context) error {
+	return c.JSON(http.StatusOK, infoResponse{TemporalURL: s.cfg.TemporalUIURL, Namespace: s.cfg.Namespace})
+}

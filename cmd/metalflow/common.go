@@ -1,0 +1,147 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.temporal.io/sdk/client"
+
+	"github.com/metalflow/metalflow/api"
+	"github.com/metalflow/metalflow/internal/telemetry"
+	"github.com/metalflow/metalflow/internal/temporalx"
+	"github.com/metalflow/metalflow/workers"
+	"github.com/metalflow/metalflow/workflows"
+)
+
+// logFlags are shared by every long-running subcommand.
+type logFlags struct {
+	level string
+}
+
+func (l *logFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&l.level, "log-level", "info", "log level: debug, info, warn, error")
+}
+
+func (l *logFlags) logger(w io.Writer) (*slog.Logger, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(l.level)); err != nil {
+		return nil, usageError{fmt.Errorf("--log-level: %w", err)}
+	}
+	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level})), nil
+}
+
+// temporalFlags locate an external Temporal.
+type temporalFlags struct {
+	hostPort  string
+	namespace string
+}
+
+func (t *temporalFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&t.hostPort, "temporal", "127.0.0.1:7233", "Temporal frontend host:port")
+	fs.StringVar(&t.namespace, "namespace", "default", "Temporal namespace")
+}
+
+// serveAPI serves the REST API on addr until ctx ends, then drains it.
+func serveAPI(ctx context.Context, log *slog.Logger, addr string, cfg api.Config) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("API listen on %s: %w", addr, err)
+	}
+	srv := api.New(cfg)
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	log.Info("API listening", "url", "http://"+ln.Addr().String())
+	select {
+	case err := <-errc:
+		return fmt.Errorf("API server: %w", err)
+	case <-ctx.Done():
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		return fmt.Errorf("API shutdown: %w", err)
+	}
+	return <-errc
+}
+
+// serveMetrics serves /metrics and /healthz for processes without the API.
+func serveMetrics(ctx context.Context, log *slog.Logger, addr string, reg *prometheus.Registry) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("metrics listen on %s: %w", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		<-ctx.Done()
+		_ = srv.Close()
+	}()
+	log.Info("metrics listening", "url", "http://"+ln.Addr().String()+"/metrics")
+	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// runLifecycleWorker prepares the namespace and polls until ctx ends.
+func runLifecycleWorker(ctx context.Context, log *slog.Logger, c client.Client, namespace string) error {
+	if err := temporalx.WaitReady(ctx, c); err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped while waiting
+		}
+		return err
+	}
+	// Workflows upsert these; without them every workflow task would fail.
+	if err := temporalx.EnsureSearchAttributes(ctx, c, namespace, workflows.SearchAttributes()); err != nil {
+		return err
+	}
+	w := workers.NewLifecycleWorker(c)
+	if err := w.Start(); err != nil {
+		return fmt.Errorf("start lifecycle worker: %w", err)
+	}
+	log.Info("lifecycle worker polling", "taskQueue", workflows.TaskQueue, "namespace", namespace)
+	<-ctx.Done()
+	w.Stop()
+	return nil
+}
+
+func newTemporalClient(log *slog.Logger, reg *prometheus.Registry, t temporalFlags) (client.Client, *telemetry.TemporalMetrics, error) {
+	metrics := telemetry.NewTemporalMetrics(reg, log)
+	c, err := temporalx.NewLazyClient(temporalx.ClientOptions{
+		HostPort:  t.hostPort,
+		Namespace: t.namespace,
+		Logger:    log,
+		Metrics:   metrics.Handler,
+	})
+	if err != nil {
+		_ = metrics.Close()
+		return nil, nil, err
+	}
+	return c, metrics, nil
+}
+
+func httpURL(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "http://" + addr
+	}
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		host = "127.0.0.1"
+	}
+	if strings.Contains(host, ":") {
+		host = "[" + host + "]"
+	}
+	return "http://" + host + ":" + port
+}

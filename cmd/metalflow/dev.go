@@ -1,0 +1,145 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"sync"
+
+	"github.com/metalflow/metalflow/api"
+	"github.com/metalflow/metalflow/internal/devserver"
+	"github.com/metalflow/metalflow/internal/telemetry"
+	"github.com/metalflow/metalflow/internal/temporalx"
+	"github.com/metalflow/metalflow/workflows"
+)
+
+type devFlags struct {
+	log            logFlags
+	dataDir        string
+	ephemeral      bool
+	temporalListen string
+	temporalUI     string
+	httpAddr       string
+	namespace      string
+	workers        bool
+	temporalLog    string
+}
+
+func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var f devFlags
+	fs := flag.NewFlagSet("dev", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	f.log.register(fs)
+	fs.StringVar(&f.dataDir, "data", ".metalflow", "directory for persistent state (Temporal's SQLite database)")
+	fs.BoolVar(&f.ephemeral, "ephemeral", false, "keep all state in memory; it is lost on exit")
+	fs.StringVar(&f.temporalListen, "temporal-listen", "127.0.0.1:7233", "Temporal frontend (gRPC) listen address, for the temporal CLI and separate workers")
+	fs.StringVar(&f.temporalUI, "temporal-ui", "127.0.0.1:8233", "Temporal Web UI listen address; empty disables it")
+	fs.StringVar(&f.httpAddr, "http", "127.0.0.1:8080", "API, operator UI and /metrics listen address")
+	fs.StringVar(&f.namespace, "namespace", "default", "Temporal namespace, created at start")
+	fs.BoolVar(&f.workers, "workers", true, "run the lifecycle worker in this process (false: run 'metalflow worker' separately)")
+	fs.StringVar(&f.temporalLog, "temporal-log-level", "warn", "log level of the embedded Temporal server")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	log, err := f.log.logger(stderr)
+	if err != nil {
+		return err
+	}
+	var temporalLevel slog.Level
+	if err := temporalLevel.UnmarshalText([]byte(f.temporalLog)); err != nil {
+		return usageError{fmt.Errorf("--temporal-log-level: %w", err)}
+	}
+
+	dbFile := ""
+	if !f.ephemeral {
+		dbFile = filepath.Join(f.dataDir, "temporal.db")
+	}
+	srv, err := devserver.Start(devserver.Options{
+		DatabaseFile:     dbFile,
+		FrontendAddress:  f.temporalListen,
+		UIAddress:        f.temporalUI,
+		Namespace:        f.namespace,
+		SearchAttributes: workflows.SearchAttributes(),
+		Logger:           log,
+		LogLevel:         temporalLevel,
+	})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := srv.Stop(); err != nil {
+			log.Warn("temporal server stop", "error", err)
+		}
+	}()
+	uiURL := ""
+	if f.temporalUI != "" {
+		uiURL = httpURL(f.temporalUI)
+	}
+	log.Info("temporal server started", "frontend", srv.FrontendAddress(), "webUI", uiURL, "database", dbFileOrMemory(dbFile))
+
+	reg := telemetry.NewRegistry()
+	c, metrics, err := newTemporalClient(log, reg, temporalFlags{hostPort: srv.FrontendAddress(), namespace: f.namespace})
+	if err != nil {
+		return err
+	}
+	defer func() { _ = metrics.Close() }()
+	defer c.Close()
+	if err := temporalx.WaitReady(ctx, c); err != nil {
+		return err
+	}
+	// A database created by an older metalflow may lack newer attributes.
+	if err := temporalx.EnsureSearchAttributes(ctx, c, f.namespace, workflows.SearchAttributes()); err != nil {
+		return err
+	}
+
+	// Each role runs until ctx ends; the first to fail stops the others.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	errs := make(chan error, 4)
+	start := func(name string, fn func() error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := fn(); err != nil {
+				errs <- fmt.Errorf("%s: %w", name, err)
+				cancel()
+			}
+		}()
+	}
+	if f.workers {
+		start("worker", func() error { return runLifecycleWorker(ctx, log, c, f.namespace) })
+	}
+	start("api", func() error {
+		return serveAPI(ctx, log, f.httpAddr, api.Config{
+			Temporal:      c,
+			Registry:      reg,
+			Logger:        log,
+			TemporalUIURL: uiURL,
+			Namespace:     f.namespace,
+		})
+	})
+	log.Info("metalflow dev is up",
+		"operatorUI", httpURL(f.httpAddr), "temporalUI", uiURL,
+		"metrics", httpURL(f.httpAddr)+"/metrics", "temporal", srv.FrontendAddress())
+	<-ctx.Done()
+	wg.Wait()
+	close(errs)
+	var all []error
+	for err := range errs {
+		all = append(all, err)
+	}
+	log.Info("metalflow dev stopped")
+	return errors.Join(all...)
+}
+
+func dbFileOrMemory(f string) string {
+	if f == "" {
+		return "in memory (--ephemeral)"
+	}
+	return f
+}

@@ -1,0 +1,299 @@
+package integration
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"go.temporal.io/api/workflowservice/v1"
+	"go.temporal.io/sdk/client"
+
+	"github.com/metalflow/metalflow/workflows"
+)
+
+// devStack is a running `metalflow dev` with its addresses.
+type devStack struct {
+	proc     *process
+	api      string // http://host:port
+	webUI    string // http://host:port
+	temporal string // host:port
+}
+
+func startDev(t *testing.T, extra ...string) *devStack {
+	t.Helper()
+	s := &devStack{temporal: freeAddr(t)}
+	httpAddr, uiAddr := freeAddr(t), freeAddr(t)
+	s.api, s.webUI = "http://"+httpAddr, "http://"+uiAddr
+	args := append([]string{"dev",
+		"--temporal-listen", s.temporal,
+		"--temporal-ui", uiAddr,
+		"--http", httpAddr,
+	}, extra...)
+	s.proc = startProcess(t, "dev", args...)
+	// The first start creates the SQLite schema; allow for a loaded machine.
+	waitHTTP(t, s.api+"/readyz", http.StatusOK, 90*time.Second)
+	return s
+}
+
+func temporalClient(t *testing.T, hostPort string) client.Client {
+	t.Helper()
+	c, err := client.Dial(client.Options{HostPort: hostPort, Namespace: "default"})
+	require.NoError(t, err)
+	t.Cleanup(c.Close)
+	return c
+}
+
+func countLifecycles(t *testing.T, c client.Client) int64 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	res, err := c.CountWorkflow(ctx, &workflowservice.CountWorkflowExecutionsRequest{
+		Query: fmt.Sprintf("WorkflowType = '%s'", workflows.ServerLifecycleName),
+	})
+	require.NoError(t, err)
+	return res.GetCount()
+}
+
+type serverStatus struct {
+	workflows.ServerStatus
+	WorkflowID  string `json:"workflowId"`
+	TemporalURL string `json:"temporalUrl"`
+}
+
+func getServer(t *testing.T, api, serial string) serverStatus {
+	t.Helper()
+	r := do(t, http.MethodGet, api+"/api/v1/servers/"+serial, "")
+	require.Equal(t, http.StatusOK, r.code, string(r.body))
+	var st serverStatus
+	r.json(t, &st)
+	return st
+}
+
+func TestDevEphemeralServesAPIMetricsAndWebUI(t *testing.T) {
+	s := startDev(t, "--ephemeral")
+	tc := temporalClient(t, s.temporal)
+
+	r := do(t, http.MethodGet, s.api+"/healthz", "")
+	require.Equal(t, http.StatusOK, r.code)
+
+	// A server is registered once; a second POST is a conflict, not a run.
+	r = do(t, http.MethodPost, s.api+"/api/v1/servers", `{"serial":"SN-EPH-1"}`)
+	require.Equal(t, http.StatusAccepted, r.code, string(r.body))
+	var created struct{ Serial, WorkflowID, RunID string }
+	r.json(t, &created)
+	require.Equal(t, "SN-EPH-1", created.Serial)
+	require.Equal(t, "server/SN-EPH-1", created.WorkflowID)
+	require.NotEmpty(t, created.RunID)
+
+	r = do(t, http.MethodPost, s.api+"/api/v1/servers", `{"serial":"SN-EPH-1"}`)
+	require.Equal(t, http.StatusConflict, r.code)
+	require.Contains(t, r.errorMessage(t), "already has a lifecycle")
+	require.EqualValues(t, 1, countLifecycles(t, tc))
+
+	eventually(t, 20*time.Second, "lifecycle waits for racked", func() error {
+		st := getServer(t, s.api, "SN-EPH-1")
+		if st.State != workflows.StateWaitingRack || st.Steps[0].Status != workflows.StepWaiting {
+			return fmt.Errorf("state %s, step %+v", st.State, st.Steps)
+		}
+		return nil
+	})
+	st := getServer(t, s.api, "SN-EPH-1")
+	require.Equal(t, "Rack", st.Step)
+	require.Equal(t, s.webUI+"/namespaces/default/workflows/server%2FSN-EPH-1", st.TemporalURL)
+
+	r = do(t, http.MethodGet, s.api+"/api/v1/servers/SN-UNKNOWN", "")
+	require.Equal(t, http.StatusNotFound, r.code)
+	require.Contains(t, r.errorMessage(t), "no server SN-UNKNOWN")
+
+	// One registry: the API's own series and the Temporal SDK's.
+	r = do(t, http.MethodGet, s.api+"/metrics", "")
+	require.Equal(t, http.StatusOK, r.code)
+	metrics := string(r.body)
+	for _, want := range []string{
+		`http_requests_total{code="202",method="POST",route="/api/v1/servers"} 1`,
+		`http_requests_total{code="409",method="POST",route="/api/v1/servers"} 1`,
+		"temporal_request_total{",
+		// Prometheus label values are sanitized: '-' becomes '_'.
+		`task_queue="metalflow_lifecycle"`,
+		"go_goroutines ",
+	} {
+		require.True(t, strings.Contains(metrics, want), "/metrics lacks %s", want)
+	}
+
+	// The Temporal Web UI lists the run, and filters by our search attribute.
+	r = do(t, http.MethodGet, s.webUI+"/", "")
+	require.Equal(t, http.StatusOK, r.code)
+	require.Contains(t, strings.ToLower(string(r.body)), "<html")
+	q := url.Values{"query": {`ServerSerial = "SN-EPH-1"`}}
+	eventually(t, 20*time.Second, "Web UI lists the workflow", func() error {
+		r := do(t, http.MethodGet, s.webUI+"/api/v1/namespaces/default/workflows?"+q.Encode(), "")
+		if r.code != http.StatusOK {
+			return fmt.Errorf("status %d: %.300s", r.code, r.body)
+		}
+		var list struct {
+			Executions []struct {
+				Execution struct {
+					WorkflowID string `json:"workflowId"`
+				} `json:"execution"`
+			} `json:"executions"`
+		}
+		r.json(t, &list)
+		if len(list.Executions) != 1 || list.Executions[0].Execution.WorkflowID != "server/SN-EPH-1" {
+			return fmt.Errorf("executions: %+v", list.Executions)
+		}
+		return nil
+	})
+}
+
+func TestDevRejectsBadInputAndStartsNothing(t *testing.T) {
+	s := startDev(t, "--ephemeral")
+	tc := temporalClient(t, s.temporal)
+	long := strings.Repeat("x", 300)
+	cases := []struct {
+		name, body, want string
+	}{
+		{"malformed JSON", `{"serial":`, "invalid JSON body"},
+		{"not JSON", `serial=abc`, "invalid JSON body"},
+		{"empty body", ``, "body is empty"},
+		{"array", `["SN-1"]`, "expected a JSON object"},
+		{"missing serial", `{}`, "serial is required"},
+		{"empty serial", `{"serial":""}`, "serial is required"},
+		{"serial with spaces", `{"serial":"SN 0001"}`, "may contain only"},
+		{"300-character serial", `{"serial":"` + long + `"}`, "300 characters long"},
+		{"serial of wrong type", `{"serial":42}`, `field "serial" must be string`},
+		{"unknown field", `{"serial":"SN-OK","colour":"red"}`, `unknown field "colour"`},
+		{"two objects", `{"serial":"SN-A"}{"serial":"SN-B"}`, "unexpected data after"},
+		{"bad location", `{"serial":"SN-LOC","location":{"site":"dc1","rack":"R01","unit":0,"face":"front"}}`, "unit must be 1 or more"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			r := do(t, http.MethodPost, s.api+"/api/v1/servers", c.body)
+			require.Equal(t, http.StatusBadRequest, r.code, string(r.body))
+			require.Contains(t, r.errorMessage(t), c.want)
+		})
+	}
+	r := do(t, http.MethodGet, s.api+"/api/v1/servers/bad%20serial", "")
+	require.Equal(t, http.StatusBadRequest, r.code)
+	require.Contains(t, r.errorMessage(t), "may contain only")
+	require.EqualValues(t, 0, countLifecycles(t, tc), "bad input must start nothing")
+
+	// A racked update with a bad location is refused and changes nothing.
+	r = do(t, http.MethodPost, s.api+"/api/v1/servers", `{"serial":"SN-RACK"}`)
+	require.Equal(t, http.StatusAccepted, r.code)
+	for _, body := range []string{
+		`{"site":"dc1","rack":"R01","unit":-1,"face":"front"}`,
+		`{"site":"","rack":"R01","unit":4,"face":"front"}`,
+		`{"site":"dc1","rack":"R01","unit":4,"face":"sideways"}`,
+	} {
+		r = do(t, http.MethodPost, s.api+"/api/v1/servers/SN-RACK/racked", body)
+		require.Equal(t, http.StatusUnprocessableEntity, r.code, body)
+		r.errorMessage(t)
+	}
+	r = do(t, http.MethodPost, s.api+"/api/v1/servers/SN-RACK/racked", `{"site":"dc1"`)
+	require.Equal(t, http.StatusBadRequest, r.code)
+	st := getServer(t, s.api, "SN-RACK")
+	require.Equal(t, workflows.StateWaitingRack, st.State)
+	require.Nil(t, st.Location)
+
+	r = do(t, http.MethodPost, s.api+"/api/v1/servers/SN-NOBODY/racked", `{"site":"dc1","rack":"R01","unit":4,"face":"front"}`)
+	require.Equal(t, http.StatusNotFound, r.code)
+	require.EqualValues(t, 1, countLifecycles(t, tc))
+}
+
+func TestDevKeepsWaitingWorkflowAcrossRestart(t *testing.T) {
+	dataDir := t.TempDir()
+	s := startDev(t, "--data", dataDir)
+	r := do(t, http.MethodPost, s.api+"/api/v1/servers", `{"serial":"SN-PERSIST"}`)
+	require.Equal(t, http.StatusAccepted, r.code, string(r.body))
+	eventually(t, 20*time.Second, "lifecycle waits for racked", func() error {
+		if st := getServer(t, s.api, "SN-PERSIST"); st.State != workflows.StateWaitingRack || st.Steps[0].Status != workflows.StepWaiting {
+			return fmt.Errorf("state %s", st.State)
+		}
+		return nil
+	})
+	s.proc.stop()
+	require.True(t, s.proc.exitedCleanly(), "dev must exit cleanly on SIGTERM")
+
+	// Same data dir, fresh ports: the run must still be there and waiting.
+	s2 := startDev(t, "--data", dataDir)
+	st := getServer(t, s2.api, "SN-PERSIST")
+	require.Equal(t, workflows.StateWaitingRack, st.State)
+	require.Equal(t, workflows.StepWaiting, st.Steps[0].Status)
+	r = do(t, http.MethodPost, s2.api+"/api/v1/servers", `{"serial":"SN-PERSIST"}`)
+	require.Equal(t, http.StatusConflict, r.code, "the restarted server must remember the serial")
+
+	r = do(t, http.MethodPost, s2.api+"/api/v1/servers/SN-PERSIST/racked", `{"site":"dc1","room":"A","rack":"R05","unit":10,"face":"front"}`)
+	require.Equal(t, http.StatusOK, r.code, string(r.body))
+	eventually(t, 20*time.Second, "lifecycle records the location", func() error {
+		st := getServer(t, s2.api, "SN-PERSIST")
+		if st.State != workflows.StateRacked {
+			return fmt.Errorf("state %s", st.State)
+		}
+		return nil
+	})
+	st = getServer(t, s2.api, "SN-PERSIST")
+	require.Equal(t, &workflows.Location{Site: "dc1", Room: "A", Rack: "R05", Unit: 10, Face: "front"}, st.Location)
+	require.Equal(t, workflows.StepDone, st.Steps[0].Status)
+
+	// The location is searchable in the Web UI after the restart too.
+	tc := temporalClient(t, s2.temporal)
+	eventually(t, 20*time.Second, "visibility has the rack", func() error {
+		res, err := tc.CountWorkflow(context.Background(), &workflowservice.CountWorkflowExecutionsRequest{
+			Query: `Rack = "R05" AND ServerSerial = "SN-PERSIST" AND LifecycleStep = "racked"`,
+		})
+		if err != nil {
+			return err
+		}
+		if res.GetCount() != 1 {
+			return fmt.Errorf("count %d", res.GetCount())
+		}
+		return nil
+	})
+}
+
+func TestProductionRolesAgainstExternalTemporal(t *testing.T) {
+	// `dev --workers=false` stands in for an external Temporal cluster; the
+	// api and worker subcommands run as separate processes, as in production.
+	s := startDev(t, "--ephemeral", "--workers=false")
+	apiAddr, metricsAddr := freeAddr(t), freeAddr(t)
+	startProcess(t, "worker", "worker", "--temporal", s.temporal, "--metrics", metricsAddr)
+	startProcess(t, "api", "api", "--temporal", s.temporal, "--http", apiAddr, "--temporal-ui-url", s.webUI)
+	api := "http://" + apiAddr
+	waitHTTP(t, api+"/readyz", http.StatusOK, 30*time.Second)
+
+	r := do(t, http.MethodPost, api+"/api/v1/servers", `{"serial":"SN-PROD"}`)
+	require.Equal(t, http.StatusAccepted, r.code, string(r.body))
+	r = do(t, http.MethodPost, api+"/api/v1/servers/SN-PROD/racked", `{"site":"dc1","rack":"R02","unit":7,"face":"rear"}`)
+	require.Equal(t, http.StatusOK, r.code, string(r.body))
+	eventually(t, 20*time.Second, "separate worker completes the step", func() error {
+		if st := getServer(t, api, "SN-PROD"); st.State != workflows.StateRacked {
+			return fmt.Errorf("state %s", st.State)
+		}
+		return nil
+	})
+	// The run is over: a second racked is a conflict, not a silent success.
+	r = do(t, http.MethodPost, api+"/api/v1/servers/SN-PROD/racked", `{"site":"dc1","rack":"R02","unit":8,"face":"rear"}`)
+	require.Equal(t, http.StatusConflict, r.code, string(r.body))
+
+	r = do(t, http.MethodGet, "http://"+metricsAddr+"/metrics", "")
+	require.Equal(t, http.StatusOK, r.code)
+	require.True(t, strings.Contains(string(r.body), `temporal_workflow_completed_total{`), "worker /metrics lacks workflow completions")
+}
+
+func TestAPIReportsNotReadyWithoutTemporal(t *testing.T) {
+	apiAddr := freeAddr(t)
+	// Nothing listens on this address: Temporal is "down".
+	startProcess(t, "api", "api", "--temporal", freeAddr(t), "--http", apiAddr)
+	api := "http://" + apiAddr
+	waitHTTP(t, api+"/healthz", http.StatusOK, 20*time.Second)
+	r := do(t, http.MethodGet, api+"/readyz", "")
+	require.Equal(t, http.StatusServiceUnavailable, r.code)
+	require.Contains(t, r.errorMessage(t), "temporal not reachable")
+	r = do(t, http.MethodPost, api+"/api/v1/servers", `{"serial":"SN-DOWN"}`)
+	require.Equal(t, http.StatusServiceUnavailable, r.code, string(r.body))
+}

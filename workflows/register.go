@@ -1,0 +1,17 @@
+package workflows
+
+import "go.temporal.io/sdk/workflow"
+
+func workflowOptions(name string) workflow.RegisterOptions {
+	return workflow.RegisterOptions{Name: name}
+}
+
+// Registrar is the part of a Temporal worker that workflows register on.
+type Registrar interface {
+	RegisterWorkflowWithOptions(w interface{}, options workflow.RegisterOptions)
+}
+
+// Register registers every workflow under its stable name.
+func Register(r Registrar) {
+	r.RegisterWorkflowWithOptions(ServerLifecycle, workflowOptions(ServerLifecycleName))
+}
