@@ -27,6 +27,7 @@ func commands() map[string]command {
 		"dev":    {"run everything in one process: embedded Temporal + Web UI, API, workers", runDev},
 		"api":    {"run the REST API and operator UI against an external Temporal", runAPI},
 		"worker": {"run the lifecycle worker against an external Temporal", runWorker},
+		"probe":  {"GET a URL and fail unless it answers 2xx (container health checks)", runProbe},
 	}
 }
 

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# metalflow's test command: the one the README gives and CI runs.
+# It installs what the tests need that Go cannot fetch (Debian packages, when
+# root on Debian), checks formatting and vet, then runs every test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export GOTOOLCHAIN="${GOTOOLCHAIN:-local}"
+
+# Debian packages the tests use. Installed only when missing and when we can
+# (root with apt); without them the tests that need them skip and say why.
+packages=()
+if [ ${#packages[@]} -gt 0 ] && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  missing=()
+  for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo "== installing ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  fi
+fi
+
+echo "== gofmt"
+unformatted=$(git ls-files '*.go' | grep -v -E '_bpfe[lb]\.go$' | xargs -r gofmt -l)
+if [ -n "$unformatted" ]; then
+  echo "gofmt would change:"; echo "$unformatted"; exit 1
+fi
+
+echo "== go vet"
+go vet ./...
+
+echo "== go test"
+go test -count=1 -timeout 30m "$@" ./...
