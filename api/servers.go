@@ -97,7 +97,7 @@ func (s *Server) getServer(c echo.Context) error {
 	if err := v.Get(&st); err != nil {
 		return fmt.Errorf("decode status of %s: %w", id, err)
 	}
-	return c.JSON(http.StatusOK, serverResponse{ServerStatus: st, WorkflowID: id, TemporalURL: s.workflowURL(id)})
+	return c.JSON(http.StatusOK, serverResponse{ServerStatus: st, WorkflowID: id, TemporalURL: s.workflowURL(id, st.RunID)})
 }
 
 func (s *Server) racked(c echo.Context) error {
@@ -175,9 +175,10 @@ func temporalError(err error) error {
 	return &echo.HTTPError{Code: http.StatusInternalServerError, Message: "temporal call failed: " + err.Error(), Internal: err}
 }
 
-func (s *Server) workflowURL(id string) string {
-	if s.cfg.TemporalUIURL == "" {
+func (s *Server) workflowURL(id, runID string) string {
+	if s.cfg.TemporalUIURL == "" || runID == "" {
 		return ""
 	}
-	return fmt.Sprintf("%s/namespaces/%s/workflows/%s", s.cfg.TemporalUIURL, url.PathEscape(s.cfg.Namespace), url.PathEscape(id))
+	return fmt.Sprintf("%s/namespaces/%s/workflows/%s/%s/history",
+		s.cfg.TemporalUIURL, url.PathEscape(s.cfg.Namespace), url.PathEscape(id), url.PathEscape(runID))
 }

@@ -19,8 +19,8 @@ type composeFile struct {
 }
 
 type composeService struct {
-	Image     string            `yaml:"image"`
-	Build     *composeBuild     `yaml:"build"`
+	Image     string        `yaml:"image"`
+	Build     *composeBuild `yaml:"build"`
 	DependsOn map[string]struct {
 		Condition string `yaml:"condition"`
 	} `yaml:"depends_on"`

@@ -104,7 +104,11 @@ func TestDevEphemeralServesAPIMetricsAndWebUI(t *testing.T) {
 	})
 	st := getServer(t, s.api, "SN-EPH-1")
 	require.Equal(t, "Rack", st.Step)
-	require.Equal(t, s.webUI+"/namespaces/default/workflows/server%2FSN-EPH-1", st.TemporalURL)
+	require.Equal(t, created.RunID, st.RunID)
+	require.Equal(t, s.webUI+"/namespaces/default/workflows/server%2FSN-EPH-1/"+created.RunID+"/history", st.TemporalURL)
+	// The link lands on the Web UI's page for the run.
+	r = do(t, http.MethodGet, st.TemporalURL, "")
+	require.Equal(t, http.StatusOK, r.code)
 
 	r = do(t, http.MethodGet, s.api+"/api/v1/servers/SN-UNKNOWN", "")
 	require.Equal(t, http.StatusNotFound, r.code)

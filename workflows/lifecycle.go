@@ -14,6 +14,7 @@ func ServerLifecycle(ctx workflow.Context, in ServerLifecycleInput) (ServerStatu
 		return ServerStatus{}, temporal.NewNonRetryableApplicationError(err.Error(), "InvalidInput", nil)
 	}
 	l := newLifecycle(in)
+	l.status.RunID = workflow.GetInfo(ctx).WorkflowExecution.RunID
 	if err := l.registerHandlers(ctx); err != nil {
 		return l.status, err
 	}

@@ -63,7 +63,9 @@ type RackedResult struct {
 
 // ServerStatus answers the status query.
 type ServerStatus struct {
-	Serial    string       `json:"serial"`
+	Serial string `json:"serial"`
+	// RunID lets the API link the exact run in the Temporal Web UI.
+	RunID     string       `json:"runId"`
 	State     string       `json:"state"`
 	Step      string       `json:"step"`
 	Steps     []StepStatus `json:"steps"`
