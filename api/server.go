@@ -17,12 +17,16 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.temporal.io/sdk/client"
 
+	"github.com/metalflow/metalflow/inventory"
 	"github.com/metalflow/metalflow/ui"
 )
 
 // Config wires the API to its collaborators.
 type Config struct {
 	Temporal client.Client
+	// Inventory answers rack questions directly: the racks list and the
+	// placement pre-check that spares the workflow a doomed update.
+	Inventory *inventory.Store
 	// Registry receives the http_* metrics and is served at /metrics.
 	Registry *prometheus.Registry
 	Logger   *slog.Logger
@@ -66,6 +70,9 @@ func New(cfg Config) *Server {
 	v1.POST("/servers", s.createServer)
 	v1.GET("/servers/:serial", s.getServer)
 	v1.POST("/servers/:serial/racked", s.racked)
+	v1.POST("/racks", s.createRack)
+	v1.GET("/racks", s.listRacks)
+	v1.GET("/racks/:site/:rack", s.getRack)
 	// Unknown API paths answer in JSON, not with the operator page's 404.
 	v1.Any("/*", func(c echo.Context) error {
 		return httpError(http.StatusNotFound, "no such API route: %s %s", c.Request().Method, c.Request().URL.Path)

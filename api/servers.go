@@ -14,6 +14,7 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/metalflow/metalflow/activities"
 	"github.com/metalflow/metalflow/workflows"
 )
 
@@ -39,6 +40,10 @@ type serverResponse struct {
 // temporalCallTimeout bounds every call into Temporal made for a request.
 const temporalCallTimeout = 10 * time.Second
 
+// updateTimeout bounds an update, which waits for the workflow's answer and
+// the activities its handler runs (a few short retries at most).
+const updateTimeout = 30 * time.Second
+
 func (s *Server) createServer(c echo.Context) error {
 	var req createServerRequest
 	if err := decodeJSON(c, &req); err != nil {
@@ -50,6 +55,9 @@ func (s *Server) createServer(c echo.Context) error {
 	if req.Location != nil {
 		if err := workflows.ValidateLocation(*req.Location); err != nil {
 			return httpError(http.StatusBadRequest, "%s", err)
+		}
+		if err := s.checkPlacement(c.Request().Context(), req.Serial, *req.Location); err != nil {
+			return err
 		}
 	}
 	ctx, cancel := context.WithTimeout(c.Request().Context(), temporalCallTimeout)
@@ -114,13 +122,19 @@ func (s *Server) racked(c echo.Context) error {
 	if err := workflows.ValidateLocation(loc); err != nil {
 		return httpError(http.StatusUnprocessableEntity, "%s", err)
 	}
-	ctx, cancel := context.WithTimeout(c.Request().Context(), temporalCallTimeout)
+	// Refuse what the CMDB already knows is wrong (unknown rack, unit out
+	// of range or taken) without touching the workflow; the workflow's
+	// claim stays authoritative for races between two technicians.
+	if err := s.checkPlacement(c.Request().Context(), serial, loc); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(c.Request().Context(), updateTimeout)
 	defer cancel()
 	id := workflows.LifecycleWorkflowID(serial)
 	handle, err := s.cfg.Temporal.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
 		WorkflowID:   id,
 		UpdateName:   workflows.UpdateRacked,
-		Args:         []any{loc},
+		Args:         []any{workflows.RackedInput{Location: loc}},
 		WaitForStage: client.WorkflowUpdateStageCompleted,
 	})
 	if err == nil {
@@ -137,6 +151,9 @@ func (s *Server) updateError(ctx context.Context, serial string, err error) erro
 	var appErr *temporal.ApplicationError
 	if errors.As(err, &appErr) {
 		// The workflow refused: a validator rejection or a handler error.
+		if appErr.Type() == activities.ErrTypeInvalidPlacement {
+			return httpError(http.StatusUnprocessableEntity, "%s", appErr.Message())
+		}
 		return httpError(http.StatusConflict, "%s", appErr.Message())
 	}
 	var nf *serviceerror.NotFound

@@ -9,6 +9,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"gopkg.in/yaml.v3"
+
+	"github.com/metalflow/metalflow/inventory"
 )
 
 // composeFile is the subset of the Compose specification the checks read.
@@ -99,6 +101,9 @@ func TestComposeStackIsConsistent(t *testing.T) {
 			require.NoError(t, err, "%s: metalflow %v refused its flags:\n%s", name, svc.Command, out)
 		}
 	}
+	// The layout the worker loads parses.
+	_, err = inventory.ReadLayoutFile(filepath.Join(root, "deploy/metalflow/layout.yaml"))
+	require.NoError(t, err)
 	// The scripts the admin-tools containers run are in the repository.
 	for _, script := range []string{"deploy/temporal/setup-postgres.sh", "deploy/temporal/create-namespace.sh"} {
 		st, err := os.Stat(filepath.Join(root, script))

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -265,8 +267,13 @@ func TestProductionRolesAgainstExternalTemporal(t *testing.T) {
 	// api and worker subcommands run as separate processes, as in production.
 	s := startDev(t, "--ephemeral", "--workers=false")
 	apiAddr, metricsAddr := freeAddr(t), freeAddr(t)
-	startProcess(t, "worker", "worker", "--temporal", s.temporal, "--metrics", metricsAddr)
-	startProcess(t, "api", "api", "--temporal", s.temporal, "--http", apiAddr, "--temporal-ui-url", s.webUI)
+	// Both roles share one CMDB, as they share PostgreSQL in production.
+	dir := t.TempDir()
+	inv := filepath.Join(dir, "metalflow.db")
+	layout := filepath.Join(dir, "layout.yaml")
+	require.NoError(t, os.WriteFile(layout, []byte("sites: [{name: dc1}]\nracks:\n  - {site: dc1, room: A, name: R02, heightU: 42}\n"), 0o644))
+	startProcess(t, "worker", "worker", "--temporal", s.temporal, "--metrics", metricsAddr, "--inventory-db", inv, "--layout", layout)
+	startProcess(t, "api", "api", "--temporal", s.temporal, "--http", apiAddr, "--temporal-ui-url", s.webUI, "--inventory-db", inv)
 	api := "http://" + apiAddr
 	waitHTTP(t, api+"/readyz", http.StatusOK, 30*time.Second)
 
@@ -292,7 +299,7 @@ func TestProductionRolesAgainstExternalTemporal(t *testing.T) {
 func TestAPIReportsNotReadyWithoutTemporal(t *testing.T) {
 	apiAddr := freeAddr(t)
 	// Nothing listens on this address: Temporal is "down".
-	startProcess(t, "api", "api", "--temporal", freeAddr(t), "--http", apiAddr)
+	startProcess(t, "api", "api", "--temporal", freeAddr(t), "--http", apiAddr, "--inventory-db", filepath.Join(t.TempDir(), "inv.db"))
 	api := "http://" + apiAddr
 	waitHTTP(t, api+"/healthz", http.StatusOK, 20*time.Second)
 	r := do(t, http.MethodGet, api+"/readyz", "")
@@ -300,4 +307,79 @@ func TestAPIReportsNotReadyWithoutTemporal(t *testing.T) {
 	require.Contains(t, r.errorMessage(t), "temporal not reachable")
 	r = do(t, http.MethodPost, api+"/api/v1/servers", `{"serial":"SN-DOWN"}`)
 	require.Equal(t, http.StatusServiceUnavailable, r.code, string(r.body))
+}
+
+func TestRackingChecksTheInventory(t *testing.T) {
+	s := startDev(t, "--ephemeral")
+	for _, serial := range []string{"SN-R1", "SN-R2"} {
+		r := do(t, http.MethodPost, s.api+"/api/v1/servers", `{"serial":"`+serial+`"}`)
+		require.Equal(t, http.StatusAccepted, r.code)
+	}
+	// dev seeds dc1 with R01-R20 of 42 U.
+	r := do(t, http.MethodGet, s.api+"/api/v1/racks?site=dc1", "")
+	require.Equal(t, http.StatusOK, r.code)
+	var list struct{ Racks []struct{ Name string } }
+	r.json(t, &list)
+	require.Len(t, list.Racks, 20)
+
+	r = do(t, http.MethodPost, s.api+"/api/v1/servers/SN-R1/racked", `{"site":"dc1","room":"A","rack":"R05","unit":20,"face":"front"}`)
+	require.Equal(t, http.StatusOK, r.code, string(r.body))
+
+	cases := []struct {
+		name, body string
+		code       int
+		want       string
+	}{
+		{"unit taken", `{"site":"dc1","rack":"R05","unit":20,"face":"front"}`, http.StatusConflict, "holds server SN-R1"},
+		{"above the rack", `{"site":"dc1","rack":"R05","unit":43,"face":"front"}`, http.StatusUnprocessableEntity, "units 1-42"},
+		{"unknown site", `{"site":"dc9","rack":"R05","unit":1,"face":"front"}`, http.StatusUnprocessableEntity, `unknown site "dc9"`},
+		{"unknown rack", `{"site":"dc1","rack":"R99","unit":1,"face":"front"}`, http.StatusUnprocessableEntity, `unknown rack "R99"`},
+		{"wrong room", `{"site":"dc1","room":"B","rack":"R05","unit":1,"face":"front"}`, http.StatusUnprocessableEntity, `in room "A"`},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			r := do(t, http.MethodPost, s.api+"/api/v1/servers/SN-R2/racked", c.body)
+			require.Equal(t, c.code, r.code, string(r.body))
+			require.Contains(t, r.errorMessage(t), c.want)
+		})
+	}
+	st := getServer(t, s.api, "SN-R2")
+	require.Equal(t, workflows.StateWaitingRack, st.State, "refused racking changes nothing")
+
+	r = do(t, http.MethodGet, s.api+"/api/v1/racks/dc1/R05", "")
+	require.Equal(t, http.StatusOK, r.code)
+	var rack struct {
+		HeightU int `json:"heightU"`
+		Units   []struct {
+			Unit   int
+			Serial string
+		}
+	}
+	r.json(t, &rack)
+	require.Equal(t, 42, rack.HeightU)
+	require.Len(t, rack.Units, 1)
+	require.Equal(t, "SN-R1", rack.Units[0].Serial)
+	require.Equal(t, 20, rack.Units[0].Unit)
+
+	// Registering a server already racked claims its unit too.
+	r = do(t, http.MethodPost, s.api+"/api/v1/servers", `{"serial":"SN-R3","location":{"site":"dc1","rack":"R05","unit":20,"face":"rear"}}`)
+	require.Equal(t, http.StatusConflict, r.code, string(r.body))
+	r = do(t, http.MethodPost, s.api+"/api/v1/servers", `{"serial":"SN-R3","location":{"site":"dc1","rack":"R05","unit":21,"face":"rear"}}`)
+	require.Equal(t, http.StatusAccepted, r.code, string(r.body))
+	eventually(t, 20*time.Second, "pre-racked server recorded", func() error {
+		if st := getServer(t, s.api, "SN-R3"); st.State != workflows.StateRacked {
+			return fmt.Errorf("state %s", st.State)
+		}
+		return nil
+	})
+
+	// New racks through the API; a conflicting definition is refused.
+	r = do(t, http.MethodPost, s.api+"/api/v1/racks", `{"site":"dc1","room":"B","name":"R21","heightU":48}`)
+	require.Equal(t, http.StatusCreated, r.code, string(r.body))
+	r = do(t, http.MethodPost, s.api+"/api/v1/racks", `{"site":"dc1","room":"C","name":"R21","heightU":42}`)
+	require.Equal(t, http.StatusConflict, r.code)
+	r = do(t, http.MethodPost, s.api+"/api/v1/racks", `{"site":"dc1","name":"R22","heightU":99}`)
+	require.Equal(t, http.StatusUnprocessableEntity, r.code)
+	r = do(t, http.MethodPost, s.api+"/api/v1/racks", `{"site":"dc1","name":"bad name","heightU":42}`)
+	require.Equal(t, http.StatusBadRequest, r.code)
 }

@@ -6,13 +6,21 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/worker"
 
+	"github.com/metalflow/metalflow/activities"
+	"github.com/metalflow/metalflow/inventory"
 	"github.com/metalflow/metalflow/workflows"
 )
 
+// LifecycleDependencies are what the lifecycle's activities talk to.
+type LifecycleDependencies struct {
+	Inventory *inventory.Store
+}
+
 // NewLifecycleWorker polls the lifecycle task queue with every lifecycle
-// workflow registered. The caller starts and stops it.
-func NewLifecycleWorker(c client.Client) worker.Worker {
+// workflow and activity registered. The caller starts and stops it.
+func NewLifecycleWorker(c client.Client, deps LifecycleDependencies) worker.Worker {
 	w := worker.New(c, workflows.TaskQueue, worker.Options{})
 	workflows.Register(w)
+	(&activities.Inventory{Store: deps.Inventory}).Register(w)
 	return w
 }

@@ -55,6 +55,12 @@ type Location struct {
 	Face string `json:"face"`
 }
 
+// RackedInput is the racked update: the location, and who reports it.
+type RackedInput struct {
+	Location
+	By string `json:"by,omitempty"`
+}
+
 // RackedResult answers the racked update.
 type RackedResult struct {
 	Serial   string   `json:"serial"`
@@ -71,6 +77,8 @@ type ServerStatus struct {
 	Steps     []StepStatus `json:"steps"`
 	Location  *Location    `json:"location,omitempty"`
 	Attention *Attention   `json:"attention,omitempty"`
+	// RackReminders counts the daily nudges sent while nobody racked it.
+	RackReminders int `json:"rackReminders,omitempty"`
 }
 
 // StepStatus is one step of the lifecycle as the status query reports it.

@@ -20,6 +20,9 @@ func runAPI(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs.SetOutput(stderr)
 	lf.register(fs)
 	tf.register(fs)
+	var inventoryURL, layoutFile string
+	fs.StringVar(&inventoryURL, "inventory-db", "metalflow.db", "inventory database: postgres://… or a SQLite file path")
+	fs.StringVar(&layoutFile, "layout", "", "YAML file of sites and racks to load into the inventory at start")
 	fs.StringVar(&httpAddr, "http", "127.0.0.1:8080", "API, operator UI and /metrics listen address")
 	fs.StringVar(&uiURL, "temporal-ui-url", "", "public URL of the Temporal Web UI, for links in answers and the operator UI")
 	if err := parseFlags(fs, args); err != nil {
@@ -29,6 +32,11 @@ func runAPI(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
+	inv, err := openInventory(ctx, log, inventoryURL, layoutFile)
+	if err != nil {
+		return err
+	}
+	defer inv.Close()
 	reg := telemetry.NewRegistry()
 	c, metrics, err := newTemporalClient(log, reg, tf)
 	if err != nil {
@@ -40,6 +48,7 @@ func runAPI(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	// /readyz says so until it is reachable.
 	return serveAPI(ctx, log, httpAddr, api.Config{
 		Temporal:      c,
+		Inventory:     inv,
 		Registry:      reg,
 		Logger:        log,
 		TemporalUIURL: uiURL,

@@ -19,6 +19,7 @@ import (
 	"github.com/metalflow/metalflow/api"
 	"github.com/metalflow/metalflow/internal/telemetry"
 	"github.com/metalflow/metalflow/internal/temporalx"
+	"github.com/metalflow/metalflow/inventory"
 	"github.com/metalflow/metalflow/workers"
 	"github.com/metalflow/metalflow/workflows"
 )
@@ -96,7 +97,7 @@ func serveMetrics(ctx context.Context, log *slog.Logger, addr string, reg *prome
 }
 
 // runLifecycleWorker prepares the namespace and polls until ctx ends.
-func runLifecycleWorker(ctx context.Context, log *slog.Logger, c client.Client, namespace string) error {
+func runLifecycleWorker(ctx context.Context, log *slog.Logger, c client.Client, namespace string, deps workers.LifecycleDependencies) error {
 	if err := temporalx.WaitReady(ctx, c); err != nil {
 		if ctx.Err() != nil {
 			return nil // stopped while waiting
@@ -107,7 +108,7 @@ func runLifecycleWorker(ctx context.Context, log *slog.Logger, c client.Client, 
 	if err := temporalx.EnsureSearchAttributes(ctx, c, namespace, workflows.SearchAttributes()); err != nil {
 		return err
 	}
-	w := workers.NewLifecycleWorker(c)
+	w := workers.NewLifecycleWorker(c, deps)
 	if err := w.Start(); err != nil {
 		return fmt.Errorf("start lifecycle worker: %w", err)
 	}
@@ -144,4 +145,24 @@ func httpURL(addr string) string {
 		host = "[" + host + "]"
 	}
 	return "http://" + host + ":" + port
+}
+
+// openInventory opens the CMDB and applies a layout file if one is given.
+func openInventory(ctx context.Context, log *slog.Logger, url, layoutFile string) (*inventory.Store, error) {
+	store, err := inventory.OpenURL(ctx, url)
+	if err != nil {
+		return nil, err
+	}
+	if layoutFile != "" {
+		layout, err := inventory.ReadLayoutFile(layoutFile)
+		if err == nil {
+			err = store.ApplyLayout(ctx, layout)
+		}
+		if err != nil {
+			_ = store.Close()
+			return nil, err
+		}
+		log.Info("inventory layout applied", "file", layoutFile, "sites", len(layout.Sites), "racks", len(layout.Racks))
+	}
+	return store, nil
 }

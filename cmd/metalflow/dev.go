@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"sync"
 
@@ -14,6 +15,8 @@ import (
 	"github.com/metalflow/metalflow/internal/devserver"
 	"github.com/metalflow/metalflow/internal/telemetry"
 	"github.com/metalflow/metalflow/internal/temporalx"
+	"github.com/metalflow/metalflow/inventory"
+	"github.com/metalflow/metalflow/workers"
 	"github.com/metalflow/metalflow/workflows"
 )
 
@@ -27,6 +30,7 @@ type devFlags struct {
 	namespace      string
 	workers        bool
 	temporalLog    string
+	layoutFile     string
 }
 
 func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -42,6 +46,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs.StringVar(&f.namespace, "namespace", "default", "Temporal namespace, created at start")
 	fs.BoolVar(&f.workers, "workers", true, "run the lifecycle worker in this process (false: run 'metalflow worker' separately)")
 	fs.StringVar(&f.temporalLog, "temporal-log-level", "warn", "log level of the embedded Temporal server")
+	fs.StringVar(&f.layoutFile, "layout", "", "YAML file of sites and racks to load into the inventory (dc1/R01-R20 are always seeded)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -54,9 +59,30 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return usageError{fmt.Errorf("--temporal-log-level: %w", err)}
 	}
 
-	dbFile := ""
-	if !f.ephemeral {
+	dbFile, inventoryFile := "", ""
+	if f.ephemeral {
+		// The CMDB is SQLite too; an in-memory run keeps it in a temporary
+		// file that goes away on exit.
+		tmp, err := os.MkdirTemp("", "metalflow-dev-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(tmp)
+		inventoryFile = filepath.Join(tmp, "metalflow.db")
+	} else {
+		if err := os.MkdirAll(f.dataDir, 0o750); err != nil {
+			return fmt.Errorf("data dir: %w", err)
+		}
 		dbFile = filepath.Join(f.dataDir, "temporal.db")
+		inventoryFile = filepath.Join(f.dataDir, "metalflow.db")
+	}
+	inv, err := openInventory(ctx, log, inventoryFile, f.layoutFile)
+	if err != nil {
+		return err
+	}
+	defer inv.Close()
+	if err := inv.ApplyLayout(ctx, inventory.DevLayout()); err != nil {
+		return fmt.Errorf("seed inventory: %w", err)
 	}
 	srv, err := devserver.Start(devserver.Options{
 		DatabaseFile:     dbFile,
@@ -112,11 +138,14 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		}()
 	}
 	if f.workers {
-		start("worker", func() error { return runLifecycleWorker(ctx, log, c, f.namespace) })
+		start("worker", func() error {
+			return runLifecycleWorker(ctx, log, c, f.namespace, workers.LifecycleDependencies{Inventory: inv})
+		})
 	}
 	start("api", func() error {
 		return serveAPI(ctx, log, f.httpAddr, api.Config{
 			Temporal:      c,
+			Inventory:     inv,
 			Registry:      reg,
 			Logger:        log,
 			TemporalUIURL: uiURL,

@@ -9,6 +9,7 @@ import (
 	"sync"
 
 	"github.com/metalflow/metalflow/internal/telemetry"
+	"github.com/metalflow/metalflow/workers"
 )
 
 func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -21,6 +22,9 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs.SetOutput(stderr)
 	lf.register(fs)
 	tf.register(fs)
+	var inventoryURL, layoutFile string
+	fs.StringVar(&inventoryURL, "inventory-db", "metalflow.db", "inventory database: postgres://… or a SQLite file path")
+	fs.StringVar(&layoutFile, "layout", "", "YAML file of sites and racks to load into the inventory at start")
 	fs.StringVar(&metricsAddr, "metrics", "127.0.0.1:9090", "listen address for /metrics and /healthz; empty disables them")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -29,6 +33,11 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
+	inv, err := openInventory(ctx, log, inventoryURL, layoutFile)
+	if err != nil {
+		return err
+	}
+	defer inv.Close()
 	reg := telemetry.NewRegistry()
 	c, metrics, err := newTemporalClient(log, reg, tf)
 	if err != nil {
@@ -55,7 +64,7 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		wg.Add(1)
 		go func() { defer wg.Done(); fail("metrics", serveMetrics(ctx, log, metricsAddr, reg)) }()
 	}
-	fail("worker", runLifecycleWorker(ctx, log, c, tf.namespace))
+	fail("worker", runLifecycleWorker(ctx, log, c, tf.namespace, workers.LifecycleDependencies{Inventory: inv}))
 	cancel()
 	wg.Wait()
 	return errors.Join(errs...)

@@ -18,4 +18,6 @@ for db in temporal temporal_visibility; do
   sqltool --db "$db" setup-schema -v 0.0 || echo "schema of $db already set up"
   sqltool --db "$db" update-schema -d "$schema/$dir/versioned"
 done
+# metalflow's inventory: only the database; metalflow runs its own migrations.
+sqltool --db metalflow create || echo "database metalflow exists"
 echo "temporal schema ready"
