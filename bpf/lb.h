@@ -11,6 +11,7 @@
 #define MAX_BACKENDS 4096
 #define DEFAULT_RING_SIZE 65537
 #define DEFAULT_LRU_SIZE 65536
+#define MAX_MEMBERS 65536
 
 #define FAMILY_V4 4
 #define FAMILY_V6 6
@@ -84,6 +85,8 @@ struct flow_backend {
 };
 
 struct lb_config {
+	__u32 abi_version; /* LB_ABI_VERSION of the program that owns the maps */
+	__u32 ring_size;   /* copy of the load-time constant, for userspace */
 	__u8 next_hop_mac[6];
 	__u16 pad;
 	__u32 mtu;                 /* largest outer IP packet the next hop accepts */
@@ -91,6 +94,19 @@ struct lb_config {
 	__u32 hash_seed;           /* same on every node, or nodes disagree */
 	__u32 encap_src4;          /* outer source prefix, low 16 bits from the flow */
 	__u32 encap_src6[4];       /* outer source prefix, low 32 bits from the flow */
+};
+
+/* Userspace bookkeeping only: which backends a VIP lists and with what
+ * weight and state, so a restarted process can re-adopt pinned maps and know
+ * everything it knew before. */
+struct member_key {
+	__u32 vip_num;
+	__u32 backend;
+};
+
+struct member {
+	__u32 weight;
+	__u32 state; /* 0 active, 1 draining */
 };
 
 struct counter {

@@ -46,6 +46,8 @@ type LbFlowKey struct {
 
 type LbLbConfig struct {
 	_                 structs.HostLayout
+	AbiVersion        uint32
+	RingSize          uint32
 	NextHopMac        [6]uint8
 	Pad               uint16
 	Mtu               uint32
@@ -53,6 +55,18 @@ type LbLbConfig struct {
 	HashSeed          uint32
 	EncapSrc4         uint32
 	EncapSrc6         [4]uint32
+}
+
+type LbMember struct {
+	_      structs.HostLayout
+	Weight uint32
+	State  uint32
+}
+
+type LbMemberKey struct {
+	_       structs.HostLayout
+	VipNum  uint32
+	Backend uint32
 }
 
 type LbSynWindow struct {
@@ -93,6 +107,7 @@ const (
 	LbMapEventStats   = "event_stats"
 	LbMapFlows        = "flows"
 	LbMapMaglevRings  = "maglev_rings"
+	LbMapMembers      = "members"
 	LbMapSynWindows   = "syn_windows"
 	LbMapVipAddrs     = "vip_addrs"
 	LbMapVipStats     = "vip_stats"
@@ -161,6 +176,7 @@ type LbMapSpecs struct {
 	EventStats   *ebpf.MapSpec `ebpf:"event_stats"`
 	Flows        *ebpf.MapSpec `ebpf:"flows"`
 	MaglevRings  *ebpf.MapSpec `ebpf:"maglev_rings"`
+	Members      *ebpf.MapSpec `ebpf:"members"`
 	SynWindows   *ebpf.MapSpec `ebpf:"syn_windows"`
 	VipAddrs     *ebpf.MapSpec `ebpf:"vip_addrs"`
 	VipStats     *ebpf.MapSpec `ebpf:"vip_stats"`
@@ -201,6 +217,7 @@ type LbMaps struct {
 	EventStats   *ebpf.Map `ebpf:"event_stats"`
 	Flows        *ebpf.Map `ebpf:"flows"`
 	MaglevRings  *ebpf.Map `ebpf:"maglev_rings"`
+	Members      *ebpf.Map `ebpf:"members"`
 	SynWindows   *ebpf.Map `ebpf:"syn_windows"`
 	VipAddrs     *ebpf.Map `ebpf:"vip_addrs"`
 	VipStats     *ebpf.Map `ebpf:"vip_stats"`
@@ -216,6 +233,7 @@ func (m *LbMaps) Close() error {
 		m.EventStats,
 		m.Flows,
 		m.MaglevRings,
+		m.Members,
 		m.SynWindows,
 		m.VipAddrs,
 		m.VipStats,
