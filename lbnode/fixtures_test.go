@@ -24,7 +24,6 @@ const (
 	testMTU  = 1500
 )
 
-
 func mac(s string) net.HardwareAddr {
 	m, err := net.ParseMAC(s)
 	if err != nil {
