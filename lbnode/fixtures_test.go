@@ -72,9 +72,13 @@ func openTestNode(t testing.TB, cfg Config) *Node {
 	return n
 }
 
+func runOpts(in []byte) ebpf.RunOptions {
+	return ebpf.RunOptions{Data: in, DataOut: make([]byte, len(in)+256)}
+}
+
 func run(t testing.TB, prog *ebpf.Program, in []byte) (uint32, []byte) {
 	t.Helper()
-	opts := ebpf.RunOptions{Data: in, DataOut: make([]byte, len(in)+256)}
+	opts := runOpts(in)
 	verdict, err := prog.Run(&opts)
 	require.NoError(t, err)
 	return verdict, opts.DataOut
