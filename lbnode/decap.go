@@ -187,3 +187,16 @@ func (d *Decap) Detach() error {
 	}
 	return errors.Join(errs...)
 }
+
+// OpenPinnedDecap takes hold of the decap program pinned for iface, failing
+// if there is none.
+func OpenPinnedDecap(pinRoot, iface string) (*Decap, error) {
+	d := &Decap{pinDir: filepath.Join(pinRoot, iface, decapPinDir)}
+	if _, err := os.Stat(filepath.Join(d.pinDir, linkPin)); err != nil {
+		return nil, fmt.Errorf("no decap program pinned for %s under %s", iface, pinRoot)
+	}
+	if err := d.adopt(); err != nil {
+		return nil, err
+	}
+	return d, nil
+}

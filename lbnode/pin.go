@@ -3,6 +3,7 @@ package lbnode
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -113,7 +114,7 @@ func (n *Node) adopt() (err error) {
 	case running.HashSeed != n.cfg.Seed:
 		return fmt.Errorf("running data plane has seed %d, config asks for %d: changing it moves every flow; detach first", running.HashSeed, n.cfg.Seed)
 	}
-	if err := n.loadState(); err != nil {
+	if err := n.loadState(true); err != nil {
 		return err
 	}
 	if err := n.writeConfig(); err != nil {
@@ -124,7 +125,9 @@ func (n *Node) adopt() (err error) {
 	return nil
 }
 
-func (n *Node) loadState() error {
+// loadState rebuilds the node's view from the maps. With tidy, it also
+// finishes releasing backends no VIP lists.
+func (n *Node) loadState(tidy bool) error {
 	var (
 		key  bpf.LbVipKey
 		meta bpf.LbVipMeta
@@ -185,7 +188,7 @@ func (n *Node) loadState() error {
 	// A backend with no VIP left was being released when the last process
 	// stopped; finish the job.
 	for addr, slot := range n.backends {
-		if slot.refs == 0 {
+		if tidy && slot.refs == 0 {
 			if err := n.releaseBackend(addr); err != nil {
 				return err
 			}
@@ -210,5 +213,48 @@ func removePins(dir string) error {
 	if err := os.Remove(dir); err != nil && !errors.Is(err, os.ErrNotExist) && !errors.Is(err, unix.ENOTEMPTY) {
 		errs = append(errs, err)
 	}
+	return errors.Join(errs...)
+}
+
+func newNodeView(pinRoot, iface string) *Node {
+	return &Node{
+		cfg:       Config{Interface: iface, PinRoot: pinRoot},
+		pinDir:    filepath.Join(pinRoot, iface),
+		vips:      map[VIPKey]*vipState{},
+		vipNums:   map[uint32]VIPKey{},
+		backends:  map[netip.Addr]*backendSlot{},
+		indexAddr: map[uint32]netip.Addr{},
+	}
+}
+
+// ReadPinnedStats reads the counters of the data plane pinned for iface,
+// changing nothing.
+func ReadPinnedStats(pinRoot, iface string) (Stats, error) {
+	n := newNodeView(pinRoot, iface)
+	defer n.objs.Close()
+	if _, err := os.Stat(filepath.Join(n.pinDir, linkPin)); err != nil {
+		return Stats{}, fmt.Errorf("no load balancer pinned for %s under %s", iface, pinRoot)
+	}
+	for name, m := range n.pinnedMaps() {
+		var err error
+		if *m, err = ebpf.LoadPinnedMap(filepath.Join(n.pinDir, name), &ebpf.LoadPinOptions{ReadOnly: true}); err != nil {
+			return Stats{}, fmt.Errorf("map %s: %w", name, err)
+		}
+	}
+	if err := n.loadState(false); err != nil {
+		return Stats{}, err
+	}
+	return n.Stats()
+}
+
+// DetachPinned stops the data plane pinned for iface and removes its pins,
+// without needing its configuration.
+func DetachPinned(pinRoot, iface string) error {
+	dir := filepath.Join(pinRoot, iface)
+	l, err := link.LoadPinnedLink(filepath.Join(dir, linkPin), nil)
+	if err != nil {
+		return fmt.Errorf("no load balancer pinned for %s under %s: %w", iface, pinRoot, err)
+	}
+	errs := []error{l.Unpin(), l.Close(), removePins(dir)}
 	return errors.Join(errs...)
 }

@@ -62,6 +62,22 @@ func TestPinnedDataPlaneIsAdoptedAfterRestart(t *testing.T) {
 	assert.False(t, strings.Contains(l.ip("-n", ns, "link", "show", dev), "xdp"), "detached")
 	_, err = os.Stat(filepath.Join(cfg.PinRoot, dev))
 	assert.True(t, os.IsNotExist(err), "pins removed")
+
+	// An operator's --stats and --detach work on the pins alone.
+	var third *Node
+	l.in(ns, func() { third, err = Open(cfg) })
+	require.NoError(t, err)
+	assert.False(t, third.Adopted())
+	setup(t, third, []service{s})
+	send(t, third, in)
+	require.NoError(t, third.Close())
+	st, err = ReadPinnedStats(cfg.PinRoot, dev)
+	require.NoError(t, err)
+	assert.Equal(t, uint64(1), st.VIPs[s.vip.VIPKey].Packets)
+	require.NoError(t, DetachPinned(cfg.PinRoot, dev))
+	assert.NotContains(t, l.ip("-n", ns, "link", "show", dev), "xdp")
+	_, err = ReadPinnedStats(cfg.PinRoot, dev)
+	assert.Error(t, err)
 }
 
 func TestOpenRejectsBadConfig(t *testing.T) {
