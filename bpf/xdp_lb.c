@@ -360,7 +360,7 @@ static __always_inline int syn_flood(const struct lb_config *cfg)
  * not move an established flow, and a drained backend keeps its flows), then
  * the VIP's Maglev ring. Returns 0 when the VIP has no usable backend. */
 static __always_inline __u32 pick_backend(struct packet *p, const struct vip_meta *vip,
-					  const struct lb_config *cfg, struct backend **out)
+					  const struct lb_config *cfg, __u32 flow_hash, struct backend **out)
 {
 	int use_lru = !(vip->flags & VIP_F_NO_LRU);
 	struct flow_backend *cached;
@@ -391,16 +391,15 @@ static __always_inline __u32 pick_backend(struct packet *p, const struct vip_met
 	ring = bpf_map_lookup_elem(&maglev_rings, &vip->vip_num);
 	if (!ring)
 		return 0;
-	{
+	if (vip->flags & (VIP_F_HASH_DPORT_ONLY | VIP_F_HASH_NO_SRC_PORT)) {
 		struct flow_key k = p->flow;
 
-		if (vip->flags & VIP_F_HASH_DPORT_ONLY) {
+		if (vip->flags & VIP_F_HASH_DPORT_ONLY)
 			__builtin_memset(k.src, 0, sizeof(k.src));
-			k.sport = 0;
-		} else if (vip->flags & VIP_F_HASH_NO_SRC_PORT) {
-			k.sport = 0;
-		}
+		k.sport = 0;
 		slot = hash_flow(&k, cfg->hash_seed) % ring_size;
+	} else {
+		slot = flow_hash % ring_size;
 	}
 	owner = bpf_map_lookup_elem(ring, &slot);
 	if (!owner || !*owner)
@@ -652,7 +651,10 @@ int xdp_balance(struct xdp_md *ctx)
 		return XDP_PASS;
 	count(&vip_stats, vip->vip_num, p.pkt_len);
 
-	idx = pick_backend(&p, vip, cfg, &b);
+	/* One hash serves both the ring (for VIPs without hashing flags) and
+	 * the outer source address. */
+	flow_hash = hash_flow(&p.flow, cfg->hash_seed);
+	idx = pick_backend(&p, vip, cfg, flow_hash, &b);
 	if (!idx || !b)
 		return drop(DROP_NO_BACKEND, p.pkt_len);
 
@@ -666,7 +668,6 @@ int xdp_balance(struct xdp_md *ctx)
 	}
 
 	count(&backend_stats, idx, p.pkt_len);
-	flow_hash = hash_flow(&p.flow, cfg->hash_seed);
 	return encap(ctx, &p, b, cfg, flow_hash);
 }
 
