@@ -34,11 +34,11 @@ func send(t testing.TB, n *Node, in []byte) netip.Addr {
 }
 
 func ack(sport uint16, vip string) []byte {
-	return tcp4(client4, addr(vip), sport, 80, tcpACK, v4opts{df: true}, 0)
+	return tcp4(client4(), addr(vip), sport, 80, tcpACK, v4opts{df: true}, 0)
 }
 
 func syn(sport uint16, vip string) []byte {
-	return tcp4(client4, addr(vip), sport, 80, tcpSYN, v4opts{df: true}, 0)
+	return tcp4(client4(), addr(vip), sport, 80, tcpSYN, v4opts{df: true}, 0)
 }
 
 func TestHashFlagsDecideWhatSpreads(t *testing.T) {
@@ -82,7 +82,7 @@ func TestWeightsHoldThroughTheDataPlane(t *testing.T) {
 func flowsOn(t *testing.T, s service, b netip.Addr, want int) []uint16 {
 	var ports []uint16
 	for p := uint16(20000); len(ports) < want; p++ {
-		f := flowTuple{Src: client4, Dst: s.vip.Addr, SPort: p, DPort: 80, Protocol: ProtocolTCP}
+		f := flowTuple{Src: client4(), Dst: s.vip.Addr, SPort: p, DPort: 80, Protocol: ProtocolTCP}
 		if expectBackend(t, s, f) == b {
 			ports = append(ports, p)
 		}
@@ -201,7 +201,7 @@ func TestCountersPerVIPBackendAndDropReason(t *testing.T) {
 	in := ack(40000, "10.200.0.10")
 	b := send(t, n, in)
 	send(t, n, in)
-	run(t, n.Program(), tcp4(client4, addr("10.200.0.10"), 40000, 80, tcpACK, v4opts{mf: true}, 8))
+	run(t, n.Program(), tcp4(client4(), addr("10.200.0.10"), 40000, 80, tcpACK, v4opts{mf: true}, 8))
 	run(t, n.Program(), ack(40000, "10.200.0.30"))
 	run(t, n.Program(), ack(40000, "10.200.0.99"))
 
@@ -290,7 +290,7 @@ func TestRemoveVIPReturnsTrafficToTheStack(t *testing.T) {
 	n := openTestNode(t, Config{})
 	s := fixtureServices()
 	setup(t, n, []service{s["v4tcp"], s["v4udpAll"]})
-	frag := tcp4(client4, addr("10.200.0.10"), 40000, 80, tcpACK, v4opts{mf: true}, 8)
+	frag := tcp4(client4(), addr("10.200.0.10"), 40000, 80, tcpACK, v4opts{mf: true}, 8)
 
 	require.NoError(t, n.RemoveVIP(s["v4tcp"].vip.VIPKey))
 	verdict, _ := run(t, n.Program(), ack(40000, "10.200.0.10"))

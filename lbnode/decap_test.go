@@ -18,8 +18,8 @@ func decapCases() []decapCase {
 	m := macs()
 	lb4, lb6 := addr("172.16.1.2"), addr("fd00:6d66::1:2")
 	be4, be6 := addr("10.0.1.11"), addr("fc00:1::11")
-	inner4 := ipv4Packet(client4, addr("10.200.0.10"), protoTCP, v4opts{df: true}, tcpSegment(40000, 80, tcpACK, payloadOf(33)))
-	inner6 := ipv6Packet(client6, addr("2001:db8::10"), protoTCP, 0, tcpSegment(40000, 443, tcpACK, payloadOf(33)))
+	inner4 := ipv4Packet(client4(), addr("10.200.0.10"), protoTCP, v4opts{df: true}, tcpSegment(40000, 80, tcpACK, payloadOf(33)))
+	inner6 := ipv6Packet(client6(), addr("2001:db8::10"), protoTCP, 0, tcpSegment(40000, 443, tcpACK, payloadOf(33)))
 	outer4 := func(proto uint8, inner []byte) []byte {
 		return ether(m.node, m.router, ethIPv4, ipv4Packet(lb4, be4, proto, v4opts{}, inner))
 	}
@@ -33,7 +33,7 @@ func decapCases() []decapCase {
 		{"decap ipv6 in ipv4", outer4(protoIPv6, inner6), ether(m.node, m.router, ethIPv6, inner6)},
 		{"decap leaves plain tcp alone", ether(m.node, m.router, ethIPv4, inner4), nil},
 		{"decap leaves gre alone", outer4(47, inner4), nil},
-		{"decap leaves arp alone", ether(net_broadcast(), m.router, ethARP, make([]byte, 28)), nil},
+		{"decap leaves arp alone", ether(broadcastMAC(), m.router, ethARP, make([]byte, 28)), nil},
 	}
 }
 
@@ -72,10 +72,10 @@ func TestDecapUndoesBalancerEncap(t *testing.T) {
 	setup(t, n, []service{fixtureServices()["v4tcp"], fixtureServices()["v6tcp"], fixtureServices()["v6udp"], fixtureServices()["v4udpAll"]})
 	d := openTestDecap(t)
 	for _, in := range [][]byte{
-		tcp4(client4, addr("10.200.0.10"), 40000, 80, tcpACK, v4opts{df: true}, 100),
-		udp4(client4, addr("10.200.0.10"), 40000, 53, v4opts{df: true}, 100),
-		tcp6(client6, addr("2001:db8::10"), 40000, 443, tcpACK, 0, 100),
-		udp6(client6, addr("2001:db8::10"), 40000, 53, 100),
+		tcp4(client4(), addr("10.200.0.10"), 40000, 80, tcpACK, v4opts{df: true}, 100),
+		udp4(client4(), addr("10.200.0.10"), 40000, 53, v4opts{df: true}, 100),
+		tcp6(client6(), addr("2001:db8::10"), 40000, 443, tcpACK, 0, 100),
+		udp6(client6(), addr("2001:db8::10"), 40000, 53, 100),
 	} {
 		verdict, encapped := run(t, n.Program(), in)
 		require.Equal(t, uint32(xdpTX), verdict)

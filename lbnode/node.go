@@ -26,6 +26,7 @@ const (
 	abiVersion   = 1
 	maxVIPs      = 512
 	maxBackends  = 4096
+	maxMembers   = 65536
 	familyV4     = 4
 	familyV6     = 6
 	backendValid = 1

@@ -153,6 +153,9 @@ func (n *Node) SetBackends(k VIPKey, backends []Backend) error {
 	if len(n.backends)+len(fresh) > maxBackends-1 {
 		return fmt.Errorf("VIP %s: the data plane holds at most %d backends", k, maxBackends-1)
 	}
+	if members := n.memberCount() - len(st.backends) + len(list); members > maxMembers {
+		return fmt.Errorf("VIP %s: %d VIP-backend pairs in all, the data plane holds at most %d", k, members, maxMembers)
+	}
 	entries := make([]maglev.Backend, len(list))
 	for i, b := range list {
 		entries[i] = maglev.Backend{Key: b.Addr.String()}
@@ -257,6 +260,14 @@ func (n *Node) fillRing(table maglev.Table, list []Backend) (*ebpf.Map, error) {
 		return nil, fmt.Errorf("filling a Maglev ring: %w", err)
 	}
 	return ring, nil
+}
+
+func (n *Node) memberCount() int {
+	c := 0
+	for _, st := range n.vips {
+		c += len(st.backends)
+	}
+	return c
 }
 
 func (n *Node) vipsOnAddr(a netip.Addr) int {
