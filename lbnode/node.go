@@ -90,6 +90,9 @@ func (c Config) withDefaults() (Config, error) {
 	if c.RingSize == 0 {
 		c.RingSize = maglev.DefaultSize
 	}
+	if _, err := maglev.Build(nil, c.RingSize, 0); err != nil {
+		return c, err
+	}
 	if c.FlowTableSize == 0 {
 		c.FlowTableSize = DefaultFlowTableSize
 	}
@@ -166,9 +169,6 @@ func Open(cfg Config) (*Node, error) {
 	spec, err := bpf.LoadLb()
 	if err != nil {
 		return nil, fmt.Errorf("reading the embedded data plane: %w", err)
-	}
-	if _, err := maglev.Build(nil, cfg.RingSize, 0); err != nil {
-		return nil, err
 	}
 	spec.Maps[bpf.LbMapMaglevRings].InnerMap.MaxEntries = cfg.RingSize
 	spec.Maps[bpf.LbMapFlows].MaxEntries = uint32(cfg.FlowTableSize)
