@@ -29,21 +29,26 @@ type fabric struct {
 	lbNS     [2]string
 	lbIf     [2]string
 	lbAddr   [2]string
+	lbAddr6  [2]string
 	lbCfg    [2]Config
 	lbs      [2]*Node
 	backends []fabricBackend
 	vip      service
+	vip6     service
 }
 
 type fabricBackend struct {
-	name string
-	ns   string
-	addr netip.Addr
+	name  string
+	ns    string
+	addr  netip.Addr
+	addr6 netip.Addr
 }
 
 const (
 	e2eVIP      = "10.200.0.10"
 	e2eClient   = "10.10.1.2"
+	e2eVIP6     = "2001:db8:200::10"
+	e2eClient6  = "fd10:1::2"
 	dialTimeout = 3 * time.Second
 )
 
@@ -53,21 +58,30 @@ func newFabric(t *testing.T) *fabric {
 	pins := bpffs(t)
 
 	l.veth(f.client, l.ifname("c"), e2eClient+"/24", f.router, l.ifname("rc"), "10.10.1.1/24")
+	l.addr6(f.client, l.ifname("c"), e2eClient6+"/64")
+	l.addr6(f.router, l.ifname("rc"), "fd10:1::1/64")
 	l.ip("-n", f.client, "route", "add", "default", "via", "10.10.1.1")
+	l.ip("-n", f.client, "-6", "route", "add", "default", "via", "fd10:1::1")
 	for _, key := range []string{"net.ipv4.ip_forward=1", "net.ipv4.fib_multipath_hash_policy=1",
-		"net.ipv4.conf.all.rp_filter=0", "net.ipv4.conf.default.rp_filter=0"} {
+		"net.ipv4.conf.all.rp_filter=0", "net.ipv4.conf.default.rp_filter=0",
+		"net.ipv6.conf.all.forwarding=1", "net.ipv6.fib_multipath_hash_policy=1"} {
 		kv := strings.SplitN(key, "=", 2)
 		l.sysctl(f.router, kv[0], kv[1])
 	}
 
 	weights := []uint32{100, 100, 200}
-	var list []Backend
+	var list, list6 []Backend
 	for i := range weights {
-		b := fabricBackend{name: fmt.Sprintf("b%d", i+1), ns: l.ns(fmt.Sprintf("b%d", i+1)), addr: addr(fmt.Sprintf("10.10.1%d.2", i+1))}
+		b := fabricBackend{name: fmt.Sprintf("b%d", i+1), ns: l.ns(fmt.Sprintf("b%d", i+1)),
+			addr: addr(fmt.Sprintf("10.10.1%d.2", i+1)), addr6: addr(fmt.Sprintf("fd10:1%d::2", i+1))}
 		dev := l.ifname(b.name)
 		l.veth(b.ns, dev, b.addr.String()+"/24", f.router, l.ifname("r"+b.name), fmt.Sprintf("10.10.1%d.1/24", i+1))
+		l.addr6(b.ns, dev, b.addr6.String()+"/64")
+		l.addr6(f.router, l.ifname("r"+b.name), fmt.Sprintf("fd10:1%d::1/64", i+1))
 		l.ip("-n", b.ns, "addr", "add", e2eVIP+"/32", "dev", "lo")
+		l.ip("-n", b.ns, "-6", "addr", "add", e2eVIP6+"/128", "dev", "lo")
 		l.ip("-n", b.ns, "route", "add", "default", "via", fmt.Sprintf("10.10.1%d.1", i+1))
+		l.ip("-n", b.ns, "-6", "route", "add", "default", "via", fmt.Sprintf("fd10:1%d::1", i+1))
 		l.sysctl(b.ns, "net.ipv4.conf.all.rp_filter", "0")
 		var d *Decap
 		var err error
@@ -76,8 +90,10 @@ func newFabric(t *testing.T) *fabric {
 		t.Cleanup(func() { _ = d.Detach() })
 		f.backends = append(f.backends, b)
 		list = append(list, Backend{Addr: b.addr, Weight: weights[i], State: BackendActive})
+		list6 = append(list6, Backend{Addr: b.addr6, Weight: weights[i], State: BackendActive})
 	}
 	f.vip = service{tcpVIP(e2eVIP, 80, 0), list}
+	f.vip6 = service{tcpVIP(e2eVIP6, 80, 0), list6}
 
 	for i := range f.lbs {
 		f.lbNS[i] = l.ns(fmt.Sprintf("lb%d", i+1))
@@ -85,12 +101,15 @@ func newFabric(t *testing.T) *fabric {
 		f.lbAddr[i] = fmt.Sprintf("10.10.%d.2", i+2)
 		routerIf := l.ifname(fmt.Sprintf("rl%d", i+1))
 		l.veth(f.lbNS[i], f.lbIf[i], f.lbAddr[i]+"/24", f.router, routerIf, fmt.Sprintf("10.10.%d.1/24", i+2))
+		f.lbAddr6[i] = fmt.Sprintf("fd10:%d::2", i+2)
+		l.addr6(f.lbNS[i], f.lbIf[i], f.lbAddr6[i]+"/64")
+		l.addr6(f.router, routerIf, fmt.Sprintf("fd10:%d::1/64", i+2))
 		f.lbCfg[i] = Config{
 			Interface: f.lbIf[i], Mode: AttachGeneric, PinRoot: pins, Seed: testSeed,
 			NextHopMAC: l.macOf(f.router, routerIf),
 		}
 		f.startLB(t, i)
-		setup(t, f.lbs[i], []service{f.vip})
+		setup(t, f.lbs[i], []service{f.vip, f.vip6})
 		t.Cleanup(func() {
 			if f.lbs[i] != nil {
 				_ = f.lbs[i].Detach()
@@ -98,6 +117,7 @@ func newFabric(t *testing.T) *fabric {
 		})
 	}
 	f.routeVia(f.lbAddr[0], f.lbAddr[1])
+	f.routeVia(f.lbAddr6[0], f.lbAddr6[1])
 	return f
 }
 
@@ -112,6 +132,9 @@ func (f *fabric) startLB(t *testing.T, i int) {
 // more than one).
 func (f *fabric) routeVia(nodes ...string) {
 	args := []string{"-n", f.router, "route", "replace", e2eVIP + "/32"}
+	if addr(nodes[0]).Is6() {
+		args = []string{"-n", f.router, "-6", "route", "replace", e2eVIP6 + "/128"}
+	}
 	for _, n := range nodes {
 		args = append(args, "nexthop", "via", n)
 	}
@@ -122,40 +145,46 @@ func (f *fabric) routeVia(nodes ...string) {
 // backend's name and echoes lines back.
 func (f *fabric) serve(t *testing.T) {
 	for _, b := range f.backends {
-		var ln net.Listener
-		var err error
-		f.l.in(b.ns, func() { ln, err = net.Listen("tcp", e2eVIP+":80") })
-		require.NoError(t, err)
-		var wg sync.WaitGroup
-		t.Cleanup(func() { ln.Close(); wg.Wait() })
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				c, err := ln.Accept()
-				if err != nil {
-					return
-				}
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					defer c.Close()
-					_ = c.SetDeadline(time.Now().Add(30 * time.Second))
-					fmt.Fprintf(c, "%s\n", b.name)
-					r := bufio.NewReader(c)
-					for {
-						line, err := r.ReadString('\n')
-						if err != nil {
-							return
-						}
-						if _, err := c.Write([]byte(line)); err != nil {
-							return
-						}
-					}
-				}()
-			}
-		}()
+		for _, vip := range []string{e2eVIP, e2eVIP6} {
+			f.serveOn(t, b, net.JoinHostPort(vip, "80"))
+		}
 	}
+}
+
+func (f *fabric) serveOn(t *testing.T, b fabricBackend, hostPort string) {
+	var ln net.Listener
+	var err error
+	f.l.in(b.ns, func() { ln, err = net.Listen("tcp", hostPort) })
+	require.NoError(t, err)
+	var wg sync.WaitGroup
+	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer c.Close()
+				_ = c.SetDeadline(time.Now().Add(30 * time.Second))
+				fmt.Fprintf(c, "%s\n", b.name)
+				r := bufio.NewReader(c)
+				for {
+					line, err := r.ReadString('\n')
+					if err != nil {
+						return
+					}
+					if _, err := c.Write([]byte(line)); err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
 }
 
 // conn is a client connection and the backend that answered it.
@@ -165,14 +194,20 @@ type conn struct {
 	port    int
 }
 
-// dial connects from the client namespace (source port 0 = any) and reads
-// the backend's greeting.
-func (f *fabric) dial(port int) (*conn, error) {
+// dial connects from the client namespace (source port 0 = any) to the
+// IPv4 VIP and reads the backend's greeting.
+func (f *fabric) dial(port int) (*conn, error) { return f.dialFamily(4, port) }
+
+func (f *fabric) dialFamily(family, port int) (*conn, error) {
 	var c net.Conn
 	var err error
+	client, vip := e2eClient, e2eVIP
+	if family == 6 {
+		client, vip = e2eClient6, e2eVIP6
+	}
 	nsErr := inNetns(f.client, func() {
-		d := net.Dialer{Timeout: dialTimeout, LocalAddr: &net.TCPAddr{IP: net.ParseIP(e2eClient), Port: port}}
-		c, err = d.Dial("tcp", e2eVIP+":80")
+		d := net.Dialer{Timeout: dialTimeout, LocalAddr: &net.TCPAddr{IP: net.ParseIP(client), Port: port}}
+		c, err = d.Dial("tcp", net.JoinHostPort(vip, "80"))
 	})
 	if err = errors.Join(nsErr, err); err != nil {
 		return nil, err
@@ -214,6 +249,10 @@ func (c *conn) ping() error {
 // connectMany opens and resets a connection from each source port (0 =
 // any) with a few workers, and returns the backends they reached.
 func (f *fabric) connectMany(ctx context.Context, ports []int) ([]landing, []error) {
+	return f.connectManyFamily(ctx, 4, ports)
+}
+
+func (f *fabric) connectManyFamily(ctx context.Context, family int, ports []int) ([]landing, []error) {
 	const workers = 6
 	var (
 		mu    sync.Mutex
@@ -227,7 +266,7 @@ func (f *fabric) connectMany(ctx context.Context, ports []int) ([]landing, []err
 		go func() {
 			defer wg.Done()
 			for p := range queue {
-				c, err := f.dial(p)
+				c, err := f.dialFamily(family, p)
 				mu.Lock()
 				if err != nil {
 					errs = append(errs, fmt.Errorf("port %d: %w", p, err))
@@ -284,9 +323,13 @@ func (f *fabric) backendNamed(name string) fabricBackend {
 }
 
 func (f *fabric) predicted(t *testing.T, s service, port int) string {
-	want := expectBackend(t, s, flowTuple{Src: addr(e2eClient), Dst: addr(e2eVIP), SPort: uint16(port), DPort: 80, Protocol: ProtocolTCP})
+	client := addr(e2eClient)
+	if s.vip.Addr.Is6() {
+		client = addr(e2eClient6)
+	}
+	want := expectBackend(t, s, flowTuple{Src: client, Dst: s.vip.Addr, SPort: uint16(port), DPort: 80, Protocol: ProtocolTCP})
 	for _, b := range f.backends {
-		if b.addr == want {
+		if b.addr == want || b.addr6 == want {
 			return b.name
 		}
 	}
@@ -325,6 +368,36 @@ func TestEndToEndRealTCPThroughTwoNodes(t *testing.T) {
 			require.NoError(t, err)
 			t.Logf("lb%d: %d packets for the VIP", i+1, st.VIPs[f.vip.vip.VIPKey].Packets)
 			assert.NotZero(t, st.VIPs[f.vip.vip.VIPKey].Packets, "ECMP used lb%d", i+1)
+		}
+	})
+
+	t.Run("ipv6 connections through both nodes (6in6)", func(t *testing.T) {
+		got, errs := f.connectManyFamily(ctx, 6, make([]int, 200))
+		require.Empty(t, errs)
+		require.Len(t, got, 200)
+		counts := map[string]int{}
+		for _, l := range got {
+			counts[l.backend]++
+		}
+		t.Logf("IPv6 connections per backend: %v", counts)
+		assert.Len(t, counts, 3)
+		for i, n := range f.lbs {
+			st, err := n.Stats()
+			require.NoError(t, err)
+			assert.NotZero(t, st.VIPs[f.vip6.vip.VIPKey].Packets, "ECMP used lb%d for IPv6", i+1)
+		}
+		ports := portRange(47000, 20)
+		var through [2]map[int]string
+		for i := range f.lbs {
+			f.routeVia(f.lbAddr6[i])
+			got, errs := f.connectManyFamily(ctx, 6, ports)
+			require.Empty(t, errs)
+			through[i] = byPort(got)
+		}
+		f.routeVia(f.lbAddr6[0], f.lbAddr6[1])
+		assert.Equal(t, through[0], through[1])
+		for _, p := range ports {
+			assert.Equal(t, f.predicted(t, f.vip6, p), through[0][p], "port %d", p)
 		}
 	})
 

@@ -58,6 +58,12 @@ func (l *lab) ip(args ...string) string {
 	return string(out)
 }
 
+// addr6 adds an IPv6 address without duplicate address detection, which
+// would otherwise hold the address back for a second or two.
+func (l *lab) addr6(ns, ifname, cidr string) {
+	l.ip("-n", ns, "-6", "addr", "add", cidr, "dev", ifname, "nodad")
+}
+
 func (l *lab) sysctl(ns, key, value string) {
 	l.t.Helper()
 	out, err := exec.Command("ip", "netns", "exec", ns, "sysctl", "-qw", key+"="+value).CombinedOutput()
