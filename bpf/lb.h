@@ -20,6 +20,9 @@
 #define VIP_F_HASH_NO_SRC_PORT (1 << 0) /* clients behind NAT churn ports */
 #define VIP_F_HASH_DPORT_ONLY (1 << 1)  /* all flows to one port share a backend */
 #define VIP_F_NO_LRU (1 << 2)           /* pure Maglev, no per-node flow memory */
+#define VIP_F_GUE (1 << 3)              /* encapsulate in GUE (UDP) instead of IP-in-IP */
+
+#define DEFAULT_GUE_PORT 6080
 
 /* Backend flags. */
 #define BACKEND_F_VALID (1 << 0)
@@ -40,6 +43,7 @@ enum lb_event {
 	EV_ICMP_TOO_BIG,
 	EV_DECAP_V4,
 	EV_DECAP_V6,
+	EV_DECAP_GUE,
 	EV_MAX,
 };
 
@@ -88,7 +92,7 @@ struct lb_config {
 	__u32 abi_version; /* LB_ABI_VERSION of the program that owns the maps */
 	__u32 ring_size;   /* copy of the load-time constant, for userspace */
 	__u8 next_hop_mac[6];
-	__u16 pad;
+	__u16 gue_port;            /* copy of the load-time constant, for userspace */
 	__u32 mtu;                 /* largest outer IP packet the next hop accepts */
 	__u32 syn_flood_threshold; /* SYNs per second per CPU; 0 = never bypass */
 	__u32 hash_seed;           /* same on every node, or nodes disagree */

@@ -49,7 +49,7 @@ type LbLbConfig struct {
 	AbiVersion        uint32
 	RingSize          uint32
 	NextHopMac        [6]uint8
-	Pad               uint16
+	GuePort           uint16
 	Mtu               uint32
 	SynFloodThreshold uint32
 	HashSeed          uint32
@@ -115,6 +115,7 @@ const (
 	LbProgXdpBalance  = "xdp_balance"
 	LbProgXdpDecap    = "xdp_decap"
 	LbProgXdpPass     = "xdp_pass"
+	LbVarGuePort      = "gue_port"
 	LbVarRingSize     = "ring_size"
 )
 
@@ -187,6 +188,7 @@ type LbMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type LbVariableSpecs struct {
+	GuePort  *ebpf.VariableSpec `ebpf:"gue_port"`
 	RingSize *ebpf.VariableSpec `ebpf:"ring_size"`
 }
 
@@ -245,6 +247,7 @@ func (m *LbMaps) Close() error {
 //
 // It can be passed to LoadLbObjects or ebpf.CollectionSpec.LoadAndAssign.
 type LbVariables struct {
+	GuePort  *ebpf.Variable `ebpf:"gue_port"`
 	RingSize *ebpf.Variable `ebpf:"ring_size"`
 }
 

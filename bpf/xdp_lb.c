@@ -28,6 +28,8 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 /* Ring size is fixed at load time: every inner ring must match the template. */
 const volatile __u32 ring_size = DEFAULT_RING_SIZE;
+/* UDP port of GUE-encapsulated packets, for both the balancer and decap. */
+const volatile __u16 gue_port = DEFAULT_GUE_PORT;
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -147,6 +149,7 @@ struct icmphdr {
 /* Offsets of the outer headers we prepend. */
 #define IPV4_HDR_LEN 20
 #define IPV6_HDR_LEN 40
+#define UDP_HDR_LEN 8
 #define ICMP_QUOTE_LEN 8 /* bytes of the offending packet's payload echoed back */
 
 struct packet {
@@ -547,17 +550,22 @@ static __always_inline int send_packet_too_big(struct xdp_md *ctx, __u32 max_inn
 	return XDP_TX;
 }
 
-/* Prepends the outer IP header for backend b and readdresses the frame to
- * the next hop. The outer source carries flow entropy so that backends'
- * NICs spread flows over their receive queues. */
+/* Prepends the outer headers for backend b and readdresses the frame to the
+ * next hop: IP-in-IP, or with gue an outer UDP header too (GUE variant 1:
+ * the inner IP header follows the UDP header directly, its version nibble
+ * telling IPv4 from IPv6). The outer source address, the IPv6 flow label
+ * and the GUE source port carry flow entropy, so that backends' NICs spread
+ * flows over their receive queues. */
 static __always_inline int encap(struct xdp_md *ctx, const struct packet *p, const struct backend *b,
-				 const struct lb_config *cfg, __u32 flow_hash)
+				 const struct lb_config *cfg, __u32 flow_hash, int gue)
 {
-	int outer_len = b->family == FAMILY_V4 ? IPV4_HDR_LEN : IPV6_HDR_LEN;
-	__u8 inner_proto = p->flow.family == FAMILY_V4 ? IPPROTO_IPIP : IPPROTO_IPV6;
+	int ip_len = b->family == FAMILY_V4 ? IPV4_HDR_LEN : IPV6_HDR_LEN;
+	int outer_len = ip_len + (gue ? UDP_HDR_LEN : 0);
+	__u8 next = gue ? IPPROTO_UDP : p->flow.family == FAMILY_V4 ? IPPROTO_IPIP : IPPROTO_IPV6;
 	unsigned char our_mac[ETH_ALEN];
 	void *data, *data_end;
 	struct ethhdr *eth;
+	struct udphdr *uh;
 
 	data = (void *)(long)ctx->data;
 	data_end = (void *)(long)ctx->data_end;
@@ -587,34 +595,46 @@ static __always_inline int encap(struct xdp_md *ctx, const struct packet *p, con
 		iph->version = 4;
 		iph->ihl = 5;
 		iph->tos = p->tos;
-		iph->tot_len = bpf_htons(p->l3_len + IPV4_HDR_LEN);
+		iph->tot_len = bpf_htons(p->l3_len + outer_len);
 		iph->id = 0;
 		iph->frag_off = 0;
 		iph->ttl = 64;
-		iph->protocol = inner_proto;
+		iph->protocol = next;
 		iph->check = 0;
 		iph->saddr = (cfg->encap_src4 & bpf_htonl(0xffff0000)) | bpf_htonl(flow_hash & 0xffff);
 		iph->daddr = b->addr[0];
 		iph->check = csum_fold(bpf_csum_diff(0, 0, (__be32 *)iph, IPV4_HDR_LEN, 0));
-		return XDP_TX;
+		uh = (void *)(iph + 1);
+	} else {
+		struct ipv6hdr *ip6h = (void *)(eth + 1);
+
+		if ((void *)(ip6h + 1) > data_end)
+			return drop(DROP_HEADROOM, p->pkt_len);
+		eth->h_proto = bpf_htons(ETH_P_IPV6);
+		ip6h->version = 6;
+		ip6h->priority = p->tos >> 4;
+		ip6h->flow_lbl[0] = ((p->tos & 0xf) << 4) | ((flow_hash >> 16) & 0xf);
+		ip6h->flow_lbl[1] = flow_hash >> 8;
+		ip6h->flow_lbl[2] = flow_hash;
+		ip6h->payload_len = bpf_htons(p->l3_len + outer_len - IPV6_HDR_LEN);
+		ip6h->nexthdr = next;
+		ip6h->hop_limit = 64;
+		__builtin_memcpy(&ip6h->saddr, cfg->encap_src6, 12);
+		ip6h->saddr.in6_u.u6_addr32[3] = bpf_htonl(flow_hash);
+		__builtin_memcpy(&ip6h->daddr, b->addr, 16);
+		uh = (void *)(ip6h + 1);
 	}
-
-	struct ipv6hdr *ip6h = (void *)(eth + 1);
-
-	if ((void *)(ip6h + 1) > data_end)
+	if (!gue)
+		return XDP_TX;
+	if ((void *)(uh + 1) > data_end)
 		return drop(DROP_HEADROOM, p->pkt_len);
-	eth->h_proto = bpf_htons(ETH_P_IPV6);
-	ip6h->version = 6;
-	ip6h->priority = p->tos >> 4;
-	ip6h->flow_lbl[0] = ((p->tos & 0xf) << 4) | ((flow_hash >> 16) & 0xf);
-	ip6h->flow_lbl[1] = flow_hash >> 8;
-	ip6h->flow_lbl[2] = flow_hash;
-	ip6h->payload_len = bpf_htons(p->l3_len);
-	ip6h->nexthdr = inner_proto;
-	ip6h->hop_limit = 64;
-	__builtin_memcpy(&ip6h->saddr, cfg->encap_src6, 12);
-	ip6h->saddr.in6_u.u6_addr32[3] = bpf_htonl(flow_hash);
-	__builtin_memcpy(&ip6h->daddr, b->addr, 16);
+	/* Source port in the dynamic range, from the flow. A zero checksum is
+	 * allowed for tunnels (RFC 6935); computing one would mean summing the
+	 * whole packet. */
+	uh->source = bpf_htons(0xc000 | (flow_hash & 0x3fff));
+	uh->dest = bpf_htons(gue_port);
+	uh->len = bpf_htons(p->l3_len + UDP_HDR_LEN);
+	uh->check = 0;
 	return XDP_TX;
 }
 
@@ -659,6 +679,8 @@ int xdp_balance(struct xdp_md *ctx)
 		return drop(DROP_NO_BACKEND, p.pkt_len);
 
 	outer_len = b->family == FAMILY_V4 ? IPV4_HDR_LEN : IPV6_HDR_LEN;
+	if (vip->flags & VIP_F_GUE)
+		outer_len += UDP_HDR_LEN;
 	if (p.l3_len + outer_len > cfg->mtu) {
 		if (!p.df)
 			return drop(DROP_TOO_BIG, p.pkt_len);
@@ -668,11 +690,13 @@ int xdp_balance(struct xdp_md *ctx)
 	}
 
 	count(&backend_stats, idx, p.pkt_len);
-	return encap(ctx, &p, b, cfg, flow_hash);
+	return encap(ctx, &p, b, cfg, flow_hash, vip->flags & VIP_F_GUE);
 }
 
-/* Strips one outer IPv4 or IPv6 header carrying IPv4 or IPv6 and hands the
- * inner packet to the stack. Anything else passes untouched. */
+/* Strips one outer IPv4 or IPv6 header carrying IPv4 or IPv6 (IP-in-IP),
+ * or carrying UDP to the GUE port with IPv4 or IPv6 right after the UDP
+ * header (GUE variant 1), and hands the inner packet to the stack. Anything
+ * else passes untouched. */
 SEC("xdp")
 int xdp_decap(struct xdp_md *ctx)
 {
@@ -682,6 +706,7 @@ int xdp_decap(struct xdp_md *ctx)
 	unsigned char dst[ETH_ALEN], src[ETH_ALEN];
 	__u32 outer_len, ev;
 	__u8 inner;
+	void *l4;
 
 	if ((void *)(eth + 1) > data_end)
 		return XDP_PASS;
@@ -695,6 +720,7 @@ int xdp_decap(struct xdp_md *ctx)
 		inner = iph->protocol;
 		outer_len = IPV4_HDR_LEN;
 		ev = EV_DECAP_V4;
+		l4 = iph + 1;
 	} else if (eth->h_proto == bpf_htons(ETH_P_IPV6)) {
 		struct ipv6hdr *ip6h = (void *)(eth + 1);
 
@@ -703,8 +729,28 @@ int xdp_decap(struct xdp_md *ctx)
 		inner = ip6h->nexthdr;
 		outer_len = IPV6_HDR_LEN;
 		ev = EV_DECAP_V6;
+		l4 = ip6h + 1;
 	} else {
 		return XDP_PASS;
+	}
+	if (inner == IPPROTO_UDP) {
+		struct udphdr *uh = l4;
+		__u8 *version = (void *)(uh + 1);
+
+		if ((void *)(version + 1) > data_end || uh->dest != bpf_htons(gue_port))
+			return XDP_PASS;
+		switch (*version >> 4) {
+		case 4:
+			inner = IPPROTO_IPIP;
+			break;
+		case 6:
+			inner = IPPROTO_IPV6;
+			break;
+		default:
+			return XDP_PASS;
+		}
+		outer_len += UDP_HDR_LEN;
+		ev = EV_DECAP_GUE;
 	}
 	if (inner != IPPROTO_IPIP && inner != IPPROTO_IPV6)
 		return XDP_PASS;

@@ -43,6 +43,9 @@ func fixtureServices() map[string]service {
 		"empty":     {tcpVIP("10.200.0.30", 80, 0), nil},
 		"emptyV6":   {tcpVIP("2001:db8::30", 80, 0), []Backend{}},
 		"weighted":  {tcpVIP("10.200.0.40", 80, 0), []Backend{{Addr: addr("10.0.1.41"), Weight: 1}, {Addr: addr("10.0.1.42"), Weight: 3}}},
+		"gue4":      {tcpVIP("10.200.0.60", 80, EncapGUE), backendsAt("10.0.1.61", "10.0.1.62")},
+		"gue6":      {tcpVIP("2001:db8::60", 443, EncapGUE), backendsAt("fc00:1::61", "fc00:1::62")},
+		"gueMixed":  {udpVIP("10.200.0.61", 0, EncapGUE|NoFlowTable), backendsAt("fc00:1::63")},
 	}
 }
 
@@ -80,7 +83,7 @@ func toBackend(svc string) func(t *testing.T, in []byte) []byte {
 	return func(t *testing.T, in []byte) []byte {
 		s := fixtureServices()[svc]
 		f := tupleOf(t, in)
-		return encapsulated(in, expectBackend(t, s, f), f)
+		return encapsulatedWith(in, expectBackend(t, s, f), f, s.vip.Flags&EncapGUE != 0)
 	}
 }
 
@@ -187,6 +190,13 @@ func balancerCases() []packetCase {
 		{"destination-port-only vip", tcp4(client4(), addr("10.200.0.21"), 1000, 80, tcpACK, df, 0), xdpTX, toBackend("dportOnly")},
 		{"destination-port-only vip, other client", tcp4(addr("198.51.100.9"), addr("10.200.0.21"), 3000, 80, tcpACK, df, 0), xdpTX, toBackend("dportOnly")},
 		{"weighted vip", tcp4(client4(), addr("10.200.0.40"), 1000, 80, tcpSYN, df, 0), xdpTX, toBackend("weighted")},
+		{"gue: ipv4 in udp over ipv4", tcp4(client4(), addr("10.200.0.60"), 40000, 80, tcpSYN, df, 0), xdpTX, toBackend("gue4")},
+		{"gue: ipv4 with data", tcp4(client4(), addr("10.200.0.60"), 40001, 80, tcpACK, df, 300), xdpTX, toBackend("gue4")},
+		{"gue: ipv6 in udp over ipv6", tcp6(client6(), addr("2001:db8::60"), 50000, 443, tcpACK, 0x10, 20), xdpTX, toBackend("gue6")},
+		{"gue: ipv4 udp in udp over ipv6", udp4(client4(), addr("10.200.0.61"), 5000, 4000, df, 64), xdpTX, toBackend("gueMixed")},
+		{"gue: exactly at mtu", tcp4(client4(), addr("10.200.0.60"), 40002, 80, tcpACK, df, testMTU-20-8-40), xdpTX, toBackend("gue4")},
+		{"gue: too big counts the udp header", tcp4(client4(), addr("10.200.0.60"), 40003, 80, tcpACK, df, testMTU-20-8-40+1), xdpTX, icmpTooBig(testMTU - 28)},
+		{"gue: ipv6 too big", tcp6(client6(), addr("2001:db8::60"), 50001, 443, tcpACK, 0, testMTU-40-8-60+1), xdpTX, icmpTooBig(testMTU - 48)},
 	}
 }
 

@@ -28,6 +28,7 @@ type Desired struct {
 	NextHopMAC net.HardwareAddr
 	MTU        int
 	Seed       uint32
+	GUEPort    uint16
 	Services   []Service
 }
 
@@ -36,6 +37,7 @@ type fileConfig struct {
 	NextHopMAC string    `yaml:"nextHopMAC"`
 	MTU        int       `yaml:"mtu"`
 	Seed       uint32    `yaml:"seed"`
+	GUEPort    uint16    `yaml:"guePort"`
 	VIPs       []fileVIP `yaml:"vips"`
 }
 
@@ -65,7 +67,7 @@ func ParseConfig(data []byte) (Desired, error) {
 	if err := dec.Decode(&fc); err != nil && !errors.Is(err, io.EOF) {
 		return Desired{}, fmt.Errorf("config: %w", err)
 	}
-	d := Desired{MTU: fc.MTU, Seed: fc.Seed}
+	d := Desired{MTU: fc.MTU, Seed: fc.Seed, GUEPort: fc.GUEPort}
 	if fc.NextHopMAC != "" {
 		m, err := net.ParseMAC(fc.NextHopMAC)
 		if err != nil || len(m) != 6 {
@@ -124,8 +126,10 @@ func parseVIPFlag(s string) (VIPFlags, error) {
 		return HashDestinationPortOnly, nil
 	case "no-flow-table":
 		return NoFlowTable, nil
+	case "gue":
+		return EncapGUE, nil
 	}
-	return 0, fmt.Errorf("flag %q: want hash-no-source-port, hash-destination-port-only or no-flow-table", s)
+	return 0, fmt.Errorf("flag %q: want hash-no-source-port, hash-destination-port-only, no-flow-table or gue", s)
 }
 
 // ReadConfigFile reads and parses a standalone configuration file.
@@ -264,6 +268,9 @@ func (n *Node) SetMTU(mtu int) error {
 
 // Seed is the seed the running data plane hashes with.
 func (n *Node) Seed() uint32 { return n.cfg.Seed }
+
+// GUEPort is the UDP port the data plane sends GUE packets to.
+func (n *Node) GUEPort() uint16 { return n.cfg.GUEPort }
 
 // WriteStats prints counters for operators, one line per VIP, backend and
 // drop reason.

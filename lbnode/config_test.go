@@ -11,6 +11,7 @@ import (
 
 const issueExample = `
 nextHopMAC: "02:00:00:00:00:01"   # optional
+guePort: 7777
 vips:
   - address: 10.200.0.10
     port: 80
@@ -21,7 +22,7 @@ vips:
   - address: 2001:db8::10
     port: 0
     protocol: udp
-    flags: [hash-no-source-port, no-flow-table]
+    flags: [hash-no-source-port, no-flow-table, gue]
     backends:
       - {address: "fc00:1::11"}
 `
@@ -36,7 +37,8 @@ func TestParseConfigReadsTheDocumentedLayout(t *testing.T) {
 		{Addr: addr("10.0.1.11"), Weight: 100},
 		{Addr: addr("10.0.1.12"), Weight: 100, State: BackendDrain},
 	}, d.Services[0].Backends)
-	assert.Equal(t, udpVIP("2001:db8::10", 0, HashNoSourcePort|NoFlowTable), d.Services[1].VIP)
+	assert.Equal(t, udpVIP("2001:db8::10", 0, HashNoSourcePort|NoFlowTable|EncapGUE), d.Services[1].VIP)
+	assert.Equal(t, uint16(7777), d.GUEPort)
 	assert.Equal(t, uint32(DefaultBackendWeight), d.Services[1].Backends[0].Weight)
 }
 

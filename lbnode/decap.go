@@ -23,6 +23,8 @@ type DecapConfig struct {
 	Mode      AttachMode
 	// PinRoot as for Config; the program pins under PinRoot/Interface/decap.
 	PinRoot string
+	// GUEPort is the UDP port GUE packets arrive on (default 6080).
+	GUEPort uint16
 	Logger  *slog.Logger
 }
 
@@ -39,10 +41,12 @@ type Decap struct {
 	pinDir string
 }
 
-// DecapStats counts decapsulated packets by outer IP version.
+// DecapStats counts decapsulated packets: IP-in-IP by outer IP version,
+// and GUE.
 type DecapStats struct {
 	IPv4 Counter
 	IPv6 Counter
+	GUE  Counter
 }
 
 const decapPinDir = "decap"
@@ -78,6 +82,12 @@ func AttachDecap(cfg DecapConfig) (*Decap, error) {
 	spec, err := bpf.LoadLb()
 	if err != nil {
 		return nil, fmt.Errorf("reading the embedded decap program: %w", err)
+	}
+	if cfg.GUEPort == 0 {
+		cfg.GUEPort = DefaultGUEPort
+	}
+	if err := spec.Variables[bpf.LbVarGuePort].Set(cfg.GUEPort); err != nil {
+		return nil, err
 	}
 	if err := spec.LoadAndAssign(&d.objs, nil); err != nil {
 		return nil, fmt.Errorf("loading the decap program: %w", err)
@@ -161,7 +171,11 @@ func (d *Decap) Stats() (DecapStats, error) {
 		return DecapStats{}, err
 	}
 	v6, err := readCounter(d.objs.Events, evDecapV6)
-	return DecapStats{IPv4: v4, IPv6: v6}, err
+	if err != nil {
+		return DecapStats{}, err
+	}
+	gue, err := readCounter(d.objs.Events, evDecapGUE)
+	return DecapStats{IPv4: v4, IPv6: v6, GUE: gue}, err
 }
 
 // Close lets go of the program; if attached, it stays attached and pinned.

@@ -26,6 +26,7 @@ func decapCases() []decapCase {
 	outer6 := func(proto uint8, inner []byte) []byte {
 		return ether(m.node, m.router, ethIPv6, ipv6Packet(lb6, be6, proto, 0, inner))
 	}
+	gue := func(dport uint16, inner []byte) []byte { return udpDatagram(49999, dport, inner) }
 	return []decapCase{
 		{"decap ipv4 in ipv4", outer4(protoIPIP, inner4), ether(m.node, m.router, ethIPv4, inner4)},
 		{"decap ipv6 in ipv6", outer6(protoIPv6, inner6), ether(m.node, m.router, ethIPv6, inner6)},
@@ -33,6 +34,11 @@ func decapCases() []decapCase {
 		{"decap ipv6 in ipv4", outer4(protoIPv6, inner6), ether(m.node, m.router, ethIPv6, inner6)},
 		{"decap leaves plain tcp alone", ether(m.node, m.router, ethIPv4, inner4), nil},
 		{"decap leaves gre alone", outer4(47, inner4), nil},
+		{"decap gue ipv4 over ipv4", outer4(protoUDP, gue(DefaultGUEPort, inner4)), ether(m.node, m.router, ethIPv4, inner4)},
+		{"decap gue ipv6 over ipv6", outer6(protoUDP, gue(DefaultGUEPort, inner6)), ether(m.node, m.router, ethIPv6, inner6)},
+		{"decap gue ipv4 over ipv6", outer6(protoUDP, gue(DefaultGUEPort, inner4)), ether(m.node, m.router, ethIPv4, inner4)},
+		{"decap leaves udp to other ports alone", outer4(protoUDP, gue(53, inner4)), nil},
+		{"decap leaves gue port without ip inside alone", outer4(protoUDP, gue(DefaultGUEPort, payloadOf(40))), nil},
 		{"decap leaves arp alone", ether(broadcastMAC(), m.router, ethARP, make([]byte, 28)), nil},
 	}
 }
@@ -63,19 +69,24 @@ func TestDecapPacketFixtures(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, uint64(2), s.IPv4.Packets, "outer IPv4 packets decapsulated")
 	assert.Equal(t, uint64(2), s.IPv6.Packets, "outer IPv6 packets decapsulated")
+	assert.Equal(t, uint64(3), s.GUE.Packets, "GUE packets decapsulated")
 }
 
 // What the balancer sends, the decap program must turn back into the
 // client's packet.
 func TestDecapUndoesBalancerEncap(t *testing.T) {
 	n := openTestNode(t, Config{})
-	setup(t, n, []service{fixtureServices()["v4tcp"], fixtureServices()["v6tcp"], fixtureServices()["v6udp"], fixtureServices()["v4udpAll"]})
+	fs := fixtureServices()
+	setup(t, n, []service{fs["v4tcp"], fs["v6tcp"], fs["v6udp"], fs["v4udpAll"], fs["gue4"], fs["gue6"], fs["gueMixed"]})
 	d := openTestDecap(t)
 	for _, in := range [][]byte{
 		tcp4(client4(), addr("10.200.0.10"), 40000, 80, tcpACK, v4opts{df: true}, 100),
 		udp4(client4(), addr("10.200.0.10"), 40000, 53, v4opts{df: true}, 100),
 		tcp6(client6(), addr("2001:db8::10"), 40000, 443, tcpACK, 0, 100),
 		udp6(client6(), addr("2001:db8::10"), 40000, 53, 100),
+		tcp4(client4(), addr("10.200.0.60"), 40000, 80, tcpACK, v4opts{df: true}, 100),
+		tcp6(client6(), addr("2001:db8::60"), 40000, 443, tcpACK, 0, 100),
+		udp4(client4(), addr("10.200.0.61"), 40000, 9, v4opts{df: true}, 100),
 	} {
 		verdict, encapped := run(t, n.Program(), in)
 		require.Equal(t, uint32(xdpTX), verdict)

@@ -35,19 +35,25 @@ type fabric struct {
 	backends []fabricBackend
 	vip      service
 	vip6     service
+	vipGUE   service
 }
+
+// familyGUE asks dialFamily for the IPv4 VIP that is sent to backends in GUE.
+const familyGUE = 44
 
 type fabricBackend struct {
 	name  string
 	ns    string
 	addr  netip.Addr
 	addr6 netip.Addr
+	decap *Decap
 }
 
 const (
 	e2eVIP      = "10.200.0.10"
 	e2eClient   = "10.10.1.2"
 	e2eVIP6     = "2001:db8:200::10"
+	e2eVIPGUE   = "10.200.0.12"
 	e2eClient6  = "fd10:1::2"
 	dialTimeout = 3 * time.Second
 )
@@ -79,6 +85,7 @@ func newFabric(t *testing.T) *fabric {
 		l.addr6(b.ns, dev, b.addr6.String()+"/64")
 		l.addr6(f.router, l.ifname("r"+b.name), fmt.Sprintf("fd10:1%d::1/64", i+1))
 		l.ip("-n", b.ns, "addr", "add", e2eVIP+"/32", "dev", "lo")
+		l.ip("-n", b.ns, "addr", "add", e2eVIPGUE+"/32", "dev", "lo")
 		l.ip("-n", b.ns, "-6", "addr", "add", e2eVIP6+"/128", "dev", "lo")
 		l.ip("-n", b.ns, "route", "add", "default", "via", fmt.Sprintf("10.10.1%d.1", i+1))
 		l.ip("-n", b.ns, "-6", "route", "add", "default", "via", fmt.Sprintf("fd10:1%d::1", i+1))
@@ -88,12 +95,14 @@ func newFabric(t *testing.T) *fabric {
 		l.in(b.ns, func() { d, err = AttachDecap(DecapConfig{Interface: dev, Mode: AttachGeneric, PinRoot: pins}) })
 		require.NoError(t, err)
 		t.Cleanup(func() { _ = d.Detach() })
+		b.decap = d
 		f.backends = append(f.backends, b)
 		list = append(list, Backend{Addr: b.addr, Weight: weights[i], State: BackendActive})
 		list6 = append(list6, Backend{Addr: b.addr6, Weight: weights[i], State: BackendActive})
 	}
 	f.vip = service{tcpVIP(e2eVIP, 80, 0), list}
 	f.vip6 = service{tcpVIP(e2eVIP6, 80, 0), list6}
+	f.vipGUE = service{tcpVIP(e2eVIPGUE, 80, EncapGUE), list}
 
 	for i := range f.lbs {
 		f.lbNS[i] = l.ns(fmt.Sprintf("lb%d", i+1))
@@ -109,7 +118,7 @@ func newFabric(t *testing.T) *fabric {
 			NextHopMAC: l.macOf(f.router, routerIf),
 		}
 		f.startLB(t, i)
-		setup(t, f.lbs[i], []service{f.vip, f.vip6})
+		setup(t, f.lbs[i], []service{f.vip, f.vip6, f.vipGUE})
 		t.Cleanup(func() {
 			if f.lbs[i] != nil {
 				_ = f.lbs[i].Detach()
@@ -118,6 +127,7 @@ func newFabric(t *testing.T) *fabric {
 	}
 	f.routeVia(f.lbAddr[0], f.lbAddr[1])
 	f.routeVia(f.lbAddr6[0], f.lbAddr6[1])
+	l.ip("-n", f.router, "route", "add", e2eVIPGUE+"/32", "nexthop", "via", f.lbAddr[0], "nexthop", "via", f.lbAddr[1])
 	return f
 }
 
@@ -145,7 +155,7 @@ func (f *fabric) routeVia(nodes ...string) {
 // backend's name and echoes lines back.
 func (f *fabric) serve(t *testing.T) {
 	for _, b := range f.backends {
-		for _, vip := range []string{e2eVIP, e2eVIP6} {
+		for _, vip := range []string{e2eVIP, e2eVIP6, e2eVIPGUE} {
 			f.serveOn(t, b, net.JoinHostPort(vip, "80"))
 		}
 	}
@@ -202,8 +212,11 @@ func (f *fabric) dialFamily(family, port int) (*conn, error) {
 	var c net.Conn
 	var err error
 	client, vip := e2eClient, e2eVIP
-	if family == 6 {
+	switch family {
+	case 6:
 		client, vip = e2eClient6, e2eVIP6
+	case familyGUE:
+		vip = e2eVIPGUE
 	}
 	nsErr := inNetns(f.client, func() {
 		d := net.Dialer{Timeout: dialTimeout, LocalAddr: &net.TCPAddr{IP: net.ParseIP(client), Port: port}}
@@ -399,6 +412,24 @@ func TestEndToEndRealTCPThroughTwoNodes(t *testing.T) {
 		for _, p := range ports {
 			assert.Equal(t, f.predicted(t, f.vip6, p), through[0][p], "port %d", p)
 		}
+	})
+
+	t.Run("gue vip through both nodes", func(t *testing.T) {
+		got, errs := f.connectManyFamily(ctx, familyGUE, make([]int, 100))
+		require.Empty(t, errs)
+		require.Len(t, got, 100)
+		for i, n := range f.lbs {
+			st, err := n.Stats()
+			require.NoError(t, err)
+			assert.NotZero(t, st.VIPs[f.vipGUE.vip.VIPKey].Packets, "ECMP used lb%d", i+1)
+		}
+		var gue uint64
+		for _, b := range f.backends {
+			st, err := b.decap.Stats()
+			require.NoError(t, err)
+			gue += st.GUE.Packets
+		}
+		assert.GreaterOrEqual(t, gue, uint64(200), "backends received the handshakes in GUE")
 	})
 
 	fixed := portRange(45000, 40)

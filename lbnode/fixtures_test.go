@@ -121,41 +121,55 @@ func expectBackend(t testing.TB, s service, f flowTuple) netip.Addr {
 }
 
 // encapsulated is the frame the balancer must send for in (an Ethernet frame
-// without padding) to backend.
+// without padding) to backend, in IP-in-IP.
 func encapsulated(in []byte, backend netip.Addr, f flowTuple) []byte {
+	return encapsulatedWith(in, backend, f, false)
+}
+
+// encapsulatedWith builds the expected frame, in GUE when gue is set.
+func encapsulatedWith(in []byte, backend netip.Addr, f flowTuple, gue bool) []byte {
 	m := macs()
 	inner := in[14:]
 	h := flowHash(f, testSeed)
-	var tos, innerProto uint8
+	var tos, next uint8
 	if binary.BigEndian.Uint16(in[12:]) == ethIPv4 {
-		tos, innerProto = inner[1], protoIPIP
+		tos, next = inner[1], protoIPIP
 	} else {
-		tos, innerProto = uint8(binary.BigEndian.Uint32(inner[0:])>>20), protoIPv6
+		tos, next = uint8(binary.BigEndian.Uint32(inner[0:])>>20), protoIPv6
+	}
+	payload := inner
+	if gue {
+		next = protoUDP
+		udp := make([]byte, 8, 8+len(inner))
+		binary.BigEndian.PutUint16(udp[0:], uint16(0xc000|h&0x3fff))
+		binary.BigEndian.PutUint16(udp[2:], DefaultGUEPort)
+		binary.BigEndian.PutUint16(udp[4:], uint16(8+len(inner)))
+		payload = append(udp, inner...)
 	}
 	if backend.Is4() {
 		outer := make([]byte, 20)
 		outer[0] = 0x45
 		outer[1] = tos
-		binary.BigEndian.PutUint16(outer[2:], uint16(20+len(inner)))
+		binary.BigEndian.PutUint16(outer[2:], uint16(20+len(payload)))
 		outer[8] = 64
-		outer[9] = innerProto
+		outer[9] = next
 		outer[12], outer[13], outer[14], outer[15] = 172, 16, byte(h>>8), byte(h)
 		d := backend.As4()
 		copy(outer[16:], d[:])
 		binary.BigEndian.PutUint16(outer[10:], inetChecksum(outer, 0))
-		return ether(m.nextHop, m.node, ethIPv4, append(outer, inner...))
+		return ether(m.nextHop, m.node, ethIPv4, append(outer, payload...))
 	}
 	outer := make([]byte, 40)
 	binary.BigEndian.PutUint32(outer[0:], 6<<28|uint32(tos)<<20|h&0xfffff)
-	binary.BigEndian.PutUint16(outer[4:], uint16(len(inner)))
-	outer[6] = innerProto
+	binary.BigEndian.PutUint16(outer[4:], uint16(len(payload)))
+	outer[6] = next
 	outer[7] = 64
 	src := addr("fd00:6d66::").As16()
 	binary.BigEndian.PutUint32(src[12:], h)
 	copy(outer[8:24], src[:])
 	d := backend.As16()
 	copy(outer[24:40], d[:])
-	return ether(m.nextHop, m.node, ethIPv6, append(outer, inner...))
+	return ether(m.nextHop, m.node, ethIPv6, append(outer, payload...))
 }
 
 // fragNeeded is the ICMP reply the balancer must send for a too-big IPv4

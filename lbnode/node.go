@@ -39,6 +39,7 @@ const (
 	DefaultMTU               = 1500
 	DefaultFlowTableSize     = 65536
 	DefaultSYNFloodThreshold = 50_000
+	DefaultGUEPort           = 6080
 )
 
 // Config describes one load balancer node's data plane.
@@ -64,6 +65,9 @@ type Config struct {
 	// SYNFloodThreshold is SYNs per second per CPU above which new flows
 	// stop entering the flow table. 0 turns the protection off.
 	SYNFloodThreshold uint32
+	// GUEPort is the UDP destination port of GUE-encapsulated packets; the
+	// backends' decap programs must use the same.
+	GUEPort uint16
 	// EncapSourceV4 and EncapSourceV6 are the outer source prefixes; the
 	// low 16 (IPv4) or 32 (IPv6) bits come from the flow hash.
 	EncapSourceV4 netip.Addr
@@ -98,6 +102,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.FlowTableSize < 0 {
 		return c, errors.New("flow table size must be positive")
+	}
+	if c.GUEPort == 0 {
+		c.GUEPort = DefaultGUEPort
 	}
 	if c.SYNFloodThreshold == 0 {
 		c.SYNFloodThreshold = DefaultSYNFloodThreshold
@@ -175,6 +182,9 @@ func Open(cfg Config) (*Node, error) {
 	if err := spec.Variables[bpf.LbVarRingSize].Set(cfg.RingSize); err != nil {
 		return nil, err
 	}
+	if err := spec.Variables[bpf.LbVarGuePort].Set(cfg.GUEPort); err != nil {
+		return nil, err
+	}
 	n := &Node{
 		cfg:       cfg,
 		log:       cfg.Logger,
@@ -234,6 +244,7 @@ func (n *Node) writeConfig() error {
 	c := bpf.LbLbConfig{
 		AbiVersion:        abiVersion,
 		RingSize:          n.cfg.RingSize,
+		GuePort:           n.cfg.GUEPort,
 		Mtu:               uint32(n.cfg.MTU),
 		SynFloodThreshold: n.cfg.SYNFloodThreshold,
 		HashSeed:          n.cfg.Seed,

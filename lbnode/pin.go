@@ -111,6 +111,8 @@ func (n *Node) adopt() (err error) {
 		return fmt.Errorf("running data plane has map layout %d, this build has %d: detach it first", running.AbiVersion, abiVersion)
 	case running.RingSize != n.cfg.RingSize:
 		return fmt.Errorf("running data plane has Maglev size %d, config asks for %d: detach it first", running.RingSize, n.cfg.RingSize)
+	case running.GuePort != n.cfg.GUEPort:
+		return fmt.Errorf("running data plane sends GUE to port %d, config asks for %d: detach it first", running.GuePort, n.cfg.GUEPort)
 	case running.HashSeed != n.cfg.Seed:
 		return fmt.Errorf("running data plane has seed %d, config asks for %d: changing it moves every flow; detach first", running.HashSeed, n.cfg.Seed)
 	}

@@ -46,6 +46,7 @@ const (
 	evICMPTooBig
 	evDecapV4
 	evDecapV6
+	evDecapGUE
 	evCount
 )
 

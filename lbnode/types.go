@@ -79,8 +79,12 @@ const (
 	// Maglev, so a backend change moves the flows Maglev moves, and
 	// draining does not protect established connections.
 	NoFlowTable VIPFlags = 1 << 2
+	// EncapGUE wraps packets in UDP (GUE variant 1: the inner IP packet
+	// right after the UDP header) instead of IP-in-IP, for paths and NICs
+	// that only spread or pass UDP well.
+	EncapGUE VIPFlags = 1 << 3
 
-	knownVIPFlags = HashNoSourcePort | HashDestinationPortOnly | NoFlowTable
+	knownVIPFlags = HashNoSourcePort | HashDestinationPortOnly | NoFlowTable | EncapGUE
 )
 
 // VIP is a virtual service and its per-VIP options.

@@ -21,6 +21,7 @@ func runDecap(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	iface := fs.String("iface", "", "interface encapsulated packets arrive on")
 	mode := fs.String("xdp-mode", string(lbnode.AttachAuto), "native, generic or auto (native, falling back to generic)")
 	pinRoot := fs.String("pin-root", lbnode.DefaultPinRoot, "bpf filesystem directory the program is pinned under")
+	guePort := fs.Uint("gue-port", lbnode.DefaultGUEPort, "UDP port GUE-encapsulated packets arrive on")
 	stats := fs.Bool("stats", false, "print how many packets were decapsulated on --iface and exit")
 	detach := fs.Bool("detach", false, "remove the program from --iface and exit")
 	fs.Usage = func() {
@@ -39,6 +40,9 @@ func runDecap(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	xdpMode, err := lbnode.ParseAttachMode(*mode)
 	if err != nil {
 		return fmt.Errorf("decap: %w", err)
+	}
+	if *guePort == 0 || *guePort > 65535 {
+		return fmt.Errorf("decap: --gue-port %d out of range", *guePort)
 	}
 	if *stats && *detach {
 		return errors.New("decap: --stats and --detach exclude each other")
@@ -70,13 +74,13 @@ func runDecap(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if err != nil {
 			return fmt.Errorf("decap: %w", err)
 		}
-		fmt.Fprintf(stdout, "decap %s: outer IPv4 %d packets %d bytes, outer IPv6 %d packets %d bytes\n",
-			*iface, s.IPv4.Packets, s.IPv4.Bytes, s.IPv6.Packets, s.IPv6.Bytes)
+		fmt.Fprintf(stdout, "decap %s: outer IPv4 %d packets %d bytes, outer IPv6 %d packets %d bytes, GUE %d packets %d bytes\n",
+			*iface, s.IPv4.Packets, s.IPv4.Bytes, s.IPv6.Packets, s.IPv6.Bytes, s.GUE.Packets, s.GUE.Bytes)
 		return nil
 	}
 
 	log := slog.New(slog.NewTextHandler(stderr, nil))
-	d, err := lbnode.AttachDecap(lbnode.DecapConfig{Interface: *iface, Mode: xdpMode, PinRoot: *pinRoot, Logger: log})
+	d, err := lbnode.AttachDecap(lbnode.DecapConfig{Interface: *iface, Mode: xdpMode, PinRoot: *pinRoot, GUEPort: uint16(*guePort), Logger: log})
 	if err != nil {
 		return fmt.Errorf("decap: %w", err)
 	}

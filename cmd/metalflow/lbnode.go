@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -94,6 +95,7 @@ func runLBNode(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		NextHopMAC: nextHop,
 		MTU:        desired.MTU,
 		Seed:       desired.Seed,
+		GUEPort:    desired.GUEPort,
 		Logger:     log,
 	})
 	if err != nil {
@@ -145,6 +147,9 @@ func reloadLBNode(node *lbnode.Node, path, iface string) error {
 	}
 	if desired.Seed != node.Seed() {
 		return fmt.Errorf("seed changed from %d to %d: that moves every flow, so it needs --detach and a restart", node.Seed(), desired.Seed)
+	}
+	if gue := cmp.Or(desired.GUEPort, lbnode.DefaultGUEPort); gue != node.GUEPort() {
+		return fmt.Errorf("guePort changed from %d to %d: that needs --detach and a restart", node.GUEPort(), gue)
 	}
 	nextHop := desired.NextHopMAC
 	if nextHop == nil {
