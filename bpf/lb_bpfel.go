@@ -100,23 +100,24 @@ type LbVipMeta struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	LbMapBackendStats = "backend_stats"
-	LbMapBackends     = "backends"
-	LbMapConfig       = "config"
-	LbMapDropStats    = "drop_stats"
-	LbMapEventStats   = "event_stats"
-	LbMapFlows        = "flows"
-	LbMapMaglevRings  = "maglev_rings"
-	LbMapMembers      = "members"
-	LbMapSynWindows   = "syn_windows"
-	LbMapVipAddrs     = "vip_addrs"
-	LbMapVipStats     = "vip_stats"
-	LbMapVips         = "vips"
-	LbProgXdpBalance  = "xdp_balance"
-	LbProgXdpDecap    = "xdp_decap"
-	LbProgXdpPass     = "xdp_pass"
-	LbVarGuePort      = "gue_port"
-	LbVarRingSize     = "ring_size"
+	LbMapBackendStats     = "backend_stats"
+	LbMapBackends         = "backends"
+	LbMapConfig           = "config"
+	LbMapDropStats        = "drop_stats"
+	LbMapEventStats       = "event_stats"
+	LbMapFlows            = "flows"
+	LbMapMaglevRings      = "maglev_rings"
+	LbMapMembers          = "members"
+	LbMapSynWindows       = "syn_windows"
+	LbMapVipAddrs         = "vip_addrs"
+	LbMapVipStats         = "vip_stats"
+	LbMapVips             = "vips"
+	LbProgXdpBalance      = "xdp_balance"
+	LbProgXdpBalanceBench = "xdp_balance_bench"
+	LbProgXdpDecap        = "xdp_decap"
+	LbProgXdpPass         = "xdp_pass"
+	LbVarGuePort          = "gue_port"
+	LbVarRingSize         = "ring_size"
 )
 
 // LoadLb returns the embedded CollectionSpec for Lb.
@@ -161,9 +162,10 @@ type LbSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type LbProgramSpecs struct {
-	XdpBalance *ebpf.ProgramSpec `ebpf:"xdp_balance"`
-	XdpDecap   *ebpf.ProgramSpec `ebpf:"xdp_decap"`
-	XdpPass    *ebpf.ProgramSpec `ebpf:"xdp_pass"`
+	XdpBalance      *ebpf.ProgramSpec `ebpf:"xdp_balance"`
+	XdpBalanceBench *ebpf.ProgramSpec `ebpf:"xdp_balance_bench"`
+	XdpDecap        *ebpf.ProgramSpec `ebpf:"xdp_decap"`
+	XdpPass         *ebpf.ProgramSpec `ebpf:"xdp_pass"`
 }
 
 // LbMapSpecs contains maps before they are loaded into the kernel.
@@ -255,14 +257,16 @@ type LbVariables struct {
 //
 // It can be passed to LoadLbObjects or ebpf.CollectionSpec.LoadAndAssign.
 type LbPrograms struct {
-	XdpBalance *ebpf.Program `ebpf:"xdp_balance"`
-	XdpDecap   *ebpf.Program `ebpf:"xdp_decap"`
-	XdpPass    *ebpf.Program `ebpf:"xdp_pass"`
+	XdpBalance      *ebpf.Program `ebpf:"xdp_balance"`
+	XdpBalanceBench *ebpf.Program `ebpf:"xdp_balance_bench"`
+	XdpDecap        *ebpf.Program `ebpf:"xdp_decap"`
+	XdpPass         *ebpf.Program `ebpf:"xdp_pass"`
 }
 
 func (p *LbPrograms) Close() error {
 	return _LbClose(
 		p.XdpBalance,
+		p.XdpBalanceBench,
 		p.XdpDecap,
 		p.XdpPass,
 	)

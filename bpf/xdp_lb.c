@@ -638,8 +638,7 @@ static __always_inline int encap(struct xdp_md *ctx, const struct packet *p, con
 	return XDP_TX;
 }
 
-SEC("xdp")
-int xdp_balance(struct xdp_md *ctx)
+static __always_inline int balance(struct xdp_md *ctx)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
@@ -691,6 +690,39 @@ int xdp_balance(struct xdp_md *ctx)
 
 	count(&backend_stats, idx, p.pkt_len);
 	return encap(ctx, &p, b, cfg, flow_hash, vip->flags & VIP_F_GUE);
+}
+
+SEC("xdp")
+int xdp_balance(struct xdp_md *ctx)
+{
+	return balance(ctx);
+}
+
+/* Benchmark only: balances, then undoes the encapsulation so that the
+ * kernel's BPF_PROG_TEST_RUN repeat loop, which does not reset the frame,
+ * feeds the same client packet every time. The undo costs a few ns, so the
+ * figure errs high. */
+SEC("xdp")
+int xdp_balance_bench(struct xdp_md *ctx)
+{
+	struct ethhdr *eth = (void *)(long)ctx->data;
+	struct ethhdr saved;
+	int verdict, grown;
+	long before;
+
+	if ((void *)(eth + 1) > (void *)(long)ctx->data_end)
+		return XDP_ABORTED;
+	saved = *eth;
+	before = (long)ctx->data_end - (long)ctx->data;
+	verdict = balance(ctx);
+	grown = (long)ctx->data_end - (long)ctx->data - before;
+	if (grown <= 0 || grown > 64 || bpf_xdp_adjust_head(ctx, grown))
+		return XDP_ABORTED;
+	eth = (void *)(long)ctx->data;
+	if ((void *)(eth + 1) > (void *)(long)ctx->data_end)
+		return XDP_ABORTED;
+	*eth = saved;
+	return verdict;
 }
 
 /* Strips one outer IPv4 or IPv6 header carrying IPv4 or IPv6 (IP-in-IP),
