@@ -29,16 +29,27 @@ type Desired struct {
 	MTU        int
 	Seed       uint32
 	GUEPort    uint16
-	Services   []Service
+	// EncapSourceV4/V6 are invalid (zero) when the file leaves them to the
+	// defaults.
+	EncapSourceV4     netip.Addr
+	EncapSourceV6     netip.Addr
+	FlowTableSize     int
+	SYNFloodThreshold uint32
+	Services          []Service
 }
 
 // fileConfig is the YAML layout of `metalflow lbnode --config`.
 type fileConfig struct {
-	NextHopMAC string    `yaml:"nextHopMAC"`
-	MTU        int       `yaml:"mtu"`
-	Seed       uint32    `yaml:"seed"`
-	GUEPort    uint16    `yaml:"guePort"`
-	VIPs       []fileVIP `yaml:"vips"`
+	NextHopMAC string `yaml:"nextHopMAC"`
+	MTU        int    `yaml:"mtu"`
+	Seed       uint32 `yaml:"seed"`
+	GUEPort    uint16 `yaml:"guePort"`
+	// Outer source prefixes and flow table tuning; zero means the default.
+	EncapSourceV4     string    `yaml:"encapSourceV4"`
+	EncapSourceV6     string    `yaml:"encapSourceV6"`
+	FlowTableSize     int       `yaml:"flowTableSize"`
+	SYNFloodThreshold uint32    `yaml:"synFloodThreshold"`
+	VIPs              []fileVIP `yaml:"vips"`
 }
 
 type fileVIP struct {
@@ -67,7 +78,24 @@ func ParseConfig(data []byte) (Desired, error) {
 	if err := dec.Decode(&fc); err != nil && !errors.Is(err, io.EOF) {
 		return Desired{}, fmt.Errorf("config: %w", err)
 	}
-	d := Desired{MTU: fc.MTU, Seed: fc.Seed, GUEPort: fc.GUEPort}
+	d := Desired{MTU: fc.MTU, Seed: fc.Seed, GUEPort: fc.GUEPort, FlowTableSize: fc.FlowTableSize, SYNFloodThreshold: fc.SYNFloodThreshold}
+	if fc.EncapSourceV4 != "" {
+		a, err := netip.ParseAddr(fc.EncapSourceV4)
+		if err != nil || !a.Is4() {
+			return Desired{}, fmt.Errorf("config: encapSourceV4 %q is not an IPv4 address", fc.EncapSourceV4)
+		}
+		d.EncapSourceV4 = a
+	}
+	if fc.EncapSourceV6 != "" {
+		a, err := netip.ParseAddr(fc.EncapSourceV6)
+		if err != nil || !a.Is6() || a.Is4In6() {
+			return Desired{}, fmt.Errorf("config: encapSourceV6 %q is not an IPv6 address", fc.EncapSourceV6)
+		}
+		d.EncapSourceV6 = a
+	}
+	if fc.FlowTableSize < 0 {
+		return Desired{}, fmt.Errorf("config: flowTableSize %d is negative", fc.FlowTableSize)
+	}
 	if fc.NextHopMAC != "" {
 		m, err := net.ParseMAC(fc.NextHopMAC)
 		if err != nil || len(m) != 6 {

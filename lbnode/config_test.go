@@ -12,6 +12,8 @@ import (
 const issueExample = `
 nextHopMAC: "02:00:00:00:00:01"   # optional
 guePort: 7777
+encapSourceV4: 172.31.0.0
+flowTableSize: 1024
 vips:
   - address: 10.200.0.10
     port: 80
@@ -39,6 +41,9 @@ func TestParseConfigReadsTheDocumentedLayout(t *testing.T) {
 	}, d.Services[0].Backends)
 	assert.Equal(t, udpVIP("2001:db8::10", 0, HashNoSourcePort|NoFlowTable|EncapGUE), d.Services[1].VIP)
 	assert.Equal(t, uint16(7777), d.GUEPort)
+	assert.Equal(t, addr("172.31.0.0"), d.EncapSourceV4)
+	assert.False(t, d.EncapSourceV6.IsValid())
+	assert.Equal(t, 1024, d.FlowTableSize)
 	assert.Equal(t, uint32(DefaultBackendWeight), d.Services[1].Backends[0].Weight)
 }
 
@@ -55,6 +60,9 @@ func TestParseConfigRejectsBadInput(t *testing.T) {
 		"bad state":         "vips: [{address: 10.200.0.10, port: 80, protocol: tcp, backends: [{address: 10.0.1.1, state: off}]}]\n",
 		"negative weight":   "vips: [{address: 10.200.0.10, port: 80, protocol: tcp, backends: [{address: 10.0.1.1, weight: -1}]}]\n",
 		"bad flag":          "vips: [{address: 10.200.0.10, port: 80, protocol: tcp, flags: [fast]}]\n",
+		"v6 encap source":   "encapSourceV4: fd00::1\n",
+		"v4 encap source":   "encapSourceV6: 10.0.0.1\n",
+		"negative table":    "flowTableSize: -1\n",
 		"clashing flags":    "vips: [{address: 10.200.0.10, port: 80, protocol: tcp, flags: [hash-no-source-port, hash-destination-port-only]}]\n",
 	} {
 		_, err := ParseConfig([]byte(doc))

@@ -97,6 +97,11 @@ func runLBNode(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		Seed:       desired.Seed,
 		GUEPort:    desired.GUEPort,
 		Logger:     log,
+
+		EncapSourceV4:     desired.EncapSourceV4,
+		EncapSourceV6:     desired.EncapSourceV6,
+		FlowTableSize:     desired.FlowTableSize,
+		SYNFloodThreshold: desired.SYNFloodThreshold,
 	})
 	if err != nil {
 		return fmt.Errorf("lbnode: %w", err)
