@@ -12,12 +12,17 @@ import (
 // DropReason says why the data plane dropped a packet.
 type DropReason uint32
 
-// Mirrors enum drop_reason in bpf/lb.h.
+// Drop reasons; they mirror enum drop_reason in bpf/lb.h.
 const (
+	// DropFragment: an IP fragment to a VIP address (no ports to hash).
 	DropFragment DropReason = iota
+	// DropIPOptions: IPv4 options or IPv6 extension headers to a VIP address.
 	DropIPOptions
+	// DropNoBackend: the VIP has no backend taking new flows.
 	DropNoBackend
+	// DropTooBig: too big to encapsulate, and IPv4 without DF (no ICMP).
 	DropTooBig
+	// DropHeadroom: the frame could not be grown or shrunk.
 	DropHeadroom
 	dropReasonCount
 )

@@ -14,6 +14,7 @@ import (
 // Protocol is the L4 protocol of a VIP.
 type Protocol uint8
 
+// The protocols a VIP can serve, by IP protocol number.
 const (
 	ProtocolTCP Protocol = 6
 	ProtocolUDP Protocol = 17
