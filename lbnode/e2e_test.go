@@ -7,11 +7,13 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os/exec"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/cilium/ebpf/link"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -58,7 +60,7 @@ const (
 	dialTimeout = 3 * time.Second
 )
 
-func newFabric(t *testing.T) *fabric {
+func newFabric(t *testing.T, lbMode AttachMode) *fabric {
 	l := newLab(t)
 	f := &fabric{l: l, client: l.ns("client"), router: l.ns("router")}
 	pins := bpffs(t)
@@ -114,8 +116,11 @@ func newFabric(t *testing.T) *fabric {
 		l.addr6(f.lbNS[i], f.lbIf[i], f.lbAddr6[i]+"/64")
 		l.addr6(f.router, routerIf, fmt.Sprintf("fd10:%d::1/64", i+2))
 		f.lbCfg[i] = Config{
-			Interface: f.lbIf[i], Mode: AttachGeneric, PinRoot: pins, Seed: testSeed,
+			Interface: f.lbIf[i], Mode: lbMode, PinRoot: pins, Seed: testSeed,
 			NextHopMAC: l.macOf(f.router, routerIf),
+		}
+		if lbMode == AttachNative {
+			f.passOn(t, f.router, routerIf)
 		}
 		f.startLB(t, i)
 		setup(t, f.lbs[i], []service{f.vip, f.vip6, f.vipGUE})
@@ -129,6 +134,23 @@ func newFabric(t *testing.T) *fabric {
 	f.routeVia(f.lbAddr6[0], f.lbAddr6[1])
 	l.ip("-n", f.router, "route", "add", e2eVIPGUE+"/32", "nexthop", "via", f.lbAddr[0], "nexthop", "via", f.lbAddr[1])
 	return f
+}
+
+// passOn attaches an XDP_PASS program natively to a router port: a veth
+// only accepts frames its peer sends with XDP_TX when it runs NAPI, which a
+// native XDP program turns on.
+func (f *fabric) passOn(t *testing.T, ns, ifname string) {
+	n := openTestNode(t, Config{})
+	var l link.Link
+	var err error
+	f.l.in(ns, func() {
+		var iface *net.Interface
+		if iface, err = net.InterfaceByName(ifname); err == nil {
+			l, err = link.AttachXDP(link.XDPOptions{Program: n.PassProgram(), Interface: iface.Index, Flags: link.XDPDriverMode})
+		}
+	})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = l.Close() })
 }
 
 // startLB opens (or, after a restart, adopts) load balancer node i.
@@ -359,7 +381,7 @@ func TestEndToEndRealTCPThroughTwoNodes(t *testing.T) {
 	if testing.Short() {
 		t.Skip("skipping the end-to-end test in -short mode")
 	}
-	f := newFabric(t)
+	f := newFabric(t, AttachGeneric)
 	f.serve(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
@@ -556,4 +578,36 @@ func TestEndToEndRealTCPThroughTwoNodes(t *testing.T) {
 		assert.Empty(t, failures)
 		assert.Greater(t, done, 10)
 	})
+}
+
+// Native XDP on veth: the load balancer nodes run in driver mode; the
+// router's ports run an XDP_PASS program so that veth accepts XDP_TX frames.
+func TestEndToEndNativeModeOnVeth(t *testing.T) {
+	if testing.Short() {
+		t.Skip("skipping the end-to-end test in -short mode")
+	}
+	if _, err := exec.LookPath("ethtool"); err != nil {
+		t.Skip("skipping: needs ethtool to turn off checksum offload on the client")
+	}
+	f := newFabric(t, AttachNative)
+	// Native XDP on veth sees the client's frames without the skb's
+	// "checksum not yet computed" mark and XDP_TX drops that mark, so the
+	// client must send finished checksums, as a real NIC would put on the
+	// wire.
+	out, err := exec.Command("ip", "netns", "exec", f.client, "ethtool", "-K", f.l.ifname("c"), "tx", "off").CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	f.serve(t)
+	for i, n := range f.lbs {
+		require.Equal(t, AttachNative, n.Mode(), "lb%d", i+1)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	got, errs := f.connectMany(ctx, make([]int, 200))
+	require.Empty(t, errs)
+	require.Len(t, got, 200)
+	for i, n := range f.lbs {
+		st, err := n.Stats()
+		require.NoError(t, err)
+		assert.NotZero(t, st.VIPs[f.vip.vip.VIPKey].Packets, "lb%d forwarded in native mode", i+1)
+	}
 }
