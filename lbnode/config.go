@@ -22,8 +22,8 @@ type Service struct {
 	Backends []Backend
 }
 
-// Desired is a parsed standalone configuration file.
-type Desired struct {
+// StandaloneConfig is a parsed standalone configuration file.
+type StandaloneConfig struct {
 	// NextHopMAC is nil when the file leaves it to the default gateway.
 	NextHopMAC net.HardwareAddr
 	MTU        int
@@ -71,35 +71,35 @@ const DefaultBackendWeight = 100
 
 // ParseConfig reads and checks a standalone configuration. Any error names
 // the offending entry; nothing is half-accepted.
-func ParseConfig(data []byte) (Desired, error) {
+func ParseConfig(data []byte) (StandaloneConfig, error) {
 	var fc fileConfig
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(&fc); err != nil && !errors.Is(err, io.EOF) {
-		return Desired{}, fmt.Errorf("config: %w", err)
+		return StandaloneConfig{}, fmt.Errorf("config: %w", err)
 	}
-	d := Desired{MTU: fc.MTU, Seed: fc.Seed, GUEPort: fc.GUEPort, FlowTableSize: fc.FlowTableSize, SYNFloodThreshold: fc.SYNFloodThreshold}
+	d := StandaloneConfig{MTU: fc.MTU, Seed: fc.Seed, GUEPort: fc.GUEPort, FlowTableSize: fc.FlowTableSize, SYNFloodThreshold: fc.SYNFloodThreshold}
 	if fc.EncapSourceV4 != "" {
 		a, err := netip.ParseAddr(fc.EncapSourceV4)
 		if err != nil || !a.Is4() {
-			return Desired{}, fmt.Errorf("config: encapSourceV4 %q is not an IPv4 address", fc.EncapSourceV4)
+			return StandaloneConfig{}, fmt.Errorf("config: encapSourceV4 %q is not an IPv4 address", fc.EncapSourceV4)
 		}
 		d.EncapSourceV4 = a
 	}
 	if fc.EncapSourceV6 != "" {
 		a, err := netip.ParseAddr(fc.EncapSourceV6)
 		if err != nil || !a.Is6() || a.Is4In6() {
-			return Desired{}, fmt.Errorf("config: encapSourceV6 %q is not an IPv6 address", fc.EncapSourceV6)
+			return StandaloneConfig{}, fmt.Errorf("config: encapSourceV6 %q is not an IPv6 address", fc.EncapSourceV6)
 		}
 		d.EncapSourceV6 = a
 	}
 	if fc.FlowTableSize < 0 {
-		return Desired{}, fmt.Errorf("config: flowTableSize %d is negative", fc.FlowTableSize)
+		return StandaloneConfig{}, fmt.Errorf("config: flowTableSize %d is negative", fc.FlowTableSize)
 	}
 	if fc.NextHopMAC != "" {
 		m, err := net.ParseMAC(fc.NextHopMAC)
 		if err != nil || len(m) != 6 {
-			return Desired{}, fmt.Errorf("config: nextHopMAC %q is not an Ethernet address", fc.NextHopMAC)
+			return StandaloneConfig{}, fmt.Errorf("config: nextHopMAC %q is not an Ethernet address", fc.NextHopMAC)
 		}
 		d.NextHopMAC = m
 	}
@@ -108,29 +108,29 @@ func ParseConfig(data []byte) (Desired, error) {
 		where := fmt.Sprintf("config: vips[%d]", i)
 		a, err := netip.ParseAddr(fv.Address)
 		if err != nil {
-			return Desired{}, fmt.Errorf("%s: address %q: %w", where, fv.Address, err)
+			return StandaloneConfig{}, fmt.Errorf("%s: address %q: %w", where, fv.Address, err)
 		}
 		proto, err := ParseProtocol(fv.Protocol)
 		if err != nil {
-			return Desired{}, fmt.Errorf("%s: %w", where, err)
+			return StandaloneConfig{}, fmt.Errorf("%s: %w", where, err)
 		}
 		v := VIP{VIPKey: VIPKey{Addr: a.Unmap(), Port: fv.Port, Protocol: proto}}
 		for _, f := range fv.Flags {
 			flag, err := parseVIPFlag(f)
 			if err != nil {
-				return Desired{}, fmt.Errorf("%s: %w", where, err)
+				return StandaloneConfig{}, fmt.Errorf("%s: %w", where, err)
 			}
 			v.Flags |= flag
 		}
 		if seen[v.VIPKey] {
-			return Desired{}, fmt.Errorf("%s: VIP %s listed twice", where, v.VIPKey)
+			return StandaloneConfig{}, fmt.Errorf("%s: VIP %s listed twice", where, v.VIPKey)
 		}
 		seen[v.VIPKey] = true
 		s := Service{VIP: v}
 		for j, fb := range fv.Backends {
 			ba, err := netip.ParseAddr(fb.Address)
 			if err != nil {
-				return Desired{}, fmt.Errorf("%s.backends[%d]: address %q: %w", where, j, fb.Address, err)
+				return StandaloneConfig{}, fmt.Errorf("%s.backends[%d]: address %q: %w", where, j, fb.Address, err)
 			}
 			b := Backend{Addr: ba, Weight: DefaultBackendWeight, State: BackendState(fb.State)}
 			if fb.Weight != nil {
@@ -139,7 +139,7 @@ func ParseConfig(data []byte) (Desired, error) {
 			s.Backends = append(s.Backends, b)
 		}
 		if err := s.validate(); err != nil {
-			return Desired{}, fmt.Errorf("%s: %w", where, err)
+			return StandaloneConfig{}, fmt.Errorf("%s: %w", where, err)
 		}
 		d.Services = append(d.Services, s)
 	}
@@ -161,14 +161,14 @@ func parseVIPFlag(s string) (VIPFlags, error) {
 }
 
 // ReadConfigFile reads and parses a standalone configuration file.
-func ReadConfigFile(path string) (Desired, error) {
+func ReadConfigFile(path string) (StandaloneConfig, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return Desired{}, err
+		return StandaloneConfig{}, err
 	}
 	d, err := ParseConfig(data)
 	if err != nil {
-		return Desired{}, fmt.Errorf("%s: %w", path, err)
+		return StandaloneConfig{}, fmt.Errorf("%s: %w", path, err)
 	}
 	return d, nil
 }
@@ -238,9 +238,9 @@ func (n *Node) Apply(services []Service) error {
 	return errors.Join(errs...)
 }
 
-// DefaultGatewayMAC finds the MAC address of iface's IPv4 default gateway
+// LookupGatewayMAC finds the MAC address of iface's IPv4 default gateway
 // in the kernel's routing table and neighbour cache.
-func DefaultGatewayMAC(iface string) (net.HardwareAddr, error) {
+func LookupGatewayMAC(iface string) (net.HardwareAddr, error) {
 	routes, err := os.ReadFile("/proc/net/route")
 	if err != nil {
 		return nil, err

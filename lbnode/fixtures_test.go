@@ -115,7 +115,7 @@ func expectBackend(t testing.TB, s service, f flowTuple) netip.Addr {
 	}
 	table, err := maglev.Build(entries, maglev.DefaultSize, testSeed)
 	require.NoError(t, err)
-	slot := flowHash(selectionTuple(f, s.vip.Flags), testSeed) % maglev.DefaultSize
+	slot := hashFlow(applyHashFlags(f, s.vip.Flags), testSeed) % maglev.DefaultSize
 	require.NotEqual(t, maglev.Empty, table.Slots[slot])
 	return list[table.Slots[slot]].Addr
 }
@@ -130,7 +130,7 @@ func encapsulated(in []byte, backend netip.Addr, f flowTuple) []byte {
 func encapsulatedWith(in []byte, backend netip.Addr, f flowTuple, gue bool) []byte {
 	m := macs()
 	inner := in[14:]
-	h := flowHash(f, testSeed)
+	h := hashFlow(f, testSeed)
 	var tos, next uint8
 	if binary.BigEndian.Uint16(in[12:]) == ethIPv4 {
 		tos, next = inner[1], protoIPIP

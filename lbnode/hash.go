@@ -13,10 +13,10 @@ type flowTuple struct {
 	Protocol     Protocol
 }
 
-// addrWords lays an address out the way the data plane's maps hold it: the
+// encodeAddr lays an address out the way the data plane's maps hold it: the
 // bytes in network order, read as little-endian 32-bit words (the only byte
 // order metalflow's nodes run), IPv4 in the first word.
-func addrWords(a netip.Addr) [4]uint32 {
+func encodeAddr(a netip.Addr) [4]uint32 {
 	var w [4]uint32
 	if a.Is4() {
 		b := a.As4()
@@ -30,7 +30,7 @@ func addrWords(a netip.Addr) [4]uint32 {
 	return w
 }
 
-func wordsAddr(w [4]uint32, family uint8) netip.Addr {
+func decodeAddr(w [4]uint32, family uint8) netip.Addr {
 	if family == familyV4 {
 		var b [4]byte
 		binary.LittleEndian.PutUint32(b[:], w[0])
@@ -43,28 +43,28 @@ func wordsAddr(w [4]uint32, family uint8) netip.Addr {
 	return netip.AddrFrom16(b)
 }
 
-// portWord is a port as the data plane holds it: network byte order in a
+// swapPort is a port as the data plane holds it: network byte order in a
 // little-endian 16-bit field.
-func portWord(p uint16) uint16 { return bits.ReverseBytes16(p) }
+func swapPort(p uint16) uint16 { return bits.ReverseBytes16(p) }
 
-func family(a netip.Addr) uint8 {
+func familyOf(a netip.Addr) uint8 {
 	if a.Is4() {
 		return familyV4
 	}
 	return familyV6
 }
 
-// flowHash mirrors hash_flow in bpf/xdp_lb.c. It lets tests and tools
+// hashFlow mirrors hash_flow in bpf/xdp_lb.c. It lets tests and tools
 // predict which backend and outer source address a flow gets.
-func flowHash(f flowTuple, seed uint32) uint32 {
+func hashFlow(f flowTuple, seed uint32) uint32 {
 	h := seed
-	for _, w := range addrWords(f.Src) {
+	for _, w := range encodeAddr(f.Src) {
 		h = hashWord(h, w)
 	}
-	for _, w := range addrWords(f.Dst) {
+	for _, w := range encodeAddr(f.Dst) {
 		h = hashWord(h, w)
 	}
-	h = hashWord(h, uint32(portWord(f.SPort))|uint32(portWord(f.DPort))<<16)
+	h = hashWord(h, uint32(swapPort(f.SPort))|uint32(swapPort(f.DPort))<<16)
 	h = hashWord(h, uint32(f.Protocol))
 	h ^= 40
 	h ^= h >> 16
@@ -84,9 +84,9 @@ func hashWord(h, k uint32) uint32 {
 	return h*5 + 0xe6546b64
 }
 
-// selectionTuple applies a VIP's hashing flags the way the data plane does
+// applyHashFlags applies a VIP's hashing flags the way the data plane does
 // before it indexes the Maglev ring.
-func selectionTuple(f flowTuple, flags VIPFlags) flowTuple {
+func applyHashFlags(f flowTuple, flags VIPFlags) flowTuple {
 	switch {
 	case flags&HashDestinationPortOnly != 0:
 		if f.Src.Is4() {

@@ -55,7 +55,7 @@ func Measure(packets int) (Measurement, error) {
 	if err := n.SetBackends(vip, backends); err != nil {
 		return m, err
 	}
-	frame := benchFrame()
+	frame := buildBenchFrame()
 	const rounds = 5
 	const xdpPass, xdpTX = 2, 3
 
@@ -111,12 +111,12 @@ func Measure(packets int) (Measurement, error) {
 		}
 		builds = append(builds, float64(time.Since(start).Microseconds())/1000)
 	}
-	m.MaglevBuildMs = median(builds)
-	m.DisruptionPct, err = disruptionPct(big[:100])
+	m.MaglevBuildMs = pickMedian(builds)
+	m.DisruptionPct, err = measureDisruption(big[:100])
 	return m, err
 }
 
-func disruptionPct(bs []maglev.Backend) (float64, error) {
+func measureDisruption(bs []maglev.Backend) (float64, error) {
 	before, err := maglev.Build(bs, maglev.DefaultSize, 1)
 	if err != nil {
 		return 0, err
@@ -135,15 +135,15 @@ func disruptionPct(bs []maglev.Backend) (float64, error) {
 	return 100 * float64(moved) / float64(len(before.Slots)), nil
 }
 
-func median(xs []float64) float64 {
+func pickMedian(xs []float64) float64 {
 	s := slices.Clone(xs)
 	slices.Sort(s)
 	return s[len(s)/2]
 }
 
-// benchFrame is a 64-byte-payload TCP ACK from 192.0.2.1:40000 to
+// buildBenchFrame is a 64-byte-payload TCP ACK from 192.0.2.1:40000 to
 // 10.200.0.10:80.
-func benchFrame() []byte {
+func buildBenchFrame() []byte {
 	const payload = 64
 	f := make([]byte, 14+20+20+payload)
 	copy(f[0:6], []byte{2, 0, 0, 0, 0, 0xbb})

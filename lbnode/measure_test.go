@@ -11,13 +11,13 @@ func TestBenchFrameReachesABackend(t *testing.T) {
 	n := openTestNode(t, Config{})
 	s := service{tcpVIP("10.200.0.10", 80, 0), backendsAt("10.0.1.11")}
 	setup(t, n, []service{s})
-	assert.Equal(t, addr("10.0.1.11"), send(t, n, benchFrame()))
+	assert.Equal(t, addr("10.0.1.11"), send(t, n, buildBenchFrame()))
 
 	// The benchmark wrapper must hand the kernel's repeat loop the same
 	// client frame every time.
-	verdict, out := run(t, n.objs.XdpBalanceBench, benchFrame())
+	verdict, out := run(t, n.objs.XdpBalanceBench, buildBenchFrame())
 	assert.Equal(t, uint32(xdpTX), verdict)
-	assert.Equal(t, benchFrame(), out)
+	assert.Equal(t, buildBenchFrame(), out)
 }
 
 // BenchmarkXDPPacket reports ns/packet of the balancer against an XDP_PASS

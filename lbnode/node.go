@@ -248,8 +248,8 @@ func (n *Node) writeConfig() error {
 		Mtu:               uint32(n.cfg.MTU),
 		SynFloodThreshold: n.cfg.SYNFloodThreshold,
 		HashSeed:          n.cfg.Seed,
-		EncapSrc4:         addrWords(n.cfg.EncapSourceV4)[0],
-		EncapSrc6:         addrWords(n.cfg.EncapSourceV6),
+		EncapSrc4:         encodeAddr(n.cfg.EncapSourceV4)[0],
+		EncapSrc6:         encodeAddr(n.cfg.EncapSourceV6),
 	}
 	copy(c.NextHopMac[:], n.cfg.NextHopMAC)
 	if err := n.objs.Config.Put(uint32(0), c); err != nil {

@@ -136,7 +136,7 @@ func (n *Node) loadState(tidy bool) error {
 	)
 	iter := n.objs.Vips.Iterate()
 	for iter.Next(&key, &meta) {
-		vk := VIPKey{Addr: wordsAddr(key.Addr, key.Family), Port: portWord(key.Port), Protocol: Protocol(key.Proto)}
+		vk := VIPKey{Addr: decodeAddr(key.Addr, key.Family), Port: swapPort(key.Port), Protocol: Protocol(key.Proto)}
 		n.vips[vk] = &vipState{num: meta.VipNum, flags: VIPFlags(meta.Flags)}
 		n.vipNums[meta.VipNum] = vk
 	}
@@ -153,7 +153,7 @@ func (n *Node) loadState(tidy bool) error {
 		if be.Flags&backendValid == 0 {
 			continue
 		}
-		addr := wordsAddr(be.Addr, be.Family)
+		addr := decodeAddr(be.Addr, be.Family)
 		n.backends[addr] = &backendSlot{index: idx}
 		n.indexAddr[idx] = addr
 		n.lastIndex = max(n.lastIndex, idx)
@@ -218,7 +218,7 @@ func removePins(dir string) error {
 	return errors.Join(errs...)
 }
 
-func newNodeView(pinRoot, iface string) *Node {
+func viewPinnedNode(pinRoot, iface string) *Node {
 	return &Node{
 		cfg:       Config{Interface: iface, PinRoot: pinRoot},
 		pinDir:    filepath.Join(pinRoot, iface),
@@ -232,7 +232,7 @@ func newNodeView(pinRoot, iface string) *Node {
 // ReadPinnedStats reads the counters of the data plane pinned for iface,
 // changing nothing.
 func ReadPinnedStats(pinRoot, iface string) (Stats, error) {
-	n := newNodeView(pinRoot, iface)
+	n := viewPinnedNode(pinRoot, iface)
 	defer n.objs.Close()
 	if _, err := os.Stat(filepath.Join(n.pinDir, linkPin)); err != nil {
 		return Stats{}, fmt.Errorf("no load balancer pinned for %s under %s", iface, pinRoot)

@@ -20,12 +20,12 @@ type UnknownVIPError struct{ Key VIPKey }
 
 func (e UnknownVIPError) Error() string { return "unknown VIP " + e.Key.String() }
 
-func vipMapKey(k VIPKey) bpf.LbVipKey {
-	return bpf.LbVipKey{Addr: addrWords(k.Addr), Port: portWord(k.Port), Proto: uint8(k.Protocol), Family: family(k.Addr)}
+func encodeVIPKey(k VIPKey) bpf.LbVipKey {
+	return bpf.LbVipKey{Addr: encodeAddr(k.Addr), Port: swapPort(k.Port), Proto: uint8(k.Protocol), Family: familyOf(k.Addr)}
 }
 
-func vipAddrKey(a netip.Addr) bpf.LbVipAddr {
-	return bpf.LbVipAddr{Addr: addrWords(a), Family: family(a)}
+func encodeVIPAddr(a netip.Addr) bpf.LbVipAddr {
+	return bpf.LbVipAddr{Addr: encodeAddr(a), Family: familyOf(a)}
 }
 
 // AddVIP starts serving a VIP with no backends (its packets are dropped and
@@ -50,7 +50,7 @@ func (n *Node) AddVIP(v VIP) error {
 			return nil
 		}
 		meta := bpf.LbVipMeta{VipNum: st.num, Flags: uint32(v.Flags)}
-		if err := n.objs.Vips.Update(vipMapKey(v.VIPKey), meta, ebpf.UpdateExist); err != nil {
+		if err := n.objs.Vips.Update(encodeVIPKey(v.VIPKey), meta, ebpf.UpdateExist); err != nil {
 			return fmt.Errorf("VIP %s: updating flags: %w", v.VIPKey, err)
 		}
 		st.flags = v.Flags
@@ -72,12 +72,12 @@ func (n *Node) AddVIP(v VIP) error {
 	if err := n.objs.MaglevRings.Put(num, ring); err != nil {
 		return fmt.Errorf("VIP %s: installing its Maglev ring: %w", v.VIPKey, err)
 	}
-	if err := n.objs.VipAddrs.Put(vipAddrKey(v.Addr), uint32(n.vipsOnAddr(v.Addr)+1)); err != nil {
+	if err := n.objs.VipAddrs.Put(encodeVIPAddr(v.Addr), uint32(n.vipsOnAddr(v.Addr)+1)); err != nil {
 		_ = n.objs.MaglevRings.Delete(num)
 		return fmt.Errorf("VIP %s: %w", v.VIPKey, err)
 	}
 	// The VIP goes live last, when everything it points at exists.
-	if err := n.objs.Vips.Update(vipMapKey(v.VIPKey), bpf.LbVipMeta{VipNum: num, Flags: uint32(v.Flags)}, ebpf.UpdateNoExist); err != nil {
+	if err := n.objs.Vips.Update(encodeVIPKey(v.VIPKey), bpf.LbVipMeta{VipNum: num, Flags: uint32(v.Flags)}, ebpf.UpdateNoExist); err != nil {
 		_ = n.putVIPAddrCount(v.Addr, n.vipsOnAddr(v.Addr))
 		_ = n.objs.MaglevRings.Delete(num)
 		return fmt.Errorf("VIP %s: %w", v.VIPKey, err)
@@ -96,7 +96,7 @@ func (n *Node) RemoveVIP(k VIPKey) error {
 	if !ok {
 		return UnknownVIPError{Key: k}
 	}
-	if err := n.objs.Vips.Delete(vipMapKey(k)); err != nil {
+	if err := n.objs.Vips.Delete(encodeVIPKey(k)); err != nil {
 		return fmt.Errorf("VIP %s: %w", k, err)
 	}
 	delete(n.vips, k)
@@ -282,12 +282,12 @@ func (n *Node) vipsOnAddr(a netip.Addr) int {
 
 func (n *Node) putVIPAddrCount(a netip.Addr, count int) error {
 	if count == 0 {
-		if err := n.objs.VipAddrs.Delete(vipAddrKey(a)); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		if err := n.objs.VipAddrs.Delete(encodeVIPAddr(a)); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
 			return err
 		}
 		return nil
 	}
-	return n.objs.VipAddrs.Put(vipAddrKey(a), uint32(count))
+	return n.objs.VipAddrs.Put(encodeVIPAddr(a), uint32(count))
 }
 
 func (n *Node) freeVIPNum() (uint32, bool) {
@@ -308,7 +308,7 @@ func (n *Node) allocBackend(a netip.Addr) error {
 		if _, used := n.indexAddr[idx]; used {
 			continue
 		}
-		be := bpf.LbBackend{Addr: addrWords(a), Family: family(a), Flags: backendValid}
+		be := bpf.LbBackend{Addr: encodeAddr(a), Family: familyOf(a), Flags: backendValid}
 		if err := n.zeroCounter(n.objs.BackendStats, idx); err != nil {
 			return err
 		}

@@ -84,7 +84,7 @@ func runLBNode(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	nextHop := desired.NextHopMAC
 	if nextHop == nil {
-		if nextHop, err = lbnode.DefaultGatewayMAC(*iface); err != nil {
+		if nextHop, err = lbnode.LookupGatewayMAC(*iface); err != nil {
 			return fmt.Errorf("lbnode: %w", err)
 		}
 	}
@@ -158,7 +158,7 @@ func reloadLBNode(node *lbnode.Node, path, iface string) error {
 	}
 	nextHop := desired.NextHopMAC
 	if nextHop == nil {
-		if nextHop, err = lbnode.DefaultGatewayMAC(iface); err != nil {
+		if nextHop, err = lbnode.LookupGatewayMAC(iface); err != nil {
 			return err
 		}
 	}
