@@ -82,7 +82,7 @@ func Build(backends []Backend, size uint32, seed uint64) (Table, error) {
 	next := make([]uint64, len(order))
 	credit := make([]uint64, len(order))
 	for j, i := range order {
-		h1, h2 := keyHashes(backends[i].Key, seed)
+		h1, h2 := hashKey(backends[i].Key, seed)
 		offset[j] = h1 % m
 		skip[j] = h2%(m-1) + 1
 	}
@@ -115,11 +115,11 @@ func Build(backends []Backend, size uint32, seed uint64) (Table, error) {
 	return Table{Slots: slots}, nil
 }
 
-// keyHashes gives the two independent hashes Maglev needs for a backend's
+// hashKey gives the two independent hashes Maglev needs for a backend's
 // permutation (offset and skip). FNV-1a plus a splitmix finaliser is enough:
 // keys are short and not adversarial, and the result must be stable across
 // Go versions and machines, which rules out hash/maphash.
-func keyHashes(key string, seed uint64) (uint64, uint64) {
+func hashKey(key string, seed uint64) (uint64, uint64) {
 	var buf [8]byte
 	binary.LittleEndian.PutUint64(buf[:], seed)
 	h := uint64(14695981039346656037)
