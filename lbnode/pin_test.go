@@ -1,0 +1,95 @@
+package lbnode
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestPinnedDataPlaneIsAdoptedAfterRestart(t *testing.T) {
+	l := newLab(t)
+	ns := l.ns("lb")
+	dev, peer := l.ifname("lb0"), l.ifname("lb1")
+	l.veth(ns, dev, "", ns, peer, "")
+	cfg := Config{Interface: dev, Mode: AttachGeneric, PinRoot: bpffs(t), NextHopMAC: macs().nextHop, Seed: testSeed}
+
+	var first *Node
+	var err error
+	l.in(ns, func() { first, err = Open(cfg) })
+	require.NoError(t, err)
+	assert.Equal(t, AttachGeneric, first.Mode())
+	assert.False(t, first.Adopted())
+	s := service{tcpVIP("10.200.0.10", 80, HashNoSourcePort), []Backend{
+		{Addr: addr("10.0.1.11"), Weight: 100, State: BackendActive},
+		{Addr: addr("10.0.1.12"), Weight: 50, State: BackendDrain},
+		{Addr: addr("fc00:1::13"), Weight: 7, State: BackendActive},
+	}}
+	setup(t, first, []service{s})
+	in := ack(40000, "10.200.0.10")
+	before := send(t, first, in)
+	require.NoError(t, first.Close())
+
+	assert.Contains(t, l.ip("-n", ns, "link", "show", dev), "xdpgeneric", "the program stays attached while no process holds it")
+
+	var second *Node
+	l.in(ns, func() { second, err = Open(cfg) })
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = second.Close() })
+	assert.True(t, second.Adopted())
+	assert.Equal(t, []VIP{s.vip}, second.VIPs())
+	got, err := second.Backends(s.vip.VIPKey)
+	require.NoError(t, err)
+	assert.Equal(t, []Backend{s.backends[0], s.backends[1], s.backends[2]}, got)
+	assert.Equal(t, before, send(t, second, in), "the adopted data plane forwards as before")
+	st, err := second.Stats()
+	require.NoError(t, err)
+	assert.Equal(t, uint64(2), st.VIPs[s.vip.VIPKey].Packets, "counters survive the restart")
+
+	// Adopting with a different seed would move every flow: refuse.
+	other := cfg
+	other.Seed = testSeed + 1
+	l.in(ns, func() { _, err = Open(other) })
+	assert.ErrorContains(t, err, "seed")
+
+	require.NoError(t, second.SetBackends(s.vip.VIPKey, s.backends[:1]))
+	assert.Equal(t, addr("10.0.1.11"), send(t, second, in))
+
+	require.NoError(t, second.Detach())
+	assert.False(t, strings.Contains(l.ip("-n", ns, "link", "show", dev), "xdp"), "detached")
+	_, err = os.Stat(filepath.Join(cfg.PinRoot, dev))
+	assert.True(t, os.IsNotExist(err), "pins removed")
+
+	// An operator's --stats and --detach work on the pins alone.
+	var third *Node
+	l.in(ns, func() { third, err = Open(cfg) })
+	require.NoError(t, err)
+	assert.False(t, third.Adopted())
+	setup(t, third, []service{s})
+	send(t, third, in)
+	require.NoError(t, third.Close())
+	st, err = ReadPinnedStats(cfg.PinRoot, dev)
+	require.NoError(t, err)
+	assert.Equal(t, uint64(1), st.VIPs[s.vip.VIPKey].Packets)
+	require.NoError(t, DetachPinned(cfg.PinRoot, dev))
+	assert.NotContains(t, l.ip("-n", ns, "link", "show", dev), "xdp")
+	_, err = ReadPinnedStats(cfg.PinRoot, dev)
+	assert.Error(t, err)
+}
+
+func TestOpenRejectsBadConfig(t *testing.T) {
+	for name, cfg := range map[string]Config{
+		"ring size not prime": {RingSize: 65536},
+		"tiny mtu":            {MTU: 500},
+		"bad mode":            {Mode: "turbo"},
+		"interface, no mac":   {Interface: "lo"},
+		"short mac":           {NextHopMAC: []byte{1, 2, 3}},
+		"v6 as v4 source":     {EncapSourceV4: addr("fd00::1")},
+	} {
+		_, err := Open(cfg)
+		assert.Error(t, err, name)
+	}
+}
