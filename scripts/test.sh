@@ -9,7 +9,7 @@ export GOTOOLCHAIN="${GOTOOLCHAIN:-local}"
 
 # Debian packages the tests use. Installed only when missing and when we can
 # (root with apt); without them the tests that need them skip and say why.
-packages=()
+packages=(iproute2 ethtool)
 if [ ${#packages[@]} -gt 0 ] && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
   missing=()
   for p in "${packages[@]}"; do

@@ -12,6 +12,26 @@ import (
 	"github.com/metalflow/metalflow/lbnode"
 )
 
+// benchmarks are the `metalflow bench` subcommands.
+func benchmarks() map[string]func(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	return map[string]func(ctx context.Context, args []string, stdout, stderr io.Writer) error{
+		"xdp": runBenchXDP,
+	}
+}
+
+// runBench dispatches `metalflow bench <name>`.
+func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	benches := benchmarks()
+	if len(args) == 0 {
+		return usageError{errors.New("usage: metalflow bench xdp [flags]")}
+	}
+	run, ok := benches[args[0]]
+	if !ok {
+		return usageError{fmt.Errorf("unknown benchmark %q (have: xdp)", args[0])}
+	}
+	return run(ctx, args[1:], stdout, stderr)
+}
+
 // runBenchXDP is `metalflow bench xdp`: the data plane's per-packet cost
 // against an XDP_PASS program in the same run, and Maglev's build time and
 // disruption. The last line is machine-readable.
