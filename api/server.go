@@ -35,6 +35,8 @@ type Config struct {
 	TemporalUIURL string
 	// Namespace is the Temporal namespace, used in Web UI links.
 	Namespace string
+	// Boot configures the boot service that netbooting servers talk to.
+	Boot BootConfig
 }
 
 // Server is the HTTP API.
@@ -73,6 +75,18 @@ func New(cfg Config) *Server {
 	v1.POST("/racks", s.createRack)
 	v1.GET("/racks", s.listRacks)
 	v1.GET("/racks/:site/:rack", s.getRack)
+	v1.POST("/boot/phone-home", s.phoneHome)
+
+	// The boot service: plain-text answers for iPXE and cloud-init, which
+	// cannot send credentials; what they reveal is bound to one pending
+	// install attempt.
+	boot := e.Group("/boot")
+	boot.GET("/ipxe", s.ipxeScript)
+	boot.GET("/nocloud/:serial/:attempt/meta-data", s.nocloudMetaData)
+	boot.GET("/nocloud/:serial/:attempt/user-data", s.nocloudUserData)
+	boot.GET("/nocloud/:serial/:attempt/vendor-data", s.nocloudVendorData)
+	boot.GET("/files/:name", s.bootFile)
+
 	// Unknown API paths answer in JSON, not with the operator page's 404.
 	v1.Any("/*", func(c echo.Context) error {
 		return httpError(http.StatusNotFound, "no such API route: %s %s", c.Request().Method, c.Request().URL.Path)

@@ -249,3 +249,25 @@ func timePtr(t sql.NullTime) *time.Time {
 func NormalizeMAC(mac string) string {
 	return strings.ReplaceAll(strings.ToLower(strings.TrimSpace(mac)), "-", ":")
 }
+
+// ActiveBootByToken finds the pending attempt a phone-home token belongs to
+// without spending it.
+func (s *Store) ActiveBootByToken(ctx context.Context, token string) (BootConfig, error) {
+	var serial string
+	var attempt int
+	err := s.db.QueryRowContext(ctx, `SELECT serial, attempt FROM boot_configs WHERE token = $1`, token).Scan(&serial, &attempt)
+	if errors.Is(err, sql.ErrNoRows) {
+		return BootConfig{}, fmt.Errorf("%w: unknown phone-home token", ErrNotFound)
+	}
+	if err != nil {
+		return BootConfig{}, err
+	}
+	b, err := getBoot(ctx, s.db, serial, attempt)
+	if err != nil {
+		return BootConfig{}, err
+	}
+	if !b.Active(s.now()) {
+		return BootConfig{}, fmt.Errorf("%w: phone-home token of %s attempt %d already used, retired or expired", ErrNotFound, serial, attempt)
+	}
+	return b, nil
+}

@@ -13,6 +13,7 @@ const TaskQueue = "metalflow-lifecycle"
 const (
 	ServerLifecycleName = "ServerLifecycle"
 	UpdateRacked        = "racked"
+	SignalPhoneHome     = "phone-home"
 	QueryStatus         = "status"
 )
 
@@ -94,4 +95,11 @@ type StepStatus struct {
 type Attention struct {
 	Step  string `json:"step"`
 	Error string `json:"error"`
+}
+
+// PhoneHome is the installer's call back, forwarded by the boot service.
+type PhoneHome struct {
+	Attempt    int    `json:"attempt"`
+	Hostname   string `json:"hostname,omitempty"`
+	InstanceID string `json:"instanceId,omitempty"`
 }

@@ -24,6 +24,8 @@ func runAPI(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs.StringVar(&inventoryURL, "inventory-db", "metalflow.db", "inventory database: postgres://… or a SQLite file path")
 	fs.StringVar(&layoutFile, "layout", "", "YAML file of sites and racks to load into the inventory at start")
 	fs.StringVar(&httpAddr, "http", "127.0.0.1:8080", "API, operator UI and /metrics listen address")
+	var bf bootFlags
+	bf.register(fs)
 	fs.StringVar(&uiURL, "temporal-ui-url", "", "public URL of the Temporal Web UI, for links in answers and the operator UI")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -53,5 +55,6 @@ func runAPI(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		Logger:        log,
 		TemporalUIURL: uiURL,
 		Namespace:     tf.namespace,
+		Boot:          bf.config(httpAddr),
 	})
 }

@@ -166,3 +166,26 @@ func openInventory(ctx context.Context, log *slog.Logger, url, layoutFile string
 	}
 	return store, nil
 }
+
+// bootFlags configure the boot service netbooting servers talk to.
+type bootFlags struct {
+	publicURL  string
+	kernelURL  string
+	initrdURL  string
+	kernelArgs string
+}
+
+func (b *bootFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&b.publicURL, "public-url", "", "URL servers on the provisioning network reach this API at (default: http://<--http>)")
+	fs.StringVar(&b.kernelURL, "installer-kernel-url", "", "installer kernel for netboot; empty serves a placeholder only simulated hosts can boot")
+	fs.StringVar(&b.initrdURL, "installer-initrd-url", "", "installer initrd for netboot; empty serves a placeholder")
+	fs.StringVar(&b.kernelArgs, "installer-kernel-args", "", "extra installer kernel arguments")
+}
+
+func (b *bootFlags) config(httpAddr string) api.BootConfig {
+	public := b.publicURL
+	if public == "" {
+		public = httpURL(httpAddr)
+	}
+	return api.BootConfig{PublicURL: public, KernelURL: b.kernelURL, InitrdURL: b.initrdURL, KernelArgs: b.kernelArgs}
+}

@@ -31,6 +31,7 @@ type devFlags struct {
 	workers        bool
 	temporalLog    string
 	layoutFile     string
+	boot           bootFlags
 }
 
 func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -46,6 +47,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs.StringVar(&f.namespace, "namespace", "default", "Temporal namespace, created at start")
 	fs.BoolVar(&f.workers, "workers", true, "run the lifecycle worker in this process (false: run 'metalflow worker' separately)")
 	fs.StringVar(&f.temporalLog, "temporal-log-level", "warn", "log level of the embedded Temporal server")
+	f.boot.register(fs)
 	fs.StringVar(&f.layoutFile, "layout", "", "YAML file of sites and racks to load into the inventory (dc1/R01-R20 are always seeded)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -150,6 +152,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 			Logger:        log,
 			TemporalUIURL: uiURL,
 			Namespace:     f.namespace,
+			Boot:          f.boot.config(f.httpAddr),
 		})
 	})
 	log.Info("metalflow dev is up",
