@@ -195,7 +195,8 @@ func builtinTree(vendor string) *tree {
 		"Boot":             boot,
 		"Bios":             link(p.biosPath), "Processors": link(sys + "/Processors"), "Memory": link(sys + "/Memory"),
 		"Storage": link(sys + "/Storage"), "EthernetInterfaces": link(sys + "/EthernetInterfaces"),
-		"SecureBoot": link(sys + "/SecureBoot"), "LogServices": link(sys + "/LogServices"),
+		"NetworkInterfaces": link(sys + "/NetworkInterfaces"),
+		"SecureBoot":        link(sys + "/SecureBoot"), "LogServices": link(sys + "/LogServices"),
 		"Links": map[string]any{"Chassis": []any{link(chs)}, "ManagedBy": []any{link(mgr)}},
 		"Actions": map[string]any{"#ComputerSystem.Reset": map[string]any{
 			"target": sys + "/Actions/ComputerSystem.Reset", "ResetType@Redfish.AllowableValues": anyStrings(p.resetTypes)}},
@@ -228,18 +229,34 @@ func builtinTree(vendor string) *tree {
 	}
 	collection(t, sys+"/Processors", "ProcessorCollection", "Processors", cpus...)
 	collection(t, sys+"/Memory", "MemoryCollection", "Memory", dimms...)
-	var nics []string
+	// bmclib pairs NetworkPorts with EthernetInterfaces by Id prefix
+	// (NIC.Integrated.1-1 / NIC.Integrated.1-1-1), as iDRAC names them.
+	adapter := chs + "/NetworkAdapters/NIC.Integrated.1"
+	var nics, ports []string
 	for _, n := range []string{"1", "2"} {
-		id := sys + "/EthernetInterfaces/NIC." + n
-		if vendor == VendorDell {
-			id = sys + "/EthernetInterfaces/NIC.Integrated.1-" + n + "-1"
-		}
+		id := sys + "/EthernetInterfaces/NIC.Integrated.1-" + n + "-1"
+		port := adapter + "/NetworkPorts/NIC.Integrated.1-" + n
+		ports = append(ports, port)
+		t.put(port, map[string]any{"@odata.type": "#NetworkPort.v1_2_1.NetworkPort", "Id": "NIC.Integrated.1-" + n, "Name": "Port " + n,
+			"PhysicalPortNumber": n, "ActiveLinkTechnology": "Ethernet", "LinkStatus": "Up", "CurrentLinkSpeedMbps": numberValue(25000),
+			"AssociatedNetworkAddresses": []any{}, "Status": map[string]any{"State": "Enabled", "Health": "OK"}})
 		nics = append(nics, id)
 		t.put(id, map[string]any{"@odata.type": "#EthernetInterface.v1_6_0.EthernetInterface", "Id": lastSegment(id), "Name": "System Ethernet Interface",
 			"MACAddress": "", "PermanentMACAddress": "", "SpeedMbps": numberValue(25000), "LinkStatus": "LinkUp",
 			"Status": map[string]any{"State": "Enabled", "Health": "OK"}})
 	}
 	collection(t, sys+"/EthernetInterfaces", "EthernetInterfaceCollection", "Ethernet Interfaces", nics...)
+	collection(t, adapter+"/NetworkPorts", "NetworkPortCollection", "Network Ports", ports...)
+	t.put(adapter, map[string]any{"@odata.type": "#NetworkAdapter.v1_5_0.NetworkAdapter", "Id": "NIC.Integrated.1", "Name": "Network Adapter",
+		"Manufacturer": "Broadcom Inc. and subsidiaries", "Model": "BCM57414 NetXtreme-E 10Gb/25Gb RDMA Ethernet Controller",
+		"SerialNumber": "", "PartNumber": "0GP50Y", "NetworkPorts": link(adapter + "/NetworkPorts"),
+		"Controllers": []any{map[string]any{"FirmwarePackageVersion": "22.31.6", "ControllerCapabilities": map[string]any{"NetworkPortCount": numberValue(2)}}},
+		"Status":      map[string]any{"State": "Enabled", "Health": "OK"}})
+	collection(t, chs+"/NetworkAdapters", "NetworkAdapterCollection", "Network Adapters", adapter)
+	collection(t, sys+"/NetworkInterfaces", "NetworkInterfaceCollection", "Network Interfaces", sys+"/NetworkInterfaces/NIC.Integrated.1")
+	t.put(sys+"/NetworkInterfaces/NIC.Integrated.1", map[string]any{"@odata.type": "#NetworkInterface.v1_2_0.NetworkInterface",
+		"Id": "NIC.Integrated.1", "Name": "Network Interface", "Status": map[string]any{"State": "Enabled", "Health": "OK"},
+		"Links": map[string]any{"NetworkAdapter": link(adapter)}, "NetworkPorts": link(adapter + "/NetworkPorts")})
 
 	// BIOS: current attributes and a separate settings object for pending ones.
 	bios := map[string]any{
@@ -331,7 +348,7 @@ func builtinTree(vendor string) *tree {
 	t.put(chs, map[string]any{"@odata.type": "#Chassis.v1_14_0.Chassis", "Id": p.chassisID, "Name": "Computer System Chassis",
 		"ChassisType": "RackMount", "Manufacturer": p.manufacturer, "Model": p.model, "SerialNumber": "", "PartNumber": "",
 		"PowerState": "Off", "Status": map[string]any{"State": "Enabled", "Health": "OK"},
-		"Power": link(chs + "/Power"), "Thermal": link(chs + "/Thermal"),
+		"Power": link(chs + "/Power"), "Thermal": link(chs + "/Thermal"), "NetworkAdapters": link(chs + "/NetworkAdapters"),
 		"Links": map[string]any{"ComputerSystems": []any{link(sys)}, "ManagedBy": []any{link(mgr)}}})
 	var psus []any
 	for _, n := range []string{"0", "1"} {
