@@ -14,11 +14,11 @@ import (
 // will change and the value it changes to.
 func flavourCases() []struct {
 	vendor, attr, value, attr2, value2 string
-	insecureHTTP                      bool
+	insecureHTTP                       bool
 } {
 	return []struct {
 		vendor, attr, value, attr2, value2 string
-		insecureHTTP                      bool
+		insecureHTTP                       bool
 	}{
 		{VendorDell, "LogicalProc", "Disabled", "NumLock", "Off", false},
 		{VendorHPE, "ProcHyperthreading", "Disabled", "NetworkBootRetry", "Disabled", false},
