@@ -44,11 +44,18 @@ func connect(t testing.TB, b *BMC, opts ...bmclib.Option) *bmclib.Client {
 }
 
 func open(b *BMC, user, pass string, opts ...bmclib.Option) (*bmclib.Client, error) {
+	return openWithin(b, user, pass, 20*time.Second, opts...)
+}
+
+// openWithin opens a client whose every request times out after d: bmclib
+// turns the deadline of Open's context into its HTTP client timeout and
+// ignores the contexts of later calls.
+func openWithin(b *BMC, user, pass string, d time.Duration, opts ...bmclib.Option) (*bmclib.Client, error) {
 	u, _ := url.Parse(b.Address())
 	opts = append([]bmclib.Option{bmclib.WithRedfishPort(u.Port())}, opts...)
 	cl := bmclib.NewClient(u.Scheme+"://"+u.Hostname(), user, pass, opts...)
 	cl.Registry.Drivers = cl.Registry.For("gofish")
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), d)
 	defer cancel()
 	return cl, cl.Open(ctx)
 }
