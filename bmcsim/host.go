@@ -264,6 +264,13 @@ func (b *BMC) netboot(gen uint64, vars map[string]string) {
 		return
 	}
 
+	// A host powered off mid-install never reaches its phone-home step.
+	b.mu.Lock()
+	current := gen == b.powerGen
+	b.mu.Unlock()
+	if !current {
+		return
+	}
 	var phoneErr error
 	if phoneHome != "" {
 		phoneErr = postPhoneHome(ctx, client, phoneHome, vars)
@@ -319,10 +326,7 @@ func (b *BMC) followScript(ctx context.Context, client *http.Client, scriptURL s
 		}
 		fields := strings.Fields(expandVars(line, vars))
 		args := fields[1:]
-		// Options such as --name or --timeout precede the URL.
-		for len(args) > 0 && strings.HasPrefix(args[0], "--") {
-			args = args[1:]
-		}
+		args = skipOptions(args)
 		switch fields[0] {
 		case "set":
 			if len(fields) >= 3 {
@@ -351,6 +355,22 @@ func (b *BMC) followScript(ctx context.Context, client *http.Client, scriptURL s
 		}
 	}
 	return nil
+}
+
+// skipOptions drops iPXE image options before the URL; --name and
+// --timeout (-n, -t) take a value unless written --name=value.
+func skipOptions(args []string) []string {
+	for len(args) > 0 && strings.HasPrefix(args[0], "-") {
+		opt := args[0]
+		args = args[1:]
+		switch opt {
+		case "--name", "-n", "--timeout", "-t":
+			if len(args) > 0 {
+				args = args[1:]
+			}
+		}
+	}
+	return args
 }
 
 // configURL finds the install config in kernel arguments: cloud-init's
