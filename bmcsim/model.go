@@ -94,6 +94,11 @@ func newModel(t *tree, q quirks) (*model, error) {
 		return nil, fmt.Errorf("system %s is linked but missing", m.system)
 	}
 	m.set(m.system, roleSystem, 0)
+	// iDRAC 6+ keeps virtual media under the system; recorded trees of
+	// older System documents lack the link although the slots are there.
+	if linkOf(sys.body, "VirtualMedia") == "" && t.get(m.system+"/VirtualMedia") != nil {
+		sys.body["VirtualMedia"] = link(t.get(m.system + "/VirtualMedia").id)
+	}
 
 	if mgrs := t.get(linkOf(root, "Managers")); mgrs != nil {
 		if ms := memberLinks(mgrs.body); len(ms) > 0 {
