@@ -43,10 +43,8 @@ type BMC struct {
 	systemProps map[string]any
 	bios        biosState
 	volumes     [][]*volume
-	volumeSeq   int
 	media       []mediaState
 	sessions    map[string]*session
-	sessionSeq  int
 	tasks       []*task
 	taskSeq     int
 	logs        []logEntry
@@ -376,7 +374,7 @@ func (b *BMC) render(key string) map[string]any {
 	case roleSystem:
 		return b.renderSystem()
 	case roleChassis:
-		return b.renderChassis(key)
+		return b.renderChassis(key, i)
 	case roleNIC:
 		return b.renderNIC(key, i)
 	case roleBios:

@@ -128,6 +128,11 @@ func TestRAIDVolumesThroughGofish(t *testing.T) {
 			assert.Equal(t, 1, cnt.VolumesDeleted)
 			require.Len(t, b.State().Volumes, 1)
 			assert.Equal(t, "RAID10", b.State().Volumes[0].RAIDType)
+			wantID := map[string]string{VendorDell: "Disk.Virtual.0:RAID.Integrated.1-1"}[vendor]
+			if wantID == "" {
+				wantID = "1"
+			}
+			assert.Equal(t, wantID, b.State().Volumes[0].ID, "the freed number is handed out again")
 		})
 	}
 }

@@ -83,7 +83,6 @@ func (b *BMC) createSession(body []byte, r *http.Request) (*reply, *redfishError
 		return nil, errorf(http.StatusServiceUnavailable, "SessionLimitExceeded",
 			"The session establishment failed due to the number of simultaneous sessions exceeding the limit of the implementation.")
 	}
-	b.sessionSeq++
 	s := &session{id: randomHex(8), token: randomHex(16), user: user, created: now, used: now}
 	b.sessions[s.token] = s
 	b.counters.SessionsCreated++

@@ -180,14 +180,13 @@ func (b *BMC) createVolume(i int, body []byte) (*reply, *redfishError) {
 		}
 		capacity = int64(n)
 	}
-	b.volumeSeq++
-	id := fmt.Sprint(len(b.volumes[i]) + 1)
-	if b.m.quirks.volumeIDs == "dell" {
-		id = fmt.Sprintf("Disk.Virtual.%d:%s", len(b.volumes[i]), lastSegment(st.path))
-	}
-	for b.volumeByID(i, id) != nil {
-		b.volumeSeq++
-		id = fmt.Sprint(b.volumeSeq + len(b.volumes[i]))
+	// Controllers hand out the lowest free number, as PERC and Smart Array do.
+	id := ""
+	for n := 0; id == "" || b.volumeByID(i, id) != nil; n++ {
+		id = fmt.Sprint(n + 1)
+		if b.m.quirks.volumeIDs == "dell" {
+			id = fmt.Sprintf("Disk.Virtual.%d:%s", n, lastSegment(st.path))
+		}
 	}
 	name, _ := req["DisplayName"].(string)
 	if name == "" {

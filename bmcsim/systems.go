@@ -43,7 +43,17 @@ func (b *BMC) renderSystem() map[string]any {
 	doc["BootProgress"] = map[string]any{"LastState": b.bootProgress()}
 	if b.m.quirks.vendor == VendorDell && b.bios.jobPending() {
 		// iDRAC flags a system with staged BIOS changes.
-		doc["Oem"] = map[string]any{"Dell": map[string]any{"DellSystem": map[string]any{"PendingConfiguration": true}}}
+		oem := mapOf(doc["Oem"])
+		if oem == nil {
+			oem = map[string]any{}
+			doc["Oem"] = oem
+		}
+		dell := mapOf(oem["Dell"])
+		if dell == nil {
+			dell = map[string]any{}
+			oem["Dell"] = dell
+		}
+		dell["PendingConfiguration"] = true
 	}
 	return doc
 }
@@ -62,9 +72,10 @@ func (b *BMC) bootProgress() string {
 	return "SetupEntered"
 }
 
-func (b *BMC) renderChassis(key string) map[string]any {
+func (b *BMC) renderChassis(key string, i int) map[string]any {
 	doc := b.baseDoc(key)
-	if _, ok := doc["SerialNumber"]; ok || b.m.quirks.vendor != "" {
+	if i == 0 {
+		// The first chassis is the server's; others are enclosures.
 		doc["SerialNumber"] = b.serial
 	}
 	doc["PowerState"] = b.power
