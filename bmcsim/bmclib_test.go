@@ -267,3 +267,26 @@ func TestBMCLibVerifiesFleetCA(t *testing.T) {
 	_, err = open(f.BMCs()[0], "root", f.BMCs()[0].password, bmclib.WithSecureTLS(x509.NewCertPool()))
 	require.Error(t, err, "a client that does not trust the CA refuses the certificate")
 }
+
+func TestBMCLibSystemEventLog(t *testing.T) {
+	for _, tc := range flavourCases() {
+		t.Run(tc.vendor, func(t *testing.T) {
+			b := startFleet(t, quickConfig(tc.vendor)).BMCs()[0]
+			cl := connect(t, b)
+			ctx := ctxT(t)
+			_, err := cl.SetPowerState(ctx, "on")
+			require.NoError(t, err)
+			entries, err := cl.GetSystemEventLog(ctx)
+			require.NoError(t, err)
+			var messages []string
+			for _, e := range entries {
+				messages = append(messages, e[3])
+			}
+			assert.Contains(t, messages, "The server is powering on (power on)")
+			require.NoError(t, cl.ClearSystemEventLog(ctx))
+			entries, err = cl.GetSystemEventLog(ctx)
+			require.NoError(t, err)
+			assert.Empty(t, entries)
+		})
+	}
+}

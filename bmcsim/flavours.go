@@ -330,6 +330,8 @@ func builtinTree(vendor string) *tree {
 		"Entries": link(logSvc + "/Entries"),
 		"Actions": map[string]any{"#LogService.ClearLog": map[string]any{"target": logSvc + "/Actions/LogService.ClearLog"}}})
 	collection(t, logSvc+"/Entries", "LogEntryCollection", "Log Entries")
+	// The SEL is the chassis' log too: bmclib clears it through the chassis.
+	collection(t, chs+"/LogServices", "LogServiceCollection", "Log Service Collection", logSvc)
 	mediaRoot := root + "/" + p.mediaUnder + "/" + map[string]string{"Managers": p.managerID, "Systems": p.systemID}[p.mediaUnder] + "/VirtualMedia"
 	var slots []string
 	for _, s := range p.mediaSlots {
@@ -348,7 +350,7 @@ func builtinTree(vendor string) *tree {
 	t.put(chs, map[string]any{"@odata.type": "#Chassis.v1_14_0.Chassis", "Id": p.chassisID, "Name": "Computer System Chassis",
 		"ChassisType": "RackMount", "Manufacturer": p.manufacturer, "Model": p.model, "SerialNumber": "", "PartNumber": "",
 		"PowerState": "Off", "Status": map[string]any{"State": "Enabled", "Health": "OK"},
-		"Power": link(chs + "/Power"), "Thermal": link(chs + "/Thermal"), "NetworkAdapters": link(chs + "/NetworkAdapters"),
+		"Power": link(chs + "/Power"), "Thermal": link(chs + "/Thermal"), "NetworkAdapters": link(chs + "/NetworkAdapters"), "LogServices": link(chs + "/LogServices"),
 		"Links": map[string]any{"ComputerSystems": []any{link(sys)}, "ManagedBy": []any{link(mgr)}}})
 	var psus []any
 	for _, n := range []string{"0", "1"} {
