@@ -159,6 +159,12 @@ func TestAdminEndpoint(t *testing.T) {
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "401")
 
+	status, _ = call("POST", "/bmcs/bmc-0001/reboot", "")
+	require.Equal(t, http.StatusAccepted, status)
+	assert.True(t, one.Rebooting())
+	waitFor(t, "BMC back", func() bool { return !one.Rebooting() })
+	assert.Equal(t, 1, one.Counters().BMCReboots)
+
 	for _, bad := range []string{`{"error_rate":2}`, `{"error_status":418}`, `{"latency":"soon"}`, `not json`} {
 		status, _ = call("PUT", "/faults", bad)
 		assert.Equal(t, http.StatusBadRequest, status, bad)

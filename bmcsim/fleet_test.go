@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -122,4 +123,45 @@ func atoi(t *testing.T, s string) int {
 		n = n*10 + int(c-'0')
 	}
 	return n
+}
+
+// TestThousandBMCs: the fleet size of a large rehearsal, each BMC on its
+// own socket and answering.
+func TestThousandBMCs(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts 1,000 listeners")
+	}
+	cfg := quickConfig(VendorMixed)
+	cfg.Count = 1000
+	cfg.InsecureHTTP = true
+	cfg.Username, cfg.Password = "admin", "secret"
+	f := startFleet(t, cfg)
+	require.Len(t, f.BMCs(), 1000)
+	var wg sync.WaitGroup
+	failures := make(chan string, 1000)
+	sem := make(chan struct{}, 32)
+	for _, b := range f.BMCs() {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			req, _ := http.NewRequest("GET", b.Address()+b.m.system, nil)
+			req.SetBasicAuth("admin", "secret")
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				failures <- err.Error()
+				return
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				failures <- b.ID() + ": " + resp.Status
+			}
+		}()
+	}
+	wg.Wait()
+	close(failures)
+	for f := range failures {
+		t.Error(f)
+	}
 }
