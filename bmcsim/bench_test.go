@@ -24,10 +24,16 @@ const benchClients = 8
 // them) with benchClients workers, first against one BMC, then spread over
 // a fleet of 1,000 BMCs in this process. It reports both rates, their
 // ratio (1 means the fleet costs nothing per BMC) and the process RSS.
-func BenchmarkPowerStatusLoop(b *testing.B) {
+func BenchmarkPowerStatusLoop(b *testing.B) { benchPowerStatusLoop(b, false) }
+
+// BenchmarkPowerStatusLoopHTTP is the same loop without TLS, which shows
+// the simulator's own cost once handshakes are out of the way.
+func BenchmarkPowerStatusLoopHTTP(b *testing.B) { benchPowerStatusLoop(b, true) }
+
+func benchPowerStatusLoop(b *testing.B, plainHTTP bool) {
 	heapBefore := heapMB()
-	single := startFleet(b, Config{Count: 1, Vendor: VendorGeneric, Username: "admin", Password: "secret"})
-	fleet := startFleet(b, Config{Count: 1000, Vendor: VendorMixed, Username: "admin", Password: "secret"})
+	single := startFleet(b, Config{Count: 1, Vendor: VendorGeneric, Username: "admin", Password: "secret", InsecureHTTP: plainHTTP})
+	fleet := startFleet(b, Config{Count: 1000, Vendor: VendorMixed, Username: "admin", Password: "secret", InsecureHTTP: plainHTTP})
 	heapFleet := heapMB() - heapBefore
 
 	singleClients := make([]*bmclib.Client, benchClients)

@@ -310,3 +310,21 @@ func TestBMCLibResetPowerCycle(t *testing.T) {
 	assert.Equal(t, 2, c.PowerOns)
 	assert.Equal(t, 2, c.Resets, "On, PowerCycle")
 }
+
+func TestBMCLibBasicAuth(t *testing.T) {
+	b := startFleet(t, quickConfig(VendorSupermicro)).BMCs()[0]
+	cl := connect(t, b, bmclib.WithRedfishUseBasicAuth(true))
+	state, err := cl.GetPowerState(ctxT(t))
+	require.NoError(t, err)
+	assert.Equal(t, "Off", state)
+	assert.Equal(t, 0, b.State().Sessions, "Basic auth opens no session")
+	assert.Equal(t, 0, b.Counters().SessionsCreated)
+
+	// With Basic auth gofish does not log in: Open only reads the public
+	// service root, and the first real call is refused.
+	bad, err := open(b, b.username, "wrong", bmclib.WithRedfishUseBasicAuth(true))
+	require.NoError(t, err)
+	_, err = bad.GetPowerState(ctxT(t))
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "401")
+}
