@@ -251,9 +251,10 @@ func (b *BMC) handle(r *http.Request, body []byte) (*reply, *redfishError) {
 			return nil, err
 		}
 	}
-	// If-Match guards changes to a resource. Actions (POST) ignore it, as
-	// iDRAC and iLO do: bmclib ejects and then inserts media holding one
-	// ETag, and gofish posts Reset with a tag that POST may have outdated.
+	// If-Match guards changes to a resource. Actions (POST) ignore it:
+	// bmclib ejects and then inserts media holding one ETag, and gofish
+	// posts Reset with a tag the host's POST may have outdated, so a
+	// service that checked would break the standard client.
 	if r.Method == http.MethodPatch || r.Method == http.MethodPut || r.Method == http.MethodDelete {
 		if err := b.checkIfMatch(r, key); err != nil {
 			return nil, err

@@ -9,7 +9,8 @@ import (
 	"time"
 )
 
-// maxSessions is the session cap most BMCs enforce (XCC, iDRAC, iLO).
+// maxSessions is Lenovo XCC's session cap, applied to every flavour so
+// that clients leaking sessions fail here before they fail in a rack.
 const maxSessions = 16
 
 type session struct {
