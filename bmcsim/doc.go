@@ -1,0 +1,45 @@
+// Package bmcsim simulates a fleet of Redfish BMCs and the servers behind
+// them, well enough that real Redfish clients (bmclib, gofish) cannot tell
+// them from hardware: every BMC listens on its own socket, keeps sessions,
+// ETags, power, boot override, BIOS, RAID volumes, virtual media, tasks and
+// logs, and shows the quirks of Dell iDRAC, HPE iLO, Supermicro or a
+// generic AMI-style service. A recorded DMTF mockup tree can replace the
+// built-in resource tree of a flavour.
+//
+// # Hosts and netboot
+//
+// After a power-on with a Pxe or UefiHttp boot override, the host behind a
+// BMC fetches Config.BootURL, in which ${mac}, ${mac:hexhyp}, ${serial},
+// ${uuid} and ${bmc} are replaced. The script is read as iPXE reads it:
+//
+//	#!ipxe
+//	set base http://10.0.0.1/images
+//	kernel ${base}/vmlinuz ip=dhcp cloud-config-url=http://10.0.0.1/config/${mac}
+//	initrd ${base}/initrd.img
+//	boot
+//
+// kernel, initrd, imgfetch, module and chain take URLs (relative ones are
+// resolved against the script), set defines variables, boot ends the
+// script, exit and sanboot boot from the local disk, anything else is
+// ignored. Every URL must answer 200 or the boot fails visibly
+// (HostInfo.State BootFailed, LastError, a log entry).
+//
+// The install config is named by a kernel argument, as cloud-init takes it:
+// cloud-config-url=URL, or ds=nocloud-net;s=URL/ (then URL/user-data is
+// fetched). It is a #cloud-config YAML document; the simulator reads only
+// cloud-init's phone_home module:
+//
+//	#cloud-config
+//	phone_home:
+//	  url: http://10.0.0.1/phone-home/$INSTANCE_ID
+//
+// After Config.InstallDelay the host POSTs a form (instance_id, hostname,
+// fqdn, mac, uuid; $INSTANCE_ID in the URL is the serial) to that URL, the
+// OS counts as installed and later boots from disk reach OSRunning.
+//
+// # Faults
+//
+// Faults (latency, error rate, hang, task exceptions) are set per BMC or
+// fleet-wide through Config, SetFaults or the admin endpoint; Reboot and
+// DropSessions act once.
+package bmcsim

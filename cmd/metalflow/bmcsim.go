@@ -1,0 +1,100 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/metalflow/metalflow/bmcsim"
+)
+
+// runBMCSim runs a simulated fleet of Redfish BMCs until ctx is done, for
+// demos, tests and rehearsing a rack before it arrives.
+func runBMCSim(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var cfg bmcsim.Config
+	fs := flag.NewFlagSet("bmcsim", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.IntVar(&cfg.Count, "count", 1, "number of BMCs (with --ip-range, 0 means one per address)")
+	fs.StringVar(&cfg.ListenIP, "listen-ip", "127.0.0.1", "address every BMC listens on, each on its own port")
+	fs.IntVar(&cfg.BasePort, "base-port", 0, "port of the first BMC, the next ones follow; 0 picks free ports")
+	fs.StringVar(&cfg.IPRange, "ip-range", "", "one address per BMC, e.g. 127.1.0.1-127.1.3.232 (all on --port)")
+	fs.IntVar(&cfg.Port, "port", 443, "port of every BMC with --ip-range")
+	fs.StringVar(&cfg.Vendor, "vendor", bmcsim.VendorGeneric, "dell, hpe, supermicro, generic or mixed")
+	fs.StringVar(&cfg.Mockup, "mockup", "", "serve this DMTF mockup tree (redfish/v1/.../index.json) as every BMC's resources")
+	fs.BoolVar(&cfg.InsecureHTTP, "insecure-http", false, "plain HTTP instead of self-signed HTTPS")
+	fs.StringVar(&cfg.Username, "user", "", "user of every BMC (default: the vendor's usual one)")
+	fs.StringVar(&cfg.Password, "password", "", "password of every BMC (default: generated per BMC)")
+	fs.DurationVar(&cfg.PostDelay, "post-delay", 30*time.Second, "time from power-on until the host is On")
+	fs.DurationVar(&cfg.ShutdownDelay, "shutdown-delay", 5*time.Second, "time a graceful shutdown takes")
+	fs.DurationVar(&cfg.InstallDelay, "install-delay", 5*time.Minute, "time an OS install takes after netboot")
+	fs.DurationVar(&cfg.TaskDuration, "task-duration", 20*time.Second, "time a task (firmware, RAID, job) runs")
+	fs.DurationVar(&cfg.RebootDuration, "reboot-duration", time.Minute, "time a rebooting BMC is unreachable")
+	fs.DurationVar(&cfg.SessionTimeout, "session-timeout", 30*time.Minute, "idle time after which a session ends")
+	fs.Float64Var(&cfg.Speed, "speed", 1, "divide every delay by this (10 = ten times faster)")
+	fs.StringVar(&cfg.BootURL, "boot-url", "", "iPXE script a netbooting host fetches; ${mac}, ${mac:hexhyp}, ${serial}, ${uuid}, ${bmc} are replaced")
+	fs.StringVar(&cfg.AdminAddr, "admin", "", "listen address of the admin endpoint (faults, state); empty: none")
+	fs.DurationVar(&cfg.Faults.Latency, "latency", 0, "fault: added to every answer")
+	fs.DurationVar(&cfg.Faults.LatencyJitter, "latency-jitter", 0, "fault: random extra latency up to this")
+	fs.Float64Var(&cfg.Faults.ErrorRate, "error-rate", 0, "fault: fraction of requests answered 500/503")
+	fs.IntVar(&cfg.Faults.ErrorStatus, "error-status", 0, "fault: 500 or 503 (0: either)")
+	fs.BoolVar(&cfg.Faults.Hang, "hang", false, "fault: accept requests and never answer")
+	fs.BoolVar(&cfg.Faults.TaskException, "task-exception", false, "fault: tasks end in Exception")
+	manifest := fs.String("manifest", "", "write the fleet manifest (JSON, with passwords) to this file; - for stdout")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if cfg.Mockup != "" && !isFlagSet(fs, "vendor") {
+		cfg.Vendor = "" // the tree says which vendor it is
+	}
+	if cfg.IPRange != "" && !isFlagSet(fs, "count") {
+		cfg.Count = 0
+	}
+
+	fleet, err := bmcsim.Start(cfg)
+	if err != nil {
+		return err
+	}
+	defer fleet.Close()
+
+	switch *manifest {
+	case "":
+	case "-":
+		if err := fleet.WriteManifest(stdout); err != nil {
+			return err
+		}
+	default:
+		if err := writeManifestFile(*manifest, fleet); err != nil {
+			return err
+		}
+	}
+	bmcs := fleet.BMCs()
+	fmt.Fprintf(stderr, "bmcsim: %d BMCs up, %s .. %s", len(bmcs), bmcs[0].Address(), bmcs[len(bmcs)-1].Address())
+	if a := fleet.AdminAddress(); a != "" {
+		fmt.Fprintf(stderr, "; admin on http://%s", a)
+	}
+	fmt.Fprintln(stderr)
+	<-ctx.Done()
+	return nil
+}
+
+func isFlagSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
+}
+
+// writeManifestFile keeps the passwords it holds readable by the owner only.
+func writeManifestFile(path string, fleet *bmcsim.Fleet) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	if err := fleet.WriteManifest(f); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
