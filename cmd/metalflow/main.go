@@ -31,6 +31,8 @@ func commands() map[string]command {
 		"lbnode": {"run the XDP load balancer data plane on an interface (standalone YAML config)", runLBNode},
 		"decap":  {"install the IP-in-IP/GUE decapsulation program on a backend's interface", runDecap},
 		"bench":  {"run a benchmark and print a table: bench xdp", runBench},
+		"bmcsim": {"run a simulated fleet of Redfish BMCs (and the hosts behind them)", runBMCSim},
+		"bmc":    {"talk to one BMC over Redfish: power, boot, bios, inventory, raid, media", runBMC},
 	}
 }
 
