@@ -11,12 +11,38 @@ type Registrar interface {
 
 // Activity names are part of recorded histories: never rename them.
 const (
-	RackServerName      = "RackServer"
-	ReleaseRackUnitName = "ReleaseRackUnit"
+	RackServerName         = "RackServer"
+	ReleaseRackUnitName    = "ReleaseRackUnit"
+	RegisterAssetName      = "RegisterAsset"
+	SetAssetStateName      = "SetAssetState"
+	InspectServerName      = "InspectServer"
+	RegisterMonitoringName = "RegisterMonitoring"
+	ConfigureBIOSName      = "ConfigureBIOS"
+	ConfigureRAIDName      = "ConfigureRAID"
+	StartInstallName       = "StartInstall"
+	FinishInstallName      = "FinishInstall"
+	AbortServerName        = "AbortServer"
 )
 
 // Register registers the CMDB's activities under their stable names.
 func (a *Inventory) Register(r Registrar) {
 	r.RegisterActivityWithOptions(a.RackServer, activity.RegisterOptions{Name: RackServerName})
 	r.RegisterActivityWithOptions(a.ReleaseRackUnit, activity.RegisterOptions{Name: ReleaseRackUnitName})
+}
+
+// Register registers the hardware steps' activities under their stable names.
+func (p *Provisioning) Register(r Registrar) {
+	for name, fn := range map[string]any{
+		RegisterAssetName:      p.RegisterAsset,
+		SetAssetStateName:      p.SetAssetState,
+		InspectServerName:      p.InspectServer,
+		RegisterMonitoringName: p.RegisterMonitoring,
+		ConfigureBIOSName:      p.ConfigureBIOS,
+		ConfigureRAIDName:      p.ConfigureRAID,
+		StartInstallName:       p.StartInstall,
+		FinishInstallName:      p.FinishInstall,
+		AbortServerName:        p.AbortServer,
+	} {
+		r.RegisterActivityWithOptions(fn, activity.RegisterOptions{Name: name})
+	}
 }

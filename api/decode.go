@@ -50,3 +50,11 @@ func describeJSONError(err error) string {
 	}
 	return err.Error()
 }
+
+// decodeOptionalJSON is decodeJSON for bodies that may be left out.
+func decodeOptionalJSON(c echo.Context, v any) error {
+	if c.Request().ContentLength == 0 {
+		return nil
+	}
+	return decodeJSON(c, v)
+}

@@ -17,7 +17,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.temporal.io/sdk/client"
 
+	"github.com/metalflow/metalflow/credentials"
 	"github.com/metalflow/metalflow/inventory"
+	"github.com/metalflow/metalflow/profiles"
 	"github.com/metalflow/metalflow/ui"
 )
 
@@ -27,6 +29,10 @@ type Config struct {
 	// Inventory answers rack questions directly: the racks list and the
 	// placement pre-check that spares the workflow a doomed update.
 	Inventory *inventory.Store
+	// Credentials seals BMC passwords; workflows get references.
+	Credentials credentials.Store
+	// Profiles are the known hardware profiles, for input checks.
+	Profiles *profiles.Catalog
 	// Registry receives the http_* metrics and is served at /metrics.
 	Registry *prometheus.Registry
 	Logger   *slog.Logger
@@ -72,10 +78,15 @@ func New(cfg Config) *Server {
 	v1.POST("/servers", s.createServer)
 	v1.GET("/servers/:serial", s.getServer)
 	v1.POST("/servers/:serial/racked", s.racked)
+	v1.POST("/servers/:serial/retry", s.retry)
+	v1.POST("/servers/:serial/skip", s.skip)
+	v1.POST("/servers/:serial/abort", s.abort)
+	v1.GET("/servers", s.listServers)
 	v1.POST("/racks", s.createRack)
 	v1.GET("/racks", s.listRacks)
 	v1.GET("/racks/:site/:rack", s.getRack)
 	v1.POST("/boot/phone-home", s.phoneHome)
+	v1.GET("/sd/targets", s.sdTargets)
 
 	// The boot service: plain-text answers for iPXE and cloud-init, which
 	// cannot send credentials; what they reveal is bound to one pending

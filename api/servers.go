@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -21,7 +22,17 @@ import (
 // createServerRequest is the body of POST /api/v1/servers.
 type createServerRequest struct {
 	Serial   string              `json:"serial"`
+	BMC      *bmcRequest         `json:"bmc,omitempty"`
+	Profile  string              `json:"profile,omitempty"`
 	Location *workflows.Location `json:"location,omitempty"`
+}
+
+// bmcRequest is a BMC as staff give it; the password goes straight into
+// the credential store and only a reference goes on.
+type bmcRequest struct {
+	Address  string `json:"address"`
+	Username string `json:"username"`
+	Password string `json:"password"`
 }
 
 type createServerResponse struct {
@@ -52,6 +63,14 @@ func (s *Server) createServer(c echo.Context) error {
 	if err := workflows.ValidateSerial(req.Serial); err != nil {
 		return httpError(http.StatusBadRequest, "%s", err)
 	}
+	if req.Profile != "" && !s.cfg.Profiles.Has(req.Profile) {
+		return httpError(http.StatusUnprocessableEntity, "unknown hardware profile %q (known: %s)", req.Profile, strings.Join(s.cfg.Profiles.Names(), ", "))
+	}
+	if req.BMC != nil {
+		if err := validateBMC(*req.BMC, true); err != nil {
+			return err
+		}
+	}
 	if req.Location != nil {
 		if err := workflows.ValidateLocation(*req.Location); err != nil {
 			return httpError(http.StatusBadRequest, "%s", err)
@@ -63,6 +82,18 @@ func (s *Server) createServer(c echo.Context) error {
 	ctx, cancel := context.WithTimeout(c.Request().Context(), temporalCallTimeout)
 	defer cancel()
 	id := workflows.LifecycleWorkflowID(req.Serial)
+	// A duplicate must not leave a stored credential behind: check first.
+	if _, err := s.cfg.Temporal.DescribeWorkflowExecution(ctx, id, ""); err == nil {
+		return httpError(http.StatusConflict, "server %s already has a lifecycle (workflow %s)", req.Serial, id)
+	}
+	input := workflows.ServerLifecycleInput{Serial: req.Serial, Location: req.Location, Profile: req.Profile, Actor: "api"}
+	if req.BMC != nil {
+		ref, err := s.storeBMC(ctx, req.Serial, *req.BMC)
+		if err != nil {
+			return err
+		}
+		input.BMC = &activities.BMCRef{Address: req.BMC.Address, CredentialRef: ref}
+	}
 	run, err := s.cfg.Temporal.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
 		ID:        id,
 		TaskQueue: workflows.TaskQueue,
@@ -73,7 +104,7 @@ func (s *Server) createServer(c echo.Context) error {
 		TypedSearchAttributes:    workflows.LifecycleStartAttributes(req.Serial),
 		// Without this the SDK hands back the existing run as if started.
 		WorkflowExecutionErrorWhenAlreadyStarted: true,
-	}, workflows.ServerLifecycleName, workflows.ServerLifecycleInput{Serial: req.Serial, Location: req.Location})
+	}, workflows.ServerLifecycleName, input)
 	if err != nil {
 		var started *serviceerror.WorkflowExecutionAlreadyStarted
 		if errors.As(err, &started) {

@@ -15,8 +15,9 @@ import (
 // technician before the lifecycle nags (log line + metric), and again after.
 const rackReminderInterval = 24 * time.Hour
 
-// ServerLifecycle takes one server from the loading dock onwards. It is the
-// thin, registered entry point; the step machine lives in lifecycle.
+// ServerLifecycle takes one server from the loading dock to an installed
+// OS. It is the thin, registered entry point; the step machine lives in
+// lifecycle.
 func ServerLifecycle(ctx workflow.Context, in ServerLifecycleInput) (ServerStatus, error) {
 	if err := ValidateSerial(in.Serial); err != nil {
 		return ServerStatus{}, temporal.NewNonRetryableApplicationError(err.Error(), "InvalidInput", nil)
@@ -31,6 +32,7 @@ func ServerLifecycle(ctx workflow.Context, in ServerLifecycleInput) (ServerStatu
 
 // lifecycle is the state of one server's workflow; the status query reads it.
 type lifecycle struct {
+	in     ServerLifecycleInput
 	status ServerStatus
 	// racked is filled by the racked update (or the input) and wakes run.
 	racked *Location
@@ -39,15 +41,39 @@ type lifecycle struct {
 	racking bool
 	// rackedBy is who reported the server racked, for the asset history.
 	rackedBy string
+	// decision is staff's answer to an attention (retry, skip, abort).
+	decision *decision
+	// aborted is set by an abort that arrives while no step is parked.
+	aborted *AbortInput
+	// generation counts retries; one-off hardware actions (a BIOS reset)
+	// may happen once per generation.
+	generation int
+	inspected  activities.InspectServerResult
+	// phonedHome is the install attempt the installer reported from.
+	phonedHome int
 }
 
+type decision struct {
+	action string
+	retry  RetryInput
+	abort  AbortInput
+}
+
+// errAborted ends the run after compensation.
+var errAborted = errors.New("aborted by staff")
+
 func newLifecycle(in ServerLifecycleInput) *lifecycle {
+	steps := make([]StepStatus, 0, len(Steps()))
+	for _, name := range Steps() {
+		steps = append(steps, StepStatus{Name: name, Status: StepPending})
+	}
 	return &lifecycle{
+		in: in,
 		status: ServerStatus{
 			Serial: in.Serial,
 			State:  StateWaitingRack,
 			Step:   StepRack,
-			Steps:  []StepStatus{{Name: StepRack, Status: StepPending}},
+			Steps:  steps,
 		},
 		racked: in.Location,
 	}
@@ -59,9 +85,40 @@ func (l *lifecycle) registerHandlers(ctx workflow.Context) error {
 	}); err != nil {
 		return fmt.Errorf("register %s query: %w", QueryStatus, err)
 	}
-	return workflow.SetUpdateHandlerWithOptions(ctx, UpdateRacked, l.handleRacked,
-		workflow.UpdateHandlerOptions{Validator: l.validateRacked},
-	)
+	if err := workflow.SetUpdateHandlerWithOptions(ctx, UpdateRacked, l.handleRacked,
+		workflow.UpdateHandlerOptions{Validator: l.validateRacked}); err != nil {
+		return err
+	}
+	if err := workflow.SetUpdateHandlerWithOptions(ctx, UpdateRetry, l.handleRetry,
+		workflow.UpdateHandlerOptions{Validator: l.validateRetry}); err != nil {
+		return err
+	}
+	if err := workflow.SetUpdateHandlerWithOptions(ctx, UpdateSkip, l.handleSkip,
+		workflow.UpdateHandlerOptions{Validator: l.validateSkip}); err != nil {
+		return err
+	}
+	if err := workflow.SetUpdateHandlerWithOptions(ctx, UpdateAbort, l.handleAbort,
+		workflow.UpdateHandlerOptions{Validator: l.validateAbort}); err != nil {
+		return err
+	}
+	// Installers may call back more than once (retries, a replayed
+	// request); only the current attempt's first call counts.
+	phoneHome := workflow.GetSignalChannel(ctx, SignalPhoneHome)
+	workflow.Go(ctx, func(ctx workflow.Context) {
+		for {
+			var ph PhoneHome
+			if !phoneHome.Receive(ctx, &ph) {
+				return
+			}
+			if ph.Attempt == l.status.InstallAttempt && l.status.Step == StepInstallOS {
+				l.phonedHome = ph.Attempt
+			} else {
+				workflow.GetLogger(ctx).Warn("ignoring phone-home for another install attempt",
+					"attempt", ph.Attempt, "current", l.status.InstallAttempt)
+			}
+		}
+	})
+	return nil
 }
 
 // validateRacked runs before the update enters history: a rejected update
@@ -73,6 +130,9 @@ func (l *lifecycle) validateRacked(in RackedInput) error {
 	}
 	if l.racking {
 		return fmt.Errorf("server %s is being racked by another request", l.status.Serial)
+	}
+	if l.aborted != nil {
+		return fmt.Errorf("the lifecycle of %s was aborted", l.status.Serial)
 	}
 	return ValidateLocation(in.Location)
 }
@@ -88,12 +148,7 @@ func (l *lifecycle) handleRacked(ctx workflow.Context, in RackedInput) (RackedRe
 	l.racking = true
 	defer func() { l.racking = false }()
 	loc := in.Location
-	err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, rackActivityOptions()), activities.RackServerName,
-		activities.RackServerInput{
-			Serial: l.status.Serial, Site: loc.Site, Room: loc.Room, Rack: loc.Rack, Unit: loc.Unit, Face: loc.Face,
-			HeightU: 1, Actor: actorOr(in.By, "technician"),
-		}).Get(ctx, nil)
-	if err != nil {
+	if err := l.claimRackUnit(ctx, loc, actorOr(in.By, "technician")); err != nil {
 		return RackedResult{}, refusal(err)
 	}
 	l.racked = &loc
@@ -101,19 +156,421 @@ func (l *lifecycle) handleRacked(ctx workflow.Context, in RackedInput) (RackedRe
 	return RackedResult{Serial: l.status.Serial, Location: loc}, nil
 }
 
-// rackActivityOptions: the claim is one short database transaction. A few
-// quick attempts cover a database blip; beyond that the technician hears
-// back and can try again, rather than the API call hanging.
-func rackActivityOptions() workflow.ActivityOptions {
-	return workflow.ActivityOptions{
-		StartToCloseTimeout: 15 * time.Second,
-		RetryPolicy: &temporal.RetryPolicy{
-			InitialInterval:    500 * time.Millisecond,
-			BackoffCoefficient: 2,
-			MaximumInterval:    5 * time.Second,
-			MaximumAttempts:    4,
-		},
+func (l *lifecycle) claimRackUnit(ctx workflow.Context, loc Location, actor string) error {
+	return workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, rackActivityOptions()), activities.RackServerName,
+		activities.RackServerInput{
+			Serial: l.status.Serial, Site: loc.Site, Room: loc.Room, Rack: loc.Rack, Unit: loc.Unit, Face: loc.Face,
+			HeightU: 1, Actor: actor,
+		}).Get(ctx, nil)
+}
+
+func (l *lifecycle) validateRetry(in RetryInput) error {
+	if l.status.State != StateAttention || l.decision != nil {
+		return fmt.Errorf("server %s is %s, not waiting for attention: nothing to retry", l.status.Serial, l.status.State)
 	}
+	if in.BMC != nil && in.BMC.Address == "" && in.BMC.CredentialRef == "" {
+		return errors.New("bmc must give an address, a credential, or both")
+	}
+	return nil
+}
+
+func (l *lifecycle) handleRetry(ctx workflow.Context, in RetryInput) (DecisionResult, error) {
+	if err := l.validateRetry(in); err != nil {
+		return DecisionResult{}, err
+	}
+	l.decision = &decision{action: UpdateRetry, retry: in}
+	return DecisionResult{Serial: l.status.Serial, Action: UpdateRetry, Step: l.status.Attention.Step}, nil
+}
+
+func (l *lifecycle) validateSkip(SkipInput) error {
+	if l.status.State != StateAttention || l.decision != nil {
+		return fmt.Errorf("server %s is %s, not waiting for attention: nothing to skip", l.status.Serial, l.status.State)
+	}
+	if !l.status.Attention.Skippable {
+		return fmt.Errorf("step %s cannot be skipped; retry or abort", l.status.Attention.Step)
+	}
+	return nil
+}
+
+func (l *lifecycle) handleSkip(ctx workflow.Context, in SkipInput) (DecisionResult, error) {
+	if err := l.validateSkip(in); err != nil {
+		return DecisionResult{}, err
+	}
+	l.decision = &decision{action: UpdateSkip}
+	return DecisionResult{Serial: l.status.Serial, Action: UpdateSkip, Step: l.status.Attention.Step}, nil
+}
+
+func (l *lifecycle) validateAbort(in AbortInput) error {
+	if in.Reason == "" {
+		return errors.New("an abort needs a reason, for the asset history")
+	}
+	switch {
+	case l.aborted != nil || l.decision != nil:
+		return fmt.Errorf("server %s already has a decision pending", l.status.Serial)
+	case l.status.State == StateAttention, l.status.State == StateWaitingRack:
+		return nil
+	}
+	return fmt.Errorf("server %s is %s: abort is possible while it waits to be racked or for attention", l.status.Serial, l.status.State)
+}
+
+func (l *lifecycle) handleAbort(ctx workflow.Context, in AbortInput) (DecisionResult, error) {
+	if err := l.validateAbort(in); err != nil {
+		return DecisionResult{}, err
+	}
+	step := l.status.Step
+	if l.status.State == StateAttention {
+		l.decision = &decision{action: UpdateAbort, abort: in}
+	} else {
+		l.aborted = &in
+	}
+	return DecisionResult{Serial: l.status.Serial, Action: UpdateAbort, Step: step}, nil
+}
+
+func (l *lifecycle) run(ctx workflow.Context) (ServerStatus, error) {
+	err := l.runSteps(ctx)
+	switch {
+	case errors.Is(err, errAborted):
+		err = l.compensate(ctx)
+	case err == nil:
+		l.status.Step = ""
+		l.status.Attention = nil
+		if err = l.setStepAttribute(ctx, StateInstalled); err == nil {
+			err = l.setState(ctx, StateInstalled)
+		}
+	}
+	if err != nil {
+		if temporal.IsCanceledError(err) {
+			return l.status, err
+		}
+		// Best effort: the run is failing anyway.
+		_ = l.setState(ctx, StateFailed)
+		return l.status, err
+	}
+	// Let in-flight updates deliver their answers before the run ends.
+	if err := workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) }); err != nil {
+		return l.status, err
+	}
+	return l.status, nil
+}
+
+func (l *lifecycle) runSteps(ctx workflow.Context) error {
+	if err := l.rack(ctx); err != nil {
+		return err
+	}
+	if err := l.setState(ctx, StateProvisioning); err != nil {
+		return err
+	}
+	steps := []struct {
+		name      string
+		skippable bool
+		run       func(workflow.Context) error
+	}{
+		{StepRegisterAsset, false, l.registerAsset},
+		{StepInspect, false, l.inspect},
+		{StepRegisterMonitoring, true, l.registerMonitoring},
+		{StepConfigureBIOS, true, l.configureBIOS},
+		{StepConfigureRAID, true, l.configureRAID},
+		{StepInstallOS, false, l.installOS},
+	}
+	for _, s := range steps {
+		if err := l.runStep(ctx, s.name, s.skippable, s.run); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// runStep runs one step. A failure retries cannot fix parks the server in
+// attention until staff retry, skip (if allowed) or abort; transient
+// failures never get here, Temporal retries them inside the activity.
+func (l *lifecycle) runStep(ctx workflow.Context, name string, skippable bool, run func(workflow.Context) error) error {
+	for {
+		step := l.startStep(ctx, name)
+		if err := l.setStepAttribute(ctx, name); err != nil {
+			return err
+		}
+		err := run(ctx)
+		if err == nil {
+			l.finishStep(ctx, step, nil)
+			return nil
+		}
+		if temporal.IsCanceledError(err) {
+			return err
+		}
+		l.finishStep(ctx, step, err)
+		d, err := l.awaitDecision(ctx, name, skippable, cause(err))
+		if err != nil {
+			return err
+		}
+		switch d.action {
+		case UpdateSkip:
+			step.Status = StepSkipped
+			return nil
+		case UpdateAbort:
+			return errAborted
+		}
+		l.applyRetry(d.retry)
+	}
+}
+
+func (l *lifecycle) awaitDecision(ctx workflow.Context, step string, skippable bool, problem string) (decision, error) {
+	if err := l.setState(ctx, StateAttention); err != nil {
+		return decision{}, err
+	}
+	l.status.Attention = &Attention{Step: step, Error: problem, Skippable: skippable}
+	workflow.GetLogger(ctx).Warn("server needs attention", "serial", l.status.Serial, "step", step, "error", problem)
+	workflow.GetMetricsHandler(ctx).WithTags(map[string]string{"step": step}).Counter("metalflow_attention_total").Inc(1)
+	if err := workflow.Await(ctx, func() bool { return l.decision != nil }); err != nil {
+		return decision{}, err
+	}
+	d := *l.decision
+	l.decision = nil
+	l.status.Attention = nil
+	if err := l.setState(ctx, StateProvisioning); err != nil {
+		return decision{}, err
+	}
+	if d.action == UpdateAbort {
+		l.aborted = &d.abort
+	}
+	return d, nil
+}
+
+func (l *lifecycle) applyRetry(r RetryInput) {
+	l.generation++
+	if r.BMC != nil {
+		bmc := activities.BMCRef{}
+		if l.in.BMC != nil {
+			bmc = *l.in.BMC
+		}
+		if r.BMC.Address != "" {
+			bmc.Address = r.BMC.Address
+		}
+		if r.BMC.CredentialRef != "" {
+			bmc.CredentialRef = r.BMC.CredentialRef
+		}
+		l.in.BMC = &bmc
+	}
+	if r.Profile != "" {
+		l.in.Profile = r.Profile
+	}
+}
+
+// compensate undoes the lifecycle's claims after an abort.
+func (l *lifecycle) compensate(ctx workflow.Context) error {
+	reason, by := "", ""
+	if l.aborted != nil {
+		reason, by = l.aborted.Reason, l.aborted.By
+	}
+	err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, inventoryActivityOptions()), activities.AbortServerName,
+		activities.AbortServerInput{Serial: l.status.Serial, Reason: reason, Actor: actorOr(by, "operator")}).Get(ctx, nil)
+	if err != nil {
+		return err
+	}
+	l.status.Step = ""
+	if err := l.setStepAttribute(ctx, StateAborted); err != nil {
+		return err
+	}
+	return l.setState(ctx, StateAborted)
+}
+
+func (l *lifecycle) rack(ctx workflow.Context) error {
+	step := l.startStep(ctx, StepRack)
+	if l.racked == nil {
+		step.Status = StepWaiting
+		for {
+			ok, err := workflow.AwaitWithTimeout(ctx, rackReminderInterval, func() bool { return l.racked != nil || l.aborted != nil })
+			if err != nil {
+				return err
+			}
+			if l.aborted != nil && l.racked == nil {
+				step.Status = StepSkipped
+				return errAborted
+			}
+			if ok {
+				break
+			}
+			l.remindRack(ctx)
+		}
+	} else if err := l.claimRackUnit(ctx, *l.racked, actorOr(l.in.Actor, "registration")); err != nil {
+		// The API checked the location; if the units were taken since,
+		// fail rather than put two servers in one unit.
+		return err
+	}
+	l.status.Location = l.racked
+	if err := workflow.UpsertTypedSearchAttributes(ctx, rackKey().ValueSet(l.racked.Rack)); err != nil {
+		return err
+	}
+	l.finishStep(ctx, step, nil)
+	return nil
+}
+
+// remindRack is the nudge for a server nobody has racked in a day.
+func (l *lifecycle) remindRack(ctx workflow.Context) {
+	l.status.RackReminders++
+	workflow.GetLogger(ctx).Warn("server still waiting to be racked",
+		"serial", l.status.Serial, "reminders", l.status.RackReminders)
+	workflow.GetMetricsHandler(ctx).Counter("metalflow_rack_reminders_total").Inc(1)
+}
+
+func (l *lifecycle) bmc() (activities.BMCRef, error) {
+	if l.in.BMC == nil || l.in.BMC.Address == "" || l.in.BMC.CredentialRef == "" {
+		return activities.BMCRef{}, errors.New("no BMC address and credential registered for this server: retry with one")
+	}
+	return *l.in.BMC, nil
+}
+
+func (l *lifecycle) registerAsset(ctx workflow.Context) error {
+	addr := ""
+	if l.in.BMC != nil {
+		addr = l.in.BMC.Address
+	}
+	return workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, inventoryActivityOptions()), activities.RegisterAssetName,
+		activities.RegisterAssetInput{Serial: l.status.Serial, BMCAddress: addr, Actor: actorOr(l.in.Actor, "lifecycle")}).Get(ctx, nil)
+}
+
+func (l *lifecycle) inspect(ctx workflow.Context) error {
+	bmc, err := l.bmc()
+	if err != nil {
+		return err
+	}
+	var res activities.InspectServerResult
+	if err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, bmcActivityOptions(5*time.Minute)), activities.InspectServerName,
+		activities.InspectServerInput{Serial: l.status.Serial, BMC: bmc, Profile: l.in.Profile, Actor: "inspection"}).Get(ctx, &res); err != nil {
+		return err
+	}
+	l.inspected = res
+	l.status.Hardware = &Hardware{Vendor: res.Vendor, Model: res.Model, Profile: res.Profile, Role: res.Role, MACs: res.MACs}
+	return nil
+}
+
+func (l *lifecycle) registerMonitoring(ctx workflow.Context) error {
+	in := activities.RegisterMonitoringInput{Serial: l.status.Serial, Role: l.inspected.Role}
+	if l.in.BMC != nil {
+		in.BMCAddress = l.in.BMC.Address
+	}
+	if l.racked != nil {
+		in.Site, in.Rack = l.racked.Site, l.racked.Rack
+	}
+	return workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, inventoryActivityOptions()), activities.RegisterMonitoringName, in).Get(ctx, nil)
+}
+
+func (l *lifecycle) configureBIOS(ctx workflow.Context) error {
+	bmc, err := l.bmc()
+	if err != nil {
+		return err
+	}
+	opts := bmcActivityOptions(15 * time.Minute)
+	// Waiting for a reset to apply the settings heartbeats; a worker that
+	// died mid-wait is noticed within a minute, not at StartToClose.
+	opts.HeartbeatTimeout = time.Minute
+	return workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, opts), activities.ConfigureBIOSName,
+		activities.ConfigureBIOSInput{
+			Serial: l.status.Serial, BMC: bmc, Profile: l.inspected.Profile, Vendor: l.inspected.Vendor,
+			Generation: l.generation, ApplyTimeout: 10 * time.Minute,
+		}).Get(ctx, nil)
+}
+
+func (l *lifecycle) configureRAID(ctx workflow.Context) error {
+	bmc, err := l.bmc()
+	if err != nil {
+		return err
+	}
+	return workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, bmcActivityOptions(15*time.Minute)), activities.ConfigureRAIDName,
+		activities.ConfigureRAIDInput{Serial: l.status.Serial, BMC: bmc, Profile: l.inspected.Profile, Vendor: l.inspected.Vendor}).Get(ctx, nil)
+}
+
+// installOS netboots the installer and waits for it to phone home, trying
+// a bounded number of times before asking a human.
+func (l *lifecycle) installOS(ctx workflow.Context) error {
+	bmc, err := l.bmc()
+	if err != nil {
+		return err
+	}
+	timeout := l.inspected.InstallTimeout
+	if timeout <= 0 {
+		timeout = 45 * time.Minute
+	}
+	attempts := l.inspected.InstallAttempts
+	if attempts <= 0 {
+		attempts = 3
+	}
+	for i := 0; i < attempts; i++ {
+		l.status.InstallAttempt++
+		attempt := l.status.InstallAttempt
+		if err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, bmcActivityOptions(5*time.Minute)), activities.StartInstallName,
+			activities.StartInstallInput{
+				Serial: l.status.Serial, BMC: bmc, Attempt: attempt, MACs: l.inspected.MACs,
+				// The boot service offers the attempt a little longer than
+				// the workflow waits, so a slow installer is not cut off
+				// between the two.
+				TTL: timeout + 5*time.Minute,
+			}).Get(ctx, nil); err != nil {
+			return err
+		}
+		ok, err := workflow.AwaitWithTimeout(ctx, timeout, func() bool { return l.phonedHome == attempt })
+		if err != nil {
+			return err
+		}
+		if ok {
+			return workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, bmcActivityOptions(5*time.Minute)), activities.FinishInstallName,
+				activities.FinishInstallInput{Serial: l.status.Serial, BMC: bmc, Actor: "lifecycle"}).Get(ctx, nil)
+		}
+		workflow.GetLogger(ctx).Warn("installer did not phone home", "serial", l.status.Serial, "attempt", attempt, "timeout", timeout)
+	}
+	return temporal.NewNonRetryableApplicationError(
+		fmt.Sprintf("the installer did not phone home in %d attempt(s) of %s each", attempts, timeout), "InstallTimeout", nil)
+}
+
+func (l *lifecycle) setStepAttribute(ctx workflow.Context, value string) error {
+	return workflow.UpsertTypedSearchAttributes(ctx, lifecycleStepKey().ValueSet(value))
+}
+
+// setState changes the state and keeps the LifecycleState search attribute
+// (what the API lists servers by) in step.
+func (l *lifecycle) setState(ctx workflow.Context, state string) error {
+	if l.status.State == state {
+		return nil
+	}
+	l.status.State = state
+	return workflow.UpsertTypedSearchAttributes(ctx, lifecycleStateKey().ValueSet(state))
+}
+
+func (l *lifecycle) startStep(ctx workflow.Context, name string) *StepStatus {
+	now := workflow.Now(ctx)
+	l.status.Step = name
+	for i := range l.status.Steps {
+		s := &l.status.Steps[i]
+		if s.Name == name {
+			s.Status = StepRunning
+			s.StartedAt = &now
+			s.FinishedAt = nil
+			s.Error = ""
+			return s
+		}
+	}
+	l.status.Steps = append(l.status.Steps, StepStatus{Name: name, Status: StepRunning, StartedAt: &now})
+	return &l.status.Steps[len(l.status.Steps)-1]
+}
+
+func (l *lifecycle) finishStep(ctx workflow.Context, s *StepStatus, err error) {
+	now := workflow.Now(ctx)
+	s.FinishedAt = &now
+	if err != nil {
+		s.Status = StepFailed
+		s.Error = cause(err)
+		return
+	}
+	s.Status = StepDone
+}
+
+// cause is the message staff should read: an activity's own error, not
+// Temporal's wrapping of it.
+func cause(err error) string {
+	var appErr *temporal.ApplicationError
+	if errors.As(err, &appErr) {
+		return appErr.Message()
+	}
+	return err.Error()
 }
 
 // refusal unwraps an activity's verdict so the update's caller sees the
@@ -131,96 +588,4 @@ func actorOr(actor, fallback string) string {
 		return fallback
 	}
 	return actor
-}
-
-func (l *lifecycle) run(ctx workflow.Context) (ServerStatus, error) {
-	if err := l.rack(ctx); err != nil {
-		return l.status, err
-	}
-	l.status.State = StateRacked
-	l.status.Step = ""
-	// With no step running, LifecycleStep holds the state the run ended in,
-	// so the Web UI can still filter on it.
-	if err := workflow.UpsertTypedSearchAttributes(ctx, lifecycleStepKey().ValueSet(StateRacked)); err != nil {
-		return l.status, err
-	}
-	// Let an in-flight racked update deliver its answer before the run ends.
-	if err := workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) }); err != nil {
-		return l.status, err
-	}
-	return l.status, nil
-}
-
-func (l *lifecycle) rack(ctx workflow.Context) error {
-	step := l.startStep(ctx, StepRack)
-	if l.racked == nil {
-		step.Status = StepWaiting
-		for {
-			ok, err := workflow.AwaitWithTimeout(ctx, rackReminderInterval, func() bool { return l.racked != nil })
-			if err != nil {
-				return err
-			}
-			if ok {
-				break
-			}
-			l.remindRack(ctx)
-		}
-	} else if err := l.claimInputLocation(ctx); err != nil {
-		return err
-	}
-	l.status.Location = l.racked
-	if err := workflow.UpsertTypedSearchAttributes(ctx, rackKey().ValueSet(l.racked.Rack)); err != nil {
-		return err
-	}
-	l.finishStep(ctx, step, nil)
-	return nil
-}
-
-// claimInputLocation records a server registered already racked. The API
-// checked the location; if the units were taken since, the lifecycle fails
-// rather than put two servers in one unit.
-func (l *lifecycle) claimInputLocation(ctx workflow.Context) error {
-	loc := *l.racked
-	return workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, rackActivityOptions()), activities.RackServerName,
-		activities.RackServerInput{
-			Serial: l.status.Serial, Site: loc.Site, Room: loc.Room, Rack: loc.Rack, Unit: loc.Unit, Face: loc.Face,
-			HeightU: 1, Actor: "registration",
-		}).Get(ctx, nil)
-}
-
-// remindRack is the nudge for a server nobody has racked in a day.
-func (l *lifecycle) remindRack(ctx workflow.Context) {
-	l.status.RackReminders++
-	workflow.GetLogger(ctx).Warn("server still waiting to be racked",
-		"serial", l.status.Serial, "reminders", l.status.RackReminders)
-	workflow.GetMetricsHandler(ctx).Counter("metalflow_rack_reminders_total").Inc(1)
-}
-
-func (l *lifecycle) startStep(ctx workflow.Context, name string) *StepStatus {
-	now := workflow.Now(ctx)
-	for i := range l.status.Steps {
-		s := &l.status.Steps[i]
-		if s.Name == name {
-			s.Status = StepRunning
-			s.StartedAt = &now
-			s.FinishedAt = nil
-			s.Error = ""
-			l.status.Step = name
-			return s
-		}
-	}
-	l.status.Steps = append(l.status.Steps, StepStatus{Name: name, Status: StepRunning, StartedAt: &now})
-	l.status.Step = name
-	return &l.status.Steps[len(l.status.Steps)-1]
-}
-
-func (l *lifecycle) finishStep(ctx workflow.Context, s *StepStatus, err error) {
-	now := workflow.Now(ctx)
-	s.FinishedAt = &now
-	if err != nil {
-		s.Status = StepFailed
-		s.Error = err.Error()
-		return
-	}
-	s.Status = StepDone
 }

@@ -3,208 +3,454 @@ package workflows
 import (
 	"context"
 	"errors"
+	"fmt"
+	"sync"
 	"testing"
 	"time"
 
-	"github.com/stretchr/testify/mock"
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 
 	"github.com/metalflow/metalflow/activities"
 )
 
+// fakeProvisioning stands in for the activities: it records every call and
+// answers with programmed errors, so each branch of the step machine can be
+// driven without hardware. (The real activities are tested against the BMC
+// simulator and the real Temporal server in other packages.)
+type fakeProvisioning struct {
+	mu       sync.Mutex
+	calls    []string
+	errs     map[string][]error
+	inspect  activities.InspectServerResult
+	inputs   map[string][]any
+	attempts []int
+}
+
+func newFake() *fakeProvisioning {
+	return &fakeProvisioning{
+		errs:   map[string][]error{},
+		inputs: map[string][]any{},
+		inspect: activities.InspectServerResult{
+			Vendor: "Dell Inc.", Model: "PowerEdge R650", MACs: []string{"02:00:00:00:00:01"}, Profile: "default", Role: "compute",
+			InstallTimeout: 30 * time.Minute, InstallAttempts: 3,
+		},
+	}
+}
+
+// failNext makes the next calls of an activity fail with errs, in order.
+func (f *fakeProvisioning) failNext(name string, errs ...error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.errs[name] = append(f.errs[name], errs...)
+}
+
+func (f *fakeProvisioning) record(name string, in any) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls = append(f.calls, name)
+	f.inputs[name] = append(f.inputs[name], in)
+	if q := f.errs[name]; len(q) > 0 {
+		f.errs[name] = q[1:]
+		return q[0]
+	}
+	return nil
+}
+
+func (f *fakeProvisioning) count(name string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n := 0
+	for _, c := range f.calls {
+		if c == name {
+			n++
+		}
+	}
+	return n
+}
+
+func (f *fakeProvisioning) register(env *testsuite.TestWorkflowEnvironment) {
+	reg := func(name string, fn any) { env.RegisterActivityWithOptions(fn, activity.RegisterOptions{Name: name}) }
+	reg(activities.RackServerName, func(_ context.Context, in activities.RackServerInput) error {
+		return f.record(activities.RackServerName, in)
+	})
+	reg(activities.RegisterAssetName, func(_ context.Context, in activities.RegisterAssetInput) error {
+		return f.record(activities.RegisterAssetName, in)
+	})
+	reg(activities.InspectServerName, func(_ context.Context, in activities.InspectServerInput) (activities.InspectServerResult, error) {
+		return f.inspect, f.record(activities.InspectServerName, in)
+	})
+	reg(activities.RegisterMonitoringName, func(_ context.Context, in activities.RegisterMonitoringInput) error {
+		return f.record(activities.RegisterMonitoringName, in)
+	})
+	reg(activities.ConfigureBIOSName, func(_ context.Context, in activities.ConfigureBIOSInput) (activities.ConfigureBIOSResult, error) {
+		return activities.ConfigureBIOSResult{}, f.record(activities.ConfigureBIOSName, in)
+	})
+	reg(activities.ConfigureRAIDName, func(_ context.Context, in activities.ConfigureRAIDInput) (activities.ConfigureRAIDResult, error) {
+		return activities.ConfigureRAIDResult{}, f.record(activities.ConfigureRAIDName, in)
+	})
+	reg(activities.StartInstallName, func(_ context.Context, in activities.StartInstallInput) error {
+		f.mu.Lock()
+		f.attempts = append(f.attempts, in.Attempt)
+		f.mu.Unlock()
+		return f.record(activities.StartInstallName, in)
+	})
+	reg(activities.FinishInstallName, func(_ context.Context, in activities.FinishInstallInput) error {
+		return f.record(activities.FinishInstallName, in)
+	})
+	reg(activities.AbortServerName, func(_ context.Context, in activities.AbortServerInput) error {
+		return f.record(activities.AbortServerName, in)
+	})
+}
+
+type lifecycleTest struct {
+	t    *testing.T
+	env  *testsuite.TestWorkflowEnvironment
+	fake *fakeProvisioning
+	// answerInstalls makes the installer of each attempt in it phone home
+	// five minutes after the attempt starts, as a real one would.
+	answerInstalls map[int]bool
+	updates        int
+}
+
+func newLifecycleTest(t *testing.T) *lifecycleTest {
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestWorkflowEnvironment()
+	env.RegisterWorkflowWithOptions(ServerLifecycle, workflowOptions(ServerLifecycleName))
+	f := newFake()
+	f.register(env)
+	lt := &lifecycleTest{t: t, env: env, fake: f, answerInstalls: map[int]bool{1: true}}
+	env.SetOnActivityCompletedListener(func(info *activity.Info, result converter.EncodedValue, err error) {
+		if info.ActivityType.Name != activities.StartInstallName || err != nil {
+			return
+		}
+		f.mu.Lock()
+		attempt := f.attempts[len(f.attempts)-1]
+		f.mu.Unlock()
+		if lt.answerInstalls[attempt] {
+			env.RegisterDelayedCallback(func() { lt.phoneHome(attempt) }, 5*time.Minute)
+		}
+	})
+	return lt
+}
+
+// at runs fn at workflow time d.
+func (lt *lifecycleTest) at(d time.Duration, fn func()) { lt.env.RegisterDelayedCallback(fn, d) }
+
+func (lt *lifecycleTest) update(name string, arg any) *updateOutcome {
+	o := &updateOutcome{}
+	lt.updates++
+	// Update IDs deduplicate: each call needs its own.
+	lt.env.UpdateWorkflow(name, fmt.Sprintf("%s-%d", name, lt.updates), o.callbacks(), arg)
+	return o
+}
+
+func (lt *lifecycleTest) status() ServerStatus {
+	lt.t.Helper()
+	v, err := lt.env.QueryWorkflow(QueryStatus)
+	require.NoError(lt.t, err)
+	var st ServerStatus
+	require.NoError(lt.t, v.Get(&st))
+	return st
+}
+
+func (lt *lifecycleTest) phoneHome(attempt int) {
+	lt.env.SignalWorkflow(SignalPhoneHome, PhoneHome{Attempt: attempt, Hostname: "host"})
+}
+
+func (lt *lifecycleTest) result() ServerStatus {
+	lt.t.Helper()
+	require.True(lt.t, lt.env.IsWorkflowCompleted())
+	require.NoError(lt.t, lt.env.GetWorkflowError())
+	var st ServerStatus
+	require.NoError(lt.t, lt.env.GetWorkflowResult(&st))
+	return st
+}
+
 type updateOutcome struct {
 	rejected error
 	err      error
-	result   RackedResult
+	value    any
 	done     bool
 }
 
 func (o *updateOutcome) callbacks() *testsuite.TestUpdateCallback {
 	return &testsuite.TestUpdateCallback{
-		OnReject: func(err error) { o.rejected = err; o.done = true },
-		OnAccept: func() {},
-		OnComplete: func(v interface{}, err error) {
-			o.done = true
-			o.err = err
-			if r, ok := v.(RackedResult); ok {
-				o.result = r
-			}
-		},
+		OnReject:   func(err error) { o.rejected = err; o.done = true },
+		OnAccept:   func() {},
+		OnComplete: func(v interface{}, err error) { o.done, o.err, o.value = true, err, v },
 	}
 }
 
-func newEnv(t *testing.T) *testsuite.TestWorkflowEnvironment {
-	var s testsuite.WorkflowTestSuite
-	env := s.NewTestWorkflowEnvironment()
-	env.RegisterWorkflowWithOptions(ServerLifecycle, workflowOptions(ServerLifecycleName))
-	// Stand-ins under the real names; each test says what they answer.
-	env.RegisterActivityWithOptions(func(context.Context, activities.RackServerInput) error { return nil },
-		activity.RegisterOptions{Name: activities.RackServerName})
-	t.Cleanup(func() { env.AssertExpectations(t) })
-	return env
+// refused is the update's refusal, from the validator or the handler.
+func (o *updateOutcome) refused() error {
+	if o.rejected != nil {
+		return o.rejected
+	}
+	return o.err
 }
 
-func rackInput(serial string, loc Location, actor string) activities.RackServerInput {
-	return activities.RackServerInput{Serial: serial, Site: loc.Site, Room: loc.Room, Rack: loc.Rack, Unit: loc.Unit,
-		Face: loc.Face, HeightU: 1, Actor: actor}
+var dock = Location{Site: "dc1", Room: "A", Rack: "R07", Unit: 12, Face: FaceFront}
+
+func input(serial string) ServerLifecycleInput {
+	return ServerLifecycleInput{Serial: serial, BMC: &activities.BMCRef{Address: "https://127.0.0.1:9443", CredentialRef: "cred-1"}}
 }
 
-func queryStatus(t *testing.T, env *testsuite.TestWorkflowEnvironment) ServerStatus {
-	t.Helper()
-	v, err := env.QueryWorkflow(QueryStatus)
-	require.NoError(t, err)
-	var st ServerStatus
-	require.NoError(t, v.Get(&st))
-	return st
-}
+func appErr(msg, typ string) error { return temporal.NewNonRetryableApplicationError(msg, typ, nil) }
 
-func TestLifecycleWaitsForRackedThenRecordsLocation(t *testing.T) {
-	env := newEnv(t)
-	loc := Location{Site: "dc1", Room: "A", Rack: "R07", Unit: 12, Face: FaceFront}
+func TestLifecycleFromDockToInstalled(t *testing.T) {
+	lt := newLifecycleTest(t)
 	var before ServerStatus
-	var bad, good updateOutcome
-	env.RegisterDelayedCallback(func() {
-		before = queryStatus(t, env)
-		env.UpdateWorkflow(UpdateRacked, "bad", bad.callbacks(), RackedInput{Location: Location{Site: "dc1", Rack: "R07", Unit: 0, Face: "side"}})
-	}, time.Hour)
-	env.RegisterDelayedCallback(func() {
-		env.UpdateWorkflow(UpdateRacked, "good", good.callbacks(), RackedInput{Location: loc, By: "tech-7"})
-	}, 2*time.Hour)
-
-	env.OnActivity(activities.RackServerName, mock.Anything, rackInput("SN-0001", loc, "tech-7")).Return(nil).Once()
-	// The Web UI filters on these: the rack once known, then the end state.
-	env.OnUpsertTypedSearchAttributes(temporal.NewSearchAttributes(rackKey().ValueSet("R07"))).Return(nil).Once()
-	env.OnUpsertTypedSearchAttributes(temporal.NewSearchAttributes(lifecycleStepKey().ValueSet(StateRacked))).Return(nil).Once()
-
-	env.ExecuteWorkflow(ServerLifecycleName, ServerLifecycleInput{Serial: "SN-0001"})
-
-	require.True(t, env.IsWorkflowCompleted())
-	require.NoError(t, env.GetWorkflowError())
+	var bad, good *updateOutcome
+	lt.at(time.Hour, func() {
+		before = lt.status()
+		bad = lt.update(UpdateRacked, RackedInput{Location: Location{Site: "dc1", Rack: "R07", Unit: 0, Face: "side"}})
+	})
+	lt.at(2*time.Hour, func() { good = lt.update(UpdateRacked, RackedInput{Location: dock, By: "tech-7"}) })
+	var installing ServerStatus
+	lt.at(2*time.Hour+time.Minute, func() { installing = lt.status() })
+	lt.env.ExecuteWorkflow(ServerLifecycleName, input("SN-0001"))
+	final := lt.result()
 
 	require.Equal(t, StateWaitingRack, before.State)
-	require.Equal(t, StepRack, before.Step)
 	require.Equal(t, StepWaiting, before.Steps[0].Status)
-	require.NotNil(t, before.Steps[0].StartedAt)
-	require.Nil(t, before.Location)
-
-	require.Error(t, bad.rejected, "an invalid location must be rejected by the validator")
+	require.Error(t, bad.rejected)
 	require.Contains(t, bad.rejected.Error(), "unit must be 1 or more")
-	require.Contains(t, bad.rejected.Error(), `face must be "front" or "rear"`)
+	require.NoError(t, good.refused())
 
-	require.True(t, good.done)
-	require.NoError(t, good.rejected)
-	require.NoError(t, good.err)
-	require.Equal(t, RackedResult{Serial: "SN-0001", Location: loc}, good.result)
-
-	var final ServerStatus
-	require.NoError(t, env.GetWorkflowResult(&final))
-	require.Equal(t, StateRacked, final.State)
-	require.Equal(t, &loc, final.Location)
-	require.Equal(t, StepDone, final.Steps[0].Status)
-	// The step lasted from the start until the second update, two hours of
-	// workflow time later.
-	require.Equal(t, 2*time.Hour, final.Steps[0].FinishedAt.Sub(*final.Steps[0].StartedAt))
-
-}
-
-func TestLifecycleRegisteredAlreadyRackedDoesNotWait(t *testing.T) {
-	env := newEnv(t)
-	loc := Location{Site: "dc1", Rack: "R01", Unit: 1, Face: FaceRear}
-	env.OnActivity(activities.RackServerName, mock.Anything, rackInput("SN-2", loc, "registration")).Return(nil).Once()
-	env.ExecuteWorkflow(ServerLifecycleName, ServerLifecycleInput{Serial: "SN-2", Location: &loc})
-	require.True(t, env.IsWorkflowCompleted())
-	require.NoError(t, env.GetWorkflowError())
-	var final ServerStatus
-	require.NoError(t, env.GetWorkflowResult(&final))
-	require.Equal(t, StateRacked, final.State)
-	require.Equal(t, &loc, final.Location)
-	require.Zero(t, final.Steps[0].FinishedAt.Sub(*final.Steps[0].StartedAt))
-}
-
-func TestLifecycleRefusesSecondRacked(t *testing.T) {
-	// While the lifecycle runs on after Rack, a second racked update must be
-	// refused by the validator (and by the handler, for two updates that
-	// arrive in the same workflow task).
-	first := Location{Site: "dc1", Rack: "R01", Unit: 3, Face: FaceFront}
-	l := newLifecycle(ServerLifecycleInput{Serial: "SN-3", Location: &first})
-	err := l.validateRacked(RackedInput{Location: Location{Site: "dc1", Rack: "R02", Unit: 4, Face: FaceFront}})
-	require.Error(t, err)
-	require.Contains(t, err.Error(), "already racked at dc1/R01 U3")
-	require.Equal(t, &first, l.racked)
-}
-
-func TestLifecycleRefusesInvalidSerial(t *testing.T) {
-	env := newEnv(t)
-	env.ExecuteWorkflow(ServerLifecycleName, ServerLifecycleInput{Serial: "has space"})
-	err := env.GetWorkflowError()
-	require.Error(t, err)
-	var appErr *temporal.ApplicationError
-	require.True(t, errors.As(err, &appErr))
-	require.True(t, appErr.NonRetryable())
-	require.Equal(t, "InvalidInput", appErr.Type())
+	require.Equal(t, StepInstallOS, installing.Step)
+	require.Equal(t, 1, installing.InstallAttempt)
+	require.Equal(t, StateInstalled, final.State)
+	require.Equal(t, &dock, final.Location)
+	for _, s := range final.Steps {
+		require.Equal(t, StepDone, s.Status, s.Name)
+		require.NotNil(t, s.FinishedAt, s.Name)
+	}
+	require.Equal(t, &Hardware{Vendor: "Dell Inc.", Model: "PowerEdge R650", Profile: "default", Role: "compute", MACs: []string{"02:00:00:00:00:01"}}, final.Hardware)
+	require.Equal(t, []string{
+		activities.RackServerName, activities.RegisterAssetName, activities.InspectServerName, activities.RegisterMonitoringName,
+		activities.ConfigureBIOSName, activities.ConfigureRAIDName, activities.StartInstallName, activities.FinishInstallName,
+	}, lt.fake.calls)
+	rack := lt.fake.inputs[activities.RackServerName][0].(activities.RackServerInput)
+	require.Equal(t, "tech-7", rack.Actor)
+	// The BMC travels by reference: only the credential's name is in history.
+	insp := lt.fake.inputs[activities.InspectServerName][0].(activities.InspectServerInput)
+	require.Equal(t, "cred-1", insp.BMC.CredentialRef)
+	mon := lt.fake.inputs[activities.RegisterMonitoringName][0].(activities.RegisterMonitoringInput)
+	require.Equal(t, activities.RegisterMonitoringInput{Serial: "SN-0001", BMCAddress: "https://127.0.0.1:9443", Site: "dc1", Rack: "R07", Role: "compute"}, mon)
+	inst := lt.fake.inputs[activities.StartInstallName][0].(activities.StartInstallInput)
+	require.Equal(t, []string{"02:00:00:00:00:01"}, inst.MACs)
+	require.Equal(t, 35*time.Minute, inst.TTL)
 }
 
 func TestLifecycleOccupiedUnitRefusesUpdateAndKeepsWaiting(t *testing.T) {
-	env := newEnv(t)
+	lt := newLifecycleTest(t)
 	taken := Location{Site: "dc1", Rack: "R01", Unit: 5, Face: FaceFront}
 	free := Location{Site: "dc1", Rack: "R01", Unit: 6, Face: FaceFront}
-	env.OnActivity(activities.RackServerName, mock.Anything, rackInput("SN-4", taken, "technician")).
-		Return(temporal.NewNonRetryableApplicationError("rack unit occupied: unit 5 of rack dc1/R01 holds server SN-9",
-			activities.ErrTypeUnitOccupied, nil)).Once()
-	env.OnActivity(activities.RackServerName, mock.Anything, rackInput("SN-4", free, "technician")).Return(nil).Once()
-	var first, second updateOutcome
+	lt.fake.failNext(activities.RackServerName, appErr("rack unit occupied: unit 5 of rack dc1/R01 holds server SN-9", activities.ErrTypeUnitOccupied))
+	var first, second *updateOutcome
 	var between ServerStatus
-	env.RegisterDelayedCallback(func() {
-		env.UpdateWorkflow(UpdateRacked, "1", first.callbacks(), RackedInput{Location: taken})
-	}, time.Minute)
-	env.RegisterDelayedCallback(func() {
-		between = queryStatus(t, env)
-		env.UpdateWorkflow(UpdateRacked, "2", second.callbacks(), RackedInput{Location: free})
-	}, 2*time.Minute)
-	env.ExecuteWorkflow(ServerLifecycleName, ServerLifecycleInput{Serial: "SN-4"})
-	require.NoError(t, env.GetWorkflowError())
+	lt.at(time.Minute, func() { first = lt.update(UpdateRacked, RackedInput{Location: taken}) })
+	lt.at(2*time.Minute, func() {
+		between = lt.status()
+		second = lt.update(UpdateRacked, RackedInput{Location: free})
+	})
+	lt.env.ExecuteWorkflow(ServerLifecycleName, input("SN-4"))
+	final := lt.result()
 
 	require.NoError(t, first.rejected, "the validator cannot know the unit is taken")
-	var appErr *temporal.ApplicationError
-	require.True(t, errors.As(first.err, &appErr), "got %v", first.err)
-	require.Equal(t, activities.ErrTypeUnitOccupied, appErr.Type())
-	require.Contains(t, appErr.Message(), "holds server SN-9")
-
+	var ae *temporal.ApplicationError
+	require.True(t, errors.As(first.err, &ae), "got %v", first.err)
+	require.Equal(t, activities.ErrTypeUnitOccupied, ae.Type())
+	require.Contains(t, ae.Message(), "holds server SN-9")
 	require.Equal(t, StateWaitingRack, between.State, "a refused update changes nothing")
 	require.Nil(t, between.Location)
-
-	require.NoError(t, second.err)
-	var final ServerStatus
-	require.NoError(t, env.GetWorkflowResult(&final))
+	require.NoError(t, second.refused())
 	require.Equal(t, &free, final.Location)
 }
 
+func TestLifecycleRefusesSecondRacked(t *testing.T) {
+	first := Location{Site: "dc1", Rack: "R01", Unit: 3, Face: FaceFront}
+	l := newLifecycle(ServerLifecycleInput{Serial: "SN-3", Location: &first})
+	err := l.validateRacked(RackedInput{Location: Location{Site: "dc1", Rack: "R02", Unit: 4, Face: FaceFront}})
+	require.ErrorContains(t, err, "already racked at dc1/R01 U3")
+}
+
 func TestLifecycleRemindsDailyWhileUnracked(t *testing.T) {
-	env := newEnv(t)
-	loc := Location{Site: "dc1", Rack: "R03", Unit: 1, Face: FaceFront}
-	env.OnActivity(activities.RackServerName, mock.Anything, mock.Anything).Return(nil).Once()
+	lt := newLifecycleTest(t)
 	var at50h ServerStatus
-	var done updateOutcome
-	env.RegisterDelayedCallback(func() {
-		at50h = queryStatus(t, env)
-		env.UpdateWorkflow(UpdateRacked, "r", done.callbacks(), RackedInput{Location: loc})
-	}, 50*time.Hour)
-	env.ExecuteWorkflow(ServerLifecycleName, ServerLifecycleInput{Serial: "SN-5"})
-	require.NoError(t, env.GetWorkflowError())
+	lt.at(50*time.Hour, func() {
+		at50h = lt.status()
+		lt.update(UpdateRacked, RackedInput{Location: dock})
+	})
+	lt.env.ExecuteWorkflow(ServerLifecycleName, input("SN-5"))
+	lt.result()
 	require.Equal(t, 2, at50h.RackReminders, "one nudge per day waited")
 	require.Equal(t, StepWaiting, at50h.Steps[0].Status)
-	require.NoError(t, done.err)
 }
 
 func TestLifecycleRegisteredIntoTakenUnitFails(t *testing.T) {
-	env := newEnv(t)
-	loc := Location{Site: "dc1", Rack: "R01", Unit: 1, Face: FaceRear}
-	env.OnActivity(activities.RackServerName, mock.Anything, mock.Anything).
-		Return(temporal.NewNonRetryableApplicationError("occupied", activities.ErrTypeUnitOccupied, nil)).Once()
-	env.ExecuteWorkflow(ServerLifecycleName, ServerLifecycleInput{Serial: "SN-6", Location: &loc})
-	require.Error(t, env.GetWorkflowError())
-	require.Contains(t, env.GetWorkflowError().Error(), "occupied")
+	lt := newLifecycleTest(t)
+	lt.fake.failNext(activities.RackServerName, appErr("occupied", activities.ErrTypeUnitOccupied))
+	in := input("SN-6")
+	in.Location = &dock
+	lt.env.ExecuteWorkflow(ServerLifecycleName, in)
+	require.ErrorContains(t, lt.env.GetWorkflowError(), "occupied")
+}
+
+func TestLifecycleWrongCredentialParksThenRetryWithNewOne(t *testing.T) {
+	lt := newLifecycleTest(t)
+	lt.fake.failNext(activities.InspectServerName, appErr("BMC refused the credential: 401", activities.ErrTypeBMCAuth))
+	in := input("SN-7")
+	in.Location = &dock
+	var parked ServerStatus
+	var skip, retry *updateOutcome
+	lt.at(time.Minute, func() {
+		parked = lt.status()
+		skip = lt.update(UpdateSkip, SkipInput{})
+	})
+	lt.at(2*time.Minute, func() {
+		retry = lt.update(UpdateRetry, RetryInput{BMC: &activities.BMCRef{CredentialRef: "cred-2"}, By: "ops"})
+	})
+	lt.env.ExecuteWorkflow(ServerLifecycleName, in)
+	final := lt.result()
+
+	require.Equal(t, StateAttention, parked.State)
+	require.Equal(t, &Attention{Step: StepInspect, Error: "BMC refused the credential: 401", Skippable: false}, parked.Attention)
+	require.Equal(t, StepFailed, parked.Steps[2].Status)
+	require.ErrorContains(t, skip.refused(), "cannot be skipped")
+	require.NoError(t, retry.refused())
+	require.Equal(t, StateInstalled, final.State)
+	require.Nil(t, final.Attention)
+	calls := lt.fake.inputs[activities.InspectServerName]
+	require.Len(t, calls, 2)
+	second := calls[1].(activities.InspectServerInput)
+	require.Equal(t, activities.BMCRef{Address: "https://127.0.0.1:9443", CredentialRef: "cred-2"}, second.BMC, "the corrected credential is used, the address kept")
+	// Later steps use the corrected credential too.
+	bios := lt.fake.inputs[activities.ConfigureBIOSName][0].(activities.ConfigureBIOSInput)
+	require.Equal(t, "cred-2", bios.BMC.CredentialRef)
+	require.Equal(t, 1, bios.Generation)
+}
+
+func TestLifecycleInventoryMismatchRetryWithAnotherProfile(t *testing.T) {
+	lt := newLifecycleTest(t)
+	lt.fake.failNext(activities.InspectServerName, appErr(`hardware does not meet profile "big": 2 drives, profile needs 8`, activities.ErrTypeInventoryMismatch))
+	in := input("SN-8")
+	in.Location = &dock
+	in.Profile = "big"
+	lt.at(time.Minute, func() { lt.update(UpdateRetry, RetryInput{Profile: "small"}) })
+	lt.env.ExecuteWorkflow(ServerLifecycleName, in)
+	require.Equal(t, StateInstalled, lt.result().State)
+	calls := lt.fake.inputs[activities.InspectServerName]
+	require.Equal(t, "big", calls[0].(activities.InspectServerInput).Profile)
+	require.Equal(t, "small", calls[1].(activities.InspectServerInput).Profile)
+}
+
+func TestLifecycleSkipsASkippableStep(t *testing.T) {
+	lt := newLifecycleTest(t)
+	lt.fake.failNext(activities.ConfigureBIOSName, appErr("BMC does not support this: no Bios", activities.ErrTypeBMCUnsupported))
+	in := input("SN-9")
+	in.Location = &dock
+	var parked ServerStatus
+	lt.at(time.Minute, func() {
+		parked = lt.status()
+		lt.update(UpdateSkip, SkipInput{By: "ops"})
+	})
+	lt.env.ExecuteWorkflow(ServerLifecycleName, in)
+	final := lt.result()
+	require.True(t, parked.Attention.Skippable)
+	require.Equal(t, StepConfigureBIOS, parked.Attention.Step)
+	require.Equal(t, StepSkipped, final.Steps[4].Status)
+	require.Equal(t, StepDone, final.Steps[5].Status)
+	require.Equal(t, 1, lt.fake.count(activities.ConfigureBIOSName))
+}
+
+func TestLifecycleInstallTimeoutsThenAttentionThenRetry(t *testing.T) {
+	lt := newLifecycleTest(t)
+	in := input("SN-10")
+	in.Location = &dock
+	lt.answerInstalls = map[int]bool{4: true}
+	var parked ServerStatus
+	// Three attempts of 30 minutes pass without a call back.
+	lt.at(95*time.Minute, func() {
+		parked = lt.status()
+		lt.phoneHome(3) // too late: the attempt is over
+		lt.update(UpdateRetry, RetryInput{})
+	})
+	lt.env.ExecuteWorkflow(ServerLifecycleName, in)
+	final := lt.result()
+	require.Equal(t, StateAttention, parked.State)
+	require.Equal(t, StepInstallOS, parked.Attention.Step)
+	require.Contains(t, parked.Attention.Error, "did not phone home in 3 attempt(s)")
+	require.Equal(t, []int{1, 2, 3, 4}, lt.fake.attempts, "each attempt gets a new boot config and token")
+	require.Equal(t, StateInstalled, final.State)
+	require.Equal(t, 4, final.InstallAttempt)
+	require.Equal(t, 1, lt.fake.count(activities.FinishInstallName))
+}
+
+func TestLifecycleIgnoresPhoneHomeOfAnotherAttempt(t *testing.T) {
+	lt := newLifecycleTest(t)
+	in := input("SN-11")
+	in.Location = &dock
+	lt.answerInstalls = map[int]bool{2: true}
+	lt.at(5*time.Minute, func() { lt.phoneHome(7) })
+	lt.env.ExecuteWorkflow(ServerLifecycleName, in)
+	final := lt.result()
+	require.Equal(t, 2, final.InstallAttempt, "attempt 1 timed out despite the stray call back")
+}
+
+func TestLifecycleAbortInAttentionCompensates(t *testing.T) {
+	lt := newLifecycleTest(t)
+	lt.fake.failNext(activities.ConfigureRAIDName, appErr("RAID1 needs 2 free drives, controller has 1", activities.ErrTypeRAIDImpossible))
+	in := input("SN-12")
+	in.Location = &dock
+	var noReason *updateOutcome
+	lt.at(time.Minute, func() { noReason = lt.update(UpdateAbort, AbortInput{}) })
+	lt.at(2*time.Minute, func() { lt.update(UpdateAbort, AbortInput{Reason: "wrong chassis delivered", By: "ops"}) })
+	lt.env.ExecuteWorkflow(ServerLifecycleName, in)
+	final := lt.result()
+	require.ErrorContains(t, noReason.refused(), "needs a reason")
+	require.Equal(t, StateAborted, final.State)
+	require.Equal(t, 1, lt.fake.count(activities.AbortServerName))
+	ab := lt.fake.inputs[activities.AbortServerName][0].(activities.AbortServerInput)
+	require.Equal(t, activities.AbortServerInput{Serial: "SN-12", Reason: "wrong chassis delivered", Actor: "ops"}, ab)
+	require.Zero(t, lt.fake.count(activities.StartInstallName))
+}
+
+func TestLifecycleAbortWhileWaitingForRack(t *testing.T) {
+	lt := newLifecycleTest(t)
+	var retry *updateOutcome
+	lt.at(time.Minute, func() { retry = lt.update(UpdateRetry, RetryInput{}) })
+	lt.at(2*time.Minute, func() { lt.update(UpdateAbort, AbortInput{Reason: "order cancelled"}) })
+	lt.env.ExecuteWorkflow(ServerLifecycleName, input("SN-13"))
+	final := lt.result()
+	require.ErrorContains(t, retry.refused(), "not waiting for attention")
+	require.Equal(t, StateAborted, final.State)
+	require.Equal(t, []string{activities.AbortServerName}, lt.fake.calls)
+}
+
+func TestLifecycleWithoutBMCAsksForOne(t *testing.T) {
+	lt := newLifecycleTest(t)
+	in := ServerLifecycleInput{Serial: "SN-14", Location: &dock}
+	var parked ServerStatus
+	lt.at(time.Minute, func() {
+		parked = lt.status()
+		lt.update(UpdateRetry, RetryInput{BMC: &activities.BMCRef{Address: "https://10.0.0.5", CredentialRef: "cred-9"}})
+	})
+	lt.env.ExecuteWorkflow(ServerLifecycleName, in)
+	require.Equal(t, StateInstalled, lt.result().State)
+	require.Equal(t, StepInspect, parked.Attention.Step)
+	require.Contains(t, parked.Attention.Error, "no BMC address and credential")
+}
+
+func TestLifecycleRefusesInvalidSerial(t *testing.T) {
+	lt := newLifecycleTest(t)
+	lt.env.ExecuteWorkflow(ServerLifecycleName, ServerLifecycleInput{Serial: "has space"})
+	var ae *temporal.ApplicationError
+	require.True(t, errors.As(lt.env.GetWorkflowError(), &ae))
+	require.True(t, ae.NonRetryable())
+	require.Equal(t, "InvalidInput", ae.Type())
 }

@@ -3,7 +3,11 @@
 // I/O lives in package activities.
 package workflows
 
-import "time"
+import (
+	"time"
+
+	"github.com/metalflow/metalflow/activities"
+)
 
 // TaskQueue is where the lifecycle workflows and their activities run.
 const TaskQueue = "metalflow-lifecycle"
@@ -13,16 +17,21 @@ const TaskQueue = "metalflow-lifecycle"
 const (
 	ServerLifecycleName = "ServerLifecycle"
 	UpdateRacked        = "racked"
+	UpdateRetry         = "retry"
+	UpdateSkip          = "skip"
+	UpdateAbort         = "abort"
 	SignalPhoneHome     = "phone-home"
 	QueryStatus         = "status"
 )
 
 // Server states as the API and the operator UI show them.
 const (
-	StateWaitingRack = "waiting-rack"
-	// StateRacked is where the lifecycle ends until the provisioning steps
-	// (asset, inspection, BIOS, RAID, install) are chained after Rack.
-	StateRacked = "racked"
+	StateWaitingRack  = "waiting-rack"
+	StateProvisioning = "provisioning"
+	StateAttention    = "attention"
+	StateInstalled    = "installed"
+	StateAborted      = "aborted"
+	StateFailed       = "failed"
 )
 
 // Step statuses.
@@ -32,16 +41,35 @@ const (
 	StepRunning = "running"
 	StepDone    = "done"
 	StepFailed  = "failed"
+	StepSkipped = "skipped"
 )
 
 // Step names, in the operator's words.
 const (
-	StepRack = "Rack"
+	StepRack               = "Rack"
+	StepRegisterAsset      = "RegisterAsset"
+	StepInspect            = "Inspect"
+	StepRegisterMonitoring = "RegisterMonitoring"
+	StepConfigureBIOS      = "ConfigureBIOS"
+	StepConfigureRAID      = "ConfigureRAID"
+	StepInstallOS          = "InstallOS"
 )
+
+// Steps lists the lifecycle's steps in order.
+func Steps() []string {
+	return []string{StepRack, StepRegisterAsset, StepInspect, StepRegisterMonitoring, StepConfigureBIOS, StepConfigureRAID, StepInstallOS}
+}
 
 // ServerLifecycleInput starts the lifecycle of one server.
 type ServerLifecycleInput struct {
 	Serial string `json:"serial"`
+	// BMC is where to reach the server's BMC; the credential is a
+	// reference into the credential store, never the password.
+	BMC *activities.BMCRef `json:"bmc,omitempty"`
+	// Profile names the hardware profile; "" picks by vendor and model.
+	Profile string `json:"profile,omitempty"`
+	// Actor is who registered the server, for the asset history.
+	Actor string `json:"actor,omitempty"`
 	// Location is set when the server is registered already racked; the
 	// lifecycle then does not wait for the technician.
 	Location *Location `json:"location,omitempty"`
@@ -78,6 +106,9 @@ type ServerStatus struct {
 	Steps     []StepStatus `json:"steps"`
 	Location  *Location    `json:"location,omitempty"`
 	Attention *Attention   `json:"attention,omitempty"`
+	Hardware  *Hardware    `json:"hardware,omitempty"`
+	// InstallAttempt is the current or last OS install attempt.
+	InstallAttempt int `json:"installAttempt,omitempty"`
 	// RackReminders counts the daily nudges sent while nobody racked it.
 	RackReminders int `json:"rackReminders,omitempty"`
 }
@@ -91,10 +122,48 @@ type StepStatus struct {
 	Error      string     `json:"error,omitempty"`
 }
 
-// Attention says why a lifecycle waits for a human.
+// Attention says why a lifecycle waits for a human, and what they may do.
 type Attention struct {
-	Step  string `json:"step"`
-	Error string `json:"error"`
+	Step      string `json:"step"`
+	Error     string `json:"error"`
+	Skippable bool   `json:"skippable"`
+}
+
+// Hardware is what inspection found, as far as the status shows it.
+type Hardware struct {
+	Vendor  string   `json:"vendor"`
+	Model   string   `json:"model"`
+	Profile string   `json:"profile"`
+	Role    string   `json:"role"`
+	MACs    []string `json:"macs"`
+}
+
+// RetryInput answers an attention with "try the step again", optionally
+// with corrected input.
+type RetryInput struct {
+	// BMC replaces the BMC address and/or credential reference.
+	BMC *activities.BMCRef `json:"bmc,omitempty"`
+	// Profile replaces the hardware profile.
+	Profile string `json:"profile,omitempty"`
+	By      string `json:"by,omitempty"`
+}
+
+// SkipInput answers an attention with "go on without this step".
+type SkipInput struct {
+	By string `json:"by,omitempty"`
+}
+
+// AbortInput stops the lifecycle and undoes its claims.
+type AbortInput struct {
+	Reason string `json:"reason"`
+	By     string `json:"by,omitempty"`
+}
+
+// DecisionResult answers retry, skip and abort.
+type DecisionResult struct {
+	Serial string `json:"serial"`
+	Action string `json:"action"`
+	Step   string `json:"step"`
 }
 
 // PhoneHome is the installer's call back, forwarded by the boot service.

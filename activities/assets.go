@@ -1,0 +1,79 @@
+package activities
+
+import (
+	"context"
+	"strings"
+
+	"github.com/metalflow/metalflow/inventory"
+)
+
+// RegisterAssetInput creates the server's CMDB record.
+type RegisterAssetInput struct {
+	Serial     string `json:"serial"`
+	BMCAddress string `json:"bmcAddress"`
+	Actor      string `json:"actor"`
+}
+
+// RegisterAsset records the server in the CMDB; registering twice is a no-op.
+func (p *Provisioning) RegisterAsset(ctx context.Context, in RegisterAssetInput) error {
+	_, err := p.Inventory.RegisterAsset(ctx, inventory.AssetRecord{
+		Serial: in.Serial, BMCAddress: in.BMCAddress, State: "registered",
+	}, in.Actor)
+	return classify(err)
+}
+
+// SetAssetStateInput moves the asset to a lifecycle state.
+type SetAssetStateInput struct {
+	Serial string `json:"serial"`
+	State  string `json:"state"`
+	Detail string `json:"detail,omitempty"`
+	Actor  string `json:"actor"`
+}
+
+// SetAssetState records a lifecycle state on the asset; idempotent.
+func (p *Provisioning) SetAssetState(ctx context.Context, in SetAssetStateInput) error {
+	return classify(p.Inventory.SetState(ctx, in.Serial, in.State, in.Actor, in.Detail))
+}
+
+// RegisterMonitoringInput is what Prometheus needs to find the BMC.
+type RegisterMonitoringInput struct {
+	Serial     string `json:"serial"`
+	BMCAddress string `json:"bmcAddress"`
+	Site       string `json:"site"`
+	Rack       string `json:"rack"`
+	Role       string `json:"role"`
+}
+
+// RegisterMonitoring publishes the BMC in service discovery; idempotent.
+func (p *Provisioning) RegisterMonitoring(ctx context.Context, in RegisterMonitoringInput) error {
+	return classify(p.Inventory.UpsertTarget(ctx, inventory.Target{
+		Serial: in.Serial, Kind: inventory.TargetBMC, Address: in.BMCAddress,
+		Labels: map[string]string{"site": in.Site, "rack": in.Rack, "role": in.Role},
+	}))
+}
+
+// AbortServerInput undoes what the lifecycle claimed.
+type AbortServerInput struct {
+	Serial string `json:"serial"`
+	Reason string `json:"reason"`
+	Actor  string `json:"actor"`
+}
+
+// AbortServer frees the rack unit, stops any pending install and marks the
+// asset aborted. Each part is idempotent, so a retry finishes the rest.
+func (p *Provisioning) AbortServer(ctx context.Context, in AbortServerInput) error {
+	if err := p.Inventory.ReleaseAsset(ctx, in.Serial, in.Actor, "aborted: "+in.Reason); err != nil {
+		return classify(err)
+	}
+	if err := p.Inventory.RetireBoot(ctx, in.Serial); err != nil {
+		return err
+	}
+	if err := p.Inventory.RemoveTargets(ctx, in.Serial); err != nil {
+		return err
+	}
+	err := p.Inventory.SetState(ctx, in.Serial, "aborted", in.Actor, in.Reason)
+	if err != nil && !strings.Contains(err.Error(), "not found") {
+		return classify(err)
+	}
+	return nil
+}

@@ -1,0 +1,171 @@
+package activities
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/metalflow/metalflow/hardware"
+)
+
+// ConfigureBIOSInput applies the profile's BIOS settings.
+type ConfigureBIOSInput struct {
+	Serial  string `json:"serial"`
+	BMC     BMCRef `json:"bmc"`
+	Profile string `json:"profile"`
+	Vendor  string `json:"vendor"`
+	// Generation changes when staff retry the step, allowing one more
+	// reset than the last run made.
+	Generation int `json:"generation"`
+	// PollInterval is how often to read the BIOS back while waiting.
+	PollInterval time.Duration `json:"pollInterval"`
+	// ApplyTimeout is how long the settings may take to show after the
+	// reset before a human is asked; it must be shorter than the
+	// activity's StartToClose so the verdict reaches the workflow.
+	ApplyTimeout time.Duration `json:"applyTimeout"`
+}
+
+// ConfigureBIOSResult says what was changed.
+type ConfigureBIOSResult struct {
+	Changed map[string]string `json:"changed,omitempty"`
+	Reset   bool              `json:"reset"`
+}
+
+// ConfigureBIOS diffs the wanted attributes against the current ones,
+// stages only the difference, resets the server once, and waits until the
+// BIOS reports the new values. Nothing to change means no reset.
+func (p *Provisioning) ConfigureBIOS(ctx context.Context, in ConfigureBIOSInput) (ConfigureBIOSResult, error) {
+	prof, err := p.Profiles.Select(in.Profile, in.Vendor, "")
+	if err != nil {
+		return ConfigureBIOSResult{}, temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeUnknownProfile, nil)
+	}
+	want := prof.DesiredBIOS(in.Vendor)
+	var res ConfigureBIOSResult
+	err = p.withMachine(ctx, in.BMC, func(m hardware.Machine) error {
+		cur, err := m.BIOS(ctx)
+		if err != nil {
+			return err
+		}
+		diff := biosDiff(want, cur)
+		if len(diff) == 0 {
+			return nil
+		}
+		res.Changed = diff
+		var unknown []string
+		for k := range diff {
+			if _, ok := cur[k]; !ok {
+				unknown = append(unknown, k)
+			}
+		}
+		if len(unknown) > 0 {
+			sort.Strings(unknown)
+			return mismatch("BIOS has no attribute %s (profile %q, vendor %s)", strings.Join(unknown, ", "), prof.Name, in.Vendor)
+		}
+		if err := p.stageBIOS(ctx, m, diff); err != nil {
+			return err
+		}
+		// One reset per generation and change set, even if this activity
+		// runs twice: a second run waits for the first reset's result.
+		first, err := p.Inventory.RecordOnce(ctx, in.Serial, fmt.Sprintf("bios-reset/%d/%s", in.Generation, digest(diff)))
+		if err != nil {
+			return err
+		}
+		if first {
+			if err := resetServer(ctx, m); err != nil {
+				return err
+			}
+			res.Reset = true
+		}
+		applyTimeout := in.ApplyTimeout
+		if applyTimeout <= 0 {
+			applyTimeout = 10 * time.Minute
+		}
+		wctx, cancel := context.WithTimeout(ctx, applyTimeout)
+		defer cancel()
+		return waitBIOS(wctx, m, diff, in.PollInterval)
+	})
+	return res, err
+}
+
+// stageBIOS writes the difference unless it is staged already; a BMC that
+// refuses a second write while a job is pending (iDRAC) is fine when the
+// pending values are the ones wanted.
+func (p *Provisioning) stageBIOS(ctx context.Context, m hardware.Machine, diff map[string]string) error {
+	if pending, err := m.PendingBIOS(ctx); err == nil && len(biosDiff(diff, pending)) == 0 {
+		return nil
+	}
+	err := m.SetBIOS(ctx, diff)
+	if err == nil {
+		return nil
+	}
+	if pending, perr := m.PendingBIOS(ctx); perr == nil && len(biosDiff(diff, pending)) == 0 {
+		return nil
+	}
+	return err
+}
+
+// resetServer makes staged settings apply: a cycle if it runs, on if not.
+func resetServer(ctx context.Context, m hardware.Machine) error {
+	state, err := m.PowerState(ctx)
+	if err != nil {
+		return err
+	}
+	if strings.HasPrefix(state, "on") || state == "poweringon" {
+		return m.SetPower(ctx, hardware.PowerCycle)
+	}
+	return m.SetPower(ctx, hardware.PowerOn)
+}
+
+func waitBIOS(ctx context.Context, m hardware.Machine, want map[string]string, every time.Duration) error {
+	if every <= 0 {
+		every = 2 * time.Second
+	}
+	for {
+		cur, err := m.BIOS(ctx)
+		if err == nil && len(biosDiff(want, cur)) == 0 {
+			return nil
+		}
+		activity.RecordHeartbeat(ctx, "waiting for BIOS settings to apply")
+		select {
+		case <-ctx.Done():
+			left := want
+			if cur != nil {
+				left = biosDiff(want, cur)
+			}
+			return temporal.NewNonRetryableApplicationError(
+				fmt.Sprintf("BIOS settings still not applied after the reset: %v", left), ErrTypeBIOSNotApplied, nil)
+		case <-time.After(every):
+		}
+	}
+}
+
+// biosDiff is what of want cur does not already have.
+func biosDiff(want, cur map[string]string) map[string]string {
+	out := map[string]string{}
+	for k, v := range want {
+		if cur[k] != v {
+			out[k] = v
+		}
+	}
+	return out
+}
+
+func digest(m map[string]string) string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	h := sha256.New()
+	for _, k := range keys {
+		fmt.Fprintf(h, "%s=%s;", k, m[k])
+	}
+	return hex.EncodeToString(h.Sum(nil))[:16]
+}

@@ -1,0 +1,116 @@
+package activities
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/metalflow/metalflow/hardware"
+	"github.com/metalflow/metalflow/inventory"
+	"github.com/metalflow/metalflow/profiles"
+)
+
+// InspectServerInput asks for the server's inventory and its profile.
+type InspectServerInput struct {
+	Serial string `json:"serial"`
+	BMC    BMCRef `json:"bmc"`
+	// Profile is the profile the server was registered with ("" = match).
+	Profile string `json:"profile,omitempty"`
+	Actor   string `json:"actor"`
+}
+
+// InspectServerResult is what later steps need from inspection.
+type InspectServerResult struct {
+	Vendor        string   `json:"vendor"`
+	Model         string   `json:"model"`
+	MACs          []string `json:"macs"`
+	Profile       string   `json:"profile"`
+	Role          string   `json:"role"`
+	ResourceClass string   `json:"resourceClass"`
+	CPUs          int      `json:"cpus"`
+	MemoryMiB     int      `json:"memoryMiB"`
+	LocalGB       int      `json:"localGB"`
+	CPUArch       string   `json:"cpuArch,omitempty"`
+	Drives        int      `json:"drives"`
+	// InstallTimeout and InstallAttempts come from the profile.
+	InstallTimeout  time.Duration `json:"installTimeout"`
+	InstallAttempts int           `json:"installAttempts"`
+}
+
+// InspectServer reads the hardware through the BMC, records it on the
+// asset, and checks it against the profile. A shortfall parks the server:
+// it is recorded first, so staff see what was found.
+func (p *Provisioning) InspectServer(ctx context.Context, in InspectServerInput) (InspectServerResult, error) {
+	var inv hardware.Inventory
+	if err := p.withMachine(ctx, in.BMC, func(m hardware.Machine) error {
+		var err error
+		inv, err = m.Inventory(ctx)
+		return err
+	}); err != nil {
+		return InspectServerResult{}, err
+	}
+	prof, err := p.Profiles.Select(in.Profile, inv.Vendor, inv.Model)
+	if errors.Is(err, profiles.ErrUnknownProfile) {
+		return InspectServerResult{}, temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeUnknownProfile, nil)
+	}
+	if err != nil {
+		return InspectServerResult{}, err
+	}
+	macs := make([]string, 0, len(inv.NICs))
+	for _, n := range inv.NICs {
+		if n.MAC != "" {
+			macs = append(macs, inventory.NormalizeMAC(n.MAC))
+		}
+	}
+	hw, err := json.Marshal(inv)
+	if err != nil {
+		return InspectServerResult{}, err
+	}
+	problems := checkMinimum(prof.Minimum, inv, len(macs))
+	state := "inspected"
+	if len(problems) > 0 {
+		state = "inspection-mismatch"
+	}
+	if _, err := p.Inventory.RegisterAsset(ctx, inventory.AssetRecord{
+		Serial: in.Serial, Vendor: inv.Vendor, Model: inv.Model, MACs: macs, Hardware: hw, State: state,
+	}, in.Actor); err != nil {
+		return InspectServerResult{}, classify(err)
+	}
+	if inv.Serial != "" && !strings.EqualFold(inv.Serial, in.Serial) {
+		problems = append(problems, fmt.Sprintf("the BMC reports serial %s, not %s (wrong BMC address?)", inv.Serial, in.Serial))
+	}
+	if len(problems) > 0 {
+		return InspectServerResult{}, mismatch("hardware does not meet profile %q: %s", prof.Name, strings.Join(problems, "; "))
+	}
+	var localBytes int64
+	for _, d := range inv.Drives {
+		localBytes += d.CapacityBytes
+	}
+	return InspectServerResult{
+		Vendor: inv.Vendor, Model: inv.Model, MACs: macs, Profile: prof.Name, Role: prof.Role, ResourceClass: prof.ResourceClass,
+		CPUs: inv.TotalThreads, MemoryMiB: inv.MemoryGiB * 1024, LocalGB: int(localBytes / 1_000_000_000), CPUArch: inv.CPUArch,
+		Drives: len(inv.Drives), InstallTimeout: prof.InstallTimeout(), InstallAttempts: prof.InstallAttempts(),
+	}, nil
+}
+
+func checkMinimum(min profiles.Requirements, inv hardware.Inventory, macs int) []string {
+	var problems []string
+	if len(inv.CPUs) < min.CPUs {
+		problems = append(problems, fmt.Sprintf("%d CPUs, profile needs %d", len(inv.CPUs), min.CPUs))
+	}
+	if inv.MemoryGiB < min.MemoryGiB {
+		problems = append(problems, fmt.Sprintf("%d GiB memory, profile needs %d", inv.MemoryGiB, min.MemoryGiB))
+	}
+	if len(inv.Drives) < min.Drives {
+		problems = append(problems, fmt.Sprintf("%d drives, profile needs %d", len(inv.Drives), min.Drives))
+	}
+	if macs < min.NICs {
+		problems = append(problems, fmt.Sprintf("%d NICs with a MAC, profile needs %d", macs, min.NICs))
+	}
+	return problems
+}

@@ -1,0 +1,58 @@
+package activities
+
+import (
+	"context"
+	"time"
+
+	"github.com/metalflow/metalflow/hardware"
+)
+
+// StartInstallInput starts install attempt Attempt.
+type StartInstallInput struct {
+	Serial  string   `json:"serial"`
+	BMC     BMCRef   `json:"bmc"`
+	Attempt int      `json:"attempt"`
+	MACs    []string `json:"macs"`
+	// TTL is how long the boot service offers this attempt.
+	TTL time.Duration `json:"ttl"`
+}
+
+// StartInstall issues the attempt's boot config and one-time token, sets a
+// one-time PXE boot and power-cycles the server into the installer. The
+// cycle happens once per attempt even when the activity runs twice.
+func (p *Provisioning) StartInstall(ctx context.Context, in StartInstallInput) error {
+	if _, err := p.Inventory.IssueBoot(ctx, in.Serial, in.Attempt, in.MACs, in.TTL); err != nil {
+		return classify(err)
+	}
+	return p.withMachine(ctx, in.BMC, func(m hardware.Machine) error {
+		if err := m.SetBootDevice(ctx, hardware.BootPXE, true); err != nil {
+			return err
+		}
+		already, err := p.Inventory.MarkCycled(ctx, in.Serial, in.Attempt)
+		if err != nil || already {
+			return err
+		}
+		return resetServer(ctx, m)
+	})
+}
+
+// FinishInstallInput closes a successful install.
+type FinishInstallInput struct {
+	Serial string `json:"serial"`
+	BMC    BMCRef `json:"bmc"`
+	Actor  string `json:"actor"`
+}
+
+// FinishInstall retires the boot config (the next netboot falls through to
+// the disk), makes the disk the boot device, and marks the asset installed.
+func (p *Provisioning) FinishInstall(ctx context.Context, in FinishInstallInput) error {
+	if err := p.Inventory.RetireBoot(ctx, in.Serial); err != nil {
+		return err
+	}
+	if err := p.withMachine(ctx, in.BMC, func(m hardware.Machine) error {
+		return m.SetBootDevice(ctx, hardware.BootDisk, false)
+	}); err != nil {
+		return err
+	}
+	return classify(p.Inventory.SetState(ctx, in.Serial, "installed", in.Actor, "installer phoned home"))
+}

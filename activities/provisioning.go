@@ -1,0 +1,111 @@
+package activities
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/metalflow/metalflow/credentials"
+	"github.com/metalflow/metalflow/hardware"
+	"github.com/metalflow/metalflow/inventory"
+	"github.com/metalflow/metalflow/profiles"
+)
+
+// More error types workflows branch on; none is retried by Temporal.
+const (
+	ErrTypeBMCAuth           = "BMCAuth"
+	ErrTypeBMCUnsupported    = "BMCUnsupported"
+	ErrTypeBMCRejected       = "BMCRejected"
+	ErrTypeCredentialMissing = "CredentialMissing"
+	ErrTypeInventoryMismatch = "InventoryMismatch"
+	ErrTypeUnknownProfile    = "UnknownProfile"
+	ErrTypeRAIDImpossible    = "RAIDImpossible"
+	ErrTypeBIOSNotApplied    = "BIOSNotApplied"
+)
+
+// NonRetryableErrorTypes lists the errors that need a human, for activity
+// retry policies: everything else is retried with backoff.
+func NonRetryableErrorTypes() []string {
+	return []string{
+		ErrTypeInvalidPlacement, ErrTypeUnitOccupied, ErrTypeNotFound,
+		ErrTypeBMCAuth, ErrTypeBMCUnsupported, ErrTypeBMCRejected, ErrTypeCredentialMissing,
+		ErrTypeInventoryMismatch, ErrTypeUnknownProfile, ErrTypeRAIDImpossible, ErrTypeBIOSNotApplied,
+	}
+}
+
+// BMCRef names a server's BMC and the credential to use, by reference:
+// this is what workflow history holds, never the password.
+type BMCRef struct {
+	Address       string `json:"address"`
+	CredentialRef string `json:"credentialRef"`
+}
+
+// Provisioning runs the lifecycle's hardware steps.
+type Provisioning struct {
+	Inventory   *inventory.Store
+	Credentials credentials.Store
+	Profiles    *profiles.Catalog
+	Dial        hardware.Dialer
+	// InsecureTLS accepts self-signed BMC certificates (the simulator's,
+	// and many real BMCs' out of the box).
+	InsecureTLS bool
+}
+
+// openMachine resolves the credential and logs in. The password lives only
+// in this activity's memory.
+func (p *Provisioning) openMachine(ctx context.Context, ref BMCRef) (hardware.Machine, error) {
+	cred, err := p.Credentials.Get(ctx, ref.CredentialRef)
+	if errors.Is(err, credentials.ErrUnknownRef) {
+		return nil, temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeCredentialMissing, nil)
+	}
+	if err != nil {
+		return nil, err
+	}
+	m, err := p.Dial(ctx, hardware.Endpoint{
+		Address: ref.Address, Username: cred.Username, Password: cred.Password, InsecureTLS: p.InsecureTLS,
+	})
+	if err != nil {
+		return nil, classifyBMC(err)
+	}
+	return m, nil
+}
+
+func (p *Provisioning) withMachine(ctx context.Context, ref BMCRef, fn func(hardware.Machine) error) error {
+	m, err := p.openMachine(ctx, ref)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = m.Close(context.WithoutCancel(ctx)) }()
+	return classifyBMC(fn(m))
+}
+
+// classifyBMC keeps transient BMC failures retryable and turns the rest
+// into errors that park the server for a human.
+func classifyBMC(err error) error {
+	if err == nil {
+		return nil
+	}
+	var appErr *temporal.ApplicationError
+	if errors.As(err, &appErr) {
+		return err
+	}
+	var hw *hardware.Error
+	if !errors.As(err, &hw) {
+		return err
+	}
+	switch hw.Kind {
+	case hardware.AuthFailed:
+		return temporal.NewNonRetryableApplicationError("BMC refused the credential: "+hw.Error(), ErrTypeBMCAuth, nil)
+	case hardware.Unsupported:
+		return temporal.NewNonRetryableApplicationError("BMC does not support this: "+hw.Error(), ErrTypeBMCUnsupported, nil)
+	case hardware.Rejected:
+		return temporal.NewNonRetryableApplicationError("BMC rejected the request: "+hw.Error(), ErrTypeBMCRejected, nil)
+	}
+	return err
+}
+
+func mismatch(format string, args ...any) error {
+	return temporal.NewNonRetryableApplicationError(fmt.Sprintf(format, args...), ErrTypeInventoryMismatch, nil)
+}

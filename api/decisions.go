@@ -1,0 +1,135 @@
+package api
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/url"
+
+	"github.com/labstack/echo/v4"
+	"go.temporal.io/sdk/client"
+
+	"github.com/metalflow/metalflow/activities"
+	"github.com/metalflow/metalflow/credentials"
+	"github.com/metalflow/metalflow/workflows"
+)
+
+// retryRequest is the body of POST /servers/<serial>/retry: optionally a
+// corrected BMC (address and/or credential) or another profile.
+type retryRequest struct {
+	BMC     *bmcRequest `json:"bmc,omitempty"`
+	Profile string      `json:"profile,omitempty"`
+}
+
+type abortRequest struct {
+	Reason string `json:"reason"`
+}
+
+func (s *Server) retry(c echo.Context) error {
+	serial, err := serialParam(c)
+	if err != nil {
+		return err
+	}
+	var req retryRequest
+	if err := decodeOptionalJSON(c, &req); err != nil {
+		return err
+	}
+	if req.Profile != "" && !s.cfg.Profiles.Has(req.Profile) {
+		return httpError(http.StatusUnprocessableEntity, "unknown hardware profile %q", req.Profile)
+	}
+	in := workflows.RetryInput{Profile: req.Profile, By: "api"}
+	ctx, cancel := context.WithTimeout(c.Request().Context(), updateTimeout)
+	defer cancel()
+	if req.BMC != nil {
+		if err := validateBMC(*req.BMC, false); err != nil {
+			return err
+		}
+		in.BMC = &activities.BMCRef{Address: req.BMC.Address}
+		if req.BMC.Username != "" || req.BMC.Password != "" {
+			ref, err := s.storeBMC(ctx, serial, *req.BMC)
+			if err != nil {
+				return err
+			}
+			in.BMC.CredentialRef = ref
+		}
+	}
+	return s.decide(c, ctx, serial, workflows.UpdateRetry, in)
+}
+
+func (s *Server) skip(c echo.Context) error {
+	serial, err := serialParam(c)
+	if err != nil {
+		return err
+	}
+	var req struct{}
+	if err := decodeOptionalJSON(c, &req); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(c.Request().Context(), updateTimeout)
+	defer cancel()
+	return s.decide(c, ctx, serial, workflows.UpdateSkip, workflows.SkipInput{By: "api"})
+}
+
+func (s *Server) abort(c echo.Context) error {
+	serial, err := serialParam(c)
+	if err != nil {
+		return err
+	}
+	var req abortRequest
+	if err := decodeJSON(c, &req); err != nil {
+		return err
+	}
+	if req.Reason == "" {
+		return httpError(http.StatusBadRequest, "reason is required: it goes into the asset history")
+	}
+	ctx, cancel := context.WithTimeout(c.Request().Context(), updateTimeout)
+	defer cancel()
+	return s.decide(c, ctx, serial, workflows.UpdateAbort, workflows.AbortInput{Reason: req.Reason, By: "api"})
+}
+
+// decide forwards a staff decision to the workflow as an update and waits
+// for its answer; the workflow's refusal comes back as 409.
+func (s *Server) decide(c echo.Context, ctx context.Context, serial, update string, arg any) error {
+	handle, err := s.cfg.Temporal.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
+		WorkflowID:   workflows.LifecycleWorkflowID(serial),
+		UpdateName:   update,
+		Args:         []any{arg},
+		WaitForStage: client.WorkflowUpdateStageCompleted,
+	})
+	if err == nil {
+		var res workflows.DecisionResult
+		if err = handle.Get(ctx, &res); err == nil {
+			return c.JSON(http.StatusOK, res)
+		}
+	}
+	return s.updateError(ctx, serial, err)
+}
+
+// storeBMC seals a BMC credential and returns its reference.
+func (s *Server) storeBMC(ctx context.Context, serial string, b bmcRequest) (string, error) {
+	ref, err := s.cfg.Credentials.Put(ctx, "bmc/"+serial, credentials.Credential{Username: b.Username, Password: b.Password})
+	if err != nil {
+		return "", fmt.Errorf("store BMC credential of %s: %w", serial, err)
+	}
+	return ref, nil
+}
+
+// validateBMC checks a BMC as given; for a retry only the address or only
+// the credential may change.
+func validateBMC(b bmcRequest, full bool) error {
+	if full || b.Address != "" {
+		u, err := url.Parse(b.Address)
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Hostname() == "" || u.Path != "" && u.Path != "/" {
+			return httpError(http.StatusBadRequest, "bmc.address must be https://host[:port] (or http://), got %q", b.Address)
+		}
+	}
+	if full || b.Username != "" || b.Password != "" {
+		if b.Username == "" || b.Password == "" {
+			return httpError(http.StatusBadRequest, "bmc.username and bmc.password are both required")
+		}
+	}
+	if !full && b.Address == "" && b.Username == "" {
+		return httpError(http.StatusBadRequest, "bmc must give an address, a credential, or both")
+	}
+	return nil
+}

@@ -1,0 +1,59 @@
+package workflows
+
+import (
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/metalflow/metalflow/activities"
+)
+
+// rackActivityOptions: the claim is one short database transaction. A few
+// quick attempts cover a database blip; beyond that the technician hears
+// back and can try again, rather than the API call hanging.
+func rackActivityOptions() workflow.ActivityOptions {
+	return workflow.ActivityOptions{
+		StartToCloseTimeout: 15 * time.Second,
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval:        500 * time.Millisecond,
+			BackoffCoefficient:     2,
+			MaximumInterval:        5 * time.Second,
+			MaximumAttempts:        4,
+			NonRetryableErrorTypes: activities.NonRetryableErrorTypes(),
+		},
+	}
+}
+
+// inventoryActivityOptions: CMDB writes are short and idempotent; a
+// database outage is waited out with backoff, however long it lasts,
+// because nothing a human does makes a database come back faster.
+func inventoryActivityOptions() workflow.ActivityOptions {
+	return workflow.ActivityOptions{
+		StartToCloseTimeout: 30 * time.Second,
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval:        time.Second,
+			BackoffCoefficient:     2,
+			MaximumInterval:        time.Minute,
+			NonRetryableErrorTypes: activities.NonRetryableErrorTypes(),
+		},
+	}
+}
+
+// bmcActivityOptions: BMCs are slow, flaky and reboot under us. Transient
+// failures (5xx, timeouts, dropped sessions) are retried with backoff for
+// up to two hours; a BMC gone that long is a problem for a human, and the
+// step parks in attention with the last error. Wrong credentials, missing
+// features and inventory mismatches are never retried.
+func bmcActivityOptions(startToClose time.Duration) workflow.ActivityOptions {
+	return workflow.ActivityOptions{
+		StartToCloseTimeout:    startToClose,
+		ScheduleToCloseTimeout: 2 * time.Hour,
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval:        2 * time.Second,
+			BackoffCoefficient:     2,
+			MaximumInterval:        time.Minute,
+			NonRetryableErrorTypes: activities.NonRetryableErrorTypes(),
+		},
+	}
+}
