@@ -33,11 +33,13 @@ func (k ErrorKind) String() string {
 // statusInText finds an HTTP status that gofish printed as "NNN: body".
 // bmclib often re-wraps gofish errors as plain text (errors.Wrap with the
 // message, not the cause), so the typed status is lost and only this
-// remains. The three digits must start the text or follow a space, colon,
-// '*' (multierror lists) or '(' so that ports and counts do not match.
+// remains, sometimes JSON-quoted inside gofish's "failed to retrieve some
+// items" list. The three digits must start the text or follow a space,
+// colon, '*' (multierror lists), '(' or '"' so that ports and counts do
+// not match.
 func statusInText(msg string) int {
 	for i := 0; i+5 <= len(msg); i++ {
-		if i > 0 && !strings.ContainsRune(" \t\n:*(", rune(msg[i-1])) {
+		if i > 0 && !strings.ContainsRune(" \t\n:*(\"", rune(msg[i-1])) {
 			continue
 		}
 		if msg[i] < '1' || msg[i] > '5' || !isDigit(msg[i+1]) || !isDigit(msg[i+2]) || msg[i+3] != ':' || msg[i+4] != ' ' {
