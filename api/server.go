@@ -82,6 +82,7 @@ func New(cfg Config) *Server {
 	v1.POST("/servers/:serial/skip", s.skip)
 	v1.POST("/servers/:serial/abort", s.abort)
 	v1.GET("/servers", s.listServers)
+	v1.GET("/servers/:serial/asset", s.getAsset)
 	v1.POST("/racks", s.createRack)
 	v1.GET("/racks", s.listRacks)
 	v1.GET("/racks/:site/:rack", s.getRack)

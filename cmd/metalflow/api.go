@@ -24,6 +24,8 @@ func runAPI(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs.StringVar(&inventoryURL, "inventory-db", "metalflow.db", "inventory database: postgres://… or a SQLite file path")
 	fs.StringVar(&layoutFile, "layout", "", "YAML file of sites and racks to load into the inventory at start")
 	fs.StringVar(&httpAddr, "http", "127.0.0.1:8080", "API, operator UI and /metrics listen address")
+	var pf provisioningFlags
+	pf.register(fs, "credentials.key", false)
 	var bf bootFlags
 	bf.register(fs)
 	fs.StringVar(&uiURL, "temporal-ui-url", "", "public URL of the Temporal Web UI, for links in answers and the operator UI")
@@ -39,6 +41,10 @@ func runAPI(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return err
 	}
 	defer inv.Close()
+	vault, catalog, err := pf.open(inv)
+	if err != nil {
+		return err
+	}
 	reg := telemetry.NewRegistry()
 	c, metrics, err := newTemporalClient(log, reg, tf)
 	if err != nil {
@@ -51,6 +57,8 @@ func runAPI(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	return serveAPI(ctx, log, httpAddr, api.Config{
 		Temporal:      c,
 		Inventory:     inv,
+		Credentials:   vault,
+		Profiles:      catalog,
 		Registry:      reg,
 		Logger:        log,
 		TemporalUIURL: uiURL,

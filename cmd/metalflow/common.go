@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"flag"
 	"fmt"
@@ -17,9 +18,12 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/metalflow/metalflow/api"
+	"github.com/metalflow/metalflow/credentials"
+	"github.com/metalflow/metalflow/hardware"
 	"github.com/metalflow/metalflow/internal/telemetry"
 	"github.com/metalflow/metalflow/internal/temporalx"
 	"github.com/metalflow/metalflow/inventory"
+	"github.com/metalflow/metalflow/profiles"
 	"github.com/metalflow/metalflow/workers"
 	"github.com/metalflow/metalflow/workflows"
 )
@@ -188,4 +192,54 @@ func (b *bootFlags) config(httpAddr string) api.BootConfig {
 		public = httpURL(httpAddr)
 	}
 	return api.BootConfig{PublicURL: public, KernelURL: b.kernelURL, InitrdURL: b.initrdURL, KernelArgs: b.kernelArgs}
+}
+
+// provisioningFlags configure what the lifecycle's activities need besides
+// the inventory: the credential key and the hardware profiles.
+type provisioningFlags struct {
+	credentialsKey string
+	profilesDir    string
+	bmcInsecure    bool
+}
+
+func (p *provisioningFlags) register(fs *flag.FlagSet, keyDefault string, insecureDefault bool) {
+	fs.StringVar(&p.credentialsKey, "credentials-key", keyDefault, "file holding the key that seals BMC credentials (created if missing); every api and worker must share it")
+	fs.StringVar(&p.profilesDir, "profiles", "", "directory of hardware profile YAML files (the built-in default profile always exists)")
+	fs.BoolVar(&p.bmcInsecure, "bmc-insecure", insecureDefault, "accept self-signed BMC certificates")
+}
+
+// open builds the vault and the profile catalog. An empty key path keeps a
+// random key in memory (ephemeral dev runs).
+func (p *provisioningFlags) open(inv *inventory.Store) (*credentials.Vault, *profiles.Catalog, error) {
+	var key []byte
+	if p.credentialsKey == "" {
+		key = make([]byte, credentials.KeySize)
+		if _, err := rand.Read(key); err != nil {
+			return nil, nil, err
+		}
+	} else {
+		k, err := credentials.LoadOrCreateKey(p.credentialsKey)
+		if err != nil {
+			return nil, nil, err
+		}
+		key = k
+	}
+	vault, err := credentials.NewVault(key, inv)
+	if err != nil {
+		return nil, nil, err
+	}
+	catalog, err := profiles.NewCatalog()
+	if p.profilesDir != "" {
+		catalog, err = profiles.LoadDir(p.profilesDir)
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	return vault, catalog, nil
+}
+
+func (p *provisioningFlags) dependencies(inv *inventory.Store, vault credentials.Store, catalog *profiles.Catalog) workers.LifecycleDependencies {
+	return workers.LifecycleDependencies{
+		Inventory: inv, Credentials: vault, Profiles: catalog, Dial: hardware.Dial, InsecureBMCTLS: p.bmcInsecure,
+	}
 }

@@ -16,7 +16,6 @@ import (
 	"github.com/metalflow/metalflow/internal/telemetry"
 	"github.com/metalflow/metalflow/internal/temporalx"
 	"github.com/metalflow/metalflow/inventory"
-	"github.com/metalflow/metalflow/workers"
 	"github.com/metalflow/metalflow/workflows"
 )
 
@@ -32,6 +31,12 @@ type devFlags struct {
 	temporalLog    string
 	layoutFile     string
 	boot           bootFlags
+	prov           provisioningFlags
+	simServers     int
+	simManifest    string
+	simVendor      string
+	simSpeed       float64
+	simAdmin       string
 }
 
 func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -48,6 +53,12 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs.BoolVar(&f.workers, "workers", true, "run the lifecycle worker in this process (false: run 'metalflow worker' separately)")
 	fs.StringVar(&f.temporalLog, "temporal-log-level", "warn", "log level of the embedded Temporal server")
 	f.boot.register(fs)
+	f.prov.register(fs, "", true)
+	fs.IntVar(&f.simServers, "sim-servers", 0, "start this many simulated servers (Redfish BMCs and the hosts behind them), netbooting from this API")
+	fs.StringVar(&f.simManifest, "sim-manifest", "", "write the simulated fleet's manifest (addresses, credentials, serials, MACs) to this JSON file")
+	fs.StringVar(&f.simVendor, "sim-vendor", "mixed", "vendor of the simulated BMCs: dell, hpe, supermicro, generic or mixed")
+	fs.StringVar(&f.simAdmin, "sim-admin", "", "listen address of the simulated fleet's admin endpoint (state, counters, fault injection); empty disables it")
+	fs.Float64Var(&f.simSpeed, "sim-speed", 10, "how much faster than real hardware the simulated servers POST and install")
 	fs.StringVar(&f.layoutFile, "layout", "", "YAML file of sites and racks to load into the inventory (dc1/R01-R20 are always seeded)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -85,6 +96,23 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	defer inv.Close()
 	if err := inv.ApplyLayout(ctx, inventory.DevLayout()); err != nil {
 		return fmt.Errorf("seed inventory: %w", err)
+	}
+	if f.prov.credentialsKey == "" && !f.ephemeral {
+		f.prov.credentialsKey = filepath.Join(f.dataDir, "credentials.key")
+	}
+	vault, catalog, err := f.prov.open(inv)
+	if err != nil {
+		return err
+	}
+	if f.simServers > 0 {
+		fleet, err := startSimFleet(log, simFleetOptions{
+			count: f.simServers, vendor: f.simVendor, speed: f.simSpeed, adminAddr: f.simAdmin,
+			publicURL: f.boot.config(f.httpAddr).PublicURL, manifestPath: f.simManifest,
+		})
+		if err != nil {
+			return err
+		}
+		defer fleet.Close()
 	}
 	srv, err := devserver.Start(devserver.Options{
 		DatabaseFile:     dbFile,
@@ -141,13 +169,15 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	if f.workers {
 		start("worker", func() error {
-			return runLifecycleWorker(ctx, log, c, f.namespace, workers.LifecycleDependencies{Inventory: inv})
+			return runLifecycleWorker(ctx, log, c, f.namespace, f.prov.dependencies(inv, vault, catalog))
 		})
 	}
 	start("api", func() error {
 		return serveAPI(ctx, log, f.httpAddr, api.Config{
 			Temporal:      c,
 			Inventory:     inv,
+			Credentials:   vault,
+			Profiles:      catalog,
 			Registry:      reg,
 			Logger:        log,
 			TemporalUIURL: uiURL,

@@ -9,7 +9,6 @@ import (
 	"sync"
 
 	"github.com/metalflow/metalflow/internal/telemetry"
-	"github.com/metalflow/metalflow/workers"
 )
 
 func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -25,6 +24,8 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	var inventoryURL, layoutFile string
 	fs.StringVar(&inventoryURL, "inventory-db", "metalflow.db", "inventory database: postgres://… or a SQLite file path")
 	fs.StringVar(&layoutFile, "layout", "", "YAML file of sites and racks to load into the inventory at start")
+	var pf provisioningFlags
+	pf.register(fs, "credentials.key", false)
 	fs.StringVar(&metricsAddr, "metrics", "127.0.0.1:9090", "listen address for /metrics and /healthz; empty disables them")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -38,6 +39,10 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	defer inv.Close()
+	vault, catalog, err := pf.open(inv)
+	if err != nil {
+		return err
+	}
 	reg := telemetry.NewRegistry()
 	c, metrics, err := newTemporalClient(log, reg, tf)
 	if err != nil {
@@ -64,7 +69,7 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		wg.Add(1)
 		go func() { defer wg.Done(); fail("metrics", serveMetrics(ctx, log, metricsAddr, reg)) }()
 	}
-	fail("worker", runLifecycleWorker(ctx, log, c, tf.namespace, workers.LifecycleDependencies{Inventory: inv}))
+	fail("worker", runLifecycleWorker(ctx, log, c, tf.namespace, pf.dependencies(inv, vault, catalog)))
 	cancel()
 	wg.Wait()
 	return errors.Join(errs...)
