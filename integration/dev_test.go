@@ -76,6 +76,20 @@ func getServer(t *testing.T, api, serial string) serverStatus {
 	return st
 }
 
+// waitState polls a server until it reaches state.
+func waitState(t *testing.T, api, serial, state string) serverStatus {
+	t.Helper()
+	var st serverStatus
+	eventually(t, 60*time.Second, serial+" reaches "+state, func() error {
+		st = getServer(t, api, serial)
+		if st.State != state {
+			return fmt.Errorf("state %s at step %s (attention %+v)", st.State, st.Step, st.Attention)
+		}
+		return nil
+	})
+	return st
+}
+
 func TestDevEphemeralServesAPIMetricsAndWebUI(t *testing.T) {
 	s := startDev(t, "--ephemeral")
 	tc := temporalClient(t, s.temporal)
@@ -235,22 +249,18 @@ func TestDevKeepsWaitingWorkflowAcrossRestart(t *testing.T) {
 
 	r = do(t, http.MethodPost, s2.api+"/api/v1/servers/SN-PERSIST/racked", `{"site":"dc1","room":"A","rack":"R05","unit":10,"face":"front"}`)
 	require.Equal(t, http.StatusOK, r.code, string(r.body))
-	eventually(t, 20*time.Second, "lifecycle records the location", func() error {
-		st := getServer(t, s2.api, "SN-PERSIST")
-		if st.State != workflows.StateRacked {
-			return fmt.Errorf("state %s", st.State)
-		}
-		return nil
-	})
-	st = getServer(t, s2.api, "SN-PERSIST")
+	// Registered without a BMC, the lifecycle racks it, records the asset,
+	// and asks for a BMC at inspection.
+	st = waitState(t, s2.api, "SN-PERSIST", workflows.StateAttention)
 	require.Equal(t, &workflows.Location{Site: "dc1", Room: "A", Rack: "R05", Unit: 10, Face: "front"}, st.Location)
 	require.Equal(t, workflows.StepDone, st.Steps[0].Status)
+	require.Equal(t, workflows.StepInspect, st.Attention.Step)
 
 	// The location is searchable in the Web UI after the restart too.
 	tc := temporalClient(t, s2.temporal)
 	eventually(t, 20*time.Second, "visibility has the rack", func() error {
 		res, err := tc.CountWorkflow(context.Background(), &workflowservice.CountWorkflowExecutionsRequest{
-			Query: `Rack = "R05" AND ServerSerial = "SN-PERSIST" AND LifecycleStep = "racked"`,
+			Query: `Rack = "R05" AND ServerSerial = "SN-PERSIST" AND LifecycleState = "attention" AND LifecycleStep = "Inspect"`,
 		})
 		if err != nil {
 			return err
@@ -272,8 +282,9 @@ func TestProductionRolesAgainstExternalTemporal(t *testing.T) {
 	inv := filepath.Join(dir, "metalflow.db")
 	layout := filepath.Join(dir, "layout.yaml")
 	require.NoError(t, os.WriteFile(layout, []byte("sites: [{name: dc1}]\nracks:\n  - {site: dc1, room: A, name: R02, heightU: 42}\n"), 0o644))
-	startProcess(t, "worker", "worker", "--temporal", s.temporal, "--metrics", metricsAddr, "--inventory-db", inv, "--layout", layout)
-	startProcess(t, "api", "api", "--temporal", s.temporal, "--http", apiAddr, "--temporal-ui-url", s.webUI, "--inventory-db", inv)
+	key := filepath.Join(dir, "credentials.key")
+	startProcess(t, "worker", "worker", "--temporal", s.temporal, "--metrics", metricsAddr, "--inventory-db", inv, "--layout", layout, "--credentials-key", key)
+	startProcess(t, "api", "api", "--temporal", s.temporal, "--http", apiAddr, "--temporal-ui-url", s.webUI, "--inventory-db", inv, "--credentials-key", key)
 	api := "http://" + apiAddr
 	waitHTTP(t, api+"/readyz", http.StatusOK, 30*time.Second)
 
@@ -281,25 +292,22 @@ func TestProductionRolesAgainstExternalTemporal(t *testing.T) {
 	require.Equal(t, http.StatusAccepted, r.code, string(r.body))
 	r = do(t, http.MethodPost, api+"/api/v1/servers/SN-PROD/racked", `{"site":"dc1","rack":"R02","unit":7,"face":"rear"}`)
 	require.Equal(t, http.StatusOK, r.code, string(r.body))
-	eventually(t, 20*time.Second, "separate worker completes the step", func() error {
-		if st := getServer(t, api, "SN-PROD"); st.State != workflows.StateRacked {
-			return fmt.Errorf("state %s", st.State)
-		}
-		return nil
-	})
-	// The run is over: a second racked is a conflict, not a silent success.
+	// The separate worker runs the steps up to inspection, which asks for a BMC.
+	waitState(t, api, "SN-PROD", workflows.StateAttention)
+	// Racked once: a second racked is a conflict, not a silent success.
 	r = do(t, http.MethodPost, api+"/api/v1/servers/SN-PROD/racked", `{"site":"dc1","rack":"R02","unit":8,"face":"rear"}`)
 	require.Equal(t, http.StatusConflict, r.code, string(r.body))
 
 	r = do(t, http.MethodGet, "http://"+metricsAddr+"/metrics", "")
 	require.Equal(t, http.StatusOK, r.code)
-	require.True(t, strings.Contains(string(r.body), `temporal_workflow_completed_total{`), "worker /metrics lacks workflow completions")
+	require.True(t, strings.Contains(string(r.body), `activity_type="RackServer"`), "worker /metrics lacks its activities")
 }
 
 func TestAPIReportsNotReadyWithoutTemporal(t *testing.T) {
 	apiAddr := freeAddr(t)
 	// Nothing listens on this address: Temporal is "down".
-	startProcess(t, "api", "api", "--temporal", freeAddr(t), "--http", apiAddr, "--inventory-db", filepath.Join(t.TempDir(), "inv.db"))
+	dir := t.TempDir()
+	startProcess(t, "api", "api", "--temporal", freeAddr(t), "--http", apiAddr, "--inventory-db", filepath.Join(dir, "inv.db"), "--credentials-key", filepath.Join(dir, "key"))
 	api := "http://" + apiAddr
 	waitHTTP(t, api+"/healthz", http.StatusOK, 20*time.Second)
 	r := do(t, http.MethodGet, api+"/readyz", "")
@@ -366,12 +374,8 @@ func TestRackingChecksTheInventory(t *testing.T) {
 	require.Equal(t, http.StatusConflict, r.code, string(r.body))
 	r = do(t, http.MethodPost, s.api+"/api/v1/servers", `{"serial":"SN-R3","location":{"site":"dc1","rack":"R05","unit":21,"face":"rear"}}`)
 	require.Equal(t, http.StatusAccepted, r.code, string(r.body))
-	eventually(t, 20*time.Second, "pre-racked server recorded", func() error {
-		if st := getServer(t, s.api, "SN-R3"); st.State != workflows.StateRacked {
-			return fmt.Errorf("state %s", st.State)
-		}
-		return nil
-	})
+	st = waitState(t, s.api, "SN-R3", workflows.StateAttention)
+	require.Equal(t, 21, st.Location.Unit)
 
 	// New racks through the API; a conflicting definition is refused.
 	r = do(t, http.MethodPost, s.api+"/api/v1/racks", `{"site":"dc1","room":"B","name":"R21","heightU":48}`)
