@@ -59,8 +59,12 @@ type decision struct {
 	abort  AbortInput
 }
 
-// errAborted ends the run after compensation.
-var errAborted = errors.New("aborted by staff")
+// errAborted ends the run after compensation; errReinspect sends it back
+// to inspection after a retry with another profile.
+var (
+	errAborted   = errors.New("aborted by staff")
+	errReinspect = errors.New("profile changed: inspect again")
+)
 
 func newLifecycle(in ServerLifecycleInput) *lifecycle {
 	steps := make([]StepStatus, 0, len(Steps()))
@@ -272,8 +276,20 @@ func (l *lifecycle) runSteps(ctx workflow.Context) error {
 		{StepConfigureRAID, true, l.configureRAID},
 		{StepInstallOS, false, l.installOS},
 	}
-	for _, s := range steps {
-		if err := l.runStep(ctx, s.name, s.skippable, s.run); err != nil {
+	for i := 0; i < len(steps); i++ {
+		err := l.runStep(ctx, steps[i].name, steps[i].skippable, steps[i].run)
+		if errors.Is(err, errReinspect) {
+			// Another profile changes what BIOS, RAID and install must be:
+			// start again from inspection. Steps already in the wanted
+			// shape find nothing to do.
+			for j := range steps {
+				if steps[j].name == StepInspect {
+					i = j - 1
+				}
+			}
+			continue
+		}
+		if err != nil {
 			return err
 		}
 	}
@@ -310,6 +326,9 @@ func (l *lifecycle) runStep(ctx workflow.Context, name string, skippable bool, r
 			return errAborted
 		}
 		l.applyRetry(d.retry)
+		if d.retry.Profile != "" && name != StepInspect {
+			return errReinspect
+		}
 	}
 }
 

@@ -454,3 +454,25 @@ func TestLifecycleRefusesInvalidSerial(t *testing.T) {
 	require.True(t, ae.NonRetryable())
 	require.Equal(t, "InvalidInput", ae.Type())
 }
+
+func TestLifecycleRetryWithAnotherProfileStartsAgainFromInspection(t *testing.T) {
+	lt := newLifecycleTest(t)
+	lt.fake.failNext(activities.ConfigureRAIDName, appErr("RAID5 needs 3 free drives, controller has 2", activities.ErrTypeRAIDImpossible))
+	in := input("SN-15")
+	in.Location = &dock
+	in.Profile = "raid5"
+	lt.at(time.Minute, func() { lt.update(UpdateRetry, RetryInput{Profile: "default"}) })
+	lt.env.ExecuteWorkflow(ServerLifecycleName, in)
+	final := lt.result()
+	require.Equal(t, StateInstalled, final.State)
+	require.Equal(t, []string{
+		activities.RackServerName, activities.RegisterAssetName, activities.InspectServerName, activities.RegisterMonitoringName,
+		activities.ConfigureBIOSName, activities.ConfigureRAIDName,
+		activities.InspectServerName, activities.RegisterMonitoringName, activities.ConfigureBIOSName, activities.ConfigureRAIDName,
+		activities.StartInstallName, activities.FinishInstallName,
+	}, lt.fake.calls)
+	require.Equal(t, "default", lt.fake.inputs[activities.InspectServerName][1].(activities.InspectServerInput).Profile)
+	for _, s := range final.Steps {
+		require.Equal(t, StepDone, s.Status, s.Name)
+	}
+}
