@@ -15,14 +15,15 @@ type vendorCase struct {
 	vendor        string
 	attr, to      string
 	secondPatchOK bool // iDRAC refuses a second change while its job waits
+	secureErase   bool // the flavour's drives offer Drive.SecureErase
 }
 
 func vendorCases() []vendorCase {
 	return []vendorCase{
-		{vendor: bmcsim.VendorDell, attr: "ProcVirtualization", to: "Disabled"},
-		{vendor: bmcsim.VendorHPE, attr: "ProcVirtualization", to: "Disabled", secondPatchOK: true},
+		{vendor: bmcsim.VendorDell, attr: "ProcVirtualization", to: "Disabled", secureErase: true},
+		{vendor: bmcsim.VendorHPE, attr: "ProcVirtualization", to: "Disabled", secondPatchOK: true, secureErase: true},
 		{vendor: bmcsim.VendorSupermicro, attr: "IntelVirtualizationTechnology", to: "Disable", secondPatchOK: true},
-		{vendor: bmcsim.VendorGeneric, attr: "Virtualization", to: "Disabled", secondPatchOK: true},
+		{vendor: bmcsim.VendorGeneric, attr: "Virtualization", to: "Disabled", secondPatchOK: true, secureErase: true},
 	}
 }
 
