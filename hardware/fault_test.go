@@ -3,6 +3,7 @@ package hardware_test
 import (
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -47,7 +48,7 @@ func TestFaults(t *testing.T) {
 	})
 
 	for _, status := range []int{503, 500} {
-		t.Run("injected "+http(status)+" is Transient", func(t *testing.T) {
+		t.Run("injected "+strconv.Itoa(status)+" is Transient", func(t *testing.T) {
 			f, b := quickFleet(t, bmcsim.VendorGeneric)
 			m := dial(t, endpointOf(f, b))
 			ctx := ctxT(t)
@@ -155,10 +156,6 @@ func TestFaults(t *testing.T) {
 		requireKind(t, m.DeleteVolume(ctx, "1"), hardware.Unsupported)
 		requireKind(t, m.SecureErase(ctx, "0"), hardware.Unsupported)
 	})
-}
-
-func http(status int) string {
-	return map[int]string{500: "500", 503: "503"}[status]
 }
 
 // bareTree writes a Redfish service with one system that has neither Bios

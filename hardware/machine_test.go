@@ -55,6 +55,14 @@ func TestPowerBootBIOS(t *testing.T) {
 			require.NoError(t, err)
 			assert.Equal(t, from, now[tc.attr], "not applied before a reset")
 
+			// Staging the same change again (an activity run twice) is a no-op,
+			// even where a pending job refuses any further change.
+			require.NoError(t, m.SetBIOS(ctx, map[string]string{tc.attr: tc.to}))
+			pending, err = m.PendingBIOS(ctx)
+			require.NoError(t, err)
+			assert.Equal(t, map[string]string{tc.attr: tc.to}, pending)
+			requireKind(t, m.SetBIOS(ctx, map[string]string{"NoSuchAttribute": "x"}), hardware.Rejected)
+
 			// Taking the change back, then staging it again.
 			err = m.SetBIOS(ctx, map[string]string{tc.attr: from})
 			if tc.secondPatchOK {
