@@ -1,6 +1,7 @@
 package hardware_test
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -107,6 +108,18 @@ func TestFaults(t *testing.T) {
 		_, err := m.PowerState(ctx)
 		requireKind(t, err, hardware.Transient)
 		eventually(t, "BMC back", func() bool { _, err := m.PowerState(ctx); return err == nil })
+	})
+
+	t.Run("closed session and cancelled context", func(t *testing.T) {
+		f, b := quickFleet(t, bmcsim.VendorGeneric)
+		m := dial(t, endpointOf(f, b))
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		_, err := m.PowerState(ctx)
+		requireKind(t, err, hardware.Transient)
+		require.NoError(t, m.Close(ctxT(t)))
+		_, err = m.PowerState(ctxT(t))
+		requireKind(t, err, hardware.Rejected)
 	})
 
 	t.Run("closed port is Transient", func(t *testing.T) {
