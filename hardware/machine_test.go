@@ -33,6 +33,7 @@ func vendorCases() []vendorCase {
 func TestPowerBootBIOS(t *testing.T) {
 	for _, tc := range vendorCases() {
 		t.Run(tc.vendor, func(t *testing.T) {
+			t.Parallel() // the flavours wait on simulated delays, not on the CPU
 			f, b := quickFleet(t, tc.vendor)
 			m := dial(t, endpointOf(f, b))
 			ctx := ctxT(t)

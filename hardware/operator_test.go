@@ -14,6 +14,7 @@ import (
 func TestOperatorMachine(t *testing.T) {
 	for _, tc := range vendorCases() {
 		t.Run(tc.vendor, func(t *testing.T) {
+			t.Parallel() // the flavours wait on simulated delays, not on the CPU
 			f, b := quickFleet(t, tc.vendor)
 			m, ok := dial(t, endpointOf(f, b)).(hardware.OperatorMachine)
 			require.True(t, ok, "Dial's Machine offers the operator commands")

@@ -13,6 +13,7 @@ import (
 func TestInventory(t *testing.T) {
 	for _, tc := range vendorCases() {
 		t.Run(tc.vendor, func(t *testing.T) {
+			t.Parallel() // the flavours wait on simulated delays, not on the CPU
 			f, b := quickFleet(t, tc.vendor)
 			m := dial(t, endpointOf(f, b))
 			inv, err := m.Inventory(ctxT(t))
@@ -47,6 +48,7 @@ func TestInventory(t *testing.T) {
 func TestRAID(t *testing.T) {
 	for _, tc := range vendorCases() {
 		t.Run(tc.vendor, func(t *testing.T) {
+			t.Parallel() // the flavours wait on simulated delays, not on the CPU
 			f, b := quickFleet(t, tc.vendor)
 			m := dial(t, endpointOf(f, b))
 			ctx := ctxT(t)
