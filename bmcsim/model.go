@@ -37,6 +37,7 @@ const (
 	roleChassis
 	roleNIC
 	roleStorage
+	roleDriveErase
 )
 
 type storageModel struct {
@@ -71,6 +72,7 @@ type model struct {
 	logEntries        []string
 	jobs              []string
 	firmwareInventory string
+	eraseDrives       []string // drive @odata.id per Drive.SecureErase target
 }
 
 func newModel(t *tree, q quirks) (*model, error) {
@@ -179,6 +181,12 @@ func newModel(t *tree, q quirks) (*model, error) {
 			for _, d := range anySlice(sd.body["Drives"]) {
 				if id, _ := mapOf(d)["@odata.id"].(string); id != "" {
 					st.drives = append(st.drives, id)
+					if dd := t.get(id); dd != nil {
+						if target, _ := mapOf(mapOf(dd.body["Actions"])["#Drive.SecureErase"])["target"].(string); target != "" {
+							m.eraseDrives = append(m.eraseDrives, dd.id)
+							m.set(target, roleDriveErase, len(m.eraseDrives)-1)
+						}
+					}
 				}
 			}
 			for _, c := range anySlice(sd.body["StorageControllers"]) {

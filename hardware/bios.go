@@ -55,48 +55,77 @@ func (s *session) PendingBIOS(ctx context.Context) (map[string]string, error) {
 		if err != nil {
 			return err
 		}
-		pending = map[string]string{}
-		link := cur.Settings.SettingsObject.ID
-		if link == "" {
-			return nil // changes apply in place: nothing is ever pending
-		}
-		var settings biosDoc
-		if err := getJSON(api, link, &settings); err != nil {
-			return err
-		}
-		now := attrStrings(cur.Attributes)
-		for k, v := range attrStrings(settings.Attributes) {
-			if old, ok := now[k]; !ok || old != v {
-				pending[k] = v
-			}
-		}
-		return nil
+		pending, err = pendingOf(api, cur)
+		return err
 	})
 	return pending, err
 }
 
+func pendingOf(api *gofish.APIClient, cur biosDoc) (map[string]string, error) {
+	pending := map[string]string{}
+	link := cur.Settings.SettingsObject.ID
+	if link == "" {
+		return pending, nil // changes apply in place: nothing is ever pending
+	}
+	var settings biosDoc
+	if err := getJSON(api, link, &settings); err != nil {
+		return nil, err
+	}
+	now := attrStrings(cur.Attributes)
+	for k, v := range attrStrings(settings.Attributes) {
+		if old, ok := now[k]; !ok || old != v {
+			pending[k] = v
+		}
+	}
+	return pending, nil
+}
+
 // SetBIOS stages attrs for the next reset through bmclib (which PATCHes
 // the settings object with ApplyTime OnReset; iDRAC then queues a job and
-// refuses a second change until the reset: Rejected).
+// refuses a second change until the reset: Rejected). Values already in
+// force or already staged are not sent again, so an activity that runs
+// twice does not trip over its own pending job.
 func (s *session) SetBIOS(ctx context.Context, attrs map[string]string) error {
 	if len(attrs) == 0 {
 		return nil
 	}
 	return s.run(ctx, "stage BIOS", func() error {
+		cur, api, err := s.biosDoc(ctx)
+		if err != nil {
+			return err
+		}
+		pending, err := pendingOf(api, cur)
+		if err != nil {
+			return err
+		}
+		now := attrStrings(cur.Attributes)
+		needed := map[string]string{}
+		for k, v := range attrs {
+			next, staged := pending[k]
+			if !staged {
+				next = now[k]
+			}
+			if _, exists := now[k]; !exists || next != v {
+				needed[k] = v
+			}
+		}
+		if len(needed) == 0 {
+			return nil
+		}
 		known, err := s.bmclib().GetBiosConfiguration(ctx)
 		if err != nil {
 			return err
 		}
 		if len(known) > 0 {
-			err = s.bmclib().SetBiosConfiguration(ctx, attrs)
+			err = s.bmclib().SetBiosConfiguration(ctx, needed)
 		} else {
 			// bmclib would silently do nothing for this system ID.
-			err = s.stageWithGofish(ctx, attrs)
+			err = s.stageWithGofish(ctx, needed)
 		}
 		if err != nil {
 			return err
 		}
-		return s.unstage(ctx, attrs)
+		return s.unstage(ctx, needed)
 	})
 }
 

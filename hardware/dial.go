@@ -38,7 +38,9 @@ type session struct {
 	closed bool
 }
 
-// Dial logs in to the BMC at ep. It is a Dialer.
+// Dial logs in to the BMC at ep. It is a Dialer. bmclib and gofish take
+// no per-request context, so ctx is checked before each operation and
+// bounds waits for BMC tasks, while ep.Timeout bounds every request.
 func Dial(ctx context.Context, ep Endpoint) (Machine, error) {
 	s, err := newSession(ep)
 	if err != nil {
@@ -176,6 +178,12 @@ func (s *session) relogin(ctx context.Context) error {
 func (s *session) run(ctx context.Context, op string, do func() error) error {
 	if err := ctx.Err(); err != nil {
 		return classify(op, err)
+	}
+	s.mu.Lock()
+	closed := s.closed
+	s.mu.Unlock()
+	if closed {
+		return &Error{Kind: Rejected, Op: op, Err: errors.New("the session is closed")}
 	}
 	err := do()
 	if err == nil {

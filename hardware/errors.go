@@ -99,7 +99,8 @@ func kindOf(err error) ErrorKind {
 		return Rejected
 	case strings.Contains(lower, "not supported"), strings.Contains(lower, "unsupported"),
 		strings.Contains(lower, "does not support"), strings.Contains(lower, "no bios attributes"),
-		strings.Contains(lower, "not implemented"):
+		strings.Contains(lower, "not implemented"), strings.Contains(lower, "no virtual media"),
+		strings.Contains(lower, "not a supported"):
 		return Unsupported
 	}
 	// Unknown failures are retried: Temporal's retry policy bounds them, and

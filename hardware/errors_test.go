@@ -56,6 +56,8 @@ func TestClassify(t *testing.T) {
 		{"power cycle of an off host", errors.New("power cycle failed: Command not supported in present state: Off"), Rejected},
 		{"advertised reset types", errors.New("reset type 'GracefulShutdown' is not supported by this service"), Unsupported},
 		{"no BIOS", fmt.Errorf("read: %w", bmclibErrs.ErrNoBiosAttributes), Unsupported},
+		{"no media slot", errors.New("no virtual media found at Manager or System resource paths"), Unsupported},
+		{"no CD slot", errors.New("not a supported media type: CD. supported media types: [USBStick]"), Unsupported},
 		{"invalid boot device", errors.New("invalid boot device"), Rejected},
 		{"connection refused (port 401 is no status)", refused, Transient},
 		{"connection refused as text", errors.New(`Get "https://10.0.0.9:401/redfish/v1": dial tcp 10.0.0.9:401: connect: connection refused`), Transient},

@@ -1,8 +1,10 @@
 package hardware_test
 
 import (
+	"context"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -47,7 +49,7 @@ func TestFaults(t *testing.T) {
 	})
 
 	for _, status := range []int{503, 500} {
-		t.Run("injected "+http(status)+" is Transient", func(t *testing.T) {
+		t.Run("injected "+strconv.Itoa(status)+" is Transient", func(t *testing.T) {
 			f, b := quickFleet(t, bmcsim.VendorGeneric)
 			m := dial(t, endpointOf(f, b))
 			ctx := ctxT(t)
@@ -108,6 +110,18 @@ func TestFaults(t *testing.T) {
 		eventually(t, "BMC back", func() bool { _, err := m.PowerState(ctx); return err == nil })
 	})
 
+	t.Run("closed session and cancelled context", func(t *testing.T) {
+		f, b := quickFleet(t, bmcsim.VendorGeneric)
+		m := dial(t, endpointOf(f, b))
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		_, err := m.PowerState(ctx)
+		requireKind(t, err, hardware.Transient)
+		require.NoError(t, m.Close(ctxT(t)))
+		_, err = m.PowerState(ctxT(t))
+		requireKind(t, err, hardware.Rejected)
+	})
+
 	t.Run("closed port is Transient", func(t *testing.T) {
 		f, b := quickFleet(t, bmcsim.VendorGeneric)
 		ep := endpointOf(f, b)
@@ -155,10 +169,6 @@ func TestFaults(t *testing.T) {
 		requireKind(t, m.DeleteVolume(ctx, "1"), hardware.Unsupported)
 		requireKind(t, m.SecureErase(ctx, "0"), hardware.Unsupported)
 	})
-}
-
-func http(status int) string {
-	return map[int]string{500: "500", 503: "503"}[status]
 }
 
 // bareTree writes a Redfish service with one system that has neither Bios

@@ -15,14 +15,15 @@ type vendorCase struct {
 	vendor        string
 	attr, to      string
 	secondPatchOK bool // iDRAC refuses a second change while its job waits
+	secureErase   bool // the flavour's drives offer Drive.SecureErase
 }
 
 func vendorCases() []vendorCase {
 	return []vendorCase{
-		{vendor: bmcsim.VendorDell, attr: "ProcVirtualization", to: "Disabled"},
-		{vendor: bmcsim.VendorHPE, attr: "ProcVirtualization", to: "Disabled", secondPatchOK: true},
+		{vendor: bmcsim.VendorDell, attr: "ProcVirtualization", to: "Disabled", secureErase: true},
+		{vendor: bmcsim.VendorHPE, attr: "ProcVirtualization", to: "Disabled", secondPatchOK: true, secureErase: true},
 		{vendor: bmcsim.VendorSupermicro, attr: "IntelVirtualizationTechnology", to: "Disable", secondPatchOK: true},
-		{vendor: bmcsim.VendorGeneric, attr: "Virtualization", to: "Disabled", secondPatchOK: true},
+		{vendor: bmcsim.VendorGeneric, attr: "Virtualization", to: "Disabled", secondPatchOK: true, secureErase: true},
 	}
 }
 
@@ -32,6 +33,7 @@ func vendorCases() []vendorCase {
 func TestPowerBootBIOS(t *testing.T) {
 	for _, tc := range vendorCases() {
 		t.Run(tc.vendor, func(t *testing.T) {
+			t.Parallel() // the flavours wait on simulated delays, not on the CPU
 			f, b := quickFleet(t, tc.vendor)
 			m := dial(t, endpointOf(f, b))
 			ctx := ctxT(t)
@@ -53,6 +55,14 @@ func TestPowerBootBIOS(t *testing.T) {
 			now, err := m.BIOS(ctx)
 			require.NoError(t, err)
 			assert.Equal(t, from, now[tc.attr], "not applied before a reset")
+
+			// Staging the same change again (an activity run twice) is a no-op,
+			// even where a pending job refuses any further change.
+			require.NoError(t, m.SetBIOS(ctx, map[string]string{tc.attr: tc.to}))
+			pending, err = m.PendingBIOS(ctx)
+			require.NoError(t, err)
+			assert.Equal(t, map[string]string{tc.attr: tc.to}, pending)
+			requireKind(t, m.SetBIOS(ctx, map[string]string{"NoSuchAttribute": "x"}), hardware.Rejected)
 
 			// Taking the change back, then staging it again.
 			err = m.SetBIOS(ctx, map[string]string{tc.attr: from})

@@ -80,10 +80,7 @@ func (s *session) SetBootDevice(ctx context.Context, device string, once bool) e
 	if _, ok := bootTarget(device); !ok {
 		return &Error{Kind: Rejected, Op: "set boot device", Err: fmt.Errorf("unknown boot device %q", device)}
 	}
-	return s.run(ctx, "set boot device "+device, func() error {
-		_, err := s.bmclib().BootDeviceSet(ctx, device, !once, true)
-		return err
-	})
+	return s.SetBootDeviceMode(ctx, device, once, true)
 }
 
 // BootOverride reads Boot back through gofish: bmclib's read-back cannot

@@ -246,11 +246,11 @@ func pickController(ctls []controller, id string, driveIDs []string) (controller
 			return c, links, nil
 		}
 	}
-	where := "any controller"
+	where := "no storage controller holds"
 	if id != "" {
-		where = "controller " + id
+		where = "storage controller " + id + " does not hold"
 	}
-	return controller{}, nil, &Error{Kind: Rejected, Op: "create volume", Err: fmt.Errorf("%s does not hold all of the drives %s", where, strings.Join(driveIDs, ","))}
+	return controller{}, nil, &Error{Kind: Rejected, Op: "create volume", Err: fmt.Errorf("%s all of the drives %s", where, strings.Join(driveIDs, ","))}
 }
 
 func supportedRAID(st *gfredfish.Storage) []string {

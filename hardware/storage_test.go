@@ -13,6 +13,7 @@ import (
 func TestInventory(t *testing.T) {
 	for _, tc := range vendorCases() {
 		t.Run(tc.vendor, func(t *testing.T) {
+			t.Parallel() // the flavours wait on simulated delays, not on the CPU
 			f, b := quickFleet(t, tc.vendor)
 			m := dial(t, endpointOf(f, b))
 			inv, err := m.Inventory(ctxT(t))
@@ -42,11 +43,12 @@ func TestInventory(t *testing.T) {
 }
 
 // TestRAID lists storage, builds the default profile's RAID-1 root volume
-// over two drives, sees it on the controller, deletes it, and asks for a
-// secure erase (which no simulated drive offers).
+// over two drives, sees it on the controller, deletes it, and securely
+// erases a free drive where the flavour offers Drive.SecureErase.
 func TestRAID(t *testing.T) {
 	for _, tc := range vendorCases() {
 		t.Run(tc.vendor, func(t *testing.T) {
+			t.Parallel() // the flavours wait on simulated delays, not on the CPU
 			f, b := quickFleet(t, tc.vendor)
 			m := dial(t, endpointOf(f, b))
 			ctx := ctxT(t)
@@ -85,6 +87,10 @@ func TestRAID(t *testing.T) {
 			_, err = m.CreateVolume(ctx, hardware.VolumeRequest{RAIDType: "RAID1", DriveIDs: []string{"no-such-drive", c.Drives[3].ID}})
 			requireKind(t, err, hardware.Rejected)
 
+			if tc.secureErase {
+				requireKind(t, m.SecureErase(ctx, pair[0]), hardware.Rejected) // a volume uses it
+			}
+
 			require.NoError(t, m.DeleteVolume(ctx, v.ID))
 			ctls, err = m.Storage(ctx)
 			require.NoError(t, err)
@@ -92,7 +98,13 @@ func TestRAID(t *testing.T) {
 			assert.Empty(t, b.State().Volumes)
 			requireKind(t, m.DeleteVolume(ctx, v.ID), hardware.Rejected)
 
-			requireKind(t, m.SecureErase(ctx, c.Drives[2].ID), hardware.Unsupported)
+			if !tc.secureErase {
+				requireKind(t, m.SecureErase(ctx, c.Drives[2].ID), hardware.Unsupported)
+				return
+			}
+			require.NoError(t, m.SecureErase(ctx, c.Drives[2].ID))
+			assert.Equal(t, 1, b.Counters().DrivesErased, "erased once the call returns")
+			requireKind(t, m.SecureErase(ctx, "no-such-drive"), hardware.Rejected)
 		})
 	}
 }

@@ -2,25 +2,18 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"net/http"
 	"net/url"
 	"os"
 	"sort"
 	"strings"
 	"time"
 
-	"github.com/bmc-toolbox/bmclib/v2/providers/redfish"
-	"github.com/go-logr/logr"
-	"github.com/stmcginnis/gofish"
-	"github.com/stmcginnis/gofish/common"
-	gfredfish "github.com/stmcginnis/gofish/redfish"
+	"github.com/metalflow/metalflow/hardware"
 )
 
 const bmcUsage = `usage: metalflow bmc --address URL --user U --password P [--insecure] <command>
@@ -44,12 +37,10 @@ type bmcTarget struct {
 	insecure                bool
 	caFile                  string
 	timeout                 time.Duration
-	url                     *url.URL
 }
 
 // runBMC is an operator's Redfish tool for one real (or simulated) BMC,
-// built on bmclib as metalflow's workers are; RAID volumes go through
-// gofish since bmclib has no volume API.
+// built on package hardware as metalflow's workers are.
 func runBMC(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var t bmcTarget
 	fs := flag.NewFlagSet("bmc", flag.ContinueOnError)
@@ -81,7 +72,6 @@ func runBMC(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Hostname() == "" {
 		return usageError{fmt.Errorf("--address %q: want https://host[:port]", t.address)}
 	}
-	t.url = u
 	rest := fs.Args()
 	if len(rest) == 0 {
 		return usageError{errors.New("no command\n" + bmcUsage)}
@@ -119,56 +109,37 @@ func runBMC(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	return nil
 }
 
-func (t bmcTarget) port() string {
-	if p := t.url.Port(); p != "" {
-		return p
-	}
-	if t.url.Scheme == "http" {
-		return "80"
-	}
-	return "443"
-}
-
-func (t bmcTarget) roots() (*x509.CertPool, error) {
-	if t.caFile == "" {
-		return x509.SystemCertPool()
-	}
-	pem, err := os.ReadFile(t.caFile)
-	if err != nil {
-		return nil, err
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("%s holds no PEM certificate", t.caFile)
-	}
-	return pool, nil
-}
-
-// open logs in through bmclib's Redfish provider, used directly because
-// bmclib's Client (v2.3.5) routes BIOS writes to no Redfish provider.
-func (t bmcTarget) open(ctx context.Context) (*redfish.Conn, error) {
-	opts := []redfish.Option{redfish.WithPort(t.port())}
-	if !t.insecure && t.url.Scheme == "https" {
-		pool, err := t.roots()
+// endpoint is the target as package hardware takes it; --ca-cert is read
+// here so that a missing file is a usage error, not a BMC failure.
+func (t bmcTarget) endpoint() (hardware.Endpoint, error) {
+	ep := hardware.Endpoint{Address: t.address, Username: t.user, Password: t.password, InsecureTLS: t.insecure, Timeout: t.timeout}
+	if t.caFile != "" && !t.insecure {
+		pem, err := os.ReadFile(t.caFile)
 		if err != nil {
-			return nil, usageError{err}
+			return ep, usageError{err}
 		}
-		opts = append(opts, redfish.WithRootCAs(pool))
+		ep.CACertPEM = pem
 	}
-	conn := redfish.New(t.url.Scheme+"://"+t.url.Hostname(), t.user, t.password, logr.Discard(), opts...)
-	if err := conn.Open(ctx); err != nil {
-		return nil, err
-	}
-	return conn, nil
+	return ep, nil
 }
 
-func withConn(ctx context.Context, t bmcTarget, do func(*redfish.Conn) error) error {
-	conn, err := t.open(ctx)
+// withMachine logs in through package hardware, metalflow's one way to a
+// BMC, so the operator sees what the workers would.
+func withMachine(ctx context.Context, t bmcTarget, do func(hardware.OperatorMachine) error) error {
+	ep, err := t.endpoint()
 	if err != nil {
 		return err
 	}
-	defer conn.Close(context.Background())
-	return do(conn)
+	m, err := hardware.Dial(ctx, ep)
+	if err != nil {
+		return err
+	}
+	defer m.Close(context.Background())
+	om, ok := m.(hardware.OperatorMachine)
+	if !ok {
+		return errors.New("this connection offers no operator commands")
+	}
+	return do(om)
 }
 
 func bmcPower(ctx context.Context, t bmcTarget, args []string, stdout io.Writer) error {
@@ -177,30 +148,41 @@ func bmcPower(ctx context.Context, t bmcTarget, args []string, stdout io.Writer)
 	}
 	action := args[0]
 	switch action {
-	case "status", "on", "off", "cycle", "soft":
+	case "status", hardware.PowerOn, hardware.PowerOff, hardware.PowerCycle, hardware.PowerSoft:
 	default:
 		return usageError{fmt.Errorf("unknown power action %q (status, on, off, cycle, soft)", action)}
 	}
-	return withConn(ctx, t, func(c *redfish.Conn) error {
+	return withMachine(ctx, t, func(m hardware.OperatorMachine) error {
 		if action == "status" {
-			state, err := c.PowerStateGet(ctx)
+			state, err := m.PowerState(ctx)
 			if err != nil {
 				return err
 			}
-			fmt.Fprintln(stdout, state)
+			fmt.Fprintln(stdout, redfishPowerState(state))
 			return nil
 		}
-		ok, err := c.PowerSet(ctx, action)
-		// bmclib reports ok=false for a graceful shutdown it did send.
-		if err == nil && !ok && action != "soft" {
-			err = errors.New("the BMC did not accept the power change")
-		}
-		if err != nil {
+		if err := m.SetPower(ctx, action); err != nil {
 			return err
 		}
 		fmt.Fprintf(stdout, "power %s: requested\n", action)
 		return nil
 	})
+}
+
+// redfishPowerState prints the state as the BMC spells it, which is what
+// an operator compares with the BMC's own web page.
+func redfishPowerState(s string) string {
+	switch s {
+	case "on":
+		return "On"
+	case "off":
+		return "Off"
+	case "poweringon":
+		return "PoweringOn"
+	case "poweringoff":
+		return "PoweringOff"
+	}
+	return s
 }
 
 // bmcSplitArgs lets subcommand flags follow positional words
@@ -248,12 +230,13 @@ func bmcBoot(ctx context.Context, t bmcTarget, args []string, stdout, stderr io.
 	if err != nil {
 		return err
 	}
-	devices := map[string]string{"pxe": "pxe", "disk": "disk", "cd": "cdrom", "bios": "bios", "http": "uefi_http"}
+	devices := map[string]string{"pxe": hardware.BootPXE, "disk": hardware.BootDisk, "cd": hardware.BootCD,
+		"bios": hardware.BootBIOSSetup, "http": hardware.BootUEFIHTTP}
 	if len(words) != 1 || devices[words[0]] == "" {
 		return usageError{errors.New("usage: boot pxe|disk|cd|bios|http [--once] [--legacy]")}
 	}
-	return withConn(ctx, t, func(c *redfish.Conn) error {
-		if _, err := c.BootDeviceSet(ctx, devices[words[0]], !*once, !*legacy); err != nil {
+	return withMachine(ctx, t, func(m hardware.OperatorMachine) error {
+		if err := m.SetBootDeviceMode(ctx, devices[words[0]], *once, !*legacy); err != nil {
 			return err
 		}
 		when := "every boot"
@@ -271,13 +254,10 @@ func bmcBios(ctx context.Context, t bmcTarget, args []string, stdout io.Writer) 
 	}
 	switch args[0] {
 	case "get":
-		return withConn(ctx, t, func(c *redfish.Conn) error {
-			attrs, err := c.GetBiosConfiguration(ctx)
+		return withMachine(ctx, t, func(m hardware.OperatorMachine) error {
+			attrs, err := m.BIOS(ctx)
 			if err != nil {
 				return err
-			}
-			if len(attrs) == 0 {
-				return errors.New("unsupported by this BMC: no BIOS attributes readable (system ID unknown to bmclib)")
 			}
 			keys := args[1:]
 			if len(keys) == 0 {
@@ -307,8 +287,8 @@ func bmcBios(ctx context.Context, t bmcTarget, args []string, stdout io.Writer) 
 			}
 			want[k] = v
 		}
-		return withConn(ctx, t, func(c *redfish.Conn) error {
-			if err := c.SetBiosConfiguration(ctx, want); err != nil {
+		return withMachine(ctx, t, func(m hardware.OperatorMachine) error {
+			if err := m.SetBIOS(ctx, want); err != nil {
 				return err
 			}
 			fmt.Fprintf(stdout, "%d BIOS attribute(s) staged; they apply at the next reset\n", len(want))
@@ -318,8 +298,8 @@ func bmcBios(ctx context.Context, t bmcTarget, args []string, stdout io.Writer) 
 		if len(args) != 1 {
 			return usageError{errors.New("usage: bios reset")}
 		}
-		return withConn(ctx, t, func(c *redfish.Conn) error {
-			if err := c.ResetBiosConfiguration(ctx); err != nil {
+		return withMachine(ctx, t, func(m hardware.OperatorMachine) error {
+			if err := m.ResetBIOS(ctx); err != nil {
 				return err
 			}
 			fmt.Fprintln(stdout, "BIOS defaults staged; they apply at the next reset")
@@ -329,15 +309,16 @@ func bmcBios(ctx context.Context, t bmcTarget, args []string, stdout io.Writer) 
 	return usageError{fmt.Errorf("unknown bios command %q (get, set, reset)", args[0])}
 }
 
+// bmcInventory prints the inventory inspection records on the asset.
 func bmcInventory(ctx context.Context, t bmcTarget, stdout io.Writer) error {
-	return withConn(ctx, t, func(c *redfish.Conn) error {
-		dev, err := c.Inventory(ctx)
+	return withMachine(ctx, t, func(m hardware.OperatorMachine) error {
+		inv, err := m.Inventory(ctx)
 		if err != nil {
 			return err
 		}
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
-		return enc.Encode(dev)
+		return enc.Encode(inv)
 	})
 }
 
@@ -350,32 +331,20 @@ func bmcMedia(ctx context.Context, t bmcTarget, args []string, stdout io.Writer)
 	default:
 		return usageError{errors.New("usage: media insert URL | media eject")}
 	}
-	return withConn(ctx, t, func(c *redfish.Conn) error {
-		if _, err := c.SetVirtualMedia(ctx, "CD", image); err != nil {
+	return withMachine(ctx, t, func(m hardware.OperatorMachine) error {
+		if image == "" {
+			if err := m.EjectMedia(ctx); err != nil {
+				return err
+			}
+			fmt.Fprintln(stdout, "virtual CD ejected")
+			return nil
+		}
+		if err := m.InsertMedia(ctx, image); err != nil {
 			return err
 		}
-		if image == "" {
-			fmt.Fprintln(stdout, "virtual CD ejected")
-		} else {
-			fmt.Fprintf(stdout, "virtual CD %s inserted\n", image)
-		}
+		fmt.Fprintf(stdout, "virtual CD %s inserted\n", image)
 		return nil
 	})
-}
-
-// gofishClient logs in with gofish for what bmclib lacks (volumes).
-func (t bmcTarget) gofishClient(ctx context.Context) (*gofish.APIClient, error) {
-	tlsCfg := &tls.Config{InsecureSkipVerify: t.insecure} //nolint:gosec // the operator asked for it
-	if !t.insecure {
-		pool, err := t.roots()
-		if err != nil {
-			return nil, usageError{err}
-		}
-		tlsCfg.RootCAs = pool
-	}
-	hc := &http.Client{Timeout: t.timeout, Transport: &http.Transport{TLSClientConfig: tlsCfg}}
-	endpoint := t.url.Scheme + "://" + t.url.Host
-	return gofish.ConnectContext(ctx, gofish.ClientConfig{Endpoint: endpoint, Username: t.user, Password: t.password, HTTPClient: hc})
 }
 
 func bmcRAID(ctx context.Context, t bmcTarget, args []string, stdout, stderr io.Writer) error {
@@ -401,186 +370,70 @@ func bmcRAID(ctx context.Context, t bmcTarget, args []string, stdout, stderr io.
 	default:
 		return usageError{errors.New("usage: raid list | raid create --level N --drives a,b | raid delete ID")}
 	}
-
-	c, err := t.gofishClient(ctx)
-	if err != nil {
-		return err
-	}
-	defer c.Logout()
-	systems, err := c.Service.Systems()
-	if err != nil {
-		return err
-	}
-	if len(systems) == 0 {
-		return errors.New("the BMC lists no computer system")
-	}
-	storages, err := systems[0].Storage()
-	if err != nil {
-		return err
-	}
-	if len(storages) == 0 {
-		return errors.New("unsupported by this BMC: no Redfish Storage")
-	}
-	switch args[0] {
-	case "list":
-		return raidList(storages, stdout)
-	case "create":
-		return raidCreate(ctx, c, storages, *level, strings.Split(*drives, ","), *name, stdout)
-	}
-	return raidDelete(ctx, c, storages, words[0], stdout)
-}
-
-func raidList(storages []*gfredfish.Storage, stdout io.Writer) error {
-	for _, st := range storages {
-		drives, err := st.Drives()
-		if err != nil {
+	return withMachine(ctx, t, func(m hardware.OperatorMachine) error {
+		switch args[0] {
+		case "list":
+			return raidList(ctx, m, stdout)
+		case "create":
+			var ids []string
+			for _, d := range strings.Split(*drives, ",") {
+				ids = append(ids, strings.TrimSpace(d))
+			}
+			v, err := m.CreateVolume(ctx, hardware.VolumeRequest{RAIDType: *level, DriveIDs: ids, Name: *name})
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(stdout, "%s volume created: %s\n", v.RAIDType, v.ID)
+			return nil
+		}
+		if err := m.DeleteVolume(ctx, words[0]); err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "storage %s\n", st.ID)
-		for _, d := range drives {
+		fmt.Fprintf(stdout, "volume %s deleted\n", words[0])
+		return nil
+	})
+}
+
+func raidList(ctx context.Context, m hardware.Machine, stdout io.Writer) error {
+	ctls, err := m.Storage(ctx)
+	if err != nil {
+		return err
+	}
+	for _, c := range ctls {
+		fmt.Fprintf(stdout, "storage %s\n", c.ID)
+		for _, d := range c.Drives {
 			fmt.Fprintf(stdout, "  drive  %-50s %8.1f GB %s %s\n", d.ID, float64(d.CapacityBytes)/1e9, d.MediaType, d.Model)
 		}
-		vols, err := st.Volumes()
-		if err != nil {
-			continue // no volume collection: nothing to list
-		}
-		for _, v := range vols {
-			var ids []string
-			if vd, err := v.Drives(); err == nil {
-				for _, d := range vd {
-					ids = append(ids, d.ID)
-				}
-			}
-			fmt.Fprintf(stdout, "  volume %-50s %-7s %8.1f GB drives %s\n", v.ID, v.RAIDType, float64(v.CapacityBytes)/1e9, strings.Join(ids, ","))
+		for _, v := range c.Volumes {
+			fmt.Fprintf(stdout, "  volume %-50s %-7s %8.1f GB drives %s\n", v.ID, v.RAIDType, float64(v.CapacityBytes)/1e9, strings.Join(v.DriveIDs, ","))
 		}
 	}
 	return nil
 }
 
-func raidCreate(ctx context.Context, c *gofish.APIClient, storages []*gfredfish.Storage, level string, want []string, name string, stdout io.Writer) error {
-	level = strings.ToUpper(level)
-	if !strings.HasPrefix(level, "RAID") {
-		level = "RAID" + level
-	}
-	for _, st := range storages {
-		drives, err := st.Drives()
-		if err != nil {
-			return err
-		}
-		var links []any
-		for _, w := range want {
-			for _, d := range drives {
-				if d.ID == strings.TrimSpace(w) || strings.HasSuffix(d.ODataID, "/"+strings.TrimSpace(w)) {
-					links = append(links, map[string]string{"@odata.id": d.ODataID})
-					break
-				}
-			}
-		}
-		if len(links) != len(want) {
-			continue
-		}
-		body := map[string]any{"RAIDType": level, "Links": map[string]any{"Drives": links}}
-		if name != "" {
-			body["DisplayName"] = name
-		}
-		resp, err := c.Post(strings.TrimRight(st.ODataID, "/")+"/Volumes", body)
-		if err != nil {
-			return err
-		}
-		defer resp.Body.Close()
-		if err := raidWaitTask(ctx, c, resp); err != nil {
-			return err
-		}
-		fmt.Fprintf(stdout, "%s volume created on storage %s (%s)\n", level, st.ID, resp.Header.Get("Location"))
-		return nil
-	}
-	return fmt.Errorf("no storage controller holds all of the drives %s (see raid list)", strings.Join(want, ","))
-}
-
-func raidDelete(ctx context.Context, c *gofish.APIClient, storages []*gfredfish.Storage, id string, stdout io.Writer) error {
-	for _, st := range storages {
-		vols, err := st.Volumes()
-		if err != nil {
-			continue
-		}
-		for _, v := range vols {
-			if v.ID != id {
-				continue
-			}
-			resp, err := c.Delete(v.ODataID)
-			if err != nil {
-				return err
-			}
-			defer resp.Body.Close()
-			if err := raidWaitTask(ctx, c, resp); err != nil {
-				return err
-			}
-			fmt.Fprintf(stdout, "volume %s deleted\n", id)
-			return nil
-		}
-	}
-	return fmt.Errorf("no volume %q (see raid list)", id)
-}
-
-// raidWaitTask follows a 202 to the end of its task, as controllers that
-// build volumes in the background answer.
-func raidWaitTask(ctx context.Context, c *gofish.APIClient, resp *http.Response) error {
-	if resp.StatusCode != http.StatusAccepted {
-		return nil
-	}
-	loc := resp.Header.Get("Location")
-	if loc == "" {
-		return nil
-	}
-	if u, err := url.Parse(loc); err == nil {
-		loc = u.RequestURI()
-	}
-	for {
-		task, err := gfredfish.GetTask(c, loc)
-		if err != nil {
-			return err
-		}
-		switch task.TaskState {
-		case gfredfish.CompletedTaskState:
-			return nil
-		case gfredfish.ExceptionTaskState, gfredfish.KilledTaskState, gfredfish.CancelledTaskState:
-			msg := string(task.TaskState)
-			if len(task.Messages) > 0 {
-				msg += ": " + task.Messages[0].Message
-			}
-			return fmt.Errorf("task %s ended %s", task.ID, msg)
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("task %s still %s: %w", task.ID, task.TaskState, ctx.Err())
-		case <-time.After(500 * time.Millisecond):
-		}
-	}
-}
-
-// bmcFailure turns bmclib's and gofish's layered errors into the one line
-// an operator needs: unreachable, refused credentials, or unsupported.
+// bmcFailure turns a BMC failure into the one line an operator needs, by
+// the kind package hardware gave it.
 func bmcFailure(err error) error {
-	msg := err.Error()
-	var rf *common.Error
-	status := 0
-	if errors.As(err, &rf) {
-		status = rf.HTTPReturnedStatusCode
+	var he *hardware.Error
+	if !errors.As(err, &he) {
+		return errors.New(lastLine(err.Error()))
 	}
-	switch {
-	case status == http.StatusUnauthorized || strings.Contains(msg, "401"):
+	msg := lastLine(he.Err.Error())
+	switch he.Kind {
+	case hardware.AuthFailed:
+		if strings.Contains(msg, "certificate") || strings.Contains(msg, "x509") {
+			return fmt.Errorf("TLS certificate not trusted (use --ca-cert or --insecure): %s", msg)
+		}
 		return errors.New("authentication failed (401): check --user and --password")
-	case strings.Contains(msg, "connection refused"), strings.Contains(msg, "no such host"),
-		strings.Contains(msg, "i/o timeout"), strings.Contains(msg, "Timeout exceeded"),
-		strings.Contains(msg, "deadline exceeded"), strings.Contains(msg, "network is unreachable"):
-		return fmt.Errorf("BMC unreachable: %s", lastLine(msg))
-	case strings.Contains(msg, "certificate"):
-		return fmt.Errorf("TLS certificate not trusted (use --ca-cert or --insecure): %s", lastLine(msg))
-	case status == http.StatusNotFound || status == http.StatusMethodNotAllowed || strings.Contains(msg, "not supported") ||
-		strings.Contains(msg, "no virtual media") || strings.Contains(msg, "does not support"):
-		return fmt.Errorf("unsupported by this BMC: %s", lastLine(msg))
+	case hardware.Unsupported:
+		return fmt.Errorf("unsupported by this BMC: %s: %s", he.Op, msg)
+	case hardware.Transient:
+		if len(msg) > 4 && msg[0] == '5' && msg[3] == ':' {
+			return fmt.Errorf("BMC failing, retry later: %s: %s", he.Op, msg)
+		}
+		return fmt.Errorf("BMC unreachable: %s: %s", he.Op, msg)
 	}
-	return errors.New(lastLine(msg))
+	return fmt.Errorf("%s: %s", he.Op, msg)
 }
 
 // lastLine keeps the innermost cause of a multi-line bmclib error.
@@ -588,7 +441,7 @@ func lastLine(msg string) string {
 	var lines []string
 	for _, l := range strings.Split(msg, "\n") {
 		l = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(l), "*"))
-		if l != "" && !strings.HasSuffix(l, "errors occurred:") {
+		if l != "" && !strings.HasSuffix(l, "errors occurred:") && !strings.HasSuffix(l, "error occurred:") {
 			lines = append(lines, l)
 		}
 	}
