@@ -20,8 +20,8 @@ const (
 // upsert; they must be registered on the namespace before a workflow runs.
 func SearchAttributes() map[string]enumspb.IndexedValueType {
 	return map[string]enumspb.IndexedValueType{
-		SearchAttrServerSerial:  enumspb.INDEXED_VALUE_TYPE_KEYWORD,
-		SearchAttrRack:          enumspb.INDEXED_VALUE_TYPE_KEYWORD,
+		SearchAttrServerSerial:   enumspb.INDEXED_VALUE_TYPE_KEYWORD,
+		SearchAttrRack:           enumspb.INDEXED_VALUE_TYPE_KEYWORD,
 		SearchAttrLifecycleStep:  enumspb.INDEXED_VALUE_TYPE_KEYWORD,
 		SearchAttrLifecycleState: enumspb.INDEXED_VALUE_TYPE_KEYWORD,
 	}
