@@ -77,6 +77,16 @@ func (p *Provisioning) ConfigureBIOS(ctx context.Context, in ConfigureBIOSInput)
 		if err != nil {
 			return err
 		}
+		if !first {
+			// A run that died between recording and resetting leaves the
+			// server off (the lifecycle never turns it off): then the
+			// reset is still owed.
+			state, err := m.PowerState(ctx)
+			if err != nil {
+				return err
+			}
+			first = state == hardware.PowerOff
+		}
 		if first {
 			if err := resetServer(ctx, m); err != nil {
 				return err

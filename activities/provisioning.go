@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
+	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/metalflow/metalflow/credentials"
@@ -73,12 +75,44 @@ func (p *Provisioning) openMachine(ctx context.Context, ref BMCRef) (hardware.Ma
 }
 
 func (p *Provisioning) withMachine(ctx context.Context, ref BMCRef, fn func(hardware.Machine) error) error {
+	stop := keepAlive(ctx)
+	defer stop()
 	m, err := p.openMachine(ctx, ref)
 	if err != nil {
 		return err
 	}
 	defer func() { _ = m.Close(context.WithoutCancel(ctx)) }()
 	return classifyBMC(fn(m))
+}
+
+// keepAliveInterval is how often a BMC activity tells Temporal its worker
+// is still alive; activity options set a heartbeat timeout a few times this.
+const keepAliveInterval = 5 * time.Second
+
+// keepAlive heartbeats while a BMC conversation runs, so a worker killed in
+// the middle is noticed at the heartbeat timeout rather than StartToClose
+// (minutes, since BMCs can be slow). A hung BMC is bounded separately, by
+// the HTTP timeout and StartToClose.
+func keepAlive(ctx context.Context) (stop func()) {
+	if !activity.IsActivity(ctx) {
+		return func() {}
+	}
+	done := make(chan struct{})
+	go func() {
+		t := time.NewTicker(keepAliveInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				activity.RecordHeartbeat(ctx)
+			}
+		}
+	}()
+	return func() { close(done) }
 }
 
 // classifyBMC keeps transient BMC failures retryable and turns the rest

@@ -342,3 +342,87 @@ func TestLifecycleAttentionsRecover(t *testing.T) {
 	st = getServer(t, f.api, slow.Serial)
 	require.Equal(t, 2, st.InstallAttempt)
 }
+
+// TestLifecycleSurvivesWorkerKills kills -9 the lifecycle worker while a
+// server's BIOS is being applied and again while servers wait for their
+// installers: every server still ends installed, and the simulator counts
+// no duplicate side effect.
+func TestLifecycleSurvivesWorkerKills(t *testing.T) {
+	dir := t.TempDir()
+	manifest := filepath.Join(dir, "fleet.json")
+	admin := freeAddr(t)
+	s := startDev(t, "--data", filepath.Join(dir, "data"), "--workers=false", "--sim-servers", "3", "--sim-vendor", "mixed",
+		"--sim-speed", "20", "--sim-manifest", manifest, "--sim-admin", admin)
+	raw, err := os.ReadFile(manifest)
+	require.NoError(t, err)
+	f := &fleetStack{devStack: s, admin: "http://" + admin}
+	require.NoError(t, json.Unmarshal(raw, &f.fleet))
+
+	workerArgs := []string{"worker", "--temporal", s.temporal, "--metrics", "",
+		"--inventory-db", filepath.Join(dir, "data", "metalflow.db"),
+		"--credentials-key", filepath.Join(dir, "data", "credentials.key"), "--bmc-insecure"}
+	worker := startProcess(t, "worker-1", workerArgs...)
+	for i, e := range f.fleet {
+		f.register(t, e, e.Password, "", &workflows.Location{Site: "dc1", Rack: "R06", Unit: i + 1, Face: "front"})
+	}
+
+	// Kill while the first server's BIOS settings are being applied.
+	eventually(t, 60*time.Second, "a server reaches ConfigureBIOS", func() error {
+		st, err := tryServer(t, s.api, f.fleet[0].Serial)
+		if err == nil && st.Step != workflows.StepConfigureBIOS {
+			err = fmt.Errorf("step %s", st.Step)
+		}
+		return err
+	})
+	worker.kill()
+	worker = startProcess(t, "worker-2", workerArgs...)
+
+	// Kill while servers wait for their installers to phone home.
+	eventually(t, 90*time.Second, "a server installs", func() error {
+		for _, e := range f.fleet {
+			// Queries need a worker: while one restarts, the API says 503.
+			if st, err := tryServer(t, s.api, e.Serial); err == nil && st.Step == workflows.StepInstallOS {
+				return nil
+			}
+		}
+		return fmt.Errorf("none installing yet")
+	})
+	worker.kill()
+	time.Sleep(2 * time.Second) // installers phone home while no worker runs
+	startProcess(t, "worker-3", workerArgs...)
+
+	for _, e := range f.fleet {
+		var st serverStatus
+		eventually(t, 3*time.Minute, e.Serial+" installed", func() error {
+			var err error
+			st, err = tryServer(t, s.api, e.Serial)
+			if err == nil && st.State != workflows.StateInstalled {
+				err = fmt.Errorf("state %s at %s (attention %+v)", st.State, st.Step, st.Attention)
+			}
+			return err
+		})
+		require.Equal(t, 1, st.InstallAttempt, "%s: no install attempt was lost", e.Serial)
+		b := f.bmc(t, e.ID)
+		require.Equal(t, 1, b.Counters["bios_applies"], "%s applied its BIOS once", e.Serial)
+		require.Equal(t, 1, b.Counters["volumes_created"], "%s built one volume", e.Serial)
+		require.Len(t, b.Volumes, 1, e.Serial)
+		require.Equal(t, 1, b.Counters["netboots"], "%s netbooted once", e.Serial)
+		require.Equal(t, 1, b.Counters["phone_homes"], "%s phoned home once", e.Serial)
+		// One power-on for the BIOS reset, one restart into the installer.
+		require.LessOrEqual(t, b.Counters["power_ons"], 2, "%s was not reset twice", e.Serial)
+		a := getAssetView(t, s.api, e.Serial)
+		require.Equal(t, "installed", a.State)
+	}
+}
+
+// tryServer is getServer for moments when no worker may be there to answer.
+func tryServer(t *testing.T, api, serial string) (serverStatus, error) {
+	t.Helper()
+	r := do(t, http.MethodGet, api+"/api/v1/servers/"+serial, "")
+	if r.code != http.StatusOK {
+		return serverStatus{}, fmt.Errorf("GET %s: %d %s", serial, r.code, r.body)
+	}
+	var st serverStatus
+	r.json(t, &st)
+	return st, nil
+}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -75,6 +76,14 @@ func (p *process) stop() {
 	})
 }
 
+// kill is kill -9: no chance to finish anything in flight.
+func (p *process) kill() {
+	p.once.Do(func() {
+		_ = p.cmd.Process.Kill()
+		<-p.done
+	})
+}
+
 func (p *process) exitedCleanly() bool {
 	<-p.done
 	return p.err == nil
@@ -87,13 +96,23 @@ func tail(b []byte, n int) []byte {
 	return b
 }
 
+// freeAddr picks a free port below the kernel's ephemeral range (32768 and
+// up): a port the kernel hands out to some other test's client or to the
+// simulator's BMCs can never collide with one picked here and bound a
+// moment later by a metalflow process.
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	addr := l.Addr().String()
-	require.NoError(t, l.Close())
-	return addr
+	for range 100 {
+		addr := fmt.Sprintf("127.0.0.1:%d", 20000+rand.IntN(12000))
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			continue
+		}
+		require.NoError(t, l.Close())
+		return addr
+	}
+	t.Fatal("no free port found below the ephemeral range")
+	return ""
 }
 
 // eventually polls fn until it returns nil or the timeout passes.

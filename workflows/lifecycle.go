@@ -478,11 +478,7 @@ func (l *lifecycle) configureBIOS(ctx workflow.Context) error {
 	if err != nil {
 		return err
 	}
-	opts := bmcActivityOptions(15 * time.Minute)
-	// Waiting for a reset to apply the settings heartbeats; a worker that
-	// died mid-wait is noticed within a minute, not at StartToClose.
-	opts.HeartbeatTimeout = time.Minute
-	return workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, opts), activities.ConfigureBIOSName,
+	return workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, bmcActivityOptions(15*time.Minute)), activities.ConfigureBIOSName,
 		activities.ConfigureBIOSInput{
 			Serial: l.status.Serial, BMC: bmc, Profile: l.inspected.Profile, Vendor: l.inspected.Vendor,
 			Generation: l.generation, ApplyTimeout: 10 * time.Minute,

@@ -49,6 +49,9 @@ func bmcActivityOptions(startToClose time.Duration) workflow.ActivityOptions {
 	return workflow.ActivityOptions{
 		StartToCloseTimeout:    startToClose,
 		ScheduleToCloseTimeout: 2 * time.Hour,
+		// BMC activities heartbeat every 5 s while they talk to the BMC: a
+		// worker that dies mid-step is noticed in 20 s.
+		HeartbeatTimeout: 20 * time.Second,
 		RetryPolicy: &temporal.RetryPolicy{
 			InitialInterval:        2 * time.Second,
 			BackoffCoefficient:     2,

@@ -62,6 +62,11 @@ func serveAPI(ctx context.Context, log *slog.Logger, addr string, cfg api.Config
 	if err != nil {
 		return fmt.Errorf("API listen on %s: %w", addr, err)
 	}
+	return serveAPIOn(ctx, log, ln, cfg)
+}
+
+// serveAPIOn is serveAPI on a listener bound by the caller.
+func serveAPIOn(ctx context.Context, log *slog.Logger, ln net.Listener, cfg api.Config) error {
 	srv := api.New(cfg)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"sync"
@@ -104,16 +105,13 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
-	if f.simServers > 0 {
-		fleet, err := startSimFleet(log, simFleetOptions{
-			count: f.simServers, vendor: f.simVendor, speed: f.simSpeed, adminAddr: f.simAdmin,
-			publicURL: f.boot.config(f.httpAddr).PublicURL, manifestPath: f.simManifest,
-		})
-		if err != nil {
-			return err
-		}
-		defer fleet.Close()
+	// Bind the API before the simulated fleet takes its many ephemeral
+	// ports, so none of them can land on the API's address.
+	apiListener, err := net.Listen("tcp", f.httpAddr)
+	if err != nil {
+		return fmt.Errorf("API listen on %s: %w", f.httpAddr, err)
 	}
+	defer apiListener.Close()
 	srv, err := devserver.Start(devserver.Options{
 		DatabaseFile:     dbFile,
 		FrontendAddress:  f.temporalListen,
@@ -136,6 +134,16 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		uiURL = httpURL(f.temporalUI)
 	}
 	log.Info("temporal server started", "frontend", srv.FrontendAddress(), "webUI", uiURL, "database", dbFileOrMemory(dbFile))
+	if f.simServers > 0 {
+		fleet, err := startSimFleet(log, simFleetOptions{
+			count: f.simServers, vendor: f.simVendor, speed: f.simSpeed, adminAddr: f.simAdmin,
+			publicURL: f.boot.config(f.httpAddr).PublicURL, manifestPath: f.simManifest,
+		})
+		if err != nil {
+			return err
+		}
+		defer fleet.Close()
+	}
 
 	reg := telemetry.NewRegistry()
 	c, metrics, err := newTemporalClient(log, reg, temporalFlags{hostPort: srv.FrontendAddress(), namespace: f.namespace})
@@ -173,7 +181,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		})
 	}
 	start("api", func() error {
-		return serveAPI(ctx, log, f.httpAddr, api.Config{
+		return serveAPIOn(ctx, log, apiListener, api.Config{
 			Temporal:      c,
 			Inventory:     inv,
 			Credentials:   vault,
