@@ -31,6 +31,7 @@ func TestSharedVendorTrees(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.tree, func(t *testing.T) {
+			t.Parallel()
 			cfg := quickConfig("")
 			cfg.Mockup = filepath.Join(root, tc.tree)
 			b := startFleet(t, cfg).BMCs()[0]
