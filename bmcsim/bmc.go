@@ -45,6 +45,7 @@ type BMC struct {
 	volumes     [][]*volume
 	media       []mediaState
 	sessions    map[string]*session
+	accounts    []*account
 	tasks       []*task
 	taskSeq     int
 	logs        []logEntry
@@ -398,6 +399,8 @@ func (b *BMC) render(key string) map[string]any {
 		return b.renderLogEntries(key, i)
 	case roleJobs:
 		return b.renderJobs(key)
+	case roleAccounts:
+		return b.renderAccounts(key)
 	}
 	return nil
 }
@@ -419,6 +422,8 @@ func (b *BMC) getMember(key string) *reply {
 		doc = b.taskDoc(id)
 	case roleJobs:
 		doc = b.jobDoc(parent, id)
+	case roleAccounts:
+		doc = b.accountDoc(id)
 	case roleVolumes:
 		doc = b.volumeDoc(b.m.index[parent], id)
 	case roleLogEntries:
@@ -450,6 +455,9 @@ func (b *BMC) patch(rl role, i int, key, path string, body []byte) (*reply, *red
 		return nil, errorf(http.StatusMethodNotAllowed, "PropertyNotWritable", "BIOS attributes are read-only here; PATCH the settings object "+b.m.settings+".")
 	case roleMediaSlot:
 		return b.patchMedia(i, body)
+	}
+	if parent := key[:strings.LastIndex(key, "/")]; b.m.roles[parent] == roleAccounts {
+		return b.patchAccount(key[len(parent)+1:], path, body)
 	}
 	if b.m.tree.docs[key] == nil && b.getMember(key) == nil {
 		return nil, errNotFound(path)

@@ -37,6 +37,7 @@ const (
 	roleChassis
 	roleNIC
 	roleStorage
+	roleAccounts
 )
 
 type storageModel struct {
@@ -71,6 +72,7 @@ type model struct {
 	logEntries        []string
 	jobs              []string
 	firmwareInventory string
+	accounts          string
 }
 
 func newModel(t *tree, q quirks) (*model, error) {
@@ -257,6 +259,25 @@ func newModel(t *tree, q quirks) (*model, error) {
 	}
 	m.set(ss, roleSessionService, 0)
 	m.set(m.sessions, roleSessions, 0)
+
+	// Accounts are state too; recorded trees hold one or two, or none.
+	as := linkOf(root, "AccountService")
+	if as == "" {
+		as = "/redfish/v1/AccountService"
+		root["AccountService"] = link(as)
+	}
+	if t.get(as) == nil {
+		t.put(as, map[string]any{"@odata.type": "#AccountService.v1_5_0.AccountService", "Id": "AccountService",
+			"Name": "Account Service", "ServiceEnabled": true, "Accounts": link(as + "/Accounts")})
+	}
+	m.accounts = linkOf(t.get(as).body, "Accounts")
+	if m.accounts == "" {
+		m.accounts = as + "/Accounts"
+	}
+	if t.get(m.accounts) == nil {
+		collection(t, m.accounts, "ManagerAccountCollection", "Accounts")
+	}
+	m.set(m.accounts, roleAccounts, 0)
 
 	ts := linkOf(root, "TaskService")
 	if ts == "" {
