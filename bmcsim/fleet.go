@@ -47,7 +47,7 @@ func Start(cfg Config) (*Fleet, error) {
 			return nil, err
 		}
 	}
-	flavours := &flavourCache{mockup: cfg.Mockup, models: map[string]*model{}}
+	flavours := &flavourCache{mockup: cfg.Mockup, renameIDs: cfg.RenameIDs, models: map[string]*model{}}
 	for i, addr := range addrs {
 		vendor := vendorOf(cfg, i)
 		m, err := flavours.model(vendor)

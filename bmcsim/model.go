@@ -397,8 +397,9 @@ func detectVendor(t *tree) string {
 
 // flavourCache builds each flavour's model once per fleet.
 type flavourCache struct {
-	mockup string
-	models map[string]*model
+	mockup    string
+	renameIDs bool
+	models    map[string]*model
 }
 
 func (c *flavourCache) model(vendor string) (*model, error) {
@@ -414,6 +415,9 @@ func (c *flavourCache) model(vendor string) (*model, error) {
 		if t, err = loadMockup(c.mockup); err != nil {
 			return nil, err
 		}
+		if c.renameIDs {
+			renameFirstMembers(t)
+		}
 	} else {
 		t = builtinTree(vendor)
 	}
@@ -426,3 +430,18 @@ func (c *flavourCache) model(vendor string) (*model, error) {
 }
 
 func (m *model) acceptsReset(t string) bool { return slices.Contains(m.resetAccepted, t) }
+
+// renameFirstMembers gives the first System, Manager and Chassis the ID
+// "1" (the Supermicro/HPE spelling bmclib knows).
+func renameFirstMembers(t *tree) {
+	root := t.get("/redfish/v1")
+	for _, coll := range []string{"Systems", "Managers", "Chassis"} {
+		c := t.get(linkOf(root.body, coll))
+		if c == nil {
+			continue
+		}
+		if ms := memberLinks(c.body); len(ms) > 0 {
+			t.rename(ms[0], strings.TrimRight(c.id, "/")+"/1")
+		}
+	}
+}
