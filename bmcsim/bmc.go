@@ -383,8 +383,6 @@ func (b *BMC) render(key string) map[string]any {
 		return b.renderBios()
 	case roleBiosSettings:
 		return b.renderBiosSettings()
-	case roleStorage:
-		return b.renderStorage(key, i)
 	case roleVolumes:
 		return b.renderVolumes(key, i)
 	case roleMediaSlot:

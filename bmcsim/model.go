@@ -36,7 +36,6 @@ const (
 	roleManagerReset
 	roleChassis
 	roleNIC
-	roleStorage
 	roleAccounts
 )
 
@@ -160,13 +159,11 @@ func newModel(t *tree, q quirks) (*model, error) {
 		}
 	}
 
-	for _, nicColl := range []string{linkOf(sys.body, "EthernetInterfaces")} {
-		if d := t.get(nicColl); d != nil {
-			for _, n := range memberLinks(d.body) {
-				if t.get(n) != nil {
-					m.nics = append(m.nics, n)
-					m.set(n, roleNIC, len(m.nics)-1)
-				}
+	if d := t.get(linkOf(sys.body, "EthernetInterfaces")); d != nil {
+		for _, n := range memberLinks(d.body) {
+			if t.get(n) != nil {
+				m.nics = append(m.nics, n)
+				m.set(n, roleNIC, len(m.nics)-1)
 			}
 		}
 	}
@@ -196,7 +193,6 @@ func newModel(t *tree, q quirks) (*model, error) {
 				}
 			}
 			m.storages = append(m.storages, st)
-			m.set(st.path, roleStorage, len(m.storages)-1)
 			if st.volumes != "" {
 				if t.get(st.volumes) == nil {
 					collection(t, st.volumes, "VolumeCollection", "Volume Collection")
