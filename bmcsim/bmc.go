@@ -102,7 +102,8 @@ func (b *BMC) Address() string { return b.scheme + "://" + b.address }
 // HostPort is the listen address without a scheme.
 func (b *BMC) HostPort() string { return b.address }
 
-// Credentials returns the user and password this BMC accepts.
+// Credentials returns the factory user and password (those of the
+// manifest); after a client rotates them, Authenticates tells what works.
 func (b *BMC) Credentials() (string, string) { return b.username, b.password }
 
 // Serial is the host's serial number (service tag on Dell).
