@@ -574,8 +574,6 @@ func bmcFailure(err error) error {
 		strings.Contains(msg, "i/o timeout"), strings.Contains(msg, "Timeout exceeded"),
 		strings.Contains(msg, "deadline exceeded"), strings.Contains(msg, "network is unreachable"):
 		return fmt.Errorf("BMC unreachable: %s", lastLine(msg))
-	case strings.Contains(msg, "present state"):
-		return errors.New(lastLine(msg)) // e.g. cycling a host that is off
 	case strings.Contains(msg, "certificate"):
 		return fmt.Errorf("TLS certificate not trusted (use --ca-cert or --insecure): %s", lastLine(msg))
 	case status == http.StatusNotFound || status == http.StatusMethodNotAllowed || strings.Contains(msg, "not supported") ||
