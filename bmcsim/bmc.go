@@ -74,6 +74,7 @@ type Counters struct {
 	SessionsCreated int `json:"sessions_created"`
 	AuthFailures    int `json:"auth_failures"`
 	BMCReboots      int `json:"bmc_reboots"`
+	DrivesErased    int `json:"drives_erased"`
 }
 
 // reply is a successful answer, written after the state lock is released.
@@ -384,6 +385,8 @@ func (b *BMC) render(key string) map[string]any {
 		return b.renderBios()
 	case roleBiosSettings:
 		return b.renderBiosSettings()
+	case roleStorage:
+		return b.renderStorage(key, i)
 	case roleVolumes:
 		return b.renderVolumes(key, i)
 	case roleMediaSlot:
@@ -491,6 +494,8 @@ func (b *BMC) post(rl role, i int, key string, r *http.Request, body []byte) (*r
 		return b.createJob(body)
 	case roleManagerReset:
 		return b.resetManager(body)
+	case roleDriveErase:
+		return b.secureErase(i)
 	}
 	if strings.Contains(key, "/actions/") {
 		return nil, errorf(http.StatusNotFound, "ActionNotSupported", "The action "+path+" is not supported by the resource.", path)

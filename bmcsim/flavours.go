@@ -52,6 +52,9 @@ type profile struct {
 	multipartPush, httpPush                  string
 	bmcFirmware, biosFirmware                string
 	biosAttributes                           map[string]any
+	// secureErase advertises Drive.SecureErase on every drive; one
+	// flavour goes without so clients' missing-action path is exercised.
+	secureErase bool
 }
 
 func profileFor(vendor string) profile {
@@ -71,7 +74,7 @@ func profileFor(vendor string) profile {
 			resetTypes:   []string{"On", "ForceOff", "ForceRestart", "GracefulRestart", "GracefulShutdown", "PushPowerButton", "Nmi", "PowerCycle"},
 			bootTargets:  []string{"None", "Pxe", "Floppy", "Cd", "Hdd", "BiosSetup", "Utilities", "UefiTarget", "SDCard", "UefiHttp"},
 			storageID:    ctl, driveIDs: drives, driveBytes: 479559942144,
-			raidTypes:  []string{"RAID0", "RAID1", "RAID5", "RAID6", "RAID10", "RAID50", "RAID60"},
+			raidTypes: []string{"RAID0", "RAID1", "RAID5", "RAID6", "RAID10", "RAID50", "RAID60"}, secureErase: true,
 			mediaUnder: "Systems", mediaSlots: [][2]string{{"1", "CD,DVD"}, {"2", "USBStick,Floppy"}},
 			logService: "Sel", multipartPush: "/redfish/v1/UpdateService/MultipartUpload", httpPush: "/redfish/v1/UpdateService/FirmwareInventory",
 			bmcFirmware: "6.10.30.00", biosFirmware: "1.13.2",
@@ -91,7 +94,7 @@ func profileFor(vendor string) profile {
 			resetTypes:   []string{"On", "ForceOff", "GracefulShutdown", "ForceRestart", "Nmi", "PushPowerButton", "GracefulRestart"},
 			bootTargets:  []string{"None", "Cd", "Hdd", "Usb", "SDCard", "Utilities", "Diags", "BiosSetup", "Pxe", "UefiShell", "UefiHttp", "UefiTarget"},
 			storageID:    "DE00A000", driveIDs: []string{"0", "1", "2", "3"}, driveBytes: 480103981056,
-			raidTypes:  []string{"None", "RAID0", "RAID1", "RAID10", "RAID5", "RAID50", "RAID6", "RAID60"},
+			raidTypes: []string{"None", "RAID0", "RAID1", "RAID10", "RAID5", "RAID50", "RAID6", "RAID60"}, secureErase: true,
 			mediaUnder: "Managers", mediaSlots: [][2]string{{"1", "Floppy,USBStick"}, {"2", "CD,DVD"}},
 			logService: "IEL", httpPush: "/cgi-bin/uploadFile",
 			bmcFirmware: "iLO 5 v3.11", biosFirmware: "U46 v1.80 (03/14/2024)",
@@ -132,7 +135,7 @@ func profileFor(vendor string) profile {
 		resetTypes:   []string{"On", "ForceOff", "GracefulShutdown", "GracefulRestart", "ForceRestart", "Nmi", "ForceOn", "PushPowerButton", "PowerCycle"},
 		bootTargets:  []string{"None", "Pxe", "Cd", "Usb", "Hdd", "BiosSetup", "Diags", "UefiShell", "UefiHttp"},
 		storageID:    "1", driveIDs: []string{"0", "1", "2", "3"}, driveBytes: 1000204886016,
-		raidTypes:  []string{"RAID0", "RAID1", "RAID5", "RAID10"},
+		raidTypes: []string{"RAID0", "RAID1", "RAID5", "RAID10"}, secureErase: true,
 		mediaUnder: "Managers", mediaSlots: [][2]string{{"CD1", "CD,DVD"}, {"USB1", "USBStick,Floppy"}},
 		logService: "Log", multipartPush: "/redfish/v1/UpdateService/upload",
 		bmcFirmware: "2.1.0", biosFirmware: "1.0.0",
@@ -280,10 +283,14 @@ func builtinTree(vendor string) *tree {
 	for i, d := range p.driveIDs {
 		id := stor + "/Drives/" + d
 		driveLinks = append(driveLinks, id)
-		t.put(id, map[string]any{"@odata.type": "#Drive.v1_12_0.Drive", "Id": d, "Name": "Physical Disk " + itoa(i),
+		drive := map[string]any{"@odata.type": "#Drive.v1_12_0.Drive", "Id": d, "Name": "Physical Disk " + itoa(i),
 			"CapacityBytes": numberValue(p.driveBytes), "MediaType": "SSD", "Protocol": "SAS", "Manufacturer": "TOSHIBA",
 			"Model": "KPM6XRUG480G", "SerialNumber": "", "Revision": "B028", "BlockSizeBytes": numberValue(512),
-			"Status": map[string]any{"State": "Enabled", "Health": "OK"}})
+			"Status": map[string]any{"State": "Enabled", "Health": "OK"}}
+		if p.secureErase {
+			drive["Actions"] = map[string]any{"#Drive.SecureErase": map[string]any{"target": id + "/Actions/Drive.SecureErase"}}
+		}
+		t.put(id, drive)
 	}
 	collection(t, sys+"/Storage", "StorageCollection", "Storage Collection", stor)
 	storage := map[string]any{"@odata.type": "#Storage.v1_9_0.Storage", "Id": p.storageID, "Name": "RAID Controller",

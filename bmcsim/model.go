@@ -13,6 +13,7 @@ type role int
 
 const (
 	roleNone role = iota
+	roleAccounts
 	roleSystem
 	roleReset
 	roleBios
@@ -36,7 +37,8 @@ const (
 	roleManagerReset
 	roleChassis
 	roleNIC
-	roleAccounts
+	roleStorage
+	roleDriveErase
 )
 
 type storageModel struct {
@@ -68,10 +70,11 @@ type model struct {
 	mediaSlots        []string
 	sessions          string
 	tasks             string
+	accounts          string
 	logEntries        []string
 	jobs              []string
 	firmwareInventory string
-	accounts          string
+	eraseDrives       []string // drive @odata.id per Drive.SecureErase target
 }
 
 func newModel(t *tree, q quirks) (*model, error) {
@@ -178,6 +181,12 @@ func newModel(t *tree, q quirks) (*model, error) {
 			for _, d := range anySlice(sd.body["Drives"]) {
 				if id, _ := mapOf(d)["@odata.id"].(string); id != "" {
 					st.drives = append(st.drives, id)
+					if dd := t.get(id); dd != nil {
+						if target, _ := mapOf(mapOf(dd.body["Actions"])["#Drive.SecureErase"])["target"].(string); target != "" {
+							m.eraseDrives = append(m.eraseDrives, dd.id)
+							m.set(target, roleDriveErase, len(m.eraseDrives)-1)
+						}
+					}
 				}
 			}
 			for _, c := range anySlice(sd.body["StorageControllers"]) {
@@ -193,6 +202,7 @@ func newModel(t *tree, q quirks) (*model, error) {
 				}
 			}
 			m.storages = append(m.storages, st)
+			m.set(st.path, roleStorage, len(m.storages)-1)
 			if st.volumes != "" {
 				if t.get(st.volumes) == nil {
 					collection(t, st.volumes, "VolumeCollection", "Volume Collection")

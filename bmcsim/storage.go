@@ -254,3 +254,25 @@ func mustJSON(v any) []byte {
 	raw, _ := json.Marshal(v)
 	return raw
 }
+
+// secureErase wipes a drive that no volume uses; controllers that build
+// volumes in the background erase in the background too.
+func (b *BMC) secureErase(i int) (*reply, *redfishError) {
+	drive := b.m.eraseDrives[i]
+	for _, vs := range b.volumes {
+		for _, v := range vs {
+			if slices.ContainsFunc(v.drives, func(d string) bool { return pathKey(d) == pathKey(drive) }) {
+				return nil, errConflict("The drive " + drive + " is a member of volume " + v.id + ".")
+			}
+		}
+	}
+	if b.m.quirks.volumeAsync {
+		t := b.newTask("SecureErase", "Secure erase "+lastSegment(drive))
+		t.onSuccess = func() { b.counters.DrivesErased++ }
+		b.logEvent("OK", "Secure erase of "+lastSegment(drive)+" started as task "+t.id)
+		return b.taskAccepted(t), nil
+	}
+	b.counters.DrivesErased++
+	b.logEvent("OK", "Drive "+lastSegment(drive)+" securely erased")
+	return &reply{status: http.StatusNoContent}, nil
+}

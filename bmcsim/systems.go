@@ -91,6 +91,8 @@ func (b *BMC) renderNIC(key string, i int) map[string]any {
 	return doc
 }
 
+func (b *BMC) renderStorage(key string, _ int) map[string]any { return b.baseDoc(key) }
+
 func writableSystemProps() []string {
 	return []string{"AssetTag", "HostName", "IndicatorLED", "LocationIndicatorActive", "PowerRestorePolicy"}
 }
