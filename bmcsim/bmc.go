@@ -45,6 +45,7 @@ type BMC struct {
 	volumes     [][]*volume
 	media       []mediaState
 	sessions    map[string]*session
+	accounts    []*account
 	tasks       []*task
 	taskSeq     int
 	logs        []logEntry
@@ -102,7 +103,8 @@ func (b *BMC) Address() string { return b.scheme + "://" + b.address }
 // HostPort is the listen address without a scheme.
 func (b *BMC) HostPort() string { return b.address }
 
-// Credentials returns the user and password this BMC accepts.
+// Credentials returns the factory user and password (those of the
+// manifest); after a client rotates them, Authenticates tells what works.
 func (b *BMC) Credentials() (string, string) { return b.username, b.password }
 
 // Serial is the host's serial number (service tag on Dell).
@@ -399,6 +401,8 @@ func (b *BMC) render(key string) map[string]any {
 		return b.renderLogEntries(key, i)
 	case roleJobs:
 		return b.renderJobs(key)
+	case roleAccounts:
+		return b.renderAccounts(key)
 	}
 	return nil
 }
@@ -420,6 +424,8 @@ func (b *BMC) getMember(key string) *reply {
 		doc = b.taskDoc(id)
 	case roleJobs:
 		doc = b.jobDoc(parent, id)
+	case roleAccounts:
+		doc = b.accountDoc(id)
 	case roleVolumes:
 		doc = b.volumeDoc(b.m.index[parent], id)
 	case roleLogEntries:
@@ -451,6 +457,9 @@ func (b *BMC) patch(rl role, i int, key, path string, body []byte) (*reply, *red
 		return nil, errorf(http.StatusMethodNotAllowed, "PropertyNotWritable", "BIOS attributes are read-only here; PATCH the settings object "+b.m.settings+".")
 	case roleMediaSlot:
 		return b.patchMedia(i, body)
+	}
+	if parent := key[:strings.LastIndex(key, "/")]; b.m.roles[parent] == roleAccounts {
+		return b.patchAccount(key[len(parent)+1:], path, body)
 	}
 	if b.m.tree.docs[key] == nil && b.getMember(key) == nil {
 		return nil, errNotFound(path)

@@ -328,3 +328,42 @@ func TestBMCLibBasicAuth(t *testing.T) {
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "401")
 }
+
+// TestBMCLibUsers: onboarding rotates the factory password and adds a
+// service account, through bmclib's slot-style user management.
+func TestBMCLibUsers(t *testing.T) {
+	for _, vendor := range []string{VendorDell, VendorGeneric} {
+		t.Run(vendor, func(t *testing.T) {
+			b := startFleet(t, quickConfig(vendor)).BMCs()[0]
+			cl := connect(t, b)
+			ctx := ctxT(t)
+			factoryUser, factoryPass := b.Credentials()
+
+			users, err := cl.ReadUsers(ctx)
+			require.NoError(t, err)
+			require.Len(t, users, 1)
+			assert.Equal(t, factoryUser, users[0]["Username"])
+
+			ok, err := cl.CreateUser(ctx, "metalflow", "svc-pass-1", "Administrator")
+			require.NoError(t, err)
+			assert.True(t, ok)
+			assert.True(t, b.Authenticates("metalflow", "svc-pass-1"))
+			_, err = open(b, "metalflow", "svc-pass-1")
+			require.NoError(t, err, "the new account can log in")
+
+			_, err = cl.UpdateUser(ctx, factoryUser, "rotated-pass", "")
+			require.NoError(t, err)
+			assert.False(t, b.Authenticates(factoryUser, factoryPass), "the factory password no longer works")
+			_, err = open(b, factoryUser, factoryPass)
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), "401")
+			_, err = cl.GetPowerState(ctx)
+			require.NoError(t, err, "sessions opened before the change live on")
+
+			_, err = cl.DeleteUser(ctx, "metalflow")
+			require.NoError(t, err)
+			assert.False(t, b.Authenticates("metalflow", "svc-pass-1"))
+			assert.Len(t, b.State().Accounts, 1)
+		})
+	}
+}

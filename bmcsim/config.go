@@ -35,6 +35,9 @@ type Config struct {
 	// Mockup is a DMTF mockup tree served as the base of every BMC instead of
 	// the built-in flavour; Vendor then only selects the quirks.
 	Mockup string
+	// RenameIDs gives the mockup's first System, Manager and Chassis the
+	// ID "1", for recorded trees whose fictional IDs bmclib ignores.
+	RenameIDs bool
 	// InsecureHTTP serves plain HTTP instead of self-signed HTTPS.
 	InsecureHTTP bool
 	// Username and Password are shared by every BMC when set; otherwise each

@@ -6,6 +6,35 @@
 // generic AMI-style service. A recorded DMTF mockup tree can replace the
 // built-in resource tree of a flavour.
 //
+// # Flavours
+//
+// Each built-in flavour uses the IDs bmclib recognises and the quirks its
+// clients meet on the real hardware:
+//
+//	dell        Systems/System.Embedded.1, Managers/iDRAC.Embedded.1; BIOS
+//	            changes with an apply time become a configuration job
+//	            (JID_...) that runs at the next reset, and a second PATCH
+//	            while it waits is refused (SYS011); PowerCycle allowed;
+//	            virtual media under the system; volume create/delete and
+//	            firmware pushes answer 202 with a job; firmware with
+//	            OnReset waits (Scheduled) for a host reset.
+//	hpe         Systems/1; BIOS at /redfish/v1/systems/1/bios/ and
+//	            .../bios/settings/ (lower case, trailing slash); weak ETags,
+//	            repeated as @odata.etag; no PowerCycle; volumes created at
+//	            once (201); firmware push on /cgi-bin/uploadFile.
+//	supermicro  Systems/1; BIOS settings at Bios/SD; ResetType advertised
+//	            as the merged "GracefulShutdownGracefulRestart", so gofish
+//	            refuses a graceful shutdown the service would accept;
+//	            firmware push answers Supermicro's {"Accepted": ...} body.
+//	generic     AMI-style Systems/Self, Managers/Self, Chassis/Self with
+//	            every standard ResetType and Immediate BIOS apply.
+//
+// Config.Mockup replaces the resources with a recorded DMTF mockup tree;
+// paths match regardless of case and trailing slash, the vendor's quirks
+// are guessed from the tree, SessionService, TaskService and
+// AccountService are added where the recording lacks them, and RenameIDs
+// turns fictional IDs into ones bmclib knows.
+//
 // # Hosts and netboot
 //
 // After a power-on with a Pxe or UefiHttp boot override, the host behind a

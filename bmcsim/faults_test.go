@@ -30,6 +30,7 @@ func TestFaultsAsClientErrors(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			cfg := quickConfig(VendorGeneric)
 			cfg.RebootDuration = 10 * time.Second
 			b := startFleet(t, cfg).BMCs()[0]

@@ -376,8 +376,16 @@ func builtinTree(vendor string) *tree {
 		"Tasks": link(root + "/TaskService/Tasks")})
 	collection(t, root+"/TaskService/Tasks", "TaskCollection", "Task Collection")
 	t.put(root+"/AccountService", map[string]any{"@odata.type": "#AccountService.v1_5_0.AccountService", "Id": "AccountService",
-		"Name": "Account Service", "ServiceEnabled": true, "Accounts": link(root + "/AccountService/Accounts")})
+		"Name": "Account Service", "ServiceEnabled": true, "Accounts": link(root + "/AccountService/Accounts"),
+		"Roles": link(root + "/AccountService/Roles"), "MinPasswordLength": numberValue(4), "MaxPasswordLength": numberValue(127)})
 	collection(t, root+"/AccountService/Accounts", "ManagerAccountCollection", "Accounts")
+	var roles []string
+	for _, r := range []string{"Administrator", "Operator", "ReadOnly"} {
+		id := root + "/AccountService/Roles/" + r
+		roles = append(roles, id)
+		t.put(id, map[string]any{"@odata.type": "#Role.v1_3_1.Role", "Id": r, "Name": r + " Role", "RoleId": r, "IsPredefined": true})
+	}
+	collection(t, root+"/AccountService/Roles", "RoleCollection", "Roles", roles...)
 
 	upd := map[string]any{"@odata.type": "#UpdateService.v1_8_0.UpdateService", "Id": "UpdateService", "Name": "Update Service",
 		"ServiceEnabled": true, "FirmwareInventory": link(root + "/UpdateService/FirmwareInventory"),

@@ -47,7 +47,7 @@ func Start(cfg Config) (*Fleet, error) {
 			return nil, err
 		}
 	}
-	flavours := &flavourCache{mockup: cfg.Mockup, models: map[string]*model{}}
+	flavours := &flavourCache{mockup: cfg.Mockup, renameIDs: cfg.RenameIDs, models: map[string]*model{}}
 	for i, addr := range addrs {
 		vendor := vendorOf(cfg, i)
 		m, err := flavours.model(vendor)
@@ -126,6 +126,7 @@ func (f *Fleet) newBMC(i int, vendor, addr string, m *model) (*BMC, error) {
 	if b.password == "" {
 		b.password = randomHex(8)
 	}
+	b.accounts = newAccounts(b.username, b.password)
 	for nic := 0; nic < 2; nic++ {
 		b.macs = append(b.macs, fmt.Sprintf("02:4d:46:%02x:%02x:%02x", (i>>8)&0xff, i&0xff, nic))
 	}

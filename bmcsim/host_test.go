@@ -102,6 +102,7 @@ func netbootFleet(t *testing.T, s *bootServer, vendor string) *BMC {
 func TestNetbootInstallsAndPhonesHome(t *testing.T) {
 	for _, tc := range []struct{ vendor, device string }{{VendorDell, "pxe"}, {VendorHPE, "uefi_http"}, {VendorSupermicro, "pxe"}, {VendorGeneric, "pxe"}} {
 		t.Run(tc.vendor, func(t *testing.T) {
+			t.Parallel()
 			s := newBootServer(t)
 			b := netbootFleet(t, s, tc.vendor)
 			mac := b.MACs()[0]
@@ -182,6 +183,7 @@ func TestNetbootFailures(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			s := newBootServer(t)
 			b := netbootFleet(t, s, VendorGeneric)
 			tc.prepare(s, b.MACs()[0])

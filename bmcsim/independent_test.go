@@ -26,6 +26,7 @@ func TestRedfishtool(t *testing.T) {
 	}
 	for _, vendor := range []string{VendorDell, VendorHPE, VendorSupermicro, VendorGeneric} {
 		t.Run(vendor, func(t *testing.T) {
+			t.Parallel()
 			b := startFleet(t, quickConfig(vendor)).BMCs()[0]
 			u, _ := url.Parse(b.Address())
 			run := func(args ...string) map[string]any {
@@ -85,6 +86,7 @@ func TestSushy(t *testing.T) {
 	require.NoError(t, os.WriteFile(script, []byte(sushyScript), 0o600))
 	for _, vendor := range []string{VendorDell, VendorHPE, VendorSupermicro, VendorGeneric} {
 		t.Run(vendor, func(t *testing.T) {
+			t.Parallel()
 			f := startFleet(t, quickConfig(vendor))
 			b := f.BMCs()[0]
 			ca := filepath.Join(t.TempDir(), "ca.pem")

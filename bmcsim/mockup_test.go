@@ -22,17 +22,26 @@ func TestSharedVendorTrees(t *testing.T) {
 		media        bool
 		raidDrives   int // free drives a RAID0 can be made of, 0 when no Volumes
 		knownIDs     bool
+		rename       bool
 	}{
 		{tree: "dmtf-public-rackmount1", vendor: VendorGeneric},
 		{tree: "dmtf-public-localstorage", vendor: VendorGeneric, raidDrives: -1},
+		{tree: "dmtf-public-rackmount1", vendor: VendorGeneric, bios: true, knownIDs: true, rename: true},
+		{tree: "dmtf-public-localstorage", vendor: VendorGeneric, bios: true, raidDrives: -1, knownIDs: true, rename: true},
 		{tree: "hpe-ilo5-dl360-gen10plus", vendor: VendorHPE, bios: true, media: true, raidDrives: 2, knownIDs: true},
 		{tree: "dell-idrac9-composite", vendor: VendorDell, bios: true, media: true, raidDrives: 1, knownIDs: true},
 		{tree: "supermicro-x12-composite", vendor: VendorSupermicro, bios: true, knownIDs: true},
 	}
 	for _, tc := range cases {
-		t.Run(tc.tree, func(t *testing.T) {
+		name := tc.tree
+		if tc.rename {
+			name += "/renamed"
+		}
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
 			cfg := quickConfig("")
 			cfg.Mockup = filepath.Join(root, tc.tree)
+			cfg.RenameIDs = tc.rename
 			b := startFleet(t, cfg).BMCs()[0]
 			assert.Equal(t, tc.vendor, b.Vendor(), "vendor quirks detected from the tree")
 			cl := connect(t, b)
@@ -92,6 +101,13 @@ func TestSharedVendorTrees(t *testing.T) {
 			require.NoError(t, err)
 			if tc.knownIDs {
 				assert.Equal(t, b.Serial(), dev.Serial, "the simulator's serial replaces the recorded one")
+			}
+			if tc.rename || tc.vendor == VendorHPE {
+				// The Dell and Supermicro recordings have no processors.
+				assert.NotEmpty(t, dev.CPUs, "inventory reads the system's parts")
+			}
+			if tc.rename {
+				assert.Equal(t, "/redfish/v1/Systems/1", b.m.system)
 			}
 
 			c := newRawClient(t, b)

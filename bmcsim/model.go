@@ -13,6 +13,7 @@ type role int
 
 const (
 	roleNone role = iota
+	roleAccounts
 	roleSystem
 	roleReset
 	roleBios
@@ -69,6 +70,7 @@ type model struct {
 	mediaSlots        []string
 	sessions          string
 	tasks             string
+	accounts          string
 	logEntries        []string
 	jobs              []string
 	firmwareInventory string
@@ -160,13 +162,11 @@ func newModel(t *tree, q quirks) (*model, error) {
 		}
 	}
 
-	for _, nicColl := range []string{linkOf(sys.body, "EthernetInterfaces")} {
-		if d := t.get(nicColl); d != nil {
-			for _, n := range memberLinks(d.body) {
-				if t.get(n) != nil {
-					m.nics = append(m.nics, n)
-					m.set(n, roleNIC, len(m.nics)-1)
-				}
+	if d := t.get(linkOf(sys.body, "EthernetInterfaces")); d != nil {
+		for _, n := range memberLinks(d.body) {
+			if t.get(n) != nil {
+				m.nics = append(m.nics, n)
+				m.set(n, roleNIC, len(m.nics)-1)
 			}
 		}
 	}
@@ -265,6 +265,25 @@ func newModel(t *tree, q quirks) (*model, error) {
 	}
 	m.set(ss, roleSessionService, 0)
 	m.set(m.sessions, roleSessions, 0)
+
+	// Accounts are state too; recorded trees hold one or two, or none.
+	as := linkOf(root, "AccountService")
+	if as == "" {
+		as = "/redfish/v1/AccountService"
+		root["AccountService"] = link(as)
+	}
+	if t.get(as) == nil {
+		t.put(as, map[string]any{"@odata.type": "#AccountService.v1_5_0.AccountService", "Id": "AccountService",
+			"Name": "Account Service", "ServiceEnabled": true, "Accounts": link(as + "/Accounts")})
+	}
+	m.accounts = linkOf(t.get(as).body, "Accounts")
+	if m.accounts == "" {
+		m.accounts = as + "/Accounts"
+	}
+	if t.get(m.accounts) == nil {
+		collection(t, m.accounts, "ManagerAccountCollection", "Accounts")
+	}
+	m.set(m.accounts, roleAccounts, 0)
 
 	ts := linkOf(root, "TaskService")
 	if ts == "" {
@@ -384,8 +403,9 @@ func detectVendor(t *tree) string {
 
 // flavourCache builds each flavour's model once per fleet.
 type flavourCache struct {
-	mockup string
-	models map[string]*model
+	mockup    string
+	renameIDs bool
+	models    map[string]*model
 }
 
 func (c *flavourCache) model(vendor string) (*model, error) {
@@ -401,6 +421,9 @@ func (c *flavourCache) model(vendor string) (*model, error) {
 		if t, err = loadMockup(c.mockup); err != nil {
 			return nil, err
 		}
+		if c.renameIDs {
+			renameFirstMembers(t)
+		}
 	} else {
 		t = builtinTree(vendor)
 	}
@@ -413,3 +436,18 @@ func (c *flavourCache) model(vendor string) (*model, error) {
 }
 
 func (m *model) acceptsReset(t string) bool { return slices.Contains(m.resetAccepted, t) }
+
+// renameFirstMembers gives the first System, Manager and Chassis the ID
+// "1" (the Supermicro/HPE spelling bmclib knows).
+func renameFirstMembers(t *tree) {
+	root := t.get("/redfish/v1")
+	for _, coll := range []string{"Systems", "Managers", "Chassis"} {
+		c := t.get(linkOf(root.body, coll))
+		if c == nil {
+			continue
+		}
+		if ms := memberLinks(c.body); len(ms) > 0 {
+			t.rename(ms[0], strings.TrimRight(c.id, "/")+"/1")
+		}
+	}
+}

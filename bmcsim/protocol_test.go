@@ -174,6 +174,11 @@ func TestBadInput(t *testing.T) {
 		{"manager reset type unknown", "POST", "/redfish/v1/Managers/Self/Actions/Manager.Reset", map[string]any{"ResetType": "Nope"}, 400, "ActionParameterValueNotInList"},
 		{"delete unknown session", "DELETE", "/redfish/v1/SessionService/Sessions/nope", nil, 404, "ResourceMissingAtURI"},
 		{"unknown task", "GET", "/redfish/v1/TaskService/Tasks/999", nil, 404, "ResourceMissingAtURI"},
+		{"account role unknown", "PATCH", "/redfish/v1/AccountService/Accounts/3", map[string]any{"RoleId": "God"}, 400, "PropertyValueNotInList"},
+		{"account password too short", "PATCH", "/redfish/v1/AccountService/Accounts/2", map[string]any{"Password": "x"}, 400, "PropertyValueFormatError"},
+		{"account enabled without user", "PATCH", "/redfish/v1/AccountService/Accounts/3", map[string]any{"Enabled": true}, 400, "PropertyMissing"},
+		{"account user name taken", "PATCH", "/redfish/v1/AccountService/Accounts/3", map[string]any{"UserName": "admin"}, 400, "ResourceAlreadyExists"},
+		{"account unknown", "PATCH", "/redfish/v1/AccountService/Accounts/99", map[string]any{"Enabled": false}, 404, "ResourceMissingAtURI"},
 	}
 	c := newRawClient(t, b)
 	for _, tc := range cases {

@@ -38,6 +38,7 @@ type State struct {
 	Media        []MediaInfo    `json:"media"`
 	Tasks        []TaskInfo     `json:"tasks"`
 	Sessions     int            `json:"sessions"`
+	Accounts     []AccountInfo  `json:"accounts"`
 	Host         HostInfo       `json:"host"`
 	Counters     Counters       `json:"counters"`
 	Faults       Faults         `json:"faults"`
@@ -75,6 +76,11 @@ func (b *BMC) State() State {
 	for _, t := range b.tasks {
 		st, _, _ := t.phase(now)
 		s.Tasks = append(s.Tasks, TaskInfo{ID: t.id, Name: t.name, State: st})
+	}
+	for _, a := range b.accounts {
+		if a.user != "" || a.enabled {
+			s.Accounts = append(s.Accounts, AccountInfo{ID: a.id, UserName: a.user, RoleID: a.role, Enabled: a.enabled})
+		}
 	}
 	for _, e := range b.logs {
 		s.Log = append(s.Log, e.severity+": "+e.message)

@@ -239,3 +239,47 @@ func numberValue[T int | int64](n T) json.Number {
 }
 
 func itoa(n int) string { return fmt.Sprint(n) }
+
+// rename moves the resource at from (and everything under it) to to,
+// rewriting every link in the tree. Recorded trees with fictional IDs
+// (DMTF's 437XR1138R2) become trees bmclib recognises this way.
+func (t *tree) rename(from, to string) {
+	if from == to || from == "" {
+		return
+	}
+	var fix func(v any) any
+	fix = func(v any) any {
+		switch x := v.(type) {
+		case string:
+			if x == from || strings.HasPrefix(x, from+"/") || strings.HasPrefix(x, from+"#") {
+				return to + x[len(from):]
+			}
+			return x
+		case map[string]any:
+			for k, e := range x {
+				x[k] = fix(e)
+			}
+			return x
+		case []any:
+			for i, e := range x {
+				x[i] = fix(e)
+			}
+			return x
+		}
+		return v
+	}
+	docs := t.docs
+	t.docs = make(map[string]*document, len(docs))
+	for _, d := range docs {
+		fix(d.body)
+		id := d.id
+		if id == from || strings.HasPrefix(id, from+"/") {
+			id = to + id[len(from):]
+			if id == to {
+				d.body["Id"] = lastSegment(to)
+			}
+		}
+		d.id = id
+		t.docs[pathKey(id)] = d
+	}
+}

@@ -24,6 +24,7 @@ func runBMCSim(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs.IntVar(&cfg.Port, "port", 443, "port of every BMC with --ip-range")
 	fs.StringVar(&cfg.Vendor, "vendor", bmcsim.VendorGeneric, "dell, hpe, supermicro, generic or mixed")
 	fs.StringVar(&cfg.Mockup, "mockup", "", "serve this DMTF mockup tree (redfish/v1/.../index.json) as every BMC's resources")
+	fs.BoolVar(&cfg.RenameIDs, "mockup-rename-ids", false, "give the mockup's first System, Manager and Chassis the ID 1, which bmclib knows")
 	fs.BoolVar(&cfg.InsecureHTTP, "insecure-http", false, "plain HTTP instead of self-signed HTTPS")
 	fs.StringVar(&cfg.Username, "user", "", "user of every BMC (default: the vendor's usual one)")
 	fs.StringVar(&cfg.Password, "password", "", "password of every BMC (default: generated per BMC)")
