@@ -1,0 +1,67 @@
+package testironic
+
+import (
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+func TestStartServesAliveConductorAndStopsByPID(t *testing.T) {
+	s, err := Start()
+	if IsUnavailable(err) {
+		t.Skipf("skipping: %v", err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Stop()
+
+	alive, err := conductorAlive(&http.Client{Timeout: 2 * time.Second}, s.URL())
+	if err != nil || !alive {
+		t.Fatalf("conductor alive = %v, %v", alive, err)
+	}
+	conf, err := os.ReadFile(filepath.Join(s.Dir(), "ironic.conf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(conf), "port = "+strings.TrimPrefix(s.URL(), "http://127.0.0.1:")) {
+		t.Fatalf("config does not name the port of %s", s.URL())
+	}
+
+	pid := s.cmd.Process.Pid
+	s.Halt()
+	if s.Running() {
+		t.Fatal("still running after Halt")
+	}
+	if err := syscall.Kill(pid, 0); err == nil {
+		t.Fatalf("process %d still exists after Halt", pid)
+	}
+	if _, err := http.Get(s.URL() + "/v1"); err == nil {
+		t.Fatal("API still answers after Halt")
+	}
+	if err := s.Resume(); err != nil {
+		t.Fatal(err)
+	}
+	if alive, err := conductorAlive(&http.Client{Timeout: 2 * time.Second}, s.URL()); err != nil || !alive {
+		t.Fatalf("after Resume: conductor alive = %v, %v", alive, err)
+	}
+	dir := s.Dir()
+	s.Stop()
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Fatalf("Stop left %s behind", dir)
+	}
+}
+
+func TestUnavailableErrorSaysWhatToInstall(t *testing.T) {
+	err := error(&UnavailableError{Missing: ironicBin})
+	if !IsUnavailable(err) {
+		t.Fatal("IsUnavailable = false")
+	}
+	if !strings.Contains(err.Error(), "ironic-common") {
+		t.Fatalf("message %q does not name the package", err)
+	}
+}
