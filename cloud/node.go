@@ -226,6 +226,7 @@ func (c *Ironic) EnrollNode(ctx context.Context, spec NodeSpec) (Node, error) {
 	}
 	secrets := []string{spec.BMC.Password}
 	existing, err := nodes.Get(ctx, c.client, spec.Serial).Extract()
+	created := false
 	switch {
 	case err == nil:
 	case KindOf(classify("enroll", spec.Serial, err)) == NotFound:
@@ -238,6 +239,7 @@ func (c *Ironic) EnrollNode(ctx context.Context, spec NodeSpec) (Node, error) {
 			ConductorGroup: spec.ConductorGroup,
 			Extra:          spec.extra(),
 		}).Extract()
+		created = err == nil
 		if KindOf(classify("enroll", spec.Serial, err)) == Conflict {
 			// Another attempt created it between our lookup and create.
 			existing, err = nodes.Get(ctx, c.client, spec.Serial).Extract()
@@ -249,7 +251,7 @@ func (c *Ironic) EnrollNode(ctx context.Context, spec NodeSpec) (Node, error) {
 		return Node{}, classify("enroll", spec.Serial, err, secrets...)
 	}
 
-	if patch := nodePatch(existing, spec); len(patch) > 0 {
+	if patch := nodePatch(existing, spec); len(patch) > 0 && !created {
 		if existing, err = nodes.Update(ctx, c.client, existing.UUID, patch).Extract(); err != nil {
 			return Node{}, classify("enroll", spec.Serial, err, secrets...)
 		}
