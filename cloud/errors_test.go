@@ -107,3 +107,42 @@ func TestClientOptionsAreChecked(t *testing.T) {
 	_, err = NewCompute(ctx, ComputeOptions{})
 	assert.Error(t, err)
 }
+
+// Validation needs no Ironic: a client aimed at a port nothing listens on
+// still answers Invalid (not the Transient a request would give), which
+// shows bad input is refused before anything is sent.
+func TestBadSpecIsRefusedBeforeAnyRequest(t *testing.T) {
+	c, err := NewIronic(context.Background(), IronicOptions{URL: "http://" + closedPort(t)})
+	require.NoError(t, err)
+	good := fakeSpec("SN-valid")
+	good.HardwareType = HardwareRedfish
+	_, err = good.validate()
+	require.NoError(t, err)
+	_, err = c.EnrollNode(context.Background(), good)
+	require.True(t, IsRetryable(err), "a valid spec does reach for Ironic: %v", err)
+
+	for name, mutate := range map[string]func(*NodeSpec){
+		"empty serial":         func(s *NodeSpec) { s.Serial = "" },
+		"serial with a slash":  func(s *NodeSpec) { s.Serial = "SN/1" },
+		"bad MAC":              func(s *NodeSpec) { s.MACs = []string{"52:54:00:zz:00:01"} },
+		"eight-byte MAC":       func(s *NodeSpec) { s.MACs = []string{"52:54:00:aa:00:01:02:03"} },
+		"MAC twice":            func(s *NodeSpec) { s.MACs = []string{"52:54:00:aa:00:01", "52:54:00:AA:00:01"} },
+		"negative cpus":        func(s *NodeSpec) { s.CPUs = -2 },
+		"BMC address not URL":  func(s *NodeSpec) { s.BMC.Address = "10.0.0.5" },
+		"BMC address ftp":      func(s *NodeSpec) { s.BMC.Address = "ftp://10.0.0.5" },
+		"no BMC password":      func(s *NodeSpec) { s.BMC.Password = "" },
+		"system ID not a path": func(s *NodeSpec) { s.BMC.SystemID = "1" },
+		"conductor group":      func(s *NodeSpec) { s.ConductorGroup = "rack R07" },
+	} {
+		t.Run(name, func(t *testing.T) {
+			spec := good
+			spec.MACs = append([]string(nil), good.MACs...)
+			mutate(&spec)
+			_, err := c.EnrollNode(context.Background(), spec)
+			assert.Equal(t, Invalid, KindOf(err), "%v", err)
+			assert.NotContains(t, err.Error(), "s3cret")
+		})
+	}
+	_, err = c.GetNode(context.Background(), "SN/1")
+	assert.Equal(t, Invalid, KindOf(err))
+}

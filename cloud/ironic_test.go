@@ -304,14 +304,15 @@ func TestBadInputIsRefusedAndChangesNothing(t *testing.T) {
 	ctx := testContext(t)
 	base := serialFor(t)
 	cases := map[string]func(*NodeSpec){
-		"bad MAC":                                func(s *NodeSpec) { s.MACs = []string{"52:54:00:zz:00:01"} },
-		"MAC twice":                              func(s *NodeSpec) { s.MACs = []string{"52:54:00:aa:00:01", "52:54:00:AA:00:01"} },
-		"negative memory":                        func(s *NodeSpec) { s.MemoryMiB = -1 },
-		"redfish without URL":                    func(s *NodeSpec) { s.HardwareType = HardwareRedfish; s.BMC.Address = "10.0.0.5" },
-		"redfish no password":                    func(s *NodeSpec) { s.HardwareType = HardwareRedfish; s.BMC.Password = "" },
-		"bad system ID":                          func(s *NodeSpec) { s.HardwareType = HardwareRedfish; s.BMC.SystemID = "Systems/1" },
-		"bad conductor group":                    func(s *NodeSpec) { s.ConductorGroup = "rack R07" },
-		"unknown hardware type (Ironic refuses)": func(s *NodeSpec) { s.HardwareType = "no-such-hardware" },
+		"bad MAC":                                    func(s *NodeSpec) { s.MACs = []string{"52:54:00:zz:00:01"} },
+		"MAC twice":                                  func(s *NodeSpec) { s.MACs = []string{"52:54:00:aa:00:01", "52:54:00:AA:00:01"} },
+		"negative memory":                            func(s *NodeSpec) { s.MemoryMiB = -1 },
+		"redfish without URL":                        func(s *NodeSpec) { s.HardwareType = HardwareRedfish; s.BMC.Address = "10.0.0.5" },
+		"redfish no password":                        func(s *NodeSpec) { s.HardwareType = HardwareRedfish; s.BMC.Password = "" },
+		"bad system ID":                              func(s *NodeSpec) { s.HardwareType = HardwareRedfish; s.BMC.SystemID = "Systems/1" },
+		"bad conductor group":                        func(s *NodeSpec) { s.ConductorGroup = "rack R07" },
+		"unknown hardware type (Ironic refuses)":     func(s *NodeSpec) { s.HardwareType = "no-such-hardware" },
+		"group no conductor serves (Ironic refuses)": func(s *NodeSpec) { s.ConductorGroup = "dc9" },
 	}
 	i := 0
 	for name, mutate := range cases {

@@ -60,15 +60,27 @@ func IsUnavailable(err error) bool {
 type Server struct {
 	dir    string
 	config string
+	group  string
 	port   int
 	cmd    *exec.Cmd
 	exited chan struct{}
 }
 
-// Start creates a fresh database and configuration in a temporary directory
-// and runs Ironic on a free loopback port until it reports an alive
-// conductor. Stop it with Stop.
-func Start() (*Server, error) {
+// Options changes the Ironic that StartWith runs.
+type Options struct {
+	// ConductorGroup puts the conductor in this group (Ironic lower-cases
+	// it). Ironic refuses nodes of a group no conductor serves, so a test
+	// enrolling nodes with a failure-domain group starts Ironic in it.
+	ConductorGroup string
+}
+
+// Start runs Ironic with its conductor in the default group.
+func Start() (*Server, error) { return StartWith(Options{}) }
+
+// StartWith creates a fresh database and configuration in a temporary
+// directory and runs Ironic on a free loopback port until it reports an
+// alive conductor. Stop it with Stop.
+func StartWith(opts Options) (*Server, error) {
 	for _, bin := range []string{ironicBin, dbsyncBin, sqliteBin} {
 		if _, err := os.Stat(bin); err != nil {
 			return nil, &UnavailableError{Missing: bin}
@@ -78,7 +90,7 @@ func Start() (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{dir: dir, config: filepath.Join(dir, "ironic.conf")}
+	s := &Server{dir: dir, config: filepath.Join(dir, "ironic.conf"), group: opts.ConductorGroup}
 	if err := s.prepare(); err != nil {
 		_ = os.RemoveAll(dir)
 		return nil, err
@@ -100,7 +112,7 @@ func (s *Server) prepare() error {
 			return err
 		}
 	}
-	if err := os.WriteFile(s.config, []byte(configFor(s.dir, s.port)), 0o600); err != nil {
+	if err := os.WriteFile(s.config, []byte(configFor(s.dir, s.port, s.group)), 0o600); err != nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), schemaTimeout)
@@ -120,8 +132,8 @@ func (s *Server) prepare() error {
 // configFor is the configuration measured in the project's notes
 // (shared/notes/ironic-standalone.md): every interface the fake-hardware
 // and redfish hardware types need, nothing that needs a network service.
-func configFor(dir string, port int) string {
-	return strings.NewReplacer("DIR", dir, "PORT", strconv.Itoa(port)).Replace(`[DEFAULT]
+func configFor(dir string, port int, group string) string {
+	return strings.NewReplacer("DIR", dir, "PORT", strconv.Itoa(port), "GROUP", group).Replace(`[DEFAULT]
 auth_strategy = noauth
 rpc_transport = none
 host = 127.0.0.1
@@ -152,6 +164,7 @@ connection = sqlite:///DIR/ironic.sqlite
 dhcp_provider = none
 [conductor]
 automated_clean = false
+conductor_group = GROUP
 [redfish]
 # The defaults (5 attempts, 4 s apart) make a dead BMC take ~20 s to report.
 connection_attempts = 2

@@ -8,10 +8,13 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 func TestStartServesAliveConductorAndStopsByPID(t *testing.T) {
-	s, err := Start()
+	s, err := StartWith(Options{ConductorGroup: "dc1"})
 	if IsUnavailable(err) {
 		t.Skipf("skipping: %v", err)
 	}
@@ -31,6 +34,10 @@ func TestStartServesAliveConductorAndStopsByPID(t *testing.T) {
 	if !strings.Contains(string(conf), "port = "+strings.TrimPrefix(s.URL(), "http://127.0.0.1:")) {
 		t.Fatalf("config does not name the port of %s", s.URL())
 	}
+
+	// Nodes of the conductor's group are accepted, others have no conductor.
+	assert.Equal(t, http.StatusCreated, createNode(t, s.URL(), `{"name": "in-group", "driver": "fake-hardware", "conductor_group": "dc1"}`))
+	assert.Equal(t, http.StatusBadRequest, createNode(t, s.URL(), `{"name": "no-group", "driver": "fake-hardware"}`))
 
 	pid := s.cmd.Process.Pid
 	s.Halt()
@@ -64,4 +71,16 @@ func TestUnavailableErrorSaysWhatToInstall(t *testing.T) {
 	if !strings.Contains(err.Error(), "ironic-common") {
 		t.Fatalf("message %q does not name the package", err)
 	}
+}
+
+func createNode(t *testing.T, base, body string) int {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, base+"/v1/nodes", strings.NewReader(body))
+	require.NoError(t, err)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("X-OpenStack-Ironic-API-Version", "1.82")
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	return resp.StatusCode
 }
