@@ -19,7 +19,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 )
 
@@ -36,7 +35,6 @@ const (
 const (
 	schemaTimeout = 2 * time.Minute
 	readyTimeout  = 90 * time.Second
-	stopGrace     = 15 * time.Second
 )
 
 // UnavailableError means this machine cannot run Ironic; callers skip the
@@ -62,8 +60,7 @@ type Server struct {
 	config string
 	group  string
 	port   int
-	cmd    *exec.Cmd
-	exited chan struct{}
+	proc   *process
 }
 
 // Options changes the Ironic that StartWith runs.
@@ -176,24 +173,13 @@ lock_path = DIR/locks
 
 // run starts the process on the prepared directory and waits for it.
 func (s *Server) run() error {
-	cmd := exec.Command(ironicBin, "--config-file", s.config)
-	out, err := os.OpenFile(filepath.Join(s.dir, "stdout.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	p, err := startProcess(s.dir, "stdout.log", exec.Command(ironicBin, "--config-file", s.config))
 	if err != nil {
-		return err
-	}
-	defer out.Close()
-	cmd.Stdout, cmd.Stderr = out, out
-	// Its own process group so Stop reaches any worker it forks; and killed
-	// with the test binary so a crashed test leaves no Ironic behind.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start ironic: %w", err)
 	}
-	s.cmd = cmd
-	s.exited = make(chan struct{})
-	go func() { _ = cmd.Wait(); close(s.exited) }()
+	s.proc = p
 	if err := s.waitReady(); err != nil {
-		s.kill()
+		p.kill()
 		return fmt.Errorf("%w\n--- ironic log (tail) ---\n%s", err, s.LogTail(40))
 	}
 	return nil
@@ -206,10 +192,8 @@ func (s *Server) waitReady() error {
 	deadline := time.Now().Add(readyTimeout)
 	var last error
 	for time.Now().Before(deadline) {
-		select {
-		case <-s.exited:
-			return fmt.Errorf("ironic exited during start-up: %v", s.cmd.ProcessState)
-		default:
+		if err := s.proc.exitedErr("ironic"); err != nil {
+			return err
 		}
 		alive, err := conductorAlive(client, s.URL())
 		if alive {
@@ -262,23 +246,11 @@ func (s *Server) URL() string {
 func (s *Server) Dir() string { return s.dir }
 
 // Running reports whether the process is up.
-func (s *Server) Running() bool {
-	if s.cmd == nil {
-		return false
-	}
-	select {
-	case <-s.exited:
-		return false
-	default:
-		return true
-	}
-}
+func (s *Server) Running() bool { return s.proc.running() }
 
 // Halt stops the process but keeps its database and port, so a test can
 // show what callers see while Ironic is down and then Resume it.
-func (s *Server) Halt() {
-	s.terminate()
-}
+func (s *Server) Halt() { s.proc.terminate() }
 
 // Resume starts a halted Ironic again on the same port and database.
 func (s *Server) Resume() error {
@@ -288,47 +260,15 @@ func (s *Server) Resume() error {
 	return s.run()
 }
 
-// Stop terminates Ironic and removes its files.
+// Stop terminates Ironic by PID (SIGTERM, then SIGKILL) and removes its
+// files.
 func (s *Server) Stop() {
-	s.terminate()
+	s.proc.terminate()
 	_ = os.RemoveAll(s.dir)
 }
 
-// terminate sends SIGTERM to the process group (Ironic shuts down in ~5 s,
-// releasing node locks), then SIGKILL if it lingers.
-func (s *Server) terminate() {
-	if !s.Running() {
-		return
-	}
-	_ = syscall.Kill(-s.cmd.Process.Pid, syscall.SIGTERM)
-	select {
-	case <-s.exited:
-	case <-time.After(stopGrace):
-		s.kill()
-	}
-}
-
-func (s *Server) kill() {
-	if s.cmd == nil || s.cmd.Process == nil {
-		return
-	}
-	_ = syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
-	<-s.exited
-}
-
 // LogTail returns the last n lines of Ironic's log, for failure messages.
-func (s *Server) LogTail(n int) string {
-	var b []byte
-	for _, name := range []string{"ironic.log", "stdout.log"} {
-		data, _ := os.ReadFile(filepath.Join(s.dir, name))
-		b = append(b, data...)
-	}
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
-}
+func (s *Server) LogTail(n int) string { return tail(s.dir, n, "ironic.log", "stdout.log") }
 
 func freePort() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")

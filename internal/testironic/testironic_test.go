@@ -39,7 +39,7 @@ func TestStartServesAliveConductorAndStopsByPID(t *testing.T) {
 	assert.Equal(t, http.StatusCreated, createNode(t, s.URL(), `{"name": "in-group", "driver": "fake-hardware", "conductor_group": "dc1"}`))
 	assert.Equal(t, http.StatusBadRequest, createNode(t, s.URL(), `{"name": "no-group", "driver": "fake-hardware"}`))
 
-	pid := s.cmd.Process.Pid
+	pid := s.proc.cmd.Process.Pid
 	s.Halt()
 	if s.Running() {
 		t.Fatal("still running after Halt")
