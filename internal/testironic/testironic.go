@@ -37,15 +37,17 @@ const (
 	readyTimeout  = 90 * time.Second
 )
 
-// UnavailableError means this machine cannot run Ironic; callers skip the
-// cases that need it and print the reason.
+// UnavailableError means this machine cannot run the service; callers skip
+// the cases that need it and print the reason.
 type UnavailableError struct {
 	Missing string
+	// Package is the Debian package that provides it.
+	Package string
 }
 
 func (e *UnavailableError) Error() string {
-	return fmt.Sprintf("OpenStack Ironic is not installed (%s missing); install the Debian package ironic-common "+
-		"(apt-get install --no-install-recommends ironic-common) or run scripts/test.sh as root", e.Missing)
+	return fmt.Sprintf("%s is not installed (%s missing); install the Debian package "+
+		"(apt-get install --no-install-recommends %s) or run scripts/test.sh as root", e.Package, e.Missing, e.Package)
 }
 
 // IsUnavailable reports whether err says Ironic is not installed here.
@@ -59,8 +61,12 @@ type Server struct {
 	dir    string
 	config string
 	group  string
-	port   int
-	proc   *process
+	// keystone authenticates requests when set; registered says Ironic is
+	// in its catalog already.
+	keystone   *Keystone
+	registered bool
+	port       int
+	proc       *process
 }
 
 // Options changes the Ironic that StartWith runs.
@@ -69,6 +75,10 @@ type Options struct {
 	// it). Ironic refuses nodes of a group no conductor serves, so a test
 	// enrolling nodes with a failure-domain group starts Ironic in it.
 	ConductorGroup string
+	// Keystone, when set, makes Ironic authenticate every request with it
+	// (auth_strategy=keystone) and registers Ironic in its catalog as the
+	// baremetal service.
+	Keystone *Keystone
 }
 
 // Start runs Ironic with its conductor in the default group.
@@ -80,14 +90,14 @@ func Start() (*Server, error) { return StartWith(Options{}) }
 func StartWith(opts Options) (*Server, error) {
 	for _, bin := range []string{ironicBin, dbsyncBin, sqliteBin} {
 		if _, err := os.Stat(bin); err != nil {
-			return nil, &UnavailableError{Missing: bin}
+			return nil, &UnavailableError{Missing: bin, Package: "ironic-common"}
 		}
 	}
 	dir, err := os.MkdirTemp("", "metalflow-ironic-")
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{dir: dir, config: filepath.Join(dir, "ironic.conf"), group: opts.ConductorGroup}
+	s := &Server{dir: dir, config: filepath.Join(dir, "ironic.conf"), group: opts.ConductorGroup, keystone: opts.Keystone}
 	if err := s.prepare(); err != nil {
 		_ = os.RemoveAll(dir)
 		return nil, err
@@ -109,7 +119,11 @@ func (s *Server) prepare() error {
 			return err
 		}
 	}
-	if err := os.WriteFile(s.config, []byte(configFor(s.dir, s.port, s.group)), 0o600); err != nil {
+	conf := configFor(s.dir, s.port, s.group)
+	if s.keystone != nil {
+		conf = strings.Replace(conf, "auth_strategy = noauth", "auth_strategy = keystone", 1) + s.keystone.authtokenConfig()
+	}
+	if err := os.WriteFile(s.config, []byte(conf), 0o600); err != nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), schemaTimeout)
@@ -182,6 +196,13 @@ func (s *Server) run() error {
 		p.kill()
 		return fmt.Errorf("%w\n--- ironic log (tail) ---\n%s", err, s.LogTail(40))
 	}
+	if s.keystone != nil && !s.registered {
+		if err := s.keystone.register("baremetal", "ironic", s.URL()); err != nil {
+			p.kill()
+			return fmt.Errorf("register ironic in keystone: %w", err)
+		}
+		s.registered = true
+	}
 	return nil
 }
 
@@ -195,7 +216,11 @@ func (s *Server) waitReady() error {
 		if err := s.proc.exitedErr("ironic"); err != nil {
 			return err
 		}
-		alive, err := conductorAlive(client, s.URL())
+		token := ""
+		if s.keystone != nil {
+			token, _ = s.keystone.Token()
+		}
+		alive, err := conductorAlive(client, s.URL(), token)
 		if alive {
 			return nil
 		}
@@ -205,13 +230,16 @@ func (s *Server) waitReady() error {
 	return fmt.Errorf("ironic on %s had no alive conductor after %s (last: %v)", s.URL(), readyTimeout, last)
 }
 
-func conductorAlive(client *http.Client, base string) (bool, error) {
+func conductorAlive(client *http.Client, base, token string) (bool, error) {
 	req, err := http.NewRequest(http.MethodGet, base+"/v1/conductors", nil)
 	if err != nil {
 		return false, err
 	}
 	// The conductors resource exists from API 1.49 on.
 	req.Header.Set("X-OpenStack-Ironic-API-Version", "1.49")
+	if token != "" {
+		req.Header.Set("X-Auth-Token", token)
+	}
 	resp, err := client.Do(req)
 	if err != nil {
 		return false, err

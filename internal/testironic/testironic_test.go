@@ -23,7 +23,7 @@ func TestStartServesAliveConductorAndStopsByPID(t *testing.T) {
 	}
 	defer s.Stop()
 
-	alive, err := conductorAlive(&http.Client{Timeout: 2 * time.Second}, s.URL())
+	alive, err := conductorAlive(&http.Client{Timeout: 2 * time.Second}, s.URL(), "")
 	if err != nil || !alive {
 		t.Fatalf("conductor alive = %v, %v", alive, err)
 	}
@@ -53,7 +53,7 @@ func TestStartServesAliveConductorAndStopsByPID(t *testing.T) {
 	if err := s.Resume(); err != nil {
 		t.Fatal(err)
 	}
-	if alive, err := conductorAlive(&http.Client{Timeout: 2 * time.Second}, s.URL()); err != nil || !alive {
+	if alive, err := conductorAlive(&http.Client{Timeout: 2 * time.Second}, s.URL(), ""); err != nil || !alive {
 		t.Fatalf("after Resume: conductor alive = %v, %v", alive, err)
 	}
 	dir := s.Dir()
@@ -64,7 +64,7 @@ func TestStartServesAliveConductorAndStopsByPID(t *testing.T) {
 }
 
 func TestUnavailableErrorSaysWhatToInstall(t *testing.T) {
-	err := error(&UnavailableError{Missing: ironicBin})
+	err := error(&UnavailableError{Missing: ironicBin, Package: "ironic-common"})
 	if !IsUnavailable(err) {
 		t.Fatal("IsUnavailable = false")
 	}
