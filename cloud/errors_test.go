@@ -146,3 +146,12 @@ func TestBadSpecIsRefusedBeforeAnyRequest(t *testing.T) {
 	_, err = c.GetNode(context.Background(), "SN/1")
 	assert.Equal(t, Invalid, KindOf(err))
 }
+
+func TestFailureDomainNamesAggregateAndConductorGroup(t *testing.T) {
+	f := FailureDomain{Site: "DC1 Tokyo", Room: "A", Rack: "R07"}
+	assert.Equal(t, Aggregate{Name: "DC1 Tokyo-A-R07", AvailabilityZone: "DC1 Tokyo"}, f.Aggregate())
+	assert.Equal(t, "dc1-tokyo", f.ConductorGroup())
+	assert.True(t, validConductorGroup(f.ConductorGroup()))
+	assert.Equal(t, "dc1/A/R07", FailureDomain{Site: "dc1", Room: "A", Rack: "R07"}.String())
+	assert.Equal(t, "dc1/R07", FailureDomain{Site: "dc1", Rack: "R07"}.String(), "no empty parts")
+}

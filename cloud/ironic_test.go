@@ -89,8 +89,10 @@ func TestEnrollAgainReconcilesInsteadOfDuplicating(t *testing.T) {
 	_, err = ports.Create(ctx, c.client, ports.CreateOpts{NodeUUID: first.UUID, Address: testMAC(spec.Serial, 99)}).Extract()
 	require.NoError(t, err)
 
-	// The server came back from repair with more memory and one NIC swapped.
+	// The server came back from repair with more memory, one NIC swapped
+	// and its BMC on a new address.
 	spec.MemoryMiB = 1048576
+	spec.BMC.Address = "https://10.1.9.7"
 	spec.MACs = []string{testMAC(spec.Serial, 2), testMAC(spec.Serial, 3)}
 	second, err := c.EnrollNode(ctx, spec)
 	require.NoError(t, err)
@@ -101,6 +103,7 @@ func TestEnrollAgainReconcilesInsteadOfDuplicating(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, []string{testMAC(spec.Serial, 2), testMAC(spec.Serial, 3)}, got.MACs)
 	assert.Equal(t, 1048576.0, got.Properties["memory_mb"])
+	assert.Equal(t, "https://10.1.9.7", got.DriverInfo["redfish_address"])
 	assert.Equal(t, "baremetal.gp-large", got.ResourceClass)
 	assert.Equal(t, "OPS-12", got.Extra["ticket"], "keys metalflow does not own are kept")
 	assert.Equal(t, 1, countNodesNamed(t, c, spec.Serial))

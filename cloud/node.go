@@ -9,6 +9,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"unicode"
 
 	"github.com/gophercloud/gophercloud/v2/openstack/baremetal/v1/nodes"
 	"github.com/gophercloud/gophercloud/v2/openstack/baremetal/v1/ports"
@@ -37,6 +38,26 @@ type BMC struct {
 // top-of-rack switch, a site an availability zone.
 type FailureDomain struct {
 	Site, Room, Rack string
+}
+
+// Aggregate is the Nova host aggregate of the domain's rack, in the site's
+// availability zone, e.g. {dc1-A-R01, dc1}: hypervisors of one rack share
+// an aggregate so the scheduler can spread instances across racks.
+func (f FailureDomain) Aggregate() Aggregate {
+	parts := slices.DeleteFunc([]string{f.Site, f.Room, f.Rack}, func(s string) bool { return s == "" })
+	return Aggregate{Name: strings.Join(parts, "-"), AvailabilityZone: f.Site}
+}
+
+// ConductorGroup is the Ironic conductor group for the domain: one per
+// site, since a site's conductors sit on its BMC network. Characters Ironic
+// does not allow become '-'.
+func (f FailureDomain) ConductorGroup() string {
+	return strings.Map(func(r rune) rune {
+		if isAlnum(r) || r == '_' || r == '.' || r == '-' {
+			return unicode.ToLower(r)
+		}
+		return '-'
+	}, f.Site)
 }
 
 // String is the domain as one path, e.g. "dc1/A/R01".
@@ -87,7 +108,8 @@ type Node struct {
 	DriverInfo map[string]any
 	Properties map[string]any
 	Extra      map[string]any
-	// MACs of the node's ports, lower case, sorted.
+	// MACs of the node's ports, lower case, sorted; filled by EnrollNode,
+	// Register and GetNode (the others do not list ports).
 	MACs []string
 }
 
