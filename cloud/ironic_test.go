@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/gophercloud/gophercloud/v2/openstack/baremetal/v1/nodes"
 	"github.com/gophercloud/gophercloud/v2/openstack/baremetal/v1/ports"
@@ -263,6 +264,31 @@ func TestIronicDownIsRetryableAndResumes(t *testing.T) {
 	require.NoError(t, err, "the retry after Ironic is back completes")
 	assert.Equal(t, StateAvailable, n.ProvisionState)
 	assert.Equal(t, 1, countNodesNamed(t, c, spec.Serial))
+}
+
+// A hung Ironic (frozen, port open, no answers) costs the caller its own
+// deadline, and the error is retryable.
+func TestHungIronicMeetsTheCallersDeadline(t *testing.T) {
+	c := newIronic(t)
+	ctx := testContext(t)
+	spec := fakeSpec(serialFor(t))
+	_, err := c.EnrollNode(ctx, spec)
+	require.NoError(t, err)
+
+	ironicServer.Freeze()
+	t.Cleanup(ironicServer.Thaw)
+	short, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	_, err = c.Manage(short, spec.Serial)
+	require.Error(t, err)
+	assert.True(t, IsRetryable(err), "%v", err)
+	assert.ErrorIs(t, err, context.DeadlineExceeded)
+	assert.NoError(t, ctx.Err(), "it was the short deadline that ended the call")
+
+	ironicServer.Thaw()
+	n, err := c.Register(ctx, spec)
+	require.NoError(t, err)
+	assert.Equal(t, StateAvailable, n.ProvisionState)
 }
 
 // A redfish node whose BMC does not answer: Ironic's manage reads the power

@@ -59,6 +59,13 @@ func (p *process) exitedErr(name string) error {
 	return fmt.Errorf("%s exited during start-up: %v", name, p.cmd.ProcessState)
 }
 
+// signal sends sig to the process group.
+func (p *process) signal(sig syscall.Signal) {
+	if p.running() {
+		_ = syscall.Kill(-p.cmd.Process.Pid, sig)
+	}
+}
+
 // terminate sends SIGTERM to the process group by PID, then SIGKILL if it
 // lingers past stopGrace.
 func (p *process) terminate() {
@@ -66,6 +73,8 @@ func (p *process) terminate() {
 		return
 	}
 	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGTERM)
+	// A frozen (SIGSTOPped) process handles SIGTERM only once continued.
+	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGCONT)
 	select {
 	case <-p.exited:
 	case <-time.After(stopGrace):

@@ -19,6 +19,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -279,6 +280,14 @@ func (s *Server) Running() bool { return s.proc.running() }
 // Halt stops the process but keeps its database and port, so a test can
 // show what callers see while Ironic is down and then Resume it.
 func (s *Server) Halt() { s.proc.terminate() }
+
+// Freeze stops Ironic in its tracks (SIGSTOP to its process group): it
+// keeps the port open and answers nothing, like a hung service, so callers
+// meet their own deadlines rather than a refused connection. Thaw resumes.
+func (s *Server) Freeze() { s.proc.signal(syscall.SIGSTOP) }
+
+// Thaw lets a frozen Ironic run again.
+func (s *Server) Thaw() { s.proc.signal(syscall.SIGCONT) }
 
 // Resume starts a halted Ironic again on the same port and database.
 func (s *Server) Resume() error {
