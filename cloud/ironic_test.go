@@ -36,6 +36,8 @@ func TestEnrollManageProvideReachesAvailable(t *testing.T) {
 	}, got.DriverInfo, "driver_info without the password")
 	assert.Equal(t, map[string]any{"cpus": 64.0, "memory_mb": 524288.0, "local_gb": 1800.0, "cpu_arch": "x86_64"}, got.Properties)
 	assert.Equal(t, "baremetal.gp-large", got.ResourceClass)
+	require.NotNil(t, got.AutomatedClean)
+	assert.False(t, *got.AutomatedClean, "wiping is the lifecycle's, not Ironic's")
 	assert.Equal(t, "dc1/A/R07", got.Extra["failure_domain"])
 	assert.Equal(t, "R07", got.Extra["rack"])
 	assert.Equal(t, []string{testMAC(spec.Serial, 1), testMAC(spec.Serial, 2)}, got.MACs)
@@ -85,6 +87,7 @@ func TestEnrollAgainReconcilesInsteadOfDuplicating(t *testing.T) {
 	_, err = nodes.Update(ctx, c.client, first.UUID, nodes.UpdateOpts{
 		nodes.UpdateOperation{Op: nodes.AddOp, Path: "/extra/ticket", Value: "OPS-12"},
 		nodes.UpdateOperation{Op: nodes.ReplaceOp, Path: "/resource_class", Value: "wrong"},
+		nodes.UpdateOperation{Op: nodes.ReplaceOp, Path: "/automated_clean", Value: true},
 	}).Extract()
 	require.NoError(t, err)
 	_, err = ports.Create(ctx, c.client, ports.CreateOpts{NodeUUID: first.UUID, Address: testMAC(spec.Serial, 99)}).Extract()
@@ -106,6 +109,8 @@ func TestEnrollAgainReconcilesInsteadOfDuplicating(t *testing.T) {
 	assert.Equal(t, 1048576.0, got.Properties["memory_mb"])
 	assert.Equal(t, "https://10.1.9.7", got.DriverInfo["redfish_address"])
 	assert.Equal(t, "baremetal.gp-large", got.ResourceClass)
+	require.NotNil(t, got.AutomatedClean)
+	assert.False(t, *got.AutomatedClean)
 	assert.Equal(t, "OPS-12", got.Extra["ticket"], "keys metalflow does not own are kept")
 	assert.Equal(t, 1, countNodesNamed(t, c, spec.Serial))
 }

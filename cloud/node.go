@@ -87,6 +87,11 @@ type NodeSpec struct {
 	FailureDomain  FailureDomain
 	// MACs of the server's NICs: one Ironic port each.
 	MACs []string
+	// IronicCleaning lets Ironic's automated cleaning run on provide, which
+	// needs its agent ramdisk booted on the server. Off by default: the
+	// lifecycle wipes drives itself (Decommission's Redfish SecureErase), so
+	// the node is enrolled with automated_clean=false.
+	IronicCleaning bool
 }
 
 // Node is what Ironic reports about a server's node.
@@ -104,6 +109,9 @@ type Node struct {
 	Lessee         string
 	ResourceClass  string
 	ConductorGroup string
+	// AutomatedClean is the node's automated_clean; nil means Ironic's
+	// configured default.
+	AutomatedClean *bool
 	// DriverInfo as Ironic stores it, without the password.
 	DriverInfo map[string]any
 	Properties map[string]any
@@ -260,6 +268,7 @@ func (c *Ironic) EnrollNode(ctx context.Context, spec NodeSpec) (Node, error) {
 			ResourceClass:  spec.ResourceClass,
 			ConductorGroup: spec.ConductorGroup,
 			Extra:          spec.extra(),
+			AutomatedClean: &spec.IronicCleaning,
 		}).Extract()
 		created = err == nil
 		if KindOf(classify("enroll", spec.Serial, err)) == Conflict {
@@ -306,6 +315,9 @@ func nodePatch(node *nodes.Node, spec NodeSpec) nodes.UpdateOpts {
 		} else {
 			replace("/resource_class", spec.ResourceClass)
 		}
+	}
+	if node.AutomatedClean == nil || *node.AutomatedClean != spec.IronicCleaning {
+		replace("/automated_clean", spec.IronicCleaning)
 	}
 	if !strings.EqualFold(node.ConductorGroup, spec.ConductorGroup) {
 		replace("/conductor_group", spec.ConductorGroup)
@@ -426,6 +438,7 @@ func nodeOf(n *nodes.Node, macs []string) Node {
 		Lessee:               n.Lessee,
 		ResourceClass:        n.ResourceClass,
 		ConductorGroup:       n.ConductorGroup,
+		AutomatedClean:       n.AutomatedClean,
 		DriverInfo:           info,
 		Properties:           n.Properties,
 		Extra:                n.Extra,
