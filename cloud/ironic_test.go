@@ -158,17 +158,17 @@ func TestMACOnAnotherNodeIsAConflictForAHuman(t *testing.T) {
 	c := newIronic(t)
 	ctx := testContext(t)
 	a := fakeSpec(serialFor(t) + "-a")
-	a.MACs = []string{"52:54:00:bb:00:01"}
+	shared := testMAC(a.Serial, 1)
 	_, err := c.EnrollNode(ctx, a)
 	require.NoError(t, err)
 
 	b := fakeSpec(serialFor(t) + "-b")
-	b.MACs = []string{"52:54:00:bb:00:01"}
+	b.MACs = []string{shared}
 	_, err = c.EnrollNode(ctx, b)
 	require.Error(t, err)
 	assert.Equal(t, Conflict, KindOf(err))
 	assert.False(t, IsRetryable(err))
-	assert.Contains(t, err.Error(), "52:54:00:bb:00:01")
+	assert.Contains(t, err.Error(), shared)
 }
 
 func TestSetOwnerAndLessee(t *testing.T) {
@@ -203,14 +203,14 @@ func TestDeleteNodeTwice(t *testing.T) {
 	c := newIronic(t)
 	ctx := testContext(t)
 	spec := fakeSpec(serialFor(t))
-	spec.MACs = []string{"52:54:00:cc:00:01"}
+	spec.MACs = []string{testMAC(spec.Serial, 1)}
 	_, err := c.Register(ctx, spec)
 	require.NoError(t, err)
 
 	require.NoError(t, c.DeleteNode(ctx, spec.Serial), "available node is managed, then deleted")
 	_, err = c.GetNode(ctx, spec.Serial)
 	assert.True(t, IsNotFound(err), "%v", err)
-	page, err := ports.ListDetail(c.client, ports.ListOpts{Address: "52:54:00:cc:00:01"}).AllPages(ctx)
+	page, err := ports.ListDetail(c.client, ports.ListOpts{Address: testMAC(spec.Serial, 1)}).AllPages(ctx)
 	require.NoError(t, err)
 	left, err := ports.ExtractPorts(page)
 	require.NoError(t, err)

@@ -2,6 +2,8 @@ package cloud
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"hash/fnv"
 	"os"
@@ -50,10 +52,13 @@ func newIronic(t testing.TB) *Ironic {
 	return c
 }
 
-// serialFor gives each test its own node name.
+// serialFor gives each test its own node name, fresh on every run so
+// -count=N against the package's one Ironic starts from nothing each time.
 func serialFor(t testing.TB) string {
 	r := strings.NewReplacer("/", "-", "_", "-", "#", "-")
-	return "SN-" + r.Replace(t.Name())
+	suffix := make([]byte, 3)
+	_, _ = rand.Read(suffix)
+	return "SN-" + r.Replace(t.Name()) + "-" + hex.EncodeToString(suffix)
 }
 
 func testContext(t testing.TB) context.Context {
