@@ -3,6 +3,8 @@ package bmcsim
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/url"
@@ -100,10 +102,21 @@ func TestConfigErrors(t *testing.T) {
 
 // TestBasePortIsFixed: operators give BMC i the port BasePort+i.
 func TestBasePortIsFixed(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
+	// Below the kernel's ephemeral range (32768 and up), so no connection
+	// of a test running beside this one can take port+1 in between.
+	port := 0
+	for p := 21000 + rand.IntN(10000); port == 0; p = 21000 + rand.IntN(10000) {
+		a, errA := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
+		b, errB := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p+1))
+		if errA == nil && errB == nil {
+			port = p
+		}
+		for _, l := range []net.Listener{a, b} {
+			if l != nil {
+				l.Close()
+			}
+		}
+	}
 	cfg := quickConfig(VendorDell)
 	cfg.Count = 2
 	cfg.BasePort = port
@@ -112,7 +125,7 @@ func TestBasePortIsFixed(t *testing.T) {
 		_, p, _ := net.SplitHostPort(b.HostPort())
 		assert.Equal(t, port+i, atoi(t, p))
 	}
-	_, err = Start(cfg)
+	_, err := Start(cfg)
 	assert.Error(t, err, "ports in use are an error, not a silent move")
 }
 

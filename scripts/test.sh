@@ -8,9 +8,11 @@ cd "$(dirname "$0")/.."
 export GOTOOLCHAIN="${GOTOOLCHAIN:-local}"
 
 # Debian packages the tests use (ironic-common: a real OpenStack Ironic for the
-# cloud step, ~280 MB, 1.5-4 min). Installed only when missing and when we can
-# (root with apt); without them the tests that need them skip and say why.
-packages=(iproute2 ethtool ironic-common)
+# cloud step, ~280 MB, 1.5-4 min; redfishtool and python3-sushy: independent
+# Redfish clients the BMC simulator is tested with). Installed only when
+# missing and when we can (root with apt); without them the tests that need
+# them skip and say why.
+packages=(iproute2 ethtool ironic-common redfishtool python3-sushy)
 if [ ${#packages[@]} -gt 0 ] && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
   missing=()
   for p in "${packages[@]}"; do
