@@ -370,7 +370,7 @@ func TestLifecycleSurvivesWorkerKills(t *testing.T) {
 	eventually(t, 60*time.Second, "a server reaches ConfigureBIOS", func() error {
 		st, err := tryServer(t, s.api, f.fleet[0].Serial)
 		if err == nil && st.Step != workflows.StepConfigureBIOS {
-			err = fmt.Errorf("step %s", st.Step)
+			err = fmt.Errorf("state %q step %q attention %+v", st.State, st.Step, st.Attention)
 		}
 		return err
 	})
