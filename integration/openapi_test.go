@@ -38,7 +38,8 @@ type liveAnswer struct {
 
 func newContract(t *testing.T, api string) *contract {
 	t.Helper()
-	res, err := http.Get(api + "/api/v1/openapi.json")
+	client := &http.Client{Timeout: 30 * time.Second}
+	res, err := client.Get(api + "/api/v1/openapi.json")
 	require.NoError(t, err)
 	defer res.Body.Close()
 	raw, err := io.ReadAll(res.Body)
@@ -95,7 +96,8 @@ func (c *contract) expect(t *testing.T, status int, method, path, contentType, b
 	return a
 }
 
-// state polls a server through the contract until fn is satisfied.
+// waitServer polls a server's status through the contract until fn is
+// satisfied; every answer on the way is checked too.
 func (c *contract) waitServer(t *testing.T, serial string, what string, fn func(st serverStatus) error) serverStatus {
 	t.Helper()
 	var st serverStatus
