@@ -315,3 +315,33 @@ func TestOpenAPIContractAgainstLiveAPI(t *testing.T) {
 	sort.Strings(missing)
 	require.Empty(t, missing, "operations the contract test did not exercise")
 }
+
+// TestOpenAPIContractWithoutTemporal checks the documented 503s: the API
+// process runs, Temporal does not answer, and clients are told to retry
+// in the documented shape.
+func TestOpenAPIContractWithoutTemporal(t *testing.T) {
+	apiAddr := freeAddr(t)
+	dir := t.TempDir()
+	// A rack, so that racking gets past the inventory check to Temporal.
+	layout := filepath.Join(dir, "layout.yaml")
+	require.NoError(t, os.WriteFile(layout, []byte("sites: [{name: dc1}]\nracks:\n  - {site: dc1, name: R01, heightU: 42}\n"), 0o644))
+	// Nothing listens on the Temporal address.
+	startProcess(t, "api", "api", "--temporal", freeAddr(t), "--http", apiAddr, "--layout", layout,
+		"--inventory-db", filepath.Join(dir, "inv.db"), "--credentials-key", filepath.Join(dir, "key"))
+	api := "http://" + apiAddr
+	waitHTTP(t, api+"/healthz", http.StatusOK, 20*time.Second)
+	c := newContract(t, api)
+	const good = true
+
+	c.expect(t, 200, "GET", "/healthz", "", "", good)
+	c.expect(t, 503, "GET", "/readyz", "", "", good)
+	c.expect(t, 503, "POST", "/api/v1/servers", jsonType, `{"serial":"SN-DOWN"}`, good)
+	c.expect(t, 503, "GET", "/api/v1/servers/SN-DOWN", "", "", good)
+	c.expect(t, 503, "GET", "/api/v1/servers", "", "", good)
+	c.expect(t, 503, "POST", "/api/v1/servers/SN-DOWN/racked", jsonType, `{"site":"dc1","rack":"R01","unit":1,"face":"front"}`, good)
+	c.expect(t, 503, "POST", "/api/v1/servers/SN-DOWN/retry", "", "", good)
+	c.expect(t, 503, "POST", "/api/v1/servers/SN-DOWN/skip", "", "", good)
+	c.expect(t, 503, "POST", "/api/v1/servers/SN-DOWN/abort", jsonType, `{"reason":"no Temporal"}`, good)
+	// What does not need Temporal still answers.
+	c.expect(t, 200, "GET", "/api/v1/racks/dc1/R01", "", "", good)
+}
