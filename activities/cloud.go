@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"go.temporal.io/sdk/temporal"
 
@@ -108,7 +109,7 @@ func (c *Cloud) RegisterCloud(ctx context.Context, in RegisterCloudInput) (Cloud
 			Address: in.BMC.Address, Username: cred.Username, Password: cred.Password,
 			InsecureSkipVerify: c.InsecureBMC,
 		},
-		CPUs: in.CPUs, MemoryMiB: in.MemoryMiB, LocalGB: in.LocalGB, CPUArch: in.CPUArch,
+		CPUs: in.CPUs, MemoryMiB: in.MemoryMiB, LocalGB: in.LocalGB, CPUArch: ironicCPUArch(in.CPUArch),
 		ResourceClass: in.ResourceClass,
 		FailureDomain: domain,
 		MACs:          in.MACs,
@@ -210,4 +211,22 @@ func cloudError(err error) error {
 	// Not from package cloud (a bug, or a context ended by the worker
 	// stopping): let Temporal retry rather than bother a human.
 	return err
+}
+
+// ironicCPUArch turns Redfish's ProcessorArchitecture, which inspection
+// reports, into the cpu_arch Ironic and Nova flavors use. Redfish's "x86"
+// covers both widths; servers that reach this lifecycle are 64-bit, as
+// Ironic's own Redfish inspection assumes too.
+func ironicCPUArch(redfish string) string {
+	switch strings.ToLower(redfish) {
+	case "x86", "x86-64", "x86_64":
+		return "x86_64"
+	case "ia-64":
+		return "ia64"
+	case "arm", "arm-a64", "aarch64":
+		return "aarch64"
+	case "power", "powerisa":
+		return "ppc64le"
+	}
+	return strings.ToLower(redfish)
 }
