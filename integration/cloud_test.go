@@ -64,8 +64,10 @@ func ironicNodeRaw(t *testing.T, base, serial string) string {
 // against a real Ironic: the node is enrolled from inspection, Ironic's own
 // Redfish driver (sushy) reads the simulated BMC during manage, and the
 // tenant owns the node. Then Ironic goes down during RegisterCloud: the
-// step is retried by Temporal, never reaches a human, and completes once
-// Ironic is back.
+// step is retried by Temporal and never reaches a human; when Ironic is
+// back but cannot manage the node (its BMC answers 500), the server parks
+// in attention with Ironic's last_error, and a retry after the fix ends
+// ready with the same node.
 func TestLifecycleRegistersInIronic(t *testing.T) {
 	ironic, ic := startIronic(t)
 	ctx := context.Background()
@@ -192,12 +194,34 @@ func TestLifecycleRegistersInIronic(t *testing.T) {
 	require.Equal(t, workflows.StepRegisterCloud, st.Step)
 	require.Nil(t, st.Attention)
 
+	// Ironic comes back, but now B's BMC answers every request with 500:
+	// Ironic's manage fails, the node falls back to enroll, and the server
+	// parks in attention with Ironic's last_error.
+	r = do(t, http.MethodPut, f.admin+"/bmcs/"+b.ID+"/faults", `{"error_rate":1,"error_status":500}`)
+	require.Equal(t, http.StatusOK, r.code, string(r.body))
 	require.NoError(t, ironic.Resume())
+	st = waitStateWithin(t, f.api, b.Serial, workflows.StateAttention, 3*time.Minute)
+	require.Equal(t, workflows.StepRegisterCloud, st.Attention.Step)
+	require.Contains(t, st.Attention.Error, "last_error", "Ironic's own reason reaches staff")
+	require.Contains(t, st.Attention.Error, "instead of \"manageable\"")
+	require.NotContains(t, st.Attention.Error, b.Password)
+	n, err = ic.GetNode(ctx, b.Serial)
+	require.NoError(t, err)
+	require.Equal(t, cloud.StateEnroll, n.ProvisionState)
+	require.NotEmpty(t, n.LastError)
+
+	// The BMC is fixed; staff retry, and the same node is reconciled and
+	// brought to available.
+	r = do(t, http.MethodPut, f.admin+"/bmcs/"+b.ID+"/faults", `{}`)
+	require.Equal(t, http.StatusOK, r.code, string(r.body))
+	r = do(t, http.MethodPost, f.api+"/api/v1/servers/"+b.Serial+"/retry", `{}`)
+	require.Equal(t, http.StatusOK, r.code, string(r.body))
 	st = waitStateWithin(t, f.api, b.Serial, workflows.StateReady, 3*time.Minute)
 	require.Equal(t, "proj-beta", st.Tenant)
 	n, err = ic.GetNode(ctx, b.Serial)
 	require.NoError(t, err)
 	require.Equal(t, cloud.StateAvailable, n.ProvisionState)
+	require.Empty(t, n.LastError)
 	require.Equal(t, "proj-beta", n.Owner)
 	require.ElementsMatch(t, lower(b.MACs), n.MACs)
 	require.Equal(t, "power "+strings.ToLower(f.bmc(t, b.ID).Power), n.PowerState)
