@@ -692,3 +692,33 @@ func TestLifecycleRefusesInvalidTenant(t *testing.T) {
 	require.True(t, errors.As(lt.env.GetWorkflowError(), &ae))
 	require.Equal(t, "InvalidInput", ae.Type())
 }
+
+// Ironic down for longer than the cloud activities' hour of retries: the
+// server parks in attention with the last failure, and a retry once Ironic
+// is back makes it ready.
+func TestLifecycleIronicDownAnHourParksThenRetry(t *testing.T) {
+	lt := newLifecycleTest(t)
+	lt.fake.ironic = true
+	down := temporal.NewApplicationError("get SN-27: dial tcp 127.0.0.1:6385: connect: connection refused", activities.ErrTypeCloudTransient)
+	for range 200 {
+		lt.fake.failNext(activities.RegisterCloudName, down)
+	}
+	in := input("SN-27")
+	in.Location = &dock
+	in.Tenant = "proj-d"
+	var parked ServerStatus
+	lt.at(3*time.Hour, func() {
+		parked = lt.status()
+		lt.fake.mu.Lock()
+		lt.fake.errs[activities.RegisterCloudName] = nil // Ironic is back
+		lt.fake.mu.Unlock()
+		lt.update(UpdateRetry, RetryInput{})
+	})
+	lt.env.ExecuteWorkflow(ServerLifecycleName, in)
+	final := lt.result()
+	require.Equal(t, StateAttention, parked.State)
+	require.Equal(t, StepRegisterCloud, parked.Attention.Step)
+	require.Contains(t, parked.Attention.Error, "connection refused", "the last failure, not only the timeout")
+	require.Greater(t, lt.fake.count(activities.RegisterCloudName), 10, "retried with backoff before asking a human")
+	require.Equal(t, StateReady, final.State)
+}
