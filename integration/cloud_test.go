@@ -225,6 +225,11 @@ func TestLifecycleRegistersInIronic(t *testing.T) {
 	require.Equal(t, "proj-beta", n.Owner)
 	require.ElementsMatch(t, lower(b.MACs), n.MACs)
 	require.Equal(t, "power "+strings.ToLower(f.bmc(t, b.ID).Power), n.PowerState)
+	// B's history holds the retried failures and the attention: still no
+	// password, though Ironic's errors went through it.
+	h = historyText(t, f.temporal, "server/"+b.Serial)
+	require.Contains(t, h, "last_error")
+	require.NotContains(t, h, b.Password, "the BMC password leaked into workflow history")
 	// A's node is untouched by B's registration.
 	n, err = ic.GetNode(ctx, a.Serial)
 	require.NoError(t, err)
