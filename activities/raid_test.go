@@ -40,7 +40,7 @@ func TestPlanRAID(t *testing.T) {
 			ctrl:  ctrl(hardware.Volume{ID: "old", RAIDType: "RAID0", DriveIDs: []string{"d0"}}),
 			disks: []profiles.LogicalDisk{root}, remove: []string{"old"}, create: [][]string{{"d0", "d1"}}},
 		{name: "kept volume's drives are not reused",
-			ctrl: ctrl(hardware.Volume{ID: "v1", RAIDType: "RAID1", DriveIDs: []string{"d0", "d1"}}),
+			ctrl:  ctrl(hardware.Volume{ID: "v1", RAIDType: "RAID1", DriveIDs: []string{"d0", "d1"}}),
 			disks: []profiles.LogicalDisk{root, {SizeGB: "100", RAIDLevel: "1"}},
 			keep:  []string{"v1"}, create: [][]string{{"d2", "d3"}}},
 		{name: "named drives are used as named",
