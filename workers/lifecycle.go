@@ -35,5 +35,6 @@ func NewLifecycleWorker(c client.Client, deps LifecycleDependencies) worker.Work
 		Inventory: deps.Inventory, Credentials: deps.Credentials, Profiles: deps.Profiles,
 		Dial: deps.Dial, InsecureTLS: deps.InsecureBMCTLS,
 	}).Register(w)
+	(&BatchActivities{Client: c}).Register(w)
 	return w
 }
