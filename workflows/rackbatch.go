@@ -77,7 +77,7 @@ type RackBatchInput struct {
 	// batch reports it and stops waiting for it (default 1 h).
 	AttentionGrace time.Duration `json:"attentionGrace,omitempty"`
 	// PollInterval is how often the batch reads its servers' states
-	// (default 30 s).
+	// (default 30 s, or a quarter of a shorter grace).
 	PollInterval time.Duration `json:"pollInterval,omitempty"`
 	// Actor is who posted the batch, for the asset history.
 	Actor string `json:"actor,omitempty"`
@@ -223,7 +223,8 @@ func newRackBatch(in RackBatchInput) *rackBatch {
 		in.AttentionGrace = DefaultAttentionGrace
 	}
 	if in.PollInterval == 0 {
-		in.PollInterval = DefaultBatchPollInterval
+		// A short grace needs polls often enough to notice it has passed.
+		in.PollInterval = min(DefaultBatchPollInterval, max(in.AttentionGrace/4, time.Second))
 	}
 	b := &rackBatch{in: in}
 	for _, s := range in.Servers {
