@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 	"go.temporal.io/sdk/workflow"
@@ -425,4 +426,70 @@ func TestPowerSlotKeeperGrantsInOrderAndIgnoresRepeats(t *testing.T) {
 	require.Equal(t, []string{"A", "C"}, st.Holding)
 	require.Empty(t, st.Waiting)
 	require.Equal(t, 2, st.MaxHeld)
+}
+
+// The real ServerLifecycle as the batch's child, on the activity stand-ins
+// of lifecycle_test.go: racked at its unit from the start, one of them
+// parked by a wrong credential and reported once the grace has passed.
+func TestRackBatchRunsRealLifecycles(t *testing.T) {
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestWorkflowEnvironment()
+	Register(env)
+	fake := newFake()
+	fake.register(env)
+	// SN-B's BMC refuses its credential. With one lifecycle at a time SN-B
+	// is inspected first, so the refusal is certainly its.
+	fake.failNext(activities.InspectServerName, appErr("BMC refused the credential: 401", activities.ErrTypeBMCAuth))
+	env.RegisterActivityWithOptions(func(_ context.Context, in ServerStatesInput) (ServerStatesResult, error) {
+		var res ServerStatesResult
+		for _, serial := range in.Serials {
+			st := ServerStateReport{Serial: serial, State: StateProvisioning}
+			if serial == "SN-B" {
+				st = ServerStateReport{Serial: serial, State: StateAttention, Step: StepInspect, Error: "BMC refused the credential: 401"}
+			}
+			res.Servers = append(res.Servers, st)
+		}
+		return res, nil
+	}, activity.RegisterOptions{Name: ServerStatesName})
+	env.SetStartWorkflowOptions(client.StartWorkflowOptions{ID: batchID})
+	// Each installer phones home five minutes after its netboot.
+	env.SetOnActivityCompletedListener(func(info *activity.Info, _ converter.EncodedValue, err error) {
+		if info.ActivityType.Name != activities.StartInstallName || err != nil {
+			return
+		}
+		id := info.WorkflowExecution.ID
+		env.RegisterDelayedCallback(func() {
+			require.NoError(t, env.SignalWorkflowByID(id, SignalPhoneHome, PhoneHome{Attempt: 1}))
+		}, 5*time.Minute)
+	})
+	// Staff abort SN-B long after the batch reported it (the test
+	// environment waits for abandoned children to end).
+	var abort *updateOutcome
+	env.RegisterDelayedCallback(func() {
+		abort = &updateOutcome{}
+		require.NoError(t, env.UpdateWorkflowByID(LifecycleWorkflowID("SN-B"), UpdateAbort, "abort-1", abort.callbacks(), AbortInput{Reason: "wrong chassis"}))
+	}, 6*time.Hour)
+	in := batchOf("SN-B", "SN-A", "SN-C")
+	in.Concurrency = 1
+	in.AttentionGrace = 20 * time.Minute
+	env.ExecuteWorkflow(RackBatchName, in)
+	require.NoError(t, env.GetWorkflowError())
+	var res RackBatchStatus
+	require.NoError(t, env.GetWorkflowResult(&res))
+	require.Equal(t, 3, res.Total)
+	require.Equal(t, 2, res.Installed, "%+v", res.PerServer)
+	require.Equal(t, 1, res.Attention)
+	require.Equal(t, BatchServerState{Serial: "SN-B", State: StateAttention, Step: StepInspect, Error: "BMC refused the credential: 401", Settled: true}, res.PerServer[0])
+	// Racked by the batch: every lifecycle claimed its unit without waiting
+	// for a technician, and the credential went by reference.
+	racks := fake.inputs[activities.RackServerName]
+	require.Len(t, racks, 3)
+	for _, r := range racks {
+		rs := r.(activities.RackServerInput)
+		require.Equal(t, "rack-batch", rs.Actor)
+		require.Equal(t, "R07", rs.Rack)
+	}
+	require.Equal(t, 2, fake.count(activities.FinishInstallName))
+	require.NoError(t, abort.refused(), "the reported lifecycle outlived its batch and still took staff's decision")
+	require.Equal(t, 1, fake.count(activities.AbortServerName))
 }
