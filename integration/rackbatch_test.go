@@ -114,6 +114,8 @@ func TestRackBatchProvisionsARackAndReportsTheStuckServer(t *testing.T) {
 	require.Equal(t, 1, st.Attention, "%+v", st.PerServer)
 	require.Zero(t, st.Failed+st.Aborted+st.AlreadyExisting+st.Running+st.Pending)
 	require.Equal(t, 2, st.PowerSlots.Limit)
+	require.LessOrEqual(t, st.PowerSlots.MaxHeld, 2, "never more than powerConcurrency power operations at once")
+	t.Logf("power slots: %+v", st.PowerSlots)
 	for i, s := range st.PerServer {
 		require.Equal(t, f.fleet[i].Serial, s.Serial)
 		require.True(t, s.Settled)

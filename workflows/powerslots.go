@@ -36,6 +36,10 @@ const DefaultPowerConcurrency = 4
 // lifecycle goes on without a slot rather than waiting forever.
 const powerSlotReminder = 10 * time.Minute
 
+// powerSlotsChange names the workflow.GetVersion change that introduced
+// power slots into the lifecycle; never rename it.
+const powerSlotsChange = "rack-power-slots"
+
 // PowerSlotRequest is the power-acquire signal.
 type PowerSlotRequest struct {
 	Serial string `json:"serial"`
@@ -212,6 +216,12 @@ func PowerSlotKeeper(ctx workflow.Context) string {
 func AcquirePowerSlot(ctx workflow.Context, serial string) (*PowerSlot, error) {
 	keeper := PowerSlotKeeper(ctx)
 	if keeper == "" {
+		return &PowerSlot{}, nil
+	}
+	// Batch children recorded before lifecycles asked for slots replay
+	// without asking; the marker goes only into batch children's
+	// histories, so a standalone lifecycle's history does not change.
+	if workflow.GetVersion(ctx, powerSlotsChange, workflow.DefaultVersion, 1) == workflow.DefaultVersion {
 		return &PowerSlot{}, nil
 	}
 	info := workflow.GetInfo(ctx)
