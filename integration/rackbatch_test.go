@@ -145,6 +145,28 @@ func TestRackBatchProvisionsARackAndReportsTheStuckServer(t *testing.T) {
 		require.False(t, strings.Contains(h, "not-the-password"), id)
 	}
 
+	// A batch naming a server that already has a lifecycle reports it and
+	// leaves it alone (the real server's already-started error, not a
+	// failure and not a second run).
+	again := strings.Replace(batchBody(t, f.fleet[:1], nil, nil), `"unit":1`, `"unit":30`, 1)
+	r = do(t, http.MethodPost, rack, again)
+	require.Equal(t, http.StatusAccepted, r.code, string(r.body))
+	var second struct {
+		BatchID string `json:"batchId"`
+	}
+	r.json(t, &second)
+	eventually(t, time.Minute, "second batch finishes", func() error {
+		r := do(t, http.MethodGet, f.api+"/api/v1/racks/dc1/R08/batches/"+second.BatchID, "")
+		r.json(t, &st)
+		if st.State != workflows.BatchFinished {
+			return fmt.Errorf("batch %s", st.State)
+		}
+		return nil
+	})
+	require.Equal(t, 1, st.AlreadyExisting, "%+v", st.PerServer)
+	require.Contains(t, st.PerServer[0].Error, "already has a lifecycle")
+	require.Equal(t, 1, getServer(t, f.api, f.fleet[0].Serial).Location.Unit, "the existing server was not touched")
+
 	// The stuck server is still there for staff, and recovers by retry.
 	require.Equal(t, workflows.StateAttention, getServer(t, f.api, wrong.Serial).State)
 	r = do(t, http.MethodPost, f.api+"/api/v1/servers/"+wrong.Serial+"/retry",
