@@ -77,7 +77,8 @@ func (s *Server) createRackBatch(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(c.Request().Context(), temporalCallTimeout)
+	// One budget for a look-up and a credential per server, then the start.
+	ctx, cancel := context.WithTimeout(c.Request().Context(), updateTimeout)
 	defer cancel()
 	id := workflows.RackBatchWorkflowID(site, rack, in.BatchID)
 	// The same batch posted twice (a client retrying after a timeout) is
@@ -90,6 +91,11 @@ func (s *Server) createRackBatch(c echo.Context) error {
 		creds[i] = *r.BMC
 	}
 	for i := range in.Servers {
+		// A server that already has a lifecycle is reported by the batch,
+		// not started: store no credential that nothing would ever use.
+		if _, err := s.cfg.Temporal.DescribeWorkflowExecution(ctx, workflows.LifecycleWorkflowID(in.Servers[i].Serial), ""); err == nil {
+			continue
+		}
 		ref, err := s.storeBMC(ctx, in.Servers[i].Serial, creds[i])
 		if err != nil {
 			return err
