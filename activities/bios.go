@@ -121,14 +121,22 @@ func (p *Provisioning) stageBIOS(ctx context.Context, m hardware.Machine, diff m
 	return err
 }
 
-// resetServer makes staged settings apply: a cycle if it runs, on if not.
+// resetServer makes staged settings apply and boot overrides take effect:
+// a cycle if it runs, on if not. Some BMCs carry out a "cycle" as off and
+// on, and a few leave the host off when the "on" half is lost; a host left
+// off would never netboot, so the result is checked and the host turned on.
 func resetServer(ctx context.Context, m hardware.Machine) error {
 	state, err := m.PowerState(ctx)
 	if err != nil {
 		return err
 	}
-	if strings.HasPrefix(state, "on") || state == "poweringon" {
-		return m.SetPower(ctx, hardware.PowerCycle)
+	if state != hardware.PowerOff {
+		if err := m.SetPower(ctx, hardware.PowerCycle); err != nil {
+			return err
+		}
+		if state, err = m.PowerState(ctx); err != nil || state != hardware.PowerOff {
+			return err
+		}
 	}
 	return m.SetPower(ctx, hardware.PowerOn)
 }

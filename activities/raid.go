@@ -144,13 +144,14 @@ func planRAID(ctrl hardware.StorageController, disks []profiles.LogicalDisk) (ra
 						fmt.Sprintf("drive %s is not a free drive of controller %s (free: %v)", want, ctrl.ID, free), ErrTypeRAIDImpossible, nil)
 				}
 			}
-			drives = d.PhysicalDisks
+			drives = slices.Clone(d.PhysicalDisks)
 		} else {
 			if len(free) < need {
 				return raidPlan{}, temporal.NewNonRetryableApplicationError(
 					fmt.Sprintf("%s needs %d free drives, controller %s has %d", level, need, ctrl.ID, len(free)), ErrTypeRAIDImpossible, nil)
 			}
-			drives = free[:need]
+			// A copy: free is edited in place below.
+			drives = slices.Clone(free[:need])
 		}
 		size, err := d.SizeBytes()
 		if err != nil {

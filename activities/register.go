@@ -22,6 +22,9 @@ const (
 	StartInstallName       = "StartInstall"
 	FinishInstallName      = "FinishInstall"
 	AbortServerName        = "AbortServer"
+	RegisterCloudName      = "RegisterCloud"
+	JoinAggregateName      = "JoinAggregate"
+	AssignTenantName       = "AssignTenant"
 )
 
 // Register registers the CMDB's activities under their stable names.
@@ -42,6 +45,19 @@ func (p *Provisioning) Register(r Registrar) {
 		StartInstallName:       p.StartInstall,
 		FinishInstallName:      p.FinishInstall,
 		AbortServerName:        p.AbortServer,
+	} {
+		r.RegisterActivityWithOptions(fn, activity.RegisterOptions{Name: name})
+	}
+}
+
+// Register registers the cloud steps' activities under their stable names.
+// They are registered even without Ironic: they then report the step
+// skipped, which a workflow needs to hear from the worker that runs it.
+func (c *Cloud) Register(r Registrar) {
+	for name, fn := range map[string]any{
+		RegisterCloudName: c.RegisterCloud,
+		JoinAggregateName: c.JoinAggregate,
+		AssignTenantName:  c.AssignTenant,
 	} {
 		r.RegisterActivityWithOptions(fn, activity.RegisterOptions{Name: name})
 	}

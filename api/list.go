@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -44,6 +45,9 @@ func (s *Server) listServers(c echo.Context) error {
 		// Values go into a visibility query: allow only name characters.
 		if err := workflows.ValidateSerial(v); err != nil {
 			return httpError(http.StatusBadRequest, "invalid %s filter %q", param, v)
+		}
+		if param == "state" && !slices.Contains(workflows.States(), v) {
+			return httpError(http.StatusBadRequest, "unknown state %q (one of %s)", v, strings.Join(workflows.States(), ", "))
 		}
 		query += fmt.Sprintf(` AND %s = "%s"`, attr, v)
 	}

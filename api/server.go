@@ -75,6 +75,7 @@ func New(cfg Config) *Server {
 
 	v1 := e.Group("/api/v1")
 	v1.GET("/info", s.info)
+	v1.GET("/openapi.json", s.openAPI)
 	v1.POST("/servers", s.createServer)
 	v1.GET("/servers/:serial", s.getServer)
 	v1.POST("/servers/:serial/racked", s.racked)

@@ -25,6 +25,9 @@ type createServerRequest struct {
 	BMC      *bmcRequest         `json:"bmc,omitempty"`
 	Profile  string              `json:"profile,omitempty"`
 	Location *workflows.Location `json:"location,omitempty"`
+	// Tenant is the cloud project that ordered the server; it becomes the
+	// Ironic node's owner and lessee once the server is registered.
+	Tenant string `json:"tenant,omitempty"`
 }
 
 // bmcRequest is a BMC as staff give it; the password goes straight into
@@ -63,6 +66,9 @@ func (s *Server) createServer(c echo.Context) error {
 	if err := workflows.ValidateSerial(req.Serial); err != nil {
 		return httpError(http.StatusBadRequest, "%s", err)
 	}
+	if err := workflows.ValidateTenant(req.Tenant); err != nil {
+		return httpError(http.StatusBadRequest, "%s", err)
+	}
 	if req.Profile != "" && !s.cfg.Profiles.Has(req.Profile) {
 		return httpError(http.StatusUnprocessableEntity, "unknown hardware profile %q (known: %s)", req.Profile, strings.Join(s.cfg.Profiles.Names(), ", "))
 	}
@@ -86,7 +92,7 @@ func (s *Server) createServer(c echo.Context) error {
 	if _, err := s.cfg.Temporal.DescribeWorkflowExecution(ctx, id, ""); err == nil {
 		return httpError(http.StatusConflict, "server %s already has a lifecycle (workflow %s)", req.Serial, id)
 	}
-	input := workflows.ServerLifecycleInput{Serial: req.Serial, Location: req.Location, Profile: req.Profile, Actor: "api"}
+	input := workflows.ServerLifecycleInput{Serial: req.Serial, Location: req.Location, Profile: req.Profile, Tenant: req.Tenant, Actor: "api"}
 	if req.BMC != nil {
 		ref, err := s.storeBMC(ctx, req.Serial, *req.BMC)
 		if err != nil {

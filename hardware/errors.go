@@ -114,7 +114,10 @@ func kindOfStatus(code int) ErrorKind {
 		return AuthFailed
 	case code == http.StatusNotFound, code == http.StatusMethodNotAllowed, code == http.StatusNotImplemented:
 		return Unsupported
-	case code == http.StatusRequestTimeout, code == http.StatusTooManyRequests, code >= 500:
+	// 412: the resource changed between the client's read and its write
+	// (If-Match), e.g. the system resource while the host POSTs. Reading
+	// again and retrying is the cure, so it is transient, not a refusal.
+	case code == http.StatusRequestTimeout, code == http.StatusPreconditionFailed, code == http.StatusTooManyRequests, code >= 500:
 		return Transient
 	case code >= 400:
 		return Rejected

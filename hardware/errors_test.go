@@ -43,7 +43,7 @@ func TestClassify(t *testing.T) {
 		{"gofish 501", gofishErr(501), Unsupported},
 		{"gofish 400", gofishErr(400), Rejected},
 		{"gofish 409", gofishErr(409), Rejected},
-		{"gofish 412", gofishErr(412), Rejected},
+		{"gofish 412", gofishErr(412), Transient},
 		{"gofish 500", gofishErr(500), Transient},
 		{"gofish 503", gofishErr(503), Transient},
 		{"gofish 429", gofishErr(429), Transient},

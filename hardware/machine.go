@@ -155,14 +155,15 @@ type VolumeRequest struct {
 type ErrorKind int
 
 const (
-	// Transient failures (5xx, timeouts, connection refused, lost session)
-	// go away by themselves: retry with backoff.
+	// Transient failures (5xx, timeouts, connection refused, lost session,
+	// 412 from a resource that changed under the request) go away by
+	// themselves: retry with backoff.
 	Transient ErrorKind = iota
 	// AuthFailed (401/403) needs a human with the right credential.
 	AuthFailed
 	// Unsupported means this BMC lacks the feature; retrying cannot help.
 	Unsupported
-	// Rejected means the BMC refused the request as invalid (400/409/412).
+	// Rejected means the BMC refused the request as invalid (400/409).
 	Rejected
 )
 

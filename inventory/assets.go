@@ -21,8 +21,11 @@ type Asset struct {
 	BMCAddress string          `json:"bmcAddress,omitempty"`
 	MACs       []string        `json:"macs,omitempty"`
 	Hardware   json.RawMessage `json:"hardware,omitempty"`
-	CreatedAt  time.Time       `json:"createdAt"`
-	UpdatedAt  time.Time       `json:"updatedAt"`
+	// Tenant is the cloud project that ordered the server (its Ironic
+	// node's owner and lessee); empty while unassigned.
+	Tenant    string    `json:"tenant,omitempty"`
+	CreatedAt time.Time `json:"createdAt"`
+	UpdatedAt time.Time `json:"updatedAt"`
 }
 
 // Change is one line of an asset's history: who did what, when.
@@ -45,6 +48,7 @@ type AssetRecord struct {
 	BMCAddress string
 	MACs       []string
 	Hardware   json.RawMessage
+	Tenant     string
 }
 
 // RegisterAsset creates or updates an asset. Registering the same record
@@ -63,7 +67,7 @@ func (s *Store) RegisterAsset(ctx context.Context, rec AssetRecord, actor string
 				state = "registered"
 			}
 			a := Asset{Serial: rec.Serial, Vendor: rec.Vendor, Model: rec.Model, AssetTag: rec.AssetTag, State: state,
-				BMCAddress: rec.BMCAddress, MACs: rec.MACs, Hardware: rec.Hardware, CreatedAt: now, UpdatedAt: now}
+				BMCAddress: rec.BMCAddress, MACs: rec.MACs, Hardware: rec.Hardware, Tenant: rec.Tenant, CreatedAt: now, UpdatedAt: now}
 			if err := insertAsset(ctx, tx, a); err != nil {
 				return err
 			}
@@ -212,7 +216,7 @@ func (s *Store) History(ctx context.Context, serial string) ([]Change, error) {
 	return out, rows.Err()
 }
 
-const assetColumns = `serial, vendor, model, asset_tag, state, site, room, rack, unit, face, height_u, bmc_address, macs, hardware, created_at, updated_at`
+const assetColumns = `serial, vendor, model, asset_tag, state, site, room, rack, unit, face, height_u, bmc_address, macs, hardware, created_at, updated_at, tenant`
 
 func getAsset(ctx context.Context, q querier, serial string) (Asset, error) {
 	var (
@@ -223,7 +227,7 @@ func getAsset(ctx context.Context, q querier, serial string) (Asset, error) {
 	)
 	err := q.QueryRowContext(ctx, `SELECT `+assetColumns+` FROM assets WHERE serial = $1`, serial).Scan(
 		&a.Serial, &a.Vendor, &a.Model, &a.AssetTag, &a.State, &p.Site, &p.Room, &p.Rack, &p.Unit, &p.Face, &p.HeightU,
-		&a.BMCAddress, &macs, &hardware, &createdAt, &updatedAt)
+		&a.BMCAddress, &macs, &hardware, &createdAt, &updatedAt, &a.Tenant)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Asset{}, fmt.Errorf("%w: asset %s", ErrNotFound, serial)
 	}
@@ -256,12 +260,12 @@ func assetArgs(a Asset) []any {
 		hardware = string(a.Hardware)
 	}
 	return []any{a.Serial, a.Vendor, a.Model, a.AssetTag, a.State, p.Site, p.Room, p.Rack, p.Unit, p.Face, p.HeightU,
-		a.BMCAddress, string(macs), hardware, a.CreatedAt, a.UpdatedAt}
+		a.BMCAddress, string(macs), hardware, a.CreatedAt, a.UpdatedAt, a.Tenant}
 }
 
 func insertAsset(ctx context.Context, tx *sql.Tx, a Asset) error {
 	_, err := tx.ExecContext(ctx, `INSERT INTO assets (`+assetColumns+`)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)`, assetArgs(a)...)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)`, assetArgs(a)...)
 	if err != nil {
 		return fmt.Errorf("inventory: insert asset %s: %w", a.Serial, err)
 	}
@@ -271,7 +275,7 @@ func insertAsset(ctx context.Context, tx *sql.Tx, a Asset) error {
 func updateAsset(ctx context.Context, tx *sql.Tx, a Asset) error {
 	_, err := tx.ExecContext(ctx, `UPDATE assets SET vendor = $2, model = $3, asset_tag = $4, state = $5, site = $6,
 		room = $7, rack = $8, unit = $9, face = $10, height_u = $11, bmc_address = $12, macs = $13, hardware = $14,
-		created_at = $15, updated_at = $16 WHERE serial = $1`, assetArgs(a)...)
+		created_at = $15, updated_at = $16, tenant = $17 WHERE serial = $1`, assetArgs(a)...)
 	if err != nil {
 		return fmt.Errorf("inventory: update asset %s: %w", a.Serial, err)
 	}
@@ -302,6 +306,7 @@ func merge(cur Asset, rec AssetRecord) Asset {
 	set(&next.AssetTag, rec.AssetTag)
 	set(&next.State, rec.State)
 	set(&next.BMCAddress, rec.BMCAddress)
+	set(&next.Tenant, rec.Tenant)
 	if rec.MACs != nil {
 		next.MACs = rec.MACs
 	}
@@ -313,7 +318,7 @@ func merge(cur Asset, rec AssetRecord) Asset {
 
 func equalAssets(a, b Asset) bool {
 	return a.Vendor == b.Vendor && a.Model == b.Model && a.AssetTag == b.AssetTag && a.State == b.State &&
-		a.BMCAddress == b.BMCAddress && slices.Equal(a.MACs, b.MACs) && jsonEqual(a.Hardware, b.Hardware)
+		a.BMCAddress == b.BMCAddress && a.Tenant == b.Tenant && slices.Equal(a.MACs, b.MACs) && jsonEqual(a.Hardware, b.Hardware)
 }
 
 func jsonEqual(a, b json.RawMessage) bool {
@@ -345,6 +350,7 @@ func diff(a, b Asset) string {
 	add("assetTag", a.AssetTag, b.AssetTag)
 	add("state", a.State, b.State)
 	add("bmc", a.BMCAddress, b.BMCAddress)
+	add("tenant", a.Tenant, b.Tenant)
 	if !slices.Equal(a.MACs, b.MACs) {
 		parts = append(parts, fmt.Sprintf("macs %v → %v", a.MACs, b.MACs))
 	}

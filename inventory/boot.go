@@ -151,23 +151,12 @@ func (s *Store) ActiveBoot(ctx context.Context, serial string) (BootConfig, erro
 func (s *Store) ConsumePhoneHome(ctx context.Context, token string) (BootConfig, error) {
 	var out BootConfig
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
-		var serial string
-		var attempt int
-		err := tx.QueryRowContext(ctx, `SELECT serial, attempt FROM boot_configs WHERE token = $1`, token).Scan(&serial, &attempt)
-		if errors.Is(err, sql.ErrNoRows) {
-			return fmt.Errorf("%w: unknown phone-home token", ErrNotFound)
-		}
-		if err != nil {
-			return err
-		}
-		b, err := getBoot(ctx, tx, serial, attempt)
+		b, err := activeBootByToken(ctx, tx, token, s.now())
 		if err != nil {
 			return err
 		}
 		now := s.now()
-		if !b.Active(now) {
-			return fmt.Errorf("%w: phone-home token of %s attempt %d already used, retired or expired", ErrNotFound, serial, attempt)
-		}
+		serial, attempt := b.Serial, b.Attempt
 		res, err := tx.ExecContext(ctx, `UPDATE boot_configs SET phoned_at = $1 WHERE serial = $2 AND attempt = $3 AND phoned_at IS NULL`, now, serial, attempt)
 		if err != nil {
 			return err
@@ -253,20 +242,24 @@ func NormalizeMAC(mac string) string {
 // ActiveBootByToken finds the pending attempt a phone-home token belongs to
 // without spending it.
 func (s *Store) ActiveBootByToken(ctx context.Context, token string) (BootConfig, error) {
+	return activeBootByToken(ctx, s.db, token, s.now())
+}
+
+func activeBootByToken(ctx context.Context, q querier, token string, now time.Time) (BootConfig, error) {
 	var serial string
 	var attempt int
-	err := s.db.QueryRowContext(ctx, `SELECT serial, attempt FROM boot_configs WHERE token = $1`, token).Scan(&serial, &attempt)
+	err := q.QueryRowContext(ctx, `SELECT serial, attempt FROM boot_configs WHERE token = $1`, token).Scan(&serial, &attempt)
 	if errors.Is(err, sql.ErrNoRows) {
 		return BootConfig{}, fmt.Errorf("%w: unknown phone-home token", ErrNotFound)
 	}
 	if err != nil {
 		return BootConfig{}, err
 	}
-	b, err := getBoot(ctx, s.db, serial, attempt)
+	b, err := getBoot(ctx, q, serial, attempt)
 	if err != nil {
 		return BootConfig{}, err
 	}
-	if !b.Active(s.now()) {
+	if !b.Active(now) {
 		return BootConfig{}, fmt.Errorf("%w: phone-home token of %s attempt %d already used, retired or expired", ErrNotFound, serial, attempt)
 	}
 	return b, nil

@@ -227,3 +227,25 @@ func TestRegisterAssetIsIdempotentWithHistory(t *testing.T) {
 		require.ErrorIs(t, s.SetState(ctx, "SN-NOPE", "x", "y", ""), ErrNotFound)
 	})
 }
+
+func TestTenantIsRecordedOnceWithHistory(t *testing.T) {
+	forEachDialect(t, func(t *testing.T, s *Store) {
+		ctx := context.Background()
+		_, err := s.RegisterAsset(ctx, AssetRecord{Serial: "SN-T", State: "installed"}, "lifecycle")
+		require.NoError(t, err)
+		for range 2 {
+			_, err = s.RegisterAsset(ctx, AssetRecord{Serial: "SN-T", Tenant: "proj-a"}, "lifecycle")
+			require.NoError(t, err)
+		}
+		// A later record without a tenant keeps the assignment.
+		_, err = s.RegisterAsset(ctx, AssetRecord{Serial: "SN-T", Vendor: "HPE"}, "lifecycle")
+		require.NoError(t, err)
+		a, err := s.GetAsset(ctx, "SN-T")
+		require.NoError(t, err)
+		require.Equal(t, "proj-a", a.Tenant)
+		h, err := s.History(ctx, "SN-T")
+		require.NoError(t, err)
+		require.Len(t, h, 3, "registered, tenant once, vendor")
+		require.Contains(t, h[1].Detail, `tenant "" → "proj-a"`)
+	})
+}

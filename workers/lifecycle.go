@@ -7,6 +7,7 @@ import (
 	"go.temporal.io/sdk/worker"
 
 	"github.com/metalflow/metalflow/activities"
+	"github.com/metalflow/metalflow/cloud"
 	"github.com/metalflow/metalflow/credentials"
 	"github.com/metalflow/metalflow/hardware"
 	"github.com/metalflow/metalflow/inventory"
@@ -23,6 +24,15 @@ type LifecycleDependencies struct {
 	Dial hardware.Dialer
 	// InsecureBMCTLS accepts self-signed BMC certificates.
 	InsecureBMCTLS bool
+	// Ironic registers installed servers in the cloud; nil turns the cloud
+	// steps off (they report skipped-by-config).
+	Ironic *cloud.Ironic
+	// Compute adds hypervisors to Nova aggregates; nil skips that step.
+	Compute *cloud.Compute
+	// IronicInsecureBMC makes Ironic accept self-signed BMC certificates.
+	IronicInsecureBMC bool
+	// SiteConductorGroups pins nodes to the conductor group of their site.
+	SiteConductorGroups bool
 }
 
 // NewLifecycleWorker polls the lifecycle task queue with every lifecycle
@@ -34,6 +44,10 @@ func NewLifecycleWorker(c client.Client, deps LifecycleDependencies) worker.Work
 	(&activities.Provisioning{
 		Inventory: deps.Inventory, Credentials: deps.Credentials, Profiles: deps.Profiles,
 		Dial: deps.Dial, InsecureTLS: deps.InsecureBMCTLS,
+	}).Register(w)
+	(&activities.Cloud{
+		Ironic: deps.Ironic, Compute: deps.Compute, Inventory: deps.Inventory, Credentials: deps.Credentials,
+		InsecureBMC: deps.IronicInsecureBMC, SiteConductorGroups: deps.SiteConductorGroups,
 	}).Register(w)
 	(&BatchActivities{Client: c}).Register(w)
 	return w

@@ -9,6 +9,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/metalflow/metalflow/activities"
+	"github.com/metalflow/metalflow/profiles"
 )
 
 // rackReminderInterval is how long a registered server may wait for a
@@ -20,6 +21,9 @@ const rackReminderInterval = 24 * time.Hour
 // lifecycle.
 func ServerLifecycle(ctx workflow.Context, in ServerLifecycleInput) (ServerStatus, error) {
 	if err := ValidateSerial(in.Serial); err != nil {
+		return ServerStatus{}, temporal.NewNonRetryableApplicationError(err.Error(), "InvalidInput", nil)
+	}
+	if err := ValidateTenant(in.Tenant); err != nil {
 		return ServerStatus{}, temporal.NewNonRetryableApplicationError(err.Error(), "InvalidInput", nil)
 	}
 	l := newLifecycle(in)
@@ -51,10 +55,17 @@ type lifecycle struct {
 	inspected  activities.InspectServerResult
 	// phonedHome is the install attempt the installer reported from.
 	phonedHome int
+	// hostname is what the installed host called itself when it phoned
+	// home: the name nova-compute registers under.
+	hostname string
+	// registered says the Ironic node is available; assigned that
+	// AssignTenant finished. Both make the server ready.
+	registered, assigned bool
 }
 
 type decision struct {
 	action string
+	by     string
 	retry  RetryInput
 	abort  AbortInput
 }
@@ -78,6 +89,7 @@ func newLifecycle(in ServerLifecycleInput) *lifecycle {
 			State:  StateWaitingRack,
 			Step:   StepRack,
 			Steps:  steps,
+			Tenant: in.Tenant,
 		},
 		racked: in.Location,
 	}
@@ -116,6 +128,7 @@ func (l *lifecycle) registerHandlers(ctx workflow.Context) error {
 			}
 			if ph.Attempt == l.status.InstallAttempt && l.status.Step == StepInstallOS {
 				l.phonedHome = ph.Attempt
+				l.hostname = ph.Hostname
 			} else {
 				workflow.GetLogger(ctx).Warn("ignoring phone-home for another install attempt",
 					"attempt", ph.Attempt, "current", l.status.InstallAttempt)
@@ -200,7 +213,7 @@ func (l *lifecycle) handleSkip(ctx workflow.Context, in SkipInput) (DecisionResu
 	if err := l.validateSkip(in); err != nil {
 		return DecisionResult{}, err
 	}
-	l.decision = &decision{action: UpdateSkip}
+	l.decision = &decision{action: UpdateSkip, by: in.By}
 	return DecisionResult{Serial: l.status.Serial, Action: UpdateSkip, Step: l.status.Attention.Step}, nil
 }
 
@@ -238,8 +251,14 @@ func (l *lifecycle) run(ctx workflow.Context) (ServerStatus, error) {
 	case err == nil:
 		l.status.Step = ""
 		l.status.Attention = nil
-		if err = l.setStepAttribute(ctx, StateInstalled); err == nil {
-			err = l.setState(ctx, StateInstalled)
+		// Without a cloud registration (no Ironic configured, or staff
+		// skipped it) the server is installed but not schedulable.
+		final := StateInstalled
+		if l.registered && l.assigned {
+			final = StateReady
+		}
+		if err = l.setStepAttribute(ctx, final); err == nil {
+			err = l.setState(ctx, final)
 		}
 	}
 	if err != nil {
@@ -276,6 +295,27 @@ func (l *lifecycle) runSteps(ctx workflow.Context) error {
 		{StepConfigureRAID, true, l.configureRAID},
 		{StepInstallOS, false, l.installOS},
 	}
+	// Runs started before the cloud steps existed end after the install,
+	// as they did then: replaying their histories must not find new
+	// activities in them.
+	if workflow.GetVersion(ctx, cloudStepsChange, workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+		for _, name := range []string{StepRegisterCloud, StepJoinAggregate, StepAssignTenant} {
+			l.markSkipped(name, "this lifecycle started before metalflow had cloud steps")
+		}
+	} else {
+		steps = append(steps, []struct {
+			name      string
+			skippable bool
+			run       func(workflow.Context) error
+		}{
+			// Staff may skip registration (the server stays installed) and
+			// aggregate membership (Nova can be fixed later); a registered
+			// node is not ready until it has its tenant.
+			{StepRegisterCloud, true, l.registerCloud},
+			{StepJoinAggregate, true, l.joinAggregate},
+			{StepAssignTenant, false, l.assignTenant},
+		}...)
+	}
 	for i := 0; i < len(steps); i++ {
 		err := l.runStep(ctx, steps[i].name, steps[i].skippable, steps[i].run)
 		if errors.Is(err, errReinspect) {
@@ -310,6 +350,12 @@ func (l *lifecycle) runStep(ctx workflow.Context, name string, skippable bool, r
 			l.finishStep(ctx, step, nil)
 			return nil
 		}
+		var skip *stepSkipped
+		if errors.As(err, &skip) {
+			l.finishStep(ctx, step, nil)
+			step.Status, step.Note = StepSkipped, skip.note
+			return nil
+		}
 		if temporal.IsCanceledError(err) {
 			return err
 		}
@@ -321,6 +367,7 @@ func (l *lifecycle) runStep(ctx workflow.Context, name string, skippable bool, r
 		switch d.action {
 		case UpdateSkip:
 			step.Status = StepSkipped
+			step.Note = "skipped by " + actorOr(d.by, "staff")
 			return nil
 		case UpdateAbort:
 			return errAborted
@@ -534,6 +581,121 @@ func (l *lifecycle) installOS(ctx workflow.Context) error {
 	}
 	return temporal.NewNonRetryableApplicationError(
 		fmt.Sprintf("the installer did not phone home in %d attempt(s) of %s each", attempts, timeout), "InstallTimeout", nil)
+}
+
+// cloudStepsChange versions the addition of the cloud steps after the
+// install (see runSteps).
+const cloudStepsChange = "cloud-steps"
+
+// stepSkipped is what a step returns when it found nothing it may do, for
+// a reason the status should show (no Ironic configured, not a
+// hypervisor): the step is marked skipped with the note, never done.
+type stepSkipped struct{ note string }
+
+func (s *stepSkipped) Error() string { return "skipped: " + s.note }
+
+func skipStep(note string) error { return &stepSkipped{note: note} }
+
+// markSkipped marks a step that will not run at all.
+func (l *lifecycle) markSkipped(name, note string) {
+	for i := range l.status.Steps {
+		if l.status.Steps[i].Name == name {
+			l.status.Steps[i].Status = StepSkipped
+			l.status.Steps[i].Note = note
+		}
+	}
+}
+
+// noteRegistrationSkipped is why the later cloud steps do nothing once
+// RegisterCloud did not register the node.
+const noteRegistrationSkipped = "RegisterCloud did not run: the server has no Ironic node"
+
+// registerCloud enrolls the installed server in Ironic and waits for the
+// node to be available. The worker decides whether an Ironic is
+// configured; without one the step is skipped with its note.
+func (l *lifecycle) registerCloud(ctx workflow.Context) error {
+	bmc, err := l.bmc()
+	if err != nil {
+		return err
+	}
+	in := activities.RegisterCloudInput{
+		Serial: l.status.Serial, BMC: bmc,
+		CPUs: l.inspected.CPUs, MemoryMiB: l.inspected.MemoryMiB, LocalGB: l.inspected.LocalGB, CPUArch: l.inspected.CPUArch,
+		ResourceClass: l.inspected.ResourceClass, MACs: l.inspected.MACs, Actor: "lifecycle",
+	}
+	if l.racked != nil {
+		in.Site, in.Room, in.Rack = l.racked.Site, l.racked.Room, l.racked.Rack
+	}
+	var res activities.CloudStepResult
+	if err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, cloudActivityOptions()), activities.RegisterCloudName, in).Get(ctx, &res); err != nil {
+		return err
+	}
+	if res.Skipped {
+		return skipStep(res.Note)
+	}
+	l.registered = true
+	l.status.Cloud = &CloudNode{NodeUUID: res.NodeUUID, ProvisionState: res.ProvisionState, PowerState: res.PowerState}
+	return nil
+}
+
+// joinAggregate puts hypervisors into their rack's Nova aggregate; other
+// roles have no nova-compute to add.
+func (l *lifecycle) joinAggregate(ctx workflow.Context) error {
+	if !l.registered {
+		return skipStep(noteRegistrationSkipped)
+	}
+	if l.inspected.Role != profiles.RoleHypervisor {
+		return skipStep(fmt.Sprintf("role %q: only hypervisors join a Nova aggregate", l.inspected.Role))
+	}
+	in := activities.JoinAggregateInput{Serial: l.status.Serial, Host: l.hostname, Actor: "lifecycle"}
+	if in.Host == "" {
+		in.Host = l.status.Serial
+	}
+	if l.racked != nil {
+		in.Site, in.Room, in.Rack = l.racked.Site, l.racked.Room, l.racked.Rack
+	}
+	var res activities.CloudStepResult
+	if err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, cloudActivityOptions()), activities.JoinAggregateName, in).Get(ctx, &res); err != nil {
+		return err
+	}
+	if res.Skipped {
+		return skipStep(res.Note)
+	}
+	l.markNote(StepJoinAggregate, res.Note)
+	return nil
+}
+
+// assignTenant hands the node to the project that ordered the server.
+func (l *lifecycle) assignTenant(ctx workflow.Context) error {
+	if !l.registered {
+		return skipStep(noteRegistrationSkipped)
+	}
+	var res activities.CloudStepResult
+	if err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, cloudActivityOptions()), activities.AssignTenantName,
+		activities.AssignTenantInput{Serial: l.status.Serial, Tenant: l.in.Tenant, Actor: "lifecycle"}).Get(ctx, &res); err != nil {
+		return err
+	}
+	if res.Skipped && res.Note != activities.NoteNoTenant {
+		return skipStep(res.Note)
+	}
+	// No tenant is a complete answer: the node is available to the
+	// cloud's shared pool, so the server is ready.
+	l.assigned = true
+	if res.ProvisionState != "" && l.status.Cloud != nil {
+		l.status.Cloud.ProvisionState, l.status.Cloud.PowerState = res.ProvisionState, res.PowerState
+	}
+	if res.Skipped {
+		return skipStep(res.Note)
+	}
+	return nil
+}
+
+func (l *lifecycle) markNote(name, note string) {
+	for i := range l.status.Steps {
+		if l.status.Steps[i].Name == name {
+			l.status.Steps[i].Note = note
+		}
+	}
 }
 
 func (l *lifecycle) setStepAttribute(ctx workflow.Context, value string) error {

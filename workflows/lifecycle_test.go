@@ -28,6 +28,9 @@ type fakeProvisioning struct {
 	inspect  activities.InspectServerResult
 	inputs   map[string][]any
 	attempts []int
+	// ironic and nova say what the stand-in worker has configured; without
+	// them the cloud steps answer skipped, as the real activities do.
+	ironic, nova bool
 }
 
 func newFake() *fakeProvisioning {
@@ -103,6 +106,27 @@ func (f *fakeProvisioning) register(env *testsuite.TestWorkflowEnvironment) {
 	})
 	reg(activities.AbortServerName, func(_ context.Context, in activities.AbortServerInput) error {
 		return f.record(activities.AbortServerName, in)
+	})
+	reg(activities.RegisterCloudName, func(_ context.Context, in activities.RegisterCloudInput) (activities.CloudStepResult, error) {
+		if err := f.record(activities.RegisterCloudName, in); err != nil || !f.ironic {
+			return activities.CloudStepResult{Skipped: !f.ironic, Note: activities.NoteNoIronic}, err
+		}
+		return activities.CloudStepResult{NodeUUID: "node-" + in.Serial, ProvisionState: "available", PowerState: "power off"}, nil
+	})
+	reg(activities.JoinAggregateName, func(_ context.Context, in activities.JoinAggregateInput) (activities.CloudStepResult, error) {
+		if err := f.record(activities.JoinAggregateName, in); err != nil || !f.nova {
+			return activities.CloudStepResult{Skipped: !f.nova, Note: activities.NoteNoNova}, err
+		}
+		return activities.CloudStepResult{Note: "host " + in.Host + " in aggregate " + in.Site + "-" + in.Rack}, nil
+	})
+	reg(activities.AssignTenantName, func(_ context.Context, in activities.AssignTenantInput) (activities.CloudStepResult, error) {
+		if err := f.record(activities.AssignTenantName, in); err != nil || !f.ironic {
+			return activities.CloudStepResult{Skipped: !f.ironic, Note: activities.NoteNoIronic}, err
+		}
+		if in.Tenant == "" {
+			return activities.CloudStepResult{Skipped: true, Note: activities.NoteNoTenant}, nil
+		}
+		return activities.CloudStepResult{NodeUUID: "node-" + in.Serial, ProvisionState: "available", PowerState: "power off"}, nil
 	})
 }
 
@@ -223,9 +247,9 @@ func TestLifecycleFromDockToInstalled(t *testing.T) {
 
 	require.Equal(t, StepInstallOS, installing.Step)
 	require.Equal(t, 1, installing.InstallAttempt)
-	require.Equal(t, StateInstalled, final.State)
+	require.Equal(t, StateInstalled, final.State, "no Ironic configured: installed, not ready")
 	require.Equal(t, &dock, final.Location)
-	for _, s := range final.Steps {
+	for _, s := range hardwareSteps(final) {
 		require.Equal(t, StepDone, s.Status, s.Name)
 		require.NotNil(t, s.FinishedAt, s.Name)
 	}
@@ -233,6 +257,7 @@ func TestLifecycleFromDockToInstalled(t *testing.T) {
 	require.Equal(t, []string{
 		activities.RackServerName, activities.RegisterAssetName, activities.InspectServerName, activities.RegisterMonitoringName,
 		activities.ConfigureBIOSName, activities.ConfigureRAIDName, activities.StartInstallName, activities.FinishInstallName,
+		activities.RegisterCloudName,
 	}, lt.fake.calls)
 	rack := lt.fake.inputs[activities.RackServerName][0].(activities.RackServerInput)
 	require.Equal(t, "tech-7", rack.Actor)
@@ -469,10 +494,231 @@ func TestLifecycleRetryWithAnotherProfileStartsAgainFromInspection(t *testing.T)
 		activities.RackServerName, activities.RegisterAssetName, activities.InspectServerName, activities.RegisterMonitoringName,
 		activities.ConfigureBIOSName, activities.ConfigureRAIDName,
 		activities.InspectServerName, activities.RegisterMonitoringName, activities.ConfigureBIOSName, activities.ConfigureRAIDName,
-		activities.StartInstallName, activities.FinishInstallName,
+		activities.StartInstallName, activities.FinishInstallName, activities.RegisterCloudName,
 	}, lt.fake.calls)
 	require.Equal(t, "default", lt.fake.inputs[activities.InspectServerName][1].(activities.InspectServerInput).Profile)
-	for _, s := range final.Steps {
+	for _, s := range hardwareSteps(final) {
 		require.Equal(t, StepDone, s.Status, s.Name)
 	}
+}
+
+// hardwareSteps are the steps up to and including InstallOS: everything
+// but the cloud steps.
+func hardwareSteps(st ServerStatus) []StepStatus {
+	for i, s := range st.Steps {
+		if s.Name == StepInstallOS {
+			return st.Steps[:i+1]
+		}
+	}
+	return st.Steps
+}
+
+func stepNamed(t *testing.T, st ServerStatus, name string) StepStatus {
+	t.Helper()
+	for _, s := range st.Steps {
+		if s.Name == name {
+			return s
+		}
+	}
+	t.Fatalf("no step %s in %+v", name, st.Steps)
+	return StepStatus{}
+}
+
+// Without an Ironic the worker's RegisterCloud answers skipped: every cloud
+// step says so in the status, none is faked as done, and the server ends
+// installed rather than ready.
+func TestLifecycleCloudStepsSkippedByConfig(t *testing.T) {
+	lt := newLifecycleTest(t)
+	in := input("SN-20")
+	in.Location = &dock
+	in.Tenant = "proj-a"
+	lt.env.ExecuteWorkflow(ServerLifecycleName, in)
+	final := lt.result()
+	require.Equal(t, StateInstalled, final.State)
+	for _, name := range []string{StepRegisterCloud, StepJoinAggregate, StepAssignTenant} {
+		s := stepNamed(t, final, name)
+		require.Equal(t, StepSkipped, s.Status, name)
+		require.NotNil(t, s.FinishedAt, name)
+	}
+	require.Equal(t, activities.NoteNoIronic, stepNamed(t, final, StepRegisterCloud).Note)
+	require.Contains(t, stepNamed(t, final, StepAssignTenant).Note, "no Ironic node")
+	require.Nil(t, final.Cloud)
+	require.Equal(t, "proj-a", final.Tenant)
+	require.Equal(t, 1, lt.fake.count(activities.RegisterCloudName))
+	require.Zero(t, lt.fake.count(activities.JoinAggregateName))
+	require.Zero(t, lt.fake.count(activities.AssignTenantName))
+}
+
+// With Ironic: the node is registered from what inspection found, the
+// tenant assigned, and the server is ready. A compute server does not join
+// a Nova aggregate.
+func TestLifecycleReadyWithIronic(t *testing.T) {
+	lt := newLifecycleTest(t)
+	lt.fake.ironic = true
+	lt.fake.inspect.CPUs, lt.fake.inspect.MemoryMiB, lt.fake.inspect.LocalGB = 32, 262144, 960
+	lt.fake.inspect.CPUArch, lt.fake.inspect.ResourceClass = "x86_64", "baremetal.gp"
+	in := input("SN-21")
+	in.Location = &dock
+	in.Tenant = "proj-a"
+	lt.env.ExecuteWorkflow(ServerLifecycleName, in)
+	final := lt.result()
+
+	require.Equal(t, StateReady, final.State)
+	for _, s := range final.Steps[:len(final.Steps)-2] {
+		require.Equal(t, StepDone, s.Status, s.Name)
+	}
+	agg := stepNamed(t, final, StepJoinAggregate)
+	require.Equal(t, StepSkipped, agg.Status)
+	require.Contains(t, agg.Note, "only hypervisors")
+	require.Equal(t, StepDone, stepNamed(t, final, StepAssignTenant).Status)
+	require.Equal(t, &CloudNode{NodeUUID: "node-SN-21", ProvisionState: "available", PowerState: "power off"}, final.Cloud)
+
+	reg := lt.fake.inputs[activities.RegisterCloudName][0].(activities.RegisterCloudInput)
+	require.Equal(t, activities.RegisterCloudInput{
+		Serial: "SN-21", BMC: activities.BMCRef{Address: "https://127.0.0.1:9443", CredentialRef: "cred-1"},
+		CPUs: 32, MemoryMiB: 262144, LocalGB: 960, CPUArch: "x86_64", ResourceClass: "baremetal.gp",
+		MACs: []string{"02:00:00:00:00:01"}, Site: "dc1", Room: "A", Rack: "R07", Actor: "lifecycle",
+	}, reg, "the credential travels by reference; the failure domain is the rack")
+	ten := lt.fake.inputs[activities.AssignTenantName][0].(activities.AssignTenantInput)
+	require.Equal(t, "proj-a", ten.Tenant)
+	require.Zero(t, lt.fake.count(activities.JoinAggregateName))
+}
+
+// A hypervisor joins its rack's aggregate under the name its installer
+// reported; without Nova configured the worker says the step is skipped.
+func TestLifecycleHypervisorJoinsAggregate(t *testing.T) {
+	for _, nova := range []bool{true, false} {
+		t.Run(fmt.Sprintf("nova=%v", nova), func(t *testing.T) {
+			lt := newLifecycleTest(t)
+			lt.fake.ironic, lt.fake.nova = true, nova
+			lt.fake.inspect.Role = "hypervisor"
+			in := input("SN-22")
+			in.Location = &dock
+			lt.env.ExecuteWorkflow(ServerLifecycleName, in)
+			final := lt.result()
+			require.Equal(t, StateReady, final.State, "no tenant: ready in the shared pool")
+			join := lt.fake.inputs[activities.JoinAggregateName][0].(activities.JoinAggregateInput)
+			require.Equal(t, activities.JoinAggregateInput{Serial: "SN-22", Host: "host", Site: "dc1", Room: "A", Rack: "R07", Actor: "lifecycle"}, join)
+			agg := stepNamed(t, final, StepJoinAggregate)
+			if nova {
+				require.Equal(t, StepDone, agg.Status)
+				require.Equal(t, "host host in aggregate dc1-R07", agg.Note)
+			} else {
+				require.Equal(t, StepSkipped, agg.Status)
+				require.Equal(t, activities.NoteNoNova, agg.Note)
+			}
+			ten := stepNamed(t, final, StepAssignTenant)
+			require.Equal(t, StepSkipped, ten.Status)
+			require.Equal(t, activities.NoteNoTenant, ten.Note)
+		})
+	}
+}
+
+// Ironic's verdict on a failed manage parks the server with last_error; a
+// retry after the BMC is fixed registers it and the server is ready.
+func TestLifecycleIronicFailureParksThenRetryMakesReady(t *testing.T) {
+	lt := newLifecycleTest(t)
+	lt.fake.ironic = true
+	lastError := "manage SN-23: node ended in \"enroll\" instead of \"manageable\": last_error: Redfish connection failed for node"
+	lt.fake.failNext(activities.RegisterCloudName, appErr(lastError, activities.ErrTypeCloudFailed))
+	in := input("SN-23")
+	in.Location = &dock
+	in.Tenant = "proj-b"
+	var parked ServerStatus
+	var retry *updateOutcome
+	lt.at(time.Hour, func() {
+		parked = lt.status()
+		retry = lt.update(UpdateRetry, RetryInput{By: "ops"})
+	})
+	lt.env.ExecuteWorkflow(ServerLifecycleName, in)
+	final := lt.result()
+
+	require.Equal(t, StateAttention, parked.State)
+	require.Equal(t, &Attention{Step: StepRegisterCloud, Error: lastError, Skippable: true}, parked.Attention)
+	require.Equal(t, StepFailed, stepNamed(t, parked, StepRegisterCloud).Status)
+	require.Equal(t, StepPending, stepNamed(t, parked, StepAssignTenant).Status)
+	require.NoError(t, retry.refused())
+	require.Equal(t, StateReady, final.State)
+	require.Equal(t, StepDone, stepNamed(t, final, StepRegisterCloud).Status)
+	require.Equal(t, 2, lt.fake.count(activities.RegisterCloudName))
+	require.Equal(t, 1, lt.fake.count(activities.AssignTenantName))
+	require.Equal(t, 1, lt.fake.count(activities.FinishInstallName), "the retry does not reinstall")
+}
+
+// Ironic down: Temporal retries the activity with backoff; the server never
+// reaches attention and ends ready once Ironic answers.
+func TestLifecycleTransientIronicErrorsAreRetried(t *testing.T) {
+	lt := newLifecycleTest(t)
+	lt.fake.ironic = true
+	down := temporal.NewApplicationError("get SN-24: dial tcp 127.0.0.1:6385: connect: connection refused", activities.ErrTypeCloudTransient)
+	lt.fake.failNext(activities.RegisterCloudName, down, down, down)
+	in := input("SN-24")
+	in.Location = &dock
+	in.Tenant = "proj-c"
+	lt.env.ExecuteWorkflow(ServerLifecycleName, in)
+	final := lt.result()
+	require.Equal(t, StateReady, final.State)
+	require.Equal(t, 4, lt.fake.count(activities.RegisterCloudName))
+	require.Nil(t, final.Attention)
+}
+
+// Staff may skip a cloud registration that cannot work (e.g. the cloud is
+// not ready for this rack): the server stays installed, the later cloud
+// steps say why they did nothing.
+func TestLifecycleSkippedRegistrationEndsInstalled(t *testing.T) {
+	lt := newLifecycleTest(t)
+	lt.fake.ironic = true
+	lt.fake.failNext(activities.RegisterCloudName, appErr("enroll SN-25: add port 02:00:00:00:00:01: MAC already on another node", activities.ErrTypeCloudRejected))
+	in := input("SN-25")
+	in.Location = &dock
+	// The install's installer phones home after five minutes.
+	lt.at(time.Hour, func() { lt.update(UpdateSkip, SkipInput{By: "ops"}) })
+	lt.env.ExecuteWorkflow(ServerLifecycleName, in)
+	final := lt.result()
+	require.Equal(t, StateInstalled, final.State)
+	reg := stepNamed(t, final, StepRegisterCloud)
+	require.Equal(t, StepSkipped, reg.Status)
+	require.Equal(t, "skipped by ops", reg.Note)
+	require.Equal(t, noteRegistrationSkipped, stepNamed(t, final, StepAssignTenant).Note)
+	require.Zero(t, lt.fake.count(activities.AssignTenantName))
+}
+
+func TestLifecycleRefusesInvalidTenant(t *testing.T) {
+	lt := newLifecycleTest(t)
+	in := input("SN-26")
+	in.Tenant = "proj a"
+	lt.env.ExecuteWorkflow(ServerLifecycleName, in)
+	var ae *temporal.ApplicationError
+	require.True(t, errors.As(lt.env.GetWorkflowError(), &ae))
+	require.Equal(t, "InvalidInput", ae.Type())
+}
+
+// Ironic down for longer than the cloud activities' hour of retries: the
+// server parks in attention with the last failure, and a retry once Ironic
+// is back makes it ready.
+func TestLifecycleIronicDownAnHourParksThenRetry(t *testing.T) {
+	lt := newLifecycleTest(t)
+	lt.fake.ironic = true
+	down := temporal.NewApplicationError("get SN-27: dial tcp 127.0.0.1:6385: connect: connection refused", activities.ErrTypeCloudTransient)
+	for range 200 {
+		lt.fake.failNext(activities.RegisterCloudName, down)
+	}
+	in := input("SN-27")
+	in.Location = &dock
+	in.Tenant = "proj-d"
+	var parked ServerStatus
+	lt.at(3*time.Hour, func() {
+		parked = lt.status()
+		lt.fake.mu.Lock()
+		lt.fake.errs[activities.RegisterCloudName] = nil // Ironic is back
+		lt.fake.mu.Unlock()
+		lt.update(UpdateRetry, RetryInput{})
+	})
+	lt.env.ExecuteWorkflow(ServerLifecycleName, in)
+	final := lt.result()
+	require.Equal(t, StateAttention, parked.State)
+	require.Equal(t, StepRegisterCloud, parked.Attention.Step)
+	require.Contains(t, parked.Attention.Error, "connection refused", "the last failure, not only the timeout")
+	require.Greater(t, lt.fake.count(activities.RegisterCloudName), 10, "retried with backoff before asking a human")
+	require.Equal(t, StateReady, final.State)
 }

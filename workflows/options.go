@@ -60,3 +60,25 @@ func bmcActivityOptions(startToClose time.Duration) workflow.ActivityOptions {
 		},
 	}
 }
+
+// cloudActivityOptions: the cloud steps wait on Ironic's own transitions
+// (manage makes the conductor reach the BMC through sushy, with its own
+// connection retries), so one attempt may take minutes; the activity
+// heartbeats while it waits, so a dead worker is noticed in 20 s. Ironic or
+// Nova down, answering 5xx or holding the node's lock is retried with
+// backoff for an hour, long enough for a control-plane restart or upgrade;
+// after that, or at once for refusals and failed transitions (with
+// Ironic's last_error), the server parks in attention for a human.
+func cloudActivityOptions() workflow.ActivityOptions {
+	return workflow.ActivityOptions{
+		StartToCloseTimeout:    10 * time.Minute,
+		ScheduleToCloseTimeout: time.Hour,
+		HeartbeatTimeout:       20 * time.Second,
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval:        2 * time.Second,
+			BackoffCoefficient:     2,
+			MaximumInterval:        time.Minute,
+			NonRetryableErrorTypes: activities.NonRetryableErrorTypes(),
+		},
+	}
+}

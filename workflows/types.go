@@ -30,8 +30,11 @@ const (
 	StateProvisioning = "provisioning"
 	StateAttention    = "attention"
 	StateInstalled    = "installed"
-	StateAborted      = "aborted"
-	StateFailed       = "failed"
+	// StateReady: the server's Ironic node is available and assigned to
+	// its tenant; the cloud can schedule it.
+	StateReady   = "ready"
+	StateAborted = "aborted"
+	StateFailed  = "failed"
 )
 
 // Step statuses.
@@ -53,11 +56,15 @@ const (
 	StepConfigureBIOS      = "ConfigureBIOS"
 	StepConfigureRAID      = "ConfigureRAID"
 	StepInstallOS          = "InstallOS"
+	StepRegisterCloud      = "RegisterCloud"
+	StepJoinAggregate      = "JoinAggregate"
+	StepAssignTenant       = "AssignTenant"
 )
 
 // Steps lists the lifecycle's steps in order.
 func Steps() []string {
-	return []string{StepRack, StepRegisterAsset, StepInspect, StepRegisterMonitoring, StepConfigureBIOS, StepConfigureRAID, StepInstallOS}
+	return []string{StepRack, StepRegisterAsset, StepInspect, StepRegisterMonitoring, StepConfigureBIOS, StepConfigureRAID, StepInstallOS,
+		StepRegisterCloud, StepJoinAggregate, StepAssignTenant}
 }
 
 // ServerLifecycleInput starts the lifecycle of one server.
@@ -73,6 +80,10 @@ type ServerLifecycleInput struct {
 	// Location is set when the server is registered already racked; the
 	// lifecycle then does not wait for the technician.
 	Location *Location `json:"location,omitempty"`
+	// Tenant is the cloud project that ordered the server: AssignTenant
+	// makes it the Ironic node's owner and lessee. Empty leaves the node
+	// in the shared pool.
+	Tenant string `json:"tenant,omitempty"`
 }
 
 // Location is where a technician put the server.
@@ -111,6 +122,17 @@ type ServerStatus struct {
 	InstallAttempt int `json:"installAttempt,omitempty"`
 	// RackReminders counts the daily nudges sent while nobody racked it.
 	RackReminders int `json:"rackReminders,omitempty"`
+	// Tenant is the project the server was ordered for.
+	Tenant string `json:"tenant,omitempty"`
+	// Cloud is the server's Ironic node once RegisterCloud has run.
+	Cloud *CloudNode `json:"cloud,omitempty"`
+}
+
+// CloudNode is the server's Ironic node as the lifecycle last saw it.
+type CloudNode struct {
+	NodeUUID       string `json:"nodeUUID"`
+	ProvisionState string `json:"provisionState"`
+	PowerState     string `json:"powerState,omitempty"`
 }
 
 // StepStatus is one step of the lifecycle as the status query reports it.
@@ -120,6 +142,9 @@ type StepStatus struct {
 	StartedAt  *time.Time `json:"startedAt,omitempty"`
 	FinishedAt *time.Time `json:"finishedAt,omitempty"`
 	Error      string     `json:"error,omitempty"`
+	// Note says why a step was skipped (e.g. no Ironic configured) or
+	// what it left behind.
+	Note string `json:"note,omitempty"`
 }
 
 // Attention says why a lifecycle waits for a human, and what they may do.

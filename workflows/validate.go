@@ -77,3 +77,17 @@ func ValidateLocation(l Location) error {
 	}
 	return nil
 }
+
+// maxTenantLength bounds tenants: Keystone project IDs are 32 hex digits,
+// names at most 64 characters.
+const maxTenantLength = 64
+
+// ValidateTenant checks a tenant (cloud project) name or ID; empty means
+// none. It becomes the Ironic node's owner, and Ironic matches it against
+// the project of a request, so it must be a plain identifier.
+func ValidateTenant(tenant string) error {
+	if tenant != "" && !isName(tenant, maxTenantLength) {
+		return fmt.Errorf("tenant %q must be a project name or ID: letters, digits, '.', '_', '-', at most %d, starting with a letter or digit", tenant, maxTenantLength)
+	}
+	return nil
+}

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"time"
 
@@ -18,6 +19,7 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/metalflow/metalflow/api"
+	"github.com/metalflow/metalflow/cloud"
 	"github.com/metalflow/metalflow/credentials"
 	"github.com/metalflow/metalflow/hardware"
 	"github.com/metalflow/metalflow/internal/telemetry"
@@ -247,4 +249,78 @@ func (p *provisioningFlags) dependencies(inv *inventory.Store, vault credentials
 	return workers.LifecycleDependencies{
 		Inventory: inv, Credentials: vault, Profiles: catalog, Dial: hardware.Dial, InsecureBMCTLS: p.bmcInsecure,
 	}
+}
+
+// cloudFlags configure the lifecycle's cloud steps. Without --ironic-url
+// they are off: the steps report skipped-by-config and servers end
+// installed.
+type cloudFlags struct {
+	ironicURL           string
+	ironicInsecureBMC   bool
+	siteConductorGroups bool
+	novaURL             string
+	novaTokenFile       string
+}
+
+// cloudHTTPTimeout bounds one request to Ironic or Nova, so a hung service
+// costs a retried attempt rather than the activity's whole StartToClose.
+const cloudHTTPTimeout = time.Minute
+
+func (c *cloudFlags) register(fs *flag.FlagSet, insecureDefault bool) {
+	fs.StringVar(&c.ironicURL, "ironic-url", "", "noauth OpenStack Ironic (e.g. http://127.0.0.1:6385; scripts/ironic.sh runs one) that installed servers are registered in; empty turns cloud registration off")
+	fs.BoolVar(&c.ironicInsecureBMC, "ironic-insecure-bmc", insecureDefault, "let Ironic accept self-signed BMC certificates (redfish_verify_ca=false)")
+	fs.BoolVar(&c.siteConductorGroups, "ironic-site-conductor-groups", false, "pin each node to the Ironic conductor group named after its site (every site needs a conductor in that group)")
+	fs.StringVar(&c.novaURL, "nova-url", "", "Nova compute endpoint (e.g. http://nova:8774/v2.1) for hypervisors' host aggregates; empty skips that step")
+	fs.StringVar(&c.novaTokenFile, "nova-token-file", "", "file holding the X-Auth-Token sent to --nova-url")
+}
+
+// open connects to what is configured; nil clients mean "not configured".
+func (c *cloudFlags) open(ctx context.Context) (*cloud.Ironic, *cloud.Compute, error) {
+	if c.novaURL != "" && c.ironicURL == "" {
+		return nil, nil, usageError{errors.New("--nova-url needs --ironic-url: only registered servers join aggregates")}
+	}
+	if c.ironicURL == "" {
+		return nil, nil, nil
+	}
+	httpClient := &http.Client{Timeout: cloudHTTPTimeout}
+	ironic, err := cloud.NewIronic(ctx, cloud.IronicOptions{URL: c.ironicURL, HTTPClient: httpClient})
+	if err != nil {
+		return nil, nil, usageError{fmt.Errorf("--ironic-url: %w", err)}
+	}
+	if c.novaURL == "" {
+		return ironic, nil, nil
+	}
+	token := ""
+	if c.novaTokenFile != "" {
+		b, err := os.ReadFile(c.novaTokenFile)
+		if err != nil {
+			return nil, nil, fmt.Errorf("--nova-token-file: %w", err)
+		}
+		token = strings.TrimSpace(string(b))
+	}
+	compute, err := cloud.NewCompute(ctx, cloud.ComputeOptions{URL: c.novaURL, Token: token, HTTPClient: httpClient})
+	if err != nil {
+		return nil, nil, usageError{fmt.Errorf("--nova-url: %w", err)}
+	}
+	return ironic, compute, nil
+}
+
+// apply adds the cloud clients to the worker's dependencies.
+func (c *cloudFlags) apply(deps *workers.LifecycleDependencies, ironic *cloud.Ironic, compute *cloud.Compute) {
+	deps.Ironic, deps.Compute = ironic, compute
+	deps.IronicInsecureBMC, deps.SiteConductorGroups = c.ironicInsecureBMC, c.siteConductorGroups
+}
+
+// logCloud says at start whether installed servers go on to the cloud.
+func (c *cloudFlags) logCloud(log *slog.Logger) {
+	if c.ironicURL == "" {
+		log.Warn("cloud registration is off: no --ironic-url; RegisterCloud, JoinAggregate and AssignTenant are skipped and servers end installed")
+		return
+	}
+	nova := c.novaURL
+	if nova == "" {
+		nova = "none (hypervisors' JoinAggregate is skipped)"
+	}
+	log.Info("cloud registration is on", "ironic", c.ironicURL, "nova", nova,
+		"insecureBMC", c.ironicInsecureBMC, "siteConductorGroups", c.siteConductorGroups)
 }

@@ -33,6 +33,7 @@ type devFlags struct {
 	layoutFile     string
 	boot           bootFlags
 	prov           provisioningFlags
+	cloud          cloudFlags
 	simServers     int
 	simManifest    string
 	simVendor      string
@@ -55,6 +56,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs.StringVar(&f.temporalLog, "temporal-log-level", "warn", "log level of the embedded Temporal server")
 	f.boot.register(fs)
 	f.prov.register(fs, "", true)
+	f.cloud.register(fs, true)
 	fs.IntVar(&f.simServers, "sim-servers", 0, "start this many simulated servers (Redfish BMCs and the hosts behind them), netbooting from this API")
 	fs.StringVar(&f.simManifest, "sim-manifest", "", "write the simulated fleet's manifest (addresses, credentials, serials, MACs) to this JSON file")
 	fs.StringVar(&f.simVendor, "sim-vendor", "mixed", "vendor of the simulated BMCs: dell, hpe, supermicro, generic or mixed")
@@ -105,6 +107,11 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
+	ironic, compute, err := f.cloud.open(ctx)
+	if err != nil {
+		return err
+	}
+	f.cloud.logCloud(log)
 	// Bind the API before the simulated fleet takes its many ephemeral
 	// ports, so none of them can land on the API's address.
 	apiListener, err := net.Listen("tcp", f.httpAddr)
@@ -176,8 +183,10 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		}()
 	}
 	if f.workers {
+		deps := f.prov.dependencies(inv, vault, catalog)
+		f.cloud.apply(&deps, ironic, compute)
 		start("worker", func() error {
-			return runLifecycleWorker(ctx, log, c, f.namespace, f.prov.dependencies(inv, vault, catalog))
+			return runLifecycleWorker(ctx, log, c, f.namespace, deps)
 		})
 	}
 	start("api", func() error {

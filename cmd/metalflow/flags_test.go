@@ -33,3 +33,28 @@ func TestDecapFlagsAreChecked(t *testing.T) {
 		assert.Error(t, runDecap(context.Background(), args, &out, &errOut), name)
 	}
 }
+
+func TestCloudFlags(t *testing.T) {
+	ctx := context.Background()
+	var off cloudFlags
+	ironic, compute, err := off.open(ctx)
+	assert.NoError(t, err)
+	assert.Nil(t, ironic, "no --ironic-url: cloud steps off")
+	assert.Nil(t, compute)
+
+	for name, f := range map[string]cloudFlags{
+		"nova without ironic": {novaURL: "http://nova:8774/v2.1"},
+		"ironic not a URL":    {ironicURL: "127.0.0.1:6385"},
+		"nova not a URL":      {ironicURL: "http://127.0.0.1:6385", novaURL: "nova"},
+	} {
+		_, _, err := f.open(ctx)
+		var usage usageError
+		assert.ErrorAs(t, err, &usage, name)
+	}
+
+	on := cloudFlags{ironicURL: "http://127.0.0.1:6385", ironicInsecureBMC: true}
+	ironic, compute, err = on.open(ctx)
+	assert.NoError(t, err)
+	assert.NotNil(t, ironic)
+	assert.Nil(t, compute, "no --nova-url: JoinAggregate skipped")
+}

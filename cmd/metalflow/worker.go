@@ -26,6 +26,8 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs.StringVar(&layoutFile, "layout", "", "YAML file of sites and racks to load into the inventory at start")
 	var pf provisioningFlags
 	pf.register(fs, "credentials.key", false)
+	var cf cloudFlags
+	cf.register(fs, false)
 	fs.StringVar(&metricsAddr, "metrics", "127.0.0.1:9090", "listen address for /metrics and /healthz; empty disables them")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -43,6 +45,13 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
+	ironic, compute, err := cf.open(ctx)
+	if err != nil {
+		return err
+	}
+	cf.logCloud(log)
+	deps := pf.dependencies(inv, vault, catalog)
+	cf.apply(&deps, ironic, compute)
 	reg := telemetry.NewRegistry()
 	c, metrics, err := newTemporalClient(log, reg, tf)
 	if err != nil {
@@ -69,7 +78,7 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		wg.Add(1)
 		go func() { defer wg.Done(); fail("metrics", serveMetrics(ctx, log, metricsAddr, reg)) }()
 	}
-	fail("worker", runLifecycleWorker(ctx, log, c, tf.namespace, pf.dependencies(inv, vault, catalog)))
+	fail("worker", runLifecycleWorker(ctx, log, c, tf.namespace, deps))
 	cancel()
 	wg.Wait()
 	return errors.Join(errs...)

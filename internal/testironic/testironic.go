@@ -188,7 +188,9 @@ lock_path = DIR/locks
 
 // run starts the process on the prepared directory and waits for it.
 func (s *Server) run() error {
-	p, err := startProcess(s.dir, "stdout.log", exec.Command(ironicBin, "--config-file", s.config))
+	cmd := exec.Command(ironicBin, "--config-file", s.config)
+	cmd.Env = ironicEnv(os.Environ())
+	p, err := startProcess(s.dir, "stdout.log", cmd)
 	if err != nil {
 		return fmt.Errorf("start ironic: %w", err)
 	}
@@ -314,4 +316,20 @@ func freePort() (int, error) {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// ironicEnv is the environment minus the CA-bundle variables of Python's
+// requests. With either set, requests lets it override a session's
+// verify=False (psf/requests#3829), so a node with redfish_verify_ca=false
+// would still fail "certificate verify failed" against a BMC's self-signed
+// certificate; a node's own verify_ca setting must be what decides.
+func ironicEnv(env []string) []string {
+	out := make([]string, 0, len(env))
+	for _, kv := range env {
+		if strings.HasPrefix(kv, "REQUESTS_CA_BUNDLE=") || strings.HasPrefix(kv, "CURL_CA_BUNDLE=") {
+			continue
+		}
+		out = append(out, kv)
+	}
+	return out
 }

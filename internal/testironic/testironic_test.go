@@ -84,3 +84,8 @@ func createNode(t *testing.T, base, body string) int {
 	defer resp.Body.Close()
 	return resp.StatusCode
 }
+
+func TestIronicEnvLeavesVerifyToTheNode(t *testing.T) {
+	got := ironicEnv([]string{"PATH=/usr/bin", "REQUESTS_CA_BUNDLE=/etc/ssl/ca.crt", "CURL_CA_BUNDLE=/etc/ssl/ca.crt", "SSL_CERT_FILE=/etc/ssl/ca.crt"})
+	assert.Equal(t, []string{"PATH=/usr/bin", "SSL_CERT_FILE=/etc/ssl/ca.crt"}, got)
+}

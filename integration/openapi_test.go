@@ -1,0 +1,373 @@
+package integration
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/metalflow/metalflow/internal/openapicheck"
+	"github.com/metalflow/metalflow/workflows"
+)
+
+// contract sends requests to a live API and holds every answer to the
+// OpenAPI document that same API serves: the published contract, not a
+// copy in the test.
+type contract struct {
+	api string
+	doc *openapicheck.Document
+	// seen is every status each documented operation answered.
+	seen map[openapicheck.Operation][]int
+}
+
+type liveAnswer struct {
+	code   int
+	header http.Header
+	body   []byte
+}
+
+func newContract(t *testing.T, api string) *contract {
+	t.Helper()
+	client := &http.Client{Timeout: 30 * time.Second}
+	res, err := client.Get(api + "/api/v1/openapi.json")
+	require.NoError(t, err)
+	defer res.Body.Close()
+	raw, err := io.ReadAll(res.Body)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, res.StatusCode, string(raw))
+	require.Equal(t, "application/json", res.Header.Get("Content-Type"))
+	doc, err := openapicheck.Load(raw)
+	require.NoError(t, err)
+	return &contract{api: api, doc: doc, seen: map[openapicheck.Operation][]int{}}
+}
+
+const (
+	jsonType = "application/json"
+	formType = "application/x-www-form-urlencoded"
+)
+
+// expect sends one request, requires the status, and checks the exchange
+// against the document: the status is one the operation lists, the body
+// matches its schema, and the document accepts the request exactly when
+// docAccepts says so (input the API refuses as malformed must be refused
+// by the document too).
+func (c *contract) expect(t *testing.T, status int, method, path, contentType, body string, docAccepts bool) liveAnswer {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
+	defer cancel()
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.api+path, rd)
+	require.NoError(t, err)
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	res, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer res.Body.Close()
+	b, err := io.ReadAll(res.Body)
+	require.NoError(t, err)
+	a := liveAnswer{code: res.StatusCode, header: res.Header, body: b}
+	what := method + " " + path + " " + body
+
+	require.Equal(t, status, a.code, "%s: %s", what, b)
+	op, err := c.doc.Operation(req)
+	require.NoError(t, err, what)
+	c.seen[op] = append(c.seen[op], a.code)
+	require.NoError(t, c.doc.CheckResponse(req, a.code, a.header, a.body), "%s: %s", what, b)
+	reqErr := c.doc.CheckRequest(req, []byte(body))
+	if docAccepts {
+		require.NoError(t, reqErr, "%s: the document refuses a request the API takes as well-formed", what)
+	} else {
+		require.Error(t, reqErr, "%s: the document accepts input the API refuses as malformed", what)
+	}
+	return a
+}
+
+// waitServer polls a server's status through the contract until fn is
+// satisfied; every answer on the way is checked too.
+func (c *contract) waitServer(t *testing.T, serial string, what string, fn func(st serverStatus) error) serverStatus {
+	t.Helper()
+	var st serverStatus
+	eventually(t, 3*time.Minute, serial+" "+what, func() error {
+		a := c.expect(t, http.StatusOK, "GET", "/api/v1/servers/"+serial, "", "", true)
+		var s serverStatus
+		if err := json.Unmarshal(a.body, &s); err != nil {
+			return err
+		}
+		st = s
+		return fn(s)
+	})
+	return st
+}
+
+// seedPath is the NoCloud seed an iPXE install script points at.
+var seedPath = regexp.MustCompile(`s=\S*(/boot/nocloud/([^/]+)/(\d+)/)`)
+
+// phoneHomeToken is the one-time token in the installer's user-data.
+var phoneHomeToken = regexp.MustCompile(`phone-home\?token=([A-Za-z0-9%._~-]+)`)
+
+// TestOpenAPIContractAgainstLiveAPI runs every documented operation of a
+// real `metalflow dev` with a simulated server, with good and bad input,
+// and checks every answer against the document the API serves.
+func TestOpenAPIContractAgainstLiveAPI(t *testing.T) {
+	dir := t.TempDir()
+	// A BIOS attribute no simulated BMC has: the server stops at
+	// ConfigureBIOS in a skippable attention, which is what skip needs.
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "nobios.yaml"), []byte(
+		"name: nobios\nrole: compute\nbios: {\"*\": {NoSuchAttribute: \"On\"}}\n"+
+			"raid: {logical_disks: [{size_gb: MAX, raid_level: \"1\", is_root_volume: true}]}\n"), 0o644))
+	// Speed 10: the simulated installer takes about 30 s, time enough to
+	// read its boot config and phone home before it does.
+	f := startFleet(t, 1, "--profiles", dir, "--sim-speed", "10")
+	sim := f.fleet[0]
+	c := newContract(t, f.api)
+	const good, bad = true, false
+
+	// Operations.
+	c.expect(t, 200, "GET", "/healthz", "", "", good)
+	c.expect(t, 200, "GET", "/readyz", "", "", good)
+	c.expect(t, 200, "GET", "/metrics", "", "", good)
+	c.expect(t, 200, "GET", "/api/v1/info", "", "", good)
+	c.expect(t, 200, "GET", "/api/v1/openapi.json", "", "", good)
+
+	// Racks.
+	c.expect(t, 200, "GET", "/api/v1/racks", "", "", good)
+	c.expect(t, 200, "GET", "/api/v1/racks?site=dc1", "", "", good)
+	c.expect(t, 200, "GET", "/api/v1/racks/dc1/R01", "", "", good)
+	c.expect(t, 404, "GET", "/api/v1/racks/dc1/R99", "", "", good)
+	c.expect(t, 201, "POST", "/api/v1/racks", jsonType, `{"site":"dc1","room":"B","name":"R21","heightU":48}`, good)
+	c.expect(t, 409, "POST", "/api/v1/racks", jsonType, `{"site":"dc1","room":"C","name":"R21","heightU":42}`, good)
+	c.expect(t, 422, "POST", "/api/v1/racks", jsonType, `{"site":"dc1","name":"R22","heightU":99}`, bad)
+	c.expect(t, 400, "POST", "/api/v1/racks", jsonType, `{"site":"dc1","name":"bad name","heightU":42}`, bad)
+	c.expect(t, 404, "POST", "/api/v1/racks", jsonType, `{"site":"dc9","name":"R01","heightU":42}`, good)
+	c.expect(t, 415, "POST", "/api/v1/racks", "text/plain", `{"site":"dc1","name":"R23","heightU":42}`, bad)
+
+	// Registering servers: the simulated one, racked, with its BMC; two
+	// without a BMC that wait for a technician.
+	c.expect(t, 202, "POST", "/api/v1/servers", jsonType, fmt.Sprintf(
+		`{"serial":%q,"bmc":{"address":%q,"username":%q,"password":%q},"profile":"nobios","location":{"site":"dc1","rack":"R08","unit":1,"face":"front"}}`,
+		sim.Serial, sim.Address, sim.Username, sim.Password), good)
+	c.expect(t, 409, "POST", "/api/v1/servers", jsonType, fmt.Sprintf(`{"serial":%q}`, sim.Serial), good)
+	c.expect(t, 202, "POST", "/api/v1/servers", jsonType, `{"serial":"SN-OA-B"}`, good)
+	c.expect(t, 202, "POST", "/api/v1/servers", jsonType, `{"serial":"SN-OA-C"}`, good)
+	c.expect(t, 400, "POST", "/api/v1/servers", jsonType, `{"serial":`, bad)
+	c.expect(t, 400, "POST", "/api/v1/servers", jsonType, `{"serial":"SN 1"}`, bad)
+	c.expect(t, 400, "POST", "/api/v1/servers", jsonType, `{"serial":"SN-OA-X","colour":"red"}`, bad)
+	c.expect(t, 400, "POST", "/api/v1/servers", jsonType, `{"serial":"SN-OA-X","bmc":{"address":"https://10.0.0.1"}}`, bad)
+	c.expect(t, 415, "POST", "/api/v1/servers", "text/plain", `{"serial":"SN-OA-X"}`, bad)
+	c.expect(t, 422, "POST", "/api/v1/servers", jsonType, `{"serial":"SN-OA-X","profile":"nope"}`, good)
+	c.expect(t, 422, "POST", "/api/v1/servers", jsonType, `{"serial":"SN-OA-X","location":{"site":"dc9","rack":"R01","unit":1,"face":"front"}}`, good)
+
+	// Status.
+	c.waitServer(t, "SN-OA-B", "waits to be racked", func(st serverStatus) error {
+		if st.State != workflows.StateWaitingRack {
+			return fmt.Errorf("state %s", st.State)
+		}
+		return nil
+	})
+	c.expect(t, 404, "GET", "/api/v1/servers/SN-OA-NONE", "", "", good)
+	c.expect(t, 400, "GET", "/api/v1/servers/bad%20serial", "", "", bad)
+
+	// Racking.
+	c.expect(t, 422, "POST", "/api/v1/servers/SN-OA-B/racked", jsonType, `{"site":"dc1","rack":"R08","unit":5,"face":"sideways"}`, bad)
+	c.expect(t, 422, "POST", "/api/v1/servers/SN-OA-B/racked", jsonType, `{"site":"dc1","rack":"R08","unit":0,"face":"front"}`, bad)
+	c.expect(t, 422, "POST", "/api/v1/servers/SN-OA-B/racked", jsonType, `{"site":"dc1","rack":"R99","unit":5,"face":"front"}`, good)
+	c.expect(t, 400, "POST", "/api/v1/servers/SN-OA-B/racked", jsonType, `{"site":"dc1"`, bad)
+	c.expect(t, 415, "POST", "/api/v1/servers/SN-OA-B/racked", "text/plain", `{"site":"dc1","rack":"R08","unit":5,"face":"front"}`, bad)
+	c.expect(t, 404, "POST", "/api/v1/servers/SN-OA-NONE/racked", jsonType, `{"site":"dc1","rack":"R08","unit":5,"face":"front"}`, good)
+	c.expect(t, 400, "POST", "/api/v1/servers/-x/racked", jsonType, `{"site":"dc1","rack":"R08","unit":5,"face":"front"}`, bad)
+	c.expect(t, 200, "POST", "/api/v1/servers/SN-OA-B/racked", jsonType, `{"site":"dc1","room":"A","rack":"R08","unit":5,"face":"rear"}`, good)
+	c.expect(t, 409, "POST", "/api/v1/servers/SN-OA-B/racked", jsonType, `{"site":"dc1","rack":"R08","unit":6,"face":"rear"}`, good)
+	c.expect(t, 409, "POST", "/api/v1/servers/SN-OA-C/racked", jsonType, `{"site":"dc1","rack":"R08","unit":5,"face":"front"}`, good)
+	c.expect(t, 409, "POST", "/api/v1/servers", jsonType, `{"serial":"SN-OA-X","location":{"site":"dc1","rack":"R08","unit":5,"face":"front"}}`, good)
+
+	// Decisions. B has no BMC: inspection needs attention, not skippable.
+	c.waitServer(t, "SN-OA-B", "needs attention at inspection", func(st serverStatus) error {
+		if st.State != workflows.StateAttention || st.Attention == nil || st.Attention.Step != workflows.StepInspect {
+			return fmt.Errorf("state %s at %s", st.State, st.Step)
+		}
+		return nil
+	})
+	c.expect(t, 409, "POST", "/api/v1/servers/SN-OA-B/skip", "", "", good)
+	c.expect(t, 400, "POST", "/api/v1/servers/SN-OA-B/skip", jsonType, `{"force":true}`, bad)
+	c.expect(t, 415, "POST", "/api/v1/servers/SN-OA-B/skip", "text/plain", `{}`, bad)
+	c.expect(t, 404, "POST", "/api/v1/servers/SN-OA-NONE/skip", "", "", good)
+	c.expect(t, 422, "POST", "/api/v1/servers/SN-OA-B/retry", jsonType, `{"profile":"nope"}`, good)
+	c.expect(t, 400, "POST", "/api/v1/servers/SN-OA-B/retry", jsonType, `{"bmc":{"username":"root"}}`, bad)
+	c.expect(t, 404, "POST", "/api/v1/servers/SN-OA-NONE/retry", jsonType, `{}`, good)
+	c.expect(t, 409, "POST", "/api/v1/servers/SN-OA-C/retry", "", "", good)
+	c.expect(t, 200, "POST", "/api/v1/servers/SN-OA-B/retry", jsonType, `{}`, good)
+	c.expect(t, 400, "POST", "/api/v1/servers/SN-OA-C/abort", jsonType, `{}`, bad)
+	c.expect(t, 400, "POST", "/api/v1/servers/SN-OA-C/abort", "", "", bad)
+	c.expect(t, 404, "POST", "/api/v1/servers/SN-OA-NONE/abort", jsonType, `{"reason":"never arrived"}`, good)
+	// C waits to be racked: abort is allowed there, and then it is over.
+	c.expect(t, 200, "POST", "/api/v1/servers/SN-OA-C/abort", jsonType, `{"reason":"sent back to the vendor"}`, good)
+	c.waitServer(t, "SN-OA-C", "aborted", func(st serverStatus) error {
+		if st.State != workflows.StateAborted {
+			return fmt.Errorf("state %s", st.State)
+		}
+		return nil
+	})
+	c.expect(t, 409, "POST", "/api/v1/servers/SN-OA-C/abort", jsonType, `{"reason":"twice"}`, good)
+
+	// The simulated server: skip the BIOS step it cannot do.
+	c.waitServer(t, sim.Serial, "needs attention at ConfigureBIOS", func(st serverStatus) error {
+		if st.State != workflows.StateAttention || st.Attention == nil || st.Attention.Step != workflows.StepConfigureBIOS {
+			return fmt.Errorf("state %s at %s (attention %+v)", st.State, st.Step, st.Attention)
+		}
+		return nil
+	})
+	c.expect(t, 200, "POST", "/api/v1/servers/"+sim.Serial+"/skip", jsonType, `{}`, good)
+
+	// Assets, discovery and listing, now that there is something in them.
+	c.expect(t, 200, "GET", "/api/v1/servers/"+sim.Serial+"/asset", "", "", good)
+	c.expect(t, 200, "GET", "/api/v1/servers/SN-OA-B/asset", "", "", good)
+	c.expect(t, 404, "GET", "/api/v1/servers/SN-OA-NONE/asset", "", "", good)
+	c.expect(t, 400, "GET", "/api/v1/servers/_x/asset", "", "", bad)
+	a := c.expect(t, 200, "GET", "/api/v1/sd/targets", "", "", good)
+	require.Contains(t, string(a.body), sim.Serial, "the simulated server's BMC is discovered")
+	c.expect(t, 200, "GET", "/api/v1/racks/dc1/R08", "", "", good)
+	eventually(t, 20*time.Second, "visibility lists the servers", func() error {
+		a := c.expect(t, 200, "GET", "/api/v1/servers?rack=R08", "", "", good)
+		var list struct{ Servers []struct{ Serial string } }
+		if err := json.Unmarshal(a.body, &list); err != nil {
+			return err
+		}
+		if len(list.Servers) != 2 {
+			return fmt.Errorf("%d servers in R08", len(list.Servers))
+		}
+		return nil
+	})
+	c.expect(t, 200, "GET", "/api/v1/servers", "", "", good)
+	c.expect(t, 200, "GET", "/api/v1/servers?state=aborted&pageSize=1", "", "", good)
+	c.expect(t, 400, "GET", "/api/v1/servers?pageSize=0", "", "", bad)
+	c.expect(t, 400, "GET", "/api/v1/servers?rack=R%2008", "", "", bad)
+	c.expect(t, 400, "GET", "/api/v1/servers?pageToken=%21%21", "", "", bad)
+
+	// The boot service, while the simulated server installs.
+	mac := sim.MACs[0]
+	c.expect(t, 400, "GET", "/boot/ipxe", "", "", bad)
+	c.expect(t, 200, "GET", "/boot/ipxe?mac=00:00:5e:00:53:ff", "", "", good)
+	var seed []string
+	eventually(t, 3*time.Minute, "an install is pending for "+sim.Serial, func() error {
+		a := c.expect(t, 200, "GET", "/boot/ipxe?mac="+mac, "", "", good)
+		if seed = seedPath.FindStringSubmatch(string(a.body)); seed == nil {
+			return fmt.Errorf("script: %s", a.body)
+		}
+		return nil
+	})
+	require.Equal(t, sim.Serial, seed[2])
+	c.expect(t, 200, "GET", seed[1]+"meta-data", "", "", good)
+	c.expect(t, 200, "GET", seed[1]+"vendor-data", "", "", good)
+	userData := c.expect(t, 200, "GET", seed[1]+"user-data", "", "", good)
+	c.expect(t, 404, "GET", "/boot/nocloud/"+sim.Serial+"/99/meta-data", "", "", good)
+	c.expect(t, 404, "GET", "/boot/nocloud/"+sim.Serial+"/one/user-data", "", "", bad)
+	c.expect(t, 400, "GET", "/boot/nocloud/-x/1/vendor-data", "", "", bad)
+	c.expect(t, 200, "GET", "/boot/files/vmlinuz", "", "", good)
+	c.expect(t, 404, "GET", "/boot/files/grub.efi", "", "", bad)
+	token := phoneHomeToken.FindStringSubmatch(string(userData.body))
+	require.NotNil(t, token, string(userData.body))
+	c.expect(t, 400, "POST", "/api/v1/boot/phone-home", formType, "hostname=x", bad)
+	c.expect(t, 403, "POST", "/api/v1/boot/phone-home?token=not-a-token", formType, "hostname=x", good)
+	c.expect(t, 200, "POST", "/api/v1/boot/phone-home?token="+token[1], formType,
+		"instance_id="+sim.Serial+"-install-"+seed[3]+"&hostname="+strings.ToLower(sim.Serial), good)
+	c.expect(t, 403, "POST", "/api/v1/boot/phone-home?token="+token[1], formType, "hostname=x", good)
+	c.waitServer(t, sim.Serial, "installed", func(st serverStatus) error {
+		if st.State != workflows.StateInstalled {
+			return fmt.Errorf("state %s at %s (attention %+v)", st.State, st.Step, st.Attention)
+		}
+		return nil
+	})
+
+	// A rack batch naming the server registered above: accepted, and the
+	// batch reports it as already existing instead of starting it again.
+	batch := fmt.Sprintf(`{"servers":[{"serial":%q,"bmc":{"address":%q,"username":%q,"password":%q},"unit":40}]}`,
+		sim.Serial, sim.Address, sim.Username, sim.Password)
+	a = c.expect(t, 202, "POST", "/api/v1/racks/dc1/R15/servers", jsonType, batch, good)
+	var created struct {
+		BatchID string `json:"batchId"`
+	}
+	require.NoError(t, json.Unmarshal(a.body, &created))
+	c.expect(t, 409, "POST", "/api/v1/racks/dc1/R15/servers", jsonType, batch, good)
+	c.expect(t, 400, "POST", "/api/v1/racks/dc1/R15/servers", jsonType, `{"servers":[]}`, bad)
+	c.expect(t, 422, "POST", "/api/v1/racks/dc9/R15/servers", jsonType, batch, good)
+	eventually(t, time.Minute, "the batch reports the existing server", func() error {
+		a := c.expect(t, 200, "GET", "/api/v1/racks/dc1/R15/batches/"+created.BatchID, "", "", good)
+		var st workflows.RackBatchStatus
+		if err := json.Unmarshal(a.body, &st); err != nil {
+			return err
+		}
+		if st.State != workflows.BatchFinished || st.AlreadyExisting != 1 {
+			return fmt.Errorf("batch %s, %d already existing", st.State, st.AlreadyExisting)
+		}
+		return nil
+	})
+	c.expect(t, 404, "GET", "/api/v1/racks/dc1/R15/batches/b-000000000000", "", "", good)
+	c.expect(t, 400, "GET", "/api/v1/racks/dc1/R15/batches/-x", "", "", bad)
+
+	// Every documented operation was answered well at least once, and
+	// every one that documents client errors gave one.
+	var missing []string
+	for _, op := range c.doc.Operations() {
+		var ok, clientErr bool
+		for _, code := range c.seen[op] {
+			ok = ok || code < 300
+			clientErr = clientErr || (code >= 400 && code < 500)
+		}
+		documentsClientErr := false
+		for _, s := range c.doc.Statuses(op) {
+			documentsClientErr = documentsClientErr || strings.HasPrefix(s, "4")
+		}
+		if !ok {
+			missing = append(missing, op.String()+": no success")
+		}
+		if documentsClientErr && !clientErr {
+			missing = append(missing, op.String()+": no client error")
+		}
+	}
+	sort.Strings(missing)
+	require.Empty(t, missing, "operations the contract test did not exercise")
+}
+
+// TestOpenAPIContractWithoutTemporal checks the documented 503s: the API
+// process runs, Temporal does not answer, and clients are told to retry
+// in the documented shape.
+func TestOpenAPIContractWithoutTemporal(t *testing.T) {
+	apiAddr := freeAddr(t)
+	dir := t.TempDir()
+	// A rack, so that racking gets past the inventory check to Temporal.
+	layout := filepath.Join(dir, "layout.yaml")
+	require.NoError(t, os.WriteFile(layout, []byte("sites: [{name: dc1}]\nracks:\n  - {site: dc1, name: R01, heightU: 42}\n"), 0o644))
+	// Nothing listens on the Temporal address.
+	startProcess(t, "api", "api", "--temporal", freeAddr(t), "--http", apiAddr, "--layout", layout,
+		"--inventory-db", filepath.Join(dir, "inv.db"), "--credentials-key", filepath.Join(dir, "key"))
+	api := "http://" + apiAddr
+	waitHTTP(t, api+"/healthz", http.StatusOK, 20*time.Second)
+	c := newContract(t, api)
+	const good = true
+
+	c.expect(t, 200, "GET", "/healthz", "", "", good)
+	c.expect(t, 503, "GET", "/readyz", "", "", good)
+	c.expect(t, 503, "POST", "/api/v1/servers", jsonType, `{"serial":"SN-DOWN"}`, good)
+	c.expect(t, 503, "GET", "/api/v1/servers/SN-DOWN", "", "", good)
+	c.expect(t, 503, "GET", "/api/v1/servers", "", "", good)
+	c.expect(t, 503, "POST", "/api/v1/servers/SN-DOWN/racked", jsonType, `{"site":"dc1","rack":"R01","unit":1,"face":"front"}`, good)
+	c.expect(t, 503, "POST", "/api/v1/servers/SN-DOWN/retry", "", "", good)
+	c.expect(t, 503, "POST", "/api/v1/servers/SN-DOWN/skip", "", "", good)
+	c.expect(t, 503, "POST", "/api/v1/servers/SN-DOWN/abort", jsonType, `{"reason":"no Temporal"}`, good)
+	// What does not need Temporal still answers.
+	c.expect(t, 200, "GET", "/api/v1/racks/dc1/R01", "", "", good)
+}
