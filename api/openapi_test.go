@@ -257,6 +257,17 @@ func inProcessCases(mac string) []contractCase {
 		{"skip with a field", "POST", "/api/v1/servers/SN-1/skip", jsonCT, `{"force":true}`, 400, false},
 		{"skip bad serial", "POST", "/api/v1/servers/_x/skip", "", "", 400, false},
 		{"abort without reason", "POST", "/api/v1/servers/SN-1/abort", jsonCT, `{}`, 400, false},
+
+		{"batch without servers", "POST", "/api/v1/racks/dc1/R01/servers", jsonCT, `{"servers":[]}`, 400, false},
+		{"batch unknown field", "POST", "/api/v1/racks/dc1/R01/servers", jsonCT, `{"servers":[{"serial":"SN-B1","bmc":{"address":"https://10.0.0.1","username":"u","password":"p"},"unit":1}],"parallel":2}`, 400, false},
+		{"batch server without bmc", "POST", "/api/v1/racks/dc1/R01/servers", jsonCT, `{"servers":[{"serial":"SN-B1","unit":1}]}`, 400, false},
+		{"batch serial twice", "POST", "/api/v1/racks/dc1/R01/servers", jsonCT, `{"servers":[{"serial":"SN-B1","bmc":{"address":"https://10.0.0.1","username":"u","password":"p"},"unit":1},{"serial":"SN-B1","bmc":{"address":"https://10.0.0.1","username":"u","password":"p"},"unit":2}]}`, 400, true},
+		{"batch unit twice", "POST", "/api/v1/racks/dc1/R01/servers", jsonCT, `{"servers":[{"serial":"SN-B1","bmc":{"address":"https://10.0.0.1","username":"u","password":"p"},"unit":1},{"serial":"SN-B2","bmc":{"address":"https://10.0.0.2","username":"u","password":"p"},"unit":1}]}`, 400, true},
+		{"batch bad grace", "POST", "/api/v1/racks/dc1/R01/servers", jsonCT, `{"servers":[{"serial":"SN-B1","bmc":{"address":"https://10.0.0.1","username":"u","password":"p"},"unit":1}],"attentionGrace":"soon"}`, 400, true},
+		{"batch unknown profile", "POST", "/api/v1/racks/dc1/R01/servers", jsonCT, `{"servers":[{"serial":"SN-B1","bmc":{"address":"https://10.0.0.1","username":"u","password":"p"},"unit":1,"profile":"nope"}]}`, 422, true},
+		{"batch above the rack", "POST", "/api/v1/racks/dc1/R01/servers", jsonCT, `{"servers":[{"serial":"SN-B1","bmc":{"address":"https://10.0.0.1","username":"u","password":"p"},"unit":1},{"serial":"SN-B2","bmc":{"address":"https://10.0.0.2","username":"u","password":"p"},"unit":43}]}`, 422, true},
+		{"batch on a taken unit", "POST", "/api/v1/racks/dc1/R02/servers", jsonCT, `{"servers":[{"serial":"SN-B1","bmc":{"address":"https://10.0.0.1","username":"u","password":"p"},"unit":7}]}`, 409, true},
+		{"batch as text", "POST", "/api/v1/racks/dc1/R01/servers", "text/plain", `{"servers":[{"serial":"SN-B1","bmc":{"address":"https://10.0.0.1","username":"u","password":"p"},"unit":1}]}`, 415, false},
 		{"abort with empty reason", "POST", "/api/v1/servers/SN-1/abort", jsonCT, `{"reason":""}`, 400, false},
 		{"abort without body", "POST", "/api/v1/servers/SN-1/abort", "", "", 400, false},
 

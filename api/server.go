@@ -87,6 +87,8 @@ func New(cfg Config) *Server {
 	v1.POST("/racks", s.createRack)
 	v1.GET("/racks", s.listRacks)
 	v1.GET("/racks/:site/:rack", s.getRack)
+	v1.POST("/racks/:site/:rack/servers", s.createRackBatch)
+	v1.GET("/racks/:site/:rack/batches/:batch", s.getRackBatch)
 	v1.POST("/boot/phone-home", s.phoneHome)
 	v1.GET("/sd/targets", s.sdTargets)
 

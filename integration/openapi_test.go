@@ -292,6 +292,32 @@ func TestOpenAPIContractAgainstLiveAPI(t *testing.T) {
 		return nil
 	})
 
+	// A rack batch naming the server registered above: accepted, and the
+	// batch reports it as already existing instead of starting it again.
+	batch := fmt.Sprintf(`{"servers":[{"serial":%q,"bmc":{"address":%q,"username":%q,"password":%q},"unit":40}]}`,
+		sim.Serial, sim.Address, sim.Username, sim.Password)
+	a = c.expect(t, 202, "POST", "/api/v1/racks/dc1/R15/servers", jsonType, batch, good)
+	var created struct {
+		BatchID string `json:"batchId"`
+	}
+	require.NoError(t, json.Unmarshal(a.body, &created))
+	c.expect(t, 409, "POST", "/api/v1/racks/dc1/R15/servers", jsonType, batch, good)
+	c.expect(t, 400, "POST", "/api/v1/racks/dc1/R15/servers", jsonType, `{"servers":[]}`, bad)
+	c.expect(t, 422, "POST", "/api/v1/racks/dc9/R15/servers", jsonType, batch, good)
+	eventually(t, time.Minute, "the batch reports the existing server", func() error {
+		a := c.expect(t, 200, "GET", "/api/v1/racks/dc1/R15/batches/"+created.BatchID, "", "", good)
+		var st workflows.RackBatchStatus
+		if err := json.Unmarshal(a.body, &st); err != nil {
+			return err
+		}
+		if st.State != workflows.BatchFinished || st.AlreadyExisting != 1 {
+			return fmt.Errorf("batch %s, %d already existing", st.State, st.AlreadyExisting)
+		}
+		return nil
+	})
+	c.expect(t, 404, "GET", "/api/v1/racks/dc1/R15/batches/b-000000000000", "", "", good)
+	c.expect(t, 400, "GET", "/api/v1/racks/dc1/R15/batches/-x", "", "", bad)
+
 	// Every documented operation was answered well at least once, and
 	// every one that documents client errors gave one.
 	var missing []string

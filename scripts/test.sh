@@ -35,5 +35,17 @@ fi
 echo "== go vet"
 go vet ./...
 
+echo "== workflowcheck"
+# Temporal's determinism checker over the workflows (a separate module, pinned).
+# Built from the module cache when it is there, so it runs offline; otherwise
+# fetched once through the Go module proxy.
+wfc=go.temporal.io/sdk/contrib/tools/workflowcheck@v0.6.0
+wfcbin=$(mktemp -d)
+trap 'rm -rf "$wfcbin"' EXIT
+if ! GOBIN="$wfcbin" GOPROXY="file://$(go env GOMODCACHE)/cache/download" go install "$wfc" 2>/dev/null; then
+  GOBIN="$wfcbin" go install "$wfc"
+fi
+"$wfcbin/workflowcheck" -show-pos ./workflows/...
+
 echo "== go test"
 go test -count=1 -timeout 30m "$@" ./...

@@ -49,5 +49,6 @@ func NewLifecycleWorker(c client.Client, deps LifecycleDependencies) worker.Work
 		Ironic: deps.Ironic, Compute: deps.Compute, Inventory: deps.Inventory, Credentials: deps.Credentials,
 		InsecureBMC: deps.IronicInsecureBMC, SiteConductorGroups: deps.SiteConductorGroups,
 	}).Register(w)
+	(&BatchActivities{Client: c}).Register(w)
 	return w
 }

@@ -14,4 +14,5 @@ type Registrar interface {
 // Register registers every workflow under its stable name.
 func Register(r Registrar) {
 	r.RegisterWorkflowWithOptions(ServerLifecycle, workflowOptions(ServerLifecycleName))
+	r.RegisterWorkflowWithOptions(RackBatch, workflowOptions(RackBatchName))
 }

@@ -1,0 +1,287 @@
+package workflows
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"go.temporal.io/sdk/workflow"
+)
+
+// Power in-rush: a rack's PDUs and breakers are sized for servers running,
+// not for a dozen of them powering on at the same instant. A RackBatch keeps
+// the rack's power slots; a lifecycle it started asks for a slot before a
+// power-changing step (the BIOS reset, the netboot power cycle) and gives it
+// back afterwards. The conversation is three signals, because a workflow
+// cannot send another workflow an update:
+//
+//	child  → batch  power-acquire {serial, workflowId, token}
+//	batch  → child  power-granted {token}        (when fewer than K are held)
+//	child  → batch  power-release {serial, token}
+//
+// Names are part of recorded histories: never rename them.
+const (
+	SignalPowerAcquire = "power-acquire"
+	SignalPowerGranted = "power-granted"
+	SignalPowerRelease = "power-release"
+)
+
+// DefaultPowerConcurrency is how many servers of one rack may change power
+// at once when the batch does not say.
+const DefaultPowerConcurrency = 4
+
+// powerSlotReminder is how long a lifecycle waits for a grant before asking
+// again. The repeat is idempotent for the keeper (same token), and it is how
+// a lifecycle notices that its batch has ended: the signal then fails and the
+// lifecycle goes on without a slot rather than waiting forever.
+const powerSlotReminder = 10 * time.Minute
+
+// powerSlotsChange names the workflow.GetVersion change that introduced
+// power slots into the lifecycle; never rename it.
+const powerSlotsChange = "rack-power-slots"
+
+// PowerSlotRequest is the power-acquire signal.
+type PowerSlotRequest struct {
+	Serial string `json:"serial"`
+	// WorkflowID is where the grant goes.
+	WorkflowID string `json:"workflowId"`
+	// Token names this one acquisition, so a late grant for an earlier
+	// one is not mistaken for the current one, and a repeated request is
+	// recognised.
+	Token string `json:"token"`
+}
+
+// PowerSlotGrant is the power-granted signal.
+type PowerSlotGrant struct {
+	Token string `json:"token"`
+}
+
+// PowerSlotRelease is the power-release signal.
+type PowerSlotRelease struct {
+	Serial string `json:"serial"`
+	Token  string `json:"token"`
+}
+
+// PowerSlotsStatus is the keeper's state as the batch's status shows it.
+type PowerSlotsStatus struct {
+	Limit int `json:"limit"`
+	// Holding and Waiting list serials, in the order they asked.
+	Holding []string `json:"holding"`
+	Waiting []string `json:"waiting"`
+	// Granted counts every grant so far; MaxHeld is the most held at once.
+	Granted int `json:"granted"`
+	MaxHeld int `json:"maxHeld"`
+}
+
+// RackPowerSlots is the keeper side, run inside a RackBatch. All its state
+// lives in the workflow and is changed only by workflow code, so it replays.
+type RackPowerSlots struct {
+	limit   int
+	holding []PowerSlotRequest
+	waiting []PowerSlotRequest
+	granted int
+	maxHeld int
+}
+
+// ServeRackPowerSlots starts answering power-acquire and power-release
+// signals on the calling workflow, with at most limit slots held at once.
+func ServeRackPowerSlots(ctx workflow.Context, limit int) *RackPowerSlots {
+	if limit < 1 {
+		limit = DefaultPowerConcurrency
+	}
+	p := &RackPowerSlots{limit: limit}
+	acquire := workflow.GetSignalChannel(ctx, SignalPowerAcquire)
+	release := workflow.GetSignalChannel(ctx, SignalPowerRelease)
+	workflow.Go(ctx, func(ctx workflow.Context) {
+		for {
+			sel := workflow.NewSelector(ctx)
+			sel.AddReceive(acquire, func(c workflow.ReceiveChannel, _ bool) {
+				var r PowerSlotRequest
+				c.Receive(ctx, &r)
+				p.request(ctx, r)
+			})
+			sel.AddReceive(release, func(c workflow.ReceiveChannel, _ bool) {
+				var r PowerSlotRelease
+				c.Receive(ctx, &r)
+				p.drop(r.Serial, r.Token)
+			})
+			sel.Select(ctx)
+			p.grant(ctx)
+		}
+	})
+	return p
+}
+
+// Status is a copy of the keeper's state.
+func (p *RackPowerSlots) Status() PowerSlotsStatus {
+	s := PowerSlotsStatus{Limit: p.limit, Holding: []string{}, Waiting: []string{}, Granted: p.granted, MaxHeld: p.maxHeld}
+	for _, r := range p.holding {
+		s.Holding = append(s.Holding, r.Serial)
+	}
+	for _, r := range p.waiting {
+		s.Waiting = append(s.Waiting, r.Serial)
+	}
+	return s
+}
+
+// ReleaseAll frees whatever serial holds or waits for: its lifecycle has
+// closed (or was terminated) and will never send power-release.
+func (p *RackPowerSlots) ReleaseAll(ctx workflow.Context, serial string) {
+	p.drop(serial, "")
+	p.grant(ctx)
+}
+
+func (p *RackPowerSlots) request(ctx workflow.Context, r PowerSlotRequest) {
+	for _, h := range p.holding {
+		if h.Token == r.Token {
+			// A repeated request for a slot already granted: the grant
+			// may have been lost with a closed run; send it again.
+			p.sendGrant(ctx, h)
+			return
+		}
+	}
+	for _, w := range p.waiting {
+		if w.Token == r.Token {
+			return
+		}
+	}
+	p.waiting = append(p.waiting, r)
+}
+
+// drop removes serial's slot and queue place for token, or all of them
+// when token is "".
+func (p *RackPowerSlots) drop(serial, token string) {
+	keep := func(list []PowerSlotRequest) []PowerSlotRequest {
+		out := list[:0]
+		for _, r := range list {
+			if r.Serial == serial && (token == "" || r.Token == token) {
+				continue
+			}
+			out = append(out, r)
+		}
+		return out
+	}
+	p.holding = keep(p.holding)
+	p.waiting = keep(p.waiting)
+}
+
+// grant hands out free slots first come, first served.
+func (p *RackPowerSlots) grant(ctx workflow.Context) {
+	for len(p.holding) < p.limit && len(p.waiting) > 0 {
+		r := p.waiting[0]
+		p.waiting = p.waiting[1:]
+		p.holding = append(p.holding, r)
+		p.granted++
+		p.maxHeld = max(p.maxHeld, len(p.holding))
+		p.sendGrant(ctx, r)
+	}
+}
+
+func (p *RackPowerSlots) sendGrant(ctx workflow.Context, r PowerSlotRequest) {
+	f := workflow.SignalExternalWorkflow(ctx, r.WorkflowID, "", SignalPowerGranted, PowerSlotGrant{Token: r.Token})
+	workflow.Go(ctx, func(gctx workflow.Context) {
+		// A lifecycle that is gone cannot use, nor give back, its slot.
+		if err := f.Get(gctx, nil); err != nil {
+			workflow.GetLogger(gctx).Warn("power slot grant not delivered; freeing the slot",
+				"serial", r.Serial, "error", err)
+			p.drop(r.Serial, r.Token)
+			p.grant(ctx)
+		}
+	})
+}
+
+// PowerSlot is one held slot, or none for a lifecycle outside a batch.
+type PowerSlot struct {
+	keeper string
+	serial string
+	token  string
+}
+
+// PowerSlotKeeper is the workflow ID of the RackBatch that keeps this
+// lifecycle's power slots, or "" when the lifecycle was started on its own
+// (by POST /api/v1/servers) and no rack limit applies.
+func PowerSlotKeeper(ctx workflow.Context) string {
+	parent := workflow.GetInfo(ctx).ParentWorkflowExecution
+	if parent == nil || !strings.HasPrefix(parent.ID, rackBatchIDPrefix) {
+		return ""
+	}
+	return parent.ID
+}
+
+// AcquirePowerSlot waits until the rack's batch grants serial a power
+// slot. Outside a batch it returns at once and sends nothing, so a
+// standalone lifecycle's history is the same with or without the call. If
+// the batch has ended, the lifecycle goes on without a slot: a server must
+// not wait forever for a keeper that is gone.
+func AcquirePowerSlot(ctx workflow.Context, serial string) (*PowerSlot, error) {
+	keeper := PowerSlotKeeper(ctx)
+	if keeper == "" {
+		return &PowerSlot{}, nil
+	}
+	// Batch children recorded before lifecycles asked for slots replay
+	// without asking; the marker goes only into batch children's
+	// histories, so a standalone lifecycle's history does not change.
+	if workflow.GetVersion(ctx, powerSlotsChange, workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+		return &PowerSlot{}, nil
+	}
+	info := workflow.GetInfo(ctx)
+	// The history length is the same on every replay and different for
+	// every acquisition of this run.
+	token := fmt.Sprintf("%s#%d", info.WorkflowExecution.RunID, info.GetCurrentHistoryLength())
+	req := PowerSlotRequest{Serial: serial, WorkflowID: info.WorkflowExecution.ID, Token: token}
+	granted := workflow.GetSignalChannel(ctx, SignalPowerGranted)
+	log := workflow.GetLogger(ctx)
+	for {
+		if err := workflow.SignalExternalWorkflow(ctx, keeper, "", SignalPowerAcquire, req).Get(ctx, nil); err != nil {
+			if ctx.Err() != nil {
+				return nil, err
+			}
+			log.Warn("rack batch cannot be asked for a power slot; going on without one", "keeper", keeper, "error", err)
+			return &PowerSlot{}, nil
+		}
+		deadline := workflow.Now(ctx).Add(powerSlotReminder)
+		for {
+			var g PowerSlotGrant
+			left := deadline.Sub(workflow.Now(ctx))
+			if left <= 0 {
+				break
+			}
+			ok, more := granted.ReceiveWithTimeout(ctx, left, &g)
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			if !ok || !more {
+				break
+			}
+			if g.Token == token {
+				return &PowerSlot{keeper: keeper, serial: serial, token: token}, nil
+			}
+			// A grant for an earlier acquisition of this run, arriving
+			// after it was given up: not ours now.
+		}
+		log.Info("still waiting for a power slot", "keeper", keeper, "serial", serial)
+	}
+}
+
+// Release gives the slot back. It runs on a disconnected context so a
+// cancelled lifecycle still frees its slot.
+func (s *PowerSlot) Release(ctx workflow.Context) {
+	if s == nil || s.keeper == "" {
+		return
+	}
+	dctx, _ := workflow.NewDisconnectedContext(ctx)
+	// A batch that has ended keeps no slots; nothing to do if it is gone.
+	_ = workflow.SignalExternalWorkflow(dctx, s.keeper, "", SignalPowerRelease, PowerSlotRelease{Serial: s.serial, Token: s.token}).Get(dctx, nil)
+	s.keeper = ""
+}
+
+// WithPowerSlot runs fn, a power-changing step of serial's lifecycle,
+// while holding one of the rack's power slots.
+func WithPowerSlot(ctx workflow.Context, serial string, fn func() error) error {
+	slot, err := AcquirePowerSlot(ctx, serial)
+	if err != nil {
+		return err
+	}
+	defer slot.Release(ctx)
+	return fn()
+}
