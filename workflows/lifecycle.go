@@ -525,11 +525,13 @@ func (l *lifecycle) configureBIOS(ctx workflow.Context) error {
 	if err != nil {
 		return err
 	}
-	return workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, bmcActivityOptions(15*time.Minute)), activities.ConfigureBIOSName,
-		activities.ConfigureBIOSInput{
-			Serial: l.status.Serial, BMC: bmc, Profile: l.inspected.Profile, Vendor: l.inspected.Vendor,
-			Generation: l.generation, ApplyTimeout: 10 * time.Minute,
-		}).Get(ctx, nil)
+	return WithPowerSlot(ctx, l.status.Serial, func() error {
+		return workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, bmcActivityOptions(15*time.Minute)), activities.ConfigureBIOSName,
+			activities.ConfigureBIOSInput{
+				Serial: l.status.Serial, BMC: bmc, Profile: l.inspected.Profile, Vendor: l.inspected.Vendor,
+				Generation: l.generation, ApplyTimeout: 10 * time.Minute,
+			}).Get(ctx, nil)
+	})
 }
 
 func (l *lifecycle) configureRAID(ctx workflow.Context) error {
@@ -559,14 +561,16 @@ func (l *lifecycle) installOS(ctx workflow.Context) error {
 	for i := 0; i < attempts; i++ {
 		l.status.InstallAttempt++
 		attempt := l.status.InstallAttempt
-		if err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, bmcActivityOptions(5*time.Minute)), activities.StartInstallName,
-			activities.StartInstallInput{
-				Serial: l.status.Serial, BMC: bmc, Attempt: attempt, MACs: l.inspected.MACs,
-				// The boot service offers the attempt a little longer than
-				// the workflow waits, so a slow installer is not cut off
-				// between the two.
-				TTL: timeout + 5*time.Minute,
-			}).Get(ctx, nil); err != nil {
+		if err := WithPowerSlot(ctx, l.status.Serial, func() error {
+			return workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, bmcActivityOptions(5*time.Minute)), activities.StartInstallName,
+				activities.StartInstallInput{
+					Serial: l.status.Serial, BMC: bmc, Attempt: attempt, MACs: l.inspected.MACs,
+					// The boot service offers the attempt a little longer than
+					// the workflow waits, so a slow installer is not cut off
+					// between the two.
+					TTL: timeout + 5*time.Minute,
+				}).Get(ctx, nil)
+		}); err != nil {
 			return err
 		}
 		ok, err := workflow.AwaitWithTimeout(ctx, timeout, func() bool { return l.phonedHome == attempt })
