@@ -17,7 +17,9 @@ import (
 //
 //	go test ./integration/ -run TestRecordReplayHistories -record
 //
-// (integration/record_test.go), review, and commit testdata/*.json.
+// (integration/record_test.go), review, and commit testdata/*.json. Keep
+// the previous recordings under a "-before-<change>" name: runs started
+// before a deploy still have to replay after it.
 func TestReplayRecordedHistories(t *testing.T) {
 	files, err := filepath.Glob(filepath.Join("testdata", "*.json"))
 	require.NoError(t, err)
