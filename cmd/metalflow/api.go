@@ -11,42 +11,28 @@ import (
 
 func runAPI(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var (
-		lf       logFlags
-		tf       temporalFlags
+		rf       roleFlags
 		httpAddr string
 		uiURL    string
 	)
 	fs := flag.NewFlagSet("api", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	lf.register(fs)
-	tf.register(fs)
-	var inventoryURL, layoutFile string
-	fs.StringVar(&inventoryURL, "inventory-db", "metalflow.db", "inventory database: postgres://… or a SQLite file path")
-	fs.StringVar(&layoutFile, "layout", "", "YAML file of sites and racks to load into the inventory at start")
+	rf.register(fs)
 	fs.StringVar(&httpAddr, "http", "127.0.0.1:8080", "API, operator UI and /metrics listen address")
-	var pf provisioningFlags
-	pf.register(fs, "credentials.key", false)
 	var bf bootFlags
 	bf.register(fs)
 	fs.StringVar(&uiURL, "temporal-ui-url", "", "public URL of the Temporal Web UI, for links in answers and the operator UI")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	log, err := lf.logger(stderr)
+	env, err := rf.open(ctx, stderr)
 	if err != nil {
 		return err
 	}
-	inv, err := openInventory(ctx, log, inventoryURL, layoutFile)
-	if err != nil {
-		return err
-	}
-	defer inv.Close()
-	vault, catalog, err := pf.open(inv)
-	if err != nil {
-		return err
-	}
+	defer env.close()
+	log := env.log
 	reg := telemetry.NewRegistry()
-	c, metrics, err := newTemporalClient(log, reg, tf)
+	c, metrics, err := newTemporalClient(log, reg, rf.temporal)
 	if err != nil {
 		return err
 	}
@@ -56,13 +42,13 @@ func runAPI(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	// /readyz says so until it is reachable.
 	return serveAPI(ctx, log, httpAddr, api.Config{
 		Temporal:      c,
-		Inventory:     inv,
-		Credentials:   vault,
-		Profiles:      catalog,
+		Inventory:     env.inv,
+		Credentials:   env.vault,
+		Profiles:      env.profiles,
 		Registry:      reg,
 		Logger:        log,
 		TemporalUIURL: uiURL,
-		Namespace:     tf.namespace,
+		Namespace:     rf.temporal.namespace,
 		Boot:          bf.config(httpAddr),
 	})
 }
