@@ -45,6 +45,10 @@ func (p *Provisioning) Register(r Registrar) {
 		StartInstallName:       p.StartInstall,
 		FinishInstallName:      p.FinishInstall,
 		AbortServerName:        p.AbortServer,
+		WipeServerName:         p.WipeServer,
+		ResetBIOSDefaultsName:  p.ResetBIOSDefaults,
+		PowerOffServerName:     p.PowerOffServer,
+		RetireAssetName:        p.RetireAsset,
 	} {
 		r.RegisterActivityWithOptions(fn, activity.RegisterOptions{Name: name})
 	}
@@ -55,9 +59,11 @@ func (p *Provisioning) Register(r Registrar) {
 // skipped, which a workflow needs to hear from the worker that runs it.
 func (c *Cloud) Register(r Registrar) {
 	for name, fn := range map[string]any{
-		RegisterCloudName: c.RegisterCloud,
-		JoinAggregateName: c.JoinAggregate,
-		AssignTenantName:  c.AssignTenant,
+		RegisterCloudName:   c.RegisterCloud,
+		JoinAggregateName:   c.JoinAggregate,
+		AssignTenantName:    c.AssignTenant,
+		LeaveAggregateName:  c.LeaveAggregate,
+		DeleteCloudNodeName: c.DeleteCloudNode,
 	} {
 		r.RegisterActivityWithOptions(fn, activity.RegisterOptions{Name: name})
 	}

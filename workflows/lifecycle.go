@@ -101,6 +101,13 @@ func (l *lifecycle) registerHandlers(ctx workflow.Context) error {
 	}); err != nil {
 		return fmt.Errorf("register %s query: %w", QueryStatus, err)
 	}
+	// The decommission needs the BMC (by reference) and the hostname,
+	// which the status leaves out; a query adds nothing to history.
+	if err := workflow.SetQueryHandler(ctx, QueryMachine, func() (MachineFacts, error) {
+		return MachineFacts{BMC: l.in.BMC, Host: l.hostname}, nil
+	}); err != nil {
+		return fmt.Errorf("register %s query: %w", QueryMachine, err)
+	}
 	if err := workflow.SetUpdateHandlerWithOptions(ctx, UpdateRacked, l.handleRacked,
 		workflow.UpdateHandlerOptions{Validator: l.validateRacked}); err != nil {
 		return err

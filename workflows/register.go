@@ -15,4 +15,5 @@ type Registrar interface {
 func Register(r Registrar) {
 	r.RegisterWorkflowWithOptions(ServerLifecycle, workflowOptions(ServerLifecycleName))
 	r.RegisterWorkflowWithOptions(RackBatch, workflowOptions(RackBatchName))
+	r.RegisterWorkflowWithOptions(Decommission, workflowOptions(DecommissionName))
 }

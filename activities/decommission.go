@@ -1,0 +1,171 @@
+package activities
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/metalflow/metalflow/cloud"
+	"github.com/metalflow/metalflow/hardware"
+)
+
+// Activity names of the decommission; part of recorded histories.
+const (
+	LeaveAggregateName    = "LeaveAggregate"
+	DeleteCloudNodeName   = "DeleteCloudNode"
+	WipeServerName        = "WipeServer"
+	ResetBIOSDefaultsName = "ResetBIOSDefaults"
+	PowerOffServerName    = "PowerOffServer"
+	RetireAssetName       = "RetireAsset"
+)
+
+// DecommissionStepInput is what every decommission step needs. Key makes
+// the asset-history line of the step unique per run and retry, so a
+// repeated activity does not write it twice.
+type DecommissionStepInput struct {
+	Serial string `json:"serial"`
+	BMC    BMCRef `json:"bmc"`
+	Host   string `json:"host,omitempty"`
+	Site   string `json:"site,omitempty"`
+	Room   string `json:"room,omitempty"`
+	Rack   string `json:"rack,omitempty"`
+	Key    string `json:"key"`
+	Actor  string `json:"actor"`
+}
+
+// DecommissionStepResult says what a step did; Skipped with a Note when the
+// worker's configuration leaves it nothing to do.
+type DecommissionStepResult struct {
+	Skipped bool   `json:"skipped,omitempty"`
+	Note    string `json:"note,omitempty"`
+}
+
+// LeaveAggregate takes a hypervisor out of its rack's Nova aggregate, so
+// the scheduler stops placing instances on a host about to be wiped. A
+// host not in the aggregate is success.
+func (c *Cloud) LeaveAggregate(ctx context.Context, in DecommissionStepInput) (DecommissionStepResult, error) {
+	if c.Compute == nil {
+		return DecommissionStepResult{Skipped: true, Note: NoteNoNova}, nil
+	}
+	agg := cloud.FailureDomain{Site: in.Site, Room: in.Room, Rack: in.Rack}.Aggregate()
+	stop := keepAlive(ctx)
+	defer stop()
+	if err := c.Compute.RemoveHostFromAggregate(ctx, agg.Name, in.Host); err != nil {
+		return DecommissionStepResult{}, cloudError(err)
+	}
+	note := fmt.Sprintf("host %s not in aggregate %s", in.Host, agg.Name)
+	return DecommissionStepResult{Note: note}, classify(c.Inventory.RecordStep(ctx, in.Serial, in.Key, in.Actor, "aggregate left", note))
+}
+
+// DeleteCloudNode removes the server's Ironic node (managing it first);
+// a node already gone is success, so the step may run twice.
+func (c *Cloud) DeleteCloudNode(ctx context.Context, in DecommissionStepInput) (DecommissionStepResult, error) {
+	if c.Ironic == nil {
+		return DecommissionStepResult{Skipped: true, Note: NoteNoIronic}, nil
+	}
+	stop := keepAlive(ctx)
+	err := c.Ironic.DeleteNode(ctx, in.Serial)
+	stop()
+	if err != nil {
+		return DecommissionStepResult{}, cloudError(err)
+	}
+	return DecommissionStepResult{}, classify(c.Inventory.RecordStep(ctx, in.Serial, in.Key, in.Actor, "cloud node deleted",
+		"Ironic node of "+in.Serial+" deleted (or already gone)"))
+}
+
+// WipeServer deletes every RAID volume and secure-erases every drive that
+// offers Drive.SecureErase. Volumes go first: BMCs refuse to erase a drive
+// a volume still uses. Drives without the action (Supermicro's controllers)
+// are left with their volumes deleted, and the note says so, because a
+// volume delete is not an erase and whoever ships the drives must know.
+// Running it again finds no volumes and erases again, which is harmless.
+func (p *Provisioning) WipeServer(ctx context.Context, in DecommissionStepInput) (DecommissionStepResult, error) {
+	var volumes, erased int
+	var unsupported []string
+	err := p.withMachine(ctx, in.BMC, func(m hardware.Machine) error {
+		ctls, err := m.Storage(ctx)
+		if err != nil {
+			return err
+		}
+		for _, c := range ctls {
+			for _, v := range c.Volumes {
+				if err := m.DeleteVolume(ctx, v.ID); err != nil {
+					return err
+				}
+				volumes++
+			}
+		}
+		for _, c := range ctls {
+			for _, d := range c.Drives {
+				err := m.SecureErase(ctx, d.ID)
+				var hw *hardware.Error
+				if errors.As(err, &hw) && hw.Kind == hardware.Unsupported {
+					unsupported = append(unsupported, d.ID)
+					continue
+				}
+				if err != nil {
+					return err
+				}
+				erased++
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return DecommissionStepResult{}, err
+	}
+	note := fmt.Sprintf("%d volume(s) deleted, %d drive(s) secure-erased", volumes, erased)
+	if len(unsupported) > 0 {
+		note += fmt.Sprintf("; no secure erase on %s: volumes deleted only, erase those drives by other means", strings.Join(unsupported, ", "))
+	}
+	return DecommissionStepResult{Note: note}, classify(p.Inventory.RecordStep(ctx, in.Serial, in.Key, in.Actor, "drives wiped", note))
+}
+
+// ResetBIOSDefaults stages the BIOS defaults and resets the server once
+// per key (run and retry), like ConfigureBIOS: a repeated activity does
+// not reboot the server a second time.
+func (p *Provisioning) ResetBIOSDefaults(ctx context.Context, in DecommissionStepInput) (DecommissionStepResult, error) {
+	err := p.withMachine(ctx, in.BMC, func(m hardware.Machine) error {
+		if err := m.ResetBIOS(ctx); err != nil {
+			return err
+		}
+		first, err := p.Inventory.RecordOnce(ctx, in.Serial, "bios-defaults/"+in.Key)
+		if err != nil || !first {
+			return err
+		}
+		return resetServer(ctx, m)
+	})
+	if err != nil {
+		return DecommissionStepResult{}, err
+	}
+	return DecommissionStepResult{}, classify(p.Inventory.RecordStep(ctx, in.Serial, in.Key, in.Actor, "bios reset", "BIOS defaults staged and applied by a reset"))
+}
+
+// PowerOffServer turns the server off; off already is success.
+func (p *Provisioning) PowerOffServer(ctx context.Context, in DecommissionStepInput) (DecommissionStepResult, error) {
+	err := p.withMachine(ctx, in.BMC, func(m hardware.Machine) error {
+		state, err := m.PowerState(ctx)
+		if err != nil || state == hardware.PowerOff {
+			return err
+		}
+		return m.SetPower(ctx, hardware.PowerOff)
+	})
+	if err != nil {
+		return DecommissionStepResult{}, err
+	}
+	return DecommissionStepResult{}, classify(p.Inventory.RecordStep(ctx, in.Serial, in.Key, in.Actor, "powered off", "server powered off for unracking"))
+}
+
+// RetireAsset stops monitoring the server and any pending netboot, and
+// marks the asset decommissioned; each part is idempotent.
+func (p *Provisioning) RetireAsset(ctx context.Context, in DecommissionStepInput) (DecommissionStepResult, error) {
+	if err := p.Inventory.RemoveTargets(ctx, in.Serial); err != nil {
+		return DecommissionStepResult{}, err
+	}
+	if err := p.Inventory.RetireBoot(ctx, in.Serial); err != nil {
+		return DecommissionStepResult{}, err
+	}
+	return DecommissionStepResult{}, classify(p.Inventory.SetState(ctx, in.Serial, "decommissioned", in.Actor,
+		"wiped and powered off; monitoring targets removed; waiting to be unracked"))
+}

@@ -1,0 +1,374 @@
+package workflows
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/metalflow/metalflow/activities"
+	"github.com/metalflow/metalflow/profiles"
+)
+
+// Names of the decommission workflow and what reaches it. Part of the API
+// contract and of recorded histories: never rename them.
+const (
+	DecommissionName = "Decommission"
+	UpdateUnracked   = "unracked"
+	// QueryMachine asks a lifecycle for what the decommission needs and
+	// the status does not show: the BMC (by credential reference) and the
+	// hostname nova-compute registered under.
+	QueryMachine = "machine"
+)
+
+// Decommission states.
+const (
+	StateDecommissioning = "decommissioning"
+	StateWaitingUnrack   = "waiting-unrack"
+	StateDecommissioned  = "decommissioned"
+)
+
+// Decommission steps, in order.
+const (
+	StepLeaveAggregate  = "LeaveAggregate"
+	StepDeleteCloudNode = "DeleteCloudNode"
+	StepSecureWipe      = "SecureWipe"
+	StepResetBIOS       = "ResetBIOS"
+	StepPowerOff        = "PowerOff"
+	StepRetireAsset     = "RetireAsset"
+	StepUnrack          = "Unrack"
+)
+
+// DecommissionSteps lists the decommission's steps in order.
+func DecommissionSteps() []string {
+	return []string{StepLeaveAggregate, StepDeleteCloudNode, StepSecureWipe, StepResetBIOS, StepPowerOff, StepRetireAsset, StepUnrack}
+}
+
+// DecommissionWorkflowID is the one decommission a server can have at a time.
+func DecommissionWorkflowID(serial string) string { return "decommission/" + serial }
+
+// MachineFacts answers QueryMachine.
+type MachineFacts struct {
+	BMC  *activities.BMCRef `json:"bmc,omitempty"`
+	Host string             `json:"host,omitempty"`
+}
+
+// DecommissionInput is what the API learnt from the server's lifecycle.
+type DecommissionInput struct {
+	Serial   string             `json:"serial"`
+	BMC      *activities.BMCRef `json:"bmc,omitempty"`
+	Location *Location          `json:"location,omitempty"`
+	// Role decides whether the host leaves a Nova aggregate.
+	Role string `json:"role,omitempty"`
+	// Host is the name nova-compute registered under; "" means the serial.
+	Host  string `json:"host,omitempty"`
+	Actor string `json:"actor,omitempty"`
+}
+
+// UnrackedInput is the technician's report that the server left its rack.
+type UnrackedInput struct {
+	By string `json:"by,omitempty"`
+}
+
+// UnrackedResult answers the unracked update.
+type UnrackedResult struct {
+	Serial   string    `json:"serial"`
+	Location *Location `json:"location,omitempty"`
+}
+
+// DecommissionStatus answers the decommission's status query.
+type DecommissionStatus struct {
+	Serial    string       `json:"serial"`
+	RunID     string       `json:"runId"`
+	State     string       `json:"state"`
+	Step      string       `json:"step"`
+	Steps     []StepStatus `json:"steps"`
+	Location  *Location    `json:"location,omitempty"`
+	Attention *Attention   `json:"attention,omitempty"`
+}
+
+// Decommission takes a server out of service: out of the cloud, wiped,
+// BIOS at defaults, off, out of monitoring, and, once a technician reports
+// it unracked, out of its rack unit.
+func Decommission(ctx workflow.Context, in DecommissionInput) (DecommissionStatus, error) {
+	if err := ValidateSerial(in.Serial); err != nil {
+		return DecommissionStatus{}, temporal.NewNonRetryableApplicationError(err.Error(), "InvalidInput", nil)
+	}
+	d := &decommission{in: in}
+	d.status = DecommissionStatus{Serial: in.Serial, State: StateDecommissioning, Location: in.Location,
+		RunID: workflow.GetInfo(ctx).WorkflowExecution.RunID}
+	for _, name := range DecommissionSteps() {
+		d.status.Steps = append(d.status.Steps, StepStatus{Name: name, Status: StepPending})
+	}
+	if err := d.registerHandlers(ctx); err != nil {
+		return d.status, err
+	}
+	err := d.run(ctx)
+	if err != nil {
+		if errors.Is(err, errAborted) {
+			d.status.State = StateAborted
+			err = temporal.NewNonRetryableApplicationError("decommission aborted by staff: "+d.abortReason, "Aborted", nil)
+		} else if !temporal.IsCanceledError(err) {
+			d.status.State = StateFailed
+		}
+	} else {
+		d.status.State, d.status.Step = StateDecommissioned, ""
+	}
+	// Let in-flight updates deliver their answers before the run ends.
+	if werr := workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) }); werr != nil && err == nil {
+		err = werr
+	}
+	return d.status, err
+}
+
+type decommission struct {
+	in     DecommissionInput
+	status DecommissionStatus
+	// decision is staff's answer to an attention (retry or abort).
+	decision    *decision
+	abortReason string
+	// unracked is set by the technician's update while the workflow waits.
+	unracked   *UnrackedInput
+	generation int
+}
+
+func (d *decommission) registerHandlers(ctx workflow.Context) error {
+	if err := workflow.SetQueryHandler(ctx, QueryStatus, func() (DecommissionStatus, error) {
+		return d.status, nil
+	}); err != nil {
+		return fmt.Errorf("register %s query: %w", QueryStatus, err)
+	}
+	if err := workflow.SetUpdateHandlerWithOptions(ctx, UpdateRetry, d.handleRetry,
+		workflow.UpdateHandlerOptions{Validator: d.validateRetry}); err != nil {
+		return err
+	}
+	if err := workflow.SetUpdateHandlerWithOptions(ctx, UpdateAbort, d.handleAbort,
+		workflow.UpdateHandlerOptions{Validator: d.validateAbort}); err != nil {
+		return err
+	}
+	return workflow.SetUpdateHandlerWithOptions(ctx, UpdateUnracked, d.handleUnracked,
+		workflow.UpdateHandlerOptions{Validator: d.validateUnracked})
+}
+
+func (d *decommission) validateRetry(in RetryInput) error {
+	if d.status.State != StateAttention || d.decision != nil {
+		return fmt.Errorf("the decommission of %s is %s, not waiting for attention: nothing to retry", d.in.Serial, d.status.State)
+	}
+	if in.Profile != "" {
+		return errors.New("a decommission has no profile to change")
+	}
+	if in.BMC != nil && in.BMC.Address == "" && in.BMC.CredentialRef == "" {
+		return errors.New("bmc must give an address, a credential, or both")
+	}
+	return nil
+}
+
+func (d *decommission) handleRetry(ctx workflow.Context, in RetryInput) (DecisionResult, error) {
+	if err := d.validateRetry(in); err != nil {
+		return DecisionResult{}, err
+	}
+	d.decision = &decision{action: UpdateRetry, retry: in, by: in.By}
+	return DecisionResult{Serial: d.in.Serial, Action: UpdateRetry, Step: d.status.Attention.Step}, nil
+}
+
+// validateAbort allows an abort only in attention: a decommission that
+// runs is either wiping (which must not stop half-way unnoticed) or
+// waiting for the technician, who should unrack instead.
+func (d *decommission) validateAbort(in AbortInput) error {
+	if in.Reason == "" {
+		return errors.New("an abort needs a reason, for the asset history")
+	}
+	if d.status.State != StateAttention || d.decision != nil {
+		return fmt.Errorf("the decommission of %s is %s: abort is possible while it waits for attention", d.in.Serial, d.status.State)
+	}
+	return nil
+}
+
+func (d *decommission) handleAbort(ctx workflow.Context, in AbortInput) (DecisionResult, error) {
+	if err := d.validateAbort(in); err != nil {
+		return DecisionResult{}, err
+	}
+	d.decision = &decision{action: UpdateAbort, abort: in, by: in.By}
+	return DecisionResult{Serial: d.in.Serial, Action: UpdateAbort, Step: d.status.Attention.Step}, nil
+}
+
+// validateUnracked refuses the report until the server is wiped and off:
+// a technician pulling a server still being erased would ship data.
+func (d *decommission) validateUnracked(UnrackedInput) error {
+	if d.status.State != StateWaitingUnrack || d.unracked != nil {
+		return fmt.Errorf("the decommission of %s is %s (step %s), not waiting to be unracked", d.in.Serial, d.status.State, d.status.Step)
+	}
+	return nil
+}
+
+func (d *decommission) handleUnracked(ctx workflow.Context, in UnrackedInput) (UnrackedResult, error) {
+	if err := d.validateUnracked(in); err != nil {
+		return UnrackedResult{}, err
+	}
+	d.unracked = &in
+	// Answer once the unit is free, so a 200 means the rack shows it free.
+	if err := workflow.Await(ctx, func() bool { return d.status.State != StateWaitingUnrack }); err != nil {
+		return UnrackedResult{}, err
+	}
+	if d.status.State != StateDecommissioned {
+		return UnrackedResult{}, fmt.Errorf("the rack unit of %s was not freed: %s", d.in.Serial, d.status.State)
+	}
+	return UnrackedResult{Serial: d.in.Serial, Location: d.in.Location}, nil
+}
+
+func (d *decommission) run(ctx workflow.Context) error {
+	steps := []struct {
+		name string
+		run  func(workflow.Context) (string, error)
+	}{
+		{StepLeaveAggregate, d.leaveAggregate},
+		{StepDeleteCloudNode, d.activityStep(activities.DeleteCloudNodeName, cloudActivityOptions())},
+		{StepSecureWipe, d.bmcStep(activities.WipeServerName, 2*time.Hour)},
+		{StepResetBIOS, d.bmcStep(activities.ResetBIOSDefaultsName, 15*time.Minute)},
+		{StepPowerOff, d.bmcStep(activities.PowerOffServerName, 5*time.Minute)},
+		{StepRetireAsset, d.activityStep(activities.RetireAssetName, inventoryActivityOptions())},
+		{StepUnrack, d.unrack},
+	}
+	for _, s := range steps {
+		if err := d.runStep(ctx, s.name, s.run); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// runStep runs one step; a failure retries cannot fix parks the
+// decommission in attention until staff retry or abort. No step is
+// skippable: each stands between the server and someone else's hands.
+func (d *decommission) runStep(ctx workflow.Context, name string, run func(workflow.Context) (string, error)) error {
+	for {
+		step := d.startStep(ctx, name)
+		note, err := run(ctx)
+		now := workflow.Now(ctx)
+		step.FinishedAt = &now
+		var skip *stepSkipped
+		switch {
+		case err == nil:
+			step.Status, step.Note = StepDone, note
+			return nil
+		case errors.As(err, &skip):
+			step.Status, step.Note = StepSkipped, skip.note
+			return nil
+		case temporal.IsCanceledError(err):
+			return err
+		}
+		step.Status, step.Error = StepFailed, cause(err)
+		d.status.State = StateAttention
+		d.status.Attention = &Attention{Step: name, Error: cause(err)}
+		workflow.GetLogger(ctx).Warn("decommission needs attention", "serial", d.in.Serial, "step", name, "error", cause(err))
+		workflow.GetMetricsHandler(ctx).WithTags(map[string]string{"step": name}).Counter("metalflow_attention_total").Inc(1)
+		if err := workflow.Await(ctx, func() bool { return d.decision != nil }); err != nil {
+			return err
+		}
+		dec := *d.decision
+		d.decision, d.status.Attention = nil, nil
+		d.status.State = StateDecommissioning
+		if dec.action == UpdateAbort {
+			d.abortReason = dec.abort.Reason
+			return errAborted
+		}
+		d.generation++
+		if r := dec.retry.BMC; r != nil {
+			bmc := activities.BMCRef{}
+			if d.in.BMC != nil {
+				bmc = *d.in.BMC
+			}
+			if r.Address != "" {
+				bmc.Address = r.Address
+			}
+			if r.CredentialRef != "" {
+				bmc.CredentialRef = r.CredentialRef
+			}
+			d.in.BMC = &bmc
+		}
+	}
+}
+
+func (d *decommission) startStep(ctx workflow.Context, name string) *StepStatus {
+	now := workflow.Now(ctx)
+	d.status.Step = name
+	for i := range d.status.Steps {
+		if s := &d.status.Steps[i]; s.Name == name {
+			s.Status, s.StartedAt, s.FinishedAt, s.Error = StepRunning, &now, nil, ""
+			return s
+		}
+	}
+	d.status.Steps = append(d.status.Steps, StepStatus{Name: name, Status: StepRunning, StartedAt: &now})
+	return &d.status.Steps[len(d.status.Steps)-1]
+}
+
+// stepInput is the activities' input; Key is unique per run, step and
+// retry, so each step's history line and BIOS reset happen once per try.
+func (d *decommission) stepInput(ctx workflow.Context, step string) activities.DecommissionStepInput {
+	in := activities.DecommissionStepInput{
+		Serial: d.in.Serial, Host: d.in.Host, Actor: actorOr(d.in.Actor, "decommission"),
+		Key: fmt.Sprintf("decommission/%s/%s/%d", workflow.GetInfo(ctx).WorkflowExecution.RunID, step, d.generation),
+	}
+	if in.Host == "" {
+		in.Host = d.in.Serial
+	}
+	if d.in.BMC != nil {
+		in.BMC = *d.in.BMC
+	}
+	if d.in.Location != nil {
+		in.Site, in.Room, in.Rack = d.in.Location.Site, d.in.Location.Room, d.in.Location.Rack
+	}
+	return in
+}
+
+func (d *decommission) execute(ctx workflow.Context, opts workflow.ActivityOptions, name string) (string, error) {
+	var res activities.DecommissionStepResult
+	if err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, opts), name, d.stepInput(ctx, name)).Get(ctx, &res); err != nil {
+		return "", err
+	}
+	if res.Skipped {
+		return "", skipStep(res.Note)
+	}
+	return res.Note, nil
+}
+
+func (d *decommission) activityStep(name string, opts workflow.ActivityOptions) func(workflow.Context) (string, error) {
+	return func(ctx workflow.Context) (string, error) { return d.execute(ctx, opts, name) }
+}
+
+func (d *decommission) bmcStep(name string, timeout time.Duration) func(workflow.Context) (string, error) {
+	return func(ctx workflow.Context) (string, error) {
+		if d.in.BMC == nil || d.in.BMC.Address == "" || d.in.BMC.CredentialRef == "" {
+			return "", errors.New("no BMC address and credential known for this server: retry with one")
+		}
+		return d.execute(ctx, bmcActivityOptions(timeout), name)
+	}
+}
+
+// leaveAggregate: only hypervisors joined one.
+func (d *decommission) leaveAggregate(ctx workflow.Context) (string, error) {
+	if d.in.Role != profiles.RoleHypervisor {
+		return "", skipStep(fmt.Sprintf("role %q: only hypervisors are in a Nova aggregate", d.in.Role))
+	}
+	return d.execute(ctx, cloudActivityOptions(), activities.LeaveAggregateName)
+}
+
+// unrack waits for the technician, then frees the rack unit.
+func (d *decommission) unrack(ctx workflow.Context) (string, error) {
+	d.status.State = StateWaitingUnrack
+	if err := workflow.Await(ctx, func() bool { return d.unracked != nil }); err != nil {
+		return "", err
+	}
+	by := actorOr(d.unracked.By, "technician")
+	err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, inventoryActivityOptions()), activities.ReleaseRackUnitName,
+		activities.ReleaseRackUnitInput{Serial: d.in.Serial, Actor: by, Reason: "decommissioned and unracked"}).Get(ctx, nil)
+	if err != nil {
+		// Staff retry waits for nothing new: the server is out already.
+		d.status.State = StateDecommissioning
+		return "", err
+	}
+	d.status.State = StateDecommissioned
+	return "unracked by " + by, nil
+}
