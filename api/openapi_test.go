@@ -162,9 +162,9 @@ func TestOpenAPICoversEveryRoute(t *testing.T) {
 func TestOpenAPIRouteCoverageDetectsDrift(t *testing.T) {
 	doc := loadDoc(t, openAPIDocument)
 	s := New(Config{Registry: prometheus.NewRegistry(), Logger: slog.New(slog.DiscardHandler)})
-	s.echo.DELETE("/api/v1/servers/:serial", func(c echo.Context) error { return nil })
+	s.echo.PUT("/api/v1/servers/:serial", func(c echo.Context) error { return nil })
 	undocumented, _, _ := routeCoverage(s.echo.Routes(), doc.Operations())
-	require.Equal(t, []string{"DELETE /api/v1/servers/{serial}"}, undocumented)
+	require.Equal(t, []string{"PUT /api/v1/servers/{serial}"}, undocumented)
 
 	wrong := mutate(t, func(d map[string]any) {
 		paths := d["paths"].(map[string]any)
