@@ -1,0 +1,140 @@
+package integration
+
+import (
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/metalflow/metalflow/workflows"
+)
+
+type decommissionView struct {
+	workflows.DecommissionStatus
+	WorkflowID string `json:"workflowId"`
+}
+
+func getDecommission(t *testing.T, api, serial string) decommissionView {
+	t.Helper()
+	r := do(t, http.MethodGet, api+"/api/v1/servers/"+serial+"/decommission", "")
+	require.Equal(t, http.StatusOK, r.code, string(r.body))
+	var d decommissionView
+	r.json(t, &d)
+	return d
+}
+
+// TestDecommissionWipesAndFreesTheRack provisions a simulated fleet (one
+// of each vendor, no Ironic) to installed, decommissions it through the
+// API, and checks the simulated hardware, the CMDB and the rack.
+func TestDecommissionWipesAndFreesTheRack(t *testing.T) {
+	f := startFleet(t, 4)
+	defaults := map[string]map[string]any{}
+	for i, e := range f.fleet {
+		// A fresh simulated BMC has its BIOS at the defaults.
+		defaults[e.ID] = f.bmc(t, e.ID).BIOS
+		f.register(t, e, e.Password, "", &workflows.Location{Site: "dc1", Room: "A", Rack: "R05", Unit: 2*i + 1, Face: "front"})
+	}
+	r := do(t, http.MethodDelete, f.api+"/api/v1/servers/SN-NOBODY", "")
+	require.Equal(t, http.StatusNotFound, r.code, string(r.body))
+	r = do(t, http.MethodPost, f.api+"/api/v1/servers/"+f.fleet[0].Serial+"/unracked", "")
+	require.Equal(t, http.StatusNotFound, r.code, "no decommission yet: %s", r.body)
+
+	for _, e := range f.fleet {
+		waitStateWithin(t, f.api, e.Serial, workflows.StateInstalled, 3*time.Minute)
+		r := do(t, http.MethodDelete, f.api+"/api/v1/servers/"+e.Serial, "")
+		require.Equal(t, http.StatusAccepted, r.code, string(r.body))
+		// The wipe and the BIOS reset take seconds on the simulator: the
+		// technician's report comes too early and changes nothing.
+		r = do(t, http.MethodPost, f.api+"/api/v1/servers/"+e.Serial+"/unracked", "")
+		require.Equal(t, http.StatusConflict, r.code, string(r.body))
+		r = do(t, http.MethodDelete, f.api+"/api/v1/servers/"+e.Serial, "")
+		require.Equal(t, http.StatusConflict, r.code, "one decommission at a time: %s", r.body)
+	}
+
+	for _, e := range f.fleet {
+		var d decommissionView
+		eventually(t, 3*time.Minute, e.Serial+" waits to be unracked", func() error {
+			d = getDecommission(t, f.api, e.Serial)
+			if d.State != workflows.StateWaitingUnrack {
+				return fmt.Errorf("decommission %s at %s (attention %+v)", d.State, d.Step, d.Attention)
+			}
+			return nil
+		})
+		require.Equal(t, "decommission/"+e.Serial, d.WorkflowID)
+		notes := map[string]string{}
+		for _, s := range d.Steps {
+			notes[s.Name] = s.Note
+			switch s.Name {
+			case workflows.StepLeaveAggregate, workflows.StepDeleteCloudNode:
+				require.Equal(t, workflows.StepSkipped, s.Status, "%s %s", e.Serial, s.Name)
+				require.NotEmpty(t, s.Note, "%s %s says why it was skipped", e.Serial, s.Name)
+			case workflows.StepUnrack:
+				require.Equal(t, workflows.StepRunning, s.Status)
+			default:
+				require.Equal(t, workflows.StepDone, s.Status, "%s %s", e.Serial, s.Name)
+			}
+		}
+
+		// On the simulated hardware: no volumes, drives erased where the
+		// BMC can, BIOS back at its defaults, off.
+		b := f.bmc(t, e.ID)
+		require.Empty(t, b.Volumes, e.Serial)
+		require.GreaterOrEqual(t, b.Counters["volumes_deleted"], 1, e.Serial)
+		if strings.Contains(strings.ToLower(e.Vendor), "supermicro") {
+			require.Zero(t, b.Counters["drives_erased"], e.Serial)
+			require.Contains(t, notes[workflows.StepSecureWipe], "no secure erase", e.Serial)
+		} else {
+			require.Positive(t, b.Counters["drives_erased"], "%s (%s)", e.Serial, e.Vendor)
+		}
+		for k, v := range defaults[e.ID] {
+			require.Equal(t, fmt.Sprint(v), fmt.Sprint(b.BIOS[k]), "%s BIOS %s back at its default", e.Serial, k)
+		}
+		require.Equal(t, "off", strings.ToLower(b.Power), e.Serial)
+
+		a := getAssetView(t, f.api, e.Serial)
+		require.Equal(t, "decommissioned", a.State)
+		require.NotNil(t, a.Placement, "still racked until the technician says otherwise")
+
+		r := do(t, http.MethodPost, f.api+"/api/v1/servers/"+e.Serial+"/unracked", "")
+		require.Equal(t, http.StatusOK, r.code, string(r.body))
+		r = do(t, http.MethodPost, f.api+"/api/v1/servers/"+e.Serial+"/unracked", "")
+		require.Equal(t, http.StatusConflict, r.code, "unracked once: %s", r.body)
+
+		a = getAssetView(t, f.api, e.Serial)
+		require.Equal(t, "decommissioned", a.State)
+		require.Nil(t, a.Placement, e.Serial)
+		var actions []string
+		for _, h := range a.History {
+			actions = append(actions, h.Action)
+		}
+		for _, want := range []string{"drives wiped", "bios reset", "powered off", "state", "unit released"} {
+			require.Contains(t, actions, want, "%s history %v", e.Serial, actions)
+		}
+		eventually(t, 30*time.Second, e.Serial+" decommissioned", func() error {
+			if d := getDecommission(t, f.api, e.Serial); d.State != workflows.StateDecommissioned {
+				return fmt.Errorf("decommission %s", d.State)
+			}
+			return nil
+		})
+	}
+
+	// The rack has room again, and monitoring forgot the BMCs.
+	r = do(t, http.MethodGet, f.api+"/api/v1/racks/dc1/R05", "")
+	require.Equal(t, http.StatusOK, r.code, string(r.body))
+	var rack struct {
+		Units []struct{ Serial string } `json:"units"`
+	}
+	r.json(t, &rack)
+	require.Empty(t, rack.Units)
+	r = do(t, http.MethodGet, f.api+"/api/v1/sd/targets", "")
+	require.Equal(t, http.StatusOK, r.code)
+	var groups []any
+	r.json(t, &groups)
+	require.Empty(t, groups)
+	// A finished decommission is final.
+	r = do(t, http.MethodDelete, f.api+"/api/v1/servers/"+f.fleet[0].Serial, "")
+	require.Equal(t, http.StatusConflict, r.code, string(r.body))
+}
