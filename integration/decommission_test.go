@@ -54,7 +54,9 @@ func TestDecommissionWipesAndFreesTheRack(t *testing.T) {
 		require.Equal(t, http.StatusConflict, r.code, "one decommission at a time: %s", r.body)
 	}
 
+	vendors := map[string]bool{}
 	for _, e := range f.fleet {
+		vendors[strings.ToLower(e.Vendor)] = true
 		var d decommissionView
 		eventually(t, 3*time.Minute, e.Serial+" waits to be unracked", func() error {
 			d = getDecommission(t, f.api, e.Serial)
@@ -120,6 +122,8 @@ func TestDecommissionWipesAndFreesTheRack(t *testing.T) {
 			return nil
 		})
 	}
+
+	require.True(t, vendors["supermicro"], "the fleet has a BMC without secure erase: %v", vendors)
 
 	// The rack has room again, and monitoring forgot the BMCs.
 	r = do(t, http.MethodGet, f.api+"/api/v1/racks/dc1/R05", "")
