@@ -318,6 +318,30 @@ func TestOpenAPIContractAgainstLiveAPI(t *testing.T) {
 	c.expect(t, 404, "GET", "/api/v1/racks/dc1/R15/batches/b-000000000000", "", "", good)
 	c.expect(t, 400, "GET", "/api/v1/racks/dc1/R15/batches/-x", "", "", bad)
 
+	// Decommissioning the installed server: refused for servers still at
+	// work or unknown; unracked refused until the workflow waits for it.
+	c.expect(t, 404, "GET", "/api/v1/servers/"+sim.Serial+"/decommission", "", "", good)
+	c.expect(t, 404, "POST", "/api/v1/servers/"+sim.Serial+"/unracked", "", "", good)
+	c.expect(t, 404, "DELETE", "/api/v1/servers/SN-OA-NONE", "", "", good)
+	c.expect(t, 400, "DELETE", "/api/v1/servers/-x", "", "", bad)
+	c.expect(t, 409, "DELETE", "/api/v1/servers/SN-OA-C", "", "", good)
+	c.expect(t, 202, "DELETE", "/api/v1/servers/"+sim.Serial, "", "", good)
+	c.expect(t, 409, "DELETE", "/api/v1/servers/"+sim.Serial, "", "", good)
+	c.expect(t, 409, "POST", "/api/v1/servers/"+sim.Serial+"/unracked", jsonType, `{}`, good)
+	c.expect(t, 400, "GET", "/api/v1/servers/-x/decommission", "", "", bad)
+	eventually(t, 3*time.Minute, sim.Serial+" waits to be unracked", func() error {
+		a := c.expect(t, 200, "GET", "/api/v1/servers/"+sim.Serial+"/decommission", "", "", good)
+		var d workflows.DecommissionStatus
+		if err := json.Unmarshal(a.body, &d); err != nil {
+			return err
+		}
+		if d.State != workflows.StateWaitingUnrack {
+			return fmt.Errorf("decommission %s at %s (attention %+v)", d.State, d.Step, d.Attention)
+		}
+		return nil
+	})
+	c.expect(t, 200, "POST", "/api/v1/servers/"+sim.Serial+"/unracked", "", "", good)
+
 	// Every documented operation was answered well at least once, and
 	// every one that documents client errors gave one.
 	var missing []string
@@ -368,6 +392,9 @@ func TestOpenAPIContractWithoutTemporal(t *testing.T) {
 	c.expect(t, 503, "POST", "/api/v1/servers/SN-DOWN/retry", "", "", good)
 	c.expect(t, 503, "POST", "/api/v1/servers/SN-DOWN/skip", "", "", good)
 	c.expect(t, 503, "POST", "/api/v1/servers/SN-DOWN/abort", jsonType, `{"reason":"no Temporal"}`, good)
+	c.expect(t, 503, "DELETE", "/api/v1/servers/SN-DOWN", "", "", good)
+	c.expect(t, 503, "GET", "/api/v1/servers/SN-DOWN/decommission", "", "", good)
+	c.expect(t, 503, "POST", "/api/v1/servers/SN-DOWN/unracked", "", "", good)
 	// What does not need Temporal still answers.
 	c.expect(t, 200, "GET", "/api/v1/racks/dc1/R01", "", "", good)
 }
