@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"strings"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/metalflow/metalflow/cloud"
 	"github.com/metalflow/metalflow/workflows"
 )
 
@@ -141,4 +143,47 @@ func TestDecommissionWipesAndFreesTheRack(t *testing.T) {
 	// A finished decommission is final.
 	r = do(t, http.MethodDelete, f.api+"/api/v1/servers/"+f.fleet[0].Serial, "")
 	require.Equal(t, http.StatusConflict, r.code, string(r.body))
+}
+
+// TestDecommissionDeletesTheIronicNode takes a server to ready against a
+// real Ironic and decommissions it: the node is gone afterwards.
+func TestDecommissionDeletesTheIronicNode(t *testing.T) {
+	ironic, ic := startIronic(t)
+	f := startFleet(t, 1, "--ironic-url", ironic.URL(), "--ironic-site-conductor-groups")
+	e := f.fleet[0]
+	f.register(t, e, e.Password, "", &workflows.Location{Site: "dc1", Room: "A", Rack: "R09", Unit: 1, Face: "front"})
+	waitStateWithin(t, f.api, e.Serial, workflows.StateReady, 3*time.Minute)
+	_, err := ic.GetNode(context.Background(), e.Serial)
+	require.NoError(t, err, "the node exists before the decommission")
+
+	r := do(t, http.MethodDelete, f.api+"/api/v1/servers/"+e.Serial, "")
+	require.Equal(t, http.StatusAccepted, r.code, string(r.body))
+	var d decommissionView
+	eventually(t, 3*time.Minute, e.Serial+" waits to be unracked", func() error {
+		d = getDecommission(t, f.api, e.Serial)
+		if d.State != workflows.StateWaitingUnrack {
+			return fmt.Errorf("decommission %s at %s (attention %+v)", d.State, d.Step, d.Attention)
+		}
+		return nil
+	})
+	for _, s := range d.Steps {
+		switch s.Name {
+		case workflows.StepDeleteCloudNode:
+			require.Equal(t, workflows.StepDone, s.Status, "a real Ironic: the node is deleted, not skipped")
+		case workflows.StepLeaveAggregate:
+			require.Equal(t, workflows.StepSkipped, s.Status, "a compute server is in no aggregate")
+		}
+	}
+	_, err = ic.GetNode(context.Background(), e.Serial)
+	require.True(t, cloud.IsNotFound(err), "the Ironic node is gone: %v", err)
+	r = do(t, http.MethodPost, f.api+"/api/v1/servers/"+e.Serial+"/unracked", "")
+	require.Equal(t, http.StatusOK, r.code, string(r.body))
+	a := getAssetView(t, f.api, e.Serial)
+	require.Equal(t, "decommissioned", a.State)
+	require.Nil(t, a.Placement)
+	var actions []string
+	for _, h := range a.History {
+		actions = append(actions, h.Action)
+	}
+	require.Contains(t, actions, "cloud node deleted")
 }
