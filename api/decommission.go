@@ -13,6 +13,7 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/metalflow/metalflow/activities"
 	"github.com/metalflow/metalflow/workflows"
 )
 
@@ -126,6 +127,54 @@ func (s *Server) unracked(c echo.Context) error {
 	ctx, cancel := context.WithTimeout(c.Request().Context(), updateTimeout)
 	defer cancel()
 	return s.decommissionUpdate(c, ctx, serial, workflows.UpdateUnracked, workflows.UnrackedInput{By: "api"}, &workflows.UnrackedResult{})
+}
+
+func (s *Server) decommissionRetry(c echo.Context) error {
+	serial, err := serialParam(c)
+	if err != nil {
+		return err
+	}
+	var req retryRequest
+	if err := decodeOptionalJSON(c, &req); err != nil {
+		return err
+	}
+	if req.Profile != "" {
+		return httpError(http.StatusBadRequest, "a decommission has no profile to change")
+	}
+	in := workflows.RetryInput{By: "api"}
+	ctx, cancel := context.WithTimeout(c.Request().Context(), updateTimeout)
+	defer cancel()
+	if req.BMC != nil {
+		if err := validateBMC(*req.BMC, false); err != nil {
+			return err
+		}
+		in.BMC = &activities.BMCRef{Address: req.BMC.Address}
+		if req.BMC.Username != "" || req.BMC.Password != "" {
+			ref, err := s.storeBMC(ctx, serial, *req.BMC)
+			if err != nil {
+				return err
+			}
+			in.BMC.CredentialRef = ref
+		}
+	}
+	return s.decommissionUpdate(c, ctx, serial, workflows.UpdateRetry, in, &workflows.DecisionResult{})
+}
+
+func (s *Server) decommissionAbort(c echo.Context) error {
+	serial, err := serialParam(c)
+	if err != nil {
+		return err
+	}
+	var req abortRequest
+	if err := decodeJSON(c, &req); err != nil {
+		return err
+	}
+	if req.Reason == "" {
+		return httpError(http.StatusBadRequest, "reason is required: it goes into the asset history")
+	}
+	ctx, cancel := context.WithTimeout(c.Request().Context(), updateTimeout)
+	defer cancel()
+	return s.decommissionUpdate(c, ctx, serial, workflows.UpdateAbort, workflows.AbortInput{Reason: req.Reason, By: "api"}, &workflows.DecisionResult{})
 }
 
 // decommissionUpdate sends an update to the decommission and waits for its

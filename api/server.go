@@ -86,6 +86,8 @@ func New(cfg Config) *Server {
 	v1.GET("/servers/:serial/asset", s.getAsset)
 	v1.DELETE("/servers/:serial", s.decommission)
 	v1.GET("/servers/:serial/decommission", s.getDecommission)
+	v1.POST("/servers/:serial/decommission/retry", s.decommissionRetry)
+	v1.POST("/servers/:serial/decommission/abort", s.decommissionAbort)
 	v1.POST("/servers/:serial/unracked", s.unracked)
 	v1.POST("/racks", s.createRack)
 	v1.GET("/racks", s.listRacks)

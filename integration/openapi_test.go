@@ -325,10 +325,43 @@ func TestOpenAPIContractAgainstLiveAPI(t *testing.T) {
 	c.expect(t, 404, "DELETE", "/api/v1/servers/SN-OA-NONE", "", "", good)
 	c.expect(t, 400, "DELETE", "/api/v1/servers/-x", "", "", bad)
 	c.expect(t, 409, "DELETE", "/api/v1/servers/SN-OA-C", "", "", good)
+	c.expect(t, 404, "POST", "/api/v1/servers/SN-OA-NONE/decommission/retry", "", "", good)
+	c.expect(t, 404, "POST", "/api/v1/servers/SN-OA-NONE/decommission/abort", jsonType, `{"reason":"x"}`, good)
+	// The simulated BMC (a Dell: volume deletes run as tasks) fails its
+	// tasks, so the wipe parks in attention: what retry and abort answer.
+	r := do(t, http.MethodPut, f.admin+"/bmcs/"+sim.ID+"/faults", `{"task_exception":true}`)
+	require.Equal(t, http.StatusOK, r.code, string(r.body))
 	c.expect(t, 202, "DELETE", "/api/v1/servers/"+sim.Serial, "", "", good)
 	c.expect(t, 409, "DELETE", "/api/v1/servers/"+sim.Serial, "", "", good)
 	c.expect(t, 409, "POST", "/api/v1/servers/"+sim.Serial+"/unracked", jsonType, `{}`, good)
 	c.expect(t, 400, "GET", "/api/v1/servers/-x/decommission", "", "", bad)
+	waitDecommission := func(state string) {
+		t.Helper()
+		eventually(t, 3*time.Minute, sim.Serial+" decommission "+state, func() error {
+			a := c.expect(t, 200, "GET", "/api/v1/servers/"+sim.Serial+"/decommission", "", "", good)
+			var d workflows.DecommissionStatus
+			if err := json.Unmarshal(a.body, &d); err != nil {
+				return err
+			}
+			if d.State != state {
+				return fmt.Errorf("decommission %s at %s (attention %+v)", d.State, d.Step, d.Attention)
+			}
+			return nil
+		})
+	}
+	waitDecommission(workflows.StateAttention)
+	c.expect(t, 400, "POST", "/api/v1/servers/"+sim.Serial+"/decommission/retry", jsonType, `{"profile":"default"}`, good)
+	c.expect(t, 400, "POST", "/api/v1/servers/"+sim.Serial+"/decommission/abort", jsonType, `{}`, bad)
+	// Retried with the fault still there: attention again; then aborted.
+	c.expect(t, 200, "POST", "/api/v1/servers/"+sim.Serial+"/decommission/retry", jsonType, `{}`, good)
+	waitDecommission(workflows.StateAttention)
+	c.expect(t, 200, "POST", "/api/v1/servers/"+sim.Serial+"/decommission/abort", jsonType, `{"reason":"BMC tasks fail"}`, good)
+	waitDecommission(workflows.StateAborted)
+	c.expect(t, 409, "POST", "/api/v1/servers/"+sim.Serial+"/decommission/retry", "", "", good)
+	// The BMC fixed, an aborted decommission may be started again.
+	r = do(t, http.MethodPut, f.admin+"/bmcs/"+sim.ID+"/faults", `{}`)
+	require.Equal(t, http.StatusOK, r.code, string(r.body))
+	c.expect(t, 202, "DELETE", "/api/v1/servers/"+sim.Serial, "", "", good)
 	eventually(t, 3*time.Minute, sim.Serial+" waits to be unracked", func() error {
 		a := c.expect(t, 200, "GET", "/api/v1/servers/"+sim.Serial+"/decommission", "", "", good)
 		var d workflows.DecommissionStatus
