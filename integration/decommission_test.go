@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -143,6 +144,17 @@ func TestDecommissionWipesAndFreesTheRack(t *testing.T) {
 	// A finished decommission is final.
 	r = do(t, http.MethodDelete, f.api+"/api/v1/servers/"+f.fleet[0].Serial, "")
 	require.Equal(t, http.StatusConflict, r.code, string(r.body))
+
+	// The Web UI shows history to everyone: the BMC travels by reference.
+	h := historyText(t, f.temporal, workflows.DecommissionWorkflowID(f.fleet[0].Serial))
+	require.Contains(t, h, `"credentialRef":"cred-`)
+	require.NotContains(t, h, f.fleet[0].Password, "the BMC password leaked into the decommission's history")
+	// With -record (see record_test.go), this run is what
+	// workflows/replay_test.go replays for the decommission.
+	if *record {
+		writeHistory(t, f.temporal, workflows.DecommissionWorkflowID(f.fleet[0].Serial),
+			filepath.Join("..", "workflows", "testdata", "decommission.json"))
+	}
 }
 
 // TestDecommissionDeletesTheIronicNode takes a server to ready against a
