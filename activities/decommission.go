@@ -131,8 +131,17 @@ func (p *Provisioning) ResetBIOSDefaults(ctx context.Context, in DecommissionSte
 			return err
 		}
 		first, err := p.Inventory.RecordOnce(ctx, in.Serial, "bios-defaults/"+in.Key)
-		if err != nil || !first {
+		if err != nil {
 			return err
+		}
+		if !first {
+			// As in ConfigureBIOS: a run that died in the middle of the
+			// cycle leaves the server off (the decommission turns it off
+			// only in the next step), and then the reset is still owed.
+			state, err := m.PowerState(ctx)
+			if err != nil || state != hardware.PowerOff {
+				return err
+			}
 		}
 		return resetServer(ctx, m)
 	})
