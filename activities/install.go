@@ -17,22 +17,41 @@ type StartInstallInput struct {
 	TTL time.Duration `json:"ttl"`
 }
 
-// StartInstall issues the attempt's boot config and one-time token, sets a
-// one-time PXE boot and power-cycles the server into the installer. The
-// cycle happens once per attempt even when the activity runs twice.
+// StartInstall issues the attempt's boot config and one-time token, turns
+// the server off, sets a one-time PXE boot and turns it on into the
+// installer. The boot happens once per attempt even when the activity runs
+// twice.
 func (p *Provisioning) StartInstall(ctx context.Context, in StartInstallInput) error {
 	if _, err := p.Inventory.IssueBoot(ctx, in.Serial, in.Attempt, in.MACs, in.TTL); err != nil {
 		return classify(err)
 	}
 	return p.withMachine(ctx, in.BMC, func(m hardware.Machine) error {
+		already, err := p.Inventory.MarkCycled(ctx, in.Serial, in.Attempt)
+		if err != nil {
+			return err
+		}
+		state, err := m.PowerState(ctx)
+		if err != nil {
+			return err
+		}
+		// A run that died after recording but before powering on leaves the
+		// host off (the lifecycle never turns it off otherwise): then the
+		// boot is still owed. A host that runs has had its boot.
+		if already && state != hardware.PowerOff {
+			return nil
+		}
+		// Off first: a boot already under way (the BIOS step's reset) would
+		// otherwise use up the one-time PXE override before our restart,
+		// and the restart would then boot from disk and never install.
+		if state != hardware.PowerOff {
+			if err := m.SetPower(ctx, hardware.PowerOff); err != nil {
+				return err
+			}
+		}
 		if err := m.SetBootDevice(ctx, hardware.BootPXE, true); err != nil {
 			return err
 		}
-		already, err := p.Inventory.MarkCycled(ctx, in.Serial, in.Attempt)
-		if err != nil || already {
-			return err
-		}
-		return resetServer(ctx, m)
+		return m.SetPower(ctx, hardware.PowerOn)
 	})
 }
 
