@@ -35,6 +35,11 @@ const (
 	NodeReportName = "LBNodeReport"
 	// ProbeBackendName checks one backend from the node.
 	ProbeBackendName = "LBProbeBackend"
+	// ProbeVIPName runs a synthetic packet of a probe flow to the VIP
+	// through the node's loaded program (BPF_PROG_TEST_RUN) and says where
+	// the data plane sent it: verification that the node really balances
+	// the VIP, not just that its maps hold the right bytes.
+	ProbeVIPName = "LBProbeVIP"
 )
 
 // Signals the lbnode worker sends to workflows on metalflow's own queue.
@@ -275,6 +280,31 @@ type ProbeBackendResult struct {
 	Healthy   bool   `json:"healthy"`
 	Error     string `json:"error,omitempty"`
 	LatencyMS int64  `json:"latencyMs"`
+}
+
+// ProbeVIPInput names the VIP and the probe flow's source.
+type ProbeVIPInput struct {
+	VIP string `json:"vip"`
+	// SourceAddress and SourcePort make the probe flow; defaults are a
+	// documentation address and a fixed port.
+	SourceAddress string `json:"sourceAddress,omitempty"`
+	SourcePort    uint16 `json:"sourcePort,omitempty"`
+}
+
+// ProbeVIPResult says what the data plane did with the probe packet.
+type ProbeVIPResult struct {
+	Node string `json:"node"`
+	// Forwarded is true when the packet left encapsulated towards one of
+	// the VIP's active backends.
+	Forwarded bool `json:"forwarded"`
+	// Backend is the backend the packet was sent to.
+	Backend string `json:"backend,omitempty"`
+	// Verdict is the XDP verdict ("tx", "pass", "drop", ...).
+	Verdict string `json:"verdict"`
+	// PacketsBefore and PacketsAfter are the VIP's packet counter around
+	// the probe: the probe must move it.
+	PacketsBefore uint64 `json:"packetsBefore"`
+	PacketsAfter  uint64 `json:"packetsAfter"`
 }
 
 // NodeHeartbeat is what an lbnode tells metalflow about itself.
