@@ -2,6 +2,7 @@ package activities
 
 import (
 	"context"
+	"errors"
 	"strings"
 
 	"github.com/metalflow/metalflow/inventory"
@@ -50,6 +51,32 @@ func (p *Provisioning) RegisterMonitoring(ctx context.Context, in RegisterMonito
 		Serial: in.Serial, Kind: inventory.TargetBMC, Address: in.BMCAddress,
 		Labels: map[string]string{"site": in.Site, "rack": in.Rack, "role": in.Role},
 	}))
+}
+
+// CancelServerInput says where a cancelled lifecycle stopped.
+type CancelServerInput struct {
+	Serial string `json:"serial"`
+	// Step is the step that was running or waiting ("" before any).
+	Step string `json:"step,omitempty"`
+}
+
+// CancelServer withdraws any pending netboot of a lifecycle that was
+// cancelled, and records in the asset history where provisioning stopped.
+// The rack unit stays claimed: the server is still in it. A server never
+// registered as an asset has no history to write to; that is not an error.
+func (p *Provisioning) CancelServer(ctx context.Context, in CancelServerInput) error {
+	if err := p.Inventory.RetireBoot(ctx, in.Serial); err != nil {
+		return classify(err)
+	}
+	detail := "provisioning cancelled for decommissioning"
+	if in.Step != "" {
+		detail += " during " + in.Step
+	}
+	err := p.Inventory.SetState(ctx, in.Serial, "cancelled", "lifecycle", detail)
+	if errors.Is(err, inventory.ErrNotFound) {
+		return nil
+	}
+	return classify(err)
 }
 
 // AbortServerInput undoes what the lifecycle claimed.

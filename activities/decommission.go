@@ -8,6 +8,7 @@ import (
 
 	"github.com/metalflow/metalflow/cloud"
 	"github.com/metalflow/metalflow/hardware"
+	"github.com/metalflow/metalflow/inventory"
 )
 
 // Activity names of the decommission; part of recorded histories.
@@ -175,6 +176,11 @@ func (p *Provisioning) RetireAsset(ctx context.Context, in DecommissionStepInput
 	if err := p.Inventory.RetireBoot(ctx, in.Serial); err != nil {
 		return DecommissionStepResult{}, err
 	}
-	return DecommissionStepResult{}, classify(p.Inventory.SetState(ctx, in.Serial, "decommissioned", in.Actor,
-		"wiped and powered off; monitoring targets removed; waiting to be unracked"))
+	err := p.Inventory.SetState(ctx, in.Serial, "decommissioned", in.Actor,
+		"wiped and powered off; monitoring targets removed; waiting to be unracked")
+	if errors.Is(err, inventory.ErrNotFound) {
+		// Cancelled before RegisterAsset: the CMDB never knew it.
+		return DecommissionStepResult{Note: "no asset record: the server was never registered in the inventory"}, nil
+	}
+	return DecommissionStepResult{}, classify(err)
 }

@@ -22,6 +22,7 @@ const (
 	StartInstallName       = "StartInstall"
 	FinishInstallName      = "FinishInstall"
 	AbortServerName        = "AbortServer"
+	CancelServerName       = "CancelServer"
 	RegisterCloudName      = "RegisterCloud"
 	JoinAggregateName      = "JoinAggregate"
 	AssignTenantName       = "AssignTenant"
@@ -45,6 +46,7 @@ func (p *Provisioning) Register(r Registrar) {
 		StartInstallName:       p.StartInstall,
 		FinishInstallName:      p.FinishInstall,
 		AbortServerName:        p.AbortServer,
+		CancelServerName:       p.CancelServer,
 		WipeServerName:         p.WipeServer,
 		ResetBIOSDefaultsName:  p.ResetBIOSDefaults,
 		PowerOffServerName:     p.PowerOffServer,

@@ -19,6 +19,9 @@ func (s *Server) getAsset(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	if err := s.checkTenant(c, serial); err != nil {
+		return err
+	}
 	ctx := c.Request().Context()
 	a, err := s.cfg.Inventory.GetAsset(ctx, serial)
 	if err != nil {

@@ -73,7 +73,7 @@ func (s *Server) createRackBatch(c echo.Context) error {
 	if err := decodeJSON(c, &req); err != nil {
 		return err
 	}
-	in, err := s.rackBatchInput(c.Request().Context(), site, rack, req)
+	in, err := s.rackBatchInput(c.Request().Context(), site, rack, actor(c), req)
 	if err != nil {
 		return err
 	}
@@ -122,8 +122,8 @@ func (s *Server) createRackBatch(c echo.Context) error {
 
 // rackBatchInput validates req and turns it into the workflow's input,
 // with every credential still to be stored.
-func (s *Server) rackBatchInput(ctx context.Context, site, rack string, req rackBatchRequest) (workflows.RackBatchInput, error) {
-	in := workflows.RackBatchInput{Site: site, Rack: rack, Concurrency: req.Concurrency, PowerConcurrency: req.PowerConcurrency, Actor: "api"}
+func (s *Server) rackBatchInput(ctx context.Context, site, rack, by string, req rackBatchRequest) (workflows.RackBatchInput, error) {
+	in := workflows.RackBatchInput{Site: site, Rack: rack, Concurrency: req.Concurrency, PowerConcurrency: req.PowerConcurrency, Actor: by}
 	switch {
 	case len(req.Servers) == 0:
 		return in, httpError(http.StatusBadRequest, "servers is required: a batch needs at least one server")

@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/metalflow/metalflow/activities"
+	"github.com/metalflow/metalflow/auth"
 	"github.com/metalflow/metalflow/credentials"
 	"github.com/metalflow/metalflow/inventory"
 	"github.com/metalflow/metalflow/profiles"
@@ -58,8 +59,9 @@ func newBatchAPI(t *testing.T) (*httptest.Server, *countingStore) {
 	s := New(Config{
 		Inventory: inv, Credentials: creds, Profiles: catalog,
 		Registry: prometheus.NewRegistry(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Tokens: &auth.Tokens{Store: inv},
 	})
-	srv := httptest.NewServer(s.Handler())
+	srv := httptest.NewServer(withToken(s.Handler(), issueToken(t, inv, auth.Operator, "")))
 	t.Cleanup(srv.Close)
 	return srv, creds
 }

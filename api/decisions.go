@@ -7,7 +7,6 @@ import (
 	"net/url"
 
 	"github.com/labstack/echo/v4"
-	"go.temporal.io/sdk/client"
 
 	"github.com/metalflow/metalflow/activities"
 	"github.com/metalflow/metalflow/credentials"
@@ -37,7 +36,7 @@ func (s *Server) retry(c echo.Context) error {
 	if req.Profile != "" && !s.cfg.Profiles.Has(req.Profile) {
 		return httpError(http.StatusUnprocessableEntity, "unknown hardware profile %q", req.Profile)
 	}
-	in := workflows.RetryInput{Profile: req.Profile, By: "api"}
+	in := workflows.RetryInput{Profile: req.Profile, By: actor(c)}
 	ctx, cancel := context.WithTimeout(c.Request().Context(), updateTimeout)
 	defer cancel()
 	if req.BMC != nil {
@@ -67,7 +66,7 @@ func (s *Server) skip(c echo.Context) error {
 	}
 	ctx, cancel := context.WithTimeout(c.Request().Context(), updateTimeout)
 	defer cancel()
-	return s.decide(c, ctx, serial, workflows.UpdateSkip, workflows.SkipInput{By: "api"})
+	return s.decide(c, ctx, serial, workflows.UpdateSkip, workflows.SkipInput{By: actor(c)})
 }
 
 func (s *Server) abort(c echo.Context) error {
@@ -84,25 +83,13 @@ func (s *Server) abort(c echo.Context) error {
 	}
 	ctx, cancel := context.WithTimeout(c.Request().Context(), updateTimeout)
 	defer cancel()
-	return s.decide(c, ctx, serial, workflows.UpdateAbort, workflows.AbortInput{Reason: req.Reason, By: "api"})
+	return s.decide(c, ctx, serial, workflows.UpdateAbort, workflows.AbortInput{Reason: req.Reason, By: actor(c)})
 }
 
 // decide forwards a staff decision to the workflow as an update and waits
 // for its answer; the workflow's refusal comes back as 409.
 func (s *Server) decide(c echo.Context, ctx context.Context, serial, update string, arg any) error {
-	handle, err := s.cfg.Temporal.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
-		WorkflowID:   workflows.LifecycleWorkflowID(serial),
-		UpdateName:   update,
-		Args:         []any{arg},
-		WaitForStage: client.WorkflowUpdateStageCompleted,
-	})
-	if err == nil {
-		var res workflows.DecisionResult
-		if err = handle.Get(ctx, &res); err == nil {
-			return c.JSON(http.StatusOK, res)
-		}
-	}
-	return s.updateError(ctx, serial, err)
+	return s.sendUpdate(c, ctx, lifecycleRef(serial), update, arg, &workflows.DecisionResult{})
 }
 
 // storeBMC seals a BMC credential and returns its reference.

@@ -3,7 +3,6 @@ package api
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net/http"
 	"net/url"
 
@@ -11,7 +10,6 @@ import (
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
-	"go.temporal.io/sdk/temporal"
 
 	"github.com/metalflow/metalflow/activities"
 	"github.com/metalflow/metalflow/workflows"
@@ -39,33 +37,28 @@ func (s *Server) decommission(c echo.Context) error {
 	}
 	ctx, cancel := context.WithTimeout(c.Request().Context(), temporalCallTimeout)
 	defer cancel()
-	lid := workflows.LifecycleWorkflowID(serial)
-	v, err := s.cfg.Temporal.QueryWorkflow(ctx, lid, "", workflows.QueryStatus)
-	if err != nil {
-		var nf *serviceerror.NotFound
-		if errors.As(err, &nf) {
-			return httpError(http.StatusNotFound, "no server %s", serial)
-		}
-		return temporalError(err)
-	}
 	var st workflows.ServerStatus
-	if err := v.Get(&st); err != nil {
-		return fmt.Errorf("decode status of %s: %w", lid, err)
+	if err := s.queryStatus(ctx, lifecycleRef(serial), workflows.QueryStatus, &st); err != nil {
+		return err
 	}
-	// A lifecycle still at work owns the hardware; cancelling it cleanly
-	// is staff's decision (abort), not a side effect of a DELETE.
-	if st.State != workflows.StateInstalled && st.State != workflows.StateReady {
-		return httpError(http.StatusConflict, "server %s is %s: only installed or ready servers are decommissioned; cancel or abort it first", serial, st.State)
-	}
-	mv, err := s.cfg.Temporal.QueryWorkflow(ctx, lid, "", workflows.QueryMachine)
-	if err != nil {
-		return temporalError(err)
+	// A lifecycle still at work is cancelled by the decommission itself,
+	// durably, before anything touches the hardware; one that ended
+	// without a server to take back (aborted, failed, cancelled) has
+	// nothing for a decommission to do.
+	cancelLifecycle := false
+	switch st.State {
+	case workflows.StateInstalled, workflows.StateReady:
+	case workflows.StateWaitingRack, workflows.StateProvisioning, workflows.StateAttention:
+		cancelLifecycle = true
+	default:
+		return httpError(http.StatusConflict, "server %s is %s: there is nothing to decommission", serial, st.State)
 	}
 	var facts workflows.MachineFacts
-	if err := mv.Get(&facts); err != nil {
-		return fmt.Errorf("decode machine facts of %s: %w", lid, err)
+	if err := s.queryStatus(ctx, lifecycleRef(serial), workflows.QueryMachine, &facts); err != nil {
+		return err
 	}
-	in := workflows.DecommissionInput{Serial: serial, BMC: facts.BMC, Host: facts.Host, Location: st.Location, Actor: "api"}
+	in := workflows.DecommissionInput{Serial: serial, BMC: facts.BMC, Host: facts.Host, Location: st.Location, Actor: actor(c),
+		CancelLifecycle: cancelLifecycle}
 	if st.Hardware != nil {
 		in.Role = st.Hardware.Role
 	}
@@ -98,17 +91,9 @@ func (s *Server) getDecommission(c echo.Context) error {
 	ctx, cancel := context.WithTimeout(c.Request().Context(), temporalCallTimeout)
 	defer cancel()
 	id := workflows.DecommissionWorkflowID(serial)
-	v, err := s.cfg.Temporal.QueryWorkflow(ctx, id, "", workflows.QueryStatus)
-	if err != nil {
-		var nf *serviceerror.NotFound
-		if errors.As(err, &nf) {
-			return httpError(http.StatusNotFound, "server %s has no decommission", serial)
-		}
-		return temporalError(err)
-	}
 	var st workflows.DecommissionStatus
-	if err := v.Get(&st); err != nil {
-		return fmt.Errorf("decode status of %s: %w", id, err)
+	if err := s.queryStatus(ctx, decommissionRef(serial), workflows.QueryStatus, &st); err != nil {
+		return err
 	}
 	return c.JSON(http.StatusOK, decommissionStatusResponse{DecommissionStatus: st, WorkflowID: id, TemporalURL: s.workflowURL(id, st.RunID)})
 }
@@ -126,7 +111,7 @@ func (s *Server) unracked(c echo.Context) error {
 	}
 	ctx, cancel := context.WithTimeout(c.Request().Context(), updateTimeout)
 	defer cancel()
-	return s.decommissionUpdate(c, ctx, serial, workflows.UpdateUnracked, workflows.UnrackedInput{By: "api"}, &workflows.UnrackedResult{})
+	return s.decommissionUpdate(c, ctx, serial, workflows.UpdateUnracked, workflows.UnrackedInput{By: actor(c)}, &workflows.UnrackedResult{})
 }
 
 func (s *Server) decommissionRetry(c echo.Context) error {
@@ -141,7 +126,7 @@ func (s *Server) decommissionRetry(c echo.Context) error {
 	if req.Profile != "" {
 		return httpError(http.StatusBadRequest, "a decommission has no profile to change")
 	}
-	in := workflows.RetryInput{By: "api"}
+	in := workflows.RetryInput{By: actor(c)}
 	ctx, cancel := context.WithTimeout(c.Request().Context(), updateTimeout)
 	defer cancel()
 	if req.BMC != nil {
@@ -174,31 +159,9 @@ func (s *Server) decommissionAbort(c echo.Context) error {
 	}
 	ctx, cancel := context.WithTimeout(c.Request().Context(), updateTimeout)
 	defer cancel()
-	return s.decommissionUpdate(c, ctx, serial, workflows.UpdateAbort, workflows.AbortInput{Reason: req.Reason, By: "api"}, &workflows.DecisionResult{})
+	return s.decommissionUpdate(c, ctx, serial, workflows.UpdateAbort, workflows.AbortInput{Reason: req.Reason, By: actor(c)}, &workflows.DecisionResult{})
 }
 
-// decommissionUpdate sends an update to the decommission and waits for its
-// answer: the workflow's refusal is 409, no running decommission 404/409.
 func (s *Server) decommissionUpdate(c echo.Context, ctx context.Context, serial, update string, arg, res any) error {
-	id := workflows.DecommissionWorkflowID(serial)
-	handle, err := s.cfg.Temporal.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
-		WorkflowID: id, UpdateName: update, Args: []any{arg}, WaitForStage: client.WorkflowUpdateStageCompleted,
-	})
-	if err == nil {
-		if err = handle.Get(ctx, res); err == nil {
-			return c.JSON(http.StatusOK, res)
-		}
-	}
-	var appErr *temporal.ApplicationError
-	if errors.As(err, &appErr) {
-		return httpError(http.StatusConflict, "%s", appErr.Message())
-	}
-	var nf *serviceerror.NotFound
-	if errors.As(err, &nf) {
-		if _, derr := s.cfg.Temporal.DescribeWorkflowExecution(ctx, id, ""); derr == nil {
-			return httpError(http.StatusConflict, "the decommission of server %s is no longer running", serial)
-		}
-		return httpError(http.StatusNotFound, "server %s has no decommission", serial)
-	}
-	return temporalError(err)
+	return s.sendUpdate(c, ctx, decommissionRef(serial), update, arg, res)
 }

@@ -36,6 +36,9 @@ type serverList struct {
 // attributes), not by querying each workflow, so it stays cheap for tens of
 // thousands of servers.
 func (s *Server) listServers(c echo.Context) error {
+	if principal(c).Tenant() {
+		return s.listTenantServers(c)
+	}
 	query := fmt.Sprintf("WorkflowType = '%s'", workflows.ServerLifecycleName)
 	for param, attr := range map[string]string{"state": workflows.SearchAttrLifecycleState, "rack": workflows.SearchAttrRack} {
 		v := c.QueryParam(param)

@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 
+	"github.com/metalflow/metalflow/auth"
 	"github.com/metalflow/metalflow/internal/openapicheck"
 	"github.com/metalflow/metalflow/inventory"
 	"github.com/metalflow/metalflow/profiles"
@@ -27,7 +28,7 @@ import (
 // `metalflow dev`) and the built-in profiles, without Temporal: enough for
 // every answer that does not need a workflow. Those are the integration
 // test's.
-func newContractServer(t *testing.T) (*Server, *inventory.Store) {
+func newContractServer(t *testing.T) (http.Handler, *inventory.Store) {
 	t.Helper()
 	ctx := context.Background()
 	inv, err := inventory.Open(ctx, inventory.DialectSQLite, filepath.Join(t.TempDir(), "inv.db"))
@@ -43,8 +44,9 @@ func newContractServer(t *testing.T) (*Server, *inventory.Store) {
 		Logger:    slog.New(slog.DiscardHandler),
 		Namespace: "default",
 		Boot:      BootConfig{PublicURL: "http://10.0.0.1:8080"},
+		Tokens:    &auth.Tokens{Store: inv},
 	})
-	return s, inv
+	return withToken(s.Handler(), issueToken(t, inv, auth.Admin, "")), inv
 }
 
 // exchange is one request to the API and its answer.
@@ -56,7 +58,7 @@ type exchange struct {
 	body    []byte
 }
 
-func call(t *testing.T, s *Server, method, target, contentType, body string) exchange {
+func call(t *testing.T, h http.Handler, method, target, contentType, body string) exchange {
 	t.Helper()
 	var rd io.Reader
 	if body != "" {
@@ -67,7 +69,7 @@ func call(t *testing.T, s *Server, method, target, contentType, body string) exc
 		req.Header.Set(echo.HeaderContentType, contentType)
 	}
 	rec := httptest.NewRecorder()
-	s.Handler().ServeHTTP(rec, req)
+	h.ServeHTTP(rec, req)
 	// A fresh request for the checks: the handler consumed the body.
 	check := httptest.NewRequest(method, target, nil)
 	check.Header = req.Header.Clone()

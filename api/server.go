@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.temporal.io/sdk/client"
 
+	"github.com/metalflow/metalflow/auth"
 	"github.com/metalflow/metalflow/credentials"
 	"github.com/metalflow/metalflow/inventory"
 	"github.com/metalflow/metalflow/profiles"
@@ -43,6 +44,12 @@ type Config struct {
 	Namespace string
 	// Boot configures the boot service that netbooting servers talk to.
 	Boot BootConfig
+	// Tokens authenticates callers; without it every protected route
+	// answers 401 (fail closed).
+	Tokens *auth.Tokens
+	// OpenServiceDiscovery serves /api/v1/sd/targets without a token, for
+	// Prometheus servers that cannot send one.
+	OpenServiceDiscovery bool
 }
 
 // Server is the HTTP API.
@@ -74,28 +81,46 @@ func New(cfg Config) *Server {
 	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{Registry: cfg.Registry})))
 
 	v1 := e.Group("/api/v1")
-	v1.GET("/info", s.info)
+	// Open: what machines without tokens must reach (the contract, the
+	// installer's phone-home with its one-time token, Prometheus).
 	v1.GET("/openapi.json", s.openAPI)
-	v1.POST("/servers", s.createServer)
-	v1.GET("/servers/:serial", s.getServer)
-	v1.POST("/servers/:serial/racked", s.racked)
-	v1.POST("/servers/:serial/retry", s.retry)
-	v1.POST("/servers/:serial/skip", s.skip)
-	v1.POST("/servers/:serial/abort", s.abort)
-	v1.GET("/servers", s.listServers)
-	v1.GET("/servers/:serial/asset", s.getAsset)
-	v1.DELETE("/servers/:serial", s.decommission)
-	v1.GET("/servers/:serial/decommission", s.getDecommission)
-	v1.POST("/servers/:serial/decommission/retry", s.decommissionRetry)
-	v1.POST("/servers/:serial/decommission/abort", s.decommissionAbort)
-	v1.POST("/servers/:serial/unracked", s.unracked)
-	v1.POST("/racks", s.createRack)
-	v1.GET("/racks", s.listRacks)
-	v1.GET("/racks/:site/:rack", s.getRack)
-	v1.POST("/racks/:site/:rack/servers", s.createRackBatch)
-	v1.GET("/racks/:site/:rack/batches/:batch", s.getRackBatch)
 	v1.POST("/boot/phone-home", s.phoneHome)
-	v1.GET("/sd/targets", s.sdTargets)
+	if cfg.OpenServiceDiscovery {
+		v1.GET("/sd/targets", s.sdTargets)
+	} else {
+		v1.GET("/sd/targets", s.sdTargets, s.allow(access{need: auth.Viewer}))
+	}
+
+	viewer := s.allow(access{need: auth.Viewer})
+	tenant := s.allow(access{need: auth.Viewer, tenant: true})
+	technician := s.allow(access{need: auth.Technician})
+	operator := s.allow(access{need: auth.Operator})
+	admin := s.allow(access{need: auth.Admin})
+
+	v1.GET("/info", s.info, tenant)
+	v1.GET("/whoami", s.whoami, tenant)
+	v1.POST("/servers", s.createServer, operator)
+	v1.GET("/servers", s.listServers, tenant)
+	v1.GET("/servers/:serial", s.getServer, tenant)
+	v1.GET("/servers/:serial/asset", s.getAsset, tenant)
+	v1.POST("/servers/:serial/racked", s.racked, technician)
+	v1.POST("/servers/:serial/retry", s.retry, technician)
+	v1.POST("/servers/:serial/skip", s.skip, operator)
+	v1.POST("/servers/:serial/abort", s.abort, operator)
+	v1.DELETE("/servers/:serial", s.decommission, operator)
+	v1.GET("/servers/:serial/decommission", s.getDecommission, viewer)
+	v1.POST("/servers/:serial/decommission/retry", s.decommissionRetry, technician)
+	v1.POST("/servers/:serial/decommission/abort", s.decommissionAbort, operator)
+	v1.POST("/servers/:serial/unracked", s.unracked, technician)
+	v1.POST("/racks", s.createRack, operator)
+	v1.GET("/racks", s.listRacks, viewer)
+	v1.GET("/racks/:site/:rack", s.getRack, viewer)
+	v1.POST("/racks/:site/:rack/servers", s.createRackBatch, operator)
+	v1.GET("/racks/:site/:rack/batches/:batch", s.getRackBatch, viewer)
+	v1.POST("/tokens", s.createToken, admin)
+	v1.GET("/tokens", s.listTokens, admin)
+	v1.DELETE("/tokens/:id", s.revokeToken, admin)
+	v1.GET("/audit", s.auditLog, admin)
 
 	// The boot service: plain-text answers for iPXE and cloud-init, which
 	// cannot send credentials; what they reveal is bound to one pending

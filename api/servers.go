@@ -13,7 +13,6 @@ import (
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
-	"go.temporal.io/sdk/temporal"
 
 	"github.com/metalflow/metalflow/activities"
 	"github.com/metalflow/metalflow/workflows"
@@ -49,6 +48,15 @@ type serverResponse struct {
 	workflows.ServerStatus
 	WorkflowID  string `json:"workflowId"`
 	TemporalURL string `json:"temporalUrl,omitempty"`
+	// Decommission is the server's way out, once one has started.
+	Decommission *decommissionSummary `json:"decommission,omitempty"`
+}
+
+// decommissionSummary points at a server's decommission from its status.
+type decommissionSummary struct {
+	WorkflowID string `json:"workflowId"`
+	State      string `json:"state"`
+	Step       string `json:"step,omitempty"`
 }
 
 // temporalCallTimeout bounds every call into Temporal made for a request.
@@ -92,7 +100,7 @@ func (s *Server) createServer(c echo.Context) error {
 	if _, err := s.cfg.Temporal.DescribeWorkflowExecution(ctx, id, ""); err == nil {
 		return httpError(http.StatusConflict, "server %s already has a lifecycle (workflow %s)", req.Serial, id)
 	}
-	input := workflows.ServerLifecycleInput{Serial: req.Serial, Location: req.Location, Profile: req.Profile, Tenant: req.Tenant, Actor: "api"}
+	input := workflows.ServerLifecycleInput{Serial: req.Serial, Location: req.Location, Profile: req.Profile, Tenant: req.Tenant, Actor: actor(c)}
 	if req.BMC != nil {
 		ref, err := s.storeBMC(ctx, req.Serial, *req.BMC)
 		if err != nil {
@@ -127,22 +135,51 @@ func (s *Server) getServer(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	if err := s.checkTenant(c, serial); err != nil {
+		return err
+	}
 	ctx, cancel := context.WithTimeout(c.Request().Context(), temporalCallTimeout)
 	defer cancel()
 	id := workflows.LifecycleWorkflowID(serial)
-	v, err := s.cfg.Temporal.QueryWorkflow(ctx, id, "", workflows.QueryStatus)
-	if err != nil {
-		var nf *serviceerror.NotFound
-		if errors.As(err, &nf) {
-			return httpError(http.StatusNotFound, "no server %s", serial)
-		}
-		return temporalError(err)
-	}
 	var st workflows.ServerStatus
-	if err := v.Get(&st); err != nil {
-		return fmt.Errorf("decode status of %s: %w", id, err)
+	if err := s.queryStatus(ctx, lifecycleRef(serial), workflows.QueryStatus, &st); err != nil {
+		return err
 	}
-	return c.JSON(http.StatusOK, serverResponse{ServerStatus: st, WorkflowID: id, TemporalURL: s.workflowURL(id, st.RunID)})
+	res := serverResponse{ServerStatus: st, WorkflowID: id, TemporalURL: s.workflowURL(id, st.RunID)}
+	if err := s.addDecommission(ctx, &res); err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, res)
+}
+
+// addDecommission shows a server's decommission in its status: once a
+// server is on its way out, its lifecycle's last word (ready, installed,
+// cancelled) is no longer what it is. Only servers whose lifecycle has
+// reached such an end can have one, so servers being provisioned cost no
+// extra call.
+func (s *Server) addDecommission(ctx context.Context, res *serverResponse) error {
+	switch res.State {
+	case workflows.StateInstalled, workflows.StateReady, workflows.StateCancelled:
+	default:
+		return nil
+	}
+	ref := decommissionRef(res.Serial)
+	var d workflows.DecommissionStatus
+	if err := s.queryStatus(ctx, ref, workflows.QueryStatus, &d); err != nil {
+		var he *echo.HTTPError
+		if errors.As(err, &he) && he.Code == http.StatusNotFound {
+			return nil
+		}
+		return err
+	}
+	res.Decommission = &decommissionSummary{WorkflowID: ref.id, State: d.State, Step: d.Step}
+	switch d.State {
+	case workflows.StateDecommissioning, workflows.StateAttention:
+		res.State = workflows.StateDecommissioning
+	case workflows.StateWaitingUnrack, workflows.StateDecommissioned:
+		res.State = d.State
+	}
+	return nil
 }
 
 func (s *Server) racked(c echo.Context) error {
@@ -167,42 +204,7 @@ func (s *Server) racked(c echo.Context) error {
 	}
 	ctx, cancel := context.WithTimeout(c.Request().Context(), updateTimeout)
 	defer cancel()
-	id := workflows.LifecycleWorkflowID(serial)
-	handle, err := s.cfg.Temporal.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
-		WorkflowID:   id,
-		UpdateName:   workflows.UpdateRacked,
-		Args:         []any{workflows.RackedInput{Location: loc}},
-		WaitForStage: client.WorkflowUpdateStageCompleted,
-	})
-	if err == nil {
-		var res workflows.RackedResult
-		if err = handle.Get(ctx, &res); err == nil {
-			return c.JSON(http.StatusOK, res)
-		}
-	}
-	return s.updateError(ctx, serial, err)
-}
-
-// updateError turns a failed update into the answer staff can act on.
-func (s *Server) updateError(ctx context.Context, serial string, err error) error {
-	var appErr *temporal.ApplicationError
-	if errors.As(err, &appErr) {
-		// The workflow refused: a validator rejection or a handler error.
-		if appErr.Type() == activities.ErrTypeInvalidPlacement {
-			return httpError(http.StatusUnprocessableEntity, "%s", appErr.Message())
-		}
-		return httpError(http.StatusConflict, "%s", appErr.Message())
-	}
-	var nf *serviceerror.NotFound
-	if errors.As(err, &nf) {
-		// NotFound covers both "never existed" and "already finished".
-		desc, derr := s.cfg.Temporal.DescribeWorkflowExecution(ctx, workflows.LifecycleWorkflowID(serial), "")
-		if derr == nil && desc.GetWorkflowExecutionInfo().GetStatus() != enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
-			return httpError(http.StatusConflict, "the lifecycle of server %s is no longer running", serial)
-		}
-		return httpError(http.StatusNotFound, "no server %s", serial)
-	}
-	return temporalError(err)
+	return s.sendUpdate(c, ctx, lifecycleRef(serial), workflows.UpdateRacked, workflows.RackedInput{Location: loc}, &workflows.RackedResult{})
 }
 
 func serialParam(c echo.Context) (string, error) {

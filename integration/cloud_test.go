@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"strings"
 	"testing"
@@ -108,6 +109,7 @@ func TestLifecycleRegistersInIronic(t *testing.T) {
 		require.Equal(t, workflows.StepDone, s.Status, "step %s", s.Name)
 	}
 	require.Equal(t, "proj-alpha", st.Tenant)
+	requireTenantSees(t, f.api, "proj-alpha", a.Serial)
 	require.NotNil(t, st.Cloud)
 	require.Equal(t, cloud.StateAvailable, st.Cloud.ProvisionState)
 
@@ -243,6 +245,37 @@ func TestDevWithoutIronicSaysCloudRegistrationIsOff(t *testing.T) {
 	b, err := os.ReadFile(s.proc.log)
 	require.NoError(t, err)
 	require.Contains(t, string(b), "cloud registration is off")
+}
+
+// requireTenantSees checks the project's visibility in metalflow: a token
+// bound to the project lists and reads the server; another project's token
+// finds no such server.
+func requireTenantSees(t *testing.T, api, project, serial string) {
+	t.Helper()
+	token := func(project string) string {
+		r := do(t, http.MethodPost, api+"/api/v1/tokens", `{"name":"`+project+`-portal","role":"viewer","project":"`+project+`"}`)
+		require.Equal(t, http.StatusCreated, r.code, string(r.body))
+		var created struct {
+			Token string `json:"token"`
+		}
+		r.json(t, &created)
+		u, err := url.Parse(api)
+		require.NoError(t, err)
+		return apiURL(u.Host, created.Token)
+	}
+	own, other := token(project), token("proj-someone-else")
+	r := do(t, http.MethodGet, own+"/api/v1/servers", "")
+	require.Equal(t, http.StatusOK, r.code, string(r.body))
+	require.Contains(t, string(r.body), `"serial":"`+serial+`"`)
+	r = do(t, http.MethodGet, own+"/api/v1/servers/"+serial, "")
+	require.Equal(t, http.StatusOK, r.code, string(r.body))
+	r = do(t, http.MethodGet, other+"/api/v1/servers", "")
+	require.Equal(t, http.StatusOK, r.code, string(r.body))
+	require.NotContains(t, string(r.body), serial)
+	r = do(t, http.MethodGet, other+"/api/v1/servers/"+serial, "")
+	require.Equal(t, http.StatusNotFound, r.code, string(r.body))
+	r = do(t, http.MethodGet, own+"/api/v1/racks", "")
+	require.Equal(t, http.StatusForbidden, r.code, "a tenant does not see the fleet's racks")
 }
 
 func getJSON(t *testing.T, url string, v any) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -124,6 +125,8 @@ func TestDecommissionWipesAndFreesTheRack(t *testing.T) {
 			}
 			return nil
 		})
+		// The server's own status no longer says installed.
+		require.Equal(t, workflows.StateDecommissioned, getServer(t, f.api, e.Serial).State)
 	}
 
 	require.True(t, vendors["supermicro"], "the fleet has a BMC without secure erase: %v", vendors)
@@ -155,6 +158,88 @@ func TestDecommissionWipesAndFreesTheRack(t *testing.T) {
 		writeHistory(t, f.temporal, workflows.DecommissionWorkflowID(f.fleet[0].Serial),
 			filepath.Join("..", "workflows", "testdata", "decommission.json"))
 	}
+}
+
+// TestDecommissionCancelsProvisioning decommissions two servers still
+// being provisioned: one parked in attention at its BIOS step (the
+// lifecycle had started writing to it, so it is wiped and waits to be
+// unracked), one never racked and without a BMC (nothing to wipe, no unit
+// to free). Each lifecycle ends cancelled, its compensation having
+// withdrawn the pending netboot, before the decommission touches anything.
+func TestDecommissionCancelsProvisioning(t *testing.T) {
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "nobios.yaml"), []byte(
+		"name: nobios\nrole: compute\nbios: {\"*\": {NoSuchAttribute: \"On\"}}\n"+
+			"raid: {logical_disks: [{size_gb: MAX, raid_level: \"1\", is_root_volume: true}]}\n"), 0o644))
+	f := startFleet(t, 1, "--profiles", dir)
+	e := f.fleet[0]
+	f.register(t, e, e.Password, "nobios", &workflows.Location{Site: "dc1", Room: "A", Rack: "R06", Unit: 3, Face: "front"})
+	r := do(t, http.MethodPost, f.api+"/api/v1/servers", `{"serial":"SN-NEVER-RACKED"}`)
+	require.Equal(t, http.StatusAccepted, r.code, string(r.body))
+	st := waitStateWithin(t, f.api, e.Serial, workflows.StateAttention, 3*time.Minute)
+	require.Equal(t, workflows.StepConfigureBIOS, st.Attention.Step)
+
+	for _, serial := range []string{e.Serial, "SN-NEVER-RACKED"} {
+		r = do(t, http.MethodDelete, f.api+"/api/v1/servers/"+serial, "")
+		require.Equal(t, http.StatusAccepted, r.code, string(r.body))
+	}
+
+	// The never-racked server goes straight through: nothing to wipe.
+	eventually(t, 2*time.Minute, "SN-NEVER-RACKED decommissioned", func() error {
+		if d := getDecommission(t, f.api, "SN-NEVER-RACKED"); d.State != workflows.StateDecommissioned {
+			return fmt.Errorf("decommission %s at %s (attention %+v)", d.State, d.Step, d.Attention)
+		}
+		return nil
+	})
+	d := getDecommission(t, f.api, "SN-NEVER-RACKED")
+	require.Equal(t, workflows.StepCancelProvisioning, d.Steps[0].Name)
+	for _, s := range d.Steps {
+		switch s.Name {
+		case workflows.StepCancelProvisioning, workflows.StepRetireAsset:
+			require.Equal(t, workflows.StepDone, s.Status, s.Name)
+		default:
+			require.Equal(t, workflows.StepSkipped, s.Status, s.Name)
+		}
+	}
+	st = getServer(t, f.api, "SN-NEVER-RACKED")
+	require.Equal(t, workflows.StateDecommissioned, st.State)
+	require.Equal(t, workflows.StepFailed, st.Steps[0].Status, "the Rack step says it was cancelled")
+	require.Contains(t, st.Steps[0].Error, "cancelled")
+
+	// The one in attention is wiped, and waits for its technician.
+	eventually(t, 3*time.Minute, e.Serial+" waits to be unracked", func() error {
+		if d = getDecommission(t, f.api, e.Serial); d.State != workflows.StateWaitingUnrack {
+			return fmt.Errorf("decommission %s at %s (attention %+v)", d.State, d.Step, d.Attention)
+		}
+		return nil
+	})
+	for _, s := range d.Steps {
+		switch s.Name {
+		case workflows.StepLeaveAggregate, workflows.StepDeleteCloudNode:
+			require.Equal(t, workflows.StepSkipped, s.Status, s.Name)
+		case workflows.StepUnrack:
+			require.Equal(t, workflows.StepRunning, s.Status)
+		default:
+			require.Equal(t, workflows.StepDone, s.Status, s.Name)
+		}
+	}
+	require.Equal(t, workflows.StateWaitingUnrack, getServer(t, f.api, e.Serial).State)
+	b := f.bmc(t, e.ID)
+	require.Zero(t, b.Counters["installs"], "a cancelled server never installs")
+	require.Equal(t, "off", strings.ToLower(b.Power))
+	a := getAssetView(t, f.api, e.Serial)
+	var details []string
+	for _, h := range a.History {
+		details = append(details, h.Detail)
+	}
+	require.Contains(t, strings.Join(details, "\n"), "provisioning cancelled for decommissioning during ConfigureBIOS")
+	r = do(t, http.MethodPost, f.api+"/api/v1/servers/"+e.Serial+"/unracked", "")
+	require.Equal(t, http.StatusOK, r.code, string(r.body))
+	require.Nil(t, getAssetView(t, f.api, e.Serial).Placement, "the rack unit is free")
+
+	// Cancelled lifecycles are not decommissioned twice.
+	r = do(t, http.MethodDelete, f.api+"/api/v1/servers/SN-NEVER-RACKED", "")
+	require.Equal(t, http.StatusConflict, r.code, string(r.body))
 }
 
 // TestDecommissionDeletesTheIronicNode takes a server to ready against a

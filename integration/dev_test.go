@@ -21,16 +21,33 @@ import (
 // devStack is a running `metalflow dev` with its addresses.
 type devStack struct {
 	proc     *process
-	api      string // http://host:port
+	api      string // http://test:<admin token>@host:port
+	token    string // the admin token dev printed
 	webUI    string // http://host:port
 	temporal string // host:port
 }
 
 func startDev(t *testing.T, extra ...string) *devStack {
 	t.Helper()
+	return launchDev(t, "", extra...)
+}
+
+// restartDev starts dev again on state that already has its admin token,
+// which a restart must not print again.
+func restartDev(t *testing.T, token string, extra ...string) *devStack {
+	t.Helper()
+	s := launchDev(t, token, extra...)
+	b, err := os.ReadFile(s.proc.log)
+	require.NoError(t, err)
+	require.NotContains(t, string(b), "admin token:", "the admin token is printed once, at the first start")
+	return s
+}
+
+func launchDev(t *testing.T, token string, extra ...string) *devStack {
+	t.Helper()
 	s := &devStack{temporal: freeAddr(t)}
 	httpAddr, uiAddr := freeAddr(t), freeAddr(t)
-	s.api, s.webUI = "http://"+httpAddr, "http://"+uiAddr
+	s.webUI = "http://" + uiAddr
 	args := append([]string{"dev",
 		"--temporal-listen", s.temporal,
 		"--temporal-ui", uiAddr,
@@ -38,7 +55,12 @@ func startDev(t *testing.T, extra ...string) *devStack {
 	}, extra...)
 	s.proc = startProcess(t, "dev", args...)
 	// The first start creates the SQLite schema; allow for a loaded machine.
-	waitHTTP(t, s.api+"/readyz", http.StatusOK, 90*time.Second)
+	waitHTTP(t, "http://"+httpAddr+"/readyz", http.StatusOK, 90*time.Second)
+	s.token = token
+	if s.token == "" {
+		s.token = s.proc.adminToken(t)
+	}
+	s.api = apiURL(httpAddr, s.token)
 	return s
 }
 
@@ -240,7 +262,7 @@ func TestDevKeepsWaitingWorkflowAcrossRestart(t *testing.T) {
 	require.True(t, s.proc.exitedCleanly(), "dev must exit cleanly on SIGTERM")
 
 	// Same data dir, fresh ports: the run must still be there and waiting.
-	s2 := startDev(t, "--data", dataDir)
+	s2 := restartDev(t, s.token, "--data", dataDir)
 	st := getServer(t, s2.api, "SN-PERSIST")
 	require.Equal(t, workflows.StateWaitingRack, st.State)
 	require.Equal(t, workflows.StepWaiting, st.Steps[0].Status)
@@ -284,9 +306,10 @@ func TestProductionRolesAgainstExternalTemporal(t *testing.T) {
 	require.NoError(t, os.WriteFile(layout, []byte("sites: [{name: dc1}]\nracks:\n  - {site: dc1, room: A, name: R02, heightU: 42}\n"), 0o644))
 	key := filepath.Join(dir, "credentials.key")
 	startProcess(t, "worker", "worker", "--temporal", s.temporal, "--metrics", metricsAddr, "--inventory-db", inv, "--layout", layout, "--credentials-key", key)
-	startProcess(t, "api", "api", "--temporal", s.temporal, "--http", apiAddr, "--temporal-ui-url", s.webUI, "--inventory-db", inv, "--credentials-key", key)
-	api := "http://" + apiAddr
-	waitHTTP(t, api+"/readyz", http.StatusOK, 30*time.Second)
+	apiProc := startProcess(t, "api", "api", "--temporal", s.temporal, "--http", apiAddr, "--temporal-ui-url", s.webUI, "--inventory-db", inv, "--credentials-key", key)
+	waitHTTP(t, "http://"+apiAddr+"/readyz", http.StatusOK, 30*time.Second)
+	// The api role issues the first admin token of its own inventory.
+	api := apiURL(apiAddr, apiProc.adminToken(t))
 
 	r := do(t, http.MethodPost, api+"/api/v1/servers", `{"serial":"SN-PROD"}`)
 	require.Equal(t, http.StatusAccepted, r.code, string(r.body))
@@ -307,9 +330,9 @@ func TestAPIReportsNotReadyWithoutTemporal(t *testing.T) {
 	apiAddr := freeAddr(t)
 	// Nothing listens on this address: Temporal is "down".
 	dir := t.TempDir()
-	startProcess(t, "api", "api", "--temporal", freeAddr(t), "--http", apiAddr, "--inventory-db", filepath.Join(dir, "inv.db"), "--credentials-key", filepath.Join(dir, "key"))
-	api := "http://" + apiAddr
-	waitHTTP(t, api+"/healthz", http.StatusOK, 20*time.Second)
+	apiProc := startProcess(t, "api", "api", "--temporal", freeAddr(t), "--http", apiAddr, "--inventory-db", filepath.Join(dir, "inv.db"), "--credentials-key", filepath.Join(dir, "key"))
+	waitHTTP(t, "http://"+apiAddr+"/healthz", http.StatusOK, 20*time.Second)
+	api := apiURL(apiAddr, apiProc.adminToken(t))
 	r := do(t, http.MethodGet, api+"/readyz", "")
 	require.Equal(t, http.StatusServiceUnavailable, r.code)
 	require.Contains(t, r.errorMessage(t), "temporal not reachable")

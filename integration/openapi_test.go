@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -71,6 +73,7 @@ func (c *contract) expect(t *testing.T, status int, method, path, contentType, b
 	}
 	req, err := http.NewRequestWithContext(ctx, method, c.api+path, rd)
 	require.NoError(t, err)
+	bearerFromURL(req)
 	if contentType != "" {
 		req.Header.Set("Content-Type", contentType)
 	}
@@ -94,6 +97,46 @@ func (c *contract) expect(t *testing.T, status int, method, path, contentType, b
 		require.Error(t, reqErr, "%s: the document accepts input the API refuses as malformed", what)
 	}
 	return a
+}
+
+// as is the contract seen by another caller: token "" sends none.
+func (c *contract) as(token string) *contract {
+	u, err := url.Parse(c.api)
+	if err != nil {
+		panic(err) // c.api was built by the test itself
+	}
+	u.User = nil
+	if token != "" {
+		u.User = url.UserPassword("test", token)
+	}
+	return &contract{api: u.String(), doc: c.doc, seen: c.seen}
+}
+
+// refusals sends every documented operation that lists 401 without a token
+// and requires the documented 401: no protected route is reachable
+// anonymously, whatever its body would have been.
+func (c *contract) refusals(t *testing.T) {
+	t.Helper()
+	anon := c.as("")
+	fill := strings.NewReplacer("{serial}", "SN-OA-NOBODY", "{site}", "dc1", "{rack}", "R01", "{batch}", "b1",
+		"{id}", "abc", "{attempt}", "1", "{name}", "x")
+	for _, op := range c.doc.Operations() {
+		if !slices.Contains(c.doc.Statuses(op), "401") {
+			continue
+		}
+		req, err := http.NewRequest(op.Method, anon.api+fill.Replace(op.Path), nil)
+		require.NoError(t, err)
+		res, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		b, err := io.ReadAll(res.Body)
+		res.Body.Close()
+		require.NoError(t, err)
+		require.Equal(t, http.StatusUnauthorized, res.StatusCode, "%s without a token: %s", op, b)
+		got, err := c.doc.Operation(req)
+		require.NoError(t, err)
+		c.seen[got] = append(c.seen[got], res.StatusCode)
+		require.NoError(t, c.doc.CheckResponse(req, res.StatusCode, res.Header, b), "%s: %s", op, b)
+	}
 }
 
 // waitServer polls a server's status through the contract until fn is
@@ -142,6 +185,30 @@ func TestOpenAPIContractAgainstLiveAPI(t *testing.T) {
 	c.expect(t, 200, "GET", "/metrics", "", "", good)
 	c.expect(t, 200, "GET", "/api/v1/info", "", "", good)
 	c.expect(t, 200, "GET", "/api/v1/openapi.json", "", "", good)
+
+	// Access: who the token is, issuing a token of lower rank, what that
+	// rank may not do, the audit log, revocation.
+	c.refusals(t)
+	c.expect(t, 200, "GET", "/api/v1/whoami", "", "", good)
+	a := c.expect(t, 201, "POST", "/api/v1/tokens", jsonType, `{"name":"oa-viewer","role":"viewer"}`, good)
+	var issued struct {
+		Token   string `json:"token"`
+		Details struct {
+			ID string `json:"id"`
+		} `json:"details"`
+	}
+	require.NoError(t, json.Unmarshal(a.body, &issued))
+	c.expect(t, 422, "POST", "/api/v1/tokens", jsonType, `{"name":"oa-x","role":"operator","project":"acme"}`, good)
+	c.expect(t, 422, "POST", "/api/v1/tokens", jsonType, `{"name":"oa-x","role":"root"}`, bad)
+	c.expect(t, 200, "GET", "/api/v1/tokens", "", "", good)
+	viewer := c.as(issued.Token)
+	viewer.expect(t, 200, "GET", "/api/v1/whoami", "", "", good)
+	viewer.expect(t, 403, "POST", "/api/v1/racks", jsonType, `{"site":"dc1","room":"B","name":"R30","heightU":42}`, good)
+	viewer.expect(t, 403, "GET", "/api/v1/tokens", "", "", good)
+	c.expect(t, 200, "GET", "/api/v1/audit", "", "", good)
+	c.expect(t, 204, "DELETE", "/api/v1/tokens/"+issued.Details.ID, "", "", good)
+	c.expect(t, 404, "DELETE", "/api/v1/tokens/nosuch", "", "", good)
+	viewer.expect(t, 401, "GET", "/api/v1/whoami", "", "", good)
 
 	// Racks.
 	c.expect(t, 200, "GET", "/api/v1/racks", "", "", good)
@@ -237,7 +304,7 @@ func TestOpenAPIContractAgainstLiveAPI(t *testing.T) {
 	c.expect(t, 200, "GET", "/api/v1/servers/SN-OA-B/asset", "", "", good)
 	c.expect(t, 404, "GET", "/api/v1/servers/SN-OA-NONE/asset", "", "", good)
 	c.expect(t, 400, "GET", "/api/v1/servers/_x/asset", "", "", bad)
-	a := c.expect(t, 200, "GET", "/api/v1/sd/targets", "", "", good)
+	a = c.expect(t, 200, "GET", "/api/v1/sd/targets", "", "", good)
 	require.Contains(t, string(a.body), sim.Serial, "the simulated server's BMC is discovered")
 	c.expect(t, 200, "GET", "/api/v1/racks/dc1/R08", "", "", good)
 	eventually(t, 20*time.Second, "visibility lists the servers", func() error {
@@ -409,10 +476,10 @@ func TestOpenAPIContractWithoutTemporal(t *testing.T) {
 	layout := filepath.Join(dir, "layout.yaml")
 	require.NoError(t, os.WriteFile(layout, []byte("sites: [{name: dc1}]\nracks:\n  - {site: dc1, name: R01, heightU: 42}\n"), 0o644))
 	// Nothing listens on the Temporal address.
-	startProcess(t, "api", "api", "--temporal", freeAddr(t), "--http", apiAddr, "--layout", layout,
+	apiProc := startProcess(t, "api", "api", "--temporal", freeAddr(t), "--http", apiAddr, "--layout", layout,
 		"--inventory-db", filepath.Join(dir, "inv.db"), "--credentials-key", filepath.Join(dir, "key"))
-	api := "http://" + apiAddr
-	waitHTTP(t, api+"/healthz", http.StatusOK, 20*time.Second)
+	waitHTTP(t, "http://"+apiAddr+"/healthz", http.StatusOK, 20*time.Second)
+	api := apiURL(apiAddr, apiProc.adminToken(t))
 	c := newContract(t, api)
 	const good = true
 

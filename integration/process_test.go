@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -159,6 +160,7 @@ func do(t *testing.T, method, url, body string) response {
 	}
 	req, err := http.NewRequestWithContext(ctx, method, url, rd)
 	require.NoError(t, err)
+	bearerFromURL(req)
 	if body != "" {
 		req.Header.Set("Content-Type", "application/json")
 	}
@@ -168,6 +170,65 @@ func do(t *testing.T, method, url, body string) response {
 	b, err := io.ReadAll(res.Body)
 	require.NoError(t, err)
 	return response{code: res.StatusCode, body: b}
+}
+
+// apiURL is the base URL of an API with the token its tests act with
+// carried as the URL's password: every helper that builds a request from
+// it sends the token as a bearer token (bearerFromURL), so test code
+// concatenates paths as before.
+func apiURL(hostPort, token string) string {
+	return "http://" + url.UserPassword("test", token).String() + "@" + hostPort
+}
+
+// bearerFromURL moves a token carried in the request URL into the
+// Authorization header, as a real client would send it.
+func bearerFromURL(req *http.Request) {
+	if req.URL.User == nil {
+		return
+	}
+	if tok, ok := req.URL.User.Password(); ok && req.Header.Get("Authorization") == "" {
+		req.Header.Set("Authorization", "Bearer "+tok)
+	}
+	req.URL.User = nil
+	req.Host = req.URL.Host
+}
+
+// withoutToken is an API URL stripped of its token, for tests of what a
+// caller without one gets.
+func withoutToken(base string) string {
+	u, err := url.Parse(base)
+	if err != nil {
+		return base
+	}
+	u.User = nil
+	return u.String()
+}
+
+// adminToken waits for the token a fresh metalflow API prints once.
+func (p *process) adminToken(t *testing.T) string {
+	t.Helper()
+	var tok string
+	eventually(t, 60*time.Second, p.name+" prints its admin token", func() error {
+		b, err := os.ReadFile(p.log)
+		if err != nil {
+			return err
+		}
+		_, rest, ok := strings.Cut(string(b), "admin token: ")
+		if !ok {
+			return fmt.Errorf("no admin token in the log yet")
+		}
+		// The token ends where its alphabet does (a quote in JSON logs, a
+		// space in text logs).
+		end := strings.IndexFunc(rest, func(r rune) bool {
+			return !(r == '_' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9')
+		})
+		if end < 0 {
+			end = len(rest)
+		}
+		tok = rest[:end]
+		return nil
+	})
+	return tok
 }
 
 func waitHTTP(t *testing.T, url string, want int, timeout time.Duration) {

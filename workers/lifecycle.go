@@ -50,5 +50,6 @@ func NewLifecycleWorker(c client.Client, deps LifecycleDependencies) worker.Work
 		InsecureBMC: deps.IronicInsecureBMC, SiteConductorGroups: deps.SiteConductorGroups,
 	}).Register(w)
 	(&BatchActivities{Client: c}).Register(w)
+	(&LifecycleWatch{Client: c}).Register(w)
 	return w
 }

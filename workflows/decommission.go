@@ -32,13 +32,16 @@ const (
 
 // Decommission steps, in order.
 const (
-	StepLeaveAggregate  = "LeaveAggregate"
-	StepDeleteCloudNode = "DeleteCloudNode"
-	StepSecureWipe      = "SecureWipe"
-	StepResetBIOS       = "ResetBIOS"
-	StepPowerOff        = "PowerOff"
-	StepRetireAsset     = "RetireAsset"
-	StepUnrack          = "Unrack"
+	// StepCancelProvisioning runs first when the server was still being
+	// provisioned: its lifecycle is cancelled and its compensation awaited.
+	StepCancelProvisioning = "CancelProvisioning"
+	StepLeaveAggregate     = "LeaveAggregate"
+	StepDeleteCloudNode    = "DeleteCloudNode"
+	StepSecureWipe         = "SecureWipe"
+	StepResetBIOS          = "ResetBIOS"
+	StepPowerOff           = "PowerOff"
+	StepRetireAsset        = "RetireAsset"
+	StepUnrack             = "Unrack"
 )
 
 // DecommissionSteps lists the decommission's steps in order.
@@ -65,6 +68,43 @@ type DecommissionInput struct {
 	// Host is the name nova-compute registered under; "" means the serial.
 	Host  string `json:"host,omitempty"`
 	Actor string `json:"actor,omitempty"`
+	// CancelLifecycle is set when the server's lifecycle is still running:
+	// the decommission cancels it first and waits for it to end.
+	CancelLifecycle bool `json:"cancelLifecycle,omitempty"`
+}
+
+// AwaitLifecycleEndName is the activity that waits for a cancelled
+// lifecycle to close and reports how far it had got.
+const AwaitLifecycleEndName = "AwaitLifecycleEnd"
+
+// AwaitLifecycleEndInput names the server whose lifecycle is awaited.
+type AwaitLifecycleEndInput struct {
+	Serial string `json:"serial"`
+}
+
+// LifecycleEnd is how far a cancelled lifecycle had got: what the
+// decommission has to undo.
+type LifecycleEnd struct {
+	State string `json:"state"`
+	// Touched: BIOS, RAID or the install had started writing to the
+	// server, so it must be wiped and reset.
+	Touched bool `json:"touched"`
+	// Racked: the server holds a rack unit a technician must free.
+	Racked bool `json:"racked"`
+}
+
+// LifecycleEndOf reads a lifecycle's final status.
+func LifecycleEndOf(st ServerStatus) LifecycleEnd {
+	end := LifecycleEnd{State: st.State, Racked: st.Location != nil}
+	for _, s := range st.Steps {
+		switch s.Name {
+		case StepConfigureBIOS, StepConfigureRAID, StepInstallOS:
+			if s.StartedAt != nil {
+				end.Touched = true
+			}
+		}
+	}
+	return end
 }
 
 // UnrackedInput is the technician's report that the server left its rack.
@@ -99,7 +139,11 @@ func Decommission(ctx workflow.Context, in DecommissionInput) (DecommissionStatu
 	d := &decommission{in: in}
 	d.status = DecommissionStatus{Serial: in.Serial, State: StateDecommissioning, Location: in.Location,
 		RunID: workflow.GetInfo(ctx).WorkflowExecution.RunID}
-	for _, name := range DecommissionSteps() {
+	steps := DecommissionSteps()
+	if in.CancelLifecycle {
+		steps = append([]string{StepCancelProvisioning}, steps...)
+	}
+	for _, name := range steps {
 		d.status.Steps = append(d.status.Steps, StepStatus{Name: name, Status: StepPending})
 	}
 	if err := d.registerHandlers(ctx); err != nil {
@@ -132,6 +176,9 @@ type decommission struct {
 	// unracked is set by the technician's update while the workflow waits.
 	unracked   *UnrackedInput
 	generation int
+	// lifecycleEnd is how far a cancelled lifecycle had got; nil when the
+	// lifecycle had finished before the decommission started.
+	lifecycleEnd *LifecycleEnd
 }
 
 func (d *decommission) registerHandlers(ctx workflow.Context) error {
@@ -231,6 +278,11 @@ func (d *decommission) run(ctx workflow.Context) error {
 		{StepRetireAsset, d.activityStep(activities.RetireAssetName, inventoryActivityOptions())},
 		{StepUnrack, d.unrack},
 	}
+	if d.in.CancelLifecycle {
+		if err := d.runStep(ctx, StepCancelProvisioning, d.cancelProvisioning); err != nil {
+			return err
+		}
+	}
 	for _, s := range steps {
 		if err := d.runStep(ctx, s.name, s.run); err != nil {
 			return err
@@ -238,6 +290,34 @@ func (d *decommission) run(ctx workflow.Context) error {
 	}
 	return nil
 }
+
+// cancelProvisioning cancels the server's running lifecycle and waits for
+// it to end: its compensation withdraws the pending netboot, and none of
+// its BMC activities still runs (they wait for their cancellation), so
+// nothing the lifecycle does can overlap the wipe.
+func (d *decommission) cancelProvisioning(ctx workflow.Context) (string, error) {
+	// An error means the lifecycle ended already (or never existed): the
+	// wait below finds out which.
+	_ = workflow.RequestCancelExternalWorkflow(ctx, LifecycleWorkflowID(d.in.Serial), "").Get(ctx, nil)
+	opts := workflow.ActivityOptions{
+		StartToCloseTimeout: 15 * time.Minute,
+		HeartbeatTimeout:    20 * time.Second,
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: 30 * time.Second,
+			NonRetryableErrorTypes: activities.NonRetryableErrorTypes(),
+		},
+	}
+	var end LifecycleEnd
+	if err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, opts), AwaitLifecycleEndName,
+		AwaitLifecycleEndInput{Serial: d.in.Serial}).Get(ctx, &end); err != nil {
+		return "", err
+	}
+	d.lifecycleEnd = &end
+	return "provisioning ended " + end.State, nil
+}
+
+// untouched says the cancelled lifecycle never wrote to the server.
+func (d *decommission) untouched() bool { return d.lifecycleEnd != nil && !d.lifecycleEnd.Touched }
 
 // runStep runs one step; a failure retries cannot fix parks the
 // decommission in attention until staff retry or abort. No step is
@@ -340,6 +420,12 @@ func (d *decommission) activityStep(name string, opts workflow.ActivityOptions) 
 
 func (d *decommission) bmcStep(name string, timeout time.Duration) func(workflow.Context) (string, error) {
 	return func(ctx workflow.Context) (string, error) {
+		if d.untouched() && name != activities.PowerOffServerName {
+			return "", skipStep("provisioning was cancelled before BIOS, RAID or the install wrote to the server")
+		}
+		if d.lifecycleEnd != nil && (d.in.BMC == nil || d.in.BMC.Address == "" || d.in.BMC.CredentialRef == "") {
+			return "", skipStep("no BMC was ever given for this server: provisioning was cancelled before inspection")
+		}
 		if d.in.BMC == nil || d.in.BMC.Address == "" || d.in.BMC.CredentialRef == "" {
 			return "", errors.New("no BMC address and credential known for this server: retry with one")
 		}
@@ -357,6 +443,9 @@ func (d *decommission) leaveAggregate(ctx workflow.Context) (string, error) {
 
 // unrack waits for the technician, then frees the rack unit.
 func (d *decommission) unrack(ctx workflow.Context) (string, error) {
+	if d.lifecycleEnd != nil && !d.lifecycleEnd.Racked {
+		return "", skipStep("provisioning was cancelled before the server was racked: no rack unit to free")
+	}
 	d.status.State = StateWaitingUnrack
 	if err := workflow.Await(ctx, func() bool { return d.unracked != nil }); err != nil {
 		return "", err

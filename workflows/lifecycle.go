@@ -270,6 +270,7 @@ func (l *lifecycle) run(ctx workflow.Context) (ServerStatus, error) {
 	}
 	if err != nil {
 		if temporal.IsCanceledError(err) {
+			l.compensateCancel(ctx)
 			return l.status, err
 		}
 		// Best effort: the run is failing anyway.
@@ -444,6 +445,43 @@ func (l *lifecycle) compensate(ctx workflow.Context) error {
 		return err
 	}
 	return l.setState(ctx, StateAborted)
+}
+
+// cancelCompensationChange: runs cancelled before cancellation had a
+// compensation ended without one; replaying them must not find it.
+const cancelCompensationChange = "cancel-compensation"
+
+// compensateCancel runs after the lifecycle was cancelled (a decommission
+// of a server still being provisioned): any pending netboot is withdrawn
+// so the server cannot install once it is being wiped, and the asset
+// records where provisioning stopped. The rack unit stays claimed: the
+// server is still in it until a technician reports it unracked. It runs
+// in a disconnected context because the workflow's own is cancelled; a
+// failure is logged, not returned, since the run ends cancelled anyway
+// and the decommission's steps are each idempotent.
+func (l *lifecycle) compensateCancel(ctx workflow.Context) {
+	dctx, cancel := workflow.NewDisconnectedContext(ctx)
+	defer cancel()
+	if workflow.GetVersion(dctx, cancelCompensationChange, workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+		return
+	}
+	step := l.status.Step
+	err := workflow.ExecuteActivity(workflow.WithActivityOptions(dctx, inventoryActivityOptions()), activities.CancelServerName,
+		activities.CancelServerInput{Serial: l.status.Serial, Step: step}).Get(dctx, nil)
+	if err != nil {
+		workflow.GetLogger(ctx).Error("cancellation compensation failed", "serial", l.status.Serial, "error", err)
+	}
+	for i := range l.status.Steps {
+		if s := &l.status.Steps[i]; s.Status == StepRunning || s.Status == StepWaiting {
+			now := workflow.Now(ctx)
+			s.Status, s.FinishedAt, s.Error = StepFailed, &now, "cancelled: the server is being decommissioned"
+		}
+	}
+	l.status.Attention = nil
+	l.status.Step = ""
+	if err := l.setStepAttribute(dctx, StateCancelled); err == nil {
+		_ = l.setState(dctx, StateCancelled)
+	}
 }
 
 func (l *lifecycle) rack(ctx workflow.Context) error {

@@ -107,6 +107,9 @@ func (f *fakeProvisioning) register(env *testsuite.TestWorkflowEnvironment) {
 	reg(activities.AbortServerName, func(_ context.Context, in activities.AbortServerInput) error {
 		return f.record(activities.AbortServerName, in)
 	})
+	reg(activities.CancelServerName, func(_ context.Context, in activities.CancelServerInput) error {
+		return f.record(activities.CancelServerName, in)
+	})
 	reg(activities.RegisterCloudName, func(_ context.Context, in activities.RegisterCloudInput) (activities.CloudStepResult, error) {
 		if err := f.record(activities.RegisterCloudName, in); err != nil || !f.ironic {
 			return activities.CloudStepResult{Skipped: !f.ironic, Note: activities.NoteNoIronic}, err

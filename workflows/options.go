@@ -52,6 +52,10 @@ func bmcActivityOptions(startToClose time.Duration) workflow.ActivityOptions {
 		// BMC activities heartbeat every 5 s while they talk to the BMC: a
 		// worker that dies mid-step is noticed in 20 s.
 		HeartbeatTimeout: 20 * time.Second,
+		// A cancelled workflow waits until the activity has really
+		// stopped talking to the BMC: whatever runs next (a decommission's
+		// wipe) must not overlap a BIOS job still being written.
+		WaitForCancellation: true,
 		RetryPolicy: &temporal.RetryPolicy{
 			InitialInterval:        2 * time.Second,
 			BackoffCoefficient:     2,

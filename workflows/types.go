@@ -35,6 +35,9 @@ const (
 	StateReady   = "ready"
 	StateAborted = "aborted"
 	StateFailed  = "failed"
+	// StateCancelled: provisioning was cancelled (a decommission of a
+	// server still being provisioned); the decommission takes it from here.
+	StateCancelled = "cancelled"
 )
 
 // Step statuses.

@@ -21,6 +21,7 @@ func runAPI(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs.StringVar(&httpAddr, "http", "127.0.0.1:8080", "API, operator UI and /metrics listen address")
 	var bf bootFlags
 	bf.register(fs)
+	openSD := fs.Bool("open-service-discovery", false, "serve /api/v1/sd/targets without a token, for Prometheus servers that cannot send one")
 	fs.StringVar(&uiURL, "temporal-ui-url", "", "public URL of the Temporal Web UI, for links in answers and the operator UI")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -50,5 +51,7 @@ func runAPI(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		TemporalUIURL: uiURL,
 		Namespace:     rf.temporal.namespace,
 		Boot:          bf.config(httpAddr),
+
+		OpenServiceDiscovery: *openSD,
 	})
 }

@@ -19,6 +19,7 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/metalflow/metalflow/api"
+	"github.com/metalflow/metalflow/auth"
 	"github.com/metalflow/metalflow/cloud"
 	"github.com/metalflow/metalflow/credentials"
 	"github.com/metalflow/metalflow/hardware"
@@ -69,6 +70,10 @@ func serveAPI(ctx context.Context, log *slog.Logger, addr string, cfg api.Config
 
 // serveAPIOn is serveAPI on a listener bound by the caller.
 func serveAPIOn(ctx context.Context, log *slog.Logger, ln net.Listener, cfg api.Config) error {
+	cfg.Tokens = &auth.Tokens{Store: cfg.Inventory}
+	if err := bootstrapAdminToken(ctx, log, cfg.Tokens, cfg.Inventory); err != nil {
+		return err
+	}
 	srv := api.New(cfg)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
@@ -84,6 +89,25 @@ func serveAPIOn(ctx context.Context, log *slog.Logger, ln net.Listener, cfg api.
 		return fmt.Errorf("API shutdown: %w", err)
 	}
 	return <-errc
+}
+
+// bootstrapAdminToken issues the first admin token of an inventory that has
+// none and logs it once: the way in for whoever started metalflow, who then
+// issues everyone else's tokens. A restart finds the token and says nothing.
+func bootstrapAdminToken(ctx context.Context, log *slog.Logger, tokens *auth.Tokens, inv *inventory.Store) error {
+	existing, err := inv.ListTokens(ctx)
+	if err != nil {
+		return fmt.Errorf("read API tokens: %w", err)
+	}
+	if len(existing) > 0 {
+		return nil
+	}
+	plain, _, err := tokens.Issue(ctx, auth.IssueInput{Name: "bootstrap-admin", User: "admin", Role: auth.Admin, By: "metalflow"})
+	if err != nil {
+		return fmt.Errorf("issue the first admin token: %w", err)
+	}
+	log.Warn("admin token: "+plain, "note", "shown once; send as Authorization: Bearer <token>; create others with POST /api/v1/tokens")
+	return nil
 }
 
 // serveMetrics serves /metrics and /healthz for processes without the API.

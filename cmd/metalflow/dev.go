@@ -24,6 +24,7 @@ type devFlags struct {
 	log            logFlags
 	dataDir        string
 	ephemeral      bool
+	openSD         bool
 	temporalListen string
 	temporalUI     string
 	httpAddr       string
@@ -51,6 +52,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs.StringVar(&f.temporalListen, "temporal-listen", "127.0.0.1:7233", "Temporal frontend (gRPC) listen address, for the temporal CLI and separate workers")
 	fs.StringVar(&f.temporalUI, "temporal-ui", "127.0.0.1:8233", "Temporal Web UI listen address; empty disables it")
 	fs.StringVar(&f.httpAddr, "http", "127.0.0.1:8080", "API, operator UI and /metrics listen address")
+	fs.BoolVar(&f.openSD, "open-service-discovery", false, "serve /api/v1/sd/targets without a token, for Prometheus servers that cannot send one")
 	fs.StringVar(&f.namespace, "namespace", "default", "Temporal namespace, created at start")
 	fs.BoolVar(&f.workers, "workers", true, "run the lifecycle worker in this process (false: run 'metalflow worker' separately)")
 	fs.StringVar(&f.temporalLog, "temporal-log-level", "warn", "log level of the embedded Temporal server")
@@ -200,6 +202,8 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 			TemporalUIURL: uiURL,
 			Namespace:     f.namespace,
 			Boot:          f.boot.config(f.httpAddr),
+
+			OpenServiceDiscovery: f.openSD,
 		})
 	})
 	log.Info("metalflow dev is up",

@@ -1,10 +1,16 @@
 "use strict";
 // The operator page talks to the same REST API as curl does; no framework.
 
+// The token lives in this tab's session storage only: closing the tab
+// signs out, and no cookie rides along with cross-site requests.
+function token() { return sessionStorage.getItem("metalflow-token") || ""; }
+
 async function api(method, path, body) {
+  const headers = body ? { "Content-Type": "application/json" } : {};
+  if (token()) headers.Authorization = "Bearer " + token();
   const res = await fetch(path, {
     method,
-    headers: body ? { "Content-Type": "application/json" } : {},
+    headers,
     body: body ? JSON.stringify(body) : undefined,
   });
   const data = await res.json().catch(() => ({}));
@@ -71,6 +77,22 @@ document.getElementById("racked").addEventListener("submit", async (ev) => {
   } catch (e) { say("racked-msg", e.message, false); }
 });
 
+async function whoami() {
+  const el = document.getElementById("whoami");
+  try {
+    const me = await api("GET", "/api/v1/whoami");
+    el.textContent = "Signed in as " + me.user + " (" + me.role + (me.project ? ", project " + me.project : "") + ")";
+  } catch (e) { el.textContent = "Not signed in: " + e.message; }
+}
+
+document.getElementById("signin").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  sessionStorage.setItem("metalflow-token", ev.target.token.value.trim());
+  ev.target.token.value = "";
+  await whoami();
+});
+
+whoami();
 api("GET", "/api/v1/info").then((info) => {
   if (info.temporalUrl) {
     const a = document.getElementById("temporal-link");

@@ -1,0 +1,85 @@
+package api
+
+import (
+	"errors"
+	"net/http"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/metalflow/metalflow/auth"
+	"github.com/metalflow/metalflow/inventory"
+)
+
+type createTokenRequest struct {
+	Name string `json:"name"`
+	// User defaults to the name: a token per person is the usual case.
+	User string `json:"user,omitempty"`
+	Role string `json:"role"`
+	// Project binds the token to one cloud project's servers (viewer only).
+	Project string `json:"project,omitempty"`
+}
+
+type createTokenResponse struct {
+	// Token is shown once; only its hash is stored.
+	Token   string          `json:"token"`
+	Details inventory.Token `json:"details"`
+}
+
+type tokenList struct {
+	Tokens []inventory.Token `json:"tokens"`
+}
+
+func (s *Server) createToken(c echo.Context) error {
+	var req createTokenRequest
+	if err := decodeJSON(c, &req); err != nil {
+		return err
+	}
+	in := auth.IssueInput{Name: req.Name, User: req.User, Role: auth.Role(req.Role), Project: req.Project, By: actor(c)}
+	if err := in.Validate(); err != nil {
+		return httpError(http.StatusUnprocessableEntity, "%s", err)
+	}
+	plain, rec, err := s.cfg.Tokens.Issue(c.Request().Context(), in)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusCreated, createTokenResponse{Token: plain, Details: rec})
+}
+
+func (s *Server) listTokens(c echo.Context) error {
+	list, err := s.cfg.Inventory.ListTokens(c.Request().Context())
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, tokenList{Tokens: list})
+}
+
+func (s *Server) revokeToken(c echo.Context) error {
+	id := c.Param("id")
+	if id == "" || len(id) > 64 {
+		return httpError(http.StatusBadRequest, "invalid token id")
+	}
+	if err := s.cfg.Inventory.RevokeToken(c.Request().Context(), id); err != nil {
+		if errors.Is(err, inventory.ErrNotFound) {
+			return httpError(http.StatusNotFound, "no token %s", id)
+		}
+		return err
+	}
+	return c.NoContent(http.StatusNoContent)
+}
+
+// whoami tells a client (the operator page, the CLI) who its token says it is.
+func (s *Server) whoami(c echo.Context) error {
+	return c.JSON(http.StatusOK, principal(c))
+}
+
+type auditList struct {
+	Entries []inventory.AuditEntry `json:"entries"`
+}
+
+func (s *Server) auditLog(c echo.Context) error {
+	list, err := s.cfg.Inventory.AuditLog(c.Request().Context(), 500)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, auditList{Entries: list})
+}

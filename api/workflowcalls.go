@@ -1,0 +1,86 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+
+	"github.com/labstack/echo/v4"
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/metalflow/metalflow/activities"
+	"github.com/metalflow/metalflow/workflows"
+)
+
+// workflowRef is a workflow the API reads or sends staff decisions to, and
+// what to call it when it is not there.
+type workflowRef struct {
+	id string
+	// missing is the 404 message: "no server SN-1".
+	missing string
+	// name is how an ended run is named in a 409: "the lifecycle of
+	// server SN-1".
+	name string
+}
+
+func lifecycleRef(serial string) workflowRef {
+	return workflowRef{id: workflows.LifecycleWorkflowID(serial), missing: "no server " + serial,
+		name: "the lifecycle of server " + serial}
+}
+
+func decommissionRef(serial string) workflowRef {
+	return workflowRef{id: workflows.DecommissionWorkflowID(serial), missing: "server " + serial + " has no decommission",
+		name: "the decommission of server " + serial}
+}
+
+// queryStatus reads a workflow's status query into out; a workflow that
+// never existed is a 404.
+func (s *Server) queryStatus(ctx context.Context, ref workflowRef, query string, out any) error {
+	v, err := s.cfg.Temporal.QueryWorkflow(ctx, ref.id, "", query)
+	if err != nil {
+		var nf *serviceerror.NotFound
+		if errors.As(err, &nf) {
+			return httpError(http.StatusNotFound, "%s", ref.missing)
+		}
+		return temporalError(err)
+	}
+	if err := v.Get(out); err != nil {
+		return fmt.Errorf("decode %s of %s: %w", query, ref.id, err)
+	}
+	return nil
+}
+
+// sendUpdate sends a staff decision and answers with the workflow's
+// result. The workflow's refusal is a 409 (422 for a placement the CMDB
+// cannot take); a run that ended is a 409, one that never existed a 404.
+func (s *Server) sendUpdate(c echo.Context, ctx context.Context, ref workflowRef, update string, arg, res any) error {
+	handle, err := s.cfg.Temporal.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
+		WorkflowID: ref.id, UpdateName: update, Args: []any{arg}, WaitForStage: client.WorkflowUpdateStageCompleted,
+	})
+	if err == nil {
+		if err = handle.Get(ctx, res); err == nil {
+			return c.JSON(http.StatusOK, res)
+		}
+	}
+	var appErr *temporal.ApplicationError
+	if errors.As(err, &appErr) {
+		if appErr.Type() == activities.ErrTypeInvalidPlacement {
+			return httpError(http.StatusUnprocessableEntity, "%s", appErr.Message())
+		}
+		return httpError(http.StatusConflict, "%s", appErr.Message())
+	}
+	var nf *serviceerror.NotFound
+	if errors.As(err, &nf) {
+		// NotFound covers both "never existed" and "already finished".
+		desc, derr := s.cfg.Temporal.DescribeWorkflowExecution(ctx, ref.id, "")
+		if derr == nil && desc.GetWorkflowExecutionInfo().GetStatus() != enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
+			return httpError(http.StatusConflict, "%s is no longer running", ref.name)
+		}
+		return httpError(http.StatusNotFound, "%s", ref.missing)
+	}
+	return temporalError(err)
+}
