@@ -2,7 +2,9 @@ package bgp
 
 import (
 	"context"
+	"net"
 	"net/netip"
+	"strconv"
 	"testing"
 	"time"
 
@@ -151,4 +153,33 @@ func TestSpeakerRefusesBadInputAndNotRunning(t *testing.T) {
 	}, reports)
 
 	require.NoError(t, s.Stop(ctx), "stopping a speaker that never started is no error")
+}
+
+// A Start that fails changes nothing: once its cause is gone, the same
+// speaker starts. The only peer is on loopback at a closed port, so the
+// speaker's connection attempts never leave the machine.
+func TestFailedStartCanBeRetried(t *testing.T) {
+	ctx := context.Background()
+	taken, err := net.Listen("tcp", "0.0.0.0:0")
+	require.NoError(t, err)
+	port := taken.Addr().(*net.TCPAddr).Port
+
+	cfg := validConfig()
+	cfg.ListenPort = int32(port)
+	cfg.Peers = []Peer{{Address: netip.MustParseAddr("127.0.0.2"), ASN: 65001, Port: 9}}
+	s, err := New(cfg)
+	require.NoError(t, err)
+	require.ErrorContains(t, s.Start(ctx), "address already in use")
+	require.ErrorContains(t, s.Announce(ctx, netip.MustParsePrefix("198.51.100.10/32"), lbapi.AnnouncePublic), "not started")
+
+	require.NoError(t, taken.Close())
+	require.NoError(t, s.Start(ctx))
+	t.Cleanup(func() { _ = s.Stop(context.Background()) })
+	// The speaker now listens on the port it could not have before.
+	conn, err := net.Dial("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+	require.NoError(t, err)
+	_ = conn.Close()
+	require.NoError(t, s.Announce(ctx, netip.MustParsePrefix("198.51.100.10/32"), lbapi.AnnouncePublic))
+	require.Equal(t, map[netip.Prefix]string{netip.MustParsePrefix("198.51.100.10/32"): lbapi.AnnouncePublic}, s.Announced())
+	require.ErrorContains(t, s.Start(ctx), "already started")
 }

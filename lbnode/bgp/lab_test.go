@@ -290,6 +290,31 @@ func (b *birdPeer) State() string {
 	return "unknown: " + out
 }
 
+// Exported is how many routes bird exports on the tor session's channel
+// for a family ("ipv4" or "ipv6").
+func (b *birdPeer) Exported(family string) uint64 {
+	b.t.Helper()
+	out, err := b.birdc("show", "protocols", "all", "tor")
+	require.NoError(b.t, err, out)
+	inChannel := false
+	for _, line := range strings.Split(out, "\n") {
+		t := strings.TrimSpace(line)
+		if v, ok := strings.CutPrefix(t, "Channel "); ok {
+			inChannel = v == family
+			continue
+		}
+		// "Routes:         2 imported, 1 exported, 2 preferred"
+		if v, ok := strings.CutPrefix(t, "Routes:"); ok && inChannel {
+			var imported, exported uint64
+			_, err := fmt.Sscanf(strings.TrimSpace(v), "%d imported, %d exported", &imported, &exported)
+			require.NoError(b.t, err, line)
+			return exported
+		}
+	}
+	b.t.Fatalf("no routes line for %s in: %s", family, out)
+	return 0
+}
+
 // Counters are bird's import counters for the session, per family.
 type birdCounters struct {
 	Updates, Withdraws int

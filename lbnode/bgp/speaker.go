@@ -44,18 +44,19 @@ func New(cfg Config) (*Speaker, error) {
 }
 
 // Start runs the BGP server and configures the peers; sessions come up in
-// the background.
+// the background. A Start that fails (say, its port is taken) leaves the
+// speaker as it was, to be started again.
 func (s *Speaker) Start(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.started {
 		return errors.New("bgp speaker already started; a speaker is used once")
 	}
-	s.started = true
 
 	srv := server.NewBgpServer(server.LoggerOption(gobgpLogger{logger: s.cfg.Logger}))
-	// Serve never returns: gobgp v3 has no way to end it. After Stop it
-	// waits on channels nobody writes to, which costs a parked goroutine.
+	// Serve never returns: gobgp v3 has no way to end it. After Stop, or a
+	// failed Start, it waits on channels nobody writes to, which costs a
+	// parked goroutine.
 	go srv.Serve()
 
 	err := srv.StartBgp(ctx, &api.StartBgpRequest{Global: &api.Global{
@@ -63,13 +64,15 @@ func (s *Speaker) Start(ctx context.Context) error {
 		RouterId:   s.cfg.RouterID.String(),
 		ListenPort: s.cfg.ListenPort,
 	}})
+	if err == nil {
+		err = s.configure(ctx, srv)
+	}
 	if err != nil {
-		return fmt.Errorf("starting bgp server: %w", err)
-	}
-	if err := s.configure(ctx, srv); err != nil {
+		// Closes whatever listeners and sessions got as far as opening.
 		_ = srv.StopBgp(context.WithoutCancel(ctx), &api.StopBgpRequest{})
-		return err
+		return fmt.Errorf("starting bgp speaker: %w", err)
 	}
+	s.started = true
 	s.srv = srv
 	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	api "github.com/osrg/gobgp/v3/api"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/require"
 
@@ -152,6 +153,12 @@ func TestAnnounceScopesReachTheRightPeers(t *testing.T) {
 		vip4b: lbapi.AnnounceInternal,
 	}, s.Announced(), "the route bird sends the node stays out of its RIB")
 	require.Contains(t, r.internal.Routes(), birdOwn, "bird does send its own route")
+	require.Equal(t, uint64(1), r.internal.Exported("ipv4"), "bird did send its route to the node")
+	var rib []string
+	require.NoError(t, s.srv.ListPath(ctx, &api.ListPathRequest{TableType: api.TableType_GLOBAL, Family: familyV4()}, func(d *api.Destination) {
+		rib = append(rib, d.GetPrefix())
+	}))
+	require.ElementsMatch(t, []string{vip4.String(), vip4b.String()}, rib, "the import policy keeps learned routes out of the RIB")
 
 	require.NoError(t, testutil.CollectAndCompare(NewCollector(s), strings.NewReader(`
 # HELP metalflow_lb_bgp_announced_routes VIP routes the node announces, by scope (internal: internal peers only; public: every peer).
