@@ -163,7 +163,13 @@ func (s *Speaker) server() (*server.BgpServer, error) {
 // sent its withdrawals (or ctx ends, or stopWait passes), and then closes
 // the sessions. Withdrawing before closing matters: a peer that sees an
 // explicit withdrawal reroutes at once, while one that only loses the
-// session may wait for its hold timer if the close gets lost.
+// session may wait for its hold timer if the close gets lost. gobgp drops
+// whatever it has not written yet when it closes a session, hence the
+// wait.
+//
+// The wait counts UPDATE messages, so a Stop that comes while earlier
+// announcements are still being written may end it early; the peers then
+// lose those routes with the session instead.
 func (s *Speaker) Stop(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()

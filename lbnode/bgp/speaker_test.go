@@ -27,12 +27,12 @@ const (
 
 // VIPs come from the documentation ranges: they exist only in bird's RIB,
 // which has no kernel protocol, so nothing is ever routed to them.
-var (
-	vip4    = netip.MustParsePrefix("198.51.100.10/32")
-	vip4b   = netip.MustParsePrefix("198.51.100.20/32")
-	vip6    = netip.MustParsePrefix("2001:db8::10/128")
-	birdOwn = netip.MustParsePrefix("203.0.113.0/24")
-)
+func testVIPs() (vip4, vip4b, vip6 netip.Prefix) {
+	return netip.MustParsePrefix("198.51.100.10/32"), netip.MustParsePrefix("198.51.100.20/32"), netip.MustParsePrefix("2001:db8::10/128")
+}
+
+// birdOwnRoute is the route the internal ToR sends the node.
+func birdOwnRoute() netip.Prefix { return netip.MustParsePrefix("203.0.113.0/24") }
 
 // rack is a lab with two ToRs on the node's segment: an internal one
 // (IPv4 session, which also sends the node a route of its own) and an
@@ -50,7 +50,7 @@ func newRack(t *testing.T) *rack {
 	l := newLab(t)
 	r := &rack{
 		lab:      l,
-		internal: l.startBird(nodeASN, birdOptions{n: 2, asn: internalASN, port: 179, exportStatic: birdOwn}),
+		internal: l.startBird(nodeASN, birdOptions{n: 2, asn: internalASN, port: 179, exportStatic: birdOwnRoute()}),
 		external: l.startBird(nodeASN, birdOptions{n: 3, asn: externalASN, port: 1790, v6Session: true}),
 	}
 	s, err := New(Config{
@@ -72,10 +72,12 @@ func newRack(t *testing.T) *rack {
 	ctx := context.Background()
 	require.NoError(t, s.Start(ctx))
 	t.Cleanup(func() { _ = s.Stop(context.Background()) })
+	began := time.Now()
 	waitFor(t, converge, func() (bool, string) {
 		in, ex := r.internal.State(), r.external.State()
 		return in == "Established" && ex == "Established", "internal " + in + ", external " + ex
 	})
+	t.Logf("both sessions established %s after Start", time.Since(began))
 	return r
 }
 
@@ -124,6 +126,7 @@ func (r *rack) barrier(t *testing.T, b *birdPeer, scope string) {
 func TestAnnounceScopesReachTheRightPeers(t *testing.T) {
 	r := newRack(t)
 	s, ctx := r.speaker, context.Background()
+	vip4, vip4b, vip6 := testVIPs()
 
 	peers, err := s.Peers(ctx)
 	require.NoError(t, err)
@@ -152,7 +155,7 @@ func TestAnnounceScopesReachTheRightPeers(t *testing.T) {
 		vip6:  lbapi.AnnouncePublic,
 		vip4b: lbapi.AnnounceInternal,
 	}, s.Announced(), "the route bird sends the node stays out of its RIB")
-	require.Contains(t, r.internal.Routes(), birdOwn, "bird does send its own route")
+	require.Contains(t, r.internal.Routes(), birdOwnRoute(), "bird does send its own route")
 	require.Equal(t, uint64(1), r.internal.Exported("ipv4"), "bird did send its route to the node")
 	var rib []string
 	require.NoError(t, s.srv.ListPath(ctx, &api.ListPathRequest{TableType: api.TableType_GLOBAL, Family: familyV4()}, func(d *api.Destination) {
@@ -225,6 +228,7 @@ metalflow_lb_bgp_announced_routes{scope="public"} 0
 func TestWithdrawAllKeepsSessions(t *testing.T) {
 	r := newRack(t)
 	s, ctx := r.speaker, context.Background()
+	vip4, _, vip6 := testVIPs()
 	require.NoError(t, s.Announce(ctx, vip4, lbapi.AnnouncePublic))
 	require.NoError(t, s.Announce(ctx, vip6, lbapi.AnnounceInternal))
 	r.hasRoute(t, r.external, vip4)
@@ -249,6 +253,7 @@ func TestWithdrawAllKeepsSessions(t *testing.T) {
 func TestStopWithdrawsBeforeClosing(t *testing.T) {
 	r := newRack(t)
 	s, ctx := r.speaker, context.Background()
+	vip4, vip4b, vip6 := testVIPs()
 	require.NoError(t, s.Announce(ctx, vip4, lbapi.AnnouncePublic))
 	require.NoError(t, s.Announce(ctx, vip6, lbapi.AnnouncePublic))
 	require.NoError(t, s.Announce(ctx, vip4b, lbapi.AnnounceInternal))
@@ -267,7 +272,9 @@ func TestStopWithdrawsBeforeClosing(t *testing.T) {
 	}
 	r.hasRoute(t, r.internal, vip4b)
 
+	began := time.Now()
 	require.NoError(t, s.Stop(ctx))
+	t.Logf("Stop took %s to withdraw %d routes from two peers and close", time.Since(began), len(public)+1)
 
 	for _, tc := range []struct {
 		bird *birdPeer
@@ -317,6 +324,7 @@ metalflow_lb_bgp_session_up{external="true",peer="`+r.external.Addr.String()+`"}
 func TestSessionDownAndBack(t *testing.T) {
 	r := newRack(t)
 	s, ctx := r.speaker, context.Background()
+	vip4, _, _ := testVIPs()
 	require.NoError(t, s.Announce(ctx, vip4, lbapi.AnnouncePublic))
 	r.hasRoute(t, r.external, vip4)
 
