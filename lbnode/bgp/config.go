@@ -40,7 +40,8 @@ type Config struct {
 	HoldTime time.Duration
 	// ConnectRetry is how long the speaker waits between attempts to
 	// (re)connect a session; 0 means 5s, so a node comes back quickly after
-	// a ToR reboot instead of gobgp's default two minutes.
+	// a ToR reboot instead of gobgp's default two minutes. (After a
+	// session drops, gobgp first idles a fixed 5s.)
 	ConnectRetry time.Duration
 	// Logger receives gobgp's own log lines; nil discards them.
 	Logger *slog.Logger

@@ -113,9 +113,6 @@ func (s *Speaker) apiPeer(p Peer) *api.Peer {
 			HoldTime:          hold,
 			KeepaliveInterval: max(hold/3, 1),
 			ConnectRetry:      retry,
-			// gobgp otherwise idles 30s after a session reset before it
-			// tries again; the node wants its routes back sooner.
-			IdleHoldTimeAfterReset: retry,
 		}},
 		AfiSafis: families,
 	}
