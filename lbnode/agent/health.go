@@ -83,8 +83,9 @@ type backendCheck struct {
 	cancel context.CancelFunc
 	done   chan struct{}
 
-	mu    sync.Mutex
-	state string
+	mu     sync.Mutex
+	state  string
+	probes int
 }
 
 func (c *backendCheck) health() string {
@@ -176,6 +177,19 @@ func (h *HealthChecker) Health(vip, backend string) string {
 	return c.health()
 }
 
+// probeCount is how many probes a backend's check has run.
+func (h *HealthChecker) probeCount(vip, backend string) int {
+	h.mu.Lock()
+	c, ok := h.checks[checkKey{vip: vip, backend: backend}]
+	h.mu.Unlock()
+	if !ok {
+		return 0
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.probes
+}
+
 // Close stops every check and waits for the loops to end.
 func (h *HealthChecker) Close() {
 	h.mu.Lock()
@@ -219,6 +233,7 @@ func (h *HealthChecker) loop(ctx context.Context, k checkKey, c *backendCheck) {
 			successes, failures = 0, failures+1
 		}
 		c.mu.Lock()
+		c.probes++
 		prev := c.state
 		next := prev
 		switch {

@@ -144,7 +144,12 @@ func (a *Agent) watchDataPlane() {
 // refreshDataPlane is one check of the data plane and the routes that
 // follow from it.
 func (a *Agent) refreshDataPlane() {
-	err := a.checkDataPlane()
+	a.followDataPlane(a.checkDataPlane())
+}
+
+// followDataPlane records the data plane's health (err is what is wrong,
+// nil when healthy) and brings the routes in line with it.
+func (a *Agent) followDataPlane(err error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	healthy := err == nil
