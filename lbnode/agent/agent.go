@@ -129,8 +129,17 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 		Cluster: cfg.Cluster, Node: cfg.NodeName, Reporter: cfg.Reporter, Logger: cfg.Logger,
 	})
 	for name, rec := range records {
+		// An adopted data plane holds what was applied and nothing is
+		// touched. A fresh one (the node rebooted, its pins gone) is
+		// programmed from the state: the node's last word from metalflow,
+		// which the workflows correct through the digests if it is stale.
 		if !a.programmed(rec) {
-			a.log.Warn("the data plane does not hold what was last applied; the next apply reprograms it", "vip", name)
+			a.log.Warn("the data plane does not hold what was last applied; programming it", "vip", name)
+			if p, err := planOf(rec.Spec); err == nil {
+				if _, err := a.program(name, p); err != nil {
+					a.log.Error("programming a VIP from the saved state; its digest stays empty until the next apply", "vip", name, "err", err)
+				}
+			}
 		}
 		a.health.Set(rec.Spec)
 	}

@@ -156,55 +156,82 @@ func (a *Agent) ApplyVIP(ctx context.Context, in lbapi.ApplyVIPInput) (lbapi.App
 		if !known {
 			pending = vipRecord{Spec: spec}
 		}
+		sortStateKeys(union)
 		pending.Keys = union
 		if err := a.saveWith(spec.Name, &pending); err != nil {
 			return res, err
 		}
 	}
 
+	changed, err := a.program(spec.Name, p)
+	if err != nil {
+		return res, err
+	}
+	var stale []lbnode.VIPKey
+	keys := slices.Clone(newKeys)
+	for _, k := range oldKeys {
+		if !slices.Contains(p.keys, k) {
+			stale = append(stale, k)
+			keys = append(keys, toStateKey(k))
+		}
+	}
+	sortStateKeys(keys)
+	digest := lbapi.Digest(spec)
+	specChanged := !known || lbapi.Digest(old.Spec) != digest
+	if specChanged || !slices.Equal(old.Keys, keys) {
+		rec := vipRecord{Spec: spec, Keys: keys}
+		if err := a.saveWith(spec.Name, &rec); err != nil {
+			return res, err
+		}
+	}
+	a.health.Set(spec)
+
+	// Routes follow the new spec before stale keys go: a VIP that moved to
+	// another address stops drawing traffic there before it stops serving it.
+	a.healthy = a.checkDataPlane() == nil
+	routeErr := a.syncRoutes(ctx, "")
+	for _, k := range stale {
+		if err := a.node.RemoveVIP(k); err != nil && !errors.As(err, new(lbnode.UnknownVIPError)) {
+			return res, fmt.Errorf("VIP %s: removing %s: %w", spec.Name, k, err)
+		}
+		changed = true
+	}
+	if len(stale) > 0 {
+		sortStateKeys(newKeys)
+		rec := vipRecord{Spec: spec, Keys: newKeys}
+		if err := a.saveWith(spec.Name, &rec); err != nil {
+			return res, err
+		}
+	}
+	if routeErr != nil {
+		return res, fmt.Errorf("VIP %s is programmed but its route is not: %w", spec.Name, routeErr)
+	}
+	res.Digest, res.Changed = digest, changed || specChanged
+	res.Announced = a.announcedScope(p.prefix)
+	if res.Changed {
+		a.log.Info("VIP applied", "vip", spec.Name, "digest", digest, "ports", len(p.keys),
+			"backends", len(p.backends), "announced", res.Announced)
+	}
+	return res, nil
+}
+
+// program makes the data plane serve every key of p with p's backends,
+// touching only keys that differ; it says whether it changed any.
+func (a *Agent) program(name string, p plan) (bool, error) {
 	changed := false
 	for _, k := range p.keys {
 		if a.holds(k, p.backends) {
 			continue
 		}
 		if err := a.node.AddVIP(lbnode.VIP{VIPKey: k}); err != nil {
-			return res, fmt.Errorf("VIP %s: %w", spec.Name, err)
+			return changed, fmt.Errorf("VIP %s: %w", name, err)
 		}
 		if err := a.node.SetBackends(k, p.backends); err != nil {
-			return res, fmt.Errorf("VIP %s: %w", spec.Name, err)
+			return changed, fmt.Errorf("VIP %s: %w", name, err)
 		}
 		changed = true
 	}
-	for _, k := range oldKeys {
-		if slices.Contains(p.keys, k) {
-			continue
-		}
-		if err := a.node.RemoveVIP(k); err != nil && !errors.As(err, new(lbnode.UnknownVIPError)) {
-			return res, fmt.Errorf("VIP %s: removing %s: %w", spec.Name, k, err)
-		}
-		changed = true
-	}
-	digest := lbapi.Digest(spec)
-	if !known || lbapi.Digest(old.Spec) != digest || !slices.Equal(old.Keys, newKeys) {
-		rec := vipRecord{Spec: spec, Keys: newKeys}
-		if err := a.saveWith(spec.Name, &rec); err != nil {
-			return res, err
-		}
-		changed = changed || !known || lbapi.Digest(old.Spec) != digest
-	}
-	a.health.Set(spec)
-	res.Digest, res.Changed = digest, changed
-
-	a.healthy = a.checkDataPlane() == nil
-	if err := a.syncRoutes(ctx, ""); err != nil {
-		return res, fmt.Errorf("VIP %s is programmed but its route is not: %w", spec.Name, err)
-	}
-	res.Announced = a.announcedScope(p.prefix)
-	if changed {
-		a.log.Info("VIP applied", "vip", spec.Name, "digest", digest, "ports", len(p.keys),
-			"backends", len(p.backends), "announced", res.Announced)
-	}
-	return res, nil
+	return changed, nil
 }
 
 // saveWith persists the records with name set to rec (or removed when rec

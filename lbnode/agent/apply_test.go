@@ -87,7 +87,8 @@ func TestApplyRemoveAndRestart(t *testing.T) {
 		assert.Equal(t, digest, res.Digest)
 		after, err := os.Stat(statePath)
 		require.NoError(t, err)
-		assert.Equal(t, before.ModTime(), after.ModTime(), "the state file was rewritten")
+		// Every save renames a new file into place.
+		assert.True(t, os.SameFile(before, after), "the state file was rewritten")
 		assert.Len(t, ann.history(), calls, "the route was announced again")
 	})
 
@@ -252,4 +253,56 @@ func TestCapacityAndStateErrors(t *testing.T) {
 	require.NoError(t, os.WriteFile(filepath.Join(l.state, stateFileName), []byte("{not json"), 0o600))
 	_, err = New(t.Context(), Config{Node: node, Cluster: "c1", NodeName: "lb1", StateDir: l.state})
 	require.ErrorContains(t, err, "agent state")
+}
+
+func TestMovedVIPIsWithdrawnBeforeItsOldKeysGo(t *testing.T) {
+	l := newNodeLab(t)
+	l.detachAtCleanup()
+	node := l.open()
+	t.Cleanup(func() { _ = node.Close() })
+	ann := newRecordingAnnouncer(node)
+	a := startAgent(t, l, node, ann, nil)
+	t.Cleanup(a.Close)
+	x := newActivities(t, a)
+
+	spec := lbapi.VIPSpec{Name: "web", Address: "10.200.0.70", Protocol: "tcp", Ports: []uint16{80},
+		Backends: []lbapi.Backend{{Address: "10.1.0.1", Weight: 1}}, Announce: lbapi.AnnounceInternal}
+	x.mustApply(spec)
+	calls := len(ann.history())
+	spec.Address = "10.200.0.71"
+	res := x.mustApply(spec)
+	assert.True(t, res.Changed)
+	assert.Equal(t, lbapi.AnnounceInternal, res.Announced)
+	hist := ann.history()[calls:]
+	require.Len(t, hist, 2)
+	assert.Equal(t, routeCall{op: "withdraw", prefix: netip.MustParsePrefix("10.200.0.70/32"), keysLeft: 1}, hist[0],
+		"the old address is withdrawn while it is still served")
+	assert.Equal(t, routeCall{op: "announce", prefix: netip.MustParsePrefix("10.200.0.71/32"), scope: lbapi.AnnounceInternal, keysLeft: 1}, hist[1])
+	assert.Equal(t, []lbnode.VIPKey{key("10.200.0.71", 80)}, keysOf(node))
+}
+
+func TestRebootedNodeIsProgrammedFromItsState(t *testing.T) {
+	l := newNodeLab(t)
+	l.detachAtCleanup()
+	node := l.open()
+	a := startAgent(t, l, node, nil, nil)
+	x := newActivities(t, a)
+	spec := webSpec()
+	x.mustApply(spec)
+	a.Close()
+	// A reboot loses the pins and the maps; the state directory stays.
+	require.NoError(t, node.Detach())
+
+	node = l.open()
+	t.Cleanup(func() { _ = node.Close() })
+	require.False(t, node.Adopted())
+	require.Empty(t, node.VIPs())
+	ann := newRecordingAnnouncer(node)
+	a = startAgent(t, l, node, ann, nil)
+	t.Cleanup(a.Close)
+	x = newActivities(t, a)
+	assert.Equal(t, []lbnode.VIPKey{key("10.200.0.10", 80), key("10.200.0.10", 443)}, keysOf(node))
+	assert.Equal(t, lbapi.Digest(spec), x.report("web").VIPs[0].Digest)
+	assert.Equal(t, map[netip.Prefix]string{netip.MustParsePrefix("10.200.0.10/32"): lbapi.AnnounceInternal}, ann.Announced())
+	assert.False(t, x.mustApply(spec).Changed)
 }

@@ -114,3 +114,28 @@ func TestShutdownWithdrawsAndStaysQuiet(t *testing.T) {
 	assert.True(t, a.Heartbeat(true).Stopping)
 	assert.Len(t, node.VIPs(), 1, "the data plane keeps forwarding what is still routed to it")
 }
+
+func TestDriftedVIPReportsNoDigestAndIsNotAnnounced(t *testing.T) {
+	l := newNodeLab(t)
+	l.detachAtCleanup()
+	node := l.open()
+	t.Cleanup(func() { _ = node.Close() })
+	ann := newRecordingAnnouncer(node)
+	a := startAgent(t, l, node, ann, nil)
+	t.Cleanup(a.Close)
+	x := newActivities(t, a)
+	spec := lbapi.VIPSpec{Name: "web", Address: "10.200.0.80", Protocol: "tcp", Ports: []uint16{80, 81},
+		Backends: []lbapi.Backend{{Address: "10.1.0.1", Weight: 1}}, Announce: lbapi.AnnounceInternal}
+	x.mustApply(spec)
+	require.Len(t, ann.Announced(), 1)
+
+	// Someone else (the standalone mode, an operator) removes a key.
+	require.NoError(t, node.RemoveVIP(key("10.200.0.80", 81)))
+	assert.Empty(t, x.report("web").VIPs[0].Digest, "the digest is checked against the maps")
+	eventually(t, "the route of a VIP no longer served is withdrawn", func() bool { return len(ann.Announced()) == 0 })
+
+	res := x.mustApply(spec)
+	assert.True(t, res.Changed, "the apply repaired the data plane")
+	assert.Equal(t, lbapi.Digest(spec), x.report("web").VIPs[0].Digest)
+	assert.Equal(t, lbapi.AnnounceInternal, res.Announced)
+}

@@ -42,15 +42,16 @@ func scopeRank(s string) int {
 }
 
 // desiredRoutes is what the node should announce: nothing while the data
-// plane is unhealthy, otherwise every VIP's prefix with the widest scope its
-// VIPs ask for. exclude leaves one VIP out (it is being removed).
+// plane is unhealthy, otherwise the prefix of every VIP the data plane
+// really serves, with the widest scope its VIPs ask for. exclude leaves one
+// VIP out (it is being removed).
 func (a *Agent) desiredRoutes(exclude string) map[netip.Prefix]string {
 	want := map[netip.Prefix]string{}
 	if !a.healthy || a.stopping {
 		return want
 	}
 	for name, rec := range a.vips {
-		if name == exclude || rec.Spec.Announce == lbapi.AnnounceNone {
+		if name == exclude || rec.Spec.Announce == lbapi.AnnounceNone || !a.programmed(rec) {
 			continue
 		}
 		addr, err := netip.ParseAddr(rec.Spec.Address)

@@ -1,12 +1,15 @@
 package agent
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 
 	"github.com/metalflow/metalflow/lbnode"
 	"github.com/metalflow/metalflow/lbnode/lbapi"
@@ -47,6 +50,14 @@ func (k stateKey) vipKey() (lbnode.VIPKey, error) {
 
 func toStateKey(k lbnode.VIPKey) stateKey {
 	return stateKey{Address: k.Addr.String(), Port: k.Port, Protocol: k.Protocol.String()}
+}
+
+// sortStateKeys puts keys in one order, so that the same keys listed
+// differently compare equal and the state file is not rewritten for them.
+func sortStateKeys(keys []stateKey) {
+	slices.SortFunc(keys, func(a, b stateKey) int {
+		return cmp.Or(strings.Compare(a.Address, b.Address), cmp.Compare(a.Port, b.Port), strings.Compare(a.Protocol, b.Protocol))
+	})
 }
 
 type stateDoc struct {
