@@ -134,41 +134,13 @@ func (a *Agent) ApplyVIP(ctx context.Context, in lbapi.ApplyVIPInput) (lbapi.App
 	}
 
 	oldKeys := recordKeys(old)
-	var newKeys []stateKey
+	var newKeys, keys []stateKey
 	for _, k := range p.keys {
 		newKeys = append(newKeys, toStateKey(k))
 	}
-	// Before the data plane changes, the state names every key it may hold
-	// afterwards, so that a crash half-way leaves no key nobody knows of.
-	var union []stateKey
-	for _, k := range oldKeys {
-		union = append(union, toStateKey(k))
-	}
-	widened := false
-	for _, k := range newKeys {
-		if !slices.Contains(union, k) {
-			union = append(union, k)
-			widened = true
-		}
-	}
-	if widened {
-		pending := old
-		if !known {
-			pending = vipRecord{Spec: spec}
-		}
-		sortStateKeys(union)
-		pending.Keys = union
-		if err := a.saveWith(spec.Name, &pending); err != nil {
-			return res, err
-		}
-	}
-
-	changed, err := a.program(spec.Name, p)
-	if err != nil {
-		return res, err
-	}
+	sortStateKeys(newKeys)
 	var stale []lbnode.VIPKey
-	keys := slices.Clone(newKeys)
+	keys = slices.Clone(newKeys)
 	for _, k := range oldKeys {
 		if !slices.Contains(p.keys, k) {
 			stale = append(stale, k)
@@ -176,13 +148,19 @@ func (a *Agent) ApplyVIP(ctx context.Context, in lbapi.ApplyVIPInput) (lbapi.App
 		}
 	}
 	sortStateKeys(keys)
+	// The new spec is saved before the data plane changes, with every key
+	// the VIP may hold until the apply ends: a crash half-way leaves a node
+	// that finishes the apply at its next start, and no key nobody knows of.
 	digest := lbapi.Digest(spec)
 	specChanged := !known || lbapi.Digest(old.Spec) != digest
 	if specChanged || !slices.Equal(old.Keys, keys) {
-		rec := vipRecord{Spec: spec, Keys: keys}
-		if err := a.saveWith(spec.Name, &rec); err != nil {
+		if err := a.saveWith(spec.Name, &vipRecord{Spec: spec, Keys: keys}); err != nil {
 			return res, err
 		}
+	}
+	changed, err := a.program(spec.Name, p)
+	if err != nil {
+		return res, err
 	}
 	a.health.Set(spec)
 
@@ -197,9 +175,7 @@ func (a *Agent) ApplyVIP(ctx context.Context, in lbapi.ApplyVIPInput) (lbapi.App
 		changed = true
 	}
 	if len(stale) > 0 {
-		sortStateKeys(newKeys)
-		rec := vipRecord{Spec: spec, Keys: newKeys}
-		if err := a.saveWith(spec.Name, &rec); err != nil {
+		if err := a.saveWith(spec.Name, &vipRecord{Spec: spec, Keys: newKeys}); err != nil {
 			return res, err
 		}
 	}
