@@ -98,7 +98,7 @@ func (l *nodeLab) open() *lbnode.Node {
 	return n
 }
 
-// detachPinned takes the data plane off the interface at the end of a test.
+// detachAtCleanup takes the data plane off the interface at the end of a test.
 func (l *nodeLab) detachAtCleanup() {
 	l.t.Cleanup(func() { _ = lbnode.DetachPinned(l.pinRoot, l.iface) })
 }
