@@ -237,6 +237,24 @@ func (n *Node) Adopted() bool { return n.adopted }
 // Program is the balancer program, for packet tests and benchmarks.
 func (n *Node) Program() *ebpf.Program { return n.objs.XdpBalance }
 
+// Attached says whether the program still runs on the interface. Deleting
+// the interface, or detaching the link from outside, leaves a node whose maps
+// answer but which forwards nothing; only the link knows.
+func (n *Node) Attached() (bool, error) {
+	if n.xdp == nil {
+		return false, nil
+	}
+	info, err := n.xdp.Info()
+	if err != nil {
+		return false, fmt.Errorf("reading the XDP link: %w", err)
+	}
+	xdp := info.XDP()
+	if xdp == nil {
+		return false, errors.New("the node's link is not an XDP link")
+	}
+	return xdp.Ifindex != 0, nil
+}
+
 // PassProgram is a program that passes every packet: the benchmark baseline.
 func (n *Node) PassProgram() *ebpf.Program { return n.objs.XdpPass }
 

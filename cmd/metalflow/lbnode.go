@@ -8,17 +8,24 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"sync"
 	"syscall"
 	"time"
 
+	"github.com/metalflow/metalflow/internal/telemetry"
+	"github.com/metalflow/metalflow/internal/temporalx"
 	"github.com/metalflow/metalflow/lbnode"
+	"github.com/metalflow/metalflow/lbnode/agent"
+	"github.com/metalflow/metalflow/workflows"
 )
 
-// runLBNode is `metalflow lbnode`: the XDP load balancer data plane run
-// standalone from a YAML file, without Temporal.
+// runLBNode is `metalflow lbnode`: the XDP load balancer data plane, run
+// either standalone from a YAML file or, with --temporal, as the node's
+// Temporal worker that metalflow's VIP workflows program.
 func runLBNode(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("lbnode", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -29,8 +36,10 @@ func runLBNode(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	stats := fs.Bool("stats", false, "print the counters of the data plane running on --iface and exit")
 	detach := fs.Bool("detach", false, "remove the data plane from --iface and exit (forwarding stops)")
 	statsEvery := fs.Duration("stats-interval", 0, "with --config, print counters this often (0 = never)")
+	var wf lbWorkerFlags
+	wf.register(fs)
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: metalflow lbnode --iface IF (--config FILE | --stats | --detach) [flags]")
+		fmt.Fprintln(stderr, "usage: metalflow lbnode --iface IF (--config FILE | --temporal HOST:PORT --cluster C --node N | --stats | --detach) [flags]")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -47,13 +56,18 @@ func runLBNode(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return fmt.Errorf("lbnode: %w", err)
 	}
 	modes := 0
-	for _, set := range []bool{*configPath != "", *stats, *detach} {
+	for _, set := range []bool{*configPath != "", wf.temporal != "", *stats, *detach} {
 		if set {
 			modes++
 		}
 	}
 	if modes != 1 {
-		return errors.New("lbnode: give exactly one of --config, --stats or --detach")
+		return errors.New("lbnode: give exactly one of --config, --temporal, --stats or --detach")
+	}
+	if wf.temporal != "" {
+		if err := wf.check(); err != nil {
+			return fmt.Errorf("lbnode: %w", err)
+		}
 	}
 	if os.Geteuid() != 0 {
 		return errors.New("lbnode: must run as root: it loads XDP programs and pins BPF maps")
@@ -78,6 +92,9 @@ func runLBNode(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 
 	log := slog.New(slog.NewTextHandler(stderr, nil))
+	if wf.temporal != "" {
+		return runLBWorker(ctx, log, wf, lbnode.Config{Interface: *iface, Mode: xdpMode, PinRoot: *pinRoot, Logger: log})
+	}
 	desired, err := lbnode.ReadConfigFile(*configPath)
 	if err != nil {
 		return fmt.Errorf("lbnode: %w", err)
@@ -183,4 +200,118 @@ func ensurePinRoot(pinRoot string) error {
 		return lbnode.MountBPFFS(bpffs)
 	}
 	return nil
+}
+
+// lbWorkerFlags configure `metalflow lbnode --temporal`: the node as a
+// Temporal worker on its own task queue.
+type lbWorkerFlags struct {
+	temporal      string
+	namespace     string
+	cluster       string
+	node          string
+	failureDomain string
+	capacity      int
+	stateDir      string
+	metricsListen string
+	nextHopMAC    string
+}
+
+func (w *lbWorkerFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&w.temporal, "temporal", "", "Temporal frontend host:port; runs the node as a worker that metalflow's VIP workflows program")
+	fs.StringVar(&w.namespace, "namespace", "default", "with --temporal, the Temporal namespace")
+	fs.StringVar(&w.cluster, "cluster", "", "with --temporal, the LB cluster this node belongs to")
+	fs.StringVar(&w.node, "node", "", "with --temporal, this node's name in its cluster")
+	fs.StringVar(&w.failureDomain, "failure-domain", "", "with --temporal, what fails together with this node (rack, power feed)")
+	fs.IntVar(&w.capacity, "capacity", 0, "with --temporal, how many VIPs this node takes (0 = no limit)")
+	fs.StringVar(&w.stateDir, "state-dir", "/var/lib/metalflow/lbnode", "with --temporal, where the node keeps the VIP specs it was given")
+	fs.StringVar(&w.metricsListen, "metrics-listen", "", "with --temporal, listen address for /metrics and /healthz; empty disables them")
+	fs.StringVar(&w.nextHopMAC, "next-hop-mac", "", "with --temporal, MAC address encapsulated packets go to (default: the interface's IPv4 gateway)")
+}
+
+func (w *lbWorkerFlags) check() error {
+	switch {
+	case w.cluster == "" || w.node == "":
+		return errors.New("--temporal needs --cluster and --node")
+	case w.capacity < 0:
+		return fmt.Errorf("--capacity %d is negative", w.capacity)
+	case w.stateDir == "":
+		return errors.New("--state-dir must not be empty")
+	}
+	if w.nextHopMAC != "" {
+		if m, err := net.ParseMAC(w.nextHopMAC); err != nil || len(m) != 6 {
+			return fmt.Errorf("--next-hop-mac %q is not an Ethernet address", w.nextHopMAC)
+		}
+	}
+	return nil
+}
+
+// runLBWorker opens (or adopts) the data plane and serves the node's task
+// queue until ctx ends. The data plane stays attached afterwards, so a
+// restarted worker takes over without a gap in forwarding.
+func runLBWorker(ctx context.Context, log *slog.Logger, wf lbWorkerFlags, cfg lbnode.Config) error {
+	var err error
+	if wf.nextHopMAC != "" {
+		cfg.NextHopMAC, _ = net.ParseMAC(wf.nextHopMAC) // check() parsed it
+	} else if cfg.NextHopMAC, err = lbnode.LookupGatewayMAC(cfg.Interface); err != nil {
+		return fmt.Errorf("lbnode: %w (or give --next-hop-mac)", err)
+	}
+	node, err := lbnode.Open(cfg)
+	if err != nil {
+		return fmt.Errorf("lbnode: %w", err)
+	}
+	defer node.Close()
+
+	reg := telemetry.NewRegistry()
+	c, metrics, err := newTemporalClient(log, reg, temporalFlags{hostPort: wf.temporal, namespace: wf.namespace})
+	if err != nil {
+		return fmt.Errorf("lbnode: %w", err)
+	}
+	defer func() { _ = metrics.Close() }()
+	defer c.Close()
+
+	a, err := agent.New(ctx, agent.Config{
+		Node: node, Cluster: wf.cluster, NodeName: wf.node, FailureDomain: wf.failureDomain,
+		Capacity: wf.capacity, StateDir: wf.stateDir, Logger: log,
+		Reporter:      agent.TemporalReporter{Client: c, Logger: log},
+		MainTaskQueue: workflows.TaskQueue,
+	})
+	if err != nil {
+		return fmt.Errorf("lbnode: %w", err)
+	}
+	defer a.Close()
+	reg.MustRegister(agent.NewCollector(a))
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		errs []error
+	)
+	fail := func(name string, err error) {
+		if err == nil {
+			return
+		}
+		mu.Lock()
+		errs = append(errs, fmt.Errorf("lbnode %s: %w", name, err))
+		mu.Unlock()
+		cancel()
+	}
+	if wf.metricsListen != "" {
+		wg.Add(1)
+		go func() { defer wg.Done(); fail("metrics", serveMetrics(ctx, log, wf.metricsListen, reg)) }()
+	}
+	if err := temporalx.WaitReady(ctx, c); err != nil && ctx.Err() == nil {
+		fail("temporal", err)
+	}
+	if ctx.Err() == nil {
+		fail("worker", a.Run(ctx, c))
+	} else if err := a.Shutdown(context.Background()); err != nil {
+		// Stopped before Temporal answered: still take the routes down.
+		fail("shutdown", err)
+	}
+	cancel()
+	wg.Wait()
+	log.Info("stopping; the data plane stays attached", "iface", cfg.Interface, "node", wf.node)
+	return errors.Join(errs...)
 }
