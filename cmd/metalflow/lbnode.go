@@ -20,6 +20,7 @@ import (
 	"github.com/metalflow/metalflow/internal/temporalx"
 	"github.com/metalflow/metalflow/lbnode"
 	"github.com/metalflow/metalflow/lbnode/agent"
+	"github.com/metalflow/metalflow/lbnode/bgp"
 	"github.com/metalflow/metalflow/workflows"
 )
 
@@ -214,6 +215,7 @@ type lbWorkerFlags struct {
 	stateDir      string
 	metricsListen string
 	nextHopMAC    string
+	bgp           bgpFlags
 }
 
 func (w *lbWorkerFlags) register(fs *flag.FlagSet) {
@@ -226,6 +228,7 @@ func (w *lbWorkerFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&w.stateDir, "state-dir", "/var/lib/metalflow/lbnode", "with --temporal, where the node keeps the VIP specs it was given")
 	fs.StringVar(&w.metricsListen, "metrics-listen", "", "with --temporal, listen address for /metrics and /healthz; empty disables them")
 	fs.StringVar(&w.nextHopMAC, "next-hop-mac", "", "with --temporal, MAC address encapsulated packets go to (default: the interface's IPv4 gateway)")
+	w.bgp.register(fs)
 }
 
 func (w *lbWorkerFlags) check() error {
@@ -242,7 +245,9 @@ func (w *lbWorkerFlags) check() error {
 			return fmt.Errorf("--next-hop-mac %q is not an Ethernet address", w.nextHopMAC)
 		}
 	}
-	return nil
+	// Building the speaker checks the BGP flags without starting it.
+	_, err := w.bgp.speaker(nil)
+	return err
 }
 
 // runLBWorker opens (or adopts) the data plane and serves the node's task
@@ -269,9 +274,32 @@ func runLBWorker(ctx context.Context, log *slog.Logger, wf lbWorkerFlags, cfg lb
 	defer func() { _ = metrics.Close() }()
 	defer c.Close()
 
+	speaker, err := wf.bgp.speaker(log)
+	if err != nil {
+		return fmt.Errorf("lbnode: %w", err)
+	}
+	var announcer agent.Announcer
+	if speaker != nil {
+		if err := speaker.Start(ctx); err != nil {
+			return fmt.Errorf("lbnode: BGP: %w", err)
+		}
+		// Runs after the agent's shutdown has withdrawn every route: the
+		// sessions close only once the peers have heard the withdrawals.
+		defer func() {
+			stopCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if err := speaker.Stop(stopCtx); err != nil {
+				log.Warn("BGP stop", "error", err)
+			}
+		}()
+		announcer = speaker
+		reg.MustRegister(bgp.NewCollector(speaker))
+	}
+
 	a, err := agent.New(ctx, agent.Config{
 		Node: node, Cluster: wf.cluster, NodeName: wf.node, FailureDomain: wf.failureDomain,
 		Capacity: wf.capacity, StateDir: wf.stateDir, Logger: log,
+		Announcer:     announcer,
 		Reporter:      agent.TemporalReporter{Client: c, Logger: log},
 		MainTaskQueue: workflows.TaskQueue,
 	})
