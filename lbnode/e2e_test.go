@@ -16,6 +16,8 @@ import (
 	"github.com/cilium/ebpf/link"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/metalflow/metalflow/internal/netlab"
 )
 
 // fabric is the end-to-end topology: a client, a router with an ECMP route
@@ -25,8 +27,9 @@ import (
 //	client --- router --- lb1, lb2        (one-armed, generic XDP)
 //	              \------ b1, b2, b3      (decap XDP, VIP on lo)
 type fabric struct {
-	l        *lab
+	l        *netlab.Lab
 	client   string
+	clientIf string
 	router   string
 	lbNS     [2]string
 	lbIf     [2]string
@@ -61,40 +64,35 @@ const (
 )
 
 func newFabric(t *testing.T, lbMode AttachMode) *fabric {
-	l := newLab(t)
-	f := &fabric{l: l, client: l.ns("client"), router: l.ns("router")}
+	requireBPF(t)
+	l := netlab.New(t)
+	f := &fabric{l: l, client: l.Namespace("client"), router: l.Namespace("router")}
 	pins := bpffs(t)
 
-	l.veth(f.client, l.ifname("c"), e2eClient+"/24", f.router, l.ifname("rc"), "10.10.1.1/24")
-	l.addr6(f.client, l.ifname("c"), e2eClient6+"/64")
-	l.addr6(f.router, l.ifname("rc"), "fd10:1::1/64")
-	l.ip("-n", f.client, "route", "add", "default", "via", "10.10.1.1")
-	l.ip("-n", f.client, "-6", "route", "add", "default", "via", "fd10:1::1")
-	for _, key := range []string{"net.ipv4.ip_forward=1", "net.ipv4.fib_multipath_hash_policy=1",
-		"net.ipv4.conf.all.rp_filter=0", "net.ipv4.conf.default.rp_filter=0",
-		"net.ipv6.conf.all.forwarding=1", "net.ipv6.fib_multipath_hash_policy=1"} {
-		kv := strings.SplitN(key, "=", 2)
-		l.sysctl(f.router, kv[0], kv[1])
-	}
+	var routerIf string
+	f.clientIf, routerIf = l.Veth(f.client, "c", f.router, "rc")
+	l.Address(f.client, f.clientIf, e2eClient+"/24", e2eClient6+"/64")
+	l.Address(f.router, routerIf, "10.10.1.1/24", "fd10:1::1/64")
+	l.Route(f.client, "default", "10.10.1.1")
+	l.Route(f.client, "default", "fd10:1::1")
+	l.Forward(f.router)
+	l.Sysctl(f.router, "net.ipv4.fib_multipath_hash_policy=1", "net.ipv6.fib_multipath_hash_policy=1")
 
 	weights := []uint32{100, 100, 200}
 	var list, list6 []Backend
 	for i := range weights {
-		b := fabricBackend{name: fmt.Sprintf("b%d", i+1), ns: l.ns(fmt.Sprintf("b%d", i+1)),
+		b := fabricBackend{name: fmt.Sprintf("b%d", i+1), ns: l.Namespace(fmt.Sprintf("b%d", i+1)),
 			addr: addr(fmt.Sprintf("10.10.1%d.2", i+1)), addr6: addr(fmt.Sprintf("fd10:1%d::2", i+1))}
-		dev := l.ifname(b.name)
-		l.veth(b.ns, dev, b.addr.String()+"/24", f.router, l.ifname("r"+b.name), fmt.Sprintf("10.10.1%d.1/24", i+1))
-		l.addr6(b.ns, dev, b.addr6.String()+"/64")
-		l.addr6(f.router, l.ifname("r"+b.name), fmt.Sprintf("fd10:1%d::1/64", i+1))
-		l.ip("-n", b.ns, "addr", "add", e2eVIP+"/32", "dev", "lo")
-		l.ip("-n", b.ns, "addr", "add", e2eVIPGUE+"/32", "dev", "lo")
-		l.ip("-n", b.ns, "-6", "addr", "add", e2eVIP6+"/128", "dev", "lo")
-		l.ip("-n", b.ns, "route", "add", "default", "via", fmt.Sprintf("10.10.1%d.1", i+1))
-		l.ip("-n", b.ns, "-6", "route", "add", "default", "via", fmt.Sprintf("fd10:1%d::1", i+1))
-		l.sysctl(b.ns, "net.ipv4.conf.all.rp_filter", "0")
+		dev, routerIf := l.Veth(b.ns, b.name, f.router, "r"+b.name)
+		l.Address(b.ns, dev, b.addr.String()+"/24", b.addr6.String()+"/64")
+		l.Address(f.router, routerIf, fmt.Sprintf("10.10.1%d.1/24", i+1), fmt.Sprintf("fd10:1%d::1/64", i+1))
+		l.Address(b.ns, "lo", e2eVIP+"/32", e2eVIPGUE+"/32", e2eVIP6+"/128")
+		l.Route(b.ns, "default", fmt.Sprintf("10.10.1%d.1", i+1))
+		l.Route(b.ns, "default", fmt.Sprintf("fd10:1%d::1", i+1))
+		l.Sysctl(b.ns, "net.ipv4.conf.all.rp_filter=0")
 		var d *Decap
 		var err error
-		l.in(b.ns, func() { d, err = AttachDecap(DecapConfig{Interface: dev, Mode: AttachGeneric, PinRoot: pins}) })
+		l.MustCall(b.ns, func() { d, err = AttachDecap(DecapConfig{Interface: dev, Mode: AttachGeneric, PinRoot: pins}) })
 		require.NoError(t, err)
 		t.Cleanup(func() { _ = d.Detach() })
 		b.decap = d
@@ -107,17 +105,16 @@ func newFabric(t *testing.T, lbMode AttachMode) *fabric {
 	f.vipGUE = service{tcpVIP(e2eVIPGUE, 80, EncapGUE), list}
 
 	for i := range f.lbs {
-		f.lbNS[i] = l.ns(fmt.Sprintf("lb%d", i+1))
-		f.lbIf[i] = l.ifname(fmt.Sprintf("l%d", i+1))
+		f.lbNS[i] = l.Namespace(fmt.Sprintf("lb%d", i+1))
 		f.lbAddr[i] = fmt.Sprintf("10.10.%d.2", i+2)
-		routerIf := l.ifname(fmt.Sprintf("rl%d", i+1))
-		l.veth(f.lbNS[i], f.lbIf[i], f.lbAddr[i]+"/24", f.router, routerIf, fmt.Sprintf("10.10.%d.1/24", i+2))
 		f.lbAddr6[i] = fmt.Sprintf("fd10:%d::2", i+2)
-		l.addr6(f.lbNS[i], f.lbIf[i], f.lbAddr6[i]+"/64")
-		l.addr6(f.router, routerIf, fmt.Sprintf("fd10:%d::1/64", i+2))
+		var routerIf string
+		f.lbIf[i], routerIf = l.Veth(f.lbNS[i], fmt.Sprintf("l%d", i+1), f.router, fmt.Sprintf("rl%d", i+1))
+		l.Address(f.lbNS[i], f.lbIf[i], f.lbAddr[i]+"/24", f.lbAddr6[i]+"/64")
+		l.Address(f.router, routerIf, fmt.Sprintf("10.10.%d.1/24", i+2), fmt.Sprintf("fd10:%d::1/64", i+2))
 		f.lbCfg[i] = Config{
 			Interface: f.lbIf[i], Mode: lbMode, PinRoot: pins, Seed: testSeed,
-			NextHopMAC: l.macOf(f.router, routerIf),
+			NextHopMAC: l.MAC(f.router, routerIf),
 		}
 		if lbMode == AttachNative {
 			f.passOn(t, f.router, routerIf)
@@ -132,7 +129,7 @@ func newFabric(t *testing.T, lbMode AttachMode) *fabric {
 	}
 	f.routeVia(f.lbAddr[0], f.lbAddr[1])
 	f.routeVia(f.lbAddr6[0], f.lbAddr6[1])
-	l.ip("-n", f.router, "route", "add", e2eVIPGUE+"/32", "nexthop", "via", f.lbAddr[0], "nexthop", "via", f.lbAddr[1])
+	l.Route(f.router, e2eVIPGUE+"/32", f.lbAddr[0], f.lbAddr[1])
 	return f
 }
 
@@ -143,7 +140,7 @@ func (f *fabric) passOn(t *testing.T, ns, ifname string) {
 	n := openTestNode(t, Config{})
 	var l link.Link
 	var err error
-	f.l.in(ns, func() {
+	f.l.MustCall(ns, func() {
 		var iface *net.Interface
 		if iface, err = net.InterfaceByName(ifname); err == nil {
 			l, err = link.AttachXDP(link.XDPOptions{Program: n.PassProgram(), Interface: iface.Index, Flags: link.XDPDriverMode})
@@ -156,21 +153,18 @@ func (f *fabric) passOn(t *testing.T, ns, ifname string) {
 // startLB opens (or, after a restart, adopts) load balancer node i.
 func (f *fabric) startLB(t *testing.T, i int) {
 	var err error
-	f.l.in(f.lbNS[i], func() { f.lbs[i], err = Open(f.lbCfg[i]) })
+	f.l.MustCall(f.lbNS[i], func() { f.lbs[i], err = Open(f.lbCfg[i]) })
 	require.NoError(t, err)
 }
 
 // routeVia points the router's VIP route at the given LB nodes (ECMP when
 // more than one).
 func (f *fabric) routeVia(nodes ...string) {
-	args := []string{"-n", f.router, "route", "replace", e2eVIP + "/32"}
+	vip := e2eVIP + "/32"
 	if addr(nodes[0]).Is6() {
-		args = []string{"-n", f.router, "-6", "route", "replace", e2eVIP6 + "/128"}
+		vip = e2eVIP6 + "/128"
 	}
-	for _, n := range nodes {
-		args = append(args, "nexthop", "via", n)
-	}
-	f.l.ip(args...)
+	f.l.Route(f.router, vip, nodes...)
 }
 
 // serve runs a TCP server on the VIP in every backend: it greets with the
@@ -186,7 +180,7 @@ func (f *fabric) serve(t *testing.T) {
 func (f *fabric) serveOn(t *testing.T, b fabricBackend, hostPort string) {
 	var ln net.Listener
 	var err error
-	f.l.in(b.ns, func() { ln, err = net.Listen("tcp", hostPort) })
+	f.l.MustCall(b.ns, func() { ln, err = net.Listen("tcp", hostPort) })
 	require.NoError(t, err)
 	var wg sync.WaitGroup
 	t.Cleanup(func() { ln.Close(); wg.Wait() })
@@ -240,7 +234,7 @@ func (f *fabric) dialFamily(family, port int) (*conn, error) {
 	case familyGUE:
 		vip = e2eVIPGUE
 	}
-	nsErr := inNetns(f.client, func() {
+	nsErr := f.l.Call(f.client, func() {
 		d := net.Dialer{Timeout: dialTimeout, LocalAddr: &net.TCPAddr{IP: net.ParseIP(client), Port: port}}
 		c, err = d.Dial("tcp", net.JoinHostPort(vip, "80"))
 	})
@@ -594,8 +588,7 @@ func TestEndToEndNativeModeOnVeth(t *testing.T) {
 	// "checksum not yet computed" mark and XDP_TX drops that mark, so the
 	// client must send finished checksums, as a real NIC would put on the
 	// wire.
-	out, err := exec.Command("ip", "netns", "exec", f.client, "ethtool", "-K", f.l.ifname("c"), "tx", "off").CombinedOutput()
-	require.NoError(t, err, "%s", out)
+	f.l.MustRun(f.client, "ethtool", "-K", f.clientIf, "tx", "off")
 	f.serve(t)
 	for i, n := range f.lbs {
 		require.Equal(t, AttachNative, n.Mode(), "lb%d", i+1)

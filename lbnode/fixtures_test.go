@@ -11,6 +11,7 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
 
 	"github.com/metalflow/metalflow/lbnode/maglev"
 )
@@ -49,6 +50,14 @@ func requireBPF(t testing.TB) {
 	if os.Geteuid() != 0 {
 		t.Skip("skipping: loading XDP programs and BPF_PROG_TEST_RUN need root")
 	}
+}
+
+// bpffs mounts a private bpf filesystem for pins, unmounted at cleanup.
+func bpffs(t testing.TB) string {
+	dir := t.TempDir()
+	require.NoError(t, MountBPFFS(dir))
+	t.Cleanup(func() { _ = unix.Unmount(dir, unix.MNT_DETACH) })
+	return dir
 }
 
 func openTestNode(t testing.TB, cfg Config) *Node {

@@ -8,18 +8,20 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/metalflow/metalflow/internal/netlab"
 )
 
 func TestPinnedDataPlaneIsAdoptedAfterRestart(t *testing.T) {
-	l := newLab(t)
-	ns := l.ns("lb")
-	dev, peer := l.ifname("lb0"), l.ifname("lb1")
-	l.veth(ns, dev, "", ns, peer, "")
+	requireBPF(t)
+	l := netlab.New(t)
+	ns := l.Namespace("lb")
+	dev, _ := l.Veth(ns, "lb0", ns, "lb1")
 	cfg := Config{Interface: dev, Mode: AttachGeneric, PinRoot: bpffs(t), NextHopMAC: macs().nextHop, Seed: testSeed}
 
 	var first *Node
 	var err error
-	l.in(ns, func() { first, err = Open(cfg) })
+	l.MustCall(ns, func() { first, err = Open(cfg) })
 	require.NoError(t, err)
 	assert.Equal(t, AttachGeneric, first.Mode())
 	assert.False(t, first.Adopted())
@@ -33,10 +35,10 @@ func TestPinnedDataPlaneIsAdoptedAfterRestart(t *testing.T) {
 	before := send(t, first, in)
 	require.NoError(t, first.Close())
 
-	assert.Contains(t, l.ip("-n", ns, "link", "show", dev), "xdpgeneric", "the program stays attached while no process holds it")
+	assert.Contains(t, l.IP(ns, "link", "show", dev), "xdpgeneric", "the program stays attached while no process holds it")
 
 	var second *Node
-	l.in(ns, func() { second, err = Open(cfg) })
+	l.MustCall(ns, func() { second, err = Open(cfg) })
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = second.Close() })
 	assert.True(t, second.Adopted())
@@ -52,20 +54,20 @@ func TestPinnedDataPlaneIsAdoptedAfterRestart(t *testing.T) {
 	// Adopting with a different seed would move every flow: refuse.
 	other := cfg
 	other.Seed = testSeed + 1
-	l.in(ns, func() { _, err = Open(other) })
+	l.MustCall(ns, func() { _, err = Open(other) })
 	assert.ErrorContains(t, err, "seed")
 
 	require.NoError(t, second.SetBackends(s.vip.VIPKey, s.backends[:1]))
 	assert.Equal(t, addr("10.0.1.11"), send(t, second, in))
 
 	require.NoError(t, second.Detach())
-	assert.False(t, strings.Contains(l.ip("-n", ns, "link", "show", dev), "xdp"), "detached")
+	assert.False(t, strings.Contains(l.IP(ns, "link", "show", dev), "xdp"), "detached")
 	_, err = os.Stat(filepath.Join(cfg.PinRoot, dev))
 	assert.True(t, os.IsNotExist(err), "pins removed")
 
 	// An operator's --stats and --detach work on the pins alone.
 	var third *Node
-	l.in(ns, func() { third, err = Open(cfg) })
+	l.MustCall(ns, func() { third, err = Open(cfg) })
 	require.NoError(t, err)
 	assert.False(t, third.Adopted())
 	setup(t, third, []service{s})
@@ -75,7 +77,7 @@ func TestPinnedDataPlaneIsAdoptedAfterRestart(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, uint64(1), st.VIPs[s.vip.VIPKey].Packets)
 	require.NoError(t, DetachPinned(cfg.PinRoot, dev))
-	assert.NotContains(t, l.ip("-n", ns, "link", "show", dev), "xdp")
+	assert.NotContains(t, l.IP(ns, "link", "show", dev), "xdp")
 	_, err = ReadPinnedStats(cfg.PinRoot, dev)
 	assert.Error(t, err)
 }
