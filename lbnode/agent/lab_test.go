@@ -2,18 +2,13 @@ package agent
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
-	"fmt"
 	"net"
 	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"slices"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -24,6 +19,7 @@ import (
 	"go.temporal.io/sdk/testsuite"
 	"golang.org/x/sys/unix"
 
+	"github.com/metalflow/metalflow/internal/netlab"
 	"github.com/metalflow/metalflow/lbnode"
 	"github.com/metalflow/metalflow/lbnode/lbapi"
 )
@@ -47,6 +43,7 @@ func requireRoot(t testing.TB) {
 // the pins. Nothing outside the namespace is touched.
 type nodeLab struct {
 	t       *testing.T
+	lab     *netlab.Lab
 	ns      string
 	iface   string
 	pinRoot string
@@ -56,27 +53,12 @@ type nodeLab struct {
 func newNodeLab(t *testing.T) *nodeLab {
 	t.Helper()
 	requireRoot(t)
-	b := make([]byte, 3)
-	_, _ = rand.Read(b)
-	prefix := "mfa" + hex.EncodeToString(b)
-	l := &nodeLab{t: t, ns: prefix, iface: prefix + "n", state: t.TempDir()}
-	l.ip("netns", "add", l.ns)
-	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", l.ns).Run() })
-	l.ip("-n", l.ns, "link", "set", "lo", "up")
-	l.ip("-n", l.ns, "link", "add", l.iface, "type", "veth", "peer", "name", prefix+"r")
-	l.ip("-n", l.ns, "link", "set", l.iface, "up")
-	l.ip("-n", l.ns, "link", "set", prefix+"r", "up")
-
-	l.pinRoot = t.TempDir()
+	lab := netlab.New(t)
+	l := &nodeLab{t: t, lab: lab, ns: lab.Namespace("node"), state: t.TempDir(), pinRoot: t.TempDir()}
+	l.iface, _ = lab.Veth(l.ns, "n", l.ns, "r")
 	require.NoError(t, lbnode.MountBPFFS(l.pinRoot))
 	t.Cleanup(func() { _ = unix.Unmount(l.pinRoot, unix.MNT_DETACH) })
 	return l
-}
-
-func (l *nodeLab) ip(args ...string) {
-	l.t.Helper()
-	out, err := exec.Command("ip", args...).CombinedOutput()
-	require.NoError(l.t, err, "ip %s: %s", strings.Join(args, " "), out)
 }
 
 // open opens the node's data plane inside the namespace, or adopts the one
@@ -85,12 +67,12 @@ func (l *nodeLab) open() *lbnode.Node {
 	l.t.Helper()
 	var n *lbnode.Node
 	var err error
-	require.NoError(l.t, inNetns(l.ns, func() {
+	l.lab.MustCall(l.ns, func() {
 		n, err = lbnode.Open(lbnode.Config{
 			Interface: l.iface, Mode: lbnode.AttachGeneric, PinRoot: l.pinRoot, Seed: testSeed,
 			NextHopMAC: net.HardwareAddr{0x02, 0, 0, 0, 0, 0x99},
 		})
-	}))
+	})
 	if errors.Is(err, ebpf.ErrNotSupported) {
 		l.t.Skipf("skipping: kernel lacks BPF support needed here: %v", err)
 	}
@@ -104,33 +86,6 @@ func (l *nodeLab) detachAtCleanup() {
 }
 
 func (l *nodeLab) linkPin() string { return filepath.Join(l.pinRoot, l.iface, "link") }
-
-func inNetns(ns string, fn func()) error {
-	runtime.LockOSThread()
-	orig, err := os.Open("/proc/thread-self/ns/net")
-	if err != nil {
-		runtime.UnlockOSThread()
-		return err
-	}
-	defer orig.Close()
-	target, err := os.Open(filepath.Join("/run/netns", ns))
-	if err != nil {
-		runtime.UnlockOSThread()
-		return err
-	}
-	defer target.Close()
-	if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
-		runtime.UnlockOSThread()
-		return fmt.Errorf("entering netns %s: %w", ns, err)
-	}
-	fn()
-	if err := unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET); err != nil {
-		// The thread stays locked so that the runtime retires it.
-		return fmt.Errorf("leaving netns %s: %w", ns, err)
-	}
-	runtime.UnlockOSThread()
-	return nil
-}
 
 // routeCall is one call an Announcer got.
 type routeCall struct {
