@@ -3,9 +3,6 @@ package bgp
 import (
 	"bufio"
 	"context"
-	"crypto/rand"
-	"encoding/binary"
-	"encoding/hex"
 	"fmt"
 	"net/netip"
 	"os"
@@ -16,119 +13,32 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/metalflow/metalflow/internal/netlab"
 )
 
 // lab is a network namespace for BGP peers, joined to the root namespace
 // (where the speaker runs, in the test process) by one veth pair: a shared
-// segment like the VLAN between a node and its top-of-rack switches.
-// Names carry a per-run prefix so parallel or leftover runs never collide;
-// everything is deleted at cleanup. Addresses live on the veth only, in a
-// 10.x/24 and an fd00:x/64 chosen to overlap nothing the host has.
+// segment like the VLAN between a node and its top-of-rack switches. The
+// speaker's addresses are the root end's, on a subnet netlab picked to
+// overlap nothing the host has.
 type lab struct {
-	t      testing.TB
-	prefix string
-	ns     string
-	// node* is the root end of the veth, the speaker's side.
-	node4, node6 netip.Addr
-	net4, net6   netip.Prefix
-	// peerIf is the namespace end of the veth.
-	peerIf string
+	t          testing.TB
+	namespaces *netlab.Lab
+	ns         string
+	link       netlab.RootLink
 }
 
 func newLab(t testing.TB) *lab {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("skipping: needs root for network namespaces")
-	}
-	for _, tool := range []string{"ip", "bird", "birdc"} {
+	namespaces := netlab.New(t)
+	for _, tool := range []string{"bird", "birdc"} {
 		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("skipping: needs %s on PATH (Debian package bird2 for bird and birdc, iproute2 for ip)", tool)
+			t.Skipf("skipping: needs %s on PATH (Debian package bird2 for bird and birdc)", tool)
 		}
 	}
-	b := make([]byte, 3)
-	_, _ = rand.Read(b)
-	l := &lab{t: t, prefix: "mb" + hex.EncodeToString(b)}
-	l.pickNets()
-	l.ns = l.prefix + "-peers"
-	l.ip("netns", "add", l.ns)
-	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", l.ns).Run() })
-	l.ip("-n", l.ns, "link", "set", "lo", "up")
-
-	nodeIf, peerIf := l.prefix+"n", l.prefix+"p"
-	l.peerIf = peerIf
-	l.ip("link", "add", nodeIf, "type", "veth", "peer", "name", peerIf, "netns", l.ns)
-	// Deleting one end deletes the pair; the namespace's end goes with the
-	// namespace anyway, the root end needs its own cleanup.
-	t.Cleanup(func() { _ = exec.Command("ip", "link", "del", nodeIf).Run() })
-	l.ip("addr", "add", netip.PrefixFrom(l.node4, 24).String(), "dev", nodeIf)
-	// nodad: duplicate address detection would hold the address back for
-	// a second or two, and nothing else is on this link.
-	l.ip("-6", "addr", "add", netip.PrefixFrom(l.node6, 64).String(), "dev", nodeIf, "nodad")
-	l.ip("link", "set", nodeIf, "up")
-	l.ip("-n", l.ns, "link", "set", peerIf, "up")
-	return l
-}
-
-// pickNets draws subnets until it finds ones no route or address of the
-// root namespace overlaps.
-func (l *lab) pickNets() {
-	taken := l.rootPrefixes()
-	overlaps := func(p netip.Prefix) bool {
-		for _, q := range taken {
-			if q.Bits() > 0 && q.Overlaps(p) {
-				return true
-			}
-		}
-		return false
-	}
-	for range 100 {
-		r := make([]byte, 4)
-		_, _ = rand.Read(r)
-		net4 := netip.PrefixFrom(netip.AddrFrom4([4]byte{10, r[0], r[1], 0}), 24)
-		var a16 [16]byte
-		binary.BigEndian.PutUint16(a16[0:], 0xfd00)
-		binary.BigEndian.PutUint16(a16[2:], 0x6d66) // "mf"
-		copy(a16[4:6], r[2:4])
-		net6 := netip.PrefixFrom(netip.AddrFrom16(a16), 64)
-		if overlaps(net4) || overlaps(net6) {
-			continue
-		}
-		l.net4, l.net6 = net4, net6
-		l.node4, l.node6 = l.host(net4, 1), l.host(net6, 1)
-		return
-	}
-	l.t.Fatal("no free test subnet found")
-}
-
-func (l *lab) rootPrefixes() []netip.Prefix {
-	var out []netip.Prefix
-	for _, args := range [][]string{{"-4", "route", "show", "table", "all"}, {"-6", "route", "show", "table", "all"}, {"-o", "addr", "show"}} {
-		for _, line := range strings.Split(l.ip(args...), "\n") {
-			for _, f := range strings.Fields(line) {
-				if p, err := netip.ParsePrefix(f); err == nil {
-					out = append(out, p.Masked())
-				} else if a, err := netip.ParseAddr(f); err == nil {
-					out = append(out, netip.PrefixFrom(a, a.BitLen()))
-				}
-			}
-		}
-	}
-	return out
-}
-
-// host is the n-th address of a subnet.
-func (l *lab) host(p netip.Prefix, n byte) netip.Addr {
-	b := p.Addr().AsSlice()
-	b[len(b)-1] = n
-	a, _ := netip.AddrFromSlice(b)
-	return a
-}
-
-func (l *lab) ip(args ...string) string {
-	l.t.Helper()
-	out, err := exec.Command("ip", args...).CombinedOutput()
-	require.NoError(l.t, err, "ip %s: %s", strings.Join(args, " "), out)
-	return string(out)
+	ns := namespaces.Namespace("peers")
+	return &lab{t: t, namespaces: namespaces, ns: ns, link: namespaces.VethToRoot(ns, "n", "p")}
 }
 
 // birdPeer is one bird daemon in the lab's namespace, playing a top-of-rack
@@ -163,13 +73,12 @@ type birdOptions struct {
 // a port in the root namespace.
 func (l *lab) startBird(nodeASN uint32, opts birdOptions) *birdPeer {
 	l.t.Helper()
-	peer4, peer6 := l.host(l.net4, opts.n), l.host(l.net6, opts.n)
-	l.ip("-n", l.ns, "addr", "add", netip.PrefixFrom(peer4, 24).String(), "dev", l.peerIf)
-	l.ip("-n", l.ns, "-6", "addr", "add", netip.PrefixFrom(peer6, 64).String(), "dev", l.peerIf, "nodad")
+	peer4, peer6 := l.link.Subnet.Host4(opts.n), l.link.Subnet.Host6(opts.n)
+	l.namespaces.Address(l.ns, l.link.Interface, peer4.String(), peer6.String())
 
-	local, neighbor := peer4, l.node4
+	local, neighbor := peer4.Addr(), l.link.Root4
 	if opts.v6Session {
-		local, neighbor = peer6, l.node6
+		local, neighbor = peer6.Addr(), l.link.Root6
 	}
 	dir := l.t.TempDir()
 	var static string
@@ -194,12 +103,12 @@ protocol bgp tor {
 	ipv4 { import all; export %s; };
 	ipv6 { import all; export none; };
 }
-`, filepath.Join(dir, "bird.log"), peer4, static, local, opts.port, opts.asn, neighbor, nodeASN, export4)
+`, filepath.Join(dir, "bird.log"), peer4.Addr(), static, local, opts.port, opts.asn, neighbor, nodeASN, export4)
 	confPath := filepath.Join(dir, "bird.conf")
 	require.NoError(l.t, os.WriteFile(confPath, []byte(conf), 0o600))
 	b := &birdPeer{t: l.t, sock: filepath.Join(dir, "bird.ctl"), log: filepath.Join(dir, "bird.log"), Addr: local, Port: opts.port, ASN: opts.asn}
 
-	cmd := exec.Command("ip", "netns", "exec", l.ns, "bird", "-f", "-c", confPath, "-s", b.sock, "-P", filepath.Join(dir, "bird.pid"))
+	cmd := l.namespaces.Command(l.ns, "bird", "-f", "-c", confPath, "-s", b.sock, "-P", filepath.Join(dir, "bird.pid"))
 	var stderr strings.Builder
 	cmd.Stdout, cmd.Stderr = &stderr, &stderr
 	require.NoError(l.t, cmd.Start())

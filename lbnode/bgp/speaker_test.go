@@ -55,10 +55,10 @@ func newRack(t *testing.T) *rack {
 	}
 	s, err := New(Config{
 		ASN:          nodeASN,
-		RouterID:     l.node4,
+		RouterID:     l.link.Root4,
 		ListenPort:   -1,
-		NextHopV4:    l.node4,
-		NextHopV6:    l.node6,
+		NextHopV4:    l.link.Root4,
+		NextHopV6:    l.link.Root6,
 		HoldTime:     9 * time.Second,
 		ConnectRetry: time.Second,
 		Peers: []Peer{
@@ -85,9 +85,9 @@ func newRack(t *testing.T) *rack {
 // address of the prefix's family.
 func (r *rack) hasRoute(t *testing.T, b *birdPeer, prefix netip.Prefix) birdRoute {
 	t.Helper()
-	want := r.lab.node4.String()
+	want := r.lab.link.Root4.String()
 	if prefix.Addr().Is6() {
-		want = r.lab.node6.String()
+		want = r.lab.link.Root6.String()
 	}
 	var got birdRoute
 	waitFor(t, converge, func() (bool, string) {
