@@ -4,8 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -14,7 +12,6 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -23,9 +20,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"golang.org/x/sys/unix"
 
-	"github.com/metalflow/metalflow/lbnode"
+	"github.com/metalflow/metalflow/internal/netlab"
 )
 
 // The process tests re-run this test binary as `metalflow lbnode`, so a
@@ -61,80 +57,43 @@ const (
 // test creates.
 type procLab struct {
 	t      *testing.T
-	prefix string
+	lab    *netlab.Lab
 	client string
 	router string
 	lb     string
 	lbIf   string
-	pins   string
-	config string
-}
-
-func execOK(t *testing.T, name string, args ...string) string {
-	t.Helper()
-	out, err := exec.Command(name, args...).CombinedOutput()
-	require.NoError(t, err, "%s %s: %s", name, strings.Join(args, " "), out)
-	return string(out)
-}
-
-func inTestNetns(ns string, fn func()) error {
-	runtime.LockOSThread()
-	orig, err := os.Open("/proc/thread-self/ns/net")
-	if err != nil {
-		runtime.UnlockOSThread()
-		return err
-	}
-	defer orig.Close()
-	target, err := os.Open(filepath.Join("/run/netns", ns))
-	if err != nil {
-		runtime.UnlockOSThread()
-		return err
-	}
-	defer target.Close()
-	if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
-		runtime.UnlockOSThread()
-		return err
-	}
-	fn()
-	if err := unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET); err != nil {
-		return err // the thread stays locked and is retired
-	}
-	runtime.UnlockOSThread()
-	return nil
+	// routerIf is the router's port to the LB node, the node's next hop.
+	routerIf string
+	pins     string
+	config   string
 }
 
 func newProcLab(t *testing.T) *procLab {
-	if os.Geteuid() != 0 {
-		t.Skip("skipping: needs root for network namespaces and XDP")
-	}
-	if _, err := exec.LookPath("ip"); err != nil {
-		t.Skip("skipping: needs iproute2's ip command")
-	}
-	b := make([]byte, 3)
-	_, _ = rand.Read(b)
-	p := &procLab{t: t, prefix: "mp" + hex.EncodeToString(b)}
-	p.client, p.router, p.lb = p.ns("client"), p.ns("router"), p.ns("lb")
-	p.pins = t.TempDir()
-	require.NoError(t, lbnode.MountBPFFS(p.pins))
-	t.Cleanup(func() { _ = unix.Unmount(p.pins, unix.MNT_DETACH) })
+	l := netlab.New(t)
+	p := &procLab{t: t, lab: l, client: l.Namespace("client"), router: l.Namespace("router"), lb: l.Namespace("lb")}
+	p.pins = pinRoot(t)
 
-	p.veth(p.client, p.prefix+"c", procClient+"/24", p.router, p.prefix+"rc", "10.20.1.1/24")
-	execOK(t, "ip", "-n", p.client, "route", "add", "default", "via", "10.20.1.1")
-	execOK(t, "ip", "netns", "exec", p.router, "sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv4.conf.all.rp_filter=0", "net.ipv4.conf.default.rp_filter=0")
-	p.lbIf = p.prefix + "l"
-	p.veth(p.lb, p.lbIf, "10.20.2.2/24", p.router, p.prefix+"rl", "10.20.2.1/24")
-	execOK(t, "ip", "-n", p.router, "route", "add", procVIP+"/32", "via", "10.20.2.2")
+	c, rc := l.Veth(p.client, "c", p.router, "rc")
+	l.Address(p.client, c, procClient+"/24")
+	l.Address(p.router, rc, "10.20.1.1/24")
+	l.Route(p.client, "default", "10.20.1.1")
+	l.Forward(p.router)
+	p.lbIf, p.routerIf = l.Veth(p.lb, "l", p.router, "rl")
+	l.Address(p.lb, p.lbIf, "10.20.2.2/24")
+	l.Address(p.router, p.routerIf, "10.20.2.1/24")
+	l.Route(p.router, procVIP+"/32", "10.20.2.2")
 	for i := 1; i <= 2; i++ {
-		ns := p.ns(fmt.Sprintf("b%d", i))
-		dev := fmt.Sprintf("%sb%d", p.prefix, i)
-		p.veth(ns, dev, fmt.Sprintf("10.20.1%d.2/24", i), p.router, fmt.Sprintf("%srb%d", p.prefix, i), fmt.Sprintf("10.20.1%d.1/24", i))
-		execOK(t, "ip", "-n", ns, "addr", "add", procVIP+"/32", "dev", "lo")
-		execOK(t, "ip", "-n", ns, "route", "add", "default", "via", fmt.Sprintf("10.20.1%d.1", i))
+		ns := l.Namespace(fmt.Sprintf("b%d", i))
+		dev, rdev := l.Veth(ns, fmt.Sprintf("b%d", i), p.router, fmt.Sprintf("rb%d", i))
+		l.Address(ns, dev, fmt.Sprintf("10.20.1%d.2/24", i))
+		l.Address(p.router, rdev, fmt.Sprintf("10.20.1%d.1/24", i))
+		l.Address(ns, "lo", procVIP+"/32")
+		l.Route(ns, "default", fmt.Sprintf("10.20.1%d.1", i))
 		var out, errOut bytes.Buffer
 		var err error
-		require.NoError(t, inTestNetns(ns, func() {
+		l.MustCall(ns, func() {
 			err = runDecap(context.Background(), []string{"--iface", dev, "--xdp-mode", "generic", "--pin-root", p.pins}, &out, &errOut)
-		}))
+		})
 		require.NoError(t, err, errOut.String())
 		assert.Contains(t, out.String(), "generic")
 		t.Cleanup(func() {
@@ -146,26 +105,10 @@ func newProcLab(t *testing.T) *procLab {
 	return p
 }
 
-func (p *procLab) ns(role string) string {
-	name := p.prefix + "-" + role
-	execOK(p.t, "ip", "netns", "add", name)
-	p.t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", name).Run() })
-	execOK(p.t, "ip", "-n", name, "link", "set", "lo", "up")
-	return name
-}
-
-func (p *procLab) veth(a, ifA, addrA, b, ifB, addrB string) {
-	execOK(p.t, "ip", "link", "add", ifA, "netns", a, "type", "veth", "peer", "name", ifB, "netns", b)
-	execOK(p.t, "ip", "-n", a, "addr", "add", addrA, "dev", ifA)
-	execOK(p.t, "ip", "-n", b, "addr", "add", addrB, "dev", ifB)
-	execOK(p.t, "ip", "-n", a, "link", "set", ifA, "up")
-	execOK(p.t, "ip", "-n", b, "link", "set", ifB, "up")
-}
-
 func (p *procLab) serve(ns, name string) {
 	var ln net.Listener
 	var err error
-	require.NoError(p.t, inTestNetns(ns, func() { ln, err = net.Listen("tcp", procVIP+":80") }))
+	p.lab.MustCall(ns, func() { ln, err = net.Listen("tcp", procVIP+":80") })
 	require.NoError(p.t, err)
 	p.t.Cleanup(func() { ln.Close() })
 	go func() {
@@ -186,12 +129,7 @@ func (p *procLab) serve(ns, name string) {
 
 // writeConfig writes the standalone config with the given backends.
 func (p *procLab) writeConfig(backends ...string) {
-	var mac net.HardwareAddr
-	require.NoError(p.t, inTestNetns(p.router, func() {
-		iface, err := net.InterfaceByName(p.prefix + "rl")
-		require.NoError(p.t, err)
-		mac = iface.HardwareAddr
-	}))
+	mac := p.lab.MAC(p.router, p.routerIf)
 	var b strings.Builder
 	fmt.Fprintf(&b, "nextHopMAC: %q\nseed: 11\nvips:\n  - address: %s\n    port: 80\n    protocol: tcp\n    backends:\n", mac, procVIP)
 	for _, be := range backends {
@@ -207,14 +145,22 @@ type lbProcess struct {
 }
 
 func (p *procLab) startLBNode() *lbProcess {
+	return startLBProcess(p.t, p.lab, p.lb, "--iface", p.lbIf, "--config", p.config, "--xdp-mode", "generic", "--pin-root", p.pins)
+}
+
+// startLBProcess runs `metalflow lbnode args...` inside ns, stopped with
+// SIGTERM at cleanup if the test has not stopped it.
+func startLBProcess(t *testing.T, l *netlab.Lab, ns string, args ...string) *lbProcess {
+	t.Helper()
 	self, err := os.Executable()
-	require.NoError(p.t, err)
-	args, _ := json.Marshal([]string{"--iface", p.lbIf, "--config", p.config, "--xdp-mode", "generic", "--pin-root", p.pins})
-	cmd := exec.Command("ip", "netns", "exec", p.lb, self, "-test.run=^$")
-	cmd.Env = append(os.Environ(), childEnv+"="+string(args))
+	require.NoError(t, err)
+	argv, err := json.Marshal(args)
+	require.NoError(t, err)
+	cmd := l.Command(ns, self, "-test.run=^$")
+	cmd.Env = append(os.Environ(), childEnv+"="+string(argv))
 	stderr, err := cmd.StderrPipe()
-	require.NoError(p.t, err)
-	require.NoError(p.t, cmd.Start())
+	require.NoError(t, err)
+	require.NoError(t, cmd.Start())
 	proc := &lbProcess{cmd: cmd, lines: make(chan string, 100)}
 	go func() {
 		sc := bufio.NewScanner(stderr)
@@ -226,7 +172,7 @@ func (p *procLab) startLBNode() *lbProcess {
 		}
 		close(proc.lines)
 	}()
-	p.t.Cleanup(func() {
+	t.Cleanup(func() {
 		_ = cmd.Process.Signal(syscall.SIGTERM)
 		_ = cmd.Wait()
 	})
@@ -259,7 +205,7 @@ func (l *lbProcess) stop(t *testing.T) {
 func (p *procLab) dial() (string, error) {
 	var c net.Conn
 	var err error
-	if nsErr := inTestNetns(p.client, func() {
+	if nsErr := p.lab.Call(p.client, func() {
 		c, err = (&net.Dialer{Timeout: 3 * time.Second}).Dial("tcp", procVIP+":80")
 	}); nsErr != nil {
 		return "", nsErr
@@ -358,5 +304,5 @@ func TestLBNodeProcessRestartLosesNoConnection(t *testing.T) {
 	lb.stop(t)
 	out.Reset()
 	require.NoError(t, runLBNode(context.Background(), []string{"--iface", p.lbIf, "--detach", "--pin-root", p.pins}, &out, io.Discard))
-	assert.NotContains(t, execOK(t, "ip", "-n", p.lb, "link", "show", p.lbIf), "xdp")
+	assert.NotContains(t, p.lab.IP(p.lb, "link", "show", p.lbIf), "xdp")
 }

@@ -2,15 +2,11 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"io"
 	"log/slog"
 	"net"
 	"net/netip"
-	"os"
-	"os/exec"
 	"strconv"
 	"testing"
 	"time"
@@ -23,9 +19,9 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
-	"golang.org/x/sys/unix"
 
 	"github.com/metalflow/metalflow/internal/devserver"
+	"github.com/metalflow/metalflow/internal/netlab"
 	"github.com/metalflow/metalflow/lbnode"
 	"github.com/metalflow/metalflow/lbnode/agent"
 	"github.com/metalflow/metalflow/lbnode/lbapi"
@@ -90,12 +86,7 @@ func TestLBNodeAgentWithTemporal(t *testing.T) {
 	if testing.Short() {
 		t.Skip("skipping the Temporal test in -short mode")
 	}
-	if os.Geteuid() != 0 {
-		t.Skip("skipping: needs root for network namespaces and XDP")
-	}
-	if _, err := exec.LookPath("ip"); err != nil {
-		t.Skip("skipping: needs iproute2's ip command")
-	}
+	l := netlab.New(t)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	frontend := ln.Addr().String()
@@ -108,21 +99,12 @@ func TestLBNodeAgentWithTemporal(t *testing.T) {
 	require.NoError(t, err)
 	t.Cleanup(c.Close)
 
-	b := make([]byte, 3)
-	_, _ = rand.Read(b)
-	p := &procLab{t: t, prefix: "mt" + hex.EncodeToString(b)}
-	ns := p.ns("lb")
-	iface := p.prefix + "l"
-	p.veth(ns, iface, "10.31.0.2/24", ns, p.prefix+"r", "10.31.0.1/24")
-	pins := t.TempDir()
-	require.NoError(t, lbnode.MountBPFFS(pins))
-	t.Cleanup(func() { _ = unix.Unmount(pins, unix.MNT_DETACH) })
-	t.Cleanup(func() { _ = lbnode.DetachPinned(pins, iface) })
+	solo := newSoloNode(t, l, "10.31.0")
 	var node *lbnode.Node
-	require.NoError(t, inTestNetns(ns, func() {
-		node, err = lbnode.Open(lbnode.Config{Interface: iface, Mode: lbnode.AttachGeneric, PinRoot: pins,
+	l.MustCall(solo.ns, func() {
+		node, err = lbnode.Open(lbnode.Config{Interface: solo.iface, Mode: lbnode.AttachGeneric, PinRoot: solo.pins,
 			NextHopMAC: net.HardwareAddr{2, 0, 0, 0, 0, 1}})
-	}))
+	})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = node.Close() })
 

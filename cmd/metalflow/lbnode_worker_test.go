@@ -3,24 +3,18 @@ package main
 import (
 	"bufio"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
-	"encoding/json"
 	"io"
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"golang.org/x/sys/unix"
 
-	"github.com/metalflow/metalflow/lbnode"
+	"github.com/metalflow/metalflow/internal/netlab"
 )
 
 func TestLBNodeWorkerFlags(t *testing.T) {
@@ -46,50 +40,14 @@ func TestLBNodeWorkerFlags(t *testing.T) {
 // serves its metrics, and on SIGTERM stops cleanly leaving the data plane
 // attached for the next run.
 func TestLBNodeWorkerProcess(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("skipping: needs root for network namespaces and XDP")
-	}
-	if _, err := exec.LookPath("ip"); err != nil {
-		t.Skip("skipping: needs iproute2's ip command")
-	}
-	b := make([]byte, 3)
-	_, _ = rand.Read(b)
-	p := &procLab{t: t, prefix: "mw" + hex.EncodeToString(b)}
-	ns := p.ns("lb")
-	iface := p.prefix + "l"
-	p.veth(ns, iface, "10.30.0.2/24", ns, p.prefix+"r", "10.30.0.1/24")
-	pins := t.TempDir()
-	require.NoError(t, lbnode.MountBPFFS(pins))
-	t.Cleanup(func() { _ = unix.Unmount(pins, unix.MNT_DETACH) })
-	t.Cleanup(func() { _ = lbnode.DetachPinned(pins, iface) })
+	l := netlab.New(t)
+	node := newSoloNode(t, l, "10.30.0")
 	state := filepath.Join(t.TempDir(), "state")
 
 	const metrics = "127.0.0.1:9109"
-	self, err := os.Executable()
-	require.NoError(t, err)
-	args, _ := json.Marshal([]string{"--iface", iface, "--temporal", "127.0.0.1:1", "--cluster", "c1", "--node", "lb1",
+	proc := startLBProcess(t, l, node.ns, "--iface", node.iface, "--temporal", "127.0.0.1:1", "--cluster", "c1", "--node", "lb1",
 		"--state-dir", state, "--metrics-listen", metrics, "--next-hop-mac", "02:00:00:00:00:01",
-		"--xdp-mode", "generic", "--pin-root", pins})
-	cmd := exec.Command("ip", "netns", "exec", ns, self, "-test.run=^$")
-	cmd.Env = append(os.Environ(), childEnv+"="+string(args))
-	stderr, err := cmd.StderrPipe()
-	require.NoError(t, err)
-	require.NoError(t, cmd.Start())
-	proc := &lbProcess{cmd: cmd, lines: make(chan string, 100)}
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			select {
-			case proc.lines <- sc.Text():
-			default:
-			}
-		}
-		close(proc.lines)
-	}()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		_ = cmd.Wait()
-	})
+		"--xdp-mode", "generic", "--pin-root", node.pins)
 	proc.await(t, "agent started")
 
 	var body string
@@ -98,7 +56,8 @@ func TestLBNodeWorkerProcess(t *testing.T) {
 		// The HTTP client dials from another goroutine, outside the
 		// namespace: connect here, on the thread that is inside it.
 		var conn net.Conn
-		require.NoError(t, inTestNetns(ns, func() { conn, err = net.Dial("tcp", metrics) }))
+		var err error
+		l.MustCall(node.ns, func() { conn, err = net.Dial("tcp", metrics) })
 		if err == nil {
 			req, _ := http.NewRequest(http.MethodGet, "http://"+metrics+"/metrics", nil)
 			req.Close = true
@@ -119,7 +78,7 @@ func TestLBNodeWorkerProcess(t *testing.T) {
 	assert.Contains(t, body, "metalflow_lb_vips 0")
 
 	proc.stop(t)
-	assert.Contains(t, execOK(t, "ip", "-n", ns, "link", "show", iface), "xdp", "the data plane stays attached")
-	_, err = os.Stat(state)
+	assert.Contains(t, l.IP(node.ns, "link", "show", node.iface), "xdp", "the data plane stays attached")
+	_, err := os.Stat(state)
 	assert.NoError(t, err, "the state directory exists")
 }
