@@ -3,7 +3,8 @@
 // down when the test ends. Tests of the load balancer node, its agent, its
 // BGP speaker and the commands that run them share it, so a topology reads
 // the same everywhere and the care it takes (unique names, nothing left
-// behind, nothing configured on the host but a lab's own veth ends) is
+// behind, nothing configured on the host but a lab's own veth ends and
+// routes through them to subnets it drew) is
 // written once.
 //
 // Only tests import this package. It needs root and iproute2's ip command;
@@ -80,7 +81,13 @@ func (l *Lab) Namespace(role string) string {
 		l.t.Fatalf("netlab: namespace %s exists already in this lab", name)
 	}
 	l.mustIP("netns", "add", name)
-	l.t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", name).Run() })
+	l.t.Cleanup(func() {
+		// A namespace left behind would hold its links and addresses
+		// until someone deletes it by hand: say so rather than pass.
+		if out, err := exec.Command("ip", "netns", "del", name).CombinedOutput(); err != nil {
+			l.t.Errorf("netlab: deleting namespace %s: %v: %s", name, err, out)
+		}
+	})
 	l.mu.Lock()
 	l.namespaces[name] = true
 	l.mu.Unlock()

@@ -4,6 +4,7 @@ import (
 	"net"
 	"net/netip"
 	"os/exec"
+	"slices"
 	"strings"
 )
 
@@ -59,6 +60,32 @@ func (l *Lab) VethToRoot(ns, rootRole, nsRole string) RootLink {
 	l.mustIP("link", "set", rootIf, "up")
 	l.mustIP("-n", ns, "link", "set", nsIf, "up")
 	return RootLink{RootInterface: rootIf, Root4: s.Host4(1).Addr(), Root6: s.Host6(1).Addr(), Interface: nsIf, Subnet: s}
+}
+
+// RouteFromRoot routes the root namespace's traffic for s, a subnet this
+// lab drew, into link, to the gateway at address n of link's subnet on the
+// namespace end (give that end the address first). It is how the test
+// process answers namespaces behind the one at the end of a RootLink: LB
+// nodes behind a management router, say, all reaching one server on
+// link.Root4. Only drawn subnets are taken, so the route never shadows one
+// of the host's networks; it goes with the link's root end.
+func (l *Lab) RouteFromRoot(link RootLink, n byte, s Subnet) {
+	l.t.Helper()
+	if n < 2 || n == 255 {
+		l.t.Fatalf("netlab: gateway .%d on %s: want an address of the namespace end, 2 to 254", n, link.RootInterface)
+	}
+	l.mu.Lock()
+	drew := slices.Contains(l.subnets, s.V4) && slices.Contains(l.subnets, s.V6)
+	ours := l.interfaces[link.RootInterface] && slices.Contains(l.subnets, link.Subnet.V4)
+	l.mu.Unlock()
+	if !drew {
+		l.t.Fatalf("netlab: %v and %v: not a subnet this lab drew with FreeSubnet", s.V4, s.V6)
+	}
+	if !ours {
+		l.t.Fatalf("netlab: %q is not the root end of one of this lab's links", link.RootInterface)
+	}
+	l.mustIP("route", "add", s.V4.String(), "via", link.Subnet.Host4(n).Addr().String(), "dev", link.RootInterface)
+	l.mustIP("-6", "route", "add", s.V6.String(), "via", link.Subnet.Host6(n).Addr().String(), "dev", link.RootInterface)
 }
 
 // Address adds addresses in CIDR notation ("10.0.0.2/24", "fd00::2/64")

@@ -186,6 +186,32 @@ func TestVethToRootReachesTheTestProcess(t *testing.T) {
 	}
 }
 
+// Namespaces behind a router reach one server the test process runs, on
+// the root end of the router's RootLink, as LB nodes reach Temporal.
+func TestNamespacesBehindARouterReachTheTestProcess(t *testing.T) {
+	l := netlab.New(t)
+	mgmt, node := l.Namespace("mgmt"), l.Namespace("node")
+	link := l.VethToRoot(mgmt, "root", "mgmt")
+	l.Address(mgmt, link.Interface, link.Subnet.Host4(2).String(), link.Subnet.Host6(2).String())
+	l.Forward(mgmt)
+	behind := l.FreeSubnet()
+	n, m := l.Veth(node, "n", mgmt, "m")
+	l.Address(node, n, behind.Host4(2).String(), behind.Host6(2).String())
+	l.Address(mgmt, m, behind.Host4(1).String(), behind.Host6(1).String())
+	l.Route(node, "default", behind.Host4(1).Addr().String())
+	l.Route(node, "default", behind.Host6(1).Addr().String())
+	l.Route(mgmt, "default", link.Root4.String())
+	l.Route(mgmt, "default", link.Root6.String())
+	l.RouteFromRoot(link, 2, behind)
+	for _, addr := range []netip.Addr{link.Root4, link.Root6} {
+		hostPort := greet(t, l, "", addr, "temporal")
+		got, err := dial(l, node, hostPort)
+		if err != nil || got != "temporal" {
+			t.Errorf("dialing %s from behind the router: got %q, %v", hostPort, got, err)
+		}
+	}
+}
+
 // recorder stands in for a test's testing.TB to watch a lab fail: Fatalf
 // and Skip record the message and end the goroutine, as FailNow does, and
 // cleanups wait until the caller runs them.
@@ -246,12 +272,13 @@ func TestFailedTestLeavesNothingBehind(t *testing.T) {
 	r := &recorder{TB: t}
 	defer r.cleanup()
 	var l *netlab.Lab
-	var a, b, rootIf string
+	var a, b string
+	var root netlab.RootLink
 	if f := r.do(func() {
 		l = netlab.New(r)
 		a, b = l.Namespace("a"), l.Namespace("b")
 		l.Veth(a, "x", b, "y")
-		rootIf = l.VethToRoot(a, "root", "up").RootInterface
+		root = l.VethToRoot(a, "root", "up")
 	}); f != "" {
 		t.Fatalf("building the lab failed: %s", f)
 	}
@@ -269,6 +296,10 @@ func TestFailedTestLeavesNothingBehind(t *testing.T) {
 		{"a mixed route", func() { l.Route(a, "default", "10.0.0.1", "fd00::1") }, "mixes IPv4 and IPv6"},
 		{"a route without gateway", func() { l.Route(a, "default") }, "without a gateway"},
 		{"a bad sysctl", func() { l.Sysctl(a, "net.ipv4.ip_forward") }, "want key=value"},
+		{"a root route to a subnet the lab did not draw", func() {
+			l.RouteFromRoot(root, 2, netlab.Subnet{V4: netip.MustParsePrefix("192.0.2.0/24"), V6: netip.MustParsePrefix("fd00::/64")})
+		}, "not a subnet this lab drew"},
+		{"a root route via the root itself", func() { l.RouteFromRoot(root, 1, l.FreeSubnet()) }, "want an address of the namespace end"},
 	} {
 		if f := r.do(c.bad); !strings.Contains(f, c.want) {
 			t.Errorf("%s: failure %q, want it to say %q", c.name, f, c.want)
@@ -299,7 +330,7 @@ func TestFailedTestLeavesNothingBehind(t *testing.T) {
 			t.Errorf("namespace %s outlived the lab: %s", name, namespaces(t))
 		}
 	}
-	if hasRootInterface(rootIf) {
-		t.Errorf("root end %s outlived the lab", rootIf)
+	if hasRootInterface(root.RootInterface) {
+		t.Errorf("root end %s outlived the lab", root.RootInterface)
 	}
 }
