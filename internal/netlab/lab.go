@@ -4,8 +4,7 @@
 // BGP speaker and the commands that run them share it, so a topology reads
 // the same everywhere and the care it takes (unique names, nothing left
 // behind, nothing configured on the host but a lab's own veth ends and
-// routes through them to subnets it drew) is
-// written once.
+// routes through them to subnets it drew) is written once.
 //
 // Only tests import this package. It needs root and iproute2's ip command;
 // without them New skips the test.
