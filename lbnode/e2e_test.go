@@ -69,10 +69,10 @@ func newFabric(t *testing.T, lbMode AttachMode) *fabric {
 	f := &fabric{l: l, client: l.Namespace("client"), router: l.Namespace("router")}
 	pins := bpffs(t)
 
-	var routerIf string
-	f.clientIf, routerIf = l.Veth(f.client, "c", f.router, "rc")
+	var routerToClient string
+	f.clientIf, routerToClient = l.Veth(f.client, "c", f.router, "rc")
 	l.Address(f.client, f.clientIf, e2eClient+"/24", e2eClient6+"/64")
-	l.Address(f.router, routerIf, "10.10.1.1/24", "fd10:1::1/64")
+	l.Address(f.router, routerToClient, "10.10.1.1/24", "fd10:1::1/64")
 	l.Route(f.client, "default", "10.10.1.1")
 	l.Route(f.client, "default", "fd10:1::1")
 	l.Forward(f.router)
