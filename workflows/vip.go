@@ -721,7 +721,10 @@ func (v *vip) sortBackends() {
 	slices.SortFunc(v.state.Backends, func(a, b VIPBackend) int { return strings.Compare(a.Address, b.Address) })
 }
 
+// checkSpread replaces the spread warning: a backends change may have
+// fixed it, or made it.
 func (v *vip) checkSpread() {
+	v.state.Warnings = slices.DeleteFunc(v.state.Warnings, func(w string) bool { return strings.HasPrefix(w, spreadWarningPrefix) })
 	if w := spreadWarning(v.state.Backends); w != "" {
 		v.warn(w)
 	}

@@ -398,17 +398,26 @@ func TestVIPBackendHealthFromOneNodeDrainsOnEveryNode(t *testing.T) {
 }
 
 func TestVIPSpreadWarning(t *testing.T) {
+	spread := func(st VIPStatus) bool {
+		return slices.ContainsFunc(st.Warnings, func(w string) bool { return strings.Contains(w, "failure domain") })
+	}
 	for name, racks := range map[string][]string{"one rack": {"R01", "R01"}, "two racks": {"R01", "R02"}} {
 		t.Run(name, func(t *testing.T) {
 			vt := newVIPTest(t)
 			vt.standardClusters()
 			vt.server("SN-1", racks[0], "10.0.2.1")
 			vt.server("SN-2", racks[1], "10.0.2.2")
+			vt.server("SN-3", "R05", "10.0.2.3")
 			in := webInput()
 			in.Backends, in.Servers = nil, []string{"SN-1", "SN-2"}
-			var st VIPStatus
+			var st, spreadOut VIPStatus
+			var add *updateOutcome
 			vt.at(time.Minute, func() {
 				st = vt.status()
+				add = vt.update(UpdateBackends, BackendsInput{Servers: []string{"SN-3"}})
+			})
+			vt.at(2*time.Minute, func() {
+				spreadOut = vt.status()
 				vt.update(UpdateRetire, RetireInput{})
 			})
 			vt.env.ExecuteWorkflow(VIPRolloutName, in)
@@ -417,9 +426,12 @@ func TestVIPSpreadWarning(t *testing.T) {
 			require.Equal(t, VIPStateActive, st.State)
 			require.Len(t, st.Backends, 2)
 			require.Equal(t, "SN-1", st.Backends[0].Serial)
+			require.Equal(t, "10.0.2.1", st.Backends[0].Address)
 			require.Equal(t, "dc1/A/"+racks[0], st.Backends[0].FailureDomain)
-			spread := slices.ContainsFunc(st.Warnings, func(w string) bool { return strings.Contains(w, "failure domain") })
-			require.Equal(t, racks[0] == racks[1], spread, "warnings: %v", st.Warnings)
+			require.Equal(t, racks[0] == racks[1], spread(st), "warnings: %v", st.Warnings)
+			require.NoError(t, add.refused())
+			require.Len(t, spreadOut.Backends, 3)
+			require.False(t, spread(spreadOut), "a server in another rack ends the warning: %v", spreadOut.Warnings)
 		})
 	}
 }

@@ -104,5 +104,7 @@ func spreadWarning(backends []VIPBackend) string {
 	if known == 0 {
 		return ""
 	}
-	return fmt.Sprintf("every backend with a known location (%d) is in failure domain %s: losing it loses the VIP's whole pool", known, domain)
+	return fmt.Sprintf("%s (%d) is in failure domain %s: losing it loses the VIP's whole pool", spreadWarningPrefix, known, domain)
 }
+
+const spreadWarningPrefix = "every backend with a known location"

@@ -41,7 +41,8 @@ type RejectInput struct {
 }
 
 // BackendsInput changes a running VIP's backends. Add also replaces a
-// backend of the same address (another weight, undrained).
+// backend of the same address (another weight, undrained); a weight of 0
+// means DefaultBackendWeight (drain a backend to take it out).
 type BackendsInput struct {
 	Add    []lbapi.Backend `json:"add,omitempty"`
 	Remove []string        `json:"remove,omitempty"`
