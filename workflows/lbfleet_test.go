@@ -53,6 +53,8 @@ type fakeLBNode struct {
 	noBGP bool
 	// dropProbes: the probe packet is not forwarded.
 	dropProbes bool
+	// routeStuck: BGP peers are up but no route gets into the RIB.
+	routeStuck bool
 	packets    uint64
 }
 
@@ -162,7 +164,7 @@ func (f *fakeFleet) register(env *testsuite.TestWorkflowEnvironment) {
 				continue
 			}
 			r := lbapi.VIPReport{Name: name, Address: s.Address, Digest: n.digest(s)}
-			if !n.noBGP {
+			if !n.noBGP && !n.routeStuck {
 				r.Announced = s.Announce
 			}
 			rep.VIPs = append(rep.VIPs, r)

@@ -484,6 +484,32 @@ func TestVIPNodeWithoutBGPIsAcceptedWithAWarning(t *testing.T) {
 	require.True(t, slices.ContainsFunc(st.Warnings, func(w string) bool { return strings.Contains(w, "c3/b has no BGP peers") }), "%v", st.Warnings)
 }
 
+func TestVIPRouteMissingFromAPeeredNodeFailsTheRollout(t *testing.T) {
+	vt := newVIPTest(t)
+	vt.standardClusters()
+	vt.fleet.set("c3/b", func(n *fakeLBNode) { n.routeStuck = true })
+	var parked VIPStatus
+	var held []string
+	vt.at(time.Hour, func() {
+		parked, held = vt.status(), vt.heldBy("web")
+		vt.update(UpdateAbort, AbortInput{Reason: "c3/b's BGP is broken", By: "ops"})
+	})
+	vt.env.ExecuteWorkflow(VIPRolloutName, webInput())
+	final := vt.result()
+
+	require.Equal(t, VIPStateAttention, parked.State)
+	require.Contains(t, parked.Attention.Error, `c3/b: the node announces "", want "internal"`)
+	require.Empty(t, held, "rolled back everywhere")
+	reports := 0
+	for _, c := range vt.fleet.callLog() {
+		if c == "c3/b report" {
+			reports++
+		}
+	}
+	require.Equal(t, 1+routeChecks, reports, "programmed once, then the route is given a few checks")
+	require.Equal(t, VIPStateAborted, final.State)
+}
+
 func TestVIPDeadNodeEndsInAttentionNotAHang(t *testing.T) {
 	vt := newVIPTest(t)
 	vt.standardClusters()

@@ -155,14 +155,26 @@ func (v *vip) applyAndVerify(ctx workflow.Context, n *VIPNode, spec lbapi.VIPSpe
 		n.State = NodeFailed
 		return fmt.Errorf("runs digest %s after the apply, want %s", res.Digest, want)
 	}
-	var rep lbapi.NodeReport
-	if err := workflow.ExecuteActivity(ctx, lbapi.NodeReportName, lbapi.NodeReportInput{VIP: spec.Name}).Get(ctx, &rep); err != nil {
-		n.State = NodeFailed
-		return fmt.Errorf("report: %s", cause(err))
-	}
-	if err := v.checkReport(n, rep, spec, want); err != nil {
-		n.State = NodeFailed
-		return err
+	for attempt := 1; ; attempt++ {
+		var rep lbapi.NodeReport
+		if err := workflow.ExecuteActivity(ctx, lbapi.NodeReportName, lbapi.NodeReportInput{VIP: spec.Name}).Get(ctx, &rep); err != nil {
+			n.State = NodeFailed
+			return fmt.Errorf("report: %s", cause(err))
+		}
+		err := v.checkReport(n, rep, spec, want)
+		if err == nil {
+			break
+		}
+		// A BGP speaker takes a moment to put a route in its RIB: an
+		// announcement is given a few seconds, a wrong digest none.
+		var late *routeNotYet
+		if !errors.As(err, &late) || attempt == routeChecks {
+			n.State = NodeFailed
+			return err
+		}
+		if err := workflow.Sleep(ctx, routeCheckInterval); err != nil {
+			return err
+		}
 	}
 	if probe {
 		if err := v.probe(ctx, n, spec); err != nil {
@@ -205,7 +217,19 @@ func (v *vip) checkReport(n *VIPNode, rep lbapi.NodeReport, spec lbapi.VIPSpec, 
 		v.warn(fmt.Sprintf("node %s has no BGP peers: announcement (%s) not verified", n.key(), spec.Announce))
 		return nil
 	}
-	return fmt.Errorf("the node announces %q, want %q", got.Announced, spec.Announce)
+	return &routeNotYet{got: got.Announced, want: spec.Announce}
+}
+
+// routeChecks and routeCheckInterval bound the wait for a node's route.
+const (
+	routeChecks        = 3
+	routeCheckInterval = 2 * time.Second
+)
+
+type routeNotYet struct{ got, want string }
+
+func (e *routeNotYet) Error() string {
+	return fmt.Sprintf("the node announces %q, want %q", e.got, e.want)
 }
 
 // probe sends a synthetic flow through the node's program: the packet must
