@@ -591,3 +591,58 @@ func TestVIPResumesFromCarriedState(t *testing.T) {
 	_, err = vt.store.GetVIP(context.Background(), "web")
 	require.ErrorIs(t, err, inventory.ErrNotFound)
 }
+
+func TestChoosePlacement(t *testing.T) {
+	node := func(name string, up bool, vips, capacity int) activities.LBNodeState {
+		return activities.LBNodeState{Node: name, Up: up, VIPs: vips, Capacity: capacity, Why: map[bool]string{false: "silent"}[up]}
+	}
+	cs := []activities.LBCluster{
+		{Name: "z", FailureDomain: "d1", Nodes: []activities.LBNodeState{node("a", true, 5, 10), node("b", false, 0, 10)}},
+		{Name: "y", FailureDomain: "d2", Nodes: []activities.LBNodeState{node("a", true, 1, 10)}},
+		{Name: "x", FailureDomain: "d3", Nodes: []activities.LBNodeState{node("a", true, 1, 10)}},
+		{Name: "dead", FailureDomain: "d4", Nodes: []activities.LBNodeState{node("a", false, 0, 10)}},
+		{Name: "split", Problem: "its nodes disagree on the failure domain", Nodes: []activities.LBNodeState{node("a", true, 0, 10)}},
+		{Name: "full", FailureDomain: "d5", Nodes: []activities.LBNodeState{node("a", true, 0, 0)}},
+	}
+	placed, notes, err := choosePlacement(cs, 3)
+	require.NoError(t, err)
+	require.Equal(t, []activities.VIPPlacement{
+		{Cluster: "x", FailureDomain: "d3", Nodes: []string{"a"}}, // ties with y: by name
+		{Cluster: "y", FailureDomain: "d2", Nodes: []string{"a"}},
+		{Cluster: "z", FailureDomain: "d1", Nodes: []string{"a"}}, // only its up node
+	}, placed)
+	require.Len(t, notes, 1)
+	require.Contains(t, notes[0], "b (silent)")
+
+	_, _, err = choosePlacement(cs, 4)
+	require.ErrorContains(t, err, "needs 4 clusters in different failure domains; eligible clusters cover 3")
+	require.ErrorContains(t, err, "dead: no node up")
+	require.ErrorContains(t, err, "split: its nodes disagree")
+	require.ErrorContains(t, err, "full: its nodes report no capacity")
+}
+
+func TestValidateBackendsChange(t *testing.T) {
+	current := []VIPBackend{{Backend: lbapi.Backend{Address: "10.0.1.11", Weight: 100}}, {Backend: lbapi.Backend{Address: "10.0.1.12", Weight: 100}}}
+	for name, c := range map[string]struct {
+		in   BackendsInput
+		want string
+	}{
+		"nothing":          {BackendsInput{By: "bob"}, "must add, remove or drain"},
+		"unknown removal":  {BackendsInput{Remove: []string{"10.0.1.99"}}, "not a backend of this VIP"},
+		"bad address":      {BackendsInput{Add: []lbapi.Backend{{Address: "10.0.1"}}}, "not a usable IP address"},
+		"add and remove":   {BackendsInput{Add: []lbapi.Backend{{Address: "10.0.1.11"}}, Remove: []string{"10.0.1.11"}}, "both added and removed"},
+		"drain and remove": {BackendsInput{Drain: []string{"10.0.1.11"}, Remove: []string{"10.0.1.11"}}, "both drained and removed"},
+		"remove all":       {BackendsInput{Remove: []string{"10.0.1.11", "10.0.1.12"}}, "without backends"},
+		"heavy":            {BackendsInput{Add: []lbapi.Backend{{Address: "10.0.1.13", Weight: 1_000_001}}}, "weight"},
+		"bad serial":       {BackendsInput{Servers: []string{"-x"}}, "serial"},
+		"ok":               {BackendsInput{Add: []lbapi.Backend{{Address: "10.0.1.13"}}, Drain: []string{"10.0.1.13"}, Remove: []string{"10.0.1.12"}}, ""},
+		"ok servers only":  {BackendsInput{Servers: []string{"SN-1"}, Remove: []string{"10.0.1.11", "10.0.1.12"}}, ""},
+	} {
+		err := validateBackendsChange(c.in, current)
+		if c.want == "" {
+			require.NoError(t, err, name)
+		} else {
+			require.ErrorContains(t, err, c.want, name)
+		}
+	}
+}
