@@ -46,10 +46,12 @@ const (
 	// NodeProgrammed: the node runs the spec, verified, unannounced.
 	NodeProgrammed = "programmed"
 	// NodeAnnounced: the node runs the spec and announces it.
-	NodeAnnounced  = "announced"
-	NodeFailed     = "failed"
-	NodeRolledBack = "rolled-back"
-	NodeRemoved    = "removed"
+	NodeAnnounced = "announced"
+	NodeFailed    = "failed"
+	// NodeUnreachable: no worker took the node's task; it did not change.
+	NodeUnreachable = "unreachable"
+	NodeRolledBack  = "rolled-back"
+	NodeRemoved     = "removed"
 )
 
 // Backend health as the status shows it.

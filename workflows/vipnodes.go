@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
@@ -83,8 +84,8 @@ func (v *vip) rollOut(ctx workflow.Context, target lbapi.VIPSpec, stage string) 
 	if temporal.IsCanceledError(err) {
 		return err
 	}
-	v.rollBack(ctx, before, touched)
-	return fmt.Errorf("%s; rolled back on %d node(s)", cause(err), len(touched))
+	n := v.rollBack(ctx, before, touched)
+	return fmt.Errorf("%s; rolled back on %d node(s)", cause(err), n)
 }
 
 func (v *vip) rollOutClusters(ctx workflow.Context, target lbapi.VIPSpec, stage string, touched *[]*VIPNode) error {
@@ -144,11 +145,18 @@ func (v *vip) onEach(ctx workflow.Context, nodes []*VIPNode, fn func(workflow.Co
 func (v *vip) applyAndVerify(ctx workflow.Context, n *VIPNode, spec lbapi.VIPSpec, probe bool) error {
 	want := specDigest(spec)
 	ctx = nodeCtx(ctx, n.Cluster, n.Node)
+	wasUnsure := n.Unsure
 	n.Unsure = true
 	var res lbapi.ApplyVIPResult
 	if err := workflow.ExecuteActivity(ctx, lbapi.ApplyVIPName, lbapi.ApplyVIPInput{Spec: spec}).Get(ctx, &res); err != nil {
+		if neverStarted(err) {
+			// No worker took the task: the node did not change, and
+			// there is nothing to roll back on it.
+			n.State, n.Unsure = NodeUnreachable, wasUnsure
+			return fmt.Errorf("apply: %s", nodeCause(err))
+		}
 		n.State = NodeFailed
-		return fmt.Errorf("apply: %s", cause(err))
+		return fmt.Errorf("apply: %s", nodeCause(err))
 	}
 	n.Digest = res.Digest
 	if res.Digest != want {
@@ -159,7 +167,7 @@ func (v *vip) applyAndVerify(ctx workflow.Context, n *VIPNode, spec lbapi.VIPSpe
 		var rep lbapi.NodeReport
 		if err := workflow.ExecuteActivity(ctx, lbapi.NodeReportName, lbapi.NodeReportInput{VIP: spec.Name}).Get(ctx, &rep); err != nil {
 			n.State = NodeFailed
-			return fmt.Errorf("report: %s", cause(err))
+			return fmt.Errorf("report: %s", nodeCause(err))
 		}
 		err := v.checkReport(n, rep, spec, want)
 		if err == nil {
@@ -247,7 +255,7 @@ func (v *vip) probe(ctx workflow.Context, n *VIPNode, spec lbapi.VIPSpec) error 
 	}
 	var res lbapi.ProbeVIPResult
 	if err := workflow.ExecuteActivity(ctx, lbapi.ProbeVIPName, lbapi.ProbeVIPInput{VIP: spec.Name}).Get(ctx, &res); err != nil {
-		return fmt.Errorf("probe: %s", cause(err))
+		return fmt.Errorf("probe: %s", nodeCause(err))
 	}
 	switch {
 	case !res.Forwarded:
@@ -261,9 +269,15 @@ func (v *vip) probe(ctx workflow.Context, n *VIPNode, spec lbapi.VIPSpec) error 
 }
 
 // rollBack puts every touched node back to what it ran before: the
-// previous spec, or no VIP at all. A node that cannot be rolled back stays
-// marked unsure, so retire still cleans it.
-func (v *vip) rollBack(ctx workflow.Context, before map[string]*lbapi.VIPSpec, touched []*VIPNode) {
+// previous spec, or no VIP at all, and says on how many nodes it tried. A
+// node that cannot be rolled back stays marked unsure, so retire still
+// cleans it.
+func (v *vip) rollBack(ctx workflow.Context, before map[string]*lbapi.VIPSpec, touched []*VIPNode) int {
+	// A node that took no task and runs what it ran before has nothing
+	// to undo (and would only time out again).
+	touched = slices.DeleteFunc(slices.Clone(touched), func(n *VIPNode) bool {
+		return n.State == NodeUnreachable && !n.Unsure && sameSpec(n.Spec, before[n.key()])
+	})
 	_ = v.onEach(ctx, touched, func(ctx workflow.Context, n *VIPNode) error {
 		prev := before[n.key()]
 		nctx := nodeCtx(ctx, n.Cluster, n.Node)
@@ -285,12 +299,13 @@ func (v *vip) rollBack(ctx workflow.Context, before map[string]*lbapi.VIPSpec, t
 		}
 		if err != nil {
 			n.State, n.Unsure = NodeFailed, true
-			v.warn(fmt.Sprintf("rollback on %s failed: %s; it may still run another spec", n.key(), cause(err)))
+			v.warn(fmt.Sprintf("rollback on %s failed: %s; it may still run another spec", n.key(), nodeCause(err)))
 			return err
 		}
 		n.Spec, n.Unsure, n.State = prev, false, NodeRolledBack
 		return nil
 	})
+	return len(touched)
 }
 
 // removeEverywhere removes the VIP from every node that holds it or may.
@@ -306,7 +321,7 @@ func (v *vip) removeEverywhere(ctx workflow.Context) error {
 		var res lbapi.RemoveVIPResult
 		if err := workflow.ExecuteActivity(nctx, lbapi.RemoveVIPName, lbapi.RemoveVIPInput{Name: v.in.Name}).Get(ctx, &res); err != nil {
 			n.State = NodeFailed
-			return fmt.Errorf("remove: %s", cause(err))
+			return fmt.Errorf("remove: %s", nodeCause(err))
 		}
 		n.Spec, n.Unsure, n.Digest, n.State = nil, false, "", NodeRemoved
 		return nil
@@ -319,4 +334,32 @@ func (v *vip) removeEverywhere(ctx workflow.Context) error {
 //workflowcheck:ignore
 func specDigest(s lbapi.VIPSpec) string {
 	return lbapi.Digest(s) //workflowcheck:ignore
+}
+
+// neverStarted says no worker took the activity's task: a node whose
+// lbnode is not running (or cannot reach Temporal) did nothing.
+func neverStarted(err error) bool {
+	var te *temporal.TimeoutError
+	return errors.As(err, &te) && te.TimeoutType() == enumspb.TIMEOUT_TYPE_SCHEDULE_TO_START
+}
+
+// nodeCause is what staff should read about a node's failure.
+func nodeCause(err error) string {
+	var te *temporal.TimeoutError
+	if errors.As(err, &te) {
+		switch te.TimeoutType() {
+		case enumspb.TIMEOUT_TYPE_SCHEDULE_TO_START:
+			return "the node took no task (is its lbnode worker running?)"
+		case enumspb.TIMEOUT_TYPE_START_TO_CLOSE, enumspb.TIMEOUT_TYPE_SCHEDULE_TO_CLOSE:
+			return "the node did not answer in time"
+		}
+	}
+	return cause(err)
+}
+
+func sameSpec(a, b *lbapi.VIPSpec) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return specDigest(*a) == specDigest(*b)
 }
