@@ -48,6 +48,8 @@ const (
 	// NodeAnnounced: the node runs the spec and announces it.
 	NodeAnnounced = "announced"
 	NodeFailed    = "failed"
+	// NodeForgotten: the node was down when the VIP was retired.
+	NodeForgotten = "forgotten"
 	// NodeUnreachable: no worker took the node's task; it did not change.
 	NodeUnreachable = "unreachable"
 	NodeRolledBack  = "rolled-back"
@@ -288,9 +290,13 @@ func (v *vip) awaitOp(ctx workflow.Context, op *vipOp) (VIPStatus, error) {
 		return VIPStatus{}, err
 	}
 	if !op.done && v.attention != nil {
+		what := "did not complete and was rolled back"
+		if op.step == VIPStepRetire {
+			what = "did not complete"
+		}
 		return v.status(), temporal.NewNonRetryableApplicationError(
-			fmt.Sprintf("%s did not complete and was rolled back; VIP %s waits for attention (retry or abort): %s",
-				op.step, v.in.Name, v.attention.Error), "VIPAttention", nil)
+			fmt.Sprintf("%s %s; VIP %s waits for attention (retry or abort): %s",
+				op.step, what, v.in.Name, v.attention.Error), "VIPAttention", nil)
 	}
 	if op.err != nil {
 		return v.status(), op.err
@@ -322,11 +328,6 @@ func (v *vip) validateAbort(in AbortInput) error {
 	}
 	if v.state.State != VIPStateAttention || v.decision != nil {
 		return fmt.Errorf("VIP %s is %s: abort is possible while it waits for attention", v.in.Name, v.state.State)
-	}
-	if v.attention.Step == VIPStepRetire {
-		// Forgetting a node that may still run the VIP and then handing
-		// its address to another would route one address to two services.
-		return errors.New("a retire cannot be abandoned: retry once the nodes answer")
 	}
 	return nil
 }
@@ -605,23 +606,59 @@ func (v *vip) applyHealth(ctx workflow.Context) error {
 }
 
 // retire removes the VIP from every node that holds it, then frees its
-// address; nothing is released while a node may still run it.
+// address; nothing is released while a node may still run it. An abort of
+// a stuck retire forgets only the nodes the inventory reports down (their
+// agents withdraw their routes when they stop): forgetting a node that
+// still answers, and handing its address to another VIP, would route one
+// address to two services.
 func (v *vip) retire(ctx workflow.Context, final string) error {
 	v.state.State = VIPStateRetiring
-	err := v.runStep(ctx, VIPStepRetire, func(ctx workflow.Context) error {
-		if err := v.removeEverywhere(ctx); err != nil {
+	for {
+		err := v.runStep(ctx, VIPStepRetire, func(ctx workflow.Context) error {
+			if err := v.removeEverywhere(ctx); err != nil {
+				return err
+			}
+			if v.state.Address == "" {
+				return nil
+			}
+			return workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, inventoryActivityOptions()), activities.ReleaseVIPName,
+				activities.ReleaseVIPInput{Name: v.in.Name}).Get(ctx, nil)
+		})
+		if errors.Is(err, errAborted) {
+			if err := v.forgetDownNodes(ctx); err != nil {
+				return err
+			}
+			continue
+		}
+		if err != nil {
 			return err
 		}
-		if v.state.Address == "" {
-			return nil
-		}
-		return workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, inventoryActivityOptions()), activities.ReleaseVIPName,
-			activities.ReleaseVIPInput{Name: v.in.Name}).Get(ctx, nil)
-	})
-	if err != nil {
+		v.state.State, v.state.Announce = final, ""
+		return nil
+	}
+}
+
+// forgetDownNodes drops the nodes that hold the VIP, or may, and that the
+// inventory reports down or no longer knows.
+func (v *vip) forgetDownNodes(ctx workflow.Context) error {
+	var res activities.ListLBClustersResult
+	if err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, inventoryActivityOptions()), activities.ListLBClustersName,
+		activities.ListLBClustersInput{}).Get(ctx, &res); err != nil {
 		return err
 	}
-	v.state.State, v.state.Announce = final, ""
+	up := map[string]bool{}
+	for _, c := range res.Clusters {
+		for _, n := range c.Nodes {
+			up[c.Name+"/"+n.Node] = n.Up
+		}
+	}
+	for i := range v.state.Nodes {
+		n := &v.state.Nodes[i]
+		if (n.Spec != nil || n.Unsure) && !up[n.key()] {
+			n.Spec, n.Unsure, n.State = nil, false, NodeForgotten
+			v.warn(fmt.Sprintf("node %s was down when the VIP was retired and was forgotten: if it comes back, remove VIP %s from it", n.key(), v.in.Name))
+		}
+	}
 	return nil
 }
 

@@ -545,6 +545,43 @@ func TestVIPDeadNodeEndsInAttentionNotAHang(t *testing.T) {
 	require.Empty(t, vips, "the aborted VIP's address is released")
 }
 
+func TestVIPStuckRetireForgetsOnlyNodesReportedDown(t *testing.T) {
+	vt := newVIPTest(t)
+	vt.standardClusters()
+	var retire *updateOutcome
+	vt.at(time.Minute, func() {
+		vt.fleet.set("c2/b", func(n *fakeLBNode) { n.down = true })
+		retire = vt.update(UpdateRetire, RetireInput{By: "alice"})
+	})
+	var stuck, stillStuck VIPStatus
+	vt.at(2*time.Minute, func() {
+		stuck = vt.status()
+		// The inventory still has c2/b up: nothing may be forgotten.
+		vt.update(UpdateAbort, AbortInput{Reason: "c2/b is gone", By: "ops"})
+	})
+	vt.at(3*time.Minute, func() {
+		stillStuck = vt.status()
+		// Its registry records it down.
+		require.NoError(t, vt.store.RecordLBNode(context.Background(), inventory.LBNode{
+			Cluster: "c2", Node: "b", FailureDomain: "dc1/A", Capacity: 100, Healthy: false, LastSeen: time.Now(),
+		}))
+		vt.update(UpdateAbort, AbortInput{Reason: "c2/b is gone", By: "ops"})
+	})
+	vt.env.ExecuteWorkflow(VIPRolloutName, webInput())
+	final := vt.result()
+
+	require.Equal(t, VIPStateAttention, stuck.State)
+	require.Equal(t, VIPStepRetire, stuck.Attention.Step)
+	require.Contains(t, stuck.Attention.Error, "c2/b")
+	require.Equal(t, VIPStateAttention, stillStuck.State, "an abort forgets no node the inventory reports up")
+	require.Equal(t, VIPStateRetired, final.State)
+	require.ErrorContains(t, retire.err, "Retire did not complete; VIP web waits for attention", "the update answers when the retire parks")
+	require.True(t, slices.ContainsFunc(final.Warnings, func(w string) bool { return strings.Contains(w, "node c2/b was down") }), "%v", final.Warnings)
+	require.Equal(t, []string{"c2/b"}, vt.heldBy("web"), "only the forgotten node may still hold it")
+	_, err := vt.store.GetVIP(context.Background(), "web")
+	require.ErrorIs(t, err, inventory.ErrNotFound)
+}
+
 func TestVIPResumesFromCarriedState(t *testing.T) {
 	// Continue-as-new is only suggested by a real server's history size;
 	// the run it starts is driven here directly with a carried state.
