@@ -272,6 +272,49 @@ func TestVIPPublicWaitsForApprovalFromSomeoneElse(t *testing.T) {
 	require.Equal(t, []string{pub[0].Node + " apply", pub[0].Node + " report", pub[0].Node + " probe"}, calls[applyAt:applyAt+3])
 }
 
+func TestVIPFailedPublicationFallsBackToInternal(t *testing.T) {
+	vt := newVIPTest(t)
+	vt.standardClusters()
+	in := webInput()
+	in.Exposure = lbapi.ExposurePublic
+	var internal VIPStatus
+	var approve *updateOutcome
+	vt.at(time.Hour, func() {
+		internal = vt.status()
+		// The canary's BGP speaker keeps the route out of its RIB.
+		vt.fleet.set("c2/a", func(n *fakeLBNode) { n.routeStuck = true })
+		approve = vt.update(UpdateApprove, ApproveInput{By: "carol", Role: RoleApprover})
+	})
+	var parked, aborted VIPStatus
+	var scopes []string
+	vt.at(2*time.Hour, func() {
+		parked = vt.status()
+		vt.update(UpdateAbort, AbortInput{Reason: "route reflector broken", By: "ops"})
+	})
+	vt.at(3*time.Hour, func() {
+		aborted = vt.status()
+		for _, n := range []string{"c2/a", "c2/b", "c3/a", "c3/b"} {
+			s, _ := vt.fleet.spec(n, "web")
+			scopes = append(scopes, s.Announce)
+		}
+		vt.update(UpdateRetire, RetireInput{})
+	})
+	vt.env.ExecuteWorkflow(VIPRolloutName, in)
+	vt.result()
+
+	require.ErrorContains(t, approve.refused(), "rolled back")
+	require.Equal(t, VIPStateAttention, parked.State)
+	require.Equal(t, VIPStepPublish, parked.Attention.Step)
+	require.Contains(t, parked.Attention.Error, `canary c2/a: the node announces "", want "public"`)
+	require.Equal(t, VIPStateAwaitingApproval, aborted.State)
+	require.True(t, aborted.AwaitingApproval)
+	require.Empty(t, aborted.ApprovedBy)
+	require.Equal(t, lbapi.AnnounceInternal, aborted.Announce)
+	require.Equal(t, internal.Digest, aborted.Digest)
+	internalScope := []string{lbapi.AnnounceInternal, lbapi.AnnounceInternal, lbapi.AnnounceInternal, lbapi.AnnounceInternal}
+	require.Equal(t, internalScope, scopes, "the canary was put back to internal; no other node was published")
+}
+
 func TestVIPRejectRetiresThePublicVIP(t *testing.T) {
 	vt := newVIPTest(t)
 	vt.standardClusters()
