@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 )
 
@@ -178,9 +177,4 @@ func (s *Store) TenantAssets(ctx context.Context, tenant string) ([]Asset, error
 		out = append(out, a)
 	}
 	return out, nil
-}
-
-func isUniqueViolation(err error) bool {
-	msg := strings.ToLower(err.Error())
-	return strings.Contains(msg, "unique") || strings.Contains(msg, "duplicate key")
 }

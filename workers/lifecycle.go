@@ -33,6 +33,9 @@ type LifecycleDependencies struct {
 	IronicInsecureBMC bool
 	// SiteConductorGroups pins nodes to the conductor group of their site.
 	SiteConductorGroups bool
+	// VIPPools are the address pools VIPs get their addresses from; an
+	// invalid (zero) prefix means that exposure cannot be served.
+	VIPPools activities.Pools
 }
 
 // NewLifecycleWorker polls the lifecycle task queue with every lifecycle
@@ -51,5 +54,6 @@ func NewLifecycleWorker(c client.Client, deps LifecycleDependencies) worker.Work
 	}).Register(w)
 	(&BatchActivities{Client: c}).Register(w)
 	(&LifecycleWatch{Client: c}).Register(w)
+	(&activities.LoadBalancing{Inventory: deps.Inventory, Pools: deps.VIPPools}).Register(w)
 	return w
 }

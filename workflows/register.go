@@ -1,6 +1,10 @@
 package workflows
 
-import "go.temporal.io/sdk/workflow"
+import (
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/metalflow/metalflow/lbnode/lbapi"
+)
 
 func workflowOptions(name string) workflow.RegisterOptions {
 	return workflow.RegisterOptions{Name: name}
@@ -16,4 +20,6 @@ func Register(r Registrar) {
 	r.RegisterWorkflowWithOptions(ServerLifecycle, workflowOptions(ServerLifecycleName))
 	r.RegisterWorkflowWithOptions(RackBatch, workflowOptions(RackBatchName))
 	r.RegisterWorkflowWithOptions(Decommission, workflowOptions(DecommissionName))
+	r.RegisterWorkflowWithOptions(VIPRollout, workflowOptions(VIPRolloutName))
+	r.RegisterWorkflowWithOptions(LBNodeRegistry, workflowOptions(lbapi.RegistryWorkflowName))
 }

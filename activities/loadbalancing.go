@@ -1,0 +1,317 @@
+package activities
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/netip"
+	"sort"
+	"time"
+
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/metalflow/metalflow/inventory"
+	"github.com/metalflow/metalflow/lbnode/lbapi"
+)
+
+// Activity names of load balancing on metalflow's own queue. Part of
+// recorded histories: never rename them.
+const (
+	RecordLBNodeName       = "RecordLBNode"
+	ListLBClustersName     = "ListLBClusters"
+	AllocateVIPAddressName = "AllocateVIPAddress"
+	RecordVIPName          = "RecordVIP"
+	ReleaseVIPName         = "ReleaseVIP"
+	ResolveServersName     = "ResolveServers"
+)
+
+// Error types of the load-balancing activities; none is worth a retry.
+const (
+	ErrTypeUnknownServer = "UnknownServer"
+	ErrTypeNoHostAddress = "NoHostAddress"
+	ErrTypePoolExhausted = "PoolExhausted"
+	ErrTypeNoPool        = "NoAddressPool"
+)
+
+// LBHeartbeatInterval is how often an lbnode sends its heartbeat (the
+// agent's default).
+const LBHeartbeatInterval = 15 * time.Second
+
+// LBNodeRefreshInterval is how often a node's registry workflow records an
+// unchanged heartbeat: often enough that the row's last_seen proves the node
+// and its registry alive, rarely enough to keep the history small. A row
+// older than three of these belongs to a node nobody has heard from.
+const LBNodeRefreshInterval = 2 * time.Minute
+
+// Pools are the address ranges VIPs are given addresses from, one per
+// exposure.
+type Pools struct {
+	Internal netip.Prefix
+	Public   netip.Prefix
+}
+
+// LoadBalancing runs the load-balancing activities on metalflow's queue:
+// the inventory side of VIPs and LB nodes. The nodes themselves are
+// programmed by activities on their own queues (package lbnode/agent).
+type LoadBalancing struct {
+	Inventory *inventory.Store
+	Pools     Pools
+}
+
+// Register registers the load-balancing activities under their stable names.
+func (l *LoadBalancing) Register(r Registrar) {
+	for name, fn := range map[string]any{
+		RecordLBNodeName:       l.RecordLBNode,
+		ListLBClustersName:     l.ListLBClusters,
+		AllocateVIPAddressName: l.AllocateVIPAddress,
+		RecordVIPName:          l.RecordVIP,
+		ReleaseVIPName:         l.ReleaseVIP,
+		ResolveServersName:     l.ResolveServers,
+	} {
+		r.RegisterActivityWithOptions(fn, activity.RegisterOptions{Name: name})
+	}
+}
+
+// RecordLBNodeInput is one heartbeat as the registry workflow saw it.
+type RecordLBNodeInput struct {
+	Heartbeat lbapi.NodeHeartbeat `json:"heartbeat"`
+	// SeenAt is when the registry received the heartbeat (metalflow's
+	// clock, not the node's).
+	SeenAt time.Time `json:"seenAt"`
+	// Silent says the node stopped sending heartbeats: it is recorded
+	// down, with the time of its last heartbeat.
+	Silent bool `json:"silent,omitempty"`
+}
+
+// RecordLBNode upserts the node's row.
+func (l *LoadBalancing) RecordLBNode(ctx context.Context, in RecordLBNodeInput) error {
+	hb := in.Heartbeat
+	seen := in.SeenAt
+	if seen.IsZero() {
+		seen = hb.At
+	}
+	return classify(l.Inventory.RecordLBNode(ctx, inventory.LBNode{
+		Cluster: hb.Cluster, Node: hb.Node, FailureDomain: hb.FailureDomain, Capacity: hb.Capacity, VIPs: hb.VIPs,
+		Healthy: hb.Healthy && !in.Silent, Stopping: hb.Stopping, LastSeen: seen,
+	}))
+}
+
+// ListLBClustersInput has nothing to narrow yet.
+type ListLBClustersInput struct{}
+
+// LBNodeState is one node as placement sees it.
+type LBNodeState struct {
+	Node          string `json:"node"`
+	FailureDomain string `json:"failureDomain,omitempty"`
+	Capacity      int    `json:"capacity"`
+	VIPs          int    `json:"vips"`
+	Up            bool   `json:"up"`
+	// Why says why a node is down.
+	Why string `json:"why,omitempty"`
+}
+
+// LBCluster is one cluster of LB nodes.
+type LBCluster struct {
+	Name string `json:"name"`
+	// FailureDomain is the one its nodes share; "" when they do not agree
+	// or say none, and Problem says so.
+	FailureDomain string        `json:"failureDomain,omitempty"`
+	Nodes         []LBNodeState `json:"nodes"`
+	Problem       string        `json:"problem,omitempty"`
+}
+
+// ListLBClustersResult lists clusters by name.
+type ListLBClustersResult struct {
+	Clusters []LBCluster `json:"clusters"`
+}
+
+// ListLBClusters groups the recorded nodes into clusters and says which
+// nodes are up: a node is down when it said it is stopping or unhealthy, or
+// when its row is older than three refresh intervals (its registry would
+// have refreshed it had it heard from the node).
+func (l *LoadBalancing) ListLBClusters(ctx context.Context, _ ListLBClustersInput) (ListLBClustersResult, error) {
+	nodes, err := l.Inventory.ListLBNodes(ctx)
+	if err != nil {
+		return ListLBClustersResult{}, err
+	}
+	now := time.Now()
+	byName := map[string]*LBCluster{}
+	var names []string
+	for _, n := range nodes {
+		c := byName[n.Cluster]
+		if c == nil {
+			c = &LBCluster{Name: n.Cluster}
+			byName[n.Cluster] = c
+			names = append(names, n.Cluster)
+		}
+		st := LBNodeState{Node: n.Node, FailureDomain: n.FailureDomain, Capacity: n.Capacity, VIPs: n.VIPs, Up: true}
+		switch {
+		case n.Stopping:
+			st.Up, st.Why = false, "stopping"
+		case !n.Healthy:
+			st.Up, st.Why = false, "unhealthy or silent"
+		case now.Sub(n.LastSeen) > 3*LBNodeRefreshInterval:
+			st.Up, st.Why = false, fmt.Sprintf("last heard of at %s", n.LastSeen.Format(time.RFC3339))
+		}
+		c.Nodes = append(c.Nodes, st)
+	}
+	sort.Strings(names)
+	out := ListLBClustersResult{Clusters: []LBCluster{}}
+	for _, name := range names {
+		c := byName[name]
+		domains := map[string]bool{}
+		for _, n := range c.Nodes {
+			if n.FailureDomain != "" {
+				domains[n.FailureDomain] = true
+			}
+		}
+		switch len(domains) {
+		case 0:
+			c.Problem = "its nodes name no failure domain"
+		case 1:
+			for d := range domains {
+				c.FailureDomain = d
+			}
+		default:
+			ds := make([]string, 0, len(domains))
+			for d := range domains {
+				ds = append(ds, d)
+			}
+			sort.Strings(ds)
+			c.Problem = fmt.Sprintf("its nodes disagree on the failure domain: %v", ds)
+		}
+		out.Clusters = append(out.Clusters, *c)
+	}
+	return out, nil
+}
+
+// AllocateVIPAddressInput names the VIP and the pool by its exposure.
+type AllocateVIPAddressInput struct {
+	Name     string `json:"name"`
+	Exposure string `json:"exposure"`
+}
+
+// AllocateVIPAddressResult is the VIP's address.
+type AllocateVIPAddressResult struct {
+	Address string `json:"address"`
+}
+
+// AllocateVIPAddress gives the VIP the lowest free address of its
+// exposure's pool; the same name again gets the same address.
+func (l *LoadBalancing) AllocateVIPAddress(ctx context.Context, in AllocateVIPAddressInput) (AllocateVIPAddressResult, error) {
+	var pool netip.Prefix
+	switch in.Exposure {
+	case lbapi.ExposureInternal:
+		pool = l.Pools.Internal
+	case lbapi.ExposurePublic:
+		pool = l.Pools.Public
+	default:
+		return AllocateVIPAddressResult{}, temporal.NewNonRetryableApplicationError(
+			fmt.Sprintf("exposure %q, want %s or %s", in.Exposure, lbapi.ExposureInternal, lbapi.ExposurePublic), ErrTypeInvalidPlacement, nil)
+	}
+	if !pool.IsValid() {
+		return AllocateVIPAddressResult{}, temporal.NewNonRetryableApplicationError(
+			fmt.Sprintf("no %s VIP address pool is configured on this worker", in.Exposure), ErrTypeNoPool, nil)
+	}
+	addr, err := l.Inventory.AllocateVIPAddress(ctx, in.Name, in.Exposure, pool)
+	if errors.Is(err, inventory.ErrExhausted) {
+		return AllocateVIPAddressResult{}, temporal.NewNonRetryableApplicationError(err.Error(), ErrTypePoolExhausted, nil)
+	}
+	if err != nil {
+		return AllocateVIPAddressResult{}, classify(err)
+	}
+	return AllocateVIPAddressResult{Address: addr.String()}, nil
+}
+
+// VIPPlacement is one cluster a VIP runs on, as the inventory records it.
+type VIPPlacement struct {
+	Cluster       string   `json:"cluster"`
+	FailureDomain string   `json:"failureDomain"`
+	Nodes         []string `json:"nodes"`
+}
+
+// RecordVIPInput is what a VIP's workflow last did.
+type RecordVIPInput struct {
+	Name        string         `json:"name"`
+	State       string         `json:"state"`
+	RequestedBy string         `json:"requestedBy,omitempty"`
+	ApprovedBy  string         `json:"approvedBy,omitempty"`
+	Spec        lbapi.VIPSpec  `json:"spec"`
+	Placement   []VIPPlacement `json:"placement"`
+}
+
+// RecordVIP stores the VIP's state, spec and placement; idempotent.
+func (l *LoadBalancing) RecordVIP(ctx context.Context, in RecordVIPInput) error {
+	spec, err := json.Marshal(in.Spec)
+	if err != nil {
+		return err
+	}
+	placement, err := json.Marshal(in.Placement)
+	if err != nil {
+		return err
+	}
+	return classify(l.Inventory.RecordVIP(ctx, inventory.VIPRecord{
+		Name: in.Name, State: in.State, RequestedBy: in.RequestedBy, ApprovedBy: in.ApprovedBy, Spec: spec, Placement: placement,
+	}))
+}
+
+// ReleaseVIPInput names the retired VIP.
+type ReleaseVIPInput struct {
+	Name string `json:"name"`
+}
+
+// ReleaseVIP frees the VIP's address; releasing twice is harmless.
+func (l *LoadBalancing) ReleaseVIP(ctx context.Context, in ReleaseVIPInput) error {
+	return l.Inventory.ReleaseVIP(ctx, in.Name)
+}
+
+// ResolveServersInput names servers by serial.
+type ResolveServersInput struct {
+	Serials []string `json:"serials"`
+}
+
+// ResolvedServer is where a server answers and where it stands.
+type ResolvedServer struct {
+	Serial  string `json:"serial"`
+	Address string `json:"address"`
+	// FailureDomain is "site/room/rack"; "" for a server not racked.
+	FailureDomain string `json:"failureDomain,omitempty"`
+}
+
+// ResolveServersResult lists the servers in the order asked.
+type ResolveServersResult struct {
+	Servers []ResolvedServer `json:"servers"`
+}
+
+// ResolveServers turns serials into backend addresses. A serial the CMDB
+// does not know, or a server without a host address yet, is a clear refusal,
+// not something a retry fixes.
+func (l *LoadBalancing) ResolveServers(ctx context.Context, in ResolveServersInput) (ResolveServersResult, error) {
+	out := ResolveServersResult{Servers: []ResolvedServer{}}
+	for _, serial := range in.Serials {
+		asset, err := l.Inventory.GetAsset(ctx, serial)
+		if errors.Is(err, inventory.ErrNotFound) {
+			return ResolveServersResult{}, temporal.NewNonRetryableApplicationError(
+				fmt.Sprintf("server %s is not in the inventory", serial), ErrTypeUnknownServer, nil)
+		}
+		if err != nil {
+			return ResolveServersResult{}, err
+		}
+		addr, err := l.Inventory.GetHostAddress(ctx, serial)
+		if err != nil {
+			return ResolveServersResult{}, classify(err)
+		}
+		if !addr.IsValid() {
+			return ResolveServersResult{}, temporal.NewNonRetryableApplicationError(
+				fmt.Sprintf("server %s has no host address yet (state %s)", serial, asset.State), ErrTypeNoHostAddress, nil)
+		}
+		r := ResolvedServer{Serial: serial, Address: addr.String()}
+		if p := asset.Placement; p != nil {
+			r.FailureDomain = p.Site + "/" + p.Room + "/" + p.Rack
+		}
+		out.Servers = append(out.Servers, r)
+	}
+	return out, nil
+}

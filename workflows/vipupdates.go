@@ -1,0 +1,210 @@
+package workflows
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/metalflow/metalflow/lbnode/lbapi"
+)
+
+// What reaches a running VIP: the updates' validators and handlers, and
+// the backend-health signal. Handlers only hand changes to the main loop
+// (vip.go) and wait for them; the loop does the work.
+
+// stable says the VIP runs and takes changes.
+func (v *vip) stable() bool {
+	return v.state.State == VIPStateActive || v.state.State == VIPStateAwaitingApproval
+}
+
+func (v *vip) final() bool {
+	switch v.state.State {
+	case VIPStateRetired, VIPStateRejected, VIPStateAborted:
+		return true
+	}
+	return false
+}
+
+// stableState is where a VIP rests: a public VIP not yet published waits
+// for its approval.
+func (v *vip) stableState() string {
+	if v.in.Exposure == lbapi.ExposurePublic && v.state.Announce != lbapi.AnnouncePublic {
+		return VIPStateAwaitingApproval
+	}
+	return VIPStateActive
+}
+
+func (v *vip) busy() error {
+	if v.op != nil || !v.stable() {
+		return fmt.Errorf("VIP %s is %s: it takes no other change now", v.in.Name, v.state.State)
+	}
+	return nil
+}
+
+func (v *vip) checkDecider(by, role, what string) error {
+	switch {
+	case by == "":
+		return fmt.Errorf("to %s a VIP, say who you are (by)", what)
+	case strings.EqualFold(by, v.in.RequestedBy):
+		return fmt.Errorf("%s requested VIP %s and cannot %s it: someone else must", by, v.in.Name, what)
+	case role != RoleApprover && role != RoleAdmin:
+		return fmt.Errorf("role %q may not %s a public VIP: %s or %s needed", role, what, RoleApprover, RoleAdmin)
+	}
+	return nil
+}
+
+func (v *vip) validateApprove(in ApproveInput) error {
+	if v.state.State != VIPStateAwaitingApproval || v.op != nil {
+		return fmt.Errorf("VIP %s is %s: nothing awaits approval", v.in.Name, v.state.State)
+	}
+	return v.checkDecider(in.By, in.Role, "approve")
+}
+
+func (v *vip) handleApprove(ctx workflow.Context, in ApproveInput) (VIPStatus, error) {
+	if err := v.validateApprove(in); err != nil {
+		return VIPStatus{}, err
+	}
+	op := &vipOp{step: VIPStepPublish, by: in.By}
+	v.op = op
+	return v.awaitOp(ctx, op)
+}
+
+func (v *vip) validateReject(in RejectInput) error {
+	if v.state.State != VIPStateAwaitingApproval || v.op != nil {
+		return fmt.Errorf("VIP %s is %s: nothing awaits approval", v.in.Name, v.state.State)
+	}
+	return v.checkDecider(in.By, in.Role, "reject")
+}
+
+func (v *vip) handleReject(ctx workflow.Context, in RejectInput) (VIPStatus, error) {
+	if err := v.validateReject(in); err != nil {
+		return VIPStatus{}, err
+	}
+	op := &vipOp{step: VIPStepRetire, by: in.By, final: VIPStateRejected}
+	workflow.GetLogger(ctx).Info("public VIP rejected", "vip", v.in.Name, "by", in.By, "reason", in.Reason)
+	v.op = op
+	return v.awaitOp(ctx, op)
+}
+
+func (v *vip) validateBackends(in BackendsInput) error {
+	if err := v.busy(); err != nil {
+		return err
+	}
+	return validateBackendsChange(in, v.state.Backends)
+}
+
+func (v *vip) handleBackends(ctx workflow.Context, in BackendsInput) (VIPStatus, error) {
+	if err := v.validateBackends(in); err != nil {
+		return VIPStatus{}, err
+	}
+	op := &vipOp{step: VIPStepBackends, by: in.By, backends: in}
+	v.op = op
+	return v.awaitOp(ctx, op)
+}
+
+func (v *vip) validateRetire(RetireInput) error { return v.busy() }
+
+func (v *vip) handleRetire(ctx workflow.Context, in RetireInput) (VIPStatus, error) {
+	if err := v.validateRetire(in); err != nil {
+		return VIPStatus{}, err
+	}
+	op := &vipOp{step: VIPStepRetire, by: in.By, final: VIPStateRetired}
+	workflow.GetLogger(ctx).Info("VIP retired", "vip", v.in.Name, "by", in.By, "reason", in.Reason)
+	v.op = op
+	return v.awaitOp(ctx, op)
+}
+
+// awaitOp answers an update once its change is done, or with the reason
+// it waits for attention (the change was rolled back meanwhile).
+func (v *vip) awaitOp(ctx workflow.Context, op *vipOp) (VIPStatus, error) {
+	if err := workflow.Await(ctx, func() bool { return op.done || op.parked }); err != nil {
+		return VIPStatus{}, err
+	}
+	if !op.done && v.attention != nil {
+		what := "did not complete and was rolled back"
+		if op.step == VIPStepRetire {
+			what = "did not complete"
+		}
+		return v.status(), temporal.NewNonRetryableApplicationError(
+			fmt.Sprintf("%s %s; VIP %s waits for attention (retry or abort): %s",
+				op.step, what, v.in.Name, v.attention.Error), "VIPAttention", nil)
+	}
+	if op.err != nil {
+		return v.status(), op.err
+	}
+	return v.status(), nil
+}
+
+func (v *vip) validateRetry(in RetryInput) error {
+	if v.state.State != VIPStateAttention || v.decision != nil {
+		return fmt.Errorf("VIP %s is %s, not waiting for attention: nothing to retry", v.in.Name, v.state.State)
+	}
+	if in.BMC != nil || in.Profile != "" {
+		return errors.New("a VIP has no BMC or profile to change")
+	}
+	return nil
+}
+
+func (v *vip) handleRetry(ctx workflow.Context, in RetryInput) (DecisionResult, error) {
+	if err := v.validateRetry(in); err != nil {
+		return DecisionResult{}, err
+	}
+	v.decision = &decision{action: UpdateRetry, retry: in, by: in.By}
+	return DecisionResult{Serial: v.in.Name, Action: UpdateRetry, Step: v.attention.Step}, nil
+}
+
+func (v *vip) validateAbort(in AbortInput) error {
+	if in.Reason == "" {
+		return errors.New("an abort needs a reason, for the record")
+	}
+	if v.state.State != VIPStateAttention || v.decision != nil {
+		return fmt.Errorf("VIP %s is %s: abort is possible while it waits for attention", v.in.Name, v.state.State)
+	}
+	return nil
+}
+
+func (v *vip) handleAbort(ctx workflow.Context, in AbortInput) (DecisionResult, error) {
+	if err := v.validateAbort(in); err != nil {
+		return DecisionResult{}, err
+	}
+	v.decision = &decision{action: UpdateAbort, abort: in, by: in.By}
+	return DecisionResult{Serial: v.in.Name, Action: UpdateAbort, Step: v.attention.Step}, nil
+}
+
+// takeHealth records one node's verdict on a backend. One node seeing a
+// backend down is enough to drain it everywhere: the flows that node
+// would send there are lost otherwise, and the nodes must agree on the
+// backend set for their consistent hashing to agree.
+func (v *vip) takeHealth(ctx workflow.Context, c lbapi.BackendHealthChange) {
+	if c.VIP != "" && c.VIP != v.in.Name {
+		return
+	}
+	addr := c.Backend
+	if a, err := netip.ParseAddr(addr); err == nil {
+		addr = a.String()
+	}
+	i := slices.IndexFunc(v.state.Backends, func(b VIPBackend) bool { return b.Address == addr })
+	if i < 0 {
+		workflow.GetLogger(ctx).Info("health of a backend the VIP does not have", "vip", v.in.Name, "backend", c.Backend)
+		return
+	}
+	b := &v.state.Backends[i]
+	reporter := c.Cluster + "/" + c.Node
+	wasDown := len(b.DownOn) > 0
+	j, found := slices.BinarySearch(b.DownOn, reporter)
+	switch {
+	case c.Healthy && found:
+		b.DownOn = slices.Delete(b.DownOn, j, j+1)
+	case !c.Healthy && !found:
+		b.DownOn = slices.Insert(b.DownOn, j, reporter)
+	}
+	if wasDown != (len(b.DownOn) > 0) {
+		v.healthDirty = true
+		workflow.GetLogger(ctx).Info("backend health changed", "vip", v.in.Name, "backend", addr, "down", len(b.DownOn) > 0, "reporter", reporter)
+	}
+}
