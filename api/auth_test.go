@@ -66,6 +66,10 @@ func minimumRole() map[string]auth.Role {
 		"POST /api/v1/racks/:site/:rack/servers": auth.Operator,
 		"POST /api/v1/tokens":                    auth.Admin, "GET /api/v1/tokens": auth.Admin, "DELETE /api/v1/tokens/:id": auth.Admin,
 		"GET /api/v1/audit": auth.Admin,
+		"POST /api/v1/vips": auth.Operator, "GET /api/v1/vips": auth.Viewer, "GET /api/v1/vips/:name": auth.Viewer,
+		"POST /api/v1/vips/:name/approve": auth.Approver, "POST /api/v1/vips/:name/reject": auth.Approver,
+		"POST /api/v1/vips/:name/backends": auth.Operator, "POST /api/v1/vips/:name/retry": auth.Operator,
+		"POST /api/v1/vips/:name/abort": auth.Operator, "DELETE /api/v1/vips/:name": auth.Operator,
 	}
 }
 

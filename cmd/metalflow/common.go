@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"strings"
 	"time"
@@ -18,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.temporal.io/sdk/client"
 
+	"github.com/metalflow/metalflow/activities"
 	"github.com/metalflow/metalflow/api"
 	"github.com/metalflow/metalflow/auth"
 	"github.com/metalflow/metalflow/cloud"
@@ -231,17 +233,44 @@ type provisioningFlags struct {
 	credentialsKey string
 	profilesDir    string
 	bmcInsecure    bool
+	vipPoolIntern  string
+	vipPoolPublic  string
+	pools          activities.Pools
 }
 
 func (p *provisioningFlags) register(fs *flag.FlagSet, keyDefault string, insecureDefault bool) {
 	fs.StringVar(&p.credentialsKey, "credentials-key", keyDefault, "file holding the key that seals BMC credentials (created if missing); every api and worker must share it")
 	fs.StringVar(&p.profilesDir, "profiles", "", "directory of hardware profile YAML files (the built-in default profile always exists)")
 	fs.BoolVar(&p.bmcInsecure, "bmc-insecure", insecureDefault, "accept self-signed BMC certificates")
+	fs.StringVar(&p.vipPoolIntern, "vip-pool-internal", "10.255.0.0/24", "CIDR internal VIPs get their addresses from")
+	fs.StringVar(&p.vipPoolPublic, "vip-pool-public", "198.51.100.0/24", "CIDR public VIPs get their addresses from (announced externally only after approval)")
+}
+
+// parsePools reads the VIP address pools; a pool must be a network, not a
+// host address with a prefix length.
+func (p *provisioningFlags) parsePools() error {
+	for _, f := range []struct {
+		name, value string
+		into        *netip.Prefix
+	}{{"vip-pool-internal", p.vipPoolIntern, &p.pools.Internal}, {"vip-pool-public", p.vipPoolPublic, &p.pools.Public}} {
+		pfx, err := netip.ParsePrefix(f.value)
+		if err != nil {
+			return fmt.Errorf("--%s %q: %w", f.name, f.value, err)
+		}
+		if pfx != pfx.Masked() {
+			return fmt.Errorf("--%s %q has host bits set (did you mean %s?)", f.name, f.value, pfx.Masked())
+		}
+		*f.into = pfx
+	}
+	return nil
 }
 
 // open builds the vault and the profile catalog. An empty key path keeps a
 // random key in memory (ephemeral dev runs).
 func (p *provisioningFlags) open(inv *inventory.Store) (*credentials.Vault, *profiles.Catalog, error) {
+	if err := p.parsePools(); err != nil {
+		return nil, nil, err
+	}
 	var key []byte
 	if p.credentialsKey == "" {
 		key = make([]byte, credentials.KeySize)
@@ -272,6 +301,7 @@ func (p *provisioningFlags) open(inv *inventory.Store) (*credentials.Vault, *pro
 func (p *provisioningFlags) dependencies(inv *inventory.Store, vault credentials.Store, catalog *profiles.Catalog) workers.LifecycleDependencies {
 	return workers.LifecycleDependencies{
 		Inventory: inv, Credentials: vault, Profiles: catalog, Dial: hardware.Dial, InsecureBMCTLS: p.bmcInsecure,
+		VIPPools: p.pools,
 	}
 }
 

@@ -70,3 +70,16 @@ func TestBGPFlags(t *testing.T) {
 		require.Error(t, err, "%v", args)
 	}
 }
+
+func TestVIPPoolFlags(t *testing.T) {
+	p := provisioningFlags{vipPoolIntern: "10.255.0.0/24", vipPoolPublic: "2001:db8:100::/120"}
+	require.NoError(t, p.parsePools())
+	require.Equal(t, netip.MustParsePrefix("2001:db8:100::/120"), p.pools.Public)
+	for _, bad := range []provisioningFlags{
+		{vipPoolIntern: "10.255.0.1/24", vipPoolPublic: "198.51.100.0/24"},
+		{vipPoolIntern: "10.255.0.0/24", vipPoolPublic: "public"},
+		{vipPoolIntern: "", vipPoolPublic: "198.51.100.0/24"},
+	} {
+		require.Error(t, bad.parsePools(), "%+v", bad)
+	}
+}

@@ -1,0 +1,262 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/url"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/sdk/client"
+
+	"github.com/metalflow/metalflow/inventory"
+	"github.com/metalflow/metalflow/lbnode/lbapi"
+	"github.com/metalflow/metalflow/workflows"
+)
+
+// createVIPRequest is the body of POST /api/v1/vips. Where the VIP runs is
+// the platform's choice: the request says how many clusters, never which.
+type createVIPRequest struct {
+	Name     string   `json:"name"`
+	Protocol string   `json:"protocol"`
+	Port     uint16   `json:"port,omitempty"`
+	Ports    []uint16 `json:"ports,omitempty"`
+	// Exposure is internal or public; public waits for an approver.
+	Exposure    string             `json:"exposure"`
+	Backends    []lbapi.Backend    `json:"backends,omitempty"`
+	Servers     []string           `json:"servers,omitempty"`
+	Clusters    int                `json:"clusters,omitempty"`
+	HealthCheck *lbapi.HealthCheck `json:"healthCheck,omitempty"`
+}
+
+type vipCreated struct {
+	Name       string `json:"name"`
+	WorkflowID string `json:"workflowId"`
+	RunID      string `json:"runId"`
+}
+
+type vipResponse struct {
+	workflows.VIPStatus
+	WorkflowID  string `json:"workflowId"`
+	TemporalURL string `json:"temporalUrl,omitempty"`
+}
+
+type vipList struct {
+	VIPs []vipSummary `json:"vips"`
+}
+
+type vipSummary struct {
+	Name             string    `json:"name"`
+	Address          string    `json:"address"`
+	Exposure         string    `json:"exposure"`
+	State            string    `json:"state"`
+	RequestedBy      string    `json:"requestedBy,omitempty"`
+	ApprovedBy       string    `json:"approvedBy,omitempty"`
+	AwaitingApproval bool      `json:"awaitingApproval"`
+	UpdatedAt        time.Time `json:"updatedAt"`
+}
+
+type rejectRequest struct {
+	Reason string `json:"reason"`
+}
+
+type retireRequest struct {
+	Reason string `json:"reason,omitempty"`
+}
+
+func vipRef(name string) workflowRef {
+	return workflowRef{id: lbapi.VIPWorkflowID(name), missing: "no VIP " + name, name: "the rollout of VIP " + name}
+}
+
+func vipParam(c echo.Context) (string, error) {
+	name, err := url.PathUnescape(c.Param("name"))
+	if err != nil {
+		return "", httpError(http.StatusBadRequest, "invalid VIP name in path")
+	}
+	if err := workflows.ValidateVIPName(name); err != nil {
+		return "", httpError(http.StatusBadRequest, "%s", err)
+	}
+	return name, nil
+}
+
+// createVIP starts a VIP's rollout. Everything the workflow would refuse is
+// refused here first, so a bad request holds no address and starts nothing.
+func (s *Server) createVIP(c echo.Context) error {
+	var req createVIPRequest
+	if err := decodeJSON(c, &req); err != nil {
+		return err
+	}
+	if req.Port != 0 && len(req.Ports) > 0 {
+		return httpError(http.StatusBadRequest, "give port or ports, not both")
+	}
+	in := workflows.VIPRolloutInput{
+		Name: req.Name, Protocol: req.Protocol, Ports: req.Ports, Exposure: req.Exposure,
+		Backends: req.Backends, Servers: req.Servers, Clusters: req.Clusters, HealthCheck: req.HealthCheck,
+		RequestedBy: actor(c),
+	}
+	if req.Port != 0 {
+		in.Ports = []uint16{req.Port}
+	}
+	in = workflows.NormalizeVIPInput(in)
+	if err := workflows.ValidateVIPInput(in); err != nil {
+		return httpError(http.StatusUnprocessableEntity, "%s", err)
+	}
+	ctx, cancel := context.WithTimeout(c.Request().Context(), temporalCallTimeout)
+	defer cancel()
+	id := lbapi.VIPWorkflowID(in.Name)
+	run, err := s.cfg.Temporal.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
+		ID:        id,
+		TaskQueue: workflows.TaskQueue,
+		// A retired or rejected VIP's name may be used again.
+		WorkflowIDReusePolicy:                    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
+		WorkflowIDConflictPolicy:                 enumspb.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
+		WorkflowExecutionErrorWhenAlreadyStarted: true,
+	}, workflows.VIPRolloutName, in)
+	if err != nil {
+		var started *serviceerror.WorkflowExecutionAlreadyStarted
+		if errors.As(err, &started) {
+			return httpError(http.StatusConflict, "VIP %s exists (workflow %s)", in.Name, id)
+		}
+		return temporalError(err)
+	}
+	c.Response().Header().Set(echo.HeaderLocation, "/api/v1/vips/"+url.PathEscape(in.Name))
+	return c.JSON(http.StatusAccepted, vipCreated{Name: in.Name, WorkflowID: id, RunID: run.GetRunID()})
+}
+
+// listVIPs answers from the inventory, which every VIP workflow keeps up
+// to date: no query per VIP.
+func (s *Server) listVIPs(c echo.Context) error {
+	recs, err := s.cfg.Inventory.ListVIPs(c.Request().Context())
+	if err != nil {
+		return err
+	}
+	out := vipList{VIPs: make([]vipSummary, 0, len(recs))}
+	for _, r := range recs {
+		out.VIPs = append(out.VIPs, summarizeVIP(r))
+	}
+	return c.JSON(http.StatusOK, out)
+}
+
+func summarizeVIP(r inventory.VIPRecord) vipSummary {
+	return vipSummary{Name: r.Name, Address: r.Address, Exposure: r.Exposure, State: r.State,
+		RequestedBy: r.RequestedBy, ApprovedBy: r.ApprovedBy, UpdatedAt: r.UpdatedAt,
+		AwaitingApproval: r.State == workflows.VIPStateAwaitingApproval}
+}
+
+func (s *Server) getVIP(c echo.Context) error {
+	name, err := vipParam(c)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(c.Request().Context(), temporalCallTimeout)
+	defer cancel()
+	var st workflows.VIPStatus
+	if err := s.queryStatus(ctx, vipRef(name), workflows.QueryStatus, &st); err != nil {
+		return err
+	}
+	id := lbapi.VIPWorkflowID(name)
+	return c.JSON(http.StatusOK, vipResponse{VIPStatus: st, WorkflowID: id, TemporalURL: s.workflowURL(id, st.RunID)})
+}
+
+// approveVIP publishes a public VIP. The route admits approvers and admins;
+// the workflow itself refuses the requester and any other role, so no path
+// publishes a VIP its requester approved.
+func (s *Server) approveVIP(c echo.Context) error {
+	name, err := vipParam(c)
+	if err != nil {
+		return err
+	}
+	var req struct{}
+	if err := decodeOptionalJSON(c, &req); err != nil {
+		return err
+	}
+	p := principal(c)
+	ctx, cancel := context.WithTimeout(c.Request().Context(), updateTimeout)
+	defer cancel()
+	return s.sendUpdate(c, ctx, vipRef(name), workflows.UpdateApprove,
+		workflows.ApproveInput{By: p.User, Role: string(p.Role)}, &workflows.VIPStatus{})
+}
+
+func (s *Server) rejectVIP(c echo.Context) error {
+	name, err := vipParam(c)
+	if err != nil {
+		return err
+	}
+	var req rejectRequest
+	if err := decodeOptionalJSON(c, &req); err != nil {
+		return err
+	}
+	p := principal(c)
+	ctx, cancel := context.WithTimeout(c.Request().Context(), updateTimeout)
+	defer cancel()
+	return s.sendUpdate(c, ctx, vipRef(name), workflows.UpdateReject,
+		workflows.RejectInput{By: p.User, Role: string(p.Role), Reason: req.Reason}, &workflows.VIPStatus{})
+}
+
+func (s *Server) changeVIPBackends(c echo.Context) error {
+	name, err := vipParam(c)
+	if err != nil {
+		return err
+	}
+	var in workflows.BackendsInput
+	if err := decodeJSON(c, &in); err != nil {
+		return err
+	}
+	if in.By != "" {
+		return httpError(http.StatusBadRequest, "by is set from your token, not the body")
+	}
+	in.By = actor(c)
+	ctx, cancel := context.WithTimeout(c.Request().Context(), updateTimeout)
+	defer cancel()
+	return s.sendUpdate(c, ctx, vipRef(name), workflows.UpdateBackends, in, &workflows.VIPStatus{})
+}
+
+// retireVIP withdraws a VIP everywhere and frees its address; the update
+// answers once that is done.
+func (s *Server) retireVIP(c echo.Context) error {
+	name, err := vipParam(c)
+	if err != nil {
+		return err
+	}
+	var req retireRequest
+	if err := decodeOptionalJSON(c, &req); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(c.Request().Context(), updateTimeout)
+	defer cancel()
+	return s.sendUpdate(c, ctx, vipRef(name), workflows.UpdateRetire, workflows.RetireInput{By: actor(c), Reason: req.Reason}, &workflows.VIPStatus{})
+}
+
+func (s *Server) vipRetry(c echo.Context) error {
+	name, err := vipParam(c)
+	if err != nil {
+		return err
+	}
+	var req struct{}
+	if err := decodeOptionalJSON(c, &req); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(c.Request().Context(), updateTimeout)
+	defer cancel()
+	return s.sendUpdate(c, ctx, vipRef(name), workflows.UpdateRetry, workflows.RetryInput{By: actor(c)}, &workflows.DecisionResult{})
+}
+
+func (s *Server) vipAbort(c echo.Context) error {
+	name, err := vipParam(c)
+	if err != nil {
+		return err
+	}
+	var req abortRequest
+	if err := decodeJSON(c, &req); err != nil {
+		return err
+	}
+	if req.Reason == "" {
+		return httpError(http.StatusBadRequest, "reason is required")
+	}
+	ctx, cancel := context.WithTimeout(c.Request().Context(), updateTimeout)
+	defer cancel()
+	return s.sendUpdate(c, ctx, vipRef(name), workflows.UpdateAbort, workflows.AbortInput{Reason: req.Reason, By: actor(c)}, &workflows.DecisionResult{})
+}
