@@ -34,7 +34,7 @@ func NonRetryableErrorTypes() []string {
 		ErrTypeInvalidPlacement, ErrTypeUnitOccupied, ErrTypeNotFound,
 		ErrTypeBMCAuth, ErrTypeBMCUnsupported, ErrTypeBMCRejected, ErrTypeCredentialMissing,
 		ErrTypeInventoryMismatch, ErrTypeUnknownProfile, ErrTypeRAIDImpossible, ErrTypeBIOSNotApplied,
-		ErrTypeCloudRejected, ErrTypeCloudFailed,
+		ErrTypeCloudRejected, ErrTypeCloudFailed, ErrTypeNoSuchVIP,
 	}
 }
 

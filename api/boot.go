@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strings"
 
@@ -160,6 +161,14 @@ func (s *Server) phoneHome(c echo.Context) error {
 	}
 	if _, err := s.cfg.Inventory.ConsumePhoneHome(ctx, token); err != nil && !errors.Is(err, inventory.ErrNotFound) {
 		return err
+	}
+	// The installed host called from its own provisioning address: that
+	// is where a load balancer reaches it as a backend. The socket's peer,
+	// not a forwarding header a caller could write.
+	if ap, err := netip.ParseAddrPort(c.Request().RemoteAddr); err == nil {
+		if err := s.cfg.Inventory.SetHostAddress(ctx, b.Serial, ap.Addr().Unmap()); err != nil {
+			s.cfg.Logger.Warn("recording the host address failed", "serial", b.Serial, "error", err)
+		}
 	}
 	return c.JSON(http.StatusOK, map[string]any{"serial": b.Serial, "attempt": b.Attempt})
 }

@@ -58,7 +58,7 @@ func (s *Server) decommission(c echo.Context) error {
 		return err
 	}
 	in := workflows.DecommissionInput{Serial: serial, BMC: facts.BMC, Host: facts.Host, Location: st.Location, Actor: actor(c),
-		CancelLifecycle: cancelLifecycle}
+		CancelLifecycle: cancelLifecycle, Pools: st.Pools}
 	if st.Hardware != nil {
 		in.Role = st.Hardware.Role
 	}

@@ -22,6 +22,7 @@ import (
 	"github.com/metalflow/metalflow/internal/openapicheck"
 	"github.com/metalflow/metalflow/inventory"
 	"github.com/metalflow/metalflow/profiles"
+	"github.com/metalflow/metalflow/workflows"
 )
 
 // newContractServer is the API over a real inventory (seeded like
@@ -446,5 +447,26 @@ func TestOpenAPICheckFailsOnWrongDocument(t *testing.T) {
 			require.Error(t, err, "the wrong document must fail the exchange")
 			require.Contains(t, err.Error(), c.wantMessage)
 		})
+	}
+}
+
+// TestOpenAPIStepNamesCoverEveryStep: an attention or a status names any
+// step of any workflow; the document must allow every one.
+func TestOpenAPIStepNamesCoverEveryStep(t *testing.T) {
+	var doc struct {
+		Components struct {
+			Schemas map[string]struct {
+				Enum []string `json:"enum"`
+			} `json:"schemas"`
+		} `json:"components"`
+	}
+	require.NoError(t, json.Unmarshal(openAPIDocument, &doc))
+	allowed := doc.Components.Schemas["StepName"].Enum
+	steps := append(workflows.Steps(), workflows.DecommissionSteps()...)
+	steps = append(steps, workflows.StepCancelProvisioning, workflows.StepLeaveLoadBalancer,
+		workflows.VIPStepAllocateAddress, workflows.VIPStepPlace, workflows.VIPStepRollOut, workflows.VIPStepPublish,
+		workflows.VIPStepBackends, workflows.VIPStepBackendHealth, workflows.VIPStepRetire)
+	for _, s := range steps {
+		require.Contains(t, allowed, s, "StepName in api/openapi.json lacks %s", s)
 	}
 }

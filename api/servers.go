@@ -27,6 +27,8 @@ type createServerRequest struct {
 	// Tenant is the cloud project that ordered the server; it becomes the
 	// Ironic node's owner and lessee once the server is registered.
 	Tenant string `json:"tenant,omitempty"`
+	// Pools are VIPs (by name) the server joins as a backend once ready.
+	Pools []string `json:"pools,omitempty"`
 }
 
 // bmcRequest is a BMC as staff give it; the password goes straight into
@@ -77,6 +79,9 @@ func (s *Server) createServer(c echo.Context) error {
 	if err := workflows.ValidateTenant(req.Tenant); err != nil {
 		return httpError(http.StatusBadRequest, "%s", err)
 	}
+	if err := workflows.ValidatePools(req.Pools); err != nil {
+		return httpError(http.StatusBadRequest, "%s", err)
+	}
 	if req.Profile != "" && !s.cfg.Profiles.Has(req.Profile) {
 		return httpError(http.StatusUnprocessableEntity, "unknown hardware profile %q (known: %s)", req.Profile, strings.Join(s.cfg.Profiles.Names(), ", "))
 	}
@@ -100,7 +105,7 @@ func (s *Server) createServer(c echo.Context) error {
 	if _, err := s.cfg.Temporal.DescribeWorkflowExecution(ctx, id, ""); err == nil {
 		return httpError(http.StatusConflict, "server %s already has a lifecycle (workflow %s)", req.Serial, id)
 	}
-	input := workflows.ServerLifecycleInput{Serial: req.Serial, Location: req.Location, Profile: req.Profile, Tenant: req.Tenant, Actor: actor(c)}
+	input := workflows.ServerLifecycleInput{Serial: req.Serial, Location: req.Location, Profile: req.Profile, Tenant: req.Tenant, Pools: req.Pools, Actor: actor(c)}
 	if req.BMC != nil {
 		ref, err := s.storeBMC(ctx, req.Serial, *req.BMC)
 		if err != nil {

@@ -181,8 +181,9 @@ func TestLifecycleProvisionsMixedFleet(t *testing.T) {
 		vendors[e.Vendor] = true
 		for _, s := range st.Steps {
 			switch s.Name {
-			case workflows.StepRegisterCloud, workflows.StepJoinAggregate, workflows.StepAssignTenant:
-				// No --ironic-url: skipped by configuration, never faked as done.
+			case workflows.StepRegisterCloud, workflows.StepJoinAggregate, workflows.StepAssignTenant, workflows.StepJoinLoadBalancer:
+				// No --ironic-url: skipped by configuration, never faked as
+				// done; no pools requested: no load balancer to join.
 				require.Equal(t, workflows.StepSkipped, s.Status, "%s step %s", e.Serial, s.Name)
 				require.NotEmpty(t, s.Note, "%s step %s says why it was skipped", e.Serial, s.Name)
 			default:

@@ -442,6 +442,45 @@ func TestOpenAPIContractAgainstLiveAPI(t *testing.T) {
 	})
 	c.expect(t, 200, "POST", "/api/v1/servers/"+sim.Serial+"/unracked", "", "", good)
 
+	// VIPs: with no LB node registered, a rollout parks in attention at
+	// placement; retry and abort answer it. Publishing, backends and
+	// retirement need LB nodes: TestLoadBalancerEndToEnd holds those
+	// operations to the document.
+	c.expect(t, 202, "POST", "/api/v1/vips", jsonType, `{"name":"oa-web","protocol":"tcp","port":80,"exposure":"internal","backends":[{"address":"10.1.0.1","weight":1}]}`, good)
+	c.expect(t, 409, "POST", "/api/v1/vips", jsonType, `{"name":"oa-web","protocol":"tcp","port":80,"exposure":"internal","backends":[{"address":"10.1.0.1","weight":1}]}`, good)
+	c.expect(t, 422, "POST", "/api/v1/vips", jsonType, `{"name":"oa-bad","protocol":"tcp","port":80,"exposure":"internal","backends":[{"address":"10.1.0.1"},{"address":"10.1.0.1"}]}`, good)
+	c.expect(t, 422, "POST", "/api/v1/vips", jsonType, `{"name":"Not A Label","port":80,"backends":[{"address":"10.1.0.1"}]}`, bad)
+	c.expect(t, 400, "POST", "/api/v1/vips", jsonType, `{"name":"oa-x","port":80,"colour":"red"}`, bad)
+	c.expect(t, 404, "GET", "/api/v1/vips/oa-none", "", "", good)
+	eventually(t, 90*time.Second, "oa-web waits for attention at placement", func() error {
+		a := c.expect(t, 200, "GET", "/api/v1/vips/oa-web", "", "", good)
+		var v workflows.VIPStatus
+		if err := json.Unmarshal(a.body, &v); err != nil {
+			return err
+		}
+		if v.State != workflows.VIPStateAttention {
+			return fmt.Errorf("VIP %s", v.State)
+		}
+		return nil
+	})
+	c.expect(t, 200, "GET", "/api/v1/vips", "", "", good)
+	c.expect(t, 409, "POST", "/api/v1/vips/oa-web/approve", "", "", good)
+	c.expect(t, 409, "POST", "/api/v1/vips/oa-web/backends", jsonType, `{"drain":["10.1.0.1"]}`, good)
+	c.expect(t, 200, "POST", "/api/v1/vips/oa-web/retry", "", "", good)
+	eventually(t, 90*time.Second, "oa-web back in attention", func() error {
+		a := c.expect(t, 200, "GET", "/api/v1/vips/oa-web", "", "", good)
+		if !strings.Contains(string(a.body), `"state":"attention"`) {
+			return fmt.Errorf("%s", a.body)
+		}
+		return nil
+	})
+	c.expect(t, 400, "POST", "/api/v1/vips/oa-web/abort", jsonType, `{}`, bad)
+	c.expect(t, 200, "POST", "/api/v1/vips/oa-web/abort", jsonType, `{"reason":"no LB nodes in this test"}`, good)
+	liveOnlyWithLBNodes := map[string]bool{
+		"POST /api/v1/vips/{name}/approve": true, "POST /api/v1/vips/{name}/reject": true,
+		"POST /api/v1/vips/{name}/backends": true, "DELETE /api/v1/vips/{name}": true,
+	}
+
 	// Every documented operation was answered well at least once, and
 	// every one that documents client errors gave one.
 	var missing []string
@@ -455,7 +494,7 @@ func TestOpenAPIContractAgainstLiveAPI(t *testing.T) {
 		for _, s := range c.doc.Statuses(op) {
 			documentsClientErr = documentsClientErr || strings.HasPrefix(s, "4")
 		}
-		if !ok {
+		if !ok && !liveOnlyWithLBNodes[op.String()] {
 			missing = append(missing, op.String()+": no success")
 		}
 		if documentsClientErr && !clientErr {

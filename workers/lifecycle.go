@@ -54,6 +54,7 @@ func NewLifecycleWorker(c client.Client, deps LifecycleDependencies) worker.Work
 	}).Register(w)
 	(&BatchActivities{Client: c}).Register(w)
 	(&LifecycleWatch{Client: c}).Register(w)
+	(&LoadBalancerMembership{Client: c, Inventory: deps.Inventory}).Register(w)
 	(&activities.LoadBalancing{Inventory: deps.Inventory, Pools: deps.VIPPools}).Register(w)
 	return w
 }

@@ -3,6 +3,7 @@ package workflows
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"go.temporal.io/sdk/temporal"
@@ -35,13 +36,16 @@ const (
 	// StepCancelProvisioning runs first when the server was still being
 	// provisioned: its lifecycle is cancelled and its compensation awaited.
 	StepCancelProvisioning = "CancelProvisioning"
-	StepLeaveAggregate     = "LeaveAggregate"
-	StepDeleteCloudNode    = "DeleteCloudNode"
-	StepSecureWipe         = "SecureWipe"
-	StepResetBIOS          = "ResetBIOS"
-	StepPowerOff           = "PowerOff"
-	StepRetireAsset        = "RetireAsset"
-	StepUnrack             = "Unrack"
+	// StepLeaveLoadBalancer takes the server out of its VIPs' backends
+	// first, so no client is sent to a server about to be wiped.
+	StepLeaveLoadBalancer = "LeaveLoadBalancer"
+	StepLeaveAggregate    = "LeaveAggregate"
+	StepDeleteCloudNode   = "DeleteCloudNode"
+	StepSecureWipe        = "SecureWipe"
+	StepResetBIOS         = "ResetBIOS"
+	StepPowerOff          = "PowerOff"
+	StepRetireAsset       = "RetireAsset"
+	StepUnrack            = "Unrack"
 )
 
 // DecommissionSteps lists the decommission's steps in order.
@@ -71,6 +75,8 @@ type DecommissionInput struct {
 	// CancelLifecycle is set when the server's lifecycle is still running:
 	// the decommission cancels it first and waits for it to end.
 	CancelLifecycle bool `json:"cancelLifecycle,omitempty"`
+	// Pools are the VIPs the server is a backend of.
+	Pools []string `json:"pools,omitempty"`
 }
 
 // AwaitLifecycleEndName is the activity that waits for a cancelled
@@ -140,6 +146,9 @@ func Decommission(ctx workflow.Context, in DecommissionInput) (DecommissionStatu
 	d.status = DecommissionStatus{Serial: in.Serial, State: StateDecommissioning, Location: in.Location,
 		RunID: workflow.GetInfo(ctx).WorkflowExecution.RunID}
 	steps := DecommissionSteps()
+	if len(in.Pools) > 0 {
+		steps = append([]string{StepLeaveLoadBalancer}, steps...)
+	}
 	if in.CancelLifecycle {
 		steps = append([]string{StepCancelProvisioning}, steps...)
 	}
@@ -283,12 +292,30 @@ func (d *decommission) run(ctx workflow.Context) error {
 			return err
 		}
 	}
+	if len(d.in.Pools) > 0 {
+		if err := d.runStep(ctx, StepLeaveLoadBalancer, d.leaveLoadBalancer); err != nil {
+			return err
+		}
+	}
 	for _, s := range steps {
 		if err := d.runStep(ctx, s.name, s.run); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// leaveLoadBalancer removes the server from each VIP it serves behind;
+// each removal is the VIP's own change, rolled out to every node.
+func (d *decommission) leaveLoadBalancer(ctx workflow.Context) (string, error) {
+	for _, vip := range d.in.Pools {
+		err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, loadBalancerActivityOptions()), activities.LeaveLoadBalancerName,
+			activities.LoadBalancerMembershipInput{Serial: d.in.Serial, VIP: vip, Actor: actorOr(d.in.Actor, "decommission")}).Get(ctx, nil)
+		if err != nil {
+			return "", err
+		}
+	}
+	return "out of " + strings.Join(d.in.Pools, ", "), nil
 }
 
 // cancelProvisioning cancels the server's running lifecycle and waits for

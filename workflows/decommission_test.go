@@ -36,6 +36,9 @@ func (f *fakeProvisioning) registerDecommission(env *testsuite.TestWorkflowEnvir
 	reg(activities.ReleaseRackUnitName, func(_ context.Context, in activities.ReleaseRackUnitInput) error {
 		return f.record(activities.ReleaseRackUnitName, in)
 	})
+	reg(activities.LeaveLoadBalancerName, func(_ context.Context, in activities.LoadBalancerMembershipInput) error {
+		return f.record(activities.LeaveLoadBalancerName, in)
+	})
 }
 
 func newDecommissionTest(t *testing.T) *lifecycleTest {

@@ -3,6 +3,7 @@ package workflows
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"go.temporal.io/sdk/temporal"
@@ -24,6 +25,9 @@ func ServerLifecycle(ctx workflow.Context, in ServerLifecycleInput) (ServerStatu
 		return ServerStatus{}, temporal.NewNonRetryableApplicationError(err.Error(), "InvalidInput", nil)
 	}
 	if err := ValidateTenant(in.Tenant); err != nil {
+		return ServerStatus{}, temporal.NewNonRetryableApplicationError(err.Error(), "InvalidInput", nil)
+	}
+	if err := ValidatePools(in.Pools); err != nil {
 		return ServerStatus{}, temporal.NewNonRetryableApplicationError(err.Error(), "InvalidInput", nil)
 	}
 	l := newLifecycle(in)
@@ -90,6 +94,7 @@ func newLifecycle(in ServerLifecycleInput) *lifecycle {
 			Step:   StepRack,
 			Steps:  steps,
 			Tenant: in.Tenant,
+			Pools:  in.Pools,
 		},
 		racked: in.Location,
 	}
@@ -323,6 +328,17 @@ func (l *lifecycle) runSteps(ctx workflow.Context) error {
 			{StepJoinAggregate, true, l.joinAggregate},
 			{StepAssignTenant, false, l.assignTenant},
 		}...)
+	}
+	// Runs started before load balancing was part of the lifecycle end
+	// without it, as they did then.
+	if workflow.GetVersion(ctx, joinLoadBalancerChange, workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+		l.markSkipped(StepJoinLoadBalancer, "this lifecycle started before metalflow joined servers to load balancers")
+	} else {
+		steps = append(steps, struct {
+			name      string
+			skippable bool
+			run       func(workflow.Context) error
+		}{StepJoinLoadBalancer, true, l.joinLoadBalancer})
 	}
 	for i := 0; i < len(steps); i++ {
 		err := l.runStep(ctx, steps[i].name, steps[i].skippable, steps[i].run)
@@ -711,6 +727,27 @@ func (l *lifecycle) joinAggregate(ctx workflow.Context) error {
 		return skipStep(res.Note)
 	}
 	l.markNote(StepJoinAggregate, res.Note)
+	return nil
+}
+
+// joinLoadBalancerChange guards the JoinLoadBalancer step.
+const joinLoadBalancerChange = "join-load-balancer"
+
+// joinLoadBalancer adds the server to each of its pools' VIPs, one update
+// per VIP, each idempotent (adding a backend that is there replaces it
+// with itself). Staff may skip it: the server is provisioned either way.
+func (l *lifecycle) joinLoadBalancer(ctx workflow.Context) error {
+	if len(l.in.Pools) == 0 {
+		return skipStep("no load-balancer pools were requested for this server")
+	}
+	for _, vip := range l.in.Pools {
+		err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, loadBalancerActivityOptions()), activities.JoinLoadBalancerName,
+			activities.LoadBalancerMembershipInput{Serial: l.status.Serial, VIP: vip, Actor: "lifecycle"}).Get(ctx, nil)
+		if err != nil {
+			return err
+		}
+	}
+	l.markNote(StepJoinLoadBalancer, "backend of "+strings.Join(l.in.Pools, ", "))
 	return nil
 }
 

@@ -86,3 +86,21 @@ func cloudActivityOptions() workflow.ActivityOptions {
 		},
 	}
 }
+
+// loadBalancerActivityOptions: joining or leaving a VIP waits for the VIP's
+// own rollout to every node (canary first), which takes seconds to
+// minutes; a VIP busy with another change refuses and is asked again with
+// backoff. After half an hour the step parks in attention.
+func loadBalancerActivityOptions() workflow.ActivityOptions {
+	return workflow.ActivityOptions{
+		StartToCloseTimeout:    10 * time.Minute,
+		ScheduleToCloseTimeout: 30 * time.Minute,
+		HeartbeatTimeout:       30 * time.Second,
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval:        2 * time.Second,
+			BackoffCoefficient:     2,
+			MaximumInterval:        time.Minute,
+			NonRetryableErrorTypes: activities.NonRetryableErrorTypes(),
+		},
+	}
+}

@@ -62,12 +62,15 @@ const (
 	StepRegisterCloud      = "RegisterCloud"
 	StepJoinAggregate      = "JoinAggregate"
 	StepAssignTenant       = "AssignTenant"
+	// StepJoinLoadBalancer adds the server to the backends of the VIPs it
+	// was ordered for (its pools), once it is ready.
+	StepJoinLoadBalancer = "JoinLoadBalancer"
 )
 
 // Steps lists the lifecycle's steps in order.
 func Steps() []string {
 	return []string{StepRack, StepRegisterAsset, StepInspect, StepRegisterMonitoring, StepConfigureBIOS, StepConfigureRAID, StepInstallOS,
-		StepRegisterCloud, StepJoinAggregate, StepAssignTenant}
+		StepRegisterCloud, StepJoinAggregate, StepAssignTenant, StepJoinLoadBalancer}
 }
 
 // ServerLifecycleInput starts the lifecycle of one server.
@@ -87,6 +90,9 @@ type ServerLifecycleInput struct {
 	// makes it the Ironic node's owner and lessee. Empty leaves the node
 	// in the shared pool.
 	Tenant string `json:"tenant,omitempty"`
+	// Pools are the VIPs (by name) whose backends the server joins once it
+	// is ready; decommissioning takes it out of them first.
+	Pools []string `json:"pools,omitempty"`
 }
 
 // Location is where a technician put the server.
@@ -127,6 +133,8 @@ type ServerStatus struct {
 	RackReminders int `json:"rackReminders,omitempty"`
 	// Tenant is the project the server was ordered for.
 	Tenant string `json:"tenant,omitempty"`
+	// Pools are the VIPs the server serves behind, once joined.
+	Pools []string `json:"pools,omitempty"`
 	// Cloud is the server's Ironic node once RegisterCloud has run.
 	Cloud *CloudNode `json:"cloud,omitempty"`
 }

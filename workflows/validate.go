@@ -91,3 +91,18 @@ func ValidateTenant(tenant string) error {
 	}
 	return nil
 }
+
+// ValidatePools checks the VIP names a server is to serve behind.
+func ValidatePools(pools []string) error {
+	seen := map[string]bool{}
+	for _, p := range pools {
+		if err := ValidateVIPName(p); err != nil {
+			return fmt.Errorf("pools: %w", err)
+		}
+		if seen[p] {
+			return fmt.Errorf("pools: %s listed twice", p)
+		}
+		seen[p] = true
+	}
+	return nil
+}

@@ -1,0 +1,83 @@
+package workflows
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/metalflow/metalflow/activities"
+)
+
+func TestLifecycleJoinsItsPoolsOnceProvisioned(t *testing.T) {
+	lt := newLifecycleTest(t)
+	in := input("SN-LB1")
+	in.Location = &dock
+	in.Pools = []string{"web", "api"}
+	lt.env.ExecuteWorkflow(ServerLifecycleName, in)
+	final := lt.result()
+	require.Equal(t, StepDone, stepOf(final, StepJoinLoadBalancer).Status)
+	require.Equal(t, "backend of web, api", stepOf(final, StepJoinLoadBalancer).Note)
+	require.Equal(t, []activities.LoadBalancerMembershipInput{
+		{Serial: "SN-LB1", VIP: "web", Actor: "lifecycle"}, {Serial: "SN-LB1", VIP: "api", Actor: "lifecycle"},
+	}, inputsOf[activities.LoadBalancerMembershipInput](lt.fake, activities.JoinLoadBalancerName))
+	require.Equal(t, activities.JoinLoadBalancerName, lt.fake.calls[len(lt.fake.calls)-1], "joining is the last step")
+	require.Equal(t, []string{"web", "api"}, final.Pools)
+}
+
+func TestLifecycleWithoutPoolsSkipsJoining(t *testing.T) {
+	lt := newLifecycleTest(t)
+	in := input("SN-LB2")
+	in.Location = &dock
+	lt.env.ExecuteWorkflow(ServerLifecycleName, in)
+	final := lt.result()
+	require.Equal(t, StepSkipped, stepOf(final, StepJoinLoadBalancer).Status)
+	require.Contains(t, stepOf(final, StepJoinLoadBalancer).Note, "no load-balancer pools")
+	require.Zero(t, lt.fake.count(activities.JoinLoadBalancerName))
+}
+
+// A VIP that refuses the server for good (it does not exist) parks the
+// server in attention; staff may skip: the server is provisioned anyway.
+func TestLifecycleJoinFailureIsSkippable(t *testing.T) {
+	lt := newLifecycleTest(t)
+	lt.fake.failNext(activities.JoinLoadBalancerName, appErr("no running VIP web", activities.ErrTypeNoSuchVIP))
+	in := input("SN-LB3")
+	in.Location = &dock
+	in.Pools = []string{"web"}
+	var parked ServerStatus
+	lt.at(time.Hour, func() {
+		parked = lt.status()
+		lt.update(UpdateSkip, SkipInput{By: "ops"})
+	})
+	lt.env.ExecuteWorkflow(ServerLifecycleName, in)
+	final := lt.result()
+	require.Equal(t, StepJoinLoadBalancer, parked.Attention.Step)
+	require.True(t, parked.Attention.Skippable)
+	require.Equal(t, StepSkipped, stepOf(final, StepJoinLoadBalancer).Status)
+	require.Equal(t, StateInstalled, final.State)
+}
+
+func TestLifecycleRefusesBadPools(t *testing.T) {
+	for _, pools := range [][]string{{"Web"}, {"web", "web"}, {""}} {
+		lt := newLifecycleTest(t)
+		in := input("SN-LB4")
+		in.Pools = pools
+		lt.env.ExecuteWorkflow(ServerLifecycleName, in)
+		require.Error(t, lt.env.GetWorkflowError(), "%v", pools)
+		require.Empty(t, lt.fake.calls)
+	}
+}
+
+func TestDecommissionLeavesTheLoadBalancerFirst(t *testing.T) {
+	lt := newDecommissionTest(t)
+	lt.at(time.Hour, func() { lt.update(UpdateUnracked, UnrackedInput{}) })
+	in := decommissionInput("SN-LB5", "compute")
+	in.Pools = []string{"web"}
+	lt.env.ExecuteWorkflow(DecommissionName, in)
+	require.NoError(t, lt.env.GetWorkflowError())
+	var final DecommissionStatus
+	require.NoError(t, lt.env.GetWorkflowResult(&final))
+	require.Equal(t, StepLeaveLoadBalancer, final.Steps[0].Name)
+	require.Equal(t, StepDone, final.Steps[0].Status)
+	require.Equal(t, activities.LeaveLoadBalancerName, lt.fake.calls[0], "out of the load balancer before anything else")
+}
