@@ -9,7 +9,8 @@ export GOTOOLCHAIN="${GOTOOLCHAIN:-local}"
 
 # Debian packages the tests use (ironic-common: a real OpenStack Ironic for the
 # cloud step, ~280 MB, 1.5-4 min; redfishtool and python3-sushy: independent
-# Redfish clients the BMC simulator is tested with). Installed only when
+# Redfish clients the BMC simulator is tested with; bird2: the top-of-rack BGP
+# peer of the LB nodes' speaker). Installed only when
 # missing and when we can (root with apt); without them the tests that need
 # them skip and say why.
 packages=(iproute2 ethtool ironic-common redfishtool python3-sushy bird2)
