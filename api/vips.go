@@ -42,6 +42,9 @@ type vipResponse struct {
 	workflows.VIPStatus
 	WorkflowID  string `json:"workflowId"`
 	TemporalURL string `json:"temporalUrl,omitempty"`
+	// Traffic is each placed node's counters, read from the nodes now;
+	// absent with ?counters=false or when the VIP's workflow has ended.
+	Traffic *workflows.VIPReport `json:"traffic,omitempty"`
 }
 
 type vipList struct {
@@ -158,7 +161,33 @@ func (s *Server) getVIP(c echo.Context) error {
 		return err
 	}
 	id := lbapi.VIPWorkflowID(name)
-	return c.JSON(http.StatusOK, vipResponse{VIPStatus: st, WorkflowID: id, TemporalURL: s.workflowURL(id, st.RunID)})
+	res := vipResponse{VIPStatus: st, WorkflowID: id, TemporalURL: s.workflowURL(id, st.RunID)}
+	switch c.QueryParam("counters") {
+	case "", "true":
+		res.Traffic = s.vipTraffic(ctx, id)
+	case "false":
+	default:
+		return httpError(http.StatusBadRequest, "counters must be true or false")
+	}
+	return c.JSON(http.StatusOK, res)
+}
+
+// vipTraffic asks the VIP's nodes for their counters through its workflow.
+// The status stands on its own: when the nodes cannot be asked (the
+// workflow has ended, Temporal is slow) the answer has no traffic rather
+// than failing.
+func (s *Server) vipTraffic(ctx context.Context, id string) *workflows.VIPReport {
+	h, err := s.cfg.Temporal.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
+		WorkflowID: id, UpdateName: workflows.UpdateReport, WaitForStage: client.WorkflowUpdateStageCompleted,
+	})
+	if err != nil {
+		return nil
+	}
+	var rep workflows.VIPReport
+	if err := h.Get(ctx, &rep); err != nil {
+		return nil
+	}
+	return &rep
 }
 
 // approveVIP publishes a public VIP. The route admits approvers and admins;

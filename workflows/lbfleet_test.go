@@ -56,6 +56,8 @@ type fakeLBNode struct {
 	// routeStuck: BGP peers are up but no route gets into the RIB.
 	routeStuck bool
 	packets    uint64
+	// traffic is what the node reports having balanced for each VIP.
+	traffic lbapi.Counter
 }
 
 func newFakeFleet() *fakeFleet { return &fakeFleet{nodes: map[string]*fakeLBNode{}} }
@@ -163,7 +165,7 @@ func (f *fakeFleet) register(env *testsuite.TestWorkflowEnvironment) {
 			if in.VIP != "" && in.VIP != name {
 				continue
 			}
-			r := lbapi.VIPReport{Name: name, Address: s.Address, Digest: n.digest(s)}
+			r := lbapi.VIPReport{Name: name, Address: s.Address, Digest: n.digest(s), Counter: n.traffic}
 			if !n.noBGP && !n.routeStuck {
 				r.Announced = s.Announce
 			}

@@ -163,6 +163,7 @@ func (v *vip) registerHandlers(ctx workflow.Context) error {
 		{UpdateRetire, v.handleRetire, v.validateRetire},
 		{UpdateRetry, v.handleRetry, v.validateRetry},
 		{UpdateAbort, v.handleAbort, v.validateAbort},
+		{UpdateReport, v.handleReport, func() error { return nil }},
 	} {
 		if err := workflow.SetUpdateHandlerWithOptions(ctx, u.name, u.handler, workflow.UpdateHandlerOptions{Validator: u.valid}); err != nil {
 			return fmt.Errorf("register %s update: %w", u.name, err)
