@@ -52,7 +52,14 @@ func (s *Server) authenticate(c echo.Context) (auth.Principal, error) {
 	}
 	header := c.Request().Header.Get(echo.HeaderAuthorization)
 	if header == "" {
-		return auth.Principal{}, httpError(http.StatusUnauthorized, "missing token: send Authorization: Bearer <token>")
+		tok, err := sessionToken(c)
+		if err != nil {
+			return auth.Principal{}, err
+		}
+		if tok == "" {
+			return auth.Principal{}, httpError(http.StatusUnauthorized, "missing token: send Authorization: Bearer <token>")
+		}
+		header = "Bearer " + tok
 	}
 	p, err := s.cfg.Tokens.Authenticate(c.Request().Context(), header)
 	if auth.IsUnauthenticated(err) {

@@ -46,6 +46,7 @@ func openRoutes() map[string]bool {
 		"GET /boot/ipxe": true, "GET /boot/nocloud/:serial/:attempt/meta-data": true,
 		"GET /boot/nocloud/:serial/:attempt/user-data": true, "GET /boot/nocloud/:serial/:attempt/vendor-data": true,
 		"GET /boot/files/:name": true, "GET /*": true,
+		"POST /api/v1/session": true, "DELETE /api/v1/session": true,
 	}
 }
 

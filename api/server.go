@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.temporal.io/sdk/client"
+	"golang.org/x/time/rate"
 
 	"github.com/metalflow/metalflow/auth"
 	"github.com/metalflow/metalflow/credentials"
@@ -47,6 +48,9 @@ type Config struct {
 	// Tokens authenticates callers; without it every protected route
 	// answers 401 (fail closed).
 	Tokens *auth.Tokens
+	// RateLimit is the requests per second each client address may make
+	// (bursts of twice that); 0 turns the limit off.
+	RateLimit float64
 	// OpenServiceDiscovery serves /api/v1/sd/targets without a token, for
 	// Prometheus servers that cannot send one.
 	OpenServiceDiscovery bool
@@ -75,6 +79,19 @@ func New(cfg Config) *Server {
 	e.Use(newHTTPMetrics(cfg.Registry).middleware)
 	e.Use(requestLog(cfg.Logger))
 	e.Use(middleware.BodyLimit(maxBodyBytes))
+	if cfg.RateLimit > 0 {
+		// Per client address: one runaway script must not starve the
+		// technicians' tablets.
+		e.Use(middleware.RateLimiterWithConfig(middleware.RateLimiterConfig{
+			Skipper: func(c echo.Context) bool {
+				p := c.Path()
+				return p == "/healthz" || p == "/readyz" || p == "/metrics"
+			},
+			Store: middleware.NewRateLimiterMemoryStoreWithConfig(middleware.RateLimiterMemoryStoreConfig{
+				Rate: rate.Limit(cfg.RateLimit), Burst: 2 * int(cfg.RateLimit),
+			}),
+		}))
+	}
 
 	e.GET("/healthz", s.healthz)
 	e.GET("/readyz", s.readyz)
@@ -84,6 +101,11 @@ func New(cfg Config) *Server {
 	// Open: what machines without tokens must reach (the contract, the
 	// installer's phone-home with its one-time token, Prometheus).
 	v1.GET("/openapi.json", s.openAPI)
+	// Signing in is open, but slow to guess at: a few tries a second.
+	v1.POST("/session", s.createSession, middleware.RateLimiterWithConfig(middleware.RateLimiterConfig{
+		Store: middleware.NewRateLimiterMemoryStoreWithConfig(middleware.RateLimiterMemoryStoreConfig{Rate: 2, Burst: 10}),
+	}))
+	v1.DELETE("/session", s.deleteSession)
 	v1.POST("/boot/phone-home", s.phoneHome)
 	if cfg.OpenServiceDiscovery {
 		v1.GET("/sd/targets", s.sdTargets)

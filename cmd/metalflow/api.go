@@ -21,6 +21,7 @@ func runAPI(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs.StringVar(&httpAddr, "http", "127.0.0.1:8080", "API, operator UI and /metrics listen address")
 	var bf bootFlags
 	bf.register(fs)
+	rateLimit := fs.Float64("rate-limit", 100, "requests per second each client address may make (bursts of twice that); 0 turns the limit off")
 	openSD := fs.Bool("open-service-discovery", false, "serve /api/v1/sd/targets without a token, for Prometheus servers that cannot send one")
 	fs.StringVar(&uiURL, "temporal-ui-url", "", "public URL of the Temporal Web UI, for links in answers and the operator UI")
 	if err := parseFlags(fs, args); err != nil {
@@ -53,5 +54,6 @@ func runAPI(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		Boot:          bf.config(httpAddr),
 
 		OpenServiceDiscovery: *openSD,
+		RateLimit:            *rateLimit,
 	})
 }

@@ -25,6 +25,7 @@ type devFlags struct {
 	dataDir        string
 	ephemeral      bool
 	openSD         bool
+	rateLimit      float64
 	temporalListen string
 	temporalUI     string
 	httpAddr       string
@@ -52,6 +53,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs.StringVar(&f.temporalListen, "temporal-listen", "127.0.0.1:7233", "Temporal frontend (gRPC) listen address, for the temporal CLI and separate workers")
 	fs.StringVar(&f.temporalUI, "temporal-ui", "127.0.0.1:8233", "Temporal Web UI listen address; empty disables it")
 	fs.StringVar(&f.httpAddr, "http", "127.0.0.1:8080", "API, operator UI and /metrics listen address")
+	fs.Float64Var(&f.rateLimit, "rate-limit", 100, "requests per second each client address may make (bursts of twice that); 0 turns the limit off")
 	fs.BoolVar(&f.openSD, "open-service-discovery", false, "serve /api/v1/sd/targets without a token, for Prometheus servers that cannot send one")
 	fs.StringVar(&f.namespace, "namespace", "default", "Temporal namespace, created at start")
 	fs.BoolVar(&f.workers, "workers", true, "run the lifecycle worker in this process (false: run 'metalflow worker' separately)")
@@ -204,6 +206,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 			Boot:          f.boot.config(f.httpAddr),
 
 			OpenServiceDiscovery: f.openSD,
+			RateLimit:            f.rateLimit,
 		})
 	})
 	log.Info("metalflow dev is up",
