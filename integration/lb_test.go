@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"slices"
 	"strings"
@@ -198,6 +199,47 @@ func TestLoadBalancerEndToEnd(t *testing.T) {
 		assert.NotZero(t, counts[be2.name], "the backend is back: %v", counts)
 	})
 
+	t.Run("a change a cluster cannot take waits for attention: retry, then abort", func(t *testing.T) {
+		bNodes := []*lbNodeProc{x.node("b1"), x.node("b2")}
+		stopB := func() {
+			for _, n := range bNodes {
+				n.stop()
+			}
+		}
+		startB := func() {
+			for _, n := range bNodes {
+				n.mustStart(t)
+			}
+		}
+		before := alice.getVIP(t, "shop")
+		// Cluster lb-b's workers are down: its nodes take no task, the
+		// change is rolled back on lb-a and the VIP asks staff.
+		stopB()
+		change := fmt.Sprintf(`{"add":[{"address":%q,"weight":150}]}`, x.backends[0].addr)
+		a := alice.expectOneOf(t, []int{http.StatusConflict, http.StatusServiceUnavailable}, "POST", "/api/v1/vips/shop/backends", change)
+		t.Logf("backends change without lb-b: %d %s", a.code, a.body)
+		st := alice.waitAttention(t, "shop")
+		assert.Equal(t, workflows.VIPStepBackends, st.Attention.Step)
+		assert.Contains(t, st.Attention.Error, "took no task")
+		startB()
+		alice.expect(t, http.StatusOK, "POST", "/api/v1/vips/shop/retry", jsonType, `{}`, true)
+		st = alice.waitVIP(t, "shop", "active", func(st workflows.VIPStatus) error { return allAnnounced(st, 2) })
+		assert.NotEqual(t, before.Digest, st.Digest, "the retried change is in")
+		assert.Equal(t, expectedDigest(st), st.Digest)
+		x.waitRoutes(t, st.Address, map[string][]string{"torA": {"n_a1", "n_a2"}, "torB": {"n_b1", "n_b2"}}, true)
+
+		retried := st
+		stopB()
+		change = fmt.Sprintf(`{"add":[{"address":%q,"weight":50}]}`, x.backends[0].addr)
+		alice.expectOneOf(t, []int{http.StatusConflict, http.StatusServiceUnavailable}, "POST", "/api/v1/vips/shop/backends", change)
+		alice.waitAttention(t, "shop")
+		alice.expect(t, http.StatusOK, "POST", "/api/v1/vips/shop/abort", jsonType, `{"reason":"lb-b is in maintenance"}`, true)
+		startB()
+		st = alice.waitVIP(t, "shop", "active", nil)
+		assert.Equal(t, retried.Digest, st.Digest, "the aborted change left the previous backends")
+		x.waitRoutes(t, st.Address, map[string][]string{"torA": {"n_a1", "n_a2"}, "torB": {"n_b1", "n_b2"}}, true)
+	})
+
 	t.Run("a public VIP is retired", func(t *testing.T) {
 		viewer.expect(t, http.StatusOK, "GET", "/api/v1/vips", "", "", true)
 		alice.expect(t, http.StatusOK, "DELETE", "/api/v1/vips/shop", jsonType, `{"reason":"end of test"}`, true)
@@ -232,6 +274,45 @@ func (c *contract) getVIP(t *testing.T, name string) workflows.VIPStatus {
 	var st workflows.VIPStatus
 	require.NoError(t, json.Unmarshal(a.body, &st))
 	return st
+}
+
+// waitAttention polls a VIP until it waits for staff.
+func (c *contract) waitAttention(t *testing.T, name string) workflows.VIPStatus {
+	t.Helper()
+	var st workflows.VIPStatus
+	eventually(t, lbTimeout, "VIP "+name+" needs attention", func() error {
+		st = c.getVIP(t, name)
+		if st.State != workflows.VIPStateAttention || st.Attention == nil {
+			return fmt.Errorf("state %s", st.State)
+		}
+		return nil
+	})
+	return st
+}
+
+// expectOneOf is expect for a well-formed JSON request whose status
+// depends on timing: an update that outlasts the API's wait answers 503,
+// one the workflow parks in attention first answers 409.
+func (c *contract) expectOneOf(t *testing.T, statuses []int, method, path, body string) liveAnswer {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, method, c.api+path, strings.NewReader(body))
+	require.NoError(t, err)
+	bearerFromURL(req)
+	req.Header.Set("Content-Type", jsonType)
+	res, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer res.Body.Close()
+	b, err := io.ReadAll(res.Body)
+	require.NoError(t, err)
+	require.Contains(t, statuses, res.StatusCode, "%s %s: %s", method, path, b)
+	op, err := c.doc.Operation(req)
+	require.NoError(t, err)
+	c.seen[op] = append(c.seen[op], res.StatusCode)
+	require.NoError(t, c.doc.CheckResponse(req, res.StatusCode, res.Header, b), "%s %s: %s", method, path, b)
+	require.NoError(t, c.doc.CheckRequest(req, []byte(body)))
+	return liveAnswer{code: res.StatusCode, header: res.Header, body: b}
 }
 
 // waitVIP polls a VIP until it is in state and fn (if any) is satisfied.

@@ -383,6 +383,9 @@ func (b *lbBird) birdc(args ...string) (string, error) {
 // from.
 func (b *lbBird) routeFrom(prefix string) ([]string, error) {
 	out, err := b.birdc("show", "route", "for", prefix, "all")
+	if strings.Contains(out, "Network not found") {
+		return nil, nil
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%v: %s", err, out)
 	}
