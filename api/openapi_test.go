@@ -450,8 +450,9 @@ func TestOpenAPICheckFailsOnWrongDocument(t *testing.T) {
 	}
 }
 
-// TestOpenAPIStepNamesCoverEveryStep: an attention or a status names any
-// step of any workflow; the document must allow every one.
+// TestOpenAPIStepNamesCoverEveryStep: a server's attention or status, or
+// its decommission's, names any of their steps; the document must allow
+// every one. (VIP steps have their own schema, VIPAttention.)
 func TestOpenAPIStepNamesCoverEveryStep(t *testing.T) {
 	var doc struct {
 		Components struct {
@@ -463,10 +464,30 @@ func TestOpenAPIStepNamesCoverEveryStep(t *testing.T) {
 	require.NoError(t, json.Unmarshal(openAPIDocument, &doc))
 	allowed := doc.Components.Schemas["StepName"].Enum
 	steps := append(workflows.Steps(), workflows.DecommissionSteps()...)
-	steps = append(steps, workflows.StepCancelProvisioning, workflows.StepLeaveLoadBalancer,
-		workflows.VIPStepAllocateAddress, workflows.VIPStepPlace, workflows.VIPStepRollOut, workflows.VIPStepPublish,
-		workflows.VIPStepBackends, workflows.VIPStepBackendHealth, workflows.VIPStepRetire)
+	steps = append(steps, workflows.StepCancelProvisioning, workflows.StepLeaveLoadBalancer)
 	for _, s := range steps {
 		require.Contains(t, allowed, s, "StepName in api/openapi.json lacks %s", s)
 	}
+}
+
+// TestOpenAPIVIPAttentionNamesEveryVIPStep: a VIP waiting for staff shows
+// the step of its own workflow that failed, which the document must accept
+// (the lifecycle's step names are not the VIP's).
+func TestOpenAPIVIPAttentionNamesEveryVIPStep(t *testing.T) {
+	doc := loadDoc(t, openAPIDocument)
+	req := httptest.NewRequest(http.MethodGet, "/api/v1/vips/web", nil)
+	header := http.Header{"Content-Type": []string{"application/json"}}
+	for _, step := range []string{workflows.VIPStepAllocateAddress, workflows.VIPStepPlace, workflows.VIPStepRollOut,
+		workflows.VIPStepPublish, workflows.VIPStepBackends, workflows.VIPStepBackendHealth, workflows.VIPStepRetire} {
+		body, err := json.Marshal(vipResponse{VIPStatus: workflows.VIPStatus{
+			Name: "web", Exposure: "internal", State: workflows.VIPStateAttention, Protocol: "tcp", Ports: []uint16{80},
+			Placement: []workflows.ClusterPlacement{}, Backends: []workflows.BackendStatus{},
+			Attention: &workflows.Attention{Step: step, Error: "the node took no task"},
+		}, WorkflowID: "vip/web"})
+		require.NoError(t, err)
+		require.NoError(t, doc.CheckResponse(req, http.StatusOK, header, body), step)
+	}
+	body := []byte(`{"name":"web","exposure":"internal","state":"attention","placement":[],"backends":[],"awaitingApproval":false,` +
+		`"attention":{"step":"InstallOS","error":"x","skippable":false},"workflowId":"vip/web"}`)
+	require.Error(t, doc.CheckResponse(req, http.StatusOK, header, body), "a lifecycle step is no VIP step")
 }
