@@ -97,8 +97,10 @@ func TestLoadBalancerEndToEnd(t *testing.T) {
 
 	t.Run("each ToR has the route from both its nodes, the external peers none", func(t *testing.T) {
 		x.waitRoutes(t, web, map[string][]string{"torA": {"n_a1", "n_a2"}, "torB": {"n_b1", "n_b2"}}, false)
-		out := x.lab.IP(x.tors["torA"].ns, "route", "show", web)
-		assert.Equal(t, 2, strings.Count(out, "nexthop via"), "torA's kernel route is ECMP over both nodes: %s", out)
+		for _, tor := range x.tors {
+			out := x.lab.IP(tor.ns, "route", "show", web)
+			assert.Equal(t, 2, strings.Count(out, "nexthop via"), "%s's kernel route is ECMP over both nodes: %s", tor.name, out)
+		}
 	})
 
 	t.Run("client connections reach all three backends", func(t *testing.T) {
@@ -157,6 +159,12 @@ func TestLoadBalancerEndToEnd(t *testing.T) {
 		alice.expect(t, http.StatusOK, "POST", "/api/v1/vips/web/backends", jsonType,
 			fmt.Sprintf(`{"add":[{"address":%q,"weight":200}]}`, x.backends[2].addr), true)
 		require.NoError(t, <-restarted)
+		eventually(t, lbTimeout, "a1 restarted on its pinned data plane", func() error {
+			if run := a1.lastRunLog(); !strings.Contains(run, "agent started") || !strings.Contains(run, "adopted=true") {
+				return fmt.Errorf("log since the restart: %s", run)
+			}
+			return nil
+		})
 		st := alice.waitVIP(t, "web", "active", func(st workflows.VIPStatus) error { return allAnnounced(st, 2) })
 		assert.NotEqual(t, before.Digest, st.Digest)
 		assert.Equal(t, expectedDigest(st), st.Digest)

@@ -433,6 +433,16 @@ func (p *lbNodeProc) mustStart(t *testing.T) {
 	require.NoError(t, p.start(), "starting lbnode %s", p.name)
 }
 
+// lastRunLog is the worker's log since it was last started.
+func (p *lbNodeProc) lastRunLog() string {
+	b, _ := os.ReadFile(p.log)
+	s := string(b)
+	if i := strings.LastIndex(s, "=== start "); i >= 0 {
+		s = s[i:]
+	}
+	return s
+}
+
 // kill is kill -9: the worker gets no chance to withdraw anything.
 func (p *lbNodeProc) kill() {
 	p.signal(syscall.SIGKILL)
