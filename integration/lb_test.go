@@ -110,6 +110,13 @@ func TestLoadBalancerEndToEnd(t *testing.T) {
 		for _, b := range x.backends {
 			assert.NotZero(t, counts[b.name], "no connection reached %s", b.name)
 		}
+		// torA spreads the flows over both its nodes; cluster lb-b's nodes
+		// run the VIP too but no client is behind torB.
+		for _, n := range []string{"a1", "a2"} {
+			packets := x.node(n).vipPackets(t, web)
+			t.Logf("%s forwarded %d packets for %s", n, packets, web)
+			assert.NotZero(t, packets, "node %s took part", n)
+		}
 	})
 
 	t.Run("a public VIP waits for an approver other than its requester", func(t *testing.T) {

@@ -83,6 +83,7 @@ type lbNodeProc struct {
 	cluster, name string
 	ns            string
 	addr          string
+	iface, pins   string
 	args          []string
 	log           string
 
@@ -226,7 +227,8 @@ func (x *lbLab) addNode(tor *lbToR, cluster, name, domain string, asn uint32, n 
 	// detaching before the namespace goes frees its pins. Runs after the
 	// worker stopped (cleanups run last-registered first).
 	t.Cleanup(func() { _, _ = x.run(ns, "lbnode", "--iface", dev, "--detach", "--pin-root", pins) })
-	p := &lbNodeProc{lab: x, cluster: cluster, name: name, ns: ns, addr: self, log: filepath.Join(x.logDir, name+".log")}
+	p := &lbNodeProc{lab: x, cluster: cluster, name: name, ns: ns, addr: self, iface: dev, pins: pins,
+		log: filepath.Join(x.logDir, name+".log")}
 	p.args = []string{"lbnode", "--iface", dev, "--xdp-mode", "generic", "--pin-root", pins,
 		"--temporal", x.temporal, "--cluster", cluster, "--node", name, "--failure-domain", domain,
 		// Placement skips clusters whose nodes report no capacity.
@@ -441,6 +443,30 @@ func (p *lbNodeProc) lastRunLog() string {
 		s = s[i:]
 	}
 	return s
+}
+
+// vipPackets is how many packets for vip the node's data plane has
+// forwarded, as `metalflow lbnode --stats` reads them from its pins.
+func (p *lbNodeProc) vipPackets(t *testing.T, vip string) uint64 {
+	t.Helper()
+	out := p.lab.mustRun(p.ns, "lbnode", "--stats", "--iface", p.iface, "--pin-root", p.pins)
+	var total uint64
+	for _, line := range strings.Split(out, "\n") {
+		// "vip      172.30.255.1:8080/tcp     packets 12 bytes 3456"
+		f := strings.Fields(line)
+		if len(f) < 2 || f[0] != "vip" || !strings.HasPrefix(f[1], vip+":") {
+			continue
+		}
+		for i := range f[:len(f)-1] {
+			if f[i] == "packets" {
+				var n uint64
+				_, err := fmt.Sscan(f[i+1], &n)
+				require.NoError(t, err, line)
+				total += n
+			}
+		}
+	}
+	return total
 }
 
 // kill is kill -9: the worker gets no chance to withdraw anything.
