@@ -231,8 +231,8 @@ func (x *lbLab) addNode(tor *lbToR, cluster, name, domain string, asn uint32, n 
 		log: filepath.Join(x.logDir, name+".log")}
 	p.args = []string{"lbnode", "--iface", dev, "--xdp-mode", "generic", "--pin-root", pins,
 		"--temporal", x.temporal, "--cluster", cluster, "--node", name, "--failure-domain", domain,
-		// The flag's default 0 means "no limit" to the node, but placement
-		// reads a capacity of 0 as a full cluster and never picks it.
+		// Small clusters: placement fills the least loaded per unit of
+		// capacity.
 		"--capacity", "16",
 		"--state-dir", filepath.Join(x.logDir, name+"-state"),
 		"--next-hop-mac", l.MAC(tor.ns, tdev).String(),

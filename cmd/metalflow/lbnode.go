@@ -224,7 +224,7 @@ func (w *lbWorkerFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&w.cluster, "cluster", "", "with --temporal, the LB cluster this node belongs to")
 	fs.StringVar(&w.node, "node", "", "with --temporal, this node's name in its cluster")
 	fs.StringVar(&w.failureDomain, "failure-domain", "", "with --temporal, what fails together with this node (rack, power feed)")
-	fs.IntVar(&w.capacity, "capacity", 0, "with --temporal, how many VIPs this node takes (0 = no limit)")
+	fs.IntVar(&w.capacity, "capacity", 64, "with --temporal, how many VIPs this node takes; placement fills the least loaded clusters first")
 	fs.StringVar(&w.stateDir, "state-dir", "/var/lib/metalflow/lbnode", "with --temporal, where the node keeps the VIP specs it was given")
 	fs.StringVar(&w.metricsListen, "metrics-listen", "", "with --temporal, listen address for /metrics and /healthz; empty disables them")
 	fs.StringVar(&w.nextHopMAC, "next-hop-mac", "", "with --temporal, MAC address encapsulated packets go to (default: the interface's IPv4 gateway)")
@@ -235,8 +235,10 @@ func (w *lbWorkerFlags) check() error {
 	switch {
 	case w.cluster == "" || w.node == "":
 		return errors.New("--temporal needs --cluster and --node")
-	case w.capacity < 0:
-		return fmt.Errorf("--capacity %d is negative", w.capacity)
+	case w.capacity < 1:
+		// Placement counts VIPs per unit of capacity: a node of capacity 0
+		// would never be chosen.
+		return fmt.Errorf("--capacity %d: a node takes at least one VIP", w.capacity)
 	case w.stateDir == "":
 		return errors.New("--state-dir must not be empty")
 	}

@@ -26,7 +26,8 @@ func TestLBNodeWorkerFlags(t *testing.T) {
 		"no node":           {[]string{"--iface", "eth0", "--temporal", "127.0.0.1:7233", "--cluster", "c1"}, "--cluster and --node"},
 		"with a config":     {[]string{"--iface", "eth0", "--temporal", "127.0.0.1:7233", "--config", "x.yaml"}, "exactly one"},
 		"with stats":        {[]string{"--iface", "eth0", "--temporal", "127.0.0.1:7233", "--stats"}, "exactly one"},
-		"negative capacity": {[]string{"--iface", "eth0", "--temporal", "h:1", "--cluster", "c", "--node", "n", "--capacity", "-1"}, "negative"},
+		"negative capacity": {[]string{"--iface", "eth0", "--temporal", "h:1", "--cluster", "c", "--node", "n", "--capacity", "-1"}, "at least one VIP"},
+		"zero capacity":     {[]string{"--iface", "eth0", "--temporal", "h:1", "--cluster", "c", "--node", "n", "--capacity", "0"}, "at least one VIP"},
 		"bad next hop":      {[]string{"--iface", "eth0", "--temporal", "h:1", "--cluster", "c", "--node", "n", "--next-hop-mac", "router"}, "Ethernet"},
 	} {
 		err := runLBNode(context.Background(), tc.args, io.Discard, io.Discard)
