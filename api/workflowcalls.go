@@ -37,6 +37,12 @@ func decommissionRef(serial string) workflowRef {
 		name: "the decommission of server " + serial}
 }
 
+// updateInProgress answers an accepted update that has not finished yet.
+type updateInProgress struct {
+	UpdateID string `json:"updateId"`
+	Message  string `json:"message"`
+}
+
 // queryStatus reads a workflow's status query into out; a workflow that
 // never existed is a 404.
 func (s *Server) queryStatus(ctx context.Context, ref workflowRef, query string, out any) error {
@@ -59,11 +65,21 @@ func (s *Server) queryStatus(ctx context.Context, ref workflowRef, query string,
 // cannot take); a run that ended is a 409, one that never existed a 404.
 func (s *Server) sendUpdate(c echo.Context, ctx context.Context, ref workflowRef, update string, arg, res any) error {
 	handle, err := s.cfg.Temporal.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
-		WorkflowID: ref.id, UpdateName: update, Args: []any{arg}, WaitForStage: client.WorkflowUpdateStageCompleted,
+		WorkflowID: ref.id, UpdateName: update, Args: []any{arg}, WaitForStage: client.WorkflowUpdateStageAccepted,
 	})
 	if err == nil {
 		if err = handle.Get(ctx, res); err == nil {
 			return c.JSON(http.StatusOK, res)
+		}
+		// Accepted, but the change (a VIP rolled out node by node) outlasts
+		// the request: it goes on in the workflow. Say so, rather than
+		// blaming Temporal with a 503.
+		if ctx.Err() != nil && c.Request().Context().Err() == nil {
+			c.Response().Header().Set(echo.HeaderLocation, c.Request().URL.Path)
+			return c.JSON(http.StatusAccepted, updateInProgress{
+				UpdateID: handle.UpdateID(),
+				Message:  "accepted and still in progress: follow the status",
+			})
 		}
 	}
 	var appErr *temporal.ApplicationError
