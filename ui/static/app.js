@@ -457,7 +457,9 @@ async function vipPage(name) {
         v.temporalUrl ? h("p", {}, h("a", { href: v.temporalUrl, target: "_blank", rel: "noopener" }, "This VIP's run in the Temporal Web UI")) : null,
         (v.warnings || []).map((w) => h("p", { class: "error" }, w)),
         v.attention ? h("div", { class: "attention", id: "vip-attention" }, h("p", { class: "error" }, v.attention.step + ": " + v.attention.error)) : null,
-        v.awaitingApproval ? h("div", { id: "vip-approval" }, h("p", {}, "Public: awaiting approval."), approveButtons(v.name, () => app.refresh && app.refresh())) : null),
+        // Until it is placed there is nothing an approver could let out.
+        v.awaitingApproval && v.state !== "attention" ? h("div", { id: "vip-approval" }, h("p", {}, "Public: awaiting approval."), approveButtons(v.name, () => app.refresh && app.refresh())) : null,
+        v.awaitingApproval && v.state === "attention" ? h("p", { class: "muted", id: "vip-approval-later" }, "Public: an approver decides once it is placed.") : null),
       h("section", { id: "placement" }, h("h3", {}, "Placement"), (v.placement || []).length ? h("div", { class: "grid" }, ...v.placement.map((c) =>
         h("div", {}, h("h4", {}, c.cluster + " · failure domain " + c.failureDomain), h("table", {}, h("tbody", {}, ...(c.nodes || []).map((n) => {
           const tn = (t.nodes || []).find((x) => x.node === n.node && x.cluster === c.cluster);
@@ -475,7 +477,7 @@ async function approvalsPage() {
   const box = h("section", { id: "approvals" });
   view(h("h2", {}, "Approvals"), box);
   await poll(async () => {
-    const vips = ((await api("GET", "/api/v1/vips")).vips || []).filter((v) => v.awaitingApproval);
+    const vips = ((await api("GET", "/api/v1/vips")).vips || []).filter((v) => v.awaitingApproval || v.state === "awaiting-approval");
     box.replaceChildren(...(vips.length ? vips.map((v) => h("div", { class: "item", "data-vip": v.name },
       h("p", {}, h("a", { href: "#/vips/" + enc(v.name) }, h("strong", {}, v.name)), " ", v.address || "", " requested by ", v.requestedBy || "?"),
       approveButtons(v.name, () => app.refresh && app.refresh()))) : [h("p", { class: "empty", id: "approvals-empty" }, "No public VIPs await approval.")]));
