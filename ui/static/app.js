@@ -49,8 +49,11 @@ function may(role) {
   if (role === "approver") return app.me.role === "approver" || app.me.role === "admin";
   return (ladder[app.me.role] || 0) >= ladder[role];
 }
+// put replaces an element's children, leaving out the null and false that
+// optional parts of a page evaluate to.
+function put(el, ...kids) { el.replaceChildren(...kids.flat().filter((k) => k !== null && k !== undefined && k !== false)); }
 function enc(s) { return encodeURIComponent(s); }
-function view(...kids) { document.getElementById("view").replaceChildren(...kids); }
+function view(...kids) { put(document.getElementById("view"), ...kids); }
 function msg(id) { return h("p", { class: "msg", id, role: "status" }); }
 function say(el, text, ok) { el.textContent = text; el.className = "msg " + (ok ? "ok" : "error"); }
 
@@ -172,7 +175,7 @@ async function fleetPage() {
   function draw() {
     const shown = rows.filter((r) => (!filt.state || r.state === filt.state) && (!filt.site || r.site === filt.site) && (!filt.rack || r.rack === filt.rack));
     shown.sort((a, b) => (a.state === "attention" ? 0 : 1) - (b.state === "attention" ? 0 : 1) || a.serial.localeCompare(b.serial));
-    body.replaceChildren(...shown.map((r) => h("tr", { "data-serial": r.serial, "data-state": r.state },
+    put(body, ...shown.map((r) => h("tr", { "data-serial": r.serial, "data-state": r.state },
       h("td", {}, h("a", { href: "#/servers/" + enc(r.serial) }, r.serial)), h("td", {}, pill(r.state)),
       h("td", {}, r.step || ""), h("td", {}, r.since ? dur(Date.now() - r.since) : ""), h("td", {}, r.site || ""), h("td", {}, r.rack || ""))));
     document.getElementById("fleet-empty").hidden = rows.length > 0;
@@ -189,7 +192,7 @@ async function fleetPage() {
     fill("state", rows.map((r) => r.state)); fill("site", rows.map((r) => r.site)); fill("rack", rows.map((r) => r.rack));
     const att = rows.filter((r) => r.state === "attention" && r.attention);
     attention.hidden = att.length === 0;
-    attention.replaceChildren(h("h3", {}, "Needs attention (" + att.length + ")"), ...att.map((r) =>
+    put(attention, h("h3", {}, "Needs attention (" + att.length + ")"), ...att.map((r) =>
       h("div", { class: "item", "data-serial": r.serial },
         h("a", { href: "#/servers/" + enc(r.serial) }, h("strong", {}, r.serial)), " at ", h("strong", {}, r.attention.step),
         h("div", { class: "error" }, r.attention.error), decisionButtons(r.serial, r.attention, () => app.refresh && app.refresh()))));
@@ -226,7 +229,7 @@ async function rackPage(site, name) {
       units.push(h("div", { class: "unit" + (serial ? " used s-" + (st || "none") : ""), "data-unit": u, "data-serial": serial || null },
         h("span", { class: "no" }, "U" + u), h("span", { class: "who" }, serial ? h("a", { href: "#/servers/" + enc(serial) }, serial + (st ? " · " + st : "")) : "")));
     }
-    pic.replaceChildren(...units);
+    put(pic, ...units);
   });
 }
 
@@ -343,7 +346,7 @@ async function serverPage(serial) {
     const st = await api("GET", "/api/v1/servers/" + enc(serial));
     const asset = await api("GET", "/api/v1/servers/" + enc(serial) + "/asset").catch(() => null);
     const loc = st.location;
-    top.replaceChildren(h("p", {}, h("strong", {}, st.serial), " ", h("span", { id: "server-state" }, pill(st.state)), " ", st.step ? "at " + st.step : ""),
+    put(top, h("p", {}, h("strong", {}, st.serial), " ", h("span", { id: "server-state" }, pill(st.state)), " ", st.step ? "at " + st.step : ""),
       dl([["Location", loc ? loc.site + (loc.room ? "/" + loc.room : "") + "/" + loc.rack + " U" + loc.unit + " " + loc.face : "not racked"],
         ["Install attempt", st.installAttempt], ["Tenant", st.tenant], ["Pools", (st.pools || []).join(", ")], ["Workflow", st.workflowId]]),
       st.temporalUrl ? h("p", {}, h("a", { id: "temporal-run", href: st.temporalUrl, target: "_blank", rel: "noopener" }, "This run in the Temporal Web UI")) : null,
@@ -351,9 +354,9 @@ async function serverPage(serial) {
         decisionButtons(serial, st.attention, () => app.refresh && app.refresh())) : null,
       st.decommission ? h("p", { id: "decommission" }, "Decommission: ", pill(st.decommission.state), " ", st.decommission.step || "") : null);
     if (st.state === "waiting-rack" && may("technician")) {
-      if (!formShown) { racked.replaceChildren(h("section", {}, rackedForm(serial, () => app.refresh && app.refresh()))); formShown = true; }
-    } else if (formShown && !document.querySelector("#racked-msg.error")) { racked.replaceChildren(); formShown = false; }
-    timeline.replaceChildren(...stepRows(st.steps));
+      if (!formShown) { put(racked, h("section", {}, rackedForm(serial, () => app.refresh && app.refresh()))); formShown = true; }
+    } else if (formShown && !document.querySelector("#racked-msg.error")) { put(racked); formShown = false; }
+    put(timeline, ...stepRows(st.steps));
     const parts = [hardwareSection(st, asset)];
     if (st.decommission) {
       const d = await api("GET", "/api/v1/servers/" + enc(serial) + "/decommission").catch(() => null);
@@ -362,7 +365,7 @@ async function serverPage(serial) {
     }
     if (asset) parts.push(h("section", { id: "history" }, h("h3", {}, "Asset history"),
       h("table", { class: "wide" }, h("tbody", {}, ...(asset.history || []).map((c) => h("tr", {}, h("td", {}, fmt(c.at)), h("td", {}, c.actor), h("td", {}, c.action), h("td", {}, c.detail || "")))))));
-    extra.replaceChildren(...parts);
+    put(extra, ...parts);
   });
 }
 
@@ -420,7 +423,7 @@ async function vipsPage() {
   await poll(async () => {
     const vips = (await api("GET", "/api/v1/vips")).vips || [];
     document.getElementById("vips-empty").hidden = vips.length > 0;
-    body.replaceChildren(...vips.map((v) => h("tr", { "data-vip": v.name }, h("td", {}, h("a", { href: "#/vips/" + enc(v.name) }, v.name)),
+    put(body, ...vips.map((v) => h("tr", { "data-vip": v.name }, h("td", {}, h("a", { href: "#/vips/" + enc(v.name) }, v.name)),
       h("td", {}, v.address || ""), h("td", {}, v.exposure), h("td", {}, pill(v.state), v.awaitingApproval ? " awaiting approval" : ""),
       h("td", {}, v.requestedBy || ""), h("td", {}, v.approvedBy || ""))));
   });
@@ -451,7 +454,7 @@ async function vipPage(name) {
       const x = perBackend[b.address] = perBackend[b.address] || { packets: 0, bytes: 0 };
       x.packets += b.counter.packets; x.bytes += b.counter.bytes;
     }
-    box.replaceChildren(
+    put(box, 
       h("section", {}, h("p", {}, h("strong", {}, v.name), " ", h("span", { id: "vip-state" }, pill(v.state)), " ", v.address || "", " ", v.protocol || "", " ", (v.ports || []).join(", ")),
         dl([["Exposure", v.exposure], ["Announce", v.announce], ["Requested by", v.requestedBy], ["Approved by", v.approvedBy], ["Traffic", t.total.packets + " packets, " + bytes(t.total.bytes)]]),
         v.temporalUrl ? h("p", {}, h("a", { href: v.temporalUrl, target: "_blank", rel: "noopener" }, "This VIP's run in the Temporal Web UI")) : null,
@@ -478,7 +481,7 @@ async function approvalsPage() {
   view(h("h2", {}, "Approvals"), box);
   await poll(async () => {
     const vips = ((await api("GET", "/api/v1/vips")).vips || []).filter((v) => v.awaitingApproval || v.state === "awaiting-approval");
-    box.replaceChildren(...(vips.length ? vips.map((v) => h("div", { class: "item", "data-vip": v.name },
+    put(box, ...(vips.length ? vips.map((v) => h("div", { class: "item", "data-vip": v.name },
       h("p", {}, h("a", { href: "#/vips/" + enc(v.name) }, h("strong", {}, v.name)), " ", v.address || "", " requested by ", v.requestedBy || "?"),
       approveButtons(v.name, () => app.refresh && app.refresh()))) : [h("p", { class: "empty", id: "approvals-empty" }, "No public VIPs await approval.")]));
   });
