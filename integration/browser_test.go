@@ -158,6 +158,10 @@ func TestBrowserOperatorPage(t *testing.T) {
 	b := startBrowser(t, page)
 
 	b.run(t, "open the page", chromedp.Navigate(page))
+	b.waitFor(t, 20*time.Second, "the sign-in form", `getComputedStyle(document.getElementById("signin-page")).display !== "none"`)
+	var signOutShown bool
+	b.eval(t, `document.getElementById("signout").checkVisibility()`, &signOutShown)
+	require.False(t, signOutShown, "no sign-out button before signing in")
 	b.screenshot(t, "01-signin")
 	b.signIn(t, f.token, "admin")
 	b.waitFor(t, 20*time.Second, "the fleet page", `document.getElementById("fleet-empty") && !document.getElementById("fleet-empty").hidden`)
@@ -294,8 +298,8 @@ func TestBrowserOperatorPage(t *testing.T) {
 	b.eval(t, `document.querySelectorAll("#view button").length`, &buttons)
 	require.Zero(t, buttons, "a viewer gets no action buttons on the fleet")
 	var registerHidden bool
-	b.eval(t, `document.querySelector('nav a[data-nav=register]').hidden`, &registerHidden)
-	require.True(t, registerHidden)
+	b.eval(t, `getComputedStyle(document.querySelector('nav a[data-nav=register]')).display === "none"`, &registerHidden)
+	require.True(t, registerHidden, "a viewer does not see the register link")
 	b.screenshot(t, "13-viewer-fleet")
 	b.open(t, "#/servers/SN-BROWSER-WAIT")
 	b.waitFor(t, 30*time.Second, "the waiting server", `(document.querySelector("#server-state .state")||{}).dataset?.state === "waiting-rack"`)

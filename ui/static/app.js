@@ -123,12 +123,19 @@ document.addEventListener("visibilitychange", () => { if (!document.hidden && ap
 
 // --- fleet ------------------------------------------------------------------
 
+// The list has no step times, sites or errors: ask each server, but a
+// server whose lifecycle has ended only once, so a settled fleet costs one
+// request per refresh and the API's per-client rate limit is not spent.
+const settled = new Map();
+const live = ["provisioning", "attention", "waiting-rack", "decommissioning", "waiting-unrack"];
 async function serverDetails(list) {
-  // The list has no step times or errors; ask each server (the dev fleet
-  // is small; a big fleet shows the first 200).
-  const out = await Promise.all(list.slice(0, 200).map((s) =>
-    api("GET", "/api/v1/servers/" + enc(s.serial)).catch(() => null)));
-  return out;
+  return Promise.all(list.map(async (s) => {
+    const known = settled.get(s.serial);
+    if (known && known.state === s.state) return known;
+    const d = await api("GET", "/api/v1/servers/" + enc(s.serial)).catch(() => null);
+    if (d && !live.includes(d.state)) settled.set(s.serial, d);
+    return d;
+  }));
 }
 
 function stepStart(st) {
@@ -185,9 +192,8 @@ async function fleetPage() {
     const det = await serverDetails(list);
     rows = list.map((s, i) => {
       const d = det[i] || {};
-      const live = ["provisioning", "attention", "waiting-rack", "decommissioning", "waiting-unrack"].includes(s.state);
       return { serial: s.serial, state: d.state || s.state, step: d.step || s.step, rack: (d.location && d.location.rack) || s.rack,
-        site: d.location && d.location.site, since: live && d.steps ? stepStart(d) : null, attention: d.attention };
+        site: d.location && d.location.site, since: live.includes(s.state) && d.steps ? stepStart(d) : null, attention: d.attention };
     });
     fill("state", rows.map((r) => r.state)); fill("site", rows.map((r) => r.site)); fill("rack", rows.map((r) => r.rack));
     const att = rows.filter((r) => r.state === "attention" && r.attention);
