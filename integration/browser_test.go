@@ -181,7 +181,11 @@ func TestBrowserOperatorPage(t *testing.T) {
 	b.screenshot(t, "02-register")
 	b.run(t, "submit register", chromedp.Click(`#register button[type=submit]`))
 	b.waitFor(t, 20*time.Second, "registered", `document.getElementById("registered-link")`)
-	b.run(t, "open the server", chromedp.Click(`#registered-link`))
+	// The API's own refusal shows inline too: the serial is taken now.
+	b.run(t, "submit again", chromedp.Click(`#register button[type=submit]`))
+	b.waitFor(t, 20*time.Second, "the API's refusal", `document.getElementById("register-msg").classList.contains("error") && document.getElementById("register-msg").textContent.includes("already")`)
+	b.screenshot(t, "02b-register-refused")
+	b.open(t, "#/servers/"+first.Serial)
 
 	// Rack it through the racked form: a unit above the 42 U rack is
 	// refused inline before anything is sent; then the right unit.
@@ -301,6 +305,10 @@ func TestBrowserOperatorPage(t *testing.T) {
 	b.eval(t, `getComputedStyle(document.querySelector('nav a[data-nav=register]')).display === "none"`, &registerHidden)
 	require.True(t, registerHidden, "a viewer does not see the register link")
 	b.screenshot(t, "13-viewer-fleet")
+	// The state filter leaves only installed servers.
+	b.run(t, "filter installed", chromedp.SetValue(`#filter-state`, "installed"),
+		chromedp.Evaluate(`document.getElementById("filter-state").dispatchEvent(new Event("change"))`, nil))
+	b.waitFor(t, 10*time.Second, "only installed rows", `[...document.querySelectorAll("#fleet-rows tr")].map((r) => r.dataset.state).join() === "installed,installed"`)
 	b.open(t, "#/servers/SN-BROWSER-WAIT")
 	b.waitFor(t, 30*time.Second, "the waiting server", `(document.querySelector("#server-state .state")||{}).dataset?.state === "waiting-rack"`)
 	b.eval(t, `document.querySelectorAll("#view button").length + document.querySelectorAll("#racked").length`, &buttons)
