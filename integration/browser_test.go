@@ -216,6 +216,7 @@ func TestBrowserOperatorPage(t *testing.T) {
 	b.screenshot(t, "06-racks")
 	b.run(t, "pick R05", chromedp.Click(`.racks-list a[href="#/racks/dc1/R05"]`))
 	b.waitFor(t, 20*time.Second, "U3 holds the server", `(document.querySelector('#rack [data-unit="3"]')||{}).dataset?.serial === `+jsString(first.Serial))
+	b.waitFor(t, 10*time.Second, "U3 coloured by state", `document.querySelector('#rack [data-unit="3"]').classList.contains("s-installed")`)
 	var units int
 	b.eval(t, `document.querySelectorAll("#rack .unit").length`, &units)
 	require.Equal(t, 42, units, "every unit of the 42 U rack is drawn")
