@@ -160,6 +160,7 @@ function decisionButtons(serial, att, after) {
     const reason = prompt("Why abort " + serial + "?");
     if (reason) act("abort", { reason });
   } }, "Abort"));
+  if (!btns.length) return h("p", { class: "muted" }, "A technician or operator answers this.");
   return h("div", {}, h("div", { class: "actions" }, btns), out);
 }
 
