@@ -13,7 +13,7 @@ export GOTOOLCHAIN="${GOTOOLCHAIN:-local}"
 # peer of the LB nodes' speaker). Installed only when
 # missing and when we can (root with apt); without them the tests that need
 # them skip and say why.
-packages=(iproute2 ethtool ironic-common redfishtool python3-sushy bird2)
+packages=(iproute2 ethtool ironic-common redfishtool python3-sushy bird2 chromium)
 if [ ${#packages[@]} -gt 0 ] && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
   missing=()
   for p in "${packages[@]}"; do
