@@ -146,7 +146,18 @@ func (s *Server) listVIPs(c echo.Context) error {
 func summarizeVIP(r inventory.VIPRecord) vipSummary {
 	return vipSummary{Name: r.Name, Address: r.Address, Exposure: r.Exposure, State: r.State,
 		RequestedBy: r.RequestedBy, ApprovedBy: r.ApprovedBy, UpdatedAt: r.UpdatedAt,
-		AwaitingApproval: r.State == workflows.VIPStateAwaitingApproval}
+		AwaitingApproval: awaitingApproval(r)}
+}
+
+// awaitingApproval is the workflow's own rule: a public VIP nobody has
+// approved yet, until it ends. (It may wait in attention before it
+// reaches the approvers' queue.)
+func awaitingApproval(r inventory.VIPRecord) bool {
+	switch r.State {
+	case workflows.VIPStateRetired, workflows.VIPStateRejected, workflows.VIPStateAborted:
+		return false
+	}
+	return r.Exposure == lbapi.ExposurePublic && r.ApprovedBy == ""
 }
 
 func (s *Server) getVIP(c echo.Context) error {
