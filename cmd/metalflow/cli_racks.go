@@ -104,7 +104,7 @@ func renderRack(w io.Writer, d client.RackDetail, states map[string]string) erro
 	// Units above a rack's declared height would otherwise vanish.
 	for _, u := range d.Units {
 		if u.Unit > d.HeightU {
-			t.row(fmt.Sprintf("U%02d", u.Unit), u.Serial, states[u.Serial]+" (above the rack's height)")
+			t.row(fmt.Sprintf("U%02d", u.Unit), u.Serial, strings.TrimSpace(states[u.Serial]+" (above the rack's height)"))
 		}
 	}
 	return t.flush()
