@@ -50,11 +50,11 @@ func took(st client.Step) string {
 }
 
 // followServer polls a server, printing step progress to stdout, until it
-// is installed/ready (success), waits for racking (success, with the next
-// command), needs attention (error, with the commands that answer it) or
+// is installed/ready (success), waits for racking when untilRack (success,
+// with the next command), needs attention (error, with the commands that answer it) or
 // ended otherwise (error). Transient API errors are retried: a lifecycle
 // outlives a restart of the API.
-func followServer(ctx context.Context, c *client.Client, serial string, every time.Duration, out cliOut, output string) error {
+func followServer(ctx context.Context, c *client.Client, serial string, every time.Duration, out cliOut, output string, untilRack bool) error {
 	var p stepProgress
 	fails := 0
 	for {
@@ -72,7 +72,10 @@ func followServer(ctx context.Context, c *client.Client, serial string, every ti
 				}
 				return nil
 			case "waiting-rack":
-				if s.Location == nil {
+				// A server registered with its location passes through
+				// waiting-rack on its own; only one without waits for a
+				// technician.
+				if untilRack {
 					fmt.Fprintf(out.stdout, "%s: waiting to be racked; when it is in the rack run:\n  metalflow servers racked %s --site S --rack R --unit N --wait\n", serial, serial)
 					return nil
 				}

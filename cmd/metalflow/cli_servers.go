@@ -133,7 +133,7 @@ func serversAdd(ctx context.Context, args []string, out cliOut, env cliEnv) erro
 	if !w.wait {
 		return nil
 	}
-	return followServer(ctx, c, a.Value.Serial, w.every, out, r.output)
+	return followServer(ctx, c, a.Value.Serial, w.every, out, r.output, req.Location == nil)
 }
 
 // manifestBMC finds serial's BMC in a fleet manifest.
@@ -346,7 +346,7 @@ func serversRacked(ctx context.Context, args []string, out cliOut, env cliEnv) e
 	if !w.wait {
 		return nil
 	}
-	return followServer(ctx, c, pos[0], w.every, out, r.output)
+	return followServer(ctx, c, pos[0], w.every, out, r.output, false)
 }
 
 // decide runs one of retry/skip/abort.
@@ -386,7 +386,7 @@ func decide(ctx context.Context, name string, args []string, out cliOut, env cli
 	if !w.wait || name == "abort" {
 		return nil
 	}
-	return followServer(ctx, c, pos[0], w.every, out, r.output)
+	return followServer(ctx, c, pos[0], w.every, out, r.output, false)
 }
 
 func serversRetry(ctx context.Context, args []string, out cliOut, env cliEnv) error {

@@ -212,7 +212,7 @@ func TestFollowServerStopsOnAttentionWithAnswers(t *testing.T) {
 	c, err := client.New(client.Config{API: srv.URL})
 	require.NoError(t, err)
 	var stdout, stderr bytes.Buffer
-	err = followServer(context.Background(), c, "SN-1", time.Millisecond, cliOut{stdout: &stdout, stderr: &stderr}, "table")
+	err = followServer(context.Background(), c, "SN-1", time.Millisecond, cliOut{stdout: &stdout, stderr: &stderr}, "table", false)
 	require.EqualError(t, err, "SN-1 needs attention")
 	out := stdout.String()
 	require.Contains(t, out, "power-on                 started")
