@@ -70,6 +70,7 @@ func TestCLIServersRacksVIPs(t *testing.T) {
 	r = cli(t, api, admin, "servers", "add", e.Serial, "--manifest", manifest,
 		"--site", "dc1", "--rack", "R05", "--unit", "7", "--wait", "--poll", "200ms")
 	require.Equal(t, 0, r.code, r)
+	t.Logf("servers add --wait:\n%s", r.stdout)
 	require.Contains(t, r.stdout, e.Serial+": lifecycle started")
 	require.Regexp(t, `(?m)^  \S+\s+started$`, r.stdout)
 	require.Regexp(t, `(?m)^  \S+\s+done in `, r.stdout)
@@ -101,6 +102,7 @@ func TestCLIServersRacksVIPs(t *testing.T) {
 	// racks show: the server in its unit, empty units around it.
 	r = cli(t, api, admin, "racks", "show", "dc1/R05")
 	require.Equal(t, 0, r.code, r)
+	t.Logf("racks show:\n%s", r.stdout)
 	require.Regexp(t, regexp.MustCompile(`(?m)^U07\s+`+regexp.QuoteMeta(e.Serial)+`\s+installed$`), r.stdout)
 	require.NotContains(t, r.stdout, "U06  "+e.Serial)
 	r = cli(t, api, admin, "racks", "show", "dc1/R-none")
@@ -110,6 +112,7 @@ func TestCLIServersRacksVIPs(t *testing.T) {
 	r = cli(t, api, admin, "servers", "skip", e.Serial)
 	require.Equal(t, 1, r.code, r)
 	require.Contains(t, r.stderr, "(HTTP 409)")
+	t.Logf("servers skip: %s", r.stderr)
 	require.Regexp(t, `metalflow servers: .+ \(HTTP 409\)`, r.stderr)
 	r = cli(t, api, admin, "servers", "abort", e.Serial, "--reason", "test")
 	require.Equal(t, 1, r.code, r)
@@ -139,6 +142,7 @@ func TestCLIServersRacksVIPs(t *testing.T) {
 	// A VIP with no LB node to place it on ends in attention, printed.
 	r = cli(t, api, admin, "vips", "create", "cli-web", "--port", "80", "--backend", "10.1.0.1:1", "--wait", "--poll", "200ms")
 	require.Equal(t, 1, r.code, r)
+	t.Logf("vips create --wait:\n%s%s", r.stdout, r.stderr)
 	require.Contains(t, r.stdout, "cli-web: needs attention")
 	require.Contains(t, r.stderr, "VIP cli-web needs attention")
 	r = cli(t, api, admin, "vips", "show", "cli-web")
