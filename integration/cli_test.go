@@ -50,7 +50,7 @@ func (r cliRun) String() string { return "stdout:\n" + r.stdout + "\nstderr:\n" 
 // TestCLIServersRacksVIPs drives the CLI as an operator would against a real
 // `metalflow dev` with a simulated fleet.
 func TestCLIServersRacksVIPs(t *testing.T) {
-	f := startFleet(t, 1)
+	f := startFleet(t, 2)
 	api, admin := withoutToken(f.api), f.token
 	e := f.fleet[0]
 	dir := t.TempDir()
@@ -89,7 +89,7 @@ func TestCLIServersRacksVIPs(t *testing.T) {
 		Servers []struct{ Serial, State string } `json:"servers"`
 	}
 	require.NoError(t, json.Unmarshal([]byte(r.stdout), &list), r.stdout)
-	require.Len(t, list.Servers, 1)
+	require.Len(t, list.Servers, 1, "the second server is not added yet")
 	require.Equal(t, e.Serial, list.Servers[0].Serial)
 	require.Equal(t, "installed", list.Servers[0].State)
 
@@ -156,4 +156,29 @@ func TestCLIServersRacksVIPs(t *testing.T) {
 	r = cli(t, api, viewer, "vips", "approve", "cli-web")
 	require.Equal(t, 1, r.code, r)
 	require.Contains(t, r.stderr, "(HTTP 403)")
+
+	// A server added without a location waits for a technician, who racks
+	// it with a technician token; -o json keeps stdout for the final answer.
+	second := f.fleet[1]
+	r = cli(t, api, admin, "servers", "add", second.Serial, "--manifest", manifest, "--wait", "--poll", "200ms")
+	require.Equal(t, 0, r.code, r)
+	require.Contains(t, r.stdout, second.Serial+": waiting to be racked")
+	require.Contains(t, r.stdout, "metalflow servers racked "+second.Serial)
+	r = cli(t, api, admin, "tokens", "create", "cli-tech", "--role", "technician")
+	require.Equal(t, 0, r.code, r)
+	tech := strings.TrimSpace(r.stdout)
+	r = cli(t, api, tech, "servers", "racked", second.Serial, "--site", "dc1", "--rack", "R05", "--unit", "7")
+	require.Equal(t, 1, r.code, "unit 7 holds the first server: %s", r)
+	require.Contains(t, r.stderr, "(HTTP 4")
+	r = cli(t, api, tech, "servers", "racked", second.Serial, "--site", "dc1", "--rack", "R05", "--unit", "9", "--wait", "--poll", "200ms", "-o", "json")
+	require.Equal(t, 0, r.code, r)
+	t.Logf("servers racked --wait -o json: stderr:\n%s", r.stderr)
+	require.Regexp(t, `(?m)^  InstallOS\s+done in `, r.stderr)
+	var final struct{ Serial, State string }
+	require.NoError(t, json.Unmarshal([]byte(r.stdout), &final), r.stdout)
+	require.Equal(t, second.Serial, final.Serial)
+	require.Equal(t, "installed", final.State)
+	r = cli(t, api, admin, "racks", "show", "dc1/R05")
+	require.Equal(t, 0, r.code, r)
+	require.Regexp(t, regexp.MustCompile(`(?m)^U09\s+`+regexp.QuoteMeta(second.Serial)+`\s+installed$`), r.stdout)
 }

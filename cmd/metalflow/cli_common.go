@@ -131,6 +131,15 @@ type cliOut struct {
 	stdout, stderr io.Writer
 }
 
+// progress is where running commentary goes: stdout for people, stderr
+// under -o json so stdout carries only the API's answer.
+func (o cliOut) progress(output string) io.Writer {
+	if output == "json" {
+		return o.stderr
+	}
+	return o.stdout
+}
+
 // runNoun dispatches `metalflow <noun> <verb> ...`.
 func runNoun(ctx context.Context, noun string, verbs map[string]verb, args []string, stdout, stderr io.Writer, env cliEnv) error {
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {

@@ -56,6 +56,9 @@ func took(st client.Step) string {
 // outlives a restart of the API.
 func followServer(ctx context.Context, c *client.Client, serial string, every time.Duration, out cliOut, output string, untilRack bool) error {
 	var p stepProgress
+	// With -o json, stdout carries only the final answer, so a script can
+	// parse it; progress goes to stderr.
+	progress := out.progress(output)
 	fails := 0
 	for {
 		a, err := c.Server(ctx, serial)
@@ -63,10 +66,10 @@ func followServer(ctx context.Context, c *client.Client, serial string, every ti
 		case err == nil:
 			fails = 0
 			s := a.Value
-			p.report(out.stdout, s.Steps)
+			p.report(progress, s.Steps)
 			switch s.State {
 			case "installed", "ready":
-				fmt.Fprintf(out.stdout, "%s: %s\n", serial, s.State)
+				fmt.Fprintf(progress, "%s: %s\n", serial, s.State)
 				if output == "json" {
 					return printJSON(out.stdout, a.Raw)
 				}
@@ -76,15 +79,15 @@ func followServer(ctx context.Context, c *client.Client, serial string, every ti
 				// waiting-rack on its own; only one without waits for a
 				// technician.
 				if untilRack {
-					fmt.Fprintf(out.stdout, "%s: waiting to be racked; when it is in the rack run:\n  metalflow servers racked %s --site S --rack R --unit N --wait\n", serial, serial)
+					fmt.Fprintf(progress, "%s: waiting to be racked; when it is in the rack run:\n  metalflow servers racked %s --site S --rack R --unit N --wait\n", serial, serial)
 					return nil
 				}
 			case "attention":
-				fmt.Fprintf(out.stdout, "%s: needs attention\n", serial)
+				fmt.Fprintf(progress, "%s: needs attention\n", serial)
 				if s.Attention != nil {
-					fmt.Fprintf(out.stdout, "  %s failed: %s\n  answer with one of:\n", s.Attention.Step, s.Attention.Error)
+					fmt.Fprintf(progress, "  %s failed: %s\n  answer with one of:\n", s.Attention.Step, s.Attention.Error)
 					for _, h := range attentionAnswers(serial, *s.Attention) {
-						fmt.Fprintf(out.stdout, "    %s\n", h)
+						fmt.Fprintf(progress, "    %s\n", h)
 					}
 				}
 				return fmt.Errorf("%s needs attention", serial)

@@ -129,7 +129,7 @@ func serversAdd(ctx context.Context, args []string, out cliOut, env cliEnv) erro
 	if r.output == "json" && !w.wait {
 		return printJSON(out.stdout, a.Raw)
 	}
-	fmt.Fprintf(out.stdout, "%s: lifecycle started (workflow %s)\n", a.Value.Serial, a.Value.WorkflowID)
+	fmt.Fprintf(out.progress(r.output), "%s: lifecycle started (workflow %s)\n", a.Value.Serial, a.Value.WorkflowID)
 	if !w.wait {
 		return nil
 	}
@@ -342,7 +342,7 @@ func serversRacked(ctx context.Context, args []string, out cliOut, env cliEnv) e
 	if r.output == "json" && !w.wait {
 		return printJSON(out.stdout, a.Raw)
 	}
-	fmt.Fprintf(out.stdout, "%s: racked at %s\n", a.Value.Serial, formatLocation(a.Value.Location))
+	fmt.Fprintf(out.progress(r.output), "%s: racked at %s\n", a.Value.Serial, formatLocation(a.Value.Location))
 	if !w.wait {
 		return nil
 	}
@@ -382,7 +382,7 @@ func decide(ctx context.Context, name string, args []string, out cliOut, env cli
 	if r.output == "json" && !w.wait {
 		return printJSON(out.stdout, a.Raw)
 	}
-	fmt.Fprintf(out.stdout, "%s: %s of %s sent\n", pos[0], name, a.Value.Step)
+	fmt.Fprintf(out.progress(r.output), "%s: %s of %s sent\n", pos[0], name, a.Value.Step)
 	if !w.wait || name == "abort" {
 		return nil
 	}

@@ -262,3 +262,32 @@ func TestCLIExitCodes(t *testing.T) {
 	require.NoError(t, json.Unmarshal(stdout.Bytes(), &got))
 	require.Equal(t, "installed", got["state"])
 }
+
+func TestFollowServerWaitingRackAndJSON(t *testing.T) {
+	t0 := time.Date(2026, 1, 2, 12, 0, 0, 0, time.UTC)
+	waiting := client.Server{Serial: "SN-1", State: "waiting-rack", Steps: []client.Step{{Name: "Rack", Status: "waiting", StartedAt: &t0}}}
+	installed := client.Server{Serial: "SN-1", State: "installed", Steps: []client.Step{{Name: "Rack", Status: "done", StartedAt: &t0, FinishedAt: &t0}}}
+
+	// Added without a location: stop at waiting-rack with the next command.
+	srv := httptest.NewServer(&fakeFleet{states: []client.Server{waiting, installed}})
+	defer srv.Close()
+	c, err := client.New(client.Config{API: srv.URL})
+	require.NoError(t, err)
+	var stdout, stderr bytes.Buffer
+	require.NoError(t, followServer(context.Background(), c, "SN-1", time.Millisecond, cliOut{stdout: &stdout, stderr: &stderr}, "table", true))
+	require.Contains(t, stdout.String(), "metalflow servers racked SN-1")
+
+	// Added with one: waiting-rack passes; -o json leaves stdout to the answer.
+	srv2 := httptest.NewServer(&fakeFleet{states: []client.Server{waiting, installed}})
+	defer srv2.Close()
+	c, err = client.New(client.Config{API: srv2.URL})
+	require.NoError(t, err)
+	stdout.Reset()
+	stderr.Reset()
+	require.NoError(t, followServer(context.Background(), c, "SN-1", time.Millisecond, cliOut{stdout: &stdout, stderr: &stderr}, "json", false))
+	var got client.Server
+	require.NoError(t, json.Unmarshal(stdout.Bytes(), &got), stdout.String())
+	require.Equal(t, "installed", got.State)
+	require.Contains(t, stderr.String(), "Rack                     done")
+	require.Contains(t, stderr.String(), "SN-1: installed")
+}

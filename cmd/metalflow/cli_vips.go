@@ -71,11 +71,11 @@ func vipsCreate(ctx context.Context, args []string, out cliOut, env cliEnv) erro
 	if r.output == "json" && !w.wait {
 		return printJSON(out.stdout, a.Raw)
 	}
-	fmt.Fprintf(out.stdout, "%s: rollout started (workflow %s)\n", a.Value.Name, a.Value.WorkflowID)
+	fmt.Fprintf(out.progress(r.output), "%s: rollout started (workflow %s)\n", a.Value.Name, a.Value.WorkflowID)
 	if !w.wait {
 		return nil
 	}
-	return followVIP(ctx, c, a.Value.Name, w.every, out)
+	return followVIP(ctx, c, a.Value.Name, w.every, out, r.output)
 }
 
 // parseBackend reads ADDRESS or ADDRESS:WEIGHT; an IPv6 address with a
@@ -107,7 +107,8 @@ func parseBackend(s string) (client.VIPBackend, error) {
 
 // followVIP polls a VIP, printing each state change, until it is active,
 // awaiting approval (success) or in attention (error).
-func followVIP(ctx context.Context, c *client.Client, name string, every time.Duration, out cliOut) error {
+func followVIP(ctx context.Context, c *client.Client, name string, every time.Duration, out cliOut, output string) error {
+	progress := out.progress(output)
 	last, fails := "", 0
 	for {
 		a, err := c.VIP(ctx, name, false)
@@ -116,20 +117,26 @@ func followVIP(ctx context.Context, c *client.Client, name string, every time.Du
 			fails = 0
 			v := a.Value
 			if v.State != last {
-				fmt.Fprintf(out.stdout, "  %s\n", v.State)
+				fmt.Fprintf(progress, "  %s\n", v.State)
 				last = v.State
 			}
 			switch v.State {
 			case "active":
-				fmt.Fprintf(out.stdout, "%s: active at %s\n", name, v.Address)
+				fmt.Fprintf(progress, "%s: active at %s\n", name, v.Address)
+				if output == "json" {
+					return printJSON(out.stdout, a.Raw)
+				}
 				return nil
 			case "awaiting-approval":
-				fmt.Fprintf(out.stdout, "%s: awaiting approval; an approver runs:\n  metalflow vips approve %s\n", name, name)
+				fmt.Fprintf(progress, "%s: awaiting approval; an approver runs:\n  metalflow vips approve %s\n", name, name)
+				if output == "json" {
+					return printJSON(out.stdout, a.Raw)
+				}
 				return nil
 			case "attention":
-				fmt.Fprintf(out.stdout, "%s: needs attention\n", name)
+				fmt.Fprintf(progress, "%s: needs attention\n", name)
 				if v.Attention != nil {
-					fmt.Fprintf(out.stdout, "  %s failed: %s\n", v.Attention.Step, v.Attention.Error)
+					fmt.Fprintf(progress, "  %s failed: %s\n", v.Attention.Step, v.Attention.Error)
 				}
 				return fmt.Errorf("VIP %s needs attention", name)
 			case "rejected", "retired":
