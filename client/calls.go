@@ -123,3 +123,13 @@ func (c *Client) CreateToken(ctx context.Context, t NewToken) (Answer[TokenCreat
 func (c *Client) Tokens(ctx context.Context) (Answer[TokenList], error) {
 	return get[TokenList](ctx, c, http.MethodGet, v1+"/tokens", nil, nil)
 }
+
+// RetryVIP answers a VIP's attention by running the failed step again.
+func (c *Client) RetryVIP(ctx context.Context, name string) (Answer[Decision], error) {
+	return get[Decision](ctx, c, http.MethodPost, v1+"/vips/"+esc(name)+"/retry", nil, struct{}{})
+}
+
+// AbortVIP answers a VIP's attention by ending its rollout, for reason.
+func (c *Client) AbortVIP(ctx context.Context, name, reason string) (Answer[Decision], error) {
+	return get[Decision](ctx, c, http.MethodPost, v1+"/vips/"+esc(name)+"/abort", nil, map[string]string{"reason": reason})
+}

@@ -145,6 +145,7 @@ func TestCLIServersRacksVIPs(t *testing.T) {
 	t.Logf("vips create --wait:\n%s%s", r.stdout, r.stderr)
 	require.Contains(t, r.stdout, "cli-web: needs attention")
 	require.Contains(t, r.stderr, "VIP cli-web needs attention")
+	require.Contains(t, r.stdout, "metalflow vips retry cli-web")
 	r = cli(t, api, admin, "vips", "show", "cli-web")
 	require.Equal(t, 0, r.code, r)
 	require.Contains(t, r.stdout, "State:     attention")
@@ -156,6 +157,13 @@ func TestCLIServersRacksVIPs(t *testing.T) {
 	r = cli(t, api, viewer, "vips", "approve", "cli-web")
 	require.Equal(t, 1, r.code, r)
 	require.Contains(t, r.stderr, "(HTTP 403)")
+	r = cli(t, api, admin, "vips", "approve", "cli-web")
+	require.Equal(t, 1, r.code, "an internal VIP in attention is not awaiting approval: %s", r)
+	require.Contains(t, r.stderr, "(HTTP 409)")
+	// Abort answers the attention; the rollout then ends.
+	r = cli(t, api, admin, "vips", "abort", "cli-web", "--reason", "no LB nodes in this lab")
+	require.Equal(t, 0, r.code, r)
+	require.Contains(t, r.stdout, "cli-web: abort of Place sent")
 
 	// A server added without a location waits for a technician, who racks
 	// it with a technician token; -o json keeps stdout for the final answer.

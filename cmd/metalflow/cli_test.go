@@ -247,6 +247,8 @@ func TestCLIExitCodes(t *testing.T) {
 		{[]string{"racks", "show", "dc1", "--api", srv.URL}, 2, "want SITE/RACK"},
 		{[]string{"vips", "create", "web", "--port", "99999", "--api", srv.URL}, 2, "--port"},
 		{[]string{"vips", "reject", "web", "--api", srv.URL}, 2, "--reason is required"},
+		{[]string{"vips", "abort", "web", "--api", srv.URL}, 2, "--reason is required"},
+		{[]string{"vips", "retry", "--api", srv.URL}, 2, "usage: metalflow vips retry NAME"},
 		{[]string{"tokens", "create", "x", "--api", srv.URL}, 2, "--role is required"},
 	} {
 		var stdout, stderr bytes.Buffer

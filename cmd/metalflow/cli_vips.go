@@ -21,6 +21,8 @@ func runVIPs(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		"show":    {"one VIP: placement, backends, attention", vipsShow},
 		"approve": {"let a public VIP go public (approver; not your own request)", vipsApprove},
 		"reject":  {"refuse a public VIP (--reason)", vipsReject},
+		"retry":   {"answer a VIP's attention: run the failed step again", vipsRetry},
+		"abort":   {"answer a VIP's attention: end the rollout (--reason)", vipsAbort},
 	}, args, stdout, stderr, cliEnvFromOS())
 }
 
@@ -138,6 +140,7 @@ func followVIP(ctx context.Context, c *client.Client, name string, every time.Du
 				if v.Attention != nil {
 					fmt.Fprintf(progress, "  %s failed: %s\n", v.Attention.Step, v.Attention.Error)
 				}
+				fmt.Fprintf(progress, "  answer with one of:\n    metalflow vips retry %s\n    metalflow vips abort %s --reason '...'\n", name, name)
 				return fmt.Errorf("VIP %s needs attention", name)
 			case "rejected", "retired":
 				return fmt.Errorf("VIP %s is %s", name, v.State)
@@ -295,5 +298,54 @@ func vipsReject(ctx context.Context, args []string, out cliOut, env cliEnv) erro
 		return printJSON(out.stdout, a.Raw)
 	}
 	fmt.Fprintf(out.stdout, "%s: rejected (%s)\n", pos[0], a.Value.State)
+	return nil
+}
+
+func vipsRetry(ctx context.Context, args []string, out cliOut, env cliEnv) error {
+	var r remoteFlags
+	fs := newFlagSet("vips retry", out, &r)
+	pos, err := parseArgs(fs, args, 1, 1, "metalflow vips retry NAME")
+	if err != nil {
+		return err
+	}
+	c, err := r.connect(env)
+	if err != nil {
+		return err
+	}
+	a, err := c.RetryVIP(ctx, pos[0])
+	if err != nil {
+		return err
+	}
+	if r.output == "json" {
+		return printJSON(out.stdout, a.Raw)
+	}
+	fmt.Fprintf(out.stdout, "%s: retry of %s sent\n", pos[0], a.Value.Step)
+	return nil
+}
+
+func vipsAbort(ctx context.Context, args []string, out cliOut, env cliEnv) error {
+	var r remoteFlags
+	var reason string
+	fs := newFlagSet("vips abort", out, &r)
+	fs.StringVar(&reason, "reason", "", "why the rollout ends (kept in the audit log)")
+	pos, err := parseArgs(fs, args, 1, 1, "metalflow vips abort NAME --reason TEXT")
+	if err != nil {
+		return err
+	}
+	if strings.TrimSpace(reason) == "" {
+		return usageError{errors.New("--reason is required: say why the rollout ends")}
+	}
+	c, err := r.connect(env)
+	if err != nil {
+		return err
+	}
+	a, err := c.AbortVIP(ctx, pos[0], reason)
+	if err != nil {
+		return err
+	}
+	if r.output == "json" {
+		return printJSON(out.stdout, a.Raw)
+	}
+	fmt.Fprintf(out.stdout, "%s: abort of %s sent\n", pos[0], a.Value.Step)
 	return nil
 }

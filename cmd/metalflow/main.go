@@ -35,7 +35,7 @@ func commands() map[string]command {
 		"bmc":     {"talk to one BMC over Redfish: power, boot, bios, inventory, raid, media", runBMC},
 		"servers": {"the fleet through the API: add, list, show, racked, retry, skip, abort", runServers},
 		"racks":   {"racks through the API: show [SITE/RACK]", runRacks},
-		"vips":    {"VIPs through the API: create, list, show, approve, reject", runVIPs},
+		"vips":    {"VIPs through the API: create, list, show, approve, reject, retry, abort", runVIPs},
 		"tokens":  {"API tokens (admin): create, list", runTokens},
 	}
 }
