@@ -7,8 +7,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -159,23 +161,10 @@ func runNoun(ctx context.Context, noun string, verbs map[string]verb, args []str
 
 func nounUsage(w io.Writer, noun string, verbs map[string]verb) {
 	fmt.Fprintf(w, "usage: metalflow %s <action> [flags] [args]\n\nactions:\n", noun)
-	for _, n := range sortedKeys(verbs) {
+	for _, n := range slices.Sorted(maps.Keys(verbs)) {
 		fmt.Fprintf(w, "  %-8s %s\n", n, verbs[n].summary)
 	}
 	fmt.Fprintf(w, "\nRun 'metalflow %s <action> -h' for its flags.\n", noun)
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	for i := 1; i < len(keys); i++ {
-		for j := i; j > 0 && keys[j] < keys[j-1]; j-- {
-			keys[j], keys[j-1] = keys[j-1], keys[j]
-		}
-	}
-	return keys
 }
 
 // parseArgs parses flags wherever they appear among the positional
