@@ -1,0 +1,159 @@
+// Package client talks to the metalflow REST API for the CLI: typed calls
+// for the routes an operator uses from a terminal, errors that carry the
+// API's own message.
+package client
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// maxAnswer bounds how much of an answer is read: a server list of
+// thousands fits; a runaway body does not exhaust memory.
+const maxAnswer = 32 << 20
+
+// Client is one API endpoint and the token it acts with.
+type Client struct {
+	base  *url.URL
+	token string
+	http  *http.Client
+}
+
+// Config locates the API. Timeout bounds each call; zero means 30 s.
+type Config struct {
+	API     string
+	Token   string
+	Timeout time.Duration
+}
+
+// New checks the API address and builds a client.
+func New(cfg Config) (*Client, error) {
+	if cfg.API == "" {
+		return nil, errors.New("no API address (--api, METALFLOW_API or the config file's api:)")
+	}
+	u, err := url.Parse(cfg.API)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("API address %q: want http(s)://host[:port]", cfg.API)
+	}
+	u.Path = strings.TrimSuffix(u.Path, "/")
+	timeout := cfg.Timeout
+	if timeout == 0 {
+		timeout = 30 * time.Second
+	}
+	return &Client{base: u, token: cfg.Token, http: &http.Client{Timeout: timeout}}, nil
+}
+
+// Error is the API's refusal: its HTTP status and its {"error"} message.
+type Error struct {
+	Status  int
+	Message string
+}
+
+func (e *Error) Error() string {
+	return fmt.Sprintf("%s (HTTP %d)", e.Message, e.Status)
+}
+
+// StatusOf is the HTTP status of an API refusal, 0 for any other error.
+func StatusOf(err error) int {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Status
+	}
+	return 0
+}
+
+// Answer is a decoded answer with the exact bytes the API sent, so the CLI
+// can print the raw answer for -o json.
+type Answer[T any] struct {
+	Value T
+	Raw   json.RawMessage
+}
+
+// call sends one request and decodes a 2xx answer into out (when non-nil).
+func (c *Client) call(ctx context.Context, method, path string, query url.Values, body any) ([]byte, error) {
+	u := *c.base
+	u.Path += path
+	u.RawQuery = query.Encode()
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return nil, fmt.Errorf("encode request: %w", err)
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u.String(), rd)
+	if err != nil {
+		return nil, err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	req.Header.Set("Accept", "application/json")
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	res, err := c.http.Do(req)
+	if err != nil {
+		// The URL holds no secret (the token travels in a header), so the
+		// transport's error is safe to show as is.
+		return nil, err
+	}
+	defer res.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(res.Body, maxAnswer))
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: read answer: %w", method, path, err)
+	}
+	if res.StatusCode < 200 || res.StatusCode > 299 {
+		return nil, refusal(res.StatusCode, raw)
+	}
+	return raw, nil
+}
+
+// refusal turns a non-2xx answer into an Error with the API's message, or
+// the status text when the body is not the API's error shape (a proxy's
+// HTML page, say).
+func refusal(status int, raw []byte) error {
+	var body struct {
+		Error string `json:"error"`
+	}
+	msg := ""
+	if json.Unmarshal(raw, &body) == nil {
+		msg = body.Error
+	}
+	if msg == "" {
+		msg = http.StatusText(status)
+		if msg == "" {
+			msg = "unexpected answer"
+		}
+	}
+	return &Error{Status: status, Message: msg}
+}
+
+// get is call + decode for a typed answer.
+func get[T any](ctx context.Context, c *Client, method, path string, query url.Values, body any) (Answer[T], error) {
+	var a Answer[T]
+	raw, err := c.call(ctx, method, path, query, body)
+	if err != nil {
+		return a, err
+	}
+	a.Raw = raw
+	if len(bytes.TrimSpace(raw)) == 0 {
+		return a, nil
+	}
+	if err := json.Unmarshal(raw, &a.Value); err != nil {
+		return a, fmt.Errorf("%s %s: decode answer: %w", method, path, err)
+	}
+	return a, nil
+}
+
+// esc keeps a path segment one segment whatever the operator typed.
+func esc(s string) string { return url.PathEscape(s) }

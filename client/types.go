@@ -1,0 +1,223 @@
+package client
+
+import (
+	"encoding/json"
+	"time"
+)
+
+// The shapes below mirror api/openapi.json for the fields the CLI shows;
+// fields it does not show stay in Answer.Raw for -o json.
+
+// BMC is how the lifecycle reaches a server's BMC.
+type BMC struct {
+	Address  string `json:"address"`
+	Username string `json:"username"`
+	Password string `json:"password"`
+}
+
+// Location is where a server sits.
+type Location struct {
+	Site string `json:"site"`
+	Room string `json:"room,omitempty"`
+	Rack string `json:"rack"`
+	Unit int    `json:"unit"`
+	Face string `json:"face"`
+}
+
+// NewServer registers a server and starts its lifecycle.
+type NewServer struct {
+	Serial   string    `json:"serial"`
+	BMC      *BMC      `json:"bmc,omitempty"`
+	Profile  string    `json:"profile,omitempty"`
+	Location *Location `json:"location,omitempty"`
+	Pools    []string  `json:"pools,omitempty"`
+}
+
+// Started names the workflow a request started.
+type Started struct {
+	Serial     string `json:"serial,omitempty"`
+	Name       string `json:"name,omitempty"`
+	WorkflowID string `json:"workflowId"`
+	RunID      string `json:"runId"`
+}
+
+// ServerSummary is one row of the fleet list.
+type ServerSummary struct {
+	Serial     string    `json:"serial"`
+	State      string    `json:"state"`
+	Step       string    `json:"step"`
+	Rack       string    `json:"rack"`
+	WorkflowID string    `json:"workflowId"`
+	StartedAt  time.Time `json:"startedAt"`
+}
+
+// ServerList is one page of the fleet.
+type ServerList struct {
+	Servers       []ServerSummary `json:"servers"`
+	NextPageToken string          `json:"nextPageToken"`
+}
+
+// Step is one lifecycle step's progress.
+type Step struct {
+	Name       string     `json:"name"`
+	Status     string     `json:"status"`
+	StartedAt  *time.Time `json:"startedAt"`
+	FinishedAt *time.Time `json:"finishedAt"`
+	Error      string     `json:"error"`
+	Note       string     `json:"note"`
+}
+
+// Attention is why a workflow waits for a human.
+type Attention struct {
+	Step      string `json:"step"`
+	Error     string `json:"error"`
+	Skippable bool   `json:"skippable"`
+}
+
+// Server is one server's lifecycle as the API reports it.
+type Server struct {
+	Serial         string     `json:"serial"`
+	State          string     `json:"state"`
+	Step           string     `json:"step"`
+	Steps          []Step     `json:"steps"`
+	Location       *Location  `json:"location"`
+	Attention      *Attention `json:"attention"`
+	InstallAttempt int        `json:"installAttempt"`
+	WorkflowID     string     `json:"workflowId"`
+	RunID          string     `json:"runId"`
+	TemporalURL    string     `json:"temporalUrl"`
+	Pools          []string   `json:"pools"`
+}
+
+// Decision is what retry, skip or abort applied to.
+type Decision struct {
+	Serial string `json:"serial"`
+	Action string `json:"action"`
+	Step   string `json:"step"`
+}
+
+// Racked is the racked signal's answer.
+type Racked struct {
+	Serial   string   `json:"serial"`
+	Location Location `json:"location"`
+}
+
+// Rack is one rack of the inventory.
+type Rack struct {
+	Site    string `json:"site"`
+	Room    string `json:"room"`
+	Name    string `json:"name"`
+	HeightU int    `json:"heightU"`
+}
+
+// RackList is every rack.
+type RackList struct {
+	Racks []Rack `json:"racks"`
+}
+
+// RackUnit is an occupied unit.
+type RackUnit struct {
+	Unit   int    `json:"unit"`
+	Serial string `json:"serial"`
+}
+
+// RackDetail is a rack with its occupied units.
+type RackDetail struct {
+	Rack
+	Units []RackUnit `json:"units"`
+}
+
+// VIPBackend is one real server behind a VIP.
+type VIPBackend struct {
+	Address string `json:"address"`
+	Weight  int    `json:"weight,omitempty"`
+	State   string `json:"state,omitempty"`
+	Serial  string `json:"serial,omitempty"`
+}
+
+// NewVIP asks for a VIP.
+type NewVIP struct {
+	Name     string       `json:"name"`
+	Protocol string       `json:"protocol,omitempty"`
+	Ports    []int        `json:"ports,omitempty"`
+	Exposure string       `json:"exposure,omitempty"`
+	Backends []VIPBackend `json:"backends,omitempty"`
+	Servers  []string     `json:"servers,omitempty"`
+	Clusters int          `json:"clusters,omitempty"`
+}
+
+// VIPSummary is one row of the VIP list.
+type VIPSummary struct {
+	Name             string    `json:"name"`
+	Address          string    `json:"address"`
+	Exposure         string    `json:"exposure"`
+	State            string    `json:"state"`
+	RequestedBy      string    `json:"requestedBy"`
+	ApprovedBy       string    `json:"approvedBy"`
+	AwaitingApproval bool      `json:"awaitingApproval"`
+	UpdatedAt        time.Time `json:"updatedAt"`
+}
+
+// VIPList is every VIP.
+type VIPList struct {
+	VIPs []VIPSummary `json:"vips"`
+}
+
+// VIP is one VIP's rollout as the API reports it. Placement and backends
+// vary with the data plane, so they stay raw and are shown as they come.
+type VIP struct {
+	Name             string            `json:"name"`
+	Address          string            `json:"address"`
+	Exposure         string            `json:"exposure"`
+	State            string            `json:"state"`
+	Protocol         string            `json:"protocol"`
+	Ports            []int             `json:"ports"`
+	Placement        []json.RawMessage `json:"placement"`
+	Backends         []VIPBackend      `json:"backends"`
+	Warnings         []string          `json:"warnings"`
+	RequestedBy      string            `json:"requestedBy"`
+	ApprovedBy       string            `json:"approvedBy"`
+	Attention        *Attention        `json:"attention"`
+	AwaitingApproval bool              `json:"awaitingApproval"`
+	WorkflowID       string            `json:"workflowId"`
+	TemporalURL      string            `json:"temporalUrl"`
+}
+
+// NewToken asks for an API token.
+type NewToken struct {
+	Name    string `json:"name"`
+	User    string `json:"user,omitempty"`
+	Role    string `json:"role"`
+	Project string `json:"project,omitempty"`
+}
+
+// Token is a token's details (never its secret).
+type Token struct {
+	ID        string     `json:"id"`
+	Name      string     `json:"name"`
+	User      string     `json:"user"`
+	Role      string     `json:"role"`
+	Project   string     `json:"project"`
+	CreatedAt time.Time  `json:"createdAt"`
+	CreatedBy string     `json:"createdBy"`
+	RevokedAt *time.Time `json:"revokedAt"`
+}
+
+// TokenCreated carries the new token's secret, shown once.
+type TokenCreated struct {
+	Token   string `json:"token"`
+	Details Token  `json:"details"`
+}
+
+// TokenList is every token.
+type TokenList struct {
+	Tokens []Token `json:"tokens"`
+}
+
+// Principal is who a token acts as.
+type Principal struct {
+	User    string `json:"user"`
+	Role    string `json:"role"`
+	Project string `json:"project"`
+	TokenID string `json:"tokenId"`
+}
