@@ -259,12 +259,25 @@ static __always_inline int parse_l4(void *l4, void *data_end, struct packet *p)
 	return 1;
 }
 
+/* Says whether the IP header's length covers the headers parsed and fits
+ * in the frame (which may carry Ethernet padding). A length that disagrees
+ * would be carried on as if true: the backend would get a made-up tail,
+ * the MTU check would be fooled, and a "too big" reply could be provoked
+ * towards a spoofed source. Such packets go to the stack, which drops
+ * them. */
+static __always_inline int lengths_agree(const struct packet *p, __u32 ip_hdr_len)
+{
+	__u32 l4_len = p->flow.proto == IPPROTO_TCP ? sizeof(struct tcphdr) : sizeof(struct udphdr);
+
+	return p->l3_len >= ip_hdr_len + l4_len && p->l3_len <= p->pkt_len - sizeof(struct ethhdr);
+}
+
 /* Returns -1 to carry on balancing, or the XDP verdict. */
 static __always_inline int parse_ipv4(void *data, void *data_end, struct packet *p)
 {
 	struct iphdr *iph = data + sizeof(struct ethhdr);
 
-	if ((void *)(iph + 1) > data_end)
+	if ((void *)(iph + 1) > data_end || iph->version != 4)
 		return XDP_PASS;
 	p->flow.family = FAMILY_V4;
 	p->flow.src[0] = iph->saddr;
@@ -283,7 +296,7 @@ static __always_inline int parse_ipv4(void *data, void *data_end, struct packet 
 		return is_vip_addr(p->flow.dst, FAMILY_V4) ? drop(DROP_FRAGMENT, p->pkt_len) : XDP_PASS;
 	if (p->flow.proto != IPPROTO_TCP && p->flow.proto != IPPROTO_UDP)
 		return XDP_PASS;
-	if (!parse_l4(iph + 1, data_end, p))
+	if (!parse_l4(iph + 1, data_end, p) || !lengths_agree(p, IPV4_HDR_LEN))
 		return XDP_PASS;
 	return -1;
 }
@@ -292,7 +305,7 @@ static __always_inline int parse_ipv6(void *data, void *data_end, struct packet 
 {
 	struct ipv6hdr *ip6h = data + sizeof(struct ethhdr);
 
-	if ((void *)(ip6h + 1) > data_end)
+	if ((void *)(ip6h + 1) > data_end || ip6h->version != 6)
 		return XDP_PASS;
 	p->flow.family = FAMILY_V6;
 	__builtin_memcpy(p->flow.src, &ip6h->saddr, 16);
@@ -315,7 +328,7 @@ static __always_inline int parse_ipv6(void *data, void *data_end, struct packet 
 	default:
 		return XDP_PASS;
 	}
-	if (!parse_l4(ip6h + 1, data_end, p))
+	if (!parse_l4(ip6h + 1, data_end, p) || !lengths_agree(p, IPV6_HDR_LEN))
 		return XDP_PASS;
 	return -1;
 }

@@ -60,6 +60,11 @@ func (k VIPKey) validate() error {
 	if k.Addr.Zone() != "" {
 		return fmt.Errorf("VIP %s: zoned addresses are not supported", k.Addr)
 	}
+	// No client sends to the unspecified address: such a VIP would sit in
+	// the maps and never balance anything.
+	if k.Addr.IsUnspecified() {
+		return fmt.Errorf("VIP %s: the unspecified address is not a VIP", k.Addr)
+	}
 	if k.Protocol != ProtocolTCP && k.Protocol != ProtocolUDP {
 		return fmt.Errorf("VIP %s: protocol must be tcp or udp", k.Addr)
 	}

@@ -6,6 +6,7 @@ package profiles
 
 import (
 	"fmt"
+	"math"
 	"sort"
 	"strconv"
 	"strings"
@@ -104,6 +105,11 @@ func (d LogicalDisk) SizeBytes() (int64, error) {
 	gb, err := strconv.ParseInt(d.SizeGB, 10, 64)
 	if err != nil || gb <= 0 {
 		return 0, fmt.Errorf("size_gb must be a positive number or MAX, got %q", d.SizeGB)
+	}
+	// Larger sizes would wrap around in bytes and ask the BMC for a
+	// nonsense volume.
+	if gb > math.MaxInt64/1_000_000_000 {
+		return 0, fmt.Errorf("size_gb %q is larger than any volume", d.SizeGB)
 	}
 	return gb * 1_000_000_000, nil
 }

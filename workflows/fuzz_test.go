@@ -1,0 +1,170 @@
+package workflows
+
+import (
+	"encoding/json"
+	"net/netip"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// isSafeName is the property every accepted name must have, stated apart
+// from isName so that a change to the validator that lets through a
+// character unsafe in workflow IDs, queries or URLs is caught.
+func isSafeName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("._-", r)) {
+			return false
+		}
+	}
+	return !strings.ContainsRune("._-", rune(s[0]))
+}
+
+func FuzzValidateLocation(f *testing.F) {
+	f.Add("dc1", "", "r12", 7, "front")
+	f.Add("dc1", "hall-2", "r12", 42, "rear")
+	f.Add("", "", "", 0, "")
+	f.Add("dc1", "room/1", "r12", 1, "front")
+	f.Add("-dc", "", "r1", 1, "front")
+	f.Add("dc1", "", "r1", -1, "Front")
+	f.Add(strings.Repeat("a", 33), "", "r1", 1, "front")
+	f.Add("dç1", "", "r1", 1, "rear")
+	f.Add("dc1", "", "r1\x00", 1, "rear")
+	f.Fuzz(func(t *testing.T, site, room, rack string, unit int, face string) {
+		l := Location{Site: site, Room: room, Rack: rack, Unit: unit, Face: face}
+		err := ValidateLocation(l)
+		if err != nil {
+			if !strings.HasPrefix(err.Error(), "invalid location: ") {
+				t.Fatalf("refusal %q does not say what is wrong", err)
+			}
+			return
+		}
+		if !isSafeName(site) || !isSafeName(rack) || (room != "" && !isSafeName(room)) ||
+			len(site) > maxNameLength || len(rack) > maxNameLength || len(room) > maxNameLength {
+			t.Fatalf("accepted unsafe names in %+v", l)
+		}
+		if unit < 1 || (face != FaceFront && face != FaceRear) {
+			t.Fatalf("accepted unit/face of %+v", l)
+		}
+		// What the API accepts travels as JSON into workflow history:
+		// the round trip must keep it valid and unchanged.
+		raw, err := json.Marshal(RackedInput{Location: l, By: "fuzz"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var back RackedInput
+		if err := json.Unmarshal(raw, &back); err != nil {
+			t.Fatal(err)
+		}
+		if back.Location != l {
+			t.Fatalf("JSON round trip changed %+v into %+v", l, back.Location)
+		}
+		if err := ValidateLocation(back.Location); err != nil {
+			t.Fatalf("round-tripped location refused: %v", err)
+		}
+	})
+}
+
+func FuzzValidateNames(f *testing.F) {
+	for _, s := range []string{"SN123", "abc-def.1_2", "", "-x", "a/b", "web", "web-1", "Web", "web-",
+		strings.Repeat("x", 64), strings.Repeat("x", 65), "ümlaut", "a b", "a\x00", "a,b", "x,x"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if ValidateSerial(s) == nil {
+			if !isSafeName(s) || len(s) > MaxSerialLength {
+				t.Fatalf("serial %q accepted", s)
+			}
+			if id := LifecycleWorkflowID(s); strings.Count(id, "/") != 1 {
+				t.Fatalf("serial %q makes workflow ID %q", s, id)
+			}
+		}
+		if ValidateTenant(s) == nil && s != "" && (!isSafeName(s) || len(s) > maxTenantLength) {
+			t.Fatalf("tenant %q accepted", s)
+		}
+		if ValidateVIPName(s) == nil {
+			if s == "" || len(s) > maxVIPNameLength || strings.HasPrefix(s, "-") || strings.HasSuffix(s, "-") {
+				t.Fatalf("VIP name %q accepted", s)
+			}
+			for _, r := range s {
+				if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-') {
+					t.Fatalf("VIP name %q accepted", s)
+				}
+			}
+		}
+		pools := strings.Split(s, ",")
+		if ValidatePools(pools) == nil {
+			seen := map[string]bool{}
+			for _, p := range pools {
+				if ValidateVIPName(p) != nil || seen[p] {
+					t.Fatalf("pools %q accepted", pools)
+				}
+				seen[p] = true
+			}
+		}
+	})
+}
+
+func FuzzValidateVIPInput(f *testing.F) {
+	f.Add([]byte(`{"name":"web","ports":[80,443],"backends":[{"address":"10.0.0.1"},{"address":"10.0.0.2","weight":5,"state":"drain"}]}`))
+	f.Add([]byte(`{"name":"dns","protocol":"UDP","ports":[53],"servers":["SN1","SN2"],"exposure":"public","requestedBy":"alice","clusters":3}`))
+	f.Add([]byte(`{"name":"web","ports":[80],"backends":[{"address":"2001:db8::1"},{"address":"2001:DB8::1"}]}`))
+	f.Add([]byte(`{"name":"web","ports":[80],"backends":[{"address":"fe80::1%eth0"}],"healthCheck":{"kind":"tcp","path":"/"}}`))
+	f.Add([]byte(`{"name":"web","ports":[0,80,80],"backends":[{"address":"0.0.0.0","weight":4294967295}],"clusters":9}`))
+	f.Add([]byte(`{"name":"web","ports":[80],"backends":[{"address":"10.0.0.1","serial":"bad/serial"}],"healthCheck":{"kind":"http","intervalMs":-1}}`))
+	f.Add([]byte(`{}`))
+	f.Add([]byte(`null`))
+	f.Add([]byte(`{"name":"web","ports":[80],"backends":[{"address":"::ffff:10.0.0.1"},{"address":"10.0.0.1"}]}`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		var in VIPRolloutInput
+		if json.Unmarshal(body, &in) != nil {
+			return
+		}
+		n := normalizeVIPInput(in)
+		if ValidateVIPInput(n) != nil {
+			return
+		}
+		// Normalizing is idempotent, and what was accepted stays
+		// accepted after the trip through workflow history.
+		if again := normalizeVIPInput(n); !vipInputsEqual(again, n) {
+			t.Fatalf("normalizing twice changed %+v into %+v", n, again)
+		}
+		raw, err := json.Marshal(n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var back VIPRolloutInput
+		if err := json.Unmarshal(raw, &back); err != nil {
+			t.Fatal(err)
+		}
+		if err := ValidateVIPInput(normalizeVIPInput(back)); err != nil {
+			t.Fatalf("round-tripped VIP request refused: %v", err)
+		}
+		addrs := map[netip.Addr]bool{}
+		for _, b := range n.Backends {
+			a, err := netip.ParseAddr(b.Address)
+			if err != nil || a.IsUnspecified() || a.Zone() != "" || a.String() != b.Address {
+				t.Fatalf("accepted backend address %q", b.Address)
+			}
+			if addrs[a] {
+				t.Fatalf("accepted backend %s twice", a)
+			}
+			addrs[a] = true
+			if b.Weight == 0 || b.Weight > maxBackendWeight {
+				t.Fatalf("accepted weight %d", b.Weight)
+			}
+		}
+		if len(n.Ports) == 0 || slices.Contains(n.Ports, 0) {
+			t.Fatalf("accepted ports %v", n.Ports)
+		}
+	})
+}
+
+func vipInputsEqual(a, b VIPRolloutInput) bool {
+	x, _ := json.Marshal(a)
+	y, _ := json.Marshal(b)
+	return string(x) == string(y)
+}
