@@ -52,7 +52,7 @@ func (s *Server) retry(c echo.Context) error {
 			in.BMC.CredentialRef = ref
 		}
 	}
-	return s.decide(c, ctx, serial, workflows.UpdateRetry, in)
+	return s.sendUpdate(c, ctx, lifecycleRef(serial), workflows.UpdateRetry, in, &workflows.DecisionResult{})
 }
 
 func (s *Server) skip(c echo.Context) error {
@@ -60,13 +60,10 @@ func (s *Server) skip(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	var req struct{}
-	if err := decodeOptionalJSON(c, &req); err != nil {
+	if err := readNoBody(c); err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(c.Request().Context(), updateTimeout)
-	defer cancel()
-	return s.decide(c, ctx, serial, workflows.UpdateSkip, workflows.SkipInput{By: actor(c)})
+	return s.update(c, lifecycleRef(serial), workflows.UpdateSkip, workflows.SkipInput{By: actor(c)}, &workflows.DecisionResult{})
 }
 
 func (s *Server) abort(c echo.Context) error {
@@ -74,22 +71,11 @@ func (s *Server) abort(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	var req abortRequest
-	if err := decodeJSON(c, &req); err != nil {
+	abort, err := readAbort(c)
+	if err != nil {
 		return err
 	}
-	if req.Reason == "" {
-		return httpError(http.StatusBadRequest, "reason is required: it goes into the asset history")
-	}
-	ctx, cancel := context.WithTimeout(c.Request().Context(), updateTimeout)
-	defer cancel()
-	return s.decide(c, ctx, serial, workflows.UpdateAbort, workflows.AbortInput{Reason: req.Reason, By: actor(c)})
-}
-
-// decide forwards a staff decision to the workflow as an update and waits
-// for its answer; the workflow's refusal comes back as 409.
-func (s *Server) decide(c echo.Context, ctx context.Context, serial, update string, arg any) error {
-	return s.sendUpdate(c, ctx, lifecycleRef(serial), update, arg, &workflows.DecisionResult{})
+	return s.update(c, lifecycleRef(serial), workflows.UpdateAbort, abort, &workflows.DecisionResult{})
 }
 
 // storeBMC seals a BMC credential and returns its reference.

@@ -105,13 +105,10 @@ func (s *Server) unracked(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	var req struct{}
-	if err := decodeOptionalJSON(c, &req); err != nil {
+	if err := readNoBody(c); err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(c.Request().Context(), updateTimeout)
-	defer cancel()
-	return s.decommissionUpdate(c, ctx, serial, workflows.UpdateUnracked, workflows.UnrackedInput{By: actor(c)}, &workflows.UnrackedResult{})
+	return s.update(c, decommissionRef(serial), workflows.UpdateUnracked, workflows.UnrackedInput{By: actor(c)}, &workflows.UnrackedResult{})
 }
 
 func (s *Server) decommissionRetry(c echo.Context) error {
@@ -142,7 +139,7 @@ func (s *Server) decommissionRetry(c echo.Context) error {
 			in.BMC.CredentialRef = ref
 		}
 	}
-	return s.decommissionUpdate(c, ctx, serial, workflows.UpdateRetry, in, &workflows.DecisionResult{})
+	return s.sendUpdate(c, ctx, decommissionRef(serial), workflows.UpdateRetry, in, &workflows.DecisionResult{})
 }
 
 func (s *Server) decommissionAbort(c echo.Context) error {
@@ -150,18 +147,9 @@ func (s *Server) decommissionAbort(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	var req abortRequest
-	if err := decodeJSON(c, &req); err != nil {
+	abort, err := readAbort(c)
+	if err != nil {
 		return err
 	}
-	if req.Reason == "" {
-		return httpError(http.StatusBadRequest, "reason is required: it goes into the asset history")
-	}
-	ctx, cancel := context.WithTimeout(c.Request().Context(), updateTimeout)
-	defer cancel()
-	return s.decommissionUpdate(c, ctx, serial, workflows.UpdateAbort, workflows.AbortInput{Reason: req.Reason, By: actor(c)}, &workflows.DecisionResult{})
-}
-
-func (s *Server) decommissionUpdate(c echo.Context, ctx context.Context, serial, update string, arg, res any) error {
-	return s.sendUpdate(c, ctx, decommissionRef(serial), update, arg, res)
+	return s.update(c, decommissionRef(serial), workflows.UpdateAbort, abort, &workflows.DecisionResult{})
 }

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -83,9 +84,13 @@ func New(cfg Config) *Server {
 		// Per client address: one runaway script must not starve the
 		// technicians' tablets.
 		e.Use(middleware.RateLimiterWithConfig(middleware.RateLimiterConfig{
+			// Health and metrics are for monitors; the boot service is for
+			// machines installing, which must not wait behind people (a lost
+			// phone-home parks an install).
 			Skipper: func(c echo.Context) bool {
 				p := c.Path()
-				return p == "/healthz" || p == "/readyz" || p == "/metrics"
+				return p == "/healthz" || p == "/readyz" || p == "/metrics" ||
+					strings.HasPrefix(p, "/boot/") || p == "/api/v1/boot/phone-home"
 			},
 			Store: middleware.NewRateLimiterMemoryStoreWithConfig(middleware.RateLimiterMemoryStoreConfig{
 				Rate: rate.Limit(cfg.RateLimit), Burst: 2 * int(cfg.RateLimit),

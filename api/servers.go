@@ -207,9 +207,7 @@ func (s *Server) racked(c echo.Context) error {
 	if err := s.checkPlacement(c.Request().Context(), serial, loc); err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(c.Request().Context(), updateTimeout)
-	defer cancel()
-	return s.sendUpdate(c, ctx, lifecycleRef(serial), workflows.UpdateRacked, workflows.RackedInput{Location: loc}, &workflows.RackedResult{})
+	return s.update(c, lifecycleRef(serial), workflows.UpdateRacked, workflows.RackedInput{Location: loc}, &workflows.RackedResult{})
 }
 
 func serialParam(c echo.Context) (string, error) {

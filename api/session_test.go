@@ -107,8 +107,13 @@ func TestAPIRateLimitPerClient(t *testing.T) {
 	}
 	require.Positive(t, codes[http.StatusOK])
 	require.Positive(t, codes[http.StatusTooManyRequests], "%v", codes)
-	// Health stays answerable whatever a client does.
+	// Health and the boot service stay answerable whatever a client does.
 	rec := httptest.NewRecorder()
 	s2.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/healthz", nil))
 	require.Equal(t, http.StatusOK, rec.Code)
+	for range 30 {
+		rec = httptest.NewRecorder()
+		s2.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/boot/files/vmlinuz", nil))
+		require.NotEqual(t, http.StatusTooManyRequests, rec.Code, "an installer was rate limited")
+	}
 }

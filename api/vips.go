@@ -209,8 +209,7 @@ func (s *Server) approveVIP(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	var req struct{}
-	if err := decodeOptionalJSON(c, &req); err != nil {
+	if err := readNoBody(c); err != nil {
 		return err
 	}
 	p := principal(c)
@@ -249,9 +248,7 @@ func (s *Server) changeVIPBackends(c echo.Context) error {
 		return httpError(http.StatusBadRequest, "by is set from your token, not the body")
 	}
 	in.By = actor(c)
-	ctx, cancel := context.WithTimeout(c.Request().Context(), updateTimeout)
-	defer cancel()
-	return s.sendUpdate(c, ctx, vipRef(name), workflows.UpdateBackends, in, &workflows.VIPStatus{})
+	return s.update(c, vipRef(name), workflows.UpdateBackends, in, &workflows.VIPStatus{})
 }
 
 // retireVIP withdraws a VIP everywhere and frees its address; the update
@@ -265,9 +262,7 @@ func (s *Server) retireVIP(c echo.Context) error {
 	if err := decodeOptionalJSON(c, &req); err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(c.Request().Context(), updateTimeout)
-	defer cancel()
-	return s.sendUpdate(c, ctx, vipRef(name), workflows.UpdateRetire, workflows.RetireInput{By: actor(c), Reason: req.Reason}, &workflows.VIPStatus{})
+	return s.update(c, vipRef(name), workflows.UpdateRetire, workflows.RetireInput{By: actor(c), Reason: req.Reason}, &workflows.VIPStatus{})
 }
 
 func (s *Server) vipRetry(c echo.Context) error {
@@ -275,13 +270,10 @@ func (s *Server) vipRetry(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	var req struct{}
-	if err := decodeOptionalJSON(c, &req); err != nil {
+	if err := readNoBody(c); err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(c.Request().Context(), updateTimeout)
-	defer cancel()
-	return s.sendUpdate(c, ctx, vipRef(name), workflows.UpdateRetry, workflows.RetryInput{By: actor(c)}, &workflows.DecisionResult{})
+	return s.update(c, vipRef(name), workflows.UpdateRetry, workflows.RetryInput{By: actor(c)}, &workflows.DecisionResult{})
 }
 
 func (s *Server) vipAbort(c echo.Context) error {
@@ -289,14 +281,9 @@ func (s *Server) vipAbort(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	var req abortRequest
-	if err := decodeJSON(c, &req); err != nil {
+	abort, err := readAbort(c)
+	if err != nil {
 		return err
 	}
-	if req.Reason == "" {
-		return httpError(http.StatusBadRequest, "reason is required")
-	}
-	ctx, cancel := context.WithTimeout(c.Request().Context(), updateTimeout)
-	defer cancel()
-	return s.sendUpdate(c, ctx, vipRef(name), workflows.UpdateAbort, workflows.AbortInput{Reason: req.Reason, By: actor(c)}, &workflows.DecisionResult{})
+	return s.update(c, vipRef(name), workflows.UpdateAbort, abort, &workflows.DecisionResult{})
 }

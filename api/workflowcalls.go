@@ -100,3 +100,28 @@ func (s *Server) sendUpdate(c echo.Context, ctx context.Context, ref workflowRef
 	}
 	return temporalError(err)
 }
+
+// update sends a staff decision within the API's wait for updates.
+func (s *Server) update(c echo.Context, ref workflowRef, update string, arg, res any) error {
+	ctx, cancel := context.WithTimeout(c.Request().Context(), updateTimeout)
+	defer cancel()
+	return s.sendUpdate(c, ctx, ref, update, arg, res)
+}
+
+// readAbort reads an abort: a reason is required, for the record.
+func readAbort(c echo.Context) (workflows.AbortInput, error) {
+	var req abortRequest
+	if err := decodeJSON(c, &req); err != nil {
+		return workflows.AbortInput{}, err
+	}
+	if req.Reason == "" {
+		return workflows.AbortInput{}, httpError(http.StatusBadRequest, "reason is required: it goes into the record")
+	}
+	return workflows.AbortInput{Reason: req.Reason, By: actor(c)}, nil
+}
+
+// readNoBody accepts an absent or empty JSON object and nothing else.
+func readNoBody(c echo.Context) error {
+	var req struct{}
+	return decodeOptionalJSON(c, &req)
+}

@@ -487,7 +487,7 @@ async function approvalsPage() {
   const box = h("section", { id: "approvals" });
   view(h("h2", {}, "Approvals"), box);
   await poll(async () => {
-    const vips = ((await api("GET", "/api/v1/vips")).vips || []).filter((v) => v.awaitingApproval || v.state === "awaiting-approval");
+    const vips = ((await api("GET", "/api/v1/vips")).vips || []).filter((v) => v.state === "awaiting-approval");
     put(box, ...(vips.length ? vips.map((v) => h("div", { class: "item", "data-vip": v.name },
       h("p", {}, h("a", { href: "#/vips/" + enc(v.name) }, h("strong", {}, v.name)), " ", v.address || "", " requested by ", v.requestedBy || "?"),
       approveButtons(v.name, () => app.refresh && app.refresh()))) : [h("p", { class: "empty", id: "approvals-empty" }, "No public VIPs await approval.")]));
