@@ -71,10 +71,13 @@ func (s *Server) sendUpdate(c echo.Context, ctx context.Context, ref workflowRef
 		if err = handle.Get(ctx, res); err == nil {
 			return c.JSON(http.StatusOK, res)
 		}
-		// Accepted, but the change (a VIP rolled out node by node) outlasts
-		// the request: it goes on in the workflow. Say so, rather than
-		// blaming Temporal with a 503.
-		if ctx.Err() != nil && c.Request().Context().Err() == nil {
+		// Accepted, but no outcome within the request (a VIP change rolled
+		// out node by node outlasts it; the SDK's wait ends with a timeout
+		// or a cancelled stream, sometimes before our own deadline): it
+		// goes on in the workflow. Say so, rather than blaming Temporal
+		// with a 503. The workflow's own refusal is mapped below.
+		var refused *temporal.ApplicationError
+		if !errors.As(err, &refused) && c.Request().Context().Err() == nil {
 			c.Response().Header().Set(echo.HeaderLocation, c.Request().URL.Path)
 			return c.JSON(http.StatusAccepted, updateInProgress{
 				UpdateID: handle.UpdateID(),
