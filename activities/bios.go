@@ -36,6 +36,9 @@ type ConfigureBIOSInput struct {
 type ConfigureBIOSResult struct {
 	Changed map[string]string `json:"changed,omitempty"`
 	Reset   bool              `json:"reset"`
+	// Report is the BIOS read back after applying; a failure that needs a
+	// human carries it as its error details instead.
+	Report *BIOSReport `json:"report,omitempty"`
 }
 
 // ConfigureBIOS diffs the wanted attributes against the current ones,
@@ -49,59 +52,68 @@ func (p *Provisioning) ConfigureBIOS(ctx context.Context, in ConfigureBIOSInput)
 	want := prof.DesiredBIOS(in.Vendor)
 	var res ConfigureBIOSResult
 	err = p.withMachine(ctx, in.BMC, func(m hardware.Machine) error {
-		cur, err := m.BIOS(ctx)
-		if err != nil {
-			return err
-		}
-		diff := biosDiff(want, cur)
-		if len(diff) == 0 {
-			return nil
-		}
-		res.Changed = diff
-		var unknown []string
-		for k := range diff {
-			if _, ok := cur[k]; !ok {
-				unknown = append(unknown, k)
-			}
-		}
-		if len(unknown) > 0 {
-			sort.Strings(unknown)
-			return mismatch("BIOS has no attribute %s (profile %q, vendor %s)", strings.Join(unknown, ", "), prof.Name, in.Vendor)
-		}
-		if err := p.stageBIOS(ctx, m, diff); err != nil {
-			return err
-		}
-		// One reset per generation and change set, even if this activity
-		// runs twice: a second run waits for the first reset's result.
-		first, err := p.Inventory.RecordOnce(ctx, in.Serial, fmt.Sprintf("bios-reset/%d/%s", in.Generation, digest(diff)))
-		if err != nil {
-			return err
-		}
-		if !first {
-			// A run that died between recording and resetting leaves the
-			// server off (the lifecycle never turns it off): then the
-			// reset is still owed.
-			state, err := m.PowerState(ctx)
-			if err != nil {
-				return err
-			}
-			first = state == hardware.PowerOff
-		}
-		if first {
-			if err := resetServer(ctx, m); err != nil {
-				return err
-			}
-			res.Reset = true
-		}
-		applyTimeout := in.ApplyTimeout
-		if applyTimeout <= 0 {
-			applyTimeout = 10 * time.Minute
-		}
-		wctx, cancel := context.WithTimeout(ctx, applyTimeout)
-		defer cancel()
-		return waitBIOS(wctx, m, diff, in.PollInterval)
+		err := p.applyBIOS(ctx, m, in, prof.Name, want, &res)
+		// The apply's own deadline may have passed; the read-back gets
+		// what is left of the activity's.
+		res.Report = readBIOSReport(ctx, m, want)
+		return err
 	})
-	return res, err
+	return res, withReport(err, res.Report)
+}
+
+// applyBIOS stages the difference, resets once and waits for it to show.
+func (p *Provisioning) applyBIOS(ctx context.Context, m hardware.Machine, in ConfigureBIOSInput, profile string, want map[string]string, res *ConfigureBIOSResult) error {
+	cur, err := m.BIOS(ctx)
+	if err != nil {
+		return err
+	}
+	diff := biosDiff(want, cur)
+	if len(diff) == 0 {
+		return nil
+	}
+	res.Changed = redactBIOS(diff)
+	var unknown []string
+	for k := range diff {
+		if _, ok := cur[k]; !ok {
+			unknown = append(unknown, k)
+		}
+	}
+	if len(unknown) > 0 {
+		sort.Strings(unknown)
+		return mismatch("BIOS has no attribute %s (profile %q, vendor %s)", strings.Join(unknown, ", "), profile, in.Vendor)
+	}
+	if err := p.stageBIOS(ctx, m, diff); err != nil {
+		return err
+	}
+	// One reset per generation and change set, even if this activity
+	// runs twice: a second run waits for the first reset's result.
+	first, err := p.Inventory.RecordOnce(ctx, in.Serial, fmt.Sprintf("bios-reset/%d/%s", in.Generation, digest(diff)))
+	if err != nil {
+		return err
+	}
+	if !first {
+		// A run that died between recording and resetting leaves the
+		// server off (the lifecycle never turns it off): then the
+		// reset is still owed.
+		state, err := m.PowerState(ctx)
+		if err != nil {
+			return err
+		}
+		first = state == hardware.PowerOff
+	}
+	if first {
+		if err := resetServer(ctx, m); err != nil {
+			return err
+		}
+		res.Reset = true
+	}
+	applyTimeout := in.ApplyTimeout
+	if applyTimeout <= 0 {
+		applyTimeout = 10 * time.Minute
+	}
+	wctx, cancel := context.WithTimeout(ctx, applyTimeout)
+	defer cancel()
+	return waitBIOS(wctx, m, diff, in.PollInterval)
 }
 
 // stageBIOS writes the difference unless it is staged already; a BMC that
@@ -157,8 +169,15 @@ func waitBIOS(ctx context.Context, m hardware.Machine, want map[string]string, e
 			if cur != nil {
 				left = biosDiff(want, cur)
 			}
+			// Names only: values may be secrets, and the message goes into
+			// workflow history (the report shows them, hidden where needed).
+			names := make([]string, 0, len(left))
+			for k := range left {
+				names = append(names, k)
+			}
+			sort.Strings(names)
 			return temporal.NewNonRetryableApplicationError(
-				fmt.Sprintf("BIOS settings still not applied after the reset: %v", left), ErrTypeBIOSNotApplied, nil)
+				"BIOS settings still not applied after the reset: "+strings.Join(names, ", "), ErrTypeBIOSNotApplied, nil)
 		case <-time.After(every):
 		}
 	}
@@ -171,6 +190,18 @@ func biosDiff(want, cur map[string]string) map[string]string {
 		if cur[k] != v {
 			out[k] = v
 		}
+	}
+	return out
+}
+
+// redactBIOS is a change set fit for workflow history.
+func redactBIOS(m map[string]string) map[string]string {
+	out := make(map[string]string, len(m))
+	for k, v := range m {
+		if secretAttribute(k) {
+			v = HiddenValue
+		}
+		out[k] = v
 	}
 	return out
 }

@@ -25,6 +25,9 @@ type ConfigureRAIDResult struct {
 	Kept    []string `json:"kept,omitempty"`
 	Created []string `json:"created,omitempty"`
 	Deleted []string `json:"deleted,omitempty"`
+	// Report is the volumes read back after the changes; a failure that
+	// needs a human carries it as its error details instead.
+	Report *RAIDReport `json:"report,omitempty"`
 }
 
 // ConfigureRAID makes the volumes match the profile's logical disks: a
@@ -41,35 +44,42 @@ func (p *Provisioning) ConfigureRAID(ctx context.Context, in ConfigureRAIDInput)
 		return res, nil
 	}
 	err = p.withMachine(ctx, in.BMC, func(m hardware.Machine) error {
-		ctrls, err := m.Storage(ctx)
-		if err != nil {
-			return err
-		}
-		ctrl, err := pickController(ctrls, prof.RAID.LogicalDisks)
-		if err != nil {
-			return err
-		}
-		plan, err := planRAID(ctrl, prof.RAID.LogicalDisks)
-		if err != nil {
-			return err
-		}
-		res.Kept = plan.keep
-		for _, id := range plan.remove {
-			if err := m.DeleteVolume(ctx, id); err != nil {
-				return err
-			}
-			res.Deleted = append(res.Deleted, id)
-		}
-		for _, req := range plan.create {
-			v, err := m.CreateVolume(ctx, req)
-			if err != nil {
-				return err
-			}
-			res.Created = append(res.Created, v.ID)
-		}
-		return nil
+		err := applyRAID(ctx, m, prof.RAID.LogicalDisks, &res)
+		res.Report = readRAIDReport(ctx, m, prof.RAID.LogicalDisks)
+		return err
 	})
-	return res, err
+	return res, withReport(err, res.Report)
+}
+
+// applyRAID deletes, keeps and creates volumes as planRAID says.
+func applyRAID(ctx context.Context, m hardware.Machine, disks []profiles.LogicalDisk, res *ConfigureRAIDResult) error {
+	ctrls, err := m.Storage(ctx)
+	if err != nil {
+		return err
+	}
+	ctrl, err := pickController(ctrls, disks)
+	if err != nil {
+		return err
+	}
+	plan, err := planRAID(ctrl, disks)
+	if err != nil {
+		return err
+	}
+	res.Kept = plan.keep
+	for _, id := range plan.remove {
+		if err := m.DeleteVolume(ctx, id); err != nil {
+			return err
+		}
+		res.Deleted = append(res.Deleted, id)
+	}
+	for _, req := range plan.create {
+		v, err := m.CreateVolume(ctx, req)
+		if err != nil {
+			return err
+		}
+		res.Created = append(res.Created, v.ID)
+	}
+	return nil
 }
 
 type raidPlan struct {

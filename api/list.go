@@ -19,12 +19,15 @@ import (
 )
 
 type serverSummary struct {
-	Serial     string    `json:"serial"`
-	State      string    `json:"state"`
-	Step       string    `json:"step,omitempty"`
-	Rack       string    `json:"rack,omitempty"`
-	WorkflowID string    `json:"workflowId"`
-	StartedAt  time.Time `json:"startedAt"`
+	Serial string `json:"serial"`
+	State  string `json:"state"`
+	Step   string `json:"step,omitempty"`
+	// StepStartedAt is when the server entered its step; absent for runs
+	// started before the attribute existed that have not changed step since.
+	StepStartedAt *time.Time `json:"stepStartedAt,omitempty"`
+	Rack          string     `json:"rack,omitempty"`
+	WorkflowID    string     `json:"workflowId"`
+	StartedAt     time.Time  `json:"startedAt"`
 }
 
 type serverList struct {
@@ -82,12 +85,13 @@ func (s *Server) listServers(c echo.Context) error {
 	for _, e := range res.GetExecutions() {
 		fields := e.GetSearchAttributes().GetIndexedFields()
 		out.Servers = append(out.Servers, serverSummary{
-			Serial:     keyword(fields, workflows.SearchAttrServerSerial),
-			State:      keyword(fields, workflows.SearchAttrLifecycleState),
-			Step:       keyword(fields, workflows.SearchAttrLifecycleStep),
-			Rack:       keyword(fields, workflows.SearchAttrRack),
-			WorkflowID: e.GetExecution().GetWorkflowId(),
-			StartedAt:  e.GetStartTime().AsTime(),
+			Serial:        keyword(fields, workflows.SearchAttrServerSerial),
+			State:         keyword(fields, workflows.SearchAttrLifecycleState),
+			Step:          keyword(fields, workflows.SearchAttrLifecycleStep),
+			StepStartedAt: datetime(fields, workflows.SearchAttrLifecycleStepStartedAt),
+			Rack:          keyword(fields, workflows.SearchAttrRack),
+			WorkflowID:    e.GetExecution().GetWorkflowId(),
+			StartedAt:     e.GetStartTime().AsTime(),
 		})
 	}
 	if len(res.GetNextPageToken()) > 0 {
@@ -111,4 +115,18 @@ func keyword(fields map[string]*commonpb.Payload, name string) string {
 		return ""
 	}
 	return strings.TrimSpace(v)
+}
+
+// datetime reads a Datetime search attribute; nil when absent or unreadable.
+func datetime(fields map[string]*commonpb.Payload, name string) *time.Time {
+	p, ok := fields[name]
+	if !ok {
+		return nil
+	}
+	var t time.Time
+	if err := converter.GetDefaultDataConverter().FromPayload(p, &t); err != nil || t.IsZero() {
+		return nil
+	}
+	t = t.UTC()
+	return &t
 }

@@ -491,3 +491,20 @@ func TestOpenAPIVIPAttentionNamesEveryVIPStep(t *testing.T) {
 		`"attention":{"step":"InstallOS","error":"x","skippable":false},"workflowId":"vip/web"}`)
 	require.Error(t, doc.CheckResponse(req, http.StatusOK, header, body), "a lifecycle step is no VIP step")
 }
+
+// TestOpenAPIServerStepIsALifecycleStep: a server's status names its
+// current step, any of the lifecycle's, or "" once ended.
+func TestOpenAPIServerStepIsALifecycleStep(t *testing.T) {
+	var doc struct {
+		Components struct {
+			Schemas map[string]struct {
+				Properties map[string]struct {
+					Enum []string `json:"enum"`
+				} `json:"properties"`
+			} `json:"schemas"`
+		} `json:"components"`
+	}
+	require.NoError(t, json.Unmarshal(openAPIDocument, &doc))
+	require.ElementsMatch(t, append([]string{""}, workflows.Steps()...), doc.Components.Schemas["Server"].Properties["step"].Enum,
+		"Server.step in api/openapi.json against workflows.Steps()")
+}

@@ -120,7 +120,7 @@ func (s *Server) createServer(c echo.Context) error {
 		// silently replaced by a second POST.
 		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
 		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
-		TypedSearchAttributes:    workflows.LifecycleStartAttributes(req.Serial),
+		TypedSearchAttributes:    workflows.LifecycleStartAttributes(req.Serial, time.Now()),
 		// Without this the SDK hands back the existing run as if started.
 		WorkflowExecutionErrorWhenAlreadyStarted: true,
 	}, workflows.ServerLifecycleName, input)

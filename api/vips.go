@@ -165,6 +165,17 @@ func (s *Server) getVIP(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	// Counters ask every placed node, which a page polling every few
+	// seconds should not do each time; refusing a bad value before any
+	// Temporal call keeps the answer the same whatever the VIP.
+	counters := true
+	switch c.QueryParam("counters") {
+	case "", "true":
+	case "false":
+		counters = false
+	default:
+		return httpError(http.StatusBadRequest, "counters must be true or false, not %q", c.QueryParam("counters"))
+	}
 	ctx, cancel := context.WithTimeout(c.Request().Context(), temporalCallTimeout)
 	defer cancel()
 	var st workflows.VIPStatus
@@ -173,12 +184,8 @@ func (s *Server) getVIP(c echo.Context) error {
 	}
 	id := lbapi.VIPWorkflowID(name)
 	res := vipResponse{VIPStatus: st, WorkflowID: id, TemporalURL: s.workflowURL(id, st.RunID)}
-	switch c.QueryParam("counters") {
-	case "", "true":
+	if counters {
 		res.Traffic = s.vipTraffic(ctx, id)
-	case "false":
-	default:
-		return httpError(http.StatusBadRequest, "counters must be true or false")
 	}
 	return c.JSON(http.StatusOK, res)
 }

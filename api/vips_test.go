@@ -1,6 +1,8 @@
 package api
 
 import (
+	"net/http"
+	"net/http/httptest"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -22,5 +24,17 @@ func TestVIPListAwaitingApprovalFollowsTheWorkflow(t *testing.T) {
 		{inventory.VIPRecord{Exposure: "internal", State: workflows.VIPStateActive}, false},
 	} {
 		require.Equal(t, tc.want, summarizeVIP(tc.rec).AwaitingApproval, "%+v", tc.rec)
+	}
+}
+
+// A bad counters value is refused before anything asks Temporal (this API
+// has none): the caller learns of the typo, not of a missing VIP.
+func TestGetVIPCountersParameter(t *testing.T) {
+	h, _ := newContractServer(t)
+	for _, v := range []string{"maybe", "1", "FALSE", "no"} {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/api/v1/vips/web?counters="+v, nil))
+		require.Equal(t, http.StatusBadRequest, rec.Code, v)
+		require.Contains(t, rec.Body.String(), "counters must be true or false", v)
 	}
 }

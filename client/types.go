@@ -43,12 +43,14 @@ type Started struct {
 
 // ServerSummary is one row of the fleet list.
 type ServerSummary struct {
-	Serial     string    `json:"serial"`
-	State      string    `json:"state"`
-	Step       string    `json:"step"`
-	Rack       string    `json:"rack"`
-	WorkflowID string    `json:"workflowId"`
-	StartedAt  time.Time `json:"startedAt"`
+	Serial string `json:"serial"`
+	State  string `json:"state"`
+	Step   string `json:"step"`
+	// StepStartedAt is when the server entered its step, when known.
+	StepStartedAt *time.Time `json:"stepStartedAt,omitempty"`
+	Rack          string     `json:"rack"`
+	WorkflowID    string     `json:"workflowId"`
+	StartedAt     time.Time  `json:"startedAt"`
 }
 
 // ServerList is one page of the fleet.
@@ -87,6 +89,51 @@ type Server struct {
 	RunID          string     `json:"runId"`
 	TemporalURL    string     `json:"temporalUrl"`
 	Pools          []string   `json:"pools"`
+	// StepStartedAt is when the current step began.
+	StepStartedAt *time.Time `json:"stepStartedAt,omitempty"`
+	// BIOS and RAID are applied versus desired after the last
+	// ConfigureBIOS / ConfigureRAID.
+	BIOS *BIOSReport `json:"bios,omitempty"`
+	RAID *RAIDReport `json:"raid,omitempty"`
+}
+
+// BIOSReport is the profile's BIOS attributes as the BMC showed them.
+type BIOSReport struct {
+	Attributes []BIOSAttribute `json:"attributes"`
+}
+
+// BIOSAttribute is one desired attribute; the values of a hidden
+// (password-like) one read "(hidden)".
+type BIOSAttribute struct {
+	Name    string `json:"name"`
+	Desired string `json:"desired"`
+	Actual  string `json:"actual"`
+	Match   bool   `json:"match"`
+	Missing bool   `json:"missing,omitempty"`
+	Hidden  bool   `json:"hidden,omitempty"`
+}
+
+// RAIDReport is the profile's volumes against those found.
+type RAIDReport struct {
+	Controller string             `json:"controller,omitempty"`
+	Volumes    []RAIDVolumeReport `json:"volumes"`
+}
+
+// RAIDVolumeReport is "match", "missing" or "unexpected".
+type RAIDVolumeReport struct {
+	Status  string      `json:"status"`
+	Desired *RAIDVolume `json:"desired,omitempty"`
+	Actual  *RAIDVolume `json:"actual,omitempty"`
+}
+
+// RAIDVolume is a volume, desired or found; SizeBytes 0 when desired
+// means all the drives offer.
+type RAIDVolume struct {
+	ID        string   `json:"id,omitempty"`
+	Name      string   `json:"name,omitempty"`
+	RAIDLevel string   `json:"raidLevel"`
+	SizeBytes int64    `json:"sizeBytes"`
+	Drives    []string `json:"drives,omitempty"`
 }
 
 // Decision is what retry, skip or abort applied to.

@@ -208,6 +208,14 @@ func TestBrowserOperatorPage(t *testing.T) {
 	b.eval(t, `window.__sameDocument === true`, &same)
 	require.True(t, same, "progress must show without reloading the page")
 	b.waitFor(t, 10*time.Second, "hardware and history", `document.querySelector("#hardware dl") && document.querySelectorAll("#history tr").length > 0`)
+	// Applied versus desired, read back from the BMC: the root mirror the
+	// profile wants is there.
+	b.waitFor(t, 10*time.Second, "the BIOS and RAID tables", `document.querySelector("#bios-report table") && document.querySelector("#raid-report table")`)
+	var raidRows []string
+	b.eval(t, `[...document.querySelectorAll("#raid-report tbody tr")].map((r) => r.dataset.status + " " + r.innerText.replace(/\s+/g, " ").trim())`, &raidRows)
+	require.NotEmpty(t, raidRows)
+	require.True(t, strings.HasPrefix(raidRows[0], "match metalflow-root RAID1 MAX"), "%q", raidRows)
+	require.Contains(t, raidRows[0], "✓")
 	b.screenshot(t, "05-server-installed")
 
 	// The rack elevation shows it at U3.
@@ -276,6 +284,12 @@ func TestBrowserOperatorPage(t *testing.T) {
 	b.open(t, "#/vips/web-public")
 	b.waitFor(t, 2*time.Minute, "the VIP's attention or its approval", `document.querySelector("#vip-attention") || document.querySelector("#vip-approval")`)
 	b.waitFor(t, 10*time.Second, "placement and backends", `document.querySelector("#placement") && document.querySelector('#backends tbody tr')`)
+	// Counters are fetched on opening, then only every 30 s or on demand.
+	b.waitFor(t, 10*time.Second, "the counters' time", `document.getElementById("vip-counters-at").dataset.refreshedAt`)
+	var countersAt string
+	b.eval(t, `document.getElementById("vip-counters-at").dataset.refreshedAt`, &countersAt)
+	b.run(t, "refresh counters", chromedp.Click(`#vip-refresh-counters`))
+	b.waitFor(t, 10*time.Second, "counters refreshed on demand", `document.getElementById("vip-counters-at").dataset.refreshedAt !== `+jsString(countersAt))
 	b.screenshot(t, "11-vip")
 	var awaiting bool
 	b.eval(t, `!!document.querySelector("#vip-approval")`, &awaiting)
@@ -305,6 +319,13 @@ func TestBrowserOperatorPage(t *testing.T) {
 	var registerHidden bool
 	b.eval(t, `getComputedStyle(document.querySelector('nav a[data-nav=register]')).display === "none"`, &registerHidden)
 	require.True(t, registerHidden, "a viewer does not see the register link")
+	// Time in step: the server in attention has one, and it counts up
+	// between refreshes without a reload.
+	inStep := `(document.querySelector('#fleet-rows tr[data-serial=` + jsString(third.Serial) + `] td.in-step')||{}).textContent || ""`
+	b.waitFor(t, 20*time.Second, "a time in step", `/^(\d+s|\d+m \d+s)$/.test(`+inStep+`)`)
+	var before string
+	b.eval(t, inStep, &before)
+	b.waitFor(t, 20*time.Second, "the time in step counting", inStep+` !== `+jsString(before)+` && /^(\d+s|\d+m \d+s)$/.test(`+inStep+`)`)
 	b.screenshot(t, "13-viewer-fleet")
 	// The state filter leaves only installed servers.
 	b.run(t, "filter installed", chromedp.SetValue(`#filter-state`, "installed"),
@@ -316,6 +337,15 @@ func TestBrowserOperatorPage(t *testing.T) {
 	require.Zero(t, buttons, "a viewer gets no racked form")
 	b.open(t, "#/servers/"+third.Serial)
 	b.waitFor(t, 30*time.Second, "the server in attention", `document.querySelector("#server-attention")`)
+	// The attention shows what the BMC has: the attribute it lacks, and
+	// no RAID yet (the step did not run).
+	b.waitFor(t, 10*time.Second, "the BIOS report of the failed step", `document.querySelector('#bios-report tr[data-attribute="NoSuchAttribute"]')`)
+	var biosRow string
+	b.eval(t, `document.querySelector('#bios-report tr[data-attribute="NoSuchAttribute"]').innerText.replace(/\s+/g, " ").trim()`, &biosRow)
+	require.Equal(t, "NoSuchAttribute On (none) ✗ missing", biosRow)
+	var raidShown bool
+	b.eval(t, `!!document.querySelector("#raid-report")`, &raidShown)
+	require.False(t, raidShown, "no RAID report before ConfigureRAID ran")
 	b.eval(t, `document.querySelectorAll("#view button").length`, &buttons)
 	require.Zero(t, buttons, "a viewer gets no retry/skip/abort")
 	b.screenshot(t, "14-viewer-server")

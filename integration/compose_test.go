@@ -8,9 +8,11 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+	enumspb "go.temporal.io/api/enums/v1"
 	"gopkg.in/yaml.v3"
 
 	"github.com/metalflow/metalflow/inventory"
+	"github.com/metalflow/metalflow/workflows"
 )
 
 // composeFile is the subset of the Compose specification the checks read.
@@ -111,5 +113,14 @@ func TestComposeStackIsConsistent(t *testing.T) {
 		require.NotZero(t, st.Mode()&0o111, "%s must be executable", script)
 		out, err := exec.Command("sh", "-n", filepath.Join(root, script)).CombinedOutput()
 		require.NoError(t, err, "%s: %s", script, out)
+	}
+	// The namespace script creates every search attribute the workflows
+	// upsert, with its type (a missing one fails the upsert, so the run).
+	ns, err := os.ReadFile(filepath.Join(root, "deploy/temporal/create-namespace.sh"))
+	require.NoError(t, err)
+	for name, typ := range workflows.SearchAttributes() {
+		kind := map[enumspb.IndexedValueType]string{enumspb.INDEXED_VALUE_TYPE_KEYWORD: "Keyword", enumspb.INDEXED_VALUE_TYPE_DATETIME: "Datetime"}[typ]
+		require.NotEmpty(t, kind, "%s: a type the script does not know", name)
+		require.Contains(t, string(ns), " "+name+":"+kind, "create-namespace.sh lacks %s:%s", name, kind)
 	}
 }

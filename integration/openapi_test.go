@@ -306,6 +306,20 @@ func TestOpenAPIContractAgainstLiveAPI(t *testing.T) {
 		}
 		return nil
 	})
+	// The attention carries what the BMC has against the profile.
+	st := c.waitServer(t, sim.Serial, "shows its BIOS report", func(st serverStatus) error {
+		if st.BIOS == nil || st.StepStartedAt == nil {
+			return fmt.Errorf("no BIOS report or step start: %+v %v", st.BIOS, st.StepStartedAt)
+		}
+		return nil
+	})
+	lacking := 0
+	for _, a := range st.BIOS.Attributes {
+		if a.Missing {
+			lacking++
+		}
+	}
+	require.Positive(t, lacking, "the attribute the BMC lacks: %+v", st.BIOS.Attributes)
 	c.expect(t, 200, "POST", "/api/v1/servers/"+sim.Serial+"/skip", jsonType, `{}`, good)
 
 	// Assets, discovery and listing, now that there is something in them.
@@ -318,12 +332,22 @@ func TestOpenAPIContractAgainstLiveAPI(t *testing.T) {
 	c.expect(t, 200, "GET", "/api/v1/racks/dc1/R08", "", "", good)
 	eventually(t, 20*time.Second, "visibility lists the servers", func() error {
 		a := c.expect(t, 200, "GET", "/api/v1/servers?rack=R08", "", "", good)
-		var list struct{ Servers []struct{ Serial string } }
+		var list struct {
+			Servers []struct {
+				Serial        string
+				StepStartedAt *time.Time
+			}
+		}
 		if err := json.Unmarshal(a.body, &list); err != nil {
 			return err
 		}
 		if len(list.Servers) != 2 {
 			return fmt.Errorf("%d servers in R08", len(list.Servers))
+		}
+		for _, s := range list.Servers {
+			if s.StepStartedAt == nil || s.StepStartedAt.IsZero() {
+				return fmt.Errorf("%s has no stepStartedAt", s.Serial)
+			}
 		}
 		return nil
 	})
@@ -361,12 +385,19 @@ func TestOpenAPIContractAgainstLiveAPI(t *testing.T) {
 	c.expect(t, 200, "POST", "/api/v1/boot/phone-home?token="+token[1], formType,
 		"instance_id="+sim.Serial+"-install-"+seed[3]+"&hostname="+strings.ToLower(sim.Serial), good)
 	c.expect(t, 403, "POST", "/api/v1/boot/phone-home?token="+token[1], formType, "hostname=x", good)
-	c.waitServer(t, sim.Serial, "installed", func(st serverStatus) error {
+	st = c.waitServer(t, sim.Serial, "installed", func(st serverStatus) error {
 		if st.State != workflows.StateInstalled {
 			return fmt.Errorf("state %s at %s (attention %+v)", st.State, st.Step, st.Attention)
 		}
 		return nil
 	})
+	require.NotNil(t, st.RAID, "the RAID read back after ConfigureRAID")
+	require.NotEmpty(t, st.RAID.Volumes)
+	for _, v := range st.RAID.Volumes {
+		if v.Desired != nil {
+			require.Equal(t, "match", v.Status, "%+v", v)
+		}
+	}
 
 	// A rack batch naming the server registered above: accepted, and the
 	// batch reports it as already existing instead of starting it again.
@@ -473,6 +504,12 @@ func TestOpenAPIContractAgainstLiveAPI(t *testing.T) {
 		return nil
 	})
 	c.expect(t, 200, "GET", "/api/v1/vips", "", "", good)
+	// Without counters the answer is the status alone: no traffic.
+	a = c.expect(t, 200, "GET", "/api/v1/vips/oa-web?counters=false", "", "", good)
+	require.NotContains(t, string(a.body), `"traffic"`)
+	c.expect(t, 200, "GET", "/api/v1/vips/oa-web?counters=true", "", "", good)
+	c.expect(t, 400, "GET", "/api/v1/vips/oa-web?counters=yes", "", "", bad)
+	c.expect(t, 400, "GET", "/api/v1/vips/oa-none?counters=0", "", "", bad)
 	c.expect(t, 409, "POST", "/api/v1/vips/oa-web/approve", "", "", good)
 	c.expect(t, 409, "POST", "/api/v1/vips/oa-web/backends", jsonType, `{"drain":["10.1.0.1"]}`, good)
 	c.expect(t, 200, "POST", "/api/v1/vips/oa-web/retry", "", "", good)

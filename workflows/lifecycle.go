@@ -502,6 +502,9 @@ func (l *lifecycle) compensateCancel(ctx workflow.Context) {
 
 func (l *lifecycle) rack(ctx workflow.Context) error {
 	step := l.startStep(ctx, StepRack)
+	// The start's search attributes hold the Rack step and its time
+	// already; the status has it from here.
+	l.status.StepStartedAt = step.StartedAt
 	if l.racked == nil {
 		step.Status = StepWaiting
 		for {
@@ -587,11 +590,22 @@ func (l *lifecycle) configureBIOS(ctx workflow.Context) error {
 		return err
 	}
 	return WithPowerSlot(ctx, l.status.Serial, func() error {
-		return workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, bmcActivityOptions(15*time.Minute)), activities.ConfigureBIOSName,
+		var res activities.ConfigureBIOSResult
+		err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, bmcActivityOptions(15*time.Minute)), activities.ConfigureBIOSName,
 			activities.ConfigureBIOSInput{
 				Serial: l.status.Serial, BMC: bmc, Profile: l.inspected.Profile, Vendor: l.inspected.Vendor,
 				Generation: l.generation, ApplyTimeout: 10 * time.Minute,
-			}).Get(ctx, nil)
+			}).Get(ctx, &res)
+		// The last read-back stays in the status, from a success or from
+		// the failure staff are asked about.
+		r := res.Report
+		if err != nil {
+			r = activities.BIOSReportOf(err)
+		}
+		if r != nil {
+			l.status.BIOS = r
+		}
+		return err
 	})
 }
 
@@ -600,8 +614,17 @@ func (l *lifecycle) configureRAID(ctx workflow.Context) error {
 	if err != nil {
 		return err
 	}
-	return workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, bmcActivityOptions(15*time.Minute)), activities.ConfigureRAIDName,
-		activities.ConfigureRAIDInput{Serial: l.status.Serial, BMC: bmc, Profile: l.inspected.Profile, Vendor: l.inspected.Vendor}).Get(ctx, nil)
+	var res activities.ConfigureRAIDResult
+	err = workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, bmcActivityOptions(15*time.Minute)), activities.ConfigureRAIDName,
+		activities.ConfigureRAIDInput{Serial: l.status.Serial, BMC: bmc, Profile: l.inspected.Profile, Vendor: l.inspected.Vendor}).Get(ctx, &res)
+	r := res.Report
+	if err != nil {
+		r = activities.RAIDReportOf(err)
+	}
+	if r != nil {
+		l.status.RAID = r
+	}
+	return err
 }
 
 // installOS netboots the installer and waits for it to phone home, trying
@@ -784,8 +807,12 @@ func (l *lifecycle) markNote(name, note string) {
 	}
 }
 
+// setStepAttribute records the step (or final state) and when it began in
+// one upsert: one command, as recorded histories have it.
 func (l *lifecycle) setStepAttribute(ctx workflow.Context, value string) error {
-	return workflow.UpsertTypedSearchAttributes(ctx, lifecycleStepKey().ValueSet(value))
+	now := workflow.Now(ctx)
+	l.status.StepStartedAt = &now
+	return workflow.UpsertTypedSearchAttributes(ctx, lifecycleStepKey().ValueSet(value), lifecycleStepStartedAtKey().ValueSet(now))
 }
 
 // setState changes the state and keeps the LifecycleState search attribute

@@ -347,7 +347,7 @@ func (b *rackBatch) startMore(ctx workflow.Context) {
 			// A server stuck in attention outlives the batch that reports
 			// it; staff still retry or abort it.
 			ParentClosePolicy:     enumspb.PARENT_CLOSE_POLICY_ABANDON,
-			TypedSearchAttributes: LifecycleStartAttributes(s.spec.Serial),
+			TypedSearchAttributes: LifecycleStartAttributes(s.spec.Serial, workflow.Now(ctx)),
 		})
 		s.result = workflow.ExecuteChildWorkflow(cctx, ServerLifecycleName, ServerLifecycleInput{
 			Serial: s.spec.Serial, BMC: s.spec.BMC, Profile: s.spec.Profile, Actor: actor, Location: &loc,

@@ -1,6 +1,8 @@
 package workflows
 
 import (
+	"time"
+
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/temporal"
 )
@@ -14,6 +16,10 @@ const (
 	// SearchAttrLifecycleState lets the API list servers by state without
 	// asking each workflow.
 	SearchAttrLifecycleState = "LifecycleState"
+	// SearchAttrLifecycleStepStartedAt is when LifecycleStep last changed,
+	// so the fleet list shows how long each server has been in its step
+	// (a stuck server stands out) without querying every workflow.
+	SearchAttrLifecycleStepStartedAt = "LifecycleStepStartedAt"
 )
 
 // SearchAttributes lists every custom search attribute metalflow's workflows
@@ -24,6 +30,8 @@ func SearchAttributes() map[string]enumspb.IndexedValueType {
 		SearchAttrRack:           enumspb.INDEXED_VALUE_TYPE_KEYWORD,
 		SearchAttrLifecycleStep:  enumspb.INDEXED_VALUE_TYPE_KEYWORD,
 		SearchAttrLifecycleState: enumspb.INDEXED_VALUE_TYPE_KEYWORD,
+		// Datetime: a Keyword would sort and filter as text.
+		SearchAttrLifecycleStepStartedAt: enumspb.INDEXED_VALUE_TYPE_DATETIME,
 	}
 }
 
@@ -39,16 +47,22 @@ func lifecycleStepKey() temporal.SearchAttributeKeyKeyword {
 	return temporal.NewSearchAttributeKeyKeyword(SearchAttrLifecycleStep)
 }
 
+func lifecycleStepStartedAtKey() temporal.SearchAttributeKeyTime {
+	return temporal.NewSearchAttributeKeyTime(SearchAttrLifecycleStepStartedAt)
+}
+
 func lifecycleStateKey() temporal.SearchAttributeKeyKeyword {
 	return temporal.NewSearchAttributeKeyKeyword(SearchAttrLifecycleState)
 }
 
 // LifecycleStartAttributes are set when a lifecycle starts, so a server is
-// findable in the Web UI before its first workflow task runs.
-func LifecycleStartAttributes(serial string) temporal.SearchAttributes {
+// findable in the Web UI before its first workflow task runs. now is when
+// the caller starts it: the Rack step begins then.
+func LifecycleStartAttributes(serial string, now time.Time) temporal.SearchAttributes {
 	return temporal.NewSearchAttributes(
 		serverSerialKey().ValueSet(serial),
 		lifecycleStepKey().ValueSet(StepRack),
+		lifecycleStepStartedAtKey().ValueSet(now),
 		lifecycleStateKey().ValueSet(StateWaitingRack),
 	)
 }

@@ -120,13 +120,16 @@ type RackedResult struct {
 type ServerStatus struct {
 	Serial string `json:"serial"`
 	// RunID lets the API link the exact run in the Temporal Web UI.
-	RunID     string       `json:"runId"`
-	State     string       `json:"state"`
-	Step      string       `json:"step"`
-	Steps     []StepStatus `json:"steps"`
-	Location  *Location    `json:"location,omitempty"`
-	Attention *Attention   `json:"attention,omitempty"`
-	Hardware  *Hardware    `json:"hardware,omitempty"`
+	RunID string `json:"runId"`
+	State string `json:"state"`
+	Step  string `json:"step"`
+	// StepStartedAt is when the current step (or the final state) began;
+	// a retried step starts again.
+	StepStartedAt *time.Time   `json:"stepStartedAt,omitempty"`
+	Steps         []StepStatus `json:"steps"`
+	Location      *Location    `json:"location,omitempty"`
+	Attention     *Attention   `json:"attention,omitempty"`
+	Hardware      *Hardware    `json:"hardware,omitempty"`
 	// InstallAttempt is the current or last OS install attempt.
 	InstallAttempt int `json:"installAttempt,omitempty"`
 	// RackReminders counts the daily nudges sent while nobody racked it.
@@ -137,6 +140,10 @@ type ServerStatus struct {
 	Pools []string `json:"pools,omitempty"`
 	// Cloud is the server's Ironic node once RegisterCloud has run.
 	Cloud *CloudNode `json:"cloud,omitempty"`
+	// BIOS and RAID are what the BMC showed after the last ConfigureBIOS /
+	// ConfigureRAID, against the profile: applied versus desired.
+	BIOS *activities.BIOSReport `json:"bios,omitempty"`
+	RAID *activities.RAIDReport `json:"raid,omitempty"`
 }
 
 // CloudNode is the server's Ironic node as the lifecycle last saw it.

@@ -22,7 +22,7 @@ func runServers(ctx context.Context, args []string, stdout, stderr io.Writer) er
 func serverVerbs() map[string]verb {
 	return map[string]verb{
 		"add":    {"register a server and start its lifecycle (--wait to follow it)", serversAdd},
-		"list":   {"the fleet: state, step and time since start (--state, --rack)", serversList},
+		"list":   {"the fleet: state, step, time in step and since start (--state, --rack)", serversList},
 		"show":   {"one server: state, location, attention and its step timeline", serversShow},
 		"racked": {"tell a waiting server where it was racked (--wait to follow it)", serversRacked},
 		"retry":  {"answer an attention: run the failed step again", serversRetry},
@@ -219,17 +219,20 @@ func serversList(ctx context.Context, args []string, out cliOut, env cliEnv) err
 // renderServerList puts servers that need a human first: that is what the
 // operator looks for.
 func renderServerList(w io.Writer, servers []client.ServerSummary, now time.Time) error {
-	t := newTable(w, "SERIAL", "STATE", "STEP", "RACK", "AGE")
+	t := newTable(w, "SERIAL", "STATE", "STEP", "IN STEP", "RACK", "AGE")
 	for _, attention := range []bool{true, false} {
 		for _, s := range servers {
 			if (s.State == "attention") != attention {
 				continue
 			}
-			age := ""
+			age, inStep := "", ""
 			if !s.StartedAt.IsZero() {
 				age = ago(now.Sub(s.StartedAt))
 			}
-			t.row(s.Serial, s.State, s.Step, s.Rack, age)
+			if s.StepStartedAt != nil {
+				inStep = ago(now.Sub(*s.StepStartedAt))
+			}
+			t.row(s.Serial, s.State, s.Step, inStep, s.Rack, age)
 		}
 	}
 	return t.flush()
@@ -293,7 +296,95 @@ func renderServer(w io.Writer, s client.Server) error {
 		}
 		t.row(st.Name, st.Status, started, took, note)
 	}
+	if err := t.flush(); err != nil {
+		return err
+	}
+	if s.BIOS != nil {
+		if err := renderBIOSReport(w, *s.BIOS); err != nil {
+			return err
+		}
+	}
+	if s.RAID != nil {
+		return renderRAIDReport(w, *s.RAID)
+	}
+	return nil
+}
+
+// renderBIOSReport is the BIOS applied versus desired; the API has hidden
+// password-like values already.
+func renderBIOSReport(w io.Writer, r client.BIOSReport) error {
+	fmt.Fprintln(w, "\nBIOS (applied vs desired):")
+	t := newTable(w, "ATTRIBUTE", "DESIRED", "ACTUAL", "RESULT")
+	for _, a := range r.Attributes {
+		verdict, actual := "✓", a.Actual
+		switch {
+		case a.Missing:
+			verdict, actual = "missing", "(none)"
+		case !a.Match:
+			verdict = "✗"
+		}
+		t.row(a.Name, a.Desired, actual, verdict)
+	}
 	return t.flush()
+}
+
+func renderRAIDReport(w io.Writer, r client.RAIDReport) error {
+	head := "\nRAID (applied vs desired):"
+	if r.Controller != "" {
+		head = fmt.Sprintf("\nRAID on %s (applied vs desired):", r.Controller)
+	}
+	fmt.Fprintln(w, head)
+	t := newTable(w, "VOLUME", "LEVEL", "SIZE", "DRIVES", "FOUND", "RESULT")
+	for _, v := range r.Volumes {
+		verdict := map[string]string{"match": "✓", "missing": "✗ missing", "unexpected": "✗ unexpected"}[v.Status]
+		if verdict == "" {
+			verdict = v.Status
+		}
+		shown, found := v.Desired, ""
+		if shown == nil {
+			shown = v.Actual
+		}
+		if v.Actual != nil {
+			found = v.Actual.ID
+			if found == "" {
+				found = v.Actual.Name
+			}
+		}
+		if shown == nil {
+			t.row("", "", "", "", found, verdict)
+			continue
+		}
+		name, drives := shown.Name, "any"
+		if name == "" {
+			name = shown.ID
+		}
+		if v.Actual != nil {
+			drives = strings.Join(v.Actual.Drives, ",")
+		} else if len(shown.Drives) > 0 {
+			drives = strings.Join(shown.Drives, ",")
+		}
+		size := formatBytes(shown.SizeBytes)
+		if v.Desired != nil && v.Desired.SizeBytes == 0 {
+			size = "MAX"
+		}
+		t.row(name, shown.RAIDLevel, size, drives, found, verdict)
+	}
+	return t.flush()
+}
+
+// formatBytes is a size in decimal units, as drive labels give them.
+func formatBytes(n int64) string {
+	const unit = 1000
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	v, suffix := float64(n), []string{"kB", "MB", "GB", "TB", "PB", "EB"}
+	i := -1
+	for v >= unit && i < len(suffix)-1 {
+		v /= unit
+		i++
+	}
+	return fmt.Sprintf("%.4g %s", v, suffix[i])
 }
 
 func formatLocation(l client.Location) string {

@@ -119,18 +119,20 @@ func TestRenderServerListAttentionFirst(t *testing.T) {
 	now := time.Date(2026, 1, 2, 12, 0, 0, 0, time.UTC)
 	var buf bytes.Buffer
 	require.NoError(t, renderServerList(&buf, []client.ServerSummary{
-		{Serial: "SN-1", State: "installed", Step: "install-os", Rack: "R01", StartedAt: now.Add(-75 * time.Minute)},
-		{Serial: "SN-2", State: "attention", Step: "configure-bios", Rack: "R02", StartedAt: now.Add(-90 * time.Second)},
+		{Serial: "SN-1", State: "installed", Step: "install-os", Rack: "R01", StartedAt: now.Add(-75 * time.Minute), StepStartedAt: ptr(now.Add(-3 * time.Minute))},
+		{Serial: "SN-2", State: "attention", Step: "configure-bios", Rack: "R02", StartedAt: now.Add(-90 * time.Second), StepStartedAt: ptr(now.Add(-4*time.Minute - 12*time.Second))},
 		{Serial: "SN-3", State: "waiting-rack"},
 	}, now))
 	lines := strings.Split(strings.TrimRight(buf.String(), "\n"), "\n")
 	require.Equal(t, []string{
-		"SERIAL  STATE         STEP            RACK  AGE",
-		"SN-2    attention     configure-bios  R02   1m30s",
-		"SN-1    installed     install-os      R01   1h15m",
-		"SN-3    waiting-rack  -               -     -",
+		"SERIAL  STATE         STEP            IN STEP  RACK  AGE",
+		"SN-2    attention     configure-bios  4m12s    R02   1m30s",
+		"SN-1    installed     install-os      3m00s    R01   1h15m",
+		"SN-3    waiting-rack  -               -        -     -",
 	}, lines)
 }
+
+func ptr[T any](v T) *T { return &v }
 
 func TestRenderRackTopToBottom(t *testing.T) {
 	var buf bytes.Buffer
@@ -292,4 +294,33 @@ func TestFollowServerWaitingRackAndJSON(t *testing.T) {
 	require.Equal(t, "installed", got.State)
 	require.Contains(t, stderr.String(), "Rack                     done")
 	require.Contains(t, stderr.String(), "SN-1: installed")
+}
+
+func TestRenderServerAppliedVersusDesired(t *testing.T) {
+	var buf bytes.Buffer
+	require.NoError(t, renderServer(&buf, client.Server{
+		Serial: "SN-1", State: "attention", Step: "ConfigureRAID", WorkflowID: "server/SN-1",
+		BIOS: &client.BIOSReport{Attributes: []client.BIOSAttribute{
+			{Name: "AdminPassword", Desired: "(hidden)", Actual: "(hidden)", Match: true, Hidden: true},
+			{Name: "NoSuch", Desired: "On", Missing: true},
+			{Name: "SRIOV", Desired: "Enabled", Actual: "Disabled"},
+		}},
+		RAID: &client.RAIDReport{Controller: "RAID.1", Volumes: []client.RAIDVolumeReport{
+			{Status: "match", Desired: &client.RAIDVolume{Name: "metalflow-root", RAIDLevel: "RAID1"},
+				Actual: &client.RAIDVolume{ID: "v1", Name: "metalflow-root", RAIDLevel: "RAID1", SizeBytes: 480_000_000_000, Drives: []string{"d0", "d1"}}},
+			{Status: "missing", Desired: &client.RAIDVolume{Name: "metalflow-data", RAIDLevel: "RAID1", SizeBytes: 100_000_000_000, Drives: []string{"d2", "d3"}}},
+			{Status: "unexpected", Actual: &client.RAIDVolume{ID: "v9", Name: "leftover", RAIDLevel: "RAID0", SizeBytes: 240_000_000_000, Drives: []string{"d2"}}},
+		}},
+	}))
+	out := buf.String()
+	require.Contains(t, out, "\nBIOS (applied vs desired):\n"+
+		"ATTRIBUTE      DESIRED   ACTUAL    RESULT\n"+
+		"AdminPassword  (hidden)  (hidden)  ✓\n"+
+		"NoSuch         On        (none)    missing\n"+
+		"SRIOV          Enabled   Disabled  ✗\n")
+	require.Contains(t, out, "\nRAID on RAID.1 (applied vs desired):\n"+
+		"VOLUME          LEVEL  SIZE    DRIVES  FOUND  RESULT\n"+
+		"metalflow-root  RAID1  MAX     d0,d1   v1     ✓\n"+
+		"metalflow-data  RAID1  100 GB  d2,d3   -      ✗ missing\n"+
+		"leftover        RAID0  240 GB  d2      v9     ✗ unexpected\n")
 }

@@ -44,6 +44,20 @@ function dur(ms) {
   if (s < 3600) return Math.floor(s / 60) + " min " + (s % 60) + " s";
   return Math.floor(s / 3600) + " h " + Math.floor((s % 3600) / 60) + " min";
 }
+// inStep is a time in step as the fleet shows it: 42s, 4m 12s, 3h 05m.
+function inStep(ms) {
+  if (ms < 0 || isNaN(ms)) return "";
+  const s = Math.floor(ms / 1000);
+  if (s < 60) return s + "s";
+  if (s < 3600) return Math.floor(s / 60) + "m " + (s % 60) + "s";
+  if (s < 172800) return Math.floor(s / 3600) + "h " + String(Math.floor((s % 3600) / 60)).padStart(2, "0") + "m";
+  return Math.floor(s / 86400) + "d " + Math.floor((s % 86400) / 3600) + "h";
+}
+// Cells carrying data-since count up every second between refreshes, so
+// a stuck server's time in step visibly grows.
+setInterval(() => {
+  for (const el of document.querySelectorAll("[data-since]")) el.textContent = inStep(Date.now() - Number(el.dataset.since));
+}, 1000);
 function may(role) {
   if (!app.me) return false;
   if (role === "approver") return app.me.role === "approver" || app.me.role === "admin";
@@ -185,7 +199,8 @@ async function fleetPage() {
     shown.sort((a, b) => (a.state === "attention" ? 0 : 1) - (b.state === "attention" ? 0 : 1) || a.serial.localeCompare(b.serial));
     put(body, ...shown.map((r) => h("tr", { "data-serial": r.serial, "data-state": r.state },
       h("td", {}, h("a", { href: "#/servers/" + enc(r.serial) }, r.serial)), h("td", {}, pill(r.state)),
-      h("td", {}, r.step || ""), h("td", {}, r.since ? dur(Date.now() - r.since) : ""), h("td", {}, r.site || ""), h("td", {}, r.rack || ""))));
+      h("td", {}, r.step || ""), r.since ? h("td", { class: "in-step", "data-since": String(r.since.getTime()) }, inStep(Date.now() - r.since)) : h("td", { class: "in-step" }, ""),
+      h("td", {}, r.site || ""), h("td", {}, r.rack || ""))));
     document.getElementById("fleet-empty").hidden = rows.length > 0;
   }
   await poll(async () => {
@@ -193,8 +208,13 @@ async function fleetPage() {
     const det = await serverDetails(list);
     rows = list.map((s, i) => {
       const d = det[i] || {};
-      return { serial: s.serial, state: d.state || s.state, step: d.step || s.step, rack: (d.location && d.location.rack) || s.rack,
-        site: d.location && d.location.site, since: live.includes(s.state) && d.steps ? stepStart(d) : null, attention: d.attention };
+      const state = d.state || s.state;
+      // The list's stepStartedAt (a search attribute) first; older runs
+      // only have their step timeline.
+      const at = d.stepStartedAt || s.stepStartedAt;
+      const since = !live.includes(state) ? null : at ? new Date(at) : d.steps ? stepStart(d) : null;
+      return { serial: s.serial, state, step: d.step || s.step, rack: (d.location && d.location.rack) || s.rack,
+        site: d.location && d.location.site, since, attention: d.attention };
     });
     fill("state", rows.map((r) => r.state)); fill("site", rows.map((r) => r.site)); fill("rack", rows.map((r) => r.rack));
     const att = rows.filter((r) => r.state === "attention" && r.attention);
@@ -333,12 +353,38 @@ function hardwareSection(st, asset) {
   if ((hw.drives || []).length) kids.push(h("h4", {}, "Drives"), h("ul", {}, ...hw.drives.map((d) => h("li", {}, d.id + " " + (d.model || "") + " " + Math.round(d.capacityBytes / 1e9) + " GB " + (d.mediaType || "")))));
   if ((hw.nics || []).length) kids.push(h("h4", {}, "NICs"), h("ul", {}, ...hw.nics.map((n) => h("li", {}, n.id + " " + n.mac))));
   if ((hw.firmware || []).length) kids.push(h("h4", {}, "Firmware"), h("ul", {}, ...hw.firmware.map((f) => h("li", {}, f.name + " " + f.version))));
-  // BIOS and RAID: what the lifecycle's steps say they applied against the
-  // profile's wishes; the status carries the outcome per step.
+  // BIOS and RAID: what the BMC showed after the last ConfigureBIOS /
+  // ConfigureRAID, against the profile; the step's outcome beside it.
   const conf = (st.steps || []).filter((s) => s.name === "ConfigureBIOS" || s.name === "ConfigureRAID");
   if (conf.length) kids.push(h("h4", {}, "BIOS / RAID against profile " + ((st.hardware && st.hardware.profile) || "")),
     h("ul", { id: "bios-raid" }, ...conf.map((s) => h("li", {}, s.name + ": ", pill(s.status), " ", s.error || s.note || ""))));
+  if (st.bios) kids.push(biosTable(st.bios));
+  if (st.raid) kids.push(raidTable(st.raid));
   return h("section", { id: "hardware" }, ...kids);
+}
+
+function verdict(ok, text) { return h("span", { class: ok ? "ok" : "error", "data-verdict": text }, ok ? "✓" : "✗" + (text ? " " + text : "")); }
+
+// biosTable is each desired attribute against the BMC's value; the API
+// sends "(hidden)" for password-like ones.
+function biosTable(r) {
+  const rows = (r.attributes || []).map((a) => h("tr", { "data-attribute": a.name, "data-match": String(a.match) },
+    h("td", {}, a.name), h("td", {}, a.desired), h("td", {}, a.missing ? "(none)" : a.actual),
+    h("td", {}, a.missing ? verdict(false, "missing") : verdict(a.match, ""))));
+  return h("div", { id: "bios-report" }, h("h4", {}, "BIOS: applied vs desired"), h("table", { class: "wide" },
+    h("thead", {}, h("tr", {}, ...["Attribute", "Desired", "Actual", ""].map((x) => h("th", {}, x)))), h("tbody", {}, ...rows)));
+}
+
+function raidTable(r) {
+  const vol = (v) => v ? [v.name || v.id || "", v.raidLevel, v.sizeBytes ? bytes(v.sizeBytes) : "MAX", (v.drives || []).join(", ") || "any"] : ["", "", "", ""];
+  const rows = (r.volumes || []).map((v) => {
+    const d = vol(v.desired), a = vol(v.actual);
+    if (v.actual && v.actual.sizeBytes === 0) a[2] = "0 B";
+    return h("tr", { "data-status": v.status }, ...d.map((x) => h("td", {}, x)), ...a.map((x) => h("td", {}, x)),
+      h("td", {}, v.status === "match" ? verdict(true, "") : verdict(false, v.status)));
+  });
+  return h("div", { id: "raid-report" }, h("h4", {}, "RAID: applied vs desired" + (r.controller ? " (controller " + r.controller + ")" : "")), h("table", { class: "wide" },
+    h("thead", {}, h("tr", {}, ...["Desired", "Level", "Size", "Drives", "Found", "Level", "Size", "Drives", ""].map((x) => h("th", {}, x)))), h("tbody", {}, ...rows)));
 }
 
 async function serverPage(serial) {
@@ -450,12 +496,26 @@ function approveButtons(name, after) {
 
 function bytes(n) { return n >= 1e9 ? (n / 1e9).toFixed(1) + " GB" : n >= 1e6 ? (n / 1e6).toFixed(1) + " MB" : n >= 1e3 ? (n / 1e3).toFixed(1) + " kB" : n + " B"; }
 
+// Traffic counters ask every LB node the VIP is on, so the page polls the
+// VIP without them and refreshes them every 30 s, or when asked.
+const countersEvery = 30000;
+
 async function vipPage(name) {
   const box = h("div", { id: "vip" });
-  view(h("h2", {}, "VIP " + name), box);
+  const countersMsg = h("span", { class: "muted", id: "vip-counters-at" });
+  const refreshBtn = h("button", { type: "button", class: "secondary", id: "vip-refresh-counters", onclick: () => { lastCounters = 0; app.refresh && app.refresh(); } }, "Refresh counters");
+  view(h("h2", {}, "VIP " + name), h("p", { class: "actions" }, refreshBtn, " ", countersMsg), box);
+  let lastCounters = 0, traffic = null;
   await poll(async () => {
-    const v = await api("GET", "/api/v1/vips/" + enc(name));
-    const t = v.traffic || { nodes: [], total: { packets: 0, bytes: 0 } };
+    const want = Date.now() - lastCounters >= countersEvery;
+    const v = await api("GET", "/api/v1/vips/" + enc(name) + (want ? "" : "?counters=false"));
+    if (want) {
+      lastCounters = Date.now();
+      traffic = v.traffic || null;
+      countersMsg.textContent = "Counters as of " + new Date(lastCounters).toLocaleTimeString() + (traffic ? "" : " (the nodes did not answer)");
+      countersMsg.dataset.refreshedAt = String(lastCounters);
+    }
+    const t = traffic || { nodes: [], total: { packets: 0, bytes: 0 } };
     const perBackend = {};
     for (const n of t.nodes || []) for (const b of n.backends || []) {
       const x = perBackend[b.address] = perBackend[b.address] || { packets: 0, bytes: 0 };

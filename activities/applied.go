@@ -1,0 +1,223 @@
+package activities
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"sort"
+	"strings"
+
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/metalflow/metalflow/hardware"
+	"github.com/metalflow/metalflow/profiles"
+)
+
+// What the BMC shows after ConfigureBIOS / ConfigureRAID, against what the
+// profile asked for: the operator's answer to "did it take?", on success and
+// when the step waits for a human. Reports travel in activity results and
+// error details, i.e. in workflow history, so secret values never go in.
+
+// HiddenValue stands in for the value of a password-like BIOS attribute.
+const HiddenValue = "(hidden)"
+
+// BIOSReport is each desired BIOS attribute as the BMC reports it.
+type BIOSReport struct {
+	Attributes []BIOSAttributeReport `json:"attributes"`
+}
+
+// BIOSAttributeReport is one desired attribute, applied or not.
+type BIOSAttributeReport struct {
+	Name    string `json:"name"`
+	Desired string `json:"desired"`
+	// Actual is "" when the BMC has no such attribute (Missing).
+	Actual  string `json:"actual"`
+	Match   bool   `json:"match"`
+	Missing bool   `json:"missing,omitempty"`
+	// Hidden: Desired and Actual are HiddenValue, not the values.
+	Hidden bool `json:"hidden,omitempty"`
+}
+
+// RAID report statuses.
+const (
+	RAIDMatch      = "match"
+	RAIDMissing    = "missing"
+	RAIDUnexpected = "unexpected"
+)
+
+// RAIDReport is the profile's volumes against the volumes found on the
+// controller ConfigureRAID uses.
+type RAIDReport struct {
+	Controller string             `json:"controller,omitempty"`
+	Volumes    []RAIDVolumeReport `json:"volumes"`
+}
+
+// RAIDVolumeReport is one desired volume and the volume satisfying it
+// (match), a desired volume nothing satisfies (missing), or a volume no
+// desired one accounts for (unexpected).
+type RAIDVolumeReport struct {
+	Status  string      `json:"status"`
+	Desired *RAIDVolume `json:"desired,omitempty"`
+	Actual  *RAIDVolume `json:"actual,omitempty"`
+}
+
+// RAIDVolume describes a volume, desired or found.
+type RAIDVolume struct {
+	ID        string `json:"id,omitempty"`
+	Name      string `json:"name,omitempty"`
+	RAIDLevel string `json:"raidLevel"`
+	// SizeBytes 0 in a desired volume means all the drives offer.
+	SizeBytes int64 `json:"sizeBytes"`
+	// Drives is empty in a desired volume that takes any free drives.
+	Drives []string `json:"drives,omitempty"`
+}
+
+// secretAttribute says whether a BIOS attribute holds a secret by its name
+// (AdminPassword, SysPwd, …): vendors have no common marker for it.
+func secretAttribute(name string) bool {
+	n := strings.ToLower(name)
+	for _, s := range []string{"password", "passwd", "pwd", "secret", "passphrase"} {
+		if strings.Contains(n, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// buildBIOSReport compares want with what the BMC reports, sorted by name.
+func buildBIOSReport(want, cur map[string]string) *BIOSReport {
+	r := &BIOSReport{Attributes: make([]BIOSAttributeReport, 0, len(want))}
+	for name, desired := range want {
+		actual, ok := cur[name]
+		a := BIOSAttributeReport{Name: name, Desired: desired, Actual: actual, Match: ok && actual == desired, Missing: !ok}
+		if secretAttribute(name) {
+			a.Desired, a.Hidden = HiddenValue, true
+			if ok {
+				a.Actual = HiddenValue
+			}
+		}
+		r.Attributes = append(r.Attributes, a)
+	}
+	sort.Slice(r.Attributes, func(i, j int) bool { return r.Attributes[i].Name < r.Attributes[j].Name })
+	return r
+}
+
+// readBIOSReport reads the BIOS back; nil when the BMC cannot say (the
+// step's own error is what matters then).
+func readBIOSReport(ctx context.Context, m hardware.Machine, want map[string]string) *BIOSReport {
+	if len(want) == 0 {
+		return &BIOSReport{Attributes: []BIOSAttributeReport{}}
+	}
+	cur, err := m.BIOS(ctx)
+	if err != nil {
+		return nil
+	}
+	return buildBIOSReport(want, cur)
+}
+
+// desiredVolume is a logical disk of the profile as ConfigureRAID would
+// create it.
+func desiredVolume(d profiles.LogicalDisk) RAIDVolume {
+	name := "metalflow-data"
+	if d.IsRootVolume {
+		name = "metalflow-root"
+	}
+	// A size the profile check would refuse reads as MAX here; the step
+	// itself fails on it with the reason.
+	size, _ := d.SizeBytes()
+	return RAIDVolume{Name: name, RAIDLevel: profiles.RedfishRAIDType(d.RAIDLevel), SizeBytes: size, Drives: slices.Clone(d.PhysicalDisks)}
+}
+
+func foundVolume(v hardware.Volume) *RAIDVolume {
+	drives := slices.Clone(v.DriveIDs)
+	sort.Strings(drives)
+	return &RAIDVolume{ID: v.ID, Name: v.Name, RAIDLevel: v.RAIDType, SizeBytes: v.CapacityBytes, Drives: drives}
+}
+
+// buildRAIDReport pairs volumes with desired disks by the rule ConfigureRAID
+// keeps volumes by (volumeSatisfies), so "match" means "the step would
+// leave it alone".
+func buildRAIDReport(ctrl hardware.StorageController, disks []profiles.LogicalDisk) *RAIDReport {
+	r := &RAIDReport{Controller: ctrl.ID, Volumes: []RAIDVolumeReport{}}
+	used := make([]bool, len(ctrl.Volumes))
+	for _, d := range disks {
+		want := desiredVolume(d)
+		entry := RAIDVolumeReport{Status: RAIDMissing, Desired: &want}
+		for i, v := range ctrl.Volumes {
+			if used[i] || !volumeSatisfies(v, d) {
+				continue
+			}
+			used[i] = true
+			entry.Status, entry.Actual = RAIDMatch, foundVolume(v)
+			break
+		}
+		r.Volumes = append(r.Volumes, entry)
+	}
+	for i, v := range ctrl.Volumes {
+		if !used[i] {
+			r.Volumes = append(r.Volumes, RAIDVolumeReport{Status: RAIDUnexpected, Actual: foundVolume(v)})
+		}
+	}
+	return r
+}
+
+// readRAIDReport reads the controllers back; nil when the BMC cannot say.
+func readRAIDReport(ctx context.Context, m hardware.Machine, disks []profiles.LogicalDisk) *RAIDReport {
+	ctrls, err := m.Storage(ctx)
+	if err != nil {
+		return nil
+	}
+	if len(ctrls) == 0 {
+		r := &RAIDReport{Volumes: []RAIDVolumeReport{}}
+		for _, d := range disks {
+			want := desiredVolume(d)
+			r.Volumes = append(r.Volumes, RAIDVolumeReport{Status: RAIDMissing, Desired: &want})
+		}
+		return r
+	}
+	ctrl, err := pickController(ctrls, disks)
+	if err != nil {
+		return nil
+	}
+	return buildRAIDReport(ctrl, disks)
+}
+
+// withReport puts report into a failure that asks for a human (a
+// non-retryable application error) as its details, so the workflow can
+// show what the BMC has while the server waits. Other errors are retried
+// and pass unchanged.
+func withReport[R any](err error, report *R) error {
+	var appErr *temporal.ApplicationError
+	if err == nil || report == nil || !errors.As(err, &appErr) || !appErr.NonRetryable() || appErr.HasDetails() {
+		return err
+	}
+	return temporal.NewApplicationErrorWithOptions(appErr.Message(), appErr.Type(), temporal.ApplicationErrorOptions{
+		NonRetryable: true, Cause: appErr.Unwrap(), Details: []any{*report},
+	})
+}
+
+// BIOSReportOf takes the report out of a failed ConfigureBIOS, if any.
+func BIOSReportOf(err error) *BIOSReport {
+	var r BIOSReport
+	if reportOf(err, &r) {
+		return &r
+	}
+	return nil
+}
+
+// RAIDReportOf takes the report out of a failed ConfigureRAID, if any.
+func RAIDReportOf(err error) *RAIDReport {
+	var r RAIDReport
+	if reportOf(err, &r) {
+		return &r
+	}
+	return nil
+}
+
+func reportOf(err error, into any) bool {
+	var appErr *temporal.ApplicationError
+	if !errors.As(err, &appErr) || !appErr.HasDetails() {
+		return false
+	}
+	return appErr.Details(into) == nil
+}
