@@ -212,7 +212,7 @@ func TestBrowserOperatorPage(t *testing.T) {
 	// profile wants is there.
 	b.waitFor(t, 10*time.Second, "the BIOS and RAID tables", `document.querySelector("#bios-report table") && document.querySelector("#raid-report table")`)
 	var raidRows []string
-	b.eval(t, `[...document.querySelectorAll("#raid-report tbody tr")].map((r) => r.dataset.status + " " + r.innerText.replace(/\s+/g, " ").trim())`, &raidRows)
+	b.eval(t, `[...document.querySelectorAll("#raid-report tbody tr")].map((r) => [r.dataset.status, ...[...r.cells].map((c) => c.textContent)].join(" "))`, &raidRows)
 	require.NotEmpty(t, raidRows)
 	require.True(t, strings.HasPrefix(raidRows[0], "match metalflow-root RAID1 MAX"), "%q", raidRows)
 	require.Contains(t, raidRows[0], "✓")
@@ -341,7 +341,7 @@ func TestBrowserOperatorPage(t *testing.T) {
 	// no RAID yet (the step did not run).
 	b.waitFor(t, 10*time.Second, "the BIOS report of the failed step", `document.querySelector('#bios-report tr[data-attribute="NoSuchAttribute"]')`)
 	var biosRow string
-	b.eval(t, `document.querySelector('#bios-report tr[data-attribute="NoSuchAttribute"]').innerText.replace(/\s+/g, " ").trim()`, &biosRow)
+	b.eval(t, `[...document.querySelector('#bios-report tr[data-attribute="NoSuchAttribute"]').cells].map((c) => c.textContent).join(" ")`, &biosRow)
 	require.Equal(t, "NoSuchAttribute On (none) ✗ missing", biosRow)
 	var raidShown bool
 	b.eval(t, `!!document.querySelector("#raid-report")`, &raidShown)
