@@ -81,23 +81,35 @@ func TestCLIServersRacksVIPs(t *testing.T) {
 	// list: a table with the server's row, and -o json is the API's answer.
 	r = cli(t, api, admin, "servers", "list")
 	require.Equal(t, 0, r.code, r)
-	require.Regexp(t, `(?m)^SERIAL\s+STATE\s+STEP\s+RACK\s+AGE$`, r.stdout)
-	require.Regexp(t, regexp.MustCompile(`(?m)^`+regexp.QuoteMeta(e.Serial)+`\s+installed\s+\S+\s+R05\s+\S+$`), r.stdout)
+	require.Regexp(t, `(?m)^SERIAL\s+STATE\s+STEP\s+IN STEP\s+RACK\s+AGE$`, r.stdout)
+	// IN STEP: how long since the lifecycle entered its step (here: since
+	// it was installed), from the LifecycleStepStartedAt search attribute.
+	require.Regexp(t, regexp.MustCompile(`(?m)^`+regexp.QuoteMeta(e.Serial)+`\s+installed\s+installed\s+\d+(m\d+)?s\s+R05\s+\S+$`), r.stdout)
 	r = cli(t, api, admin, "servers", "list", "-o", "json")
 	require.Equal(t, 0, r.code, r)
 	var list struct {
-		Servers []struct{ Serial, State string } `json:"servers"`
+		Servers []struct {
+			Serial, State string
+			StepStartedAt *time.Time `json:"stepStartedAt"`
+		} `json:"servers"`
 	}
 	require.NoError(t, json.Unmarshal([]byte(r.stdout), &list), r.stdout)
 	require.Len(t, list.Servers, 1, "the second server is not added yet")
 	require.Equal(t, e.Serial, list.Servers[0].Serial)
 	require.Equal(t, "installed", list.Servers[0].State)
+	require.NotNil(t, list.Servers[0].StepStartedAt, "-o json has stepStartedAt: %s", r.stdout)
 
 	// show: the step timeline.
 	r = cli(t, api, admin, "servers", "show", e.Serial)
 	require.Equal(t, 0, r.code, r)
 	require.Contains(t, r.stdout, "State:     installed")
 	require.Regexp(t, `Location:  dc1/(A/)?R05 U7 front`, r.stdout)
+	// Applied versus desired, as the BMC showed it after the steps: the
+	// default profile's root mirror is there.
+	require.Contains(t, r.stdout, "\nBIOS (applied vs desired):\nATTRIBUTE")
+	require.Regexp(t, `(?m)^RAID on \S+ \(applied vs desired\):$`, r.stdout)
+	require.Regexp(t, `(?m)^metalflow-root\s+RAID1\s+MAX\s+\S+\s+\S+\s+✓$`, r.stdout)
+	require.NotContains(t, r.stdout, "✗", "every desired setting applied")
 
 	// racks show: the server in its unit, empty units around it.
 	r = cli(t, api, admin, "racks", "show", "dc1/R05")
