@@ -31,6 +31,9 @@ type fakeProvisioning struct {
 	// ironic and nova say what the stand-in worker has configured; without
 	// them the cloud steps answer skipped, as the real activities do.
 	ironic, nova bool
+	// bios and raid are what ConfigureBIOS / ConfigureRAID report read back.
+	bios *activities.BIOSReport
+	raid *activities.RAIDReport
 }
 
 func newFake() *fakeProvisioning {
@@ -90,10 +93,16 @@ func (f *fakeProvisioning) register(env *testsuite.TestWorkflowEnvironment) {
 		return f.record(activities.RegisterMonitoringName, in)
 	})
 	reg(activities.ConfigureBIOSName, func(_ context.Context, in activities.ConfigureBIOSInput) (activities.ConfigureBIOSResult, error) {
-		return activities.ConfigureBIOSResult{}, f.record(activities.ConfigureBIOSName, in)
+		err := f.record(activities.ConfigureBIOSName, in)
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		return activities.ConfigureBIOSResult{Report: f.bios}, err
 	})
 	reg(activities.ConfigureRAIDName, func(_ context.Context, in activities.ConfigureRAIDInput) (activities.ConfigureRAIDResult, error) {
-		return activities.ConfigureRAIDResult{}, f.record(activities.ConfigureRAIDName, in)
+		err := f.record(activities.ConfigureRAIDName, in)
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		return activities.ConfigureRAIDResult{Report: f.raid}, err
 	})
 	reg(activities.StartInstallName, func(_ context.Context, in activities.StartInstallInput) error {
 		f.mu.Lock()
@@ -397,6 +406,44 @@ func TestLifecycleSkipsASkippableStep(t *testing.T) {
 	require.Equal(t, StepSkipped, final.Steps[4].Status)
 	require.Equal(t, StepDone, final.Steps[5].Status)
 	require.Equal(t, 1, lt.fake.count(activities.ConfigureBIOSName))
+}
+
+// The status keeps the last read-back of BIOS and RAID: from the failure
+// staff are asked about (its error details), then from the retry that
+// worked. The current step's start moves with each step and retry.
+func TestLifecycleKeepsTheBMCReports(t *testing.T) {
+	lt := newLifecycleTest(t)
+	notApplied := &activities.BIOSReport{Attributes: []activities.BIOSAttributeReport{{Name: "SRIOV", Desired: "Enabled", Actual: "Disabled"}}}
+	lt.fake.failNext(activities.ConfigureBIOSName, temporal.NewApplicationErrorWithOptions("BIOS settings still not applied after the reset: SRIOV",
+		activities.ErrTypeBIOSNotApplied, temporal.ApplicationErrorOptions{NonRetryable: true, Details: []any{*notApplied}}))
+	applied := &activities.BIOSReport{Attributes: []activities.BIOSAttributeReport{{Name: "SRIOV", Desired: "Enabled", Actual: "Enabled", Match: true}}}
+	lt.fake.raid = &activities.RAIDReport{Controller: "RAID.1", Volumes: []activities.RAIDVolumeReport{
+		{Status: activities.RAIDMatch, Desired: &activities.RAIDVolume{Name: "metalflow-root", RAIDLevel: "RAID1"}, Actual: &activities.RAIDVolume{ID: "v1", RAIDLevel: "RAID1", SizeBytes: 1}},
+	}}
+	in := input("SN-10")
+	in.Location = &dock
+	var parked, retried ServerStatus
+	lt.at(time.Hour, func() {
+		parked = lt.status()
+		lt.fake.mu.Lock()
+		lt.fake.bios = applied
+		lt.fake.mu.Unlock()
+		lt.update(UpdateRetry, RetryInput{By: "tech"})
+	})
+	lt.at(time.Hour+time.Second, func() { retried = lt.status() })
+	lt.env.ExecuteWorkflow(ServerLifecycleName, in)
+	final := lt.result()
+
+	require.Equal(t, StateAttention, parked.State)
+	require.Equal(t, notApplied, parked.BIOS, "the failure's report")
+	require.Nil(t, parked.RAID, "ConfigureRAID has not run")
+	require.NotNil(t, parked.StepStartedAt)
+	require.Equal(t, *parked.Steps[4].StartedAt, *parked.StepStartedAt, "in ConfigureBIOS since it started")
+	require.NotNil(t, retried.StepStartedAt)
+	require.True(t, retried.StepStartedAt.After(*parked.StepStartedAt), "a retry starts the step again")
+	require.Equal(t, applied, final.BIOS)
+	require.Equal(t, lt.fake.raid, final.RAID)
+	require.Equal(t, StateInstalled, final.State)
 }
 
 func TestLifecycleInstallTimeoutsThenAttentionThenRetry(t *testing.T) {
