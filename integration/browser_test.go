@@ -281,6 +281,8 @@ func TestBrowserOperatorPage(t *testing.T) {
 	b.open(t, "#/vips")
 	b.waitFor(t, 30*time.Second, "the VIP list", `document.querySelector('#vip-rows tr[data-vip="web-public"]')`)
 	b.screenshot(t, "10-vips")
+	// Fresh, roomy request timings: the VIP page's polls are read from them.
+	b.eval(t, `performance.clearResourceTimings(); performance.setResourceTimingBufferSize(100000); true`, nil)
 	b.open(t, "#/vips/web-public")
 	b.waitFor(t, 2*time.Minute, "the VIP's attention or its approval", `document.querySelector("#vip-attention") || document.querySelector("#vip-approval")`)
 	b.waitFor(t, 10*time.Second, "placement and backends", `document.querySelector("#placement") && document.querySelector('#backends tbody tr')`)
@@ -288,8 +290,14 @@ func TestBrowserOperatorPage(t *testing.T) {
 	b.waitFor(t, 10*time.Second, "the counters' time", `document.getElementById("vip-counters-at").dataset.refreshedAt`)
 	var countersAt string
 	b.eval(t, `document.getElementById("vip-counters-at").dataset.refreshedAt`, &countersAt)
+	// Between counter refreshes the page polls the VIP without them.
+	polls := `performance.getEntriesByType("resource").map((e) => e.name).filter((n) => n.includes("/api/v1/vips/web-public"))`
+	b.waitFor(t, 20*time.Second, "a poll without counters", polls+`.some((n) => n.endsWith("?counters=false"))`)
+	var withCounters int
+	b.eval(t, polls+`.filter((n) => !n.includes("counters=")).length`, &withCounters)
 	b.run(t, "refresh counters", chromedp.Click(`#vip-refresh-counters`))
 	b.waitFor(t, 10*time.Second, "counters refreshed on demand", `document.getElementById("vip-counters-at").dataset.refreshedAt !== `+jsString(countersAt))
+	b.waitFor(t, 10*time.Second, "the button asked for counters", polls+`.filter((n) => !n.includes("counters=")).length > `+fmt.Sprint(withCounters))
 	b.screenshot(t, "11-vip")
 	var awaiting bool
 	b.eval(t, `!!document.querySelector("#vip-approval")`, &awaiting)
