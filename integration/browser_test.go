@@ -347,6 +347,7 @@ func TestBrowserOperatorPage(t *testing.T) {
 	b.waitFor(t, 30*time.Second, "the server in attention", `document.querySelector("#server-attention")`)
 	// The attention shows what the BMC has: the attribute it lacks, and
 	// no RAID yet (the step did not run).
+	b.waitFor(t, 10*time.Second, "how long it has been at ConfigureBIOS", `/^(\d+s|\d+m \d+s)$/.test((document.getElementById("server-in-step")||{}).textContent)`)
 	b.waitFor(t, 10*time.Second, "the BIOS report of the failed step", `document.querySelector('#bios-report tr[data-attribute="NoSuchAttribute"]')`)
 	var biosRow string
 	b.eval(t, `[...document.querySelector('#bios-report tr[data-attribute="NoSuchAttribute"]').cells].map((c) => c.textContent).join(" ")`, &biosRow)

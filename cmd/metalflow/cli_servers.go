@@ -256,13 +256,17 @@ func serversShow(ctx context.Context, args []string, out cliOut, env cliEnv) err
 	if r.output == "json" {
 		return printJSON(out.stdout, a.Raw)
 	}
-	return renderServer(out.stdout, a.Value)
+	return renderServer(out.stdout, a.Value, time.Now())
 }
 
-func renderServer(w io.Writer, s client.Server) error {
+func renderServer(w io.Writer, s client.Server, now time.Time) error {
 	fmt.Fprintf(w, "Serial:    %s\nState:     %s\n", s.Serial, s.State)
 	if s.Step != "" {
-		fmt.Fprintf(w, "Step:      %s\n", s.Step)
+		if s.StepStartedAt != nil {
+			fmt.Fprintf(w, "Step:      %s (for %s)\n", s.Step, ago(now.Sub(*s.StepStartedAt)))
+		} else {
+			fmt.Fprintf(w, "Step:      %s\n", s.Step)
+		}
 	}
 	if s.Location != nil {
 		fmt.Fprintf(w, "Location:  %s\n", formatLocation(*s.Location))

@@ -298,8 +298,9 @@ func TestFollowServerWaitingRackAndJSON(t *testing.T) {
 
 func TestRenderServerAppliedVersusDesired(t *testing.T) {
 	var buf bytes.Buffer
+	now := time.Date(2026, 1, 2, 12, 0, 0, 0, time.UTC)
 	require.NoError(t, renderServer(&buf, client.Server{
-		Serial: "SN-1", State: "attention", Step: "ConfigureRAID", WorkflowID: "server/SN-1",
+		Serial: "SN-1", State: "attention", Step: "ConfigureRAID", WorkflowID: "server/SN-1", StepStartedAt: ptr(now.Add(-4*time.Minute - 12*time.Second)),
 		BIOS: &client.BIOSReport{Attributes: []client.BIOSAttribute{
 			{Name: "AdminPassword", Desired: "(hidden)", Actual: "(hidden)", Match: true, Hidden: true},
 			{Name: "NoSuch", Desired: "On", Missing: true},
@@ -311,8 +312,9 @@ func TestRenderServerAppliedVersusDesired(t *testing.T) {
 			{Status: "missing", Desired: &client.RAIDVolume{Name: "metalflow-data", RAIDLevel: "RAID1", SizeBytes: 100_000_000_000, Drives: []string{"d2", "d3"}}},
 			{Status: "unexpected", Actual: &client.RAIDVolume{ID: "v9", Name: "leftover", RAIDLevel: "RAID0", SizeBytes: 240_000_000_000, Drives: []string{"d2"}}},
 		}},
-	}))
+	}, now))
 	out := buf.String()
+	require.Contains(t, out, "Step:      ConfigureRAID (for 4m12s)\n")
 	require.Contains(t, out, "\nBIOS (applied vs desired):\n"+
 		"ATTRIBUTE      DESIRED   ACTUAL    RESULT\n"+
 		"AdminPassword  (hidden)  (hidden)  ✓\n"+

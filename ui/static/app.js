@@ -399,7 +399,9 @@ async function serverPage(serial) {
     const st = await api("GET", "/api/v1/servers/" + enc(serial));
     const asset = await api("GET", "/api/v1/servers/" + enc(serial) + "/asset").catch(() => null);
     const loc = st.location;
-    put(top, h("p", {}, h("strong", {}, st.serial), " ", h("span", { id: "server-state" }, pill(st.state)), " ", st.step ? "at " + st.step : ""),
+    const since = st.step && st.stepStartedAt ? new Date(st.stepStartedAt).getTime() : null;
+    put(top, h("p", {}, h("strong", {}, st.serial), " ", h("span", { id: "server-state" }, pill(st.state)), " ", st.step ? "at " + st.step : "",
+      since ? [" for ", h("span", { id: "server-in-step", "data-since": String(since) }, inStep(Date.now() - since))] : null),
       dl([["Location", loc ? loc.site + (loc.room ? "/" + loc.room : "") + "/" + loc.rack + " U" + loc.unit + " " + loc.face : "not racked"],
         ["Install attempt", st.installAttempt], ["Tenant", st.tenant], ["Pools", (st.pools || []).join(", ")], ["Workflow", st.workflowId]]),
       st.temporalUrl ? h("p", {}, h("a", { id: "temporal-run", href: st.temporalUrl, target: "_blank", rel: "noopener" }, "This run in the Temporal Web UI")) : null,
