@@ -369,7 +369,7 @@ function verdict(ok, text) { return h("span", { class: ok ? "ok" : "error", "dat
 // sends "(hidden)" for password-like ones.
 function biosTable(r) {
   const rows = (r.attributes || []).map((a) => h("tr", { "data-attribute": a.name, "data-match": String(a.match) },
-    h("td", {}, a.name), h("td", {}, a.desired), h("td", {}, a.missing ? "(none)" : a.actual),
+    h("td", {}, a.name), h("td", { "data-label": "desired" }, a.desired), h("td", { "data-label": "actual" }, a.missing ? "(none)" : a.actual),
     h("td", {}, a.missing ? verdict(false, "missing") : verdict(a.match, ""))));
   return h("div", { id: "bios-report" }, h("h4", {}, "BIOS: applied vs desired"), h("table", { class: "wide" },
     h("thead", {}, h("tr", {}, ...["Attribute", "Desired", "Actual", ""].map((x) => h("th", {}, x)))), h("tbody", {}, ...rows)));
@@ -380,7 +380,10 @@ function raidTable(r) {
   const rows = (r.volumes || []).map((v) => {
     const d = vol(v.desired), a = vol(v.actual);
     if (v.actual && v.actual.sizeBytes === 0) a[2] = "0 B";
-    return h("tr", { "data-status": v.status }, ...d.map((x) => h("td", {}, x)), ...a.map((x) => h("td", {}, x)),
+    // Labels stand in for the header on a tablet, where rows wrap.
+    const dl = ["desired", "level", "size", "drives"], al = ["found", "level", "size", "drives"];
+    return h("tr", { "data-status": v.status }, ...d.map((x, i) => h("td", { "data-label": v.desired ? dl[i] : null }, x)),
+      ...a.map((x, i) => h("td", { "data-label": v.actual ? al[i] : null }, x)),
       h("td", {}, v.status === "match" ? verdict(true, "") : verdict(false, v.status)));
   });
   return h("div", { id: "raid-report" }, h("h4", {}, "RAID: applied vs desired" + (r.controller ? " (controller " + r.controller + ")" : "")), h("table", { class: "wide" },
