@@ -28,7 +28,7 @@ func (f *benchAPIFlags) parse(args []string, stderr io.Writer) error {
 	fs.IntVar(&f.clients, "clients", 16, "concurrent clients, each one request at a time")
 	fs.DurationVar(&f.duration, "duration", 5*time.Second, "how long each route is loaded")
 	fs.IntVar(&f.servers, "servers", 100, "servers registered (parked waiting for racked) before the load, for the status reads")
-	fs.StringVar(&f.temporalDB, "temporal-db", "memory", "embedded Temporal's store: memory or sqlite")
+	fs.StringVar(&f.temporalDB, "temporal-db", "memory", "embedded Temporal's store: memory, sqlite or postgres://user:password@host:port/database (a new database <database>_<random> per run)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}

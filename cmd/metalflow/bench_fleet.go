@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"os"
 	"runtime/pprof"
+	"slices"
+	"strings"
 	"sync"
 	"text/tabwriter"
 	"time"
@@ -38,7 +40,7 @@ func (f *benchFleetFlags) parse(args []string, stderr io.Writer) error {
 	fs.IntVar(&f.concurrency, "concurrency", 100, "servers in flight at once: each is posted, racked and waited for before its caller takes the next")
 	fs.DurationVar(&f.timeout, "timeout", 15*time.Minute, "give up on servers not installed by then")
 	fs.Float64Var(&f.simSpeed, "sim-speed", 0, "simulated hardware speed-up over real delays (as metalflow dev --sim-speed); 0 takes every hardware delay away")
-	fs.StringVar(&f.temporalDB, "temporal-db", "memory", "embedded Temporal's store: memory or sqlite (a file in a temporary directory)")
+	fs.StringVar(&f.temporalDB, "temporal-db", "memory", "embedded Temporal's store: memory, sqlite (a file in a temporary directory) or postgres://user:password@host:port/database (a new database <database>_<random> per run)")
 	fs.StringVar(&f.cpuProfile, "cpu-profile", "", "write a CPU profile of the provisioning phase to this file")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -335,6 +337,36 @@ func historyLength(res *workflowservice.DescribeWorkflowExecutionResponse) int64
 	return res.GetWorkflowExecutionInfo().GetHistoryLength()
 }
 
+// failureReason is how many servers stopped short of installed one way.
+type failureReason struct {
+	reason string
+	count  int
+}
+
+// failureCounts groups the servers not installed by their state and the
+// first line of their error, most frequent first.
+func (r fleetResult) failureCounts() []failureReason {
+	counts := map[string]int{}
+	var order []string
+	for _, o := range r.failures {
+		msg := "no error"
+		if o.err != nil {
+			msg, _, _ = strings.Cut(o.err.Error(), "\n")
+		}
+		key := fmt.Sprintf("state %q: %s", o.state, msg)
+		if counts[key] == 0 {
+			order = append(order, key)
+		}
+		counts[key]++
+	}
+	out := make([]failureReason, 0, len(order))
+	for _, k := range order {
+		out = append(out, failureReason{reason: k, count: counts[k]})
+	}
+	slices.SortStableFunc(out, func(a, b failureReason) int { return b.count - a.count })
+	return out
+}
+
 func (r fleetResult) print(w io.Writer, f benchFleetFlags) error {
 	perMin := 0.0
 	if r.wall > 0 {
@@ -344,7 +376,7 @@ func (r fleetResult) print(w io.Writer, f benchFleetFlags) error {
 	p50, p95 := percentile(r.perServer, 50), percentile(r.perServer, 95)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "measure\tvalue\tnote")
-	fmt.Fprintf(tw, "servers\t%d\tconcurrency %d, temporal %s, sim speed %g (0: no hardware delays)\n", r.servers, f.concurrency, f.temporalDB, f.simSpeed)
+	fmt.Fprintf(tw, "servers\t%d\tconcurrency %d, temporal %s, sim speed %g (0: no hardware delays)\n", r.servers, f.concurrency, redactURL(f.temporalDB), f.simSpeed)
 	fmt.Fprintf(tw, "completed\t%d\tinstalled within %s\n", r.completed, f.timeout)
 	fmt.Fprintf(tw, "wall\t%.1f s\tfirst POST to last installed\n", seconds(r.wall))
 	fmt.Fprintf(tw, "servers/minute\t%.1f\t\n", perMin)
@@ -354,6 +386,9 @@ func (r fleetResult) print(w io.Writer, f benchFleetFlags) error {
 	fmt.Fprintf(tw, "peak RSS\t%.0f MiB\tVmHWM of the whole process\n", mib(r.peakRSS))
 	fmt.Fprintf(tw, "history events mean\t%.1f\tper installed server's lifecycle\n", r.historyMean)
 	fmt.Fprintf(tw, "history events max\t%d\t\n", r.historyMax)
+	for _, why := range r.failureCounts() {
+		fmt.Fprintf(tw, "not installed\t%d\t%s\n", why.count, why.reason)
+	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}

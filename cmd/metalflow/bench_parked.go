@@ -37,7 +37,7 @@ func (f *benchParkedFlags) parse(args []string, stderr io.Writer) error {
 	fs.IntVar(&f.pageSize, "page-size", 1000, "page size of the timed GET /api/v1/servers listing (1 to 1000)")
 	fs.IntVar(&f.concurrency, "concurrency", 32, "concurrent registrations")
 	fs.DurationVar(&f.timeout, "timeout", 30*time.Minute, "give up when the servers are not all parked by then")
-	fs.StringVar(&f.temporalDB, "temporal-db", "memory", "embedded Temporal's store: memory or sqlite")
+	fs.StringVar(&f.temporalDB, "temporal-db", "memory", "embedded Temporal's store: memory, sqlite or postgres://user:password@host:port/database (a new database <database>_<random> per run)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -196,7 +196,7 @@ func stopWorkerProcess(cmd *exec.Cmd) {
 func (r parkedResult) print(w io.Writer, f benchParkedFlags) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "measure\tvalue\tnote")
-	fmt.Fprintf(tw, "servers parked\t%d\twaiting for racked, temporal %s\n", r.parked, f.temporalDB)
+	fmt.Fprintf(tw, "servers parked\t%d\twaiting for racked, temporal %s\n", r.parked, redactURL(f.temporalDB))
 	fmt.Fprintf(tw, "register + park\t%.1f s\t%d concurrent POSTs until the list shows them all waiting\n", seconds(r.register), f.concurrency)
 	holds := "Temporal, API, worker"
 	if r.worker != nil {

@@ -2,11 +2,14 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -78,9 +81,13 @@ func validateTemporalDB(db string) error {
 	case db == "memory", db == "sqlite":
 		return nil
 	case strings.HasPrefix(db, "postgres://"), strings.HasPrefix(db, "postgresql://"):
-		return fmt.Errorf("--temporal-db postgres://…: the embedded Temporal server has no PostgreSQL store yet; use memory or sqlite")
+		u, err := url.Parse(db)
+		if err != nil || u.Host == "" || strings.Trim(u.Path, "/") == "" {
+			return errors.New("--temporal-db: want postgres://user:password@host:port/database")
+		}
+		return nil
 	}
-	return fmt.Errorf("--temporal-db %q: want memory or sqlite", db)
+	return fmt.Errorf("--temporal-db %q: want memory, sqlite or postgres://user:password@host:port/database", db)
 }
 
 // startBenchStack brings the stack up; on error nothing is left running.
@@ -141,8 +148,15 @@ func startBenchStack(ctx context.Context, o benchStackOptions) (*benchStack, err
 		Logger:           log,
 		LogLevel:         slog.LevelError,
 	}
-	if o.TemporalDB == "sqlite" {
+	switch o.TemporalDB {
+	case "memory":
+	case "sqlite":
 		devOpts.DatabaseFile = filepath.Join(st.tmp, "temporal.db")
+	default:
+		if devOpts.PostgresURL, err = freshDatabase(o.TemporalDB); err != nil {
+			return nil, err
+		}
+		log.Info("bench Temporal database", "url", redactURL(devOpts.PostgresURL))
 	}
 	srv, err := devserver.Start(devOpts)
 	if err != nil {
@@ -203,6 +217,29 @@ func startBenchStack(ctx context.Context, o benchStackOptions) (*benchStack, err
 	}
 	up = true
 	return st, nil
+}
+
+// freshDatabase names a database of its own for this run after the URL's,
+// so that no earlier run's lifecycles (same serials) are in the way.
+func freshDatabase(raw string) (string, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "", err
+	}
+	suffix := make([]byte, 4)
+	if _, err := rand.Read(suffix); err != nil {
+		return "", err
+	}
+	u.Path = "/" + strings.Trim(u.Path, "/") + "_" + hex.EncodeToString(suffix)
+	return u.String(), nil
+}
+
+func redactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "?"
+	}
+	return u.Redacted()
 }
 
 // benchLayout is site bench with enough racks for servers.

@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -10,6 +12,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/metalflow/metalflow/internal/testpg"
 )
 
 // runBenchCLI runs `metalflow bench args...` as main would and returns its
@@ -87,8 +91,8 @@ func TestBenchRefusesBadFlags(t *testing.T) {
 		{[]string{"fleet", "--concurrency", "0"}, "--concurrency must be at least 1"},
 		{[]string{"fleet", "--timeout", "0s"}, "--timeout must be positive"},
 		{[]string{"fleet", "--sim-speed", "-1"}, "--sim-speed must be 0"},
-		{[]string{"fleet", "--temporal-db", "mysql"}, `--temporal-db "mysql": want memory or sqlite`},
-		{[]string{"fleet", "--temporal-db", "postgres://u:p@127.0.0.1/t"}, "no PostgreSQL store"},
+		{[]string{"fleet", "--temporal-db", "mysql"}, `--temporal-db "mysql": want memory, sqlite or postgres://`},
+		{[]string{"fleet", "--temporal-db", "postgres://u:p@127.0.0.1"}, "--temporal-db: want postgres://user:password@host:port/database"},
 		{[]string{"fleet", "--cpu-profile", "/nonexistent-dir/cpu.out"}, "--cpu-profile"},
 		{[]string{"fleet", "--servers", "x"}, `invalid value "x"`},
 		{[]string{"fleet", "extra"}, "unexpected arguments"},
@@ -148,4 +152,44 @@ func TestReadMemoryOfThisProcess(t *testing.T) {
 	require.GreaterOrEqual(t, m.PeakRSSBytes, m.RSSBytes)
 	_, err = readMemory(-1)
 	require.Error(t, err)
+}
+
+func TestFleetFailuresGroupByStateAndError(t *testing.T) {
+	r := fleetResult{failures: []fleetOutcome{
+		{serial: "A", state: "attention", err: errors.New("stopped short of installed")},
+		{serial: "B", state: "", err: errors.New("HTTP 503: temporal unavailable\nmore detail")},
+		{serial: "C", state: "attention", err: errors.New("stopped short of installed")},
+	}}
+	require.Equal(t, []failureReason{
+		{reason: `state "attention": stopped short of installed`, count: 2},
+		{reason: `state "": HTTP 503: temporal unavailable`, count: 1},
+	}, r.failureCounts())
+}
+
+func TestBenchFleetOnPostgres(t *testing.T) {
+	pg, err := testpg.Start()
+	if err != nil {
+		t.Skipf("no PostgreSQL on this machine: %v", err)
+	}
+	t.Cleanup(pg.Stop)
+	// The bench makes a database of its own beside the one named.
+	url := pg.NewDatabase(t)
+	code, out, errOut := runBenchCLI(t, "fleet", "--servers", "2", "--concurrency", "2", "--timeout", "2m", "--temporal-db", url)
+	require.Equal(t, 0, code, "stderr:\n%s\nstdout:\n%s", errOut, out)
+	require.Regexp(t, `^RESULT servers=2 completed=2 `, resultLine(out))
+	require.Contains(t, out, "temporal postgres://")
+	require.NotContains(t, out+errOut, ":"+pgPassword(t, url)+"@")
+}
+
+// pgPassword is the password in a PostgreSQL URL ("" when none), which
+// the benchmark's output must never show.
+func pgPassword(t *testing.T, raw string) string {
+	t.Helper()
+	u, err := url.Parse(raw)
+	require.NoError(t, err)
+	p, _ := u.User.Password()
+	if p == "" {
+		return "\x00never"
+	}
+	return p
 }
