@@ -67,6 +67,7 @@ type fleetOutcome struct {
 	installed bool
 	state     string
 	took      time.Duration
+	retries   int // 503s retried
 	err       error
 }
 
@@ -80,6 +81,7 @@ type fleetResult struct {
 	historyMean        float64
 	historyMax         int64
 	failures           []fleetOutcome
+	retries            int
 }
 
 // runBenchFleet is `metalflow bench fleet`: N simulated servers from POST
@@ -173,6 +175,7 @@ func provisionFleet(ctx context.Context, st *benchStack, f benchFleetFlags) (fle
 	res := fleetResult{servers: len(manifest), wall: wall, cpu: cpu1 - cpu0, peakRSS: mem.PeakRSSBytes}
 	var installed []string
 	for _, o := range outcomes {
+		res.retries += o.retries
 		if o.installed {
 			res.completed++
 			res.perServer = append(res.perServer, o.took)
@@ -198,12 +201,17 @@ func provisionOne(ctx context.Context, c benchCaller, watch *fleetWatch, i int, 
 	posted := time.Now()
 	body := map[string]any{"serial": bmc.Serial, "bmc": map[string]string{
 		"address": bmc.Address, "username": bmc.Username, "password": bmc.Password}}
-	if out.err = c.call(ctx, http.MethodPost, "/api/v1/servers", body, nil); out.err != nil {
+	var retries int
+	retries, out.err = callRetrying(ctx, c, "/api/v1/servers", body, fleetRetryPause)
+	out.retries += retries
+	if out.err != nil {
 		return out
 	}
 	rack, unit := benchLocation(i)
 	loc := map[string]any{"site": benchSite, "room": "A", "rack": rack, "unit": unit, "face": "front"}
-	if out.err = c.call(ctx, http.MethodPost, "/api/v1/servers/"+bmc.Serial+"/racked", loc, nil); out.err != nil {
+	retries, out.err = callRetrying(ctx, c, "/api/v1/servers/"+bmc.Serial+"/racked", loc, fleetRetryPause)
+	out.retries += retries
+	if out.err != nil {
 		return out
 	}
 	select {
@@ -217,6 +225,34 @@ func provisionOne(ctx context.Context, c benchCaller, watch *fleetWatch, i int, 
 		out.state, out.err = watch.last(bmc.Serial), ctx.Err()
 	}
 	return out
+}
+
+// fleetRetryPause is the wait before a 503 is retried.
+const fleetRetryPause = time.Second
+
+// callRetrying POSTs as staff's tools should: a 503 (Temporal busy or
+// unreachable, nothing done for certain) is retried after a pause, and a
+// 409 after a 503 means the first attempt had done it after all.
+func callRetrying(ctx context.Context, c benchCaller, path string, body any, pause time.Duration) (retries int, err error) {
+	for {
+		err = c.call(ctx, http.MethodPost, path, body, nil)
+		var refusal *apiRefusal
+		if !errors.As(err, &refusal) {
+			return retries, err
+		}
+		switch {
+		case refusal.Status == http.StatusConflict && retries > 0:
+			return retries, nil
+		case refusal.Status != http.StatusServiceUnavailable || retries >= 10:
+			return retries, err
+		}
+		retries++
+		select {
+		case <-ctx.Done():
+			return retries, err
+		case <-time.After(pause):
+		}
+	}
 }
 
 // fleetEnd is when the watch saw a server reach a state it stays in
@@ -386,6 +422,7 @@ func (r fleetResult) print(w io.Writer, f benchFleetFlags) error {
 	fmt.Fprintf(tw, "peak RSS\t%.0f MiB\tVmHWM of the whole process\n", mib(r.peakRSS))
 	fmt.Fprintf(tw, "history events mean\t%.1f\tper installed server's lifecycle\n", r.historyMean)
 	fmt.Fprintf(tw, "history events max\t%d\t\n", r.historyMax)
+	fmt.Fprintf(tw, "API 503s retried\t%d\tPOST or racked answered 503 (Temporal too busy to accept in time), sent again after %s\n", r.retries, fleetRetryPause)
 	for _, why := range r.failureCounts() {
 		fmt.Fprintf(tw, "not installed\t%d\t%s\n", why.count, why.reason)
 	}

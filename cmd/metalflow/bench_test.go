@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"strconv"
@@ -192,4 +194,38 @@ func pgPassword(t *testing.T, raw string) string {
 		return "\x00never"
 	}
 	return p
+}
+
+func TestFleetCallsRetryUnavailableOnly(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		answers     []int
+		wantRetries int
+		wantStatus  int // 0: success
+	}{
+		{"accepted", []int{202}, 0, 0},
+		{"503 then accepted", []int{503, 503, 202}, 2, 0},
+		{"503 then 409: the first had done it", []int{503, 409}, 1, 0},
+		{"409 at once is a real conflict", []int{409}, 0, 409},
+		{"422 is not retried", []int{422, 202}, 0, 422},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			calls := 0
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+				w.WriteHeader(tc.answers[calls])
+				calls++
+			}))
+			defer srv.Close()
+			c := benchCaller{http: srv.Client(), base: srv.URL, token: "t"}
+			retries, err := callRetrying(context.Background(), c, "/x", map[string]string{}, 0)
+			require.Equal(t, tc.wantRetries, retries)
+			if tc.wantStatus == 0 {
+				require.NoError(t, err)
+			} else {
+				var refusal *apiRefusal
+				require.ErrorAs(t, err, &refusal)
+				require.Equal(t, tc.wantStatus, refusal.Status)
+			}
+		})
+	}
 }
