@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -47,8 +48,13 @@ func tableValue(t *testing.T, out, name string) string {
 }
 
 func TestBenchFleetProvisionsEveryServer(t *testing.T) {
-	code, out, errOut := runBenchCLI(t, "fleet", "--servers", "3", "--concurrency", "3", "--timeout", "2m")
+	profile := filepath.Join(t.TempDir(), "cpu.pprof")
+	code, out, errOut := runBenchCLI(t, "fleet", "--servers", "3", "--concurrency", "3", "--timeout", "2m", "--cpu-profile", profile)
 	require.Equal(t, 0, code, "stderr:\n%s\nstdout:\n%s", errOut, out)
+	// A CPU profile is gzipped protobuf.
+	raw, err := os.ReadFile(profile)
+	require.NoError(t, err)
+	require.True(t, bytes.HasPrefix(raw, []byte{0x1f, 0x8b}), "profile of %d bytes is not gzip", len(raw))
 	require.Regexp(t, `^RESULT servers=3 completed=3 wall_s=[0-9.]+ servers_per_min=[0-9.]+ p95_s=[0-9.]+ cpu_s_per_server=[0-9.]+ peak_rss_mib=[0-9]+$`, resultLine(out))
 	for _, row := range []string{"servers", "completed", "wall", "servers/minute", "time per server p50", "time per server p95", "CPU per server", "peak RSS", "history events mean", "history events max"} {
 		tableValue(t, out, row)
