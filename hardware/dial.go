@@ -105,8 +105,26 @@ func httpClientFor(ep Endpoint) (*http.Client, error) {
 		MaxIdleConnsPerHost: 2,
 		IdleConnTimeout:     30 * time.Second,
 	}
-	return &http.Client{Timeout: timeout, Transport: tr}, nil
+	return &http.Client{Timeout: timeout, Transport: keepAlive{tr}}, nil
 }
+
+// keepAlive undoes gofish's Connection: close, which it sets on every
+// request when handed its HTTP client: a new TCP and TLS handshake per
+// request made a provisioning pass open about 140 connections per BMC.
+type keepAlive struct{ next *http.Transport }
+
+func (k keepAlive) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.Close {
+		// A RoundTripper must not change the caller's request.
+		r := *req
+		r.Close = false
+		req = &r
+	}
+	return k.next.RoundTrip(req)
+}
+
+// CloseIdleConnections lets gofish's logout drop the idle connections.
+func (k keepAlive) CloseIdleConnections() { k.next.CloseIdleConnections() }
 
 // openConn logs in through bmclib's Redfish provider itself: bmclib's
 // generic Client (v2.3.5) routes BIOS writes to no Redfish provider.

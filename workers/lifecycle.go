@@ -41,7 +41,7 @@ type LifecycleDependencies struct {
 // NewLifecycleWorker polls the lifecycle task queue with every lifecycle
 // workflow and activity registered. The caller starts and stops it.
 func NewLifecycleWorker(c client.Client, deps LifecycleDependencies) worker.Worker {
-	w := worker.New(c, workflows.TaskQueue, worker.Options{})
+	w := worker.New(c, workflows.TaskQueue, lifecycleWorkerOptions())
 	workflows.Register(w)
 	(&activities.Inventory{Store: deps.Inventory}).Register(w)
 	(&activities.Provisioning{
@@ -57,4 +57,12 @@ func NewLifecycleWorker(c client.Client, deps LifecycleDependencies) worker.Work
 	(&LoadBalancerMembership{Client: c, Inventory: deps.Inventory}).Register(w)
 	(&activities.LoadBalancing{Inventory: deps.Inventory, Pools: deps.VIPPools}).Register(w)
 	return w
+}
+
+// lifecycleWorkerOptions poll for workflow tasks with more pollers than
+// the SDK's default two: every status read of a server is a query, which
+// waits for a workflow task poller, and under a fleet's load two pollers
+// made status reads queue behind the workflows' own tasks.
+func lifecycleWorkerOptions() worker.Options {
+	return worker.Options{MaxConcurrentWorkflowTaskPollers: 16}
 }

@@ -15,7 +15,10 @@ import (
 // benchmarks are the `metalflow bench` subcommands.
 func benchmarks() map[string]func(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	return map[string]func(ctx context.Context, args []string, stdout, stderr io.Writer) error{
-		"xdp": runBenchXDP,
+		"xdp":    runBenchXDP,
+		"fleet":  runBenchFleet,
+		"api":    runBenchAPI,
+		"parked": runBenchParked,
 	}
 }
 
@@ -23,11 +26,11 @@ func benchmarks() map[string]func(ctx context.Context, args []string, stdout, st
 func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	benches := benchmarks()
 	if len(args) == 0 {
-		return usageError{errors.New("usage: metalflow bench xdp [flags]")}
+		return usageError{errors.New("usage: metalflow bench fleet|api|parked|xdp [flags]")}
 	}
 	run, ok := benches[args[0]]
 	if !ok {
-		return usageError{fmt.Errorf("unknown benchmark %q (have: xdp)", args[0])}
+		return usageError{fmt.Errorf("unknown benchmark %q (have: fleet, api, parked, xdp)", args[0])}
 	}
 	return run(ctx, args[1:], stdout, stderr)
 }

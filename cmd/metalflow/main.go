@@ -30,7 +30,7 @@ func commands() map[string]command {
 		"probe":   {"GET a URL and fail unless it answers 2xx (container health checks)", runProbe},
 		"lbnode":  {"run the XDP load balancer data plane on an interface as a Temporal worker on its own task queue (--temporal), or standalone from YAML (--config)", runLBNode},
 		"decap":   {"install the IP-in-IP/GUE decapsulation program on a backend's interface", runDecap},
-		"bench":   {"run a benchmark and print a table: bench xdp", runBench},
+		"bench":   {"run a benchmark and print a table: bench fleet|api|parked|xdp", runBench},
 		"bmcsim":  {"run a simulated fleet of Redfish BMCs (and the hosts behind them)", runBMCSim},
 		"bmc":     {"talk to one BMC over Redfish: power, boot, bios, inventory, raid, media", runBMC},
 		"servers": {"the fleet through the API: add, list, show, racked, retry, skip, abort", runServers},

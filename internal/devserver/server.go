@@ -39,6 +39,11 @@ type Options struct {
 	// DatabaseFile is the SQLite file holding all Temporal state. Empty means
 	// in-memory: everything is lost when the process ends.
 	DatabaseFile string
+	// PostgresURL (postgres://user:password@host:port/database) keeps
+	// Temporal's state in PostgreSQL instead, visibility in
+	// "<database>_visibility"; both are created with their schemas when
+	// missing. It excludes DatabaseFile.
+	PostgresURL string
 	// FrontendAddress is host:port of the gRPC frontend that SDK clients, the
 	// `temporal` CLI and separate workers dial.
 	FrontendAddress string
@@ -89,17 +94,31 @@ func Start(opts Options) (*Server, error) {
 		}
 	}
 
-	sqlConf, err := prepareSQLite(opts)
-	if err != nil {
-		return nil, err
+	logger := newServerLogger(opts.Logger.With("component", "temporal-server"), opts.LogLevel)
+	var stores persistenceStores
+	switch {
+	case opts.PostgresURL != "" && opts.DatabaseFile != "":
+		return nil, errors.New("devserver: a PostgreSQL URL and a SQLite file exclude each other")
+	case opts.PostgresURL != "":
+		pg, err := preparePostgres(opts)
+		if err != nil {
+			return nil, err
+		}
+		stores = persistenceStores{main: "postgres", visibility: "postgres-visibility",
+			all: map[string]config.DataStore{"postgres": {SQL: pg.main}, "postgres-visibility": {SQL: pg.visibility}}}
+	default:
+		sqlConf, err := prepareSQLite(opts)
+		if err != nil {
+			return nil, err
+		}
+		stores = persistenceStores{main: "sqlite", visibility: "sqlite", all: map[string]config.DataStore{"sqlite": {SQL: sqlConf}}}
 	}
 	ports, err := freePorts(frontendHost, 4)
 	if err != nil {
 		return nil, err
 	}
-	conf := serverConfig(frontendHost, frontendPort, ports, sqlConf)
+	conf := serverConfig(frontendHost, frontendPort, ports, stores)
 
-	logger := newServerLogger(opts.Logger.With("component", "temporal-server"), opts.LogLevel)
 	authorizer, err := authorization.GetAuthorizerFromConfig(&conf.Global.Authorization)
 	if err != nil {
 		return nil, fmt.Errorf("devserver: authorizer: %w", err)
@@ -221,16 +240,23 @@ func prepareSQLite(opts Options) (*config.SQL, error) {
 	return conf, nil
 }
 
-func serverConfig(host string, frontendPort int, ports []int, sqlConf *config.SQL) *config.Config {
+// persistenceStores name the data stores of Temporal's state and of its
+// visibility records.
+type persistenceStores struct {
+	main, visibility string
+	all              map[string]config.DataStore
+}
+
+func serverConfig(host string, frontendPort int, ports []int, stores persistenceStores) *config.Config {
 	var conf config.Config
 	conf.Global.Membership.MaxJoinDuration = 30 * time.Second
 	conf.Global.Membership.BroadcastAddress = host
-	conf.Persistence.DefaultStore = "sqlite"
-	conf.Persistence.VisibilityStore = "sqlite"
+	conf.Persistence.DefaultStore = stores.main
+	conf.Persistence.VisibilityStore = stores.visibility
 	// One shard: a single process cannot use more, and the shard count can
 	// never change once the database exists.
 	conf.Persistence.NumHistoryShards = 1
-	conf.Persistence.DataStores = map[string]config.DataStore{"sqlite": {SQL: sqlConf}}
+	conf.Persistence.DataStores = stores.all
 	frontend := net.JoinHostPort(host, strconv.Itoa(frontendPort))
 	conf.ClusterMetadata = &cluster.Config{
 		EnableGlobalNamespace:    false,

@@ -1,0 +1,199 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"sync"
+	"text/tabwriter"
+	"time"
+)
+
+// benchAPIFlags are `metalflow bench api`'s flags.
+type benchAPIFlags struct {
+	log        logFlags
+	clients    int
+	duration   time.Duration
+	servers    int
+	temporalDB string
+}
+
+func (f *benchAPIFlags) parse(args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("bench api", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&f.log.level, "log-level", "error", "log level of the in-process metalflow: debug, info, warn, error")
+	fs.IntVar(&f.clients, "clients", 16, "concurrent clients, each one request at a time")
+	fs.DurationVar(&f.duration, "duration", 5*time.Second, "how long each route is loaded")
+	fs.IntVar(&f.servers, "servers", 100, "servers registered (parked waiting for racked) before the load, for the status reads")
+	fs.StringVar(&f.temporalDB, "temporal-db", "memory", "embedded Temporal's store: memory, sqlite or postgres://user:password@host:port/database (a new database <database>_<random> per run)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	switch {
+	case f.clients < 1:
+		return usageError{errors.New("--clients must be at least 1")}
+	case f.duration <= 0:
+		return usageError{errors.New("--duration must be positive")}
+	case f.servers < 1:
+		return usageError{errors.New("--servers must be at least 1: the status reads need a server")}
+	}
+	if err := validateTemporalDB(f.temporalDB); err != nil {
+		return usageError{err}
+	}
+	return nil
+}
+
+// apiRoute is one kind of request the load loop sends; call's n numbers
+// the requests of one client so that each POST registers a new serial.
+type apiRoute struct {
+	name string
+	key  string // its name in the RESULT line
+	call func(ctx context.Context, c benchCaller, client, n int) error
+}
+
+// apiRouteResult is one route's measurements.
+type apiRouteResult struct {
+	name     string
+	key      string
+	elapsed  time.Duration
+	measured latencies
+}
+
+// runBenchAPI is `metalflow bench api`: concurrent clients against the
+// in-process API over real HTTP, one route at a time, the health check
+// first as the floor the others are compared with.
+func runBenchAPI(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var f benchAPIFlags
+	if err := f.parse(args, stderr); err != nil {
+		return err
+	}
+	log, err := f.log.logger(stderr)
+	if err != nil {
+		return err
+	}
+	st, err := startBenchStack(ctx, benchStackOptions{Servers: f.servers, TemporalDB: f.temporalDB, Log: log})
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	serials, err := registerParked(ctx, st.caller(), "BAPI", f.servers, f.clients)
+	if err != nil {
+		return err
+	}
+	routes := []apiRoute{
+		{"GET /healthz", "healthz", func(ctx context.Context, c benchCaller, _, _ int) error {
+			return c.call(ctx, http.MethodGet, "/healthz", nil, nil)
+		}},
+		{"GET /api/v1/servers/<serial>", "get_server", func(ctx context.Context, c benchCaller, client, n int) error {
+			return c.call(ctx, http.MethodGet, "/api/v1/servers/"+serials[(client+n)%len(serials)], nil, nil)
+		}},
+		{"POST /api/v1/servers", "post_server", func(ctx context.Context, c benchCaller, client, n int) error {
+			return c.call(ctx, http.MethodPost, "/api/v1/servers",
+				map[string]string{"serial": fmt.Sprintf("BPOST-%03d-%07d", client, n)}, nil)
+		}},
+	}
+	var results []apiRouteResult
+	for _, r := range routes {
+		res, err := loadRoute(ctx, st.caller(), r, f.clients, f.duration)
+		if err != nil {
+			return err
+		}
+		results = append(results, res)
+	}
+	return printAPIResults(stdout, f, results)
+}
+
+// loadRoute runs clients loops of one route for d. Requests in flight at
+// the end are let finish rather than cancelled, so that every request
+// counted is a whole one and the API sees no aborted calls.
+func loadRoute(ctx context.Context, c benchCaller, r apiRoute, clients int, d time.Duration) (apiRouteResult, error) {
+	per := make([]latencies, clients)
+	start := time.Now()
+	end := start.Add(d)
+	var wg sync.WaitGroup
+	for i := range clients {
+		wg.Go(func() {
+			for n := 0; ctx.Err() == nil && time.Now().Before(end); n++ {
+				t := time.Now()
+				err := r.call(ctx, c, i, n)
+				per[i].add(time.Since(t), err)
+			}
+		})
+	}
+	wg.Wait()
+	res := apiRouteResult{name: r.name, key: r.key, elapsed: time.Since(start)}
+	for _, l := range per {
+		res.measured.merge(l)
+	}
+	if err := ctx.Err(); err != nil {
+		return res, err
+	}
+	if len(res.measured.samples) == 0 {
+		return res, fmt.Errorf("bench api: %s: no request succeeded (%d errors)", r.name, res.measured.errors)
+	}
+	return res, nil
+}
+
+// registerParked POSTs n servers without BMCs, clients at a time; each
+// lifecycle parks waiting for racked.
+func registerParked(ctx context.Context, c benchCaller, prefix string, n, clients int) ([]string, error) {
+	serials := make([]string, n)
+	for i := range serials {
+		serials[i] = fmt.Sprintf("%s%07d", prefix, i+1)
+	}
+	next := make(chan string)
+	errs := make(chan error, clients)
+	var wg sync.WaitGroup
+	for range min(clients, n) {
+		wg.Go(func() {
+			for s := range next {
+				if err := c.call(ctx, http.MethodPost, "/api/v1/servers", map[string]string{"serial": s}, nil); err != nil {
+					errs <- fmt.Errorf("register %s: %w", s, err)
+					return
+				}
+			}
+		})
+	}
+	func() {
+		defer close(next)
+		for _, s := range serials {
+			select {
+			case next <- s:
+			case err := <-errs:
+				errs <- err
+				return
+			}
+		}
+	}()
+	wg.Wait()
+	close(errs)
+	if err := <-errs; err != nil {
+		return nil, err
+	}
+	return serials, nil
+}
+
+func printAPIResults(w io.Writer, f benchAPIFlags, results []apiRouteResult) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "route\trequests\treq/s\tp50 ms\tp99 ms\terrors\n")
+	for _, r := range results {
+		ok := len(r.measured.samples)
+		fmt.Fprintf(tw, "%s\t%d\t%.0f\t%.2f\t%.2f\t%d\n", r.name, ok,
+			float64(ok)/r.elapsed.Seconds(), millis(percentile(r.measured.samples, 50)),
+			millis(percentile(r.measured.samples, 99)), r.measured.errors)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	line := fmt.Sprintf("RESULT clients=%d duration_s=%.1f servers=%d", f.clients, f.duration.Seconds(), f.servers)
+	for _, r := range results {
+		key := r.key
+		line += fmt.Sprintf(" %s_rps=%.0f %s_p99_ms=%.2f %s_errors=%d", key,
+			float64(len(r.measured.samples))/r.elapsed.Seconds(), key, millis(percentile(r.measured.samples, 99)), key, r.measured.errors)
+	}
+	_, err := fmt.Fprintln(w, line)
+	return err
+}
