@@ -4,11 +4,12 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 )
 
-// readAttempts is how often a read is sent before its failure is
+// readAttempts is how often a repeatable request is sent before its failure is
 // reported: BMCs answer the odd request 500/503 or not at all under load,
 // and failing a whole step (many requests) for one of them would make a
 // busy BMC's steps fail almost always.
@@ -19,8 +20,8 @@ const retryPause = 150 * time.Millisecond
 
 // transport is the one RoundTripper under bmclib and gofish. It gives each
 // request its own deadline, so a BMC that hangs costs one timeout rather
-// than the whole operation; it sends reads (GET, HEAD) again after a 5xx,
-// a timeout or a broken connection, since reading twice changes nothing;
+// than the whole operation; it sends requests that are safe to repeat
+// (see repeatable) again after a 5xx, a timeout or a broken connection;
 // and it counts the requests that failed for good, because both libraries
 // sometimes swallow a failed sub-request and report success (see
 // session.run).
@@ -55,12 +56,21 @@ func (t *transport) count(status int) {
 // RoundTrip implements http.RoundTripper.
 func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	attempts := 1
-	if req.Method == http.MethodGet || req.Method == http.MethodHead {
+	if repeatable(req) {
 		attempts = readAttempts
 	}
 	for attempt := 1; ; attempt++ {
 		ctx, cancel := context.WithTimeout(req.Context(), t.timeout)
-		resp, err := t.base.RoundTrip(req.Clone(ctx))
+		try := req.Clone(ctx)
+		if attempt > 1 && req.GetBody != nil {
+			body, err := req.GetBody()
+			if err != nil {
+				cancel()
+				return nil, err
+			}
+			try.Body = body
+		}
+		resp, err := t.base.RoundTrip(try)
 		again := attempt < attempts && req.Context().Err() == nil
 		if err != nil {
 			cancel()
@@ -88,6 +98,25 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		resp.Body = &cancelOnClose{ReadCloser: resp.Body, cancel: cancel}
 		return resp, nil
 	}
+}
+
+// repeatable tells which requests may be sent again after a failure: reads;
+// PATCH, which sets properties to values (twice is once; a changed ETag
+// answers 412, which the caller handles); and a login, whose worst case is
+// an extra session that times out. Actions (POST) and DELETE are sent
+// once: the BMC may have acted before it failed to answer.
+func repeatable(req *http.Request) bool {
+	hasBody := req.Body != nil && req.Body != http.NoBody
+	if hasBody && req.GetBody == nil {
+		return false
+	}
+	switch req.Method {
+	case http.MethodGet, http.MethodHead, http.MethodPatch:
+		return true
+	case http.MethodPost:
+		return strings.HasSuffix(strings.TrimRight(strings.ToLower(req.URL.Path), "/"), "/sessionservice/sessions")
+	}
+	return false
 }
 
 // failedStatus is a BMC failure worth asking again: 501 means the BMC

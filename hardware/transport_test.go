@@ -100,10 +100,10 @@ func TestTransportGivesUpOnReadsAfterItsAttempts(t *testing.T) {
 	assert.Equal(t, failures{failed: 1}, tr.failures())
 }
 
-func TestTransportNeverRepeatsWrites(t *testing.T) {
-	for _, method := range []string{http.MethodPost, http.MethodPatch, http.MethodDelete} {
+func TestTransportNeverRepeatsActions(t *testing.T) {
+	for _, method := range []string{http.MethodPost, http.MethodDelete} {
 		bmc, c, tr := scripted(t, 503)
-		status, err := send(t, c, method, bmc.url)
+		status, err := send(t, c, method, bmc.url+"/redfish/v1/Systems/1/Actions/ComputerSystem.Reset")
 		require.NoError(t, err)
 		assert.Equal(t, http.StatusServiceUnavailable, status, method)
 		assert.Equal(t, []string{method}, bmc.requests(), "%s is sent once: the BMC may have acted", method)
@@ -114,6 +114,47 @@ func TestTransportNeverRepeatsWrites(t *testing.T) {
 		require.Error(t, err, "%s that hangs ends at the timeout", method)
 		assert.Len(t, bmc.requests(), 1)
 		assert.Equal(t, failures{failed: 1}, tr.failures())
+	}
+}
+
+// TestTransportRepeatsPatchesAndLogins: setting properties twice is
+// setting them once, and a login may be sent again; the body goes again.
+func TestTransportRepeatsPatchesAndLogins(t *testing.T) {
+	for _, tc := range []struct{ method, path string }{
+		{http.MethodPatch, "/redfish/v1/Systems/1"},
+		{http.MethodPost, "/redfish/v1/SessionService/Sessions/"},
+	} {
+		var bodies []string
+		var mu sync.Mutex
+		script := []int{500, 0}
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			b, _ := io.ReadAll(r.Body)
+			mu.Lock()
+			bodies = append(bodies, string(b))
+			status := http.StatusOK
+			if len(script) > 0 {
+				status, script = script[0], script[1:]
+			}
+			mu.Unlock()
+			if status == 0 {
+				<-r.Context().Done()
+				return
+			}
+			w.WriteHeader(status)
+		}))
+		t.Cleanup(srv.Close)
+		c, tr, err := httpClientFor(Endpoint{Address: srv.URL, Timeout: 200 * time.Millisecond})
+		require.NoError(t, err)
+		req, err := http.NewRequest(tc.method, srv.URL+tc.path, strings.NewReader(`{"a":1}`))
+		require.NoError(t, err)
+		resp, err := c.Do(req)
+		require.NoError(t, err)
+		resp.Body.Close()
+		assert.Equal(t, http.StatusOK, resp.StatusCode, tc.method)
+		mu.Lock()
+		assert.Equal(t, []string{`{"a":1}`, `{"a":1}`, `{"a":1}`}, bodies, "%s sent whole each time", tc.method)
+		mu.Unlock()
+		assert.Equal(t, failures{}, tr.failures())
 	}
 }
 
