@@ -20,24 +20,21 @@ type StartInstallInput struct {
 // StartInstall issues the attempt's boot config and one-time token, turns
 // the server off, sets a one-time PXE boot and turns it on into the
 // installer. The boot happens once per attempt even when the activity runs
-// twice.
+// twice, or is cut short anywhere by a dying worker.
 func (p *Provisioning) StartInstall(ctx context.Context, in StartInstallInput) error {
-	if _, err := p.Inventory.IssueBoot(ctx, in.Serial, in.Attempt, in.MACs, in.TTL); err != nil {
+	boot, err := p.Inventory.IssueBoot(ctx, in.Serial, in.Attempt, in.MACs, in.TTL)
+	if err != nil {
 		return classify(err)
 	}
 	return p.withMachine(ctx, in.BMC, func(m hardware.Machine) error {
-		already, err := p.Inventory.MarkCycled(ctx, in.Serial, in.Attempt)
-		if err != nil {
-			return err
-		}
 		state, err := m.PowerState(ctx)
 		if err != nil {
 			return err
 		}
-		// A run that died after recording but before powering on leaves the
-		// host off (the lifecycle never turns it off otherwise): then the
-		// boot is still owed. A host that runs has had its boot.
-		if already && state != hardware.PowerOff {
+		// The cycle is recorded only while the host is off, just before
+		// it is turned on: a host found running after that has had its
+		// boot, while one still off (the run died in between) is owed it.
+		if boot.CycledAt != nil && state != hardware.PowerOff {
 			return nil
 		}
 		// Off first: a boot already under way (the BIOS step's reset) would
@@ -47,6 +44,9 @@ func (p *Provisioning) StartInstall(ctx context.Context, in StartInstallInput) e
 			if err := m.SetPower(ctx, hardware.PowerOff); err != nil {
 				return err
 			}
+		}
+		if _, err := p.Inventory.MarkCycled(ctx, in.Serial, in.Attempt); err != nil {
+			return err
 		}
 		if err := m.SetBootDevice(ctx, hardware.BootPXE, true); err != nil {
 			return err

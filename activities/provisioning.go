@@ -54,6 +54,9 @@ type Provisioning struct {
 	// InsecureTLS accepts self-signed BMC certificates (the simulator's,
 	// and many real BMCs' out of the box).
 	InsecureTLS bool
+	// RequestTimeout bounds each BMC request (hardware.DefaultTimeout when
+	// 0): a BMC that hangs costs one timeout, then a retry.
+	RequestTimeout time.Duration
 }
 
 // openMachine resolves the credential and logs in. The password lives only
@@ -68,6 +71,7 @@ func (p *Provisioning) openMachine(ctx context.Context, ref BMCRef) (hardware.Ma
 	}
 	m, err := p.Dial(ctx, hardware.Endpoint{
 		Address: ref.Address, Username: cred.Username, Password: cred.Password, InsecureTLS: p.InsecureTLS,
+		Timeout: p.RequestTimeout,
 	})
 	if err != nil {
 		return nil, classifyBMC(err)

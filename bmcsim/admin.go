@@ -11,6 +11,7 @@ import (
 //
 //	GET    /bmcs                       manifest entries
 //	GET    /bmcs/{id}                  State of one BMC
+//	GET    /counters                   every BMC's Counters and their sum
 //	PUT    /faults                     faults on every BMC (JSON Faults)
 //	PUT    /bmcs/{id}/faults           faults on one BMC
 //	DELETE /faults                     clear faults everywhere
@@ -19,7 +20,8 @@ import (
 //	POST   /drop-sessions              lose every BMC's sessions
 //
 // Faults JSON: {"latency":"200ms","latency_jitter":"50ms","error_rate":0.1,
-// "error_status":503,"hang":false,"task_exception":true}.
+// "error_status":503,"hang":false,"hang_rate":0.05,"session_drop_rate":0.02,
+// "task_exception":true}.
 func (f *Fleet) AdminHandler() http.Handler {
 	mux := http.NewServeMux()
 	writeJSON := func(w http.ResponseWriter, status int, v any) {
@@ -58,6 +60,9 @@ func (f *Fleet) AdminHandler() http.Handler {
 		if b := bmcOf(w, r); b != nil {
 			writeJSON(w, http.StatusOK, b.State())
 		}
+	})
+	mux.HandleFunc("GET /counters", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, f.Counters())
 	})
 	mux.HandleFunc("PUT /faults", func(w http.ResponseWriter, r *http.Request) {
 		if faults, ok := readFaults(w, r); ok {

@@ -75,6 +75,10 @@ type Counters struct {
 	AuthFailures    int `json:"auth_failures"`
 	BMCReboots      int `json:"bmc_reboots"`
 	DrivesErased    int `json:"drives_erased"`
+	// Injected faults, so that a test knows what its client went through.
+	Faults5xx         int `json:"faults_5xx"`
+	FaultHangs        int `json:"faults_hangs"`
+	FaultSessionDrops int `json:"faults_session_drops"`
 }
 
 // reply is a successful answer, written after the state lock is released.
@@ -158,10 +162,26 @@ func (b *BMC) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	b.mu.Lock()
 	f := b.faults
 	b.counters.Requests++
-	fail := f.ErrorRate > 0 && b.rng.Float64() < f.ErrorRate
+	// Draws in a fixed order, and none for a rate of 0, so a seed replays
+	// the same faults for the same requests.
+	hang := f.Hang || b.draw(f.HangRate)
+	fail := !hang && b.draw(f.ErrorRate)
 	status := f.ErrorStatus
 	if fail && status == 0 {
 		status = []int{http.StatusInternalServerError, http.StatusServiceUnavailable}[b.rng.IntN(2)]
+	}
+	// Only a request holding a session can notice its loss: dropping
+	// sessions under a login or an anonymous read would be invisible.
+	if !hang && !fail && r.Header.Get("X-Auth-Token") != "" && b.draw(f.SessionDropRate) {
+		b.dropSessions()
+		b.counters.FaultSessionDrops++
+		b.logEvent("Warning", "All sessions were lost")
+	}
+	switch {
+	case hang:
+		b.counters.FaultHangs++
+	case fail:
+		b.counters.Faults5xx++
 	}
 	delay := f.Latency
 	if f.LatencyJitter > 0 {
@@ -169,7 +189,7 @@ func (b *BMC) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	b.mu.Unlock()
 
-	if f.Hang {
+	if hang {
 		select {
 		case <-r.Context().Done():
 		case <-b.closing:
@@ -239,6 +259,11 @@ func (b *BMC) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodHead && rep.body != nil && rep.status != http.StatusNoContent {
 		_, _ = w.Write(rep.body)
 	}
+}
+
+// draw is true for the given fraction of calls; with mu held.
+func (b *BMC) draw(rate float64) bool {
+	return rate > 0 && b.rng.Float64() < rate
 }
 
 // handle runs with mu held.

@@ -65,6 +65,9 @@ type Config struct {
 	Faults Faults
 	// AdminAddr, when set, serves the admin endpoint (faults, state) there.
 	AdminAddr string
+	// Seed varies which requests the fault rates hit; the same seed and
+	// the same requests give the same faults.
+	Seed uint64
 }
 
 // Faults are the misbehaviours a BMC can be told to show. They apply to
@@ -80,6 +83,14 @@ type Faults struct {
 	ErrorStatus int `json:"error_status,omitempty"`
 	// Hang accepts requests and never answers them.
 	Hang bool `json:"hang,omitempty"`
+	// HangRate is the fraction (0..1) of requests that hang until the
+	// client gives up; the BMC does nothing for them.
+	HangRate float64 `json:"hang_rate,omitempty"`
+	// SessionDropRate is the fraction (0..1) of session-authenticated
+	// requests on which the BMC loses every session first, as a BMC whose
+	// session store crashed: that request and any other holding a token
+	// get 401 until the client logs in again.
+	SessionDropRate float64 `json:"session_drop_rate,omitempty"`
 	// TaskException makes tasks created from now on end in Exception.
 	TaskException bool `json:"task_exception,omitempty"`
 }

@@ -95,17 +95,20 @@ func (b *BMC) Rebooting() bool {
 
 // faultsJSON is the admin endpoint's spelling: durations as "250ms".
 type faultsJSON struct {
-	Latency       string  `json:"latency,omitempty"`
-	LatencyJitter string  `json:"latency_jitter,omitempty"`
-	ErrorRate     float64 `json:"error_rate,omitempty"`
-	ErrorStatus   int     `json:"error_status,omitempty"`
-	Hang          bool    `json:"hang,omitempty"`
-	TaskException bool    `json:"task_exception,omitempty"`
+	Latency         string  `json:"latency,omitempty"`
+	LatencyJitter   string  `json:"latency_jitter,omitempty"`
+	ErrorRate       float64 `json:"error_rate,omitempty"`
+	ErrorStatus     int     `json:"error_status,omitempty"`
+	Hang            bool    `json:"hang,omitempty"`
+	HangRate        float64 `json:"hang_rate,omitempty"`
+	SessionDropRate float64 `json:"session_drop_rate,omitempty"`
+	TaskException   bool    `json:"task_exception,omitempty"`
 }
 
 // MarshalJSON writes durations the way operators type them.
 func (f Faults) MarshalJSON() ([]byte, error) {
-	j := faultsJSON{ErrorRate: f.ErrorRate, ErrorStatus: f.ErrorStatus, Hang: f.Hang, TaskException: f.TaskException}
+	j := faultsJSON{ErrorRate: f.ErrorRate, ErrorStatus: f.ErrorStatus, Hang: f.Hang, HangRate: f.HangRate,
+		SessionDropRate: f.SessionDropRate, TaskException: f.TaskException}
 	if f.Latency > 0 {
 		j.Latency = f.Latency.String()
 	}
@@ -121,7 +124,8 @@ func (f *Faults) UnmarshalJSON(data []byte) error {
 	if err := json.Unmarshal(data, &j); err != nil {
 		return err
 	}
-	out := Faults{ErrorRate: j.ErrorRate, ErrorStatus: j.ErrorStatus, Hang: j.Hang, TaskException: j.TaskException}
+	out := Faults{ErrorRate: j.ErrorRate, ErrorStatus: j.ErrorStatus, Hang: j.Hang, HangRate: j.HangRate,
+		SessionDropRate: j.SessionDropRate, TaskException: j.TaskException}
 	var err error
 	if j.Latency != "" {
 		if out.Latency, err = time.ParseDuration(j.Latency); err != nil {
@@ -141,8 +145,13 @@ func (f *Faults) UnmarshalJSON(data []byte) error {
 }
 
 func (f Faults) validate() error {
-	if f.ErrorRate < 0 || f.ErrorRate > 1 {
-		return fmt.Errorf("error_rate %v is not between 0 and 1", f.ErrorRate)
+	for _, r := range []struct {
+		name string
+		rate float64
+	}{{"error_rate", f.ErrorRate}, {"hang_rate", f.HangRate}, {"session_drop_rate", f.SessionDropRate}} {
+		if !(r.rate >= 0 && r.rate <= 1) {
+			return fmt.Errorf("%s %v is not between 0 and 1", r.name, r.rate)
+		}
 	}
 	if f.ErrorStatus != 0 && f.ErrorStatus != 500 && f.ErrorStatus != 503 {
 		return fmt.Errorf("error_status %d: want 500 or 503", f.ErrorStatus)

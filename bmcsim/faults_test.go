@@ -178,3 +178,126 @@ func TestAdminEndpoint(t *testing.T) {
 	require.NoError(t, json.Unmarshal([]byte(body), &manifest))
 	assert.Len(t, manifest, 2)
 }
+
+// TestFaultRatesAreCounted: hangs, 5xx answers and session losses hit the
+// fractions asked for, change nothing on the BMC, and are counted so a
+// test can report what its client went through.
+func TestFaultRatesAreCounted(t *testing.T) {
+	cfg := quickConfig(VendorGeneric)
+	cfg.Faults = Faults{ErrorRate: 0.2, HangRate: 0.1, SessionDropRate: 0.1}
+	b := startFleet(t, cfg).BMCs()[0]
+	// A hung request is over when the client gives up.
+	hc := &http.Client{Timeout: 500 * time.Millisecond, Transport: newRawClient(t, b).http.Transport}
+	codes := map[int]int{}
+	timeouts := 0
+	send := func(req *http.Request) *http.Response {
+		resp, err := hc.Do(req)
+		if err != nil {
+			timeouts++
+			return nil
+		}
+		resp.Body.Close()
+		codes[resp.StatusCode]++
+		return resp
+	}
+	login := func() string {
+		for {
+			req, _ := http.NewRequest("POST", b.Address()+"/redfish/v1/SessionService/Sessions",
+				strings.NewReader(`{"UserName":"`+b.username+`","Password":"`+b.password+`"}`))
+			if resp := send(req); resp != nil && resp.StatusCode == http.StatusCreated {
+				return resp.Header.Get("X-Auth-Token")
+			}
+		}
+	}
+	token := login()
+	const n = 200
+	for range n {
+		req, _ := http.NewRequest("GET", b.Address()+"/redfish/v1/Systems/Self", nil)
+		req.Header.Set("X-Auth-Token", token)
+		if resp := send(req); resp != nil && resp.StatusCode == http.StatusUnauthorized {
+			token = login()
+		}
+	}
+	got := b.Counters()
+	requests := float64(got.Requests)
+	assert.LessOrEqual(t, got.FaultHangs, timeouts, "every hang left its client waiting")
+	assert.InDelta(t, 0.1*requests, float64(got.FaultHangs), 0.06*requests)
+	// A slow answer may time out too, on a loaded machine: the client's
+	// count of 5xx is a lower bound.
+	assert.GreaterOrEqual(t, got.Faults5xx, codes[500]+codes[503])
+	assert.LessOrEqual(t, got.Faults5xx, codes[500]+codes[503]+timeouts-got.FaultHangs)
+	assert.InDelta(t, 0.2*0.9*requests, float64(got.Faults5xx), 0.08*requests)
+	assert.Positive(t, got.FaultSessionDrops)
+	assert.GreaterOrEqual(t, codes[401], 1)
+	assert.GreaterOrEqual(t, got.AuthFailures, got.FaultSessionDrops, "each drop refused the request that held the session")
+	assert.Zero(t, got.PowerOns+got.Resets, "faults change nothing on the host")
+}
+
+// TestHangRateOneHangsEverything: every hung request is counted once.
+func TestHangRateOneHangsEverything(t *testing.T) {
+	cfg := quickConfig(VendorGeneric)
+	cfg.Faults = Faults{HangRate: 1}
+	b := startFleet(t, cfg).BMCs()[0]
+	hc := &http.Client{Timeout: 200 * time.Millisecond, Transport: newRawClient(t, b).http.Transport}
+	for range 3 {
+		_, err := hc.Get(b.Address() + "/redfish/v1/")
+		require.Error(t, err)
+	}
+	assert.Equal(t, 3, b.Counters().FaultHangs)
+	assert.Equal(t, 3, b.Counters().Requests)
+}
+
+// TestFaultSeed: the same seed hits the same requests; another seed others.
+func TestFaultSeed(t *testing.T) {
+	statuses := func(seed uint64) []int {
+		cfg := quickConfig(VendorGeneric)
+		cfg.Seed = seed
+		cfg.Faults = Faults{ErrorRate: 0.5}
+		c := newRawClient(t, startFleet(t, cfg).BMCs()[0])
+		var out []int
+		for range 40 {
+			out = append(out, c.do("GET", "/redfish/v1/Systems/Self", nil).status)
+		}
+		return out
+	}
+	assert.Equal(t, statuses(7), statuses(7))
+	assert.NotEqual(t, statuses(7), statuses(8))
+}
+
+func TestAdminCountersAndRates(t *testing.T) {
+	cfg := quickConfig(VendorGeneric)
+	cfg.Count = 2
+	cfg.AdminAddr = "127.0.0.1:0"
+	f := startFleet(t, cfg)
+	admin := "http://" + f.AdminAddress()
+	call := func(method, path, body string) (int, []byte) {
+		req, _ := http.NewRequest(method, admin+path, strings.NewReader(body))
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		data, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, data
+	}
+	status, _ := call("PUT", "/faults", `{"hang_rate":0.05,"session_drop_rate":0.02,"error_rate":0.2}`)
+	require.Equal(t, http.StatusOK, status)
+	assert.Equal(t, Faults{HangRate: 0.05, SessionDropRate: 0.02, ErrorRate: 0.2}, f.BMCs()[1].Faults())
+	for _, bad := range []string{`{"hang_rate":1.5}`, `{"session_drop_rate":-0.1}`} {
+		status, body := call("PUT", "/faults", bad)
+		assert.Equal(t, http.StatusBadRequest, status, bad)
+		assert.Contains(t, string(body), "not between 0 and 1")
+	}
+	assert.Equal(t, 0.05, f.BMCs()[0].Faults().HangRate, "a refused change changes nothing")
+	call("DELETE", "/faults", "")
+
+	c1, c2 := newRawClient(t, f.BMCs()[0]), newRawClient(t, f.BMCs()[1])
+	c1.do("GET", "/redfish/v1/Systems/Self", nil)
+	c2.do("GET", "/redfish/v1/Systems/Self", nil)
+	c2.do("GET", "/redfish/v1/Systems/Self", nil)
+	status, body := call("GET", "/counters", "")
+	require.Equal(t, http.StatusOK, status)
+	var fc FleetCounters
+	require.NoError(t, json.Unmarshal(body, &fc))
+	assert.Equal(t, 1, fc.BMCs["bmc-0001"].Requests)
+	assert.Equal(t, 2, fc.BMCs["bmc-0002"].Requests)
+	assert.Equal(t, 3, fc.Total.Requests)
+}

@@ -113,7 +113,7 @@ func (f *Fleet) newBMC(i int, vendor, addr string, m *model) (*BMC, error) {
 		username: f.cfg.Username, password: f.cfg.Password,
 		serial: serialFor(vendor, i), uuid: fmt.Sprintf("4d460000-0000-4000-8000-%012x", i+1),
 		cfg: f.cfg, m: m, closing: make(chan struct{}),
-		rng:      rand.New(rand.NewPCG(uint64(i)+1, 0x6d66)),
+		rng:      rand.New(rand.NewPCG(uint64(i)+1, 0x6d66^f.cfg.Seed)),
 		faults:   f.cfg.Faults,
 		power:    PowerOff,
 		boot:     BootOverride{Target: "None", Enabled: "Disabled", Mode: "UEFI"},
@@ -167,6 +167,23 @@ func (f *Fleet) SetFaults(faults Faults) {
 	for _, b := range f.bmcs {
 		b.SetFaults(faults)
 	}
+}
+
+// FleetCounters are the side effects of every BMC, one read of each.
+type FleetCounters struct {
+	Total Counters            `json:"total"`
+	BMCs  map[string]Counters `json:"bmcs"`
+}
+
+// Counters reads every BMC's counters and adds them up.
+func (f *Fleet) Counters() FleetCounters {
+	out := FleetCounters{BMCs: make(map[string]Counters, len(f.bmcs))}
+	for _, b := range f.bmcs {
+		c := b.Counters()
+		out.BMCs[b.id] = c
+		out.Total = out.Total.plus(c)
+	}
+	return out
 }
 
 // DropSessions loses the sessions of every BMC.

@@ -3,6 +3,7 @@ package bmcsim
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -177,6 +178,14 @@ func (b *BMC) netboot(gen uint64, vars map[string]string) {
 		}
 	}()
 	client := &http.Client{Timeout: 30 * time.Second}
+	stillCurrent := func() bool {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		return gen == b.powerGen
+	}
+	// A host retries its netboot while the boot server is away (iPXE and
+	// the firmware's PXE retries, then the next boot attempt).
+	fetch := func(do func() error) error { return retryBootRequest(ctx, stillCurrent, netbootPatience, do) }
 	fail := func(format string, args ...any) {
 		msg := fmt.Sprintf(format, args...)
 		b.mu.Lock()
@@ -200,7 +209,7 @@ func (b *BMC) netboot(gen uint64, vars map[string]string) {
 
 	scriptURL := expandVars(b.cfg.BootURL, vars)
 	plan := &bootPlan{}
-	if err := b.followScript(ctx, client, scriptURL, vars, plan, 0, fetched); err != nil {
+	if err := b.followScript(ctx, client, fetch, scriptURL, vars, plan, 0, fetched); err != nil {
 		fail("%v", err)
 		return
 	}
@@ -221,7 +230,7 @@ func (b *BMC) netboot(gen uint64, vars map[string]string) {
 		return
 	}
 	for _, u := range append([]string{plan.kernel}, plan.initrds...) {
-		if err := fetchDiscard(ctx, client, u); err != nil {
+		if err := fetch(func() error { return fetchDiscard(ctx, client, u) }); err != nil {
 			fail("%v", err)
 			return
 		}
@@ -231,7 +240,8 @@ func (b *BMC) netboot(gen uint64, vars map[string]string) {
 	}
 	phoneHome := ""
 	if cfgURL := configURL(plan.kernelArgs); cfgURL != "" {
-		data, err := fetchBody(ctx, client, cfgURL)
+		var data []byte
+		err := fetch(func() (err error) { data, err = fetchBody(ctx, client, cfgURL); return err })
 		if err != nil {
 			fail("%v", err)
 			return
@@ -271,12 +281,21 @@ func (b *BMC) netboot(gen uint64, vars map[string]string) {
 	if !current {
 		return
 	}
+	// The installed system calls home until it is answered: a call lost
+	// while the API or its workflow engine is away would otherwise leave
+	// the install waiting for its timeout.
 	var phoneErr error
 	if phoneHome != "" {
-		phoneErr = postPhoneHome(ctx, client, phoneHome, vars)
+		phoneErr = retryBootRequest(ctx, stillCurrent, phoneHomePatience, func() error {
+			return postPhoneHome(ctx, client, phoneHome, vars)
+		})
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if phoneHome != "" && phoneErr == nil {
+		// Answered: counted even if the host was cycled a moment later.
+		b.counters.PhoneHomes++
+	}
 	if gen != b.powerGen {
 		return
 	}
@@ -292,18 +311,17 @@ func (b *BMC) netboot(gen uint64, vars map[string]string) {
 	if phoneErr != nil {
 		b.host.LastError = phoneErr.Error()
 		b.logEvent("Warning", "Phone home failed: "+phoneErr.Error())
-		return
 	}
-	b.counters.PhoneHomes++
 }
 
 // followScript reads an iPXE script: kernel/initrd/imgfetch/module/chain,
 // set, boot, exit/sanboot; other commands (dhcp, echo, ...) are no-ops.
-func (b *BMC) followScript(ctx context.Context, client *http.Client, scriptURL string, vars map[string]string, plan *bootPlan, depth int, fetched func(string) bool) error {
+func (b *BMC) followScript(ctx context.Context, client *http.Client, fetch func(func() error) error, scriptURL string, vars map[string]string, plan *bootPlan, depth int, fetched func(string) bool) error {
 	if depth > 8 {
 		return fmt.Errorf("boot script chain too deep at %s", scriptURL)
 	}
-	data, err := fetchBody(ctx, client, scriptURL)
+	var data []byte
+	err := fetch(func() (err error) { data, err = fetchBody(ctx, client, scriptURL); return err })
 	if err != nil {
 		return err
 	}
@@ -346,7 +364,7 @@ func (b *BMC) followScript(ctx context.Context, client *http.Client, scriptURL s
 			if len(args) == 0 {
 				return fmt.Errorf("%s: chain without URL", scriptURL)
 			}
-			return b.followScript(ctx, client, resolve(args[0]), vars, plan, depth+1, fetched)
+			return b.followScript(ctx, client, fetch, resolve(args[0]), vars, plan, depth+1, fetched)
 		case "boot":
 			return nil
 		case "exit", "sanboot":
@@ -423,44 +441,80 @@ func postPhoneHome(ctx context.Context, client *http.Client, rawURL string, vars
 		"instance_id": {vars["serial"]}, "hostname": {vars["hostname"]}, "fqdn": {vars["hostname"]},
 		"mac": {vars["mac"]}, "uuid": {vars["uuid"]},
 	}
-	var last error
-	for try := 0; try < 3; try++ {
-		req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, strings.NewReader(form.Encode()))
-		if err != nil {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, strings.NewReader(form.Encode()))
+	if err != nil {
+		return &refusedError{err}
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return statusError(http.MethodPost, u, resp)
+}
+
+// How long a host keeps retrying a request to the boot server that fails
+// for want of an answer, in real time (the server's outage is real).
+const (
+	netbootPatience   = 3 * time.Minute
+	phoneHomePatience = 10 * time.Minute
+)
+
+// refusedError is an answer no retry changes (4xx, a bad URL).
+type refusedError struct{ err error }
+
+func (e *refusedError) Error() string { return e.err.Error() }
+func (e *refusedError) Unwrap() error { return e.err }
+
+// statusError is nil for 2xx, a refusedError for 4xx, and a plain error
+// (worth retrying) for 5xx.
+func statusError(method, u string, resp *http.Response) error {
+	switch {
+	case resp.StatusCode < 300:
+		return nil
+	case resp.StatusCode < 500:
+		return &refusedError{fmt.Errorf("%s %s: %s", method, u, resp.Status)}
+	}
+	return fmt.Errorf("%s %s: %s", method, u, resp.Status)
+}
+
+// retryBootRequest repeats do while it fails for want of an answer (no
+// connection, 5xx), the power cycle it belongs to lasts, and patience
+// remains.
+func retryBootRequest(ctx context.Context, current func() bool, patience time.Duration, do func() error) error {
+	deadline := time.Now().Add(patience)
+	wait := 250 * time.Millisecond
+	for {
+		err := do()
+		var refused *refusedError
+		if err == nil || errors.As(err, &refused) || ctx.Err() != nil || !current() || time.Now().After(deadline) {
 			return err
 		}
-		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-		resp, err := client.Do(req)
-		if err == nil {
-			_, _ = io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode < 300 {
-				return nil
-			}
-			err = fmt.Errorf("POST %s: %s", u, resp.Status)
-		}
-		last = err
+		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
+			t.Stop()
 			return ctx.Err()
-		case <-time.After(200 * time.Millisecond):
+		case <-t.C:
 		}
+		wait = min(2*wait, 5*time.Second)
 	}
-	return last
 }
 
 func fetchBody(ctx context.Context, client *http.Client, u string) ([]byte, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
-		return nil, err
+		return nil, &refusedError{err}
 	}
 	resp, err := client.Do(req)
 	if err != nil {
 		return nil, err
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("GET %s: %s", u, resp.Status)
+	if err := statusError(http.MethodGet, u, resp); err != nil {
+		return nil, err
 	}
 	return io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 }
@@ -468,15 +522,15 @@ func fetchBody(ctx context.Context, client *http.Client, u string) ([]byte, erro
 func fetchDiscard(ctx context.Context, client *http.Client, u string) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
-		return err
+		return &refusedError{err}
 	}
 	resp, err := client.Do(req)
 	if err != nil {
 		return err
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET %s: %s", u, resp.Status)
+	if err := statusError(http.MethodGet, u, resp); err != nil {
+		return err
 	}
 	_, err = io.Copy(io.Discard, resp.Body)
 	return err

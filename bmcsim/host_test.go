@@ -21,7 +21,9 @@ type bootServer struct {
 	mu         sync.Mutex
 	files      map[string]string
 	phoneHomes []phoneHome
-	phoneFails bool
+	// phoneFails answers this many phone-homes with phoneStatus first.
+	phoneFails  int
+	phoneStatus int
 }
 
 type phoneHome struct {
@@ -35,8 +37,9 @@ func newBootServer(t *testing.T) *bootServer {
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		if strings.HasPrefix(r.URL.Path, "/phone-home/") && r.Method == http.MethodPost {
-			if s.phoneFails {
-				http.Error(w, "down", http.StatusInternalServerError)
+			if s.phoneFails > 0 {
+				s.phoneFails--
+				http.Error(w, "no", s.phoneStatus)
 				return
 			}
 			_ = r.ParseForm()
@@ -66,10 +69,10 @@ func (s *bootServer) remove(path string) {
 	delete(s.files, path)
 }
 
-func (s *bootServer) refusePhoneHome() {
+func (s *bootServer) failPhoneHomes(n, status int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.phoneFails = true
+	s.phoneFails, s.phoneStatus = n, status
 }
 
 func (s *bootServer) homes() []phoneHome {
@@ -173,8 +176,8 @@ func TestNetbootFailures(t *testing.T) {
 		}, HostNoOS, ""},
 		{"phone home refused", func(s *bootServer, mac string) {
 			installFiles(s, mac)
-			s.refusePhoneHome()
-		}, HostOSRunning, "500"},
+			s.failPhoneHomes(1, http.StatusForbidden)
+		}, HostOSRunning, "403"},
 		{"nocloud datasource", func(s *bootServer, mac string) {
 			s.set("/boot/"+mac+".ipxe", "#!ipxe\nkernel SERVER/vmlinuz ds=nocloud-net;s=SERVER/seed/"+mac+"/\nboot\n")
 			s.set("/vmlinuz", kernel)
@@ -207,6 +210,24 @@ func TestNetbootFailures(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestPhoneHomeOutlastsAnOutage: an installed host whose phone-home meets
+// a boot server that is down keeps calling until it is answered, once.
+func TestPhoneHomeOutlastsAnOutage(t *testing.T) {
+	s := newBootServer(t)
+	b := netbootFleet(t, s, VendorGeneric)
+	installFiles(s, b.MACs()[0])
+	s.failPhoneHomes(3, http.StatusServiceUnavailable)
+	c := newRawClient(t, b)
+	require.Equal(t, http.StatusOK, c.do("PATCH", "/redfish/v1/Systems/Self", map[string]any{"Boot": map[string]any{
+		"BootSourceOverrideTarget": "Pxe", "BootSourceOverrideEnabled": "Once"}}).status)
+	require.Equal(t, http.StatusNoContent, c.do("POST", "/redfish/v1/Systems/Self/Actions/ComputerSystem.Reset", map[string]any{"ResetType": "On"}).status)
+	waitFor(t, "phone home through the outage", func() bool { return b.Host().State == HostOSRunning })
+	assert.Len(t, s.homes(), 1, "answered once")
+	assert.Equal(t, 1, b.Counters().PhoneHomes)
+	assert.Equal(t, 1, b.Counters().Installs)
+	assert.Empty(t, b.Host().LastError)
 }
 
 func TestPowerOffInterruptsInstall(t *testing.T) {

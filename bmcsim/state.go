@@ -1,6 +1,9 @@
 package bmcsim
 
-import "time"
+import (
+	"reflect"
+	"time"
+)
 
 // VolumeInfo is a RAID volume as the controller holds it.
 type VolumeInfo struct {
@@ -94,6 +97,16 @@ func (b *BMC) Counters() Counters {
 	defer b.mu.Unlock()
 	b.advanceTasks(time.Now())
 	return b.counters
+}
+
+// plus adds two sets of counters field by field; reflection keeps a
+// counter added later from being left out of the sum.
+func (c Counters) plus(o Counters) Counters {
+	a, b := reflect.ValueOf(&c).Elem(), reflect.ValueOf(o)
+	for i := range a.NumField() {
+		a.Field(i).SetInt(a.Field(i).Int() + b.Field(i).Int())
+	}
+	return c
 }
 
 // PowerState is the host's power state as Redfish reports it.

@@ -31,6 +31,7 @@ type session struct {
 	host    string // scheme://host as bmclib wants it
 	port    string
 	client  *http.Client
+	tr      *transport
 
 	mu     sync.Mutex
 	conn   *redfish.Conn
@@ -70,16 +71,16 @@ func newSession(ep Endpoint) (*session, error) {
 	if strings.Contains(host, ":") {
 		host = "[" + host + "]"
 	}
-	client, err := httpClientFor(ep)
+	client, tr, err := httpClientFor(ep)
 	if err != nil {
 		return nil, err
 	}
-	return &session{ep: ep, baseURL: u.Scheme + "://" + host + ":" + port, host: u.Scheme + "://" + host, port: port, client: client}, nil
+	return &session{ep: ep, baseURL: u.Scheme + "://" + host + ":" + port, host: u.Scheme + "://" + host, port: port, client: client, tr: tr}, nil
 }
 
 // httpClientFor builds the one transport both libraries share, so that the
 // Endpoint's TLS and timeout rules hold for every request either sends.
-func httpClientFor(ep Endpoint) (*http.Client, error) {
+func httpClientFor(ep Endpoint) (*http.Client, *transport, error) {
 	timeout := ep.Timeout
 	if timeout <= 0 {
 		timeout = DefaultTimeout
@@ -91,7 +92,7 @@ func httpClientFor(ep Endpoint) (*http.Client, error) {
 	case len(ep.CACertPEM) > 0:
 		pool := x509.NewCertPool()
 		if !pool.AppendCertsFromPEM(ep.CACertPEM) {
-			return nil, &Error{Kind: Rejected, Op: "dial", Err: errors.New("CACertPEM holds no PEM certificate")}
+			return nil, nil, &Error{Kind: Rejected, Op: "dial", Err: errors.New("CACertPEM holds no PEM certificate")}
 		}
 		tlsCfg.RootCAs = pool
 	}
@@ -105,7 +106,12 @@ func httpClientFor(ep Endpoint) (*http.Client, error) {
 		MaxIdleConnsPerHost: 2,
 		IdleConnTimeout:     30 * time.Second,
 	}
-	return &http.Client{Timeout: timeout, Transport: keepAlive{tr}}, nil
+	// keepAlive sits under the retrying transport so that every attempt,
+	// first or repeated, reuses the connection.
+	rt := &transport{base: keepAlive{tr}, timeout: timeout}
+	// Each attempt has its own deadline; the client's bounds them all.
+	total := readAttempts*timeout + retryPause*readAttempts*(readAttempts-1)/2
+	return &http.Client{Timeout: total, Transport: rt}, rt, nil
 }
 
 // keepAlive undoes gofish's Connection: close, which it sets on every
@@ -190,9 +196,16 @@ func (s *session) relogin(ctx context.Context) error {
 	return nil
 }
 
-// run performs one operation; when the BMC answers 401 to a session that
-// worked before, it logs in again once and repeats the operation, which is
-// safe because a 401 means the BMC did nothing.
+// maxRelogins bounds how often one operation logs in again: a BMC that
+// keeps losing sessions is failing, and the activity's retry takes over.
+const maxRelogins = 3
+
+// run performs one operation. When the BMC answers 401 to a session that
+// worked before, it logs in again and repeats the operation, which is safe
+// because a 401 means the BMC did nothing. A success the library reports
+// although one of its requests failed is not trusted: bmclib and gofish
+// swallow some failed sub-requests (a read-back, a task poll) and answer
+// success for work that was never done.
 func (s *session) run(ctx context.Context, op string, do func() error) error {
 	if err := ctx.Err(); err != nil {
 		return classify(op, err)
@@ -203,26 +216,38 @@ func (s *session) run(ctx context.Context, op string, do func() error) error {
 	if closed {
 		return &Error{Kind: Rejected, Op: op, Err: errors.New("the session is closed")}
 	}
-	err := do()
-	if err == nil {
-		return nil
-	}
-	st := statusOf(err)
-	if st != http.StatusUnauthorized && (st != 0 || !strings.Contains(err.Error(), "not authenticated")) {
-		return s.fail(op, err)
-	}
-	if lerr := s.relogin(ctx); lerr != nil {
-		return s.fail(op+": login again", lerr)
-	}
-	if err := do(); err != nil {
-		if statusOf(err) == http.StatusUnauthorized {
+	for relogins := 0; ; relogins++ {
+		before := s.tr.failures()
+		err := do()
+		after := s.tr.failures()
+		if err == nil {
+			switch {
+			case after.failed > before.failed:
+				return s.fail(op, &Error{Kind: Transient, Op: op,
+					Err: errors.New("a BMC request failed although the operation reported success")})
+			case after.unauthorized > before.unauthorized:
+				err = errors.New("401: the BMC lost the session during the operation")
+			default:
+				return nil
+			}
+		} else if !lostSession(err) {
+			return s.fail(op, err)
+		}
+		if relogins == maxRelogins {
 			// Logged in a moment ago and refused again: the session is
 			// being lost, which passes; the credential was accepted.
 			return s.fail(op, &Error{Kind: Transient, Op: "session lost", Err: err})
 		}
-		return s.fail(op, err)
+		if lerr := s.relogin(ctx); lerr != nil {
+			return s.fail(op+": login again", lerr)
+		}
 	}
-	return nil
+}
+
+// lostSession tells a 401 (or bmclib's words for it) from other failures.
+func lostSession(err error) bool {
+	st := statusOf(err)
+	return st == http.StatusUnauthorized || st == 0 && strings.Contains(err.Error(), "not authenticated")
 }
 
 func (s *session) fail(op string, err error) error {

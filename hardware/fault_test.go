@@ -101,7 +101,9 @@ func TestFaults(t *testing.T) {
 	})
 
 	t.Run("BMC reboot is Transient until it is back", func(t *testing.T) {
-		f, b := quickFleet(t, bmcsim.VendorSupermicro)
+		// Longer than a read's retries: a blip shorter than those passes
+		// unnoticed, which is what they are for.
+		f, b := quickFleet(t, bmcsim.VendorSupermicro, func(c *bmcsim.Config) { c.RebootDuration = 5 * time.Second })
 		m := dial(t, endpointOf(f, b))
 		ctx := ctxT(t)
 		b.Reboot()

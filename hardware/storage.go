@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/stmcginnis/gofish"
 	gfredfish "github.com/stmcginnis/gofish/redfish"
@@ -88,6 +90,13 @@ func (s *session) CreateVolume(ctx context.Context, req VolumeRequest) (Volume, 
 		if err != nil {
 			return err
 		}
+		// A volume on these drives is this request done before (an earlier
+		// attempt whose answer was lost): building it again would fail or,
+		// worse, succeed.
+		if v, ok := volumeOn(before, level, req.DriveIDs); ok {
+			made = v
+			return nil
+		}
 		body := map[string]any{"RAIDType": level, "Links": map[string]any{"Drives": links}}
 		if req.Name != "" {
 			body["DisplayName"] = req.Name
@@ -96,6 +105,12 @@ func (s *session) CreateVolume(ctx context.Context, req VolumeRequest) (Volume, 
 			body["CapacityBytes"] = req.CapacityBytes
 		}
 		resp, err := api.Post(doc.Volumes.ID, body)
+		if err != nil && statusOf(err) == http.StatusConflict {
+			// Drives taken by a volume the BMC does not list yet are held
+			// by one still being built, by an earlier attempt cut short.
+			made, err = awaitVolume(ctx, c, level, req.DriveIDs, err)
+			return err
+		}
 		if err != nil {
 			return err
 		}
@@ -116,6 +131,53 @@ func (s *session) CreateVolume(ctx context.Context, req VolumeRequest) (Volume, 
 		return &Error{Kind: Transient, Op: "create volume", Err: errors.New("the BMC accepted the volume but does not list it")}
 	})
 	return made, err
+}
+
+// volumeOn finds the volume of this level built on exactly these drives.
+func volumeOn(vols []Volume, level string, driveIDs []string) (Volume, bool) {
+	for _, v := range vols {
+		if raidLevel(v.RAIDType) == level && sameDrives(v.DriveIDs, driveIDs) {
+			return v, true
+		}
+	}
+	return Volume{}, false
+}
+
+// volumeBuildPatience bounds the wait for a volume another attempt is
+// building; beyond it the drives are busy with something else.
+const volumeBuildPatience = 10 * time.Minute
+
+// awaitVolume waits until a volume of this level on exactly these drives
+// is listed. A listed volume of another shape on any of them means the
+// conflict is real (refused). One that outlasts the patience is transient:
+// the activity's retry reads the controller afresh.
+func awaitVolume(ctx context.Context, c controller, level string, driveIDs []string, conflict error) (Volume, error) {
+	deadline := time.Now().Add(volumeBuildPatience)
+	for {
+		vols, err := c.volumes()
+		if err != nil {
+			return Volume{}, err
+		}
+		if v, ok := volumeOn(vols, level, driveIDs); ok {
+			return v, nil
+		}
+		for _, v := range vols {
+			if slices.ContainsFunc(v.DriveIDs, func(d string) bool { return slices.Contains(driveIDs, d) }) {
+				return Volume{}, conflict
+			}
+		}
+		if time.Now().After(deadline) {
+			return Volume{}, &Error{Kind: Transient, Op: "create volume",
+				Err: fmt.Errorf("drives %v stay in use by a volume the BMC does not list", driveIDs)}
+		}
+		t := time.NewTimer(time.Second)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return Volume{}, classify("create volume", ctx.Err())
+		case <-t.C:
+		}
+	}
 }
 
 // DeleteVolume DELETEs the volume and follows the controller's task.

@@ -1,8 +1,11 @@
 package hardware_test
 
 import (
+	"context"
 	"testing"
+	"time"
 
+	"github.com/metalflow/metalflow/bmcsim"
 	"github.com/metalflow/metalflow/hardware"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -78,8 +81,13 @@ func TestRAID(t *testing.T) {
 			assert.Equal(t, "RAID1", st.Volumes[0].RAIDType)
 			assert.False(t, st.Volumes[0].Building)
 
-			// Drives already in a volume: the controller says no.
-			_, err = m.CreateVolume(ctx, hardware.VolumeRequest{ControllerID: c.ID, RAIDType: "RAID1", DriveIDs: pair})
+			// The same request again is the same volume (a retry whose
+			// first answer was lost); another level on its drives is refused.
+			again, err := m.CreateVolume(ctx, hardware.VolumeRequest{ControllerID: c.ID, RAIDType: "RAID1", DriveIDs: pair})
+			require.NoError(t, err)
+			assert.Equal(t, v.ID, again.ID)
+			assert.Equal(t, 1, b.Counters().VolumesCreated)
+			_, err = m.CreateVolume(ctx, hardware.VolumeRequest{ControllerID: c.ID, RAIDType: "RAID0", DriveIDs: pair})
 			requireKind(t, err, hardware.Rejected)
 			// RAID5 needs three drives.
 			_, err = m.CreateVolume(ctx, hardware.VolumeRequest{RAIDType: "5", DriveIDs: []string{c.Drives[2].ID, c.Drives[3].ID}})
@@ -105,6 +113,41 @@ func TestRAID(t *testing.T) {
 			require.NoError(t, m.SecureErase(ctx, c.Drives[2].ID))
 			assert.Equal(t, 1, b.Counters().DrivesErased, "erased once the call returns")
 			requireKind(t, m.SecureErase(ctx, "no-such-drive"), hardware.Rejected)
+		})
+	}
+}
+
+// TestCreateVolumeCutShort: a create whose caller died once the BMC had
+// taken the request (a killed worker) is followed by one that waits for
+// that volume instead of failing on the busy drives where the BMC builds
+// it in a task, or finds it where it was built at once; a third builds
+// nothing.
+func TestCreateVolumeCutShort(t *testing.T) {
+	for _, tc := range vendorCases() {
+		t.Run(tc.vendor, func(t *testing.T) {
+			t.Parallel()
+			f, b := quickFleet(t, tc.vendor, func(c *bmcsim.Config) { c.TaskDuration = 2 * time.Second })
+			m := dial(t, endpointOf(f, b))
+			ctls, err := m.Storage(ctxT(t))
+			require.NoError(t, err)
+			req := hardware.VolumeRequest{RAIDType: "RAID1", DriveIDs: []string{ctls[0].Drives[0].ID, ctls[0].Drives[1].ID}}
+
+			first, cancel := context.WithCancel(ctxT(t))
+			done := make(chan error, 1)
+			go func() { _, err := m.CreateVolume(first, req); done <- err }()
+			eventually(t, "the BMC holds the volume", func() bool { return len(b.State().Volumes) == 1 })
+			cancel()
+			<-done // cut short where the BMC builds in a task, done where it does not
+
+			again := dial(t, endpointOf(f, b))
+			v, err := again.CreateVolume(ctxT(t), req)
+			require.NoError(t, err)
+			assert.ElementsMatch(t, req.DriveIDs, v.DriveIDs)
+			v2, err := again.CreateVolume(ctxT(t), req)
+			require.NoError(t, err)
+			assert.Equal(t, v.ID, v2.ID)
+			assert.Equal(t, 1, b.Counters().VolumesCreated, "one volume built")
+			assert.Len(t, b.State().Volumes, 1)
 		})
 	}
 }

@@ -3,6 +3,8 @@
 package workers
 
 import (
+	"time"
+
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/worker"
 
@@ -24,6 +26,8 @@ type LifecycleDependencies struct {
 	Dial hardware.Dialer
 	// InsecureBMCTLS accepts self-signed BMC certificates.
 	InsecureBMCTLS bool
+	// BMCTimeout bounds each BMC request; 0 means hardware.DefaultTimeout.
+	BMCTimeout time.Duration
 	// Ironic registers installed servers in the cloud; nil turns the cloud
 	// steps off (they report skipped-by-config).
 	Ironic *cloud.Ironic
@@ -46,7 +50,7 @@ func NewLifecycleWorker(c client.Client, deps LifecycleDependencies) worker.Work
 	(&activities.Inventory{Store: deps.Inventory}).Register(w)
 	(&activities.Provisioning{
 		Inventory: deps.Inventory, Credentials: deps.Credentials, Profiles: deps.Profiles,
-		Dial: deps.Dial, InsecureTLS: deps.InsecureBMCTLS,
+		Dial: deps.Dial, InsecureTLS: deps.InsecureBMCTLS, RequestTimeout: deps.BMCTimeout,
 	}).Register(w)
 	(&activities.Cloud{
 		Ironic: deps.Ironic, Compute: deps.Compute, Inventory: deps.Inventory, Credentials: deps.Credentials,

@@ -42,6 +42,9 @@ func runBMCSim(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs.Float64Var(&cfg.Faults.ErrorRate, "error-rate", 0, "fault: fraction of requests answered 500/503")
 	fs.IntVar(&cfg.Faults.ErrorStatus, "error-status", 0, "fault: 500 or 503 (0: either)")
 	fs.BoolVar(&cfg.Faults.Hang, "hang", false, "fault: accept requests and never answer")
+	fs.Float64Var(&cfg.Faults.HangRate, "hang-rate", 0, "fault: fraction of requests that hang until the client gives up")
+	fs.Float64Var(&cfg.Faults.SessionDropRate, "session-drop-rate", 0, "fault: fraction of session requests on which the BMC loses every session (401 until a new login)")
+	fs.Uint64Var(&cfg.Seed, "fault-seed", 0, "vary which requests the fault rates hit (same seed, same faults)")
 	fs.BoolVar(&cfg.Faults.TaskException, "task-exception", false, "fault: tasks end in Exception")
 	manifest := fs.String("manifest", "", "write the fleet manifest (JSON, with passwords) to this file; - for stdout")
 	if err := parseFlags(fs, args); err != nil {

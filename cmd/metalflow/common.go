@@ -233,6 +233,7 @@ type provisioningFlags struct {
 	credentialsKey string
 	profilesDir    string
 	bmcInsecure    bool
+	bmcTimeout     time.Duration
 	vipPoolIntern  string
 	vipPoolPublic  string
 	pools          activities.Pools
@@ -244,6 +245,19 @@ func (p *provisioningFlags) register(fs *flag.FlagSet, keyDefault string, insecu
 	fs.BoolVar(&p.bmcInsecure, "bmc-insecure", insecureDefault, "accept self-signed BMC certificates")
 	fs.StringVar(&p.vipPoolIntern, "vip-pool-internal", "10.255.0.0/24", "CIDR internal VIPs get their addresses from")
 	fs.StringVar(&p.vipPoolPublic, "vip-pool-public", "198.51.100.0/24", "CIDR public VIPs get their addresses from (announced externally only after approval)")
+}
+
+// registerBMC adds the flags of the roles that talk to BMCs (worker, dev).
+func (p *provisioningFlags) registerBMC(fs *flag.FlagSet) {
+	fs.DurationVar(&p.bmcTimeout, "bmc-request-timeout", hardware.DefaultTimeout, "how long one BMC request may take before it is given up and retried (a hung BMC)")
+}
+
+// checkBMC refuses a timeout that would give up on every request.
+func (p *provisioningFlags) checkBMC() error {
+	if p.bmcTimeout <= 0 {
+		return usageError{fmt.Errorf("--bmc-request-timeout %s: must be positive", p.bmcTimeout)}
+	}
+	return nil
 }
 
 // parsePools reads the VIP address pools; a pool must be a network, not a
@@ -301,7 +315,7 @@ func (p *provisioningFlags) open(inv *inventory.Store) (*credentials.Vault, *pro
 func (p *provisioningFlags) dependencies(inv *inventory.Store, vault credentials.Store, catalog *profiles.Catalog) workers.LifecycleDependencies {
 	return workers.LifecycleDependencies{
 		Inventory: inv, Credentials: vault, Profiles: catalog, Dial: hardware.Dial, InsecureBMCTLS: p.bmcInsecure,
-		VIPPools: p.pools,
+		BMCTimeout: p.bmcTimeout, VIPPools: p.pools,
 	}
 }
 

@@ -60,6 +60,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs.StringVar(&f.temporalLog, "temporal-log-level", "warn", "log level of the embedded Temporal server")
 	f.boot.register(fs)
 	f.prov.register(fs, "", true)
+	f.prov.registerBMC(fs)
 	f.cloud.register(fs, true)
 	fs.IntVar(&f.simServers, "sim-servers", 0, "start this many simulated servers (Redfish BMCs and the hosts behind them), netbooting from this API")
 	fs.StringVar(&f.simManifest, "sim-manifest", "", "write the simulated fleet's manifest (addresses, credentials, serials, MACs) to this JSON file")
@@ -68,6 +69,9 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs.Float64Var(&f.simSpeed, "sim-speed", 10, "how much faster than real hardware the simulated servers POST and install")
 	fs.StringVar(&f.layoutFile, "layout", "", "YAML file of sites and racks to load into the inventory (dc1/R01-R20 are always seeded)")
 	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if err := f.prov.checkBMC(); err != nil {
 		return err
 	}
 	log, err := f.log.logger(stderr)

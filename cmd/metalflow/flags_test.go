@@ -58,3 +58,21 @@ func TestCloudFlags(t *testing.T) {
 	assert.NotNil(t, ironic)
 	assert.Nil(t, compute, "no --nova-url: JoinAggregate skipped")
 }
+
+// TestBMCRequestTimeoutIsChecked: a timeout that gives up on every request
+// is refused before anything starts (no inventory file, no server).
+func TestBMCRequestTimeoutIsChecked(t *testing.T) {
+	for _, bad := range []string{"0s", "-5s"} {
+		dir := t.TempDir()
+		var out, errOut bytes.Buffer
+		err := runWorker(context.Background(), []string{"--bmc-request-timeout", bad, "--inventory-db", dir + "/inv.db"}, &out, &errOut)
+		assert.ErrorContains(t, err, "--bmc-request-timeout "+bad)
+		assert.NoFileExists(t, dir+"/inv.db", "nothing was opened")
+		err = runDev(context.Background(), []string{"--ephemeral", "--bmc-request-timeout", bad}, &out, &errOut)
+		assert.ErrorContains(t, err, "must be positive")
+	}
+	var out, errOut bytes.Buffer
+	err := runWorker(context.Background(), []string{"--bmc-request-timeout", "soon"}, &out, &errOut)
+	assert.Error(t, err)
+	assert.Contains(t, errOut.String(), "bmc-request-timeout")
+}

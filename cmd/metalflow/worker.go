@@ -19,10 +19,14 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	rf.register(fs)
+	rf.provisioning.registerBMC(fs)
 	var cf cloudFlags
 	cf.register(fs, false)
 	fs.StringVar(&metricsAddr, "metrics", "127.0.0.1:9090", "listen address for /metrics and /healthz; empty disables them")
 	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if err := rf.provisioning.checkBMC(); err != nil {
 		return err
 	}
 	env, err := rf.open(ctx, stderr)
