@@ -218,4 +218,24 @@ func TestLBNodeAgentWithTemporal(t *testing.T) {
 		assert.Len(t, node.VIPs(), 1, "the data plane keeps its VIPs")
 		assert.Equal(t, netip.MustParseAddr("10.201.0.10"), node.VIPs()[0].Addr)
 	})
+
+	t.Run("a VIP whose workflow has ended is removed", func(t *testing.T) {
+		// web's workflow (the health stand-in) ended when it got its
+		// report; still's runs; nobody's never existed, which is not
+		// taken as ended.
+		still, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: lbapi.VIPWorkflowID("still"), TaskQueue: testQueue}, testAwaitHealthN)
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = c.TerminateWorkflow(context.Background(), still.GetID(), "", "test over") })
+		vips := agent.TemporalVIPWorkflows{Client: c}
+		for vip, want := range map[string]bool{"web": true, "still": false, "nobody": false} {
+			ended, err := vips.Ended(ctx, vip)
+			require.NoError(t, err, vip)
+			assert.Equal(t, want, ended, vip)
+		}
+		removed, err := a.RemoveEnded(ctx, vips)
+		require.NoError(t, err)
+		assert.Equal(t, []string{"web"}, removed)
+		assert.Empty(t, node.VIPs(), "the ended VIP is out of the data plane")
+		assert.Empty(t, a.Specs(), "and out of the saved state")
+	})
 }
