@@ -49,8 +49,8 @@ type Config struct {
 	// DataPlaneInterval is how often the agent checks that the program is
 	// still attached and its maps readable.
 	DataPlaneInterval time.Duration
-	// ReconcileInterval is how often the node looks for VIPs whose
-	// workflow has ended, besides once at start.
+	// ReconcileInterval is how often the node looks for VIPs no workflow
+	// wants on it any more, besides once at start.
 	ReconcileInterval time.Duration
 	// MainTaskQueue is metalflow's own task queue, where the registry
 	// workflow runs.

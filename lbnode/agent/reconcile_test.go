@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/netip"
 	"testing"
 
@@ -12,19 +13,22 @@ import (
 	"github.com/metalflow/metalflow/lbnode/lbapi"
 )
 
-// vipWorkflowsByName answers Ended from a table; a VIP missing from it
-// cannot be asked about.
+// vipWorkflowsByName answers Wants for node c1/lb1 from a table; a VIP
+// missing from it cannot be asked about.
 type vipWorkflowsByName map[string]bool
 
-func (w vipWorkflowsByName) Ended(_ context.Context, vip string) (bool, error) {
-	ended, ok := w[vip]
+func (w vipWorkflowsByName) Wants(_ context.Context, vip, cluster, node string) (bool, error) {
+	if cluster != "c1" || node != "lb1" {
+		return false, fmt.Errorf("asked about %s/%s", cluster, node)
+	}
+	wants, ok := w[vip]
 	if !ok {
 		return false, errors.New("temporal unavailable")
 	}
-	return ended, nil
+	return wants, nil
 }
 
-func TestRemoveEndedRemovesOnlyVIPsWhoseWorkflowEnded(t *testing.T) {
+func TestRemoveUnwantedRemovesOnlyVIPsItsWorkflowsDoNotWant(t *testing.T) {
 	l := newNodeLab(t)
 	l.detachAtCleanup()
 	node := l.open()
@@ -44,7 +48,7 @@ func TestRemoveEndedRemovesOnlyVIPsWhoseWorkflowEnded(t *testing.T) {
 	}
 	require.Contains(t, ann.Announced(), netip.MustParsePrefix("10.200.0.20/32"))
 
-	removed, err := a.RemoveEnded(context.Background(), vipWorkflowsByName{"retired": true, "live": false})
+	removed, err := a.RemoveUnwanted(context.Background(), vipWorkflowsByName{"retired": false, "live": true})
 	assert.Equal(t, []string{"retired"}, removed)
 	require.Error(t, err, "a VIP it could not ask about is reported")
 	assert.Contains(t, err.Error(), "unknown")

@@ -42,7 +42,7 @@ func (a *Agent) Run(ctx context.Context, c client.Client) error {
 
 	a.heartbeat(ctx, c)
 	vips := TemporalVIPWorkflows{Client: c}
-	a.removeEnded(ctx, vips)
+	a.removeUnwanted(ctx, vips)
 	t := time.NewTicker(a.cfg.HeartbeatInterval)
 	defer t.Stop()
 	r := time.NewTicker(a.cfg.ReconcileInterval)
@@ -55,7 +55,7 @@ loop:
 		case <-t.C:
 			a.heartbeat(ctx, c)
 		case <-r.C:
-			a.removeEnded(ctx, vips)
+			a.removeUnwanted(ctx, vips)
 		}
 	}
 
@@ -73,13 +73,13 @@ loop:
 	return errors.Join(errs...)
 }
 
-// removeEnded is RemoveEnded with its failures logged: they are tried
+// removeUnwanted is RemoveUnwanted with its failures logged: they are tried
 // again at the next reconcile.
-func (a *Agent) removeEnded(ctx context.Context, w VIPWorkflows) {
+func (a *Agent) removeUnwanted(ctx context.Context, w VIPWorkflows) {
 	rctx, cancel := context.WithTimeout(ctx, a.cfg.HeartbeatInterval)
 	defer cancel()
-	if _, err := a.RemoveEnded(rctx, w); err != nil && ctx.Err() == nil {
-		a.log.Warn("removing VIPs whose workflow has ended", "err", err)
+	if _, err := a.RemoveUnwanted(rctx, w); err != nil && ctx.Err() == nil {
+		a.log.Warn("removing VIPs no workflow wants here", "err", err)
 	}
 }
 
