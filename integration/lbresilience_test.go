@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/metalflow/metalflow/lbnode/lbapi"
 	"github.com/metalflow/metalflow/workflows"
 )
 
@@ -20,8 +21,9 @@ import (
 // workers know only that Temporal frontend) with args, typically the same
 // --data. A port the killed process held, or one some other process took
 // meanwhile, can refuse the bind for a moment: that attempt is stopped and
-// another made.
-func relaunchDev(t *testing.T, old *devStack, args ...string) *devStack {
+// another made. The process lives until owner's end (a subtest's own
+// cleanup would stop it when the subtest ends).
+func relaunchDev(t, owner *testing.T, old *devStack, args ...string) *devStack {
 	t.Helper()
 	u, err := url.Parse(old.api)
 	require.NoError(t, err)
@@ -29,7 +31,7 @@ func relaunchDev(t *testing.T, old *devStack, args ...string) *devStack {
 		"--temporal-ui", strings.TrimPrefix(old.webUI, "http://"), "--http", u.Host}, args...)
 	ready := "http://" + u.Host + "/readyz"
 	for attempt := 1; ; attempt++ {
-		p := startProcess(t, "dev", full...)
+		p := startProcess(owner, "dev", full...)
 		err := waitReady(p, ready, 90*time.Second)
 		if err == nil {
 			return &devStack{proc: p, api: old.api, token: old.token, webUI: old.webUI, temporal: old.temporal}
@@ -42,6 +44,17 @@ func relaunchDev(t *testing.T, old *devStack, args ...string) *devStack {
 		}
 		t.Logf("relaunching dev: port clash on attempt %d, trying again", attempt)
 		time.Sleep(time.Second)
+	}
+}
+
+// requireRunning fails unless p has not exited: a kill must hit a live
+// process for the outage to be the test's.
+func requireRunning(t *testing.T, p *process) {
+	t.Helper()
+	select {
+	case <-p.done:
+		t.Fatalf("%s exited before it was killed: %v", p.name, p.err)
+	default:
 	}
 }
 
@@ -120,6 +133,7 @@ func TestLoadBalancerKeepsForwarding(t *testing.T) {
 		}
 	})
 	data := t.TempDir()
+	top := t
 	dev := x.startLBDev(t, "--data", data)
 	admin := newContract(t, dev.api)
 	_, alice := lbToken(t, admin, "alice-op", "alice", "operator")
@@ -181,6 +195,7 @@ func TestLoadBalancerKeepsForwarding(t *testing.T) {
 		before := alice.getVIP(t, "web")
 		loop := x.connectLoop(ctx, web)
 		var routes routeWatch
+		requireRunning(t, dev.proc)
 		dev.proc.kill()
 		stopped := time.Now()
 		for time.Since(stopped) < 20*time.Second {
@@ -188,7 +203,7 @@ func TestLoadBalancerKeepsForwarding(t *testing.T) {
 			routes.check(x, "torB", web, []string{"n_b1", "n_b2"})
 			time.Sleep(500 * time.Millisecond)
 		}
-		dev = relaunchDev(t, dev, "--data", data)
+		dev = relaunchDev(t, top, dev, "--data", data)
 		down := time.Since(stopped)
 		done, failures := loop.stop()
 		resilienceEvent(t, fmt.Sprintf("event=temporal-down seconds=%.0f connections=%d failed=%d route-checks=%d route-failures=%d",
@@ -211,6 +226,7 @@ func TestLoadBalancerKeepsForwarding(t *testing.T) {
 
 	t.Run("a backend dies while Temporal is down", func(t *testing.T) {
 		be2 := x.backends[1]
+		requireRunning(t, dev.proc)
 		dev.proc.kill()
 		stopped := time.Now()
 		be2.halt()
@@ -233,7 +249,7 @@ func TestLoadBalancerKeepsForwarding(t *testing.T) {
 				return nil
 			})
 		}
-		dev = relaunchDev(t, dev, "--data", data)
+		dev = relaunchDev(t, top, dev, "--data", data)
 		down := time.Since(stopped)
 		st := alice.waitVIP(t, "web", "active", func(st workflows.VIPStatus) error {
 			if h := backendHealth(st, be2.addr); h != workflows.BackendDown {
@@ -258,6 +274,57 @@ func TestLoadBalancerKeepsForwarding(t *testing.T) {
 			down.Seconds(), be2.name, downOn, len(errs)+sum(counts), len(errs)))
 		require.Empty(t, errs)
 		assert.Zero(t, counts[be2.name], "new connections avoid the drained backend: %v", counts)
+	})
+
+	t.Run("a VIP retired while a node was down is removed when it returns", func(t *testing.T) {
+		alice.createVIP(t, "tmp", "internal", strings.Join(backends, ","), "")
+		tmp := alice.waitVIP(t, "tmp", "active", func(st workflows.VIPStatus) error { return allAnnounced(st, 2) }).Address
+		b2 := x.node("b2")
+		b2.kill()
+		// The retire cannot reach b2 and waits for staff; once the
+		// inventory has b2 down, abort lets it forget b2 and finish.
+		alice.expectOneOf(t, []int{http.StatusOK, http.StatusAccepted, http.StatusConflict}, "DELETE", "/api/v1/vips/tmp", `{"reason":"end of test"}`)
+		alice.waitAttention(t, "tmp")
+		tc := temporalClient(t, x.temporal)
+		t.Cleanup(tc.Close)
+		eventually(t, lbTimeout, "the inventory has b2 down", func() error {
+			v, err := tc.QueryWorkflow(ctx, lbapi.RegistryWorkflowID(b2.cluster, b2.name), "", workflows.QueryStatus)
+			if err != nil {
+				return err
+			}
+			var st workflows.LBNodeRegistryState
+			if err := v.Get(&st); err != nil {
+				return err
+			}
+			if !st.Down {
+				return fmt.Errorf("b2 last seen %s", st.LastSeen)
+			}
+			return nil
+		})
+		alice.expect(t, http.StatusOK, "POST", "/api/v1/vips/tmp/abort", jsonType, `{"reason":"b2 is gone"}`, true)
+		eventually(t, lbTimeout, "tmp retired", func() error {
+			if st := alice.getVIP(t, "tmp"); st.State != workflows.VIPStateRetired {
+				return fmt.Errorf("state %s", st.State)
+			}
+			return nil
+		})
+
+		// b2 comes back with tmp in its saved state and its pinned maps; it
+		// asks tmp's workflow, which has ended, and removes it.
+		b2.mustStart(t)
+		eventually(t, lbTimeout, "b2 removes tmp", func() error {
+			if run := b2.lastRunLog(); !strings.Contains(run, "removing a VIP its workflow does not want here") || !strings.Contains(run, "vip=tmp") {
+				return fmt.Errorf("log since the restart: %s", tail([]byte(run), 2048))
+			}
+			return nil
+		})
+		x.waitRoutes(t, tmp, map[string][]string{"torA": nil, "torB": nil}, false)
+		stats := x.mustRun(b2.ns, "lbnode", "--stats", "--iface", b2.iface, "--pin-root", b2.pins)
+		assert.NotContains(t, stats, tmp+":", "tmp is out of b2's data plane")
+		// web, which its workflow still wants there, stays.
+		x.waitRoutes(t, web, both, false)
+		alice.waitVIP(t, "web", "active", func(st workflows.VIPStatus) error { return allAnnounced(st, 2) })
+		resilienceEvent(t, fmt.Sprintf("event=retired-while-down node=b2 vip=tmp removed-at-restart=%v web-kept=true", !strings.Contains(stats, tmp+":")))
 	})
 }
 
