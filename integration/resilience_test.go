@@ -147,26 +147,6 @@ func (r *resilienceRun) startDev() {
 	}
 }
 
-// waitReady polls url until 200, giving up early if p exits.
-func waitReady(p *process, url string, timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	for time.Now().Before(deadline) {
-		select {
-		case <-p.done:
-			return fmt.Errorf("%s exited: %v", p.name, p.err)
-		default:
-		}
-		if res, err := http.Get(url); err == nil {
-			res.Body.Close()
-			if res.StatusCode == http.StatusOK {
-				return nil
-			}
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	return fmt.Errorf("not ready within %s", timeout)
-}
-
 func (r *resilienceRun) startWorker() {
 	r.workers++
 	r.worker = startProcess(r.t, fmt.Sprintf("worker-%d", r.workers), r.workerArgs...)

@@ -152,6 +152,11 @@ func (v *vip) registerHandlers(ctx workflow.Context) error {
 	if err := workflow.SetQueryHandler(ctx, QueryStatus, func() (VIPStatus, error) { return v.status(), nil }); err != nil {
 		return fmt.Errorf("register %s query: %w", QueryStatus, err)
 	}
+	if err := workflow.SetQueryHandler(ctx, lbapi.QueryWantsNode, func(in lbapi.WantsNodeInput) (bool, error) {
+		return v.wants(in.Cluster, in.Node), nil
+	}); err != nil {
+		return fmt.Errorf("register %s query: %w", lbapi.QueryWantsNode, err)
+	}
 	for _, u := range []struct {
 		name    string
 		handler any

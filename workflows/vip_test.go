@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/temporal"
 
@@ -724,5 +725,50 @@ func TestValidateBackendsChange(t *testing.T) {
 		} else {
 			require.ErrorContains(t, err, c.want, name)
 		}
+	}
+}
+
+func TestVIPAnswersWhichNodesItWants(t *testing.T) {
+	vt := newVIPTest(t)
+	vt.standardClusters()
+	wants := func(cluster, node string) bool {
+		v, err := vt.env.QueryWorkflow(lbapi.QueryWantsNode, lbapi.WantsNodeInput{Cluster: cluster, Node: node})
+		require.NoError(t, err)
+		var w bool
+		require.NoError(t, v.Get(&w))
+		return w
+	}
+	var running VIPStatus
+	var placed, unplaced, retired map[string]bool
+	vt.at(time.Minute, func() {
+		running = vt.status()
+		placed, unplaced = map[string]bool{}, map[string]bool{}
+		for _, c := range running.Placement {
+			for _, n := range c.Nodes {
+				placed[c.Cluster+"/"+n.Node] = wants(c.Cluster, n.Node)
+			}
+		}
+		unplaced["c1/a"] = wants("c1", "a")
+		unplaced["c2/nobody"] = wants("c2", "nobody")
+	})
+	vt.at(2*time.Minute, func() { vt.update(UpdateRetire, RetireInput{By: "alice", Reason: "done"}) })
+	vt.env.ExecuteWorkflow(VIPRolloutName, webInput())
+	final := vt.result()
+	retired = map[string]bool{}
+	for _, c := range running.Placement {
+		for _, n := range c.Nodes {
+			retired[c.Cluster+"/"+n.Node] = wants(c.Cluster, n.Node)
+		}
+	}
+
+	require.Equal(t, VIPStateActive, running.State)
+	require.NotEmpty(t, placed)
+	for n, w := range placed {
+		assert.True(t, w, "a placed node %s is wanted", n)
+	}
+	assert.Equal(t, map[string]bool{"c1/a": false, "c2/nobody": false}, unplaced, "nodes outside the placement are not")
+	require.Equal(t, VIPStateRetired, final.State)
+	for n, w := range retired {
+		assert.False(t, w, "a retired VIP wants no node, %s included", n)
 	}
 }

@@ -22,6 +22,22 @@ func (v *vip) stable() bool {
 	return v.state.State == VIPStateActive || v.state.State == VIPStateAwaitingApproval
 }
 
+// wants says whether the VIP belongs on a node: one of its placement, or
+// one it was applied to and has not removed from yet (the workflow will see
+// to that itself). A node holding a VIP its workflow does not want there
+// missed a removal, e.g. a retire while it was down.
+func (v *vip) wants(cluster, node string) bool {
+	if v.final() {
+		return false
+	}
+	for _, c := range v.state.Placement {
+		if c.Cluster == cluster && slices.Contains(c.Nodes, node) {
+			return true
+		}
+	}
+	return slices.ContainsFunc(v.state.Nodes, func(n VIPNode) bool { return n.Cluster == cluster && n.Node == node })
+}
+
 func (v *vip) final() bool {
 	switch v.state.State {
 	case VIPStateRetired, VIPStateRejected, VIPStateAborted:

@@ -34,6 +34,7 @@ const (
 	testMainQueue    = "lbnode-test-main"
 	testApplyName    = "LBTestApply"
 	testAwaitHealthN = "LBTestAwaitHealth"
+	testWantsName    = "LBTestWants"
 )
 
 func lbTestApply(ctx workflow.Context, queue string, spec lbapi.VIPSpec) (lbapi.ApplyVIPResult, error) {
@@ -50,6 +51,16 @@ func lbTestAwaitHealth(ctx workflow.Context) (lbapi.BackendHealthChange, error) 
 	var c lbapi.BackendHealthChange
 	workflow.GetSignalChannel(ctx, lbapi.SignalBackendHealth).Receive(ctx, &c)
 	return c, nil
+}
+
+// lbTestWants wants its VIP on node only, until terminated.
+func lbTestWants(ctx workflow.Context, node string) error {
+	if err := workflow.SetQueryHandler(ctx, lbapi.QueryWantsNode, func(in lbapi.WantsNodeInput) (bool, error) {
+		return in.Node == node, nil
+	}); err != nil {
+		return err
+	}
+	return workflow.Await(ctx, func() bool { return false })
 }
 
 // heartbeats reads the heartbeats signalled to the node's registry
@@ -123,6 +134,7 @@ func TestLBNodeAgentWithTemporal(t *testing.T) {
 	w := worker.New(c, testQueue, worker.Options{})
 	w.RegisterWorkflowWithOptions(lbTestApply, workflow.RegisterOptions{Name: testApplyName})
 	w.RegisterWorkflowWithOptions(lbTestAwaitHealth, workflow.RegisterOptions{Name: testAwaitHealthN})
+	w.RegisterWorkflowWithOptions(lbTestWants, workflow.RegisterOptions{Name: testWantsName})
 	require.NoError(t, w.Start())
 	t.Cleanup(w.Stop)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -217,5 +229,32 @@ func TestLBNodeAgentWithTemporal(t *testing.T) {
 		assert.True(t, hbs[len(hbs)-1].Stopping)
 		assert.Len(t, node.VIPs(), 1, "the data plane keeps its VIPs")
 		assert.Equal(t, netip.MustParseAddr("10.201.0.10"), node.VIPs()[0].Addr)
+	})
+
+	t.Run("a VIP its workflow does not want here is removed", func(t *testing.T) {
+		// web's workflow (the health stand-in) ended when it got its
+		// report; still's runs but answers no wants-node query (an older
+		// metalflow); moved's wants it on other nodes only; nobody's never
+		// existed, which is not taken as unwanted.
+		still, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: lbapi.VIPWorkflowID("still"), TaskQueue: testQueue}, testAwaitHealthN)
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = c.TerminateWorkflow(context.Background(), still.GetID(), "", "test over") })
+		moved, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: lbapi.VIPWorkflowID("moved"), TaskQueue: testQueue}, testWantsName, "lb2")
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = c.TerminateWorkflow(context.Background(), moved.GetID(), "", "test over") })
+		vips := agent.TemporalVIPWorkflows{Client: c}
+		for vip, want := range map[string]bool{"web": false, "still": true, "moved": false, "nobody": true} {
+			wants, err := vips.Wants(ctx, vip, "c1", "lb1")
+			require.NoError(t, err, vip)
+			assert.Equal(t, want, wants, vip)
+		}
+		wants, err := vips.Wants(ctx, "moved", "c1", "lb2")
+		require.NoError(t, err)
+		assert.True(t, wants, "moved wants lb2")
+		removed, err := a.RemoveUnwanted(ctx, vips)
+		require.NoError(t, err)
+		assert.Equal(t, []string{"web"}, removed)
+		assert.Empty(t, node.VIPs(), "the ended VIP is out of the data plane")
+		assert.Empty(t, a.Specs(), "and out of the saved state")
 	})
 }

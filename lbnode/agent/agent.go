@@ -22,6 +22,7 @@ import (
 const (
 	DefaultHeartbeatInterval = 15 * time.Second
 	DefaultDataPlaneInterval = 2 * time.Second
+	DefaultReconcileInterval = time.Minute
 )
 
 // Config is what an Agent needs to run one node.
@@ -48,6 +49,9 @@ type Config struct {
 	// DataPlaneInterval is how often the agent checks that the program is
 	// still attached and its maps readable.
 	DataPlaneInterval time.Duration
+	// ReconcileInterval is how often the node looks for VIPs no workflow
+	// wants on it any more, besides once at start.
+	ReconcileInterval time.Duration
 	// MainTaskQueue is metalflow's own task queue, where the registry
 	// workflow runs.
 	MainTaskQueue string
@@ -66,6 +70,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.HeartbeatInterval <= 0 {
 		c.HeartbeatInterval = DefaultHeartbeatInterval
+	}
+	if c.ReconcileInterval <= 0 {
+		c.ReconcileInterval = DefaultReconcileInterval
 	}
 	if c.DataPlaneInterval <= 0 {
 		c.DataPlaneInterval = DefaultDataPlaneInterval

@@ -29,6 +29,12 @@ const (
 // a backend's probe loop for long.
 const reportTimeout = 10 * time.Second
 
+// DefaultReportResend is how long a check waits before sending an
+// undelivered health report again: a verdict reached while Temporal was
+// down must still reach the VIP's workflow once it is back, or a dead
+// backend stays in every node's table.
+const DefaultReportResend = 5 * time.Second
+
 // Reporter carries a damped health change to whoever decides what to do
 // about it: in production the VIP's workflow, which updates every node.
 type Reporter interface {
@@ -100,6 +106,8 @@ type HealthCheckerConfig struct {
 	Node     string
 	Reporter Reporter
 	Logger   *slog.Logger
+	// ReportResend is DefaultReportResend when zero.
+	ReportResend time.Duration
 }
 
 // HealthChecker probes every backend of every VIP from this node and
@@ -119,6 +127,9 @@ func NewHealthChecker(cfg HealthCheckerConfig) *HealthChecker {
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if cfg.ReportResend <= 0 {
+		cfg.ReportResend = DefaultReportResend
 	}
 	return &HealthChecker{cfg: cfg, log: log, checks: map[checkKey]*backendCheck{}}
 }
@@ -216,11 +227,24 @@ func (h *HealthChecker) startLocked(k checkKey, cs checkSpec) {
 
 // loop probes one backend until cancelled. The first probe runs at once, so
 // a new backend's health is known after Rise or Fall probes, not one
-// interval later.
+// interval later. A report that could not be delivered is sent again
+// until it is, unless a newer verdict replaces it.
 func (h *HealthChecker) loop(ctx context.Context, k checkKey, c *backendCheck) {
 	defer close(c.done)
 	t := time.NewTicker(c.spec.interval)
 	defer t.Stop()
+	resend := time.NewTimer(h.cfg.ReportResend)
+	resend.Stop()
+	defer resend.Stop()
+	var pending *lbapi.BackendHealthChange
+	deliver := func() {
+		if h.deliver(ctx, *pending) {
+			pending = nil
+			resend.Stop()
+			return
+		}
+		resend.Reset(h.cfg.ReportResend)
+	}
 	var successes, failures int
 	for {
 		r := probe(ctx, k.backend, c.spec)
@@ -245,20 +269,30 @@ func (h *HealthChecker) loop(ctx context.Context, k checkKey, c *backendCheck) {
 		c.state = next
 		c.mu.Unlock()
 		if next != prev {
-			h.report(ctx, k, next == HealthUp, r)
+			change := h.change(k, next == HealthUp, r)
+			pending = &change
+			deliver()
 		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
+	wait:
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-resend.C:
+				if pending != nil {
+					deliver()
+				}
+			case <-t.C:
+				break wait
+			}
 		}
 	}
 }
 
-// report sends one damped change. Every change is sent, the first verdict
-// on a backend included: after a restart the workflow may be holding a
-// backend out that has recovered meanwhile.
-func (h *HealthChecker) report(ctx context.Context, k checkKey, healthy bool, r probeResult) {
+// change is one damped verdict. Every change is reported, the first
+// verdict on a backend included: after a restart the workflow may be
+// holding a backend out that has recovered meanwhile.
+func (h *HealthChecker) change(k checkKey, healthy bool, r probeResult) lbapi.BackendHealthChange {
 	change := lbapi.BackendHealthChange{
 		VIP: k.vip, Backend: k.backend, Healthy: healthy,
 		Cluster: h.cfg.Cluster, Node: h.cfg.Node, At: time.Now().UTC(),
@@ -267,12 +301,22 @@ func (h *HealthChecker) report(ctx context.Context, k checkKey, healthy bool, r 
 		change.Reason = r.err.Error()
 	}
 	h.log.Info("backend health changed", "vip", k.vip, "backend", k.backend, "healthy", healthy, "reason", change.Reason)
+	return change
+}
+
+// deliver sends one change to the reporter and says whether it arrived.
+func (h *HealthChecker) deliver(ctx context.Context, change lbapi.BackendHealthChange) bool {
 	if h.cfg.Reporter == nil {
-		return
+		return true
 	}
 	rctx, cancel := context.WithTimeout(ctx, reportTimeout)
 	defer cancel()
 	if err := h.cfg.Reporter.ReportBackendHealth(rctx, change); err != nil {
-		h.log.Warn("reporting backend health", "vip", k.vip, "backend", k.backend, "err", err)
+		if ctx.Err() == nil {
+			h.log.Warn("reporting backend health; sending it again later", "vip", change.VIP, "backend", change.Backend,
+				"healthy", change.Healthy, "resend", h.cfg.ReportResend, "err", err)
+		}
+		return false
 	}
+	return true
 }

@@ -1,6 +1,8 @@
 package agent
 
 import (
+	"context"
+	"errors"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -8,6 +10,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -236,4 +239,53 @@ func TestProbeBackend(t *testing.T) {
 	requireNonRetryable(t, err, "kind")
 	_, err = x.probeBackend(lbapi.ProbeBackendInput{Address: "127.0.0.1", Check: lbapi.HealthCheck{Kind: "tcp"}})
 	requireNonRetryable(t, err, "no port")
+}
+
+// outageReporter refuses every report while Temporal is "down" and records
+// what it was given once it is back.
+type outageReporter struct {
+	recordingReporter
+	down     atomic.Bool
+	refusals atomic.Int64
+}
+
+func (r *outageReporter) ReportBackendHealth(ctx context.Context, c lbapi.BackendHealthChange) error {
+	if r.down.Load() {
+		r.refusals.Add(1)
+		return errors.New("temporal unavailable")
+	}
+	return r.recordingReporter.ReportBackendHealth(ctx, c)
+}
+
+func TestUndeliveredReportIsSentAgainUntilDelivered(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	acceptAll(ln)
+	port := portOf(t, ln.Addr())
+
+	rep := &outageReporter{}
+	h := NewHealthChecker(HealthCheckerConfig{Cluster: "c1", Node: "lb1", Reporter: rep, ReportResend: 20 * time.Millisecond})
+	t.Cleanup(h.Close)
+	spec := lbapi.VIPSpec{Name: "web", Address: "10.200.0.10", Protocol: "tcp", Ports: []uint16{port},
+		Backends: []lbapi.Backend{{Address: "127.0.0.1", Weight: 1}}, HealthCheck: fastCheck("tcp", 0)}
+	h.Set(spec)
+	eventually(t, "the backend is reported up", func() bool { return len(rep.list()) == 1 })
+
+	// Temporal goes away, then the backend dies: the verdict cannot be
+	// delivered, and is tried again and again.
+	rep.down.Store(true)
+	require.NoError(t, ln.Close())
+	eventually(t, "the backend is judged down", func() bool { return h.Health("web", "127.0.0.1") == HealthDown })
+	eventually(t, "the report was refused several times", func() bool { return rep.refusals.Load() >= 3 })
+	assert.Equal(t, []bool{true}, healthOf(rep.list()), "nothing arrived while Temporal was down")
+
+	rep.down.Store(false)
+	eventually(t, "the down report arrives once Temporal is back", func() bool { return len(rep.list()) == 2 })
+	down := rep.list()[1]
+	assert.False(t, down.Healthy)
+	assert.NotEmpty(t, down.Reason)
+	// Delivered once: no more copies follow.
+	seen := h.probeCount("web", "127.0.0.1")
+	eventually(t, "twenty more probes have failed", func() bool { return h.probeCount("web", "127.0.0.1") >= seen+20 })
+	assert.Equal(t, []bool{true, false}, healthOf(rep.list()))
 }

@@ -41,8 +41,12 @@ func (a *Agent) Run(ctx context.Context, c client.Client) error {
 	a.log.Info("lbnode worker polling", "taskQueue", a.TaskQueue(), "registry", a.cfg.MainTaskQueue)
 
 	a.heartbeat(ctx, c)
+	vips := TemporalVIPWorkflows{Client: c}
+	a.removeUnwanted(ctx, vips)
 	t := time.NewTicker(a.cfg.HeartbeatInterval)
 	defer t.Stop()
+	r := time.NewTicker(a.cfg.ReconcileInterval)
+	defer r.Stop()
 loop:
 	for {
 		select {
@@ -50,6 +54,8 @@ loop:
 			break loop
 		case <-t.C:
 			a.heartbeat(ctx, c)
+		case <-r.C:
+			a.removeUnwanted(ctx, vips)
 		}
 	}
 
@@ -65,6 +71,16 @@ loop:
 	w.Stop()
 	a.log.Info("lbnode worker stopped; the data plane stays attached")
 	return errors.Join(errs...)
+}
+
+// removeUnwanted is RemoveUnwanted with its failures logged: they are tried
+// again at the next reconcile.
+func (a *Agent) removeUnwanted(ctx context.Context, w VIPWorkflows) {
+	rctx, cancel := context.WithTimeout(ctx, a.cfg.HeartbeatInterval)
+	defer cancel()
+	if _, err := a.RemoveUnwanted(rctx, w); err != nil && ctx.Err() == nil {
+		a.log.Warn("removing VIPs no workflow wants here", "err", err)
+	}
 }
 
 // heartbeat registers the node; a failure is logged and retried on the next

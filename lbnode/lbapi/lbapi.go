@@ -54,7 +54,18 @@ const (
 	// workflow (ID "vip/<name>") so that every node of every cluster
 	// learns what one node saw.
 	SignalBackendHealth = "backend-health"
+	// QueryWantsNode asks a VIP's workflow whether the VIP belongs on a
+	// node (WantsNodeInput); it answers a bool. A node asks it about the
+	// VIPs it holds, at start and now and then, and removes those no
+	// workflow wants there any more.
+	QueryWantsNode = "wants-node"
 )
+
+// WantsNodeInput names the node QueryWantsNode asks about.
+type WantsNodeInput struct {
+	Cluster string `json:"cluster"`
+	Node    string `json:"node"`
+}
 
 // RegistryWorkflowID is the registry workflow of one node.
 func RegistryWorkflowID(cluster, node string) string { return "lbnode/" + cluster + "/" + node }

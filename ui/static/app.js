@@ -499,6 +499,17 @@ function approveButtons(name, after) {
     h("button", { type: "button", class: "danger", "data-action": "reject", onclick: () => { const r = prompt("Why reject " + name + "?"); if (r !== null) act("reject", { reason: r }); } }, "Reject")), out);
 }
 
+// decisionsFor keeps each VIP's approve/reject block (and the answer shown
+// under it) across a page's redraws: a refusal wiped by the next refresh
+// a few seconds later would go unread.
+function decisionsFor() {
+  const kept = new Map();
+  return (name) => {
+    if (!kept.has(name)) kept.set(name, approveButtons(name, () => app.refresh && app.refresh()));
+    return kept.get(name);
+  };
+}
+
 function bytes(n) { return n >= 1e9 ? (n / 1e9).toFixed(1) + " GB" : n >= 1e6 ? (n / 1e6).toFixed(1) + " MB" : n >= 1e3 ? (n / 1e3).toFixed(1) + " kB" : n + " B"; }
 
 // Traffic counters ask every LB node the VIP is on, so the page polls the
@@ -511,6 +522,7 @@ async function vipPage(name) {
   const refreshBtn = h("button", { type: "button", class: "secondary", id: "vip-refresh-counters", onclick: () => { lastCounters = 0; app.refresh && app.refresh(); } }, "Refresh counters");
   view(h("h2", {}, "VIP " + name), h("p", { class: "actions" }, refreshBtn, " ", countersMsg), box);
   let lastCounters = 0, traffic = null;
+  const decisions = decisionsFor();
   await poll(async () => {
     const want = Date.now() - lastCounters >= countersEvery;
     const v = await api("GET", "/api/v1/vips/" + enc(name) + (want ? "" : "?counters=false"));
@@ -533,7 +545,7 @@ async function vipPage(name) {
         (v.warnings || []).map((w) => h("p", { class: "error" }, w)),
         v.attention ? h("div", { class: "attention", id: "vip-attention" }, h("p", { class: "error" }, v.attention.step + ": " + v.attention.error)) : null,
         // Until it is placed there is nothing an approver could let out.
-        v.awaitingApproval && v.state !== "attention" ? h("div", { id: "vip-approval" }, h("p", {}, "Public: awaiting approval."), approveButtons(v.name, () => app.refresh && app.refresh())) : null,
+        v.awaitingApproval && v.state !== "attention" ? h("div", { id: "vip-approval" }, h("p", {}, "Public: awaiting approval."), decisions(v.name)) : null,
         v.awaitingApproval && v.state === "attention" ? h("p", { class: "muted", id: "vip-approval-later" }, "Public: an approver decides once it is placed.") : null),
       h("section", { id: "placement" }, h("h3", {}, "Placement"), (v.placement || []).length ? h("div", { class: "grid" }, ...v.placement.map((c) =>
         h("div", {}, h("h4", {}, c.cluster + " · failure domain " + c.failureDomain), h("table", {}, h("tbody", {}, ...(c.nodes || []).map((n) => {
@@ -551,11 +563,12 @@ async function vipPage(name) {
 async function approvalsPage() {
   const box = h("section", { id: "approvals" });
   view(h("h2", {}, "Approvals"), box);
+  const decisions = decisionsFor();
   await poll(async () => {
     const vips = ((await api("GET", "/api/v1/vips")).vips || []).filter((v) => v.state === "awaiting-approval");
     put(box, ...(vips.length ? vips.map((v) => h("div", { class: "item", "data-vip": v.name },
       h("p", {}, h("a", { href: "#/vips/" + enc(v.name) }, h("strong", {}, v.name)), " ", v.address || "", " requested by ", v.requestedBy || "?"),
-      approveButtons(v.name, () => app.refresh && app.refresh()))) : [h("p", { class: "empty", id: "approvals-empty" }, "No public VIPs await approval.")]));
+      decisions(v.name))) : [h("p", { class: "empty", id: "approvals-empty" }, "No public VIPs await approval.")]));
   });
 }
 
