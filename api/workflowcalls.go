@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"time"
 
 	"github.com/labstack/echo/v4"
 	enumspb "go.temporal.io/api/enums/v1"
@@ -37,6 +38,11 @@ func decommissionRef(serial string) workflowRef {
 		name: "the decommission of server " + serial}
 }
 
+// askAgainPause spaces the requests for an update the SDK gave up waiting
+// on, so a Temporal that answers at once with a cancelled stream is not
+// asked in a tight loop.
+const askAgainPause = 250 * time.Millisecond
+
 // updateInProgress answers an accepted update that has not finished yet.
 type updateInProgress struct {
 	UpdateID string `json:"updateId"`
@@ -64,9 +70,26 @@ func (s *Server) queryStatus(ctx context.Context, ref workflowRef, query string,
 // result. The workflow's refusal is a 409 (422 for a placement the CMDB
 // cannot take); a run that ended is a 409, one that never existed a 404.
 func (s *Server) sendUpdate(c echo.Context, ctx context.Context, ref workflowRef, update string, arg, res any) error {
-	handle, err := s.cfg.Temporal.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
-		WorkflowID: ref.id, UpdateName: update, Args: []any{arg}, WaitForStage: client.WorkflowUpdateStageAccepted,
-	})
+	id, err := updateID(c, update, arg)
+	if err != nil {
+		return err
+	}
+	opts := client.UpdateWorkflowOptions{
+		UpdateID: id, WorkflowID: ref.id, UpdateName: update, Args: []any{arg}, WaitForStage: client.WorkflowUpdateStageAccepted,
+	}
+	handle, err := s.cfg.Temporal.UpdateWorkflow(ctx, opts)
+	// The SDK's own poll for acceptance can end before our deadline when
+	// Temporal is slow to run the workflow task: ask again for the same
+	// update (the same ID joins it, never a second one) while time is left.
+	var gaveUp *client.WorkflowUpdateServiceTimeoutOrCanceledError
+	for errors.As(err, &gaveUp) && ctx.Err() == nil {
+		select {
+		case <-ctx.Done():
+			continue
+		case <-time.After(askAgainPause):
+		}
+		handle, err = s.cfg.Temporal.UpdateWorkflow(ctx, opts)
+	}
 	if err == nil {
 		if err = handle.Get(ctx, res); err == nil {
 			return c.JSON(http.StatusOK, res)
@@ -91,6 +114,15 @@ func (s *Server) sendUpdate(c echo.Context, ctx context.Context, ref workflowRef
 			return httpError(http.StatusUnprocessableEntity, "%s", appErr.Message())
 		}
 		return httpError(http.StatusConflict, "%s", appErr.Message())
+	}
+	if errors.As(err, &gaveUp) && c.Request().Context().Err() == nil {
+		// Temporal has the update but did not accept it within our wait:
+		// the workflow may still run it. Say so, so the client checks
+		// before repeating, or repeats with the same key.
+		c.Response().Header().Set("Retry-After", "5")
+		return httpError(http.StatusServiceUnavailable,
+			"temporal did not confirm %s to %s within %s; it may still take effect: check the status before repeating it, or repeat it with the same %s header",
+			update, ref.name, updateTimeout, idempotencyKeyHeader)
 	}
 	var nf *serviceerror.NotFound
 	if errors.As(err, &nf) {

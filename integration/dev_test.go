@@ -392,6 +392,26 @@ func TestRackingChecksTheInventory(t *testing.T) {
 	require.Equal(t, "SN-R1", rack.Units[0].Serial)
 	require.Equal(t, 20, rack.Units[0].Unit)
 
+	// A racked repeated with its Idempotency-Key (as after a 503 that could
+	// not say whether it took effect) answers the first outcome; without
+	// the key, or with another body, it is the conflict it always was.
+	key := http.Header{"Idempotency-Key": {"rack-sn-r2-1"}}
+	at22 := `{"site":"dc1","room":"A","rack":"R05","unit":22,"face":"front"}`
+	first := doWithHeader(t, http.MethodPost, s.api+"/api/v1/servers/SN-R2/racked", at22, key)
+	require.Equal(t, http.StatusOK, first.code, string(first.body))
+	again := doWithHeader(t, http.MethodPost, s.api+"/api/v1/servers/SN-R2/racked", at22, key)
+	require.Equal(t, http.StatusOK, again.code, string(again.body))
+	require.JSONEq(t, string(first.body), string(again.body))
+	r = do(t, http.MethodPost, s.api+"/api/v1/servers/SN-R2/racked", at22)
+	require.Equal(t, http.StatusConflict, r.code, string(r.body))
+	r = doWithHeader(t, http.MethodPost, s.api+"/api/v1/servers/SN-R2/racked", `{"site":"dc1","room":"A","rack":"R05","unit":23,"face":"front"}`, key)
+	require.Equal(t, http.StatusConflict, r.code, string(r.body))
+	r = doWithHeader(t, http.MethodPost, s.api+"/api/v1/servers/SN-R2/racked", at22, http.Header{"Idempotency-Key": {"not a key"}})
+	require.Equal(t, http.StatusBadRequest, r.code, string(r.body))
+	r = do(t, http.MethodGet, s.api+"/api/v1/racks/dc1/R05", "")
+	r.json(t, &rack)
+	require.Len(t, rack.Units, 2, "SN-R2 holds one unit, racked once")
+
 	// Registering a server already racked claims its unit too.
 	r = do(t, http.MethodPost, s.api+"/api/v1/servers", `{"serial":"SN-R3","location":{"site":"dc1","rack":"R05","unit":20,"face":"rear"}}`)
 	require.Equal(t, http.StatusConflict, r.code, string(r.body))

@@ -152,6 +152,12 @@ func (r response) errorMessage(t *testing.T) string {
 
 func do(t *testing.T, method, url, body string) response {
 	t.Helper()
+	return doWithHeader(t, method, url, body, nil)
+}
+
+// doWithHeader is do with extra request headers.
+func doWithHeader(t *testing.T, method, url, body string, header http.Header) response {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	var rd io.Reader
@@ -163,6 +169,9 @@ func do(t *testing.T, method, url, body string) response {
 	bearerFromURL(req)
 	if body != "" {
 		req.Header.Set("Content-Type", "application/json")
+	}
+	for k, v := range header {
+		req.Header[k] = v
 	}
 	res, err := http.DefaultClient.Do(req)
 	require.NoError(t, err)
