@@ -24,6 +24,9 @@ const (
 	DropTooBig
 	// DropHeadroom: the frame could not be grown or shrunk.
 	DropHeadroom
+	// DropMalformed: TCP or UDP to a VIP address whose IPv4 IHL, IP length,
+	// TCP data offset or UDP length does not fit the packet or the frame.
+	DropMalformed
 	dropReasonCount
 )
 
@@ -39,6 +42,8 @@ func (r DropReason) String() string {
 		return "too_big"
 	case DropHeadroom:
 		return "headroom"
+	case DropMalformed:
+		return "malformed"
 	}
 	return fmt.Sprintf("reason_%d", uint32(r))
 }
