@@ -599,6 +599,12 @@ static __always_inline int encap(struct xdp_md *ctx, const struct packet *p, con
 	struct ethhdr *eth;
 	struct udphdr *uh;
 
+	/* Bytes past the IP length (Ethernet padding, or anything a sender
+	 * appended) would ride behind the outer packet, outside its length and
+	 * uncounted by the MTU check: cut them off. */
+	if (p->pkt_len - sizeof(struct ethhdr) > p->l3_len &&
+	    bpf_xdp_adjust_tail(ctx, (int)p->l3_len - (int)(p->pkt_len - sizeof(struct ethhdr))))
+		return drop(DROP_HEADROOM, p->pkt_len);
 	data = (void *)(long)ctx->data;
 	data_end = (void *)(long)ctx->data_end;
 	eth = data;

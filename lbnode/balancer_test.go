@@ -256,6 +256,8 @@ func malformedCases() []packetCase {
 		// The receiver trims to the UDP length, as Linux does.
 		{"udp length short of the ip payload", edited(udp4v, setUDPLength(8)), xdpTX, toBackend("v4udpAll"), noDrop},
 		{"udp without payload", udp4(client4(), vip4, 5021, 5353, df, 0), xdpTX, toBackend("v4udpAll"), noDrop},
+		{"ethernet padding is not forwarded", append(tcp4(client4(), vip4, 40023, 80, tcpACK, df, 0), make([]byte, 12)...), xdpTX, unpadded(12, "v4tcp"), noDrop},
+		{"ipv6: bytes past the payload length are not forwarded", append(udp6(client6(), vip6, 5321, 53, 10), payloadOf(30)...), xdpTX, unpadded(30, "v6udp"), noDrop},
 		bad("ipv6 payload length one past the frame", edited(tcp6v, setPayloadLength(30+1))),
 		bad("ipv6 payload length 0 with tcp (no jumbo header)", edited(tcp6v, setPayloadLength(0))),
 		bad("ipv6 payload length shorter than the tcp header", edited(tcp6v, setPayloadLength(19))),
@@ -267,6 +269,12 @@ func malformedCases() []packetCase {
 		bad("ipv6 udp length one past the payload", edited(udp6v, setUDPLength(19))),
 		{"ipv6 tcp options filling the payload exactly", edited(tcp6(client6(), vip6, 50021, 443, tcpACK, 0, 40), setDataOffset(15)), xdpTX, toBackend("v6tcp"), noDrop},
 	}
+}
+
+// unpadded expects the frame without its last pad bytes, encapsulated to
+// the service's backend.
+func unpadded(pad int, svc string) func(t *testing.T, in []byte) []byte {
+	return func(t *testing.T, in []byte) []byte { return toBackend(svc)(t, in[:len(in)-pad]) }
 }
 
 // edited returns a copy of frame with f applied to its IP packet. An IPv4
