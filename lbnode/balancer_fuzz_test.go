@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	"math/rand/v2"
 	"net/netip"
 	"testing"
 )
@@ -234,6 +235,9 @@ func FuzzBalancerPackets(f *testing.F) {
 			}
 		}
 	}
+	for _, r := range randomFrames(300) {
+		f.Add(r)
+	}
 	f.Add([]byte{})
 	f.Add(make([]byte, 13))
 	f.Add(make([]byte, 64))
@@ -302,6 +306,45 @@ func FuzzBalancerPackets(f *testing.F) {
 			t.Fatalf("sent to an unknown MAC:\n in % x\nout % x", head(in), head(out))
 		}
 	})
+}
+
+// randomFrames are seeds of random bytes that get far enough to matter:
+// addressed to the node, IPv4 or IPv6 with the right version, TCP or UDP, to
+// a VIP address most of the time, every other byte (lengths, IHL, data
+// offsets, flags) random. The generator is seeded, so they are the same on
+// every run.
+func randomFrames(count int) [][]byte {
+	rng := rand.New(rand.NewPCG(9, 9))
+	m := macs()
+	vips := []netip.Addr{addr("10.200.0.10"), addr("10.200.0.11"), addr("10.200.0.60"), addr("2001:db8::10"), addr("2001:db8::60"), addr("10.200.0.99")}
+	frames := make([][]byte, 0, count)
+	for range count {
+		ip := make([]byte, rng.IntN(120))
+		for i := range ip {
+			ip[i] = byte(rng.Uint32())
+		}
+		dst := vips[rng.IntN(len(vips))]
+		proto := []byte{protoTCP, protoUDP}[rng.IntN(2)]
+		ethType := uint16(ethIPv4)
+		if dst.Is4() {
+			if len(ip) >= 20 {
+				ip[0] = 0x40 | ip[0]&0xf
+				ip[9] = proto
+				d := dst.As4()
+				copy(ip[16:20], d[:])
+			}
+		} else {
+			ethType = ethIPv6
+			if len(ip) >= 40 {
+				ip[0] = 0x60 | ip[0]&0xf
+				ip[6] = proto
+				d := dst.As16()
+				copy(ip[24:40], d[:])
+			}
+		}
+		frames = append(frames, ether(m.node, m.router, ethType, ip))
+	}
+	return frames
 }
 
 // isICMPTooBig says whether a frame is ICMP "fragmentation needed" or
