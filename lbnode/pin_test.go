@@ -6,9 +6,11 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cilium/ebpf"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/metalflow/metalflow/bpf"
 	"github.com/metalflow/metalflow/internal/netlab"
 )
 
@@ -94,4 +96,23 @@ func TestOpenRejectsBadConfig(t *testing.T) {
 		_, err := Open(cfg)
 		assert.Error(t, err, name)
 	}
+}
+
+// --stats of a new build must still read a data plane an older build pinned,
+// whose drop counters stop before the reasons added since.
+func TestStatsReadOlderDropCounters(t *testing.T) {
+	requireBPF(t)
+	n := viewPinnedNode(t.TempDir(), "eth0")
+	t.Cleanup(func() { _ = n.objs.Close() })
+	perCPU := func(entries uint32) *ebpf.Map {
+		m, err := ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.PerCPUArray, KeySize: 4, ValueSize: 16, MaxEntries: entries})
+		require.NoError(t, err)
+		return m
+	}
+	n.objs.DropStats = perCPU(uint32(DropMalformed))
+	n.objs.EventStats = perCPU(evCount)
+	require.NoError(t, n.objs.DropStats.Update(uint32(DropFragment), []bpf.LbCounter{{Packets: 3}}, ebpf.UpdateAny))
+	st, err := n.Stats()
+	require.NoError(t, err)
+	assert.Equal(t, map[DropReason]Counter{DropFragment: {Packets: 3}}, st.Drops)
 }

@@ -112,7 +112,9 @@ func (n *Node) Stats() (Stats, error) {
 		}
 		s.Backends[a] = c
 	}
-	for r := DropReason(0); r < dropReasonCount; r++ {
+	// A data plane pinned by an older build (--stats during an upgrade)
+	// has fewer reasons; it never counted the newer ones.
+	for r := DropReason(0); r < dropReasonCount && uint32(r) < n.objs.DropStats.MaxEntries(); r++ {
 		c, err := readCounter(n.objs.DropStats, uint32(r))
 		if err != nil {
 			return s, fmt.Errorf("drop counters: %w", err)
