@@ -116,3 +116,34 @@ func TestStatsReadOlderDropCounters(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, map[DropReason]Counter{DropFragment: {Packets: 3}}, st.Drops)
 }
+
+// A data plane pinned by a build with another map layout (layout 1 had no
+// "malformed" drop counter) is not adopted: the operator detaches it, and
+// the next start loads this build's program.
+func TestAdoptRefusesAnotherMapLayout(t *testing.T) {
+	requireBPF(t)
+	l := netlab.New(t)
+	ns := l.Namespace("lb")
+	dev, _ := l.Veth(ns, "lb0", ns, "lb1")
+	cfg := Config{Interface: dev, Mode: AttachGeneric, PinRoot: bpffs(t), NextHopMAC: macs().nextHop, Seed: testSeed}
+
+	var first *Node
+	var err error
+	l.MustCall(ns, func() { first, err = Open(cfg) })
+	require.NoError(t, err)
+	var running bpf.LbLbConfig
+	require.NoError(t, first.objs.Config.Lookup(uint32(0), &running))
+	running.AbiVersion = 1
+	require.NoError(t, first.objs.Config.Put(uint32(0), running))
+	require.NoError(t, first.Close())
+
+	l.MustCall(ns, func() { _, err = Open(cfg) })
+	assert.ErrorContains(t, err, "map layout 1")
+
+	require.NoError(t, DetachPinned(cfg.PinRoot, dev))
+	var second *Node
+	l.MustCall(ns, func() { second, err = Open(cfg) })
+	require.NoError(t, err)
+	assert.False(t, second.Adopted())
+	require.NoError(t, second.Detach())
+}
