@@ -33,7 +33,7 @@ enum drop_reason {
 	DROP_NO_BACKEND,
 	DROP_TOO_BIG,        /* too big to encapsulate and the sender allows fragmenting */
 	DROP_HEADROOM,       /* could not grow or shrink the packet */
-	DROP_MALFORMED,      /* IP/TCP/UDP lengths or header sizes that do not add up */
+	DROP_MALFORMED,      /* IPv4 IHL < 5, or TCP/UDP whose lengths or header sizes do not add up */
 	DROP_REASON_MAX,
 };
 

@@ -309,8 +309,9 @@ static __always_inline int parse_ipv4(void *data, void *data_end, struct packet 
 	p->df = (iph->frag_off & bpf_htons(IP_DF)) != 0;
 	p->l3_len = bpf_ntohs(iph->tot_len);
 
-	/* We cannot pick a backend for a fragment without its ports, and
-	 * options would need parsing we do not trust at line rate. */
+	/* An IHL under 5 does not cover the header it sits in. We cannot pick
+	 * a backend for a fragment without its ports, and options would need
+	 * parsing we do not trust at line rate. */
 	if (iph->ihl < 5)
 		return refuse(p, DROP_MALFORMED);
 	if (iph->ihl != 5)

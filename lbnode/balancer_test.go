@@ -241,6 +241,7 @@ func malformedCases() []packetCase {
 		bad("ipv4 total length 65535", edited(udp4v, setTotalLength(65535))),
 		passed("ipv4 total length past the frame to other host", edited(tcp4(client4(), other4, 40020, 80, tcpACK, df, 10), setTotalLength(100))),
 		passed("icmp with a bad total length to vip is the stack's", edited(icmpEcho4, setTotalLength(200))),
+		bad("ipv4 ihl 4, icmp", edited(icmpEcho4, setIHL(4))),
 		bad("tcp data offset 4", edited(tcp4v, setDataOffset(4))),
 		bad("tcp data offset 0", edited(tcp4v, setDataOffset(0))),
 		bad("tcp data offset one word past the ip payload", edited(tcp4v, setDataOffset(8))),

@@ -24,8 +24,9 @@ const (
 	DropTooBig
 	// DropHeadroom: the frame could not be grown or shrunk.
 	DropHeadroom
-	// DropMalformed: TCP or UDP to a VIP address whose IPv4 IHL, IP length,
-	// TCP data offset or UDP length does not fit the packet or the frame.
+	// DropMalformed: to a VIP address, an IPv4 header with IHL under 5, or
+	// TCP or UDP whose IP length, TCP data offset or UDP length does not fit
+	// the packet or the frame.
 	DropMalformed
 	dropReasonCount
 )
