@@ -5,7 +5,7 @@
 
 #include <linux/types.h>
 
-#define LB_ABI_VERSION 1
+#define LB_ABI_VERSION 2
 
 #define MAX_VIPS 512
 #define MAX_BACKENDS 4096
@@ -33,6 +33,7 @@ enum drop_reason {
 	DROP_NO_BACKEND,
 	DROP_TOO_BIG,        /* too big to encapsulate and the sender allows fragmenting */
 	DROP_HEADROOM,       /* could not grow or shrink the packet */
+	DROP_MALFORMED,      /* IPv4 IHL < 5, or TCP/UDP whose lengths or header sizes do not add up */
 	DROP_REASON_MAX,
 };
 

@@ -159,6 +159,7 @@ struct packet {
 	__u8 tos;
 	__u8 syn; /* TCP SYN without ACK: a new connection */
 	__u8 df;
+	__u8 refused; /* drop reason when a parser returns PARSE_REFUSE */
 };
 
 static __always_inline void count(void *map, __u32 idx, __u64 bytes)
@@ -237,46 +238,67 @@ static __always_inline int is_vip_addr(const __u32 *addr, __u8 family)
 	return bpf_map_lookup_elem(&vip_addrs, &key) != NULL;
 }
 
-/* Parses ports; returns 0 when the L4 header is truncated. */
-static __always_inline int parse_l4(void *l4, void *data_end, struct packet *p)
+/* What the parsers return besides an XDP verdict. PARSE_REFUSE means the
+ * packet must not be balanced: balance() drops it (counting p->refused) if
+ * its destination carries a VIP and leaves it to the stack otherwise, with
+ * one vip_addrs lookup for every way a packet can be refused. */
+#define PARSE_OK -1
+#define PARSE_REFUSE -2
+
+static __always_inline int refuse(struct packet *p, __u32 reason)
 {
+	p->refused = reason;
+	return PARSE_REFUSE;
+}
+
+/* Checks the TCP or UDP header against the IP header's length and reads the
+ * ports. Whatever is balanced reaches the backend as it came, so a header
+ * that does not fit its packet must be refused here: the backend's stack
+ * would drop it anyway, and a lying IP length would fool the MTU check and
+ * let a "too big" reply be provoked towards a spoofed source. The IP length
+ * may be shorter than the frame (Ethernet padding), never longer. */
+static __always_inline int parse_l4(void *l4, void *data_end, struct packet *p, __u32 ip_hdr_len)
+{
+	__u32 l4_len;
+
+	if (p->l3_len < ip_hdr_len || p->l3_len > p->pkt_len - sizeof(struct ethhdr))
+		return refuse(p, DROP_MALFORMED);
+	l4_len = p->l3_len - ip_hdr_len;
 	if (p->flow.proto == IPPROTO_TCP) {
 		struct tcphdr *th = l4;
 
-		if ((void *)(th + 1) > data_end)
-			return 0;
+		/* The length checks imply the bounds check; the verifier needs
+		 * it spelled out. */
+		if (l4_len < sizeof(*th) || (void *)(th + 1) > data_end)
+			return refuse(p, DROP_MALFORMED);
+		if (th->doff < 5 || th->doff * 4 > l4_len)
+			return refuse(p, DROP_MALFORMED);
 		p->flow.sport = th->source;
 		p->flow.dport = th->dest;
 		p->syn = th->syn && !th->ack;
-		return 1;
+		return PARSE_OK;
 	}
 	struct udphdr *uh = l4;
 
-	if ((void *)(uh + 1) > data_end)
-		return 0;
+	if (l4_len < sizeof(*uh) || (void *)(uh + 1) > data_end)
+		return refuse(p, DROP_MALFORMED);
+	/* A UDP length short of the IP payload is allowed (the receiver trims
+	 * to it); one past it, or shorter than the header, is not. Zero is only
+	 * legal in an IPv6 jumbogram, which needs the hop-by-hop header we
+	 * already refuse. */
+	if (bpf_ntohs(uh->len) < sizeof(*uh) || bpf_ntohs(uh->len) > l4_len)
+		return refuse(p, DROP_MALFORMED);
 	p->flow.sport = uh->source;
 	p->flow.dport = uh->dest;
-	return 1;
+	return PARSE_OK;
 }
 
-/* Says whether the IP header's length covers the headers parsed and fits
- * in the frame (which may carry Ethernet padding). A length that disagrees
- * would be carried on as if true: the backend would get a made-up tail,
- * the MTU check would be fooled, and a "too big" reply could be provoked
- * towards a spoofed source. Such packets go to the stack, which drops
- * them. */
-static __always_inline int lengths_agree(const struct packet *p, __u32 ip_hdr_len)
-{
-	__u32 l4_len = p->flow.proto == IPPROTO_TCP ? sizeof(struct tcphdr) : sizeof(struct udphdr);
-
-	return p->l3_len >= ip_hdr_len + l4_len && p->l3_len <= p->pkt_len - sizeof(struct ethhdr);
-}
-
-/* Returns -1 to carry on balancing, or the XDP verdict. */
+/* Returns PARSE_OK to carry on balancing, PARSE_REFUSE, or the XDP verdict. */
 static __always_inline int parse_ipv4(void *data, void *data_end, struct packet *p)
 {
 	struct iphdr *iph = data + sizeof(struct ethhdr);
 
+	/* Without a whole header we cannot even read the destination. */
 	if ((void *)(iph + 1) > data_end || iph->version != 4)
 		return XDP_PASS;
 	p->flow.family = FAMILY_V4;
@@ -287,18 +309,18 @@ static __always_inline int parse_ipv4(void *data, void *data_end, struct packet 
 	p->df = (iph->frag_off & bpf_htons(IP_DF)) != 0;
 	p->l3_len = bpf_ntohs(iph->tot_len);
 
-	/* We cannot pick a backend for a fragment without its ports, and
-	 * options would need parsing we do not trust at line rate: drop them
-	 * if they are for a VIP, leave them to the stack otherwise. */
+	/* An IHL under 5 does not cover the header it sits in. We cannot pick
+	 * a backend for a fragment without its ports, and options would need
+	 * parsing we do not trust at line rate. */
+	if (iph->ihl < 5)
+		return refuse(p, DROP_MALFORMED);
 	if (iph->ihl != 5)
-		return is_vip_addr(p->flow.dst, FAMILY_V4) ? drop(DROP_IP_OPTIONS, p->pkt_len) : XDP_PASS;
+		return refuse(p, DROP_IP_OPTIONS);
 	if (iph->frag_off & bpf_htons(IP_MF | IP_OFFSET))
-		return is_vip_addr(p->flow.dst, FAMILY_V4) ? drop(DROP_FRAGMENT, p->pkt_len) : XDP_PASS;
+		return refuse(p, DROP_FRAGMENT);
 	if (p->flow.proto != IPPROTO_TCP && p->flow.proto != IPPROTO_UDP)
 		return XDP_PASS;
-	if (!parse_l4(iph + 1, data_end, p) || !lengths_agree(p, IPV4_HDR_LEN))
-		return XDP_PASS;
-	return -1;
+	return parse_l4(iph + 1, data_end, p, IPV4_HDR_LEN);
 }
 
 static __always_inline int parse_ipv6(void *data, void *data_end, struct packet *p)
@@ -317,20 +339,18 @@ static __always_inline int parse_ipv6(void *data, void *data_end, struct packet 
 
 	switch (p->flow.proto) {
 	case IPPROTO_FRAGMENT:
-		return is_vip_addr(p->flow.dst, FAMILY_V6) ? drop(DROP_FRAGMENT, p->pkt_len) : XDP_PASS;
+		return refuse(p, DROP_FRAGMENT);
 	case IPPROTO_HOPOPTS:
 	case IPPROTO_ROUTING:
 	case IPPROTO_DSTOPTS:
-		return is_vip_addr(p->flow.dst, FAMILY_V6) ? drop(DROP_IP_OPTIONS, p->pkt_len) : XDP_PASS;
+		return refuse(p, DROP_IP_OPTIONS);
 	case IPPROTO_TCP:
 	case IPPROTO_UDP:
 		break;
 	default:
 		return XDP_PASS;
 	}
-	if (!parse_l4(ip6h + 1, data_end, p) || !lengths_agree(p, IPV6_HDR_LEN))
-		return XDP_PASS;
-	return -1;
+	return parse_l4(ip6h + 1, data_end, p, IPV6_HDR_LEN);
 }
 
 static __always_inline struct vip_meta *find_vip(const struct packet *p)
@@ -580,6 +600,12 @@ static __always_inline int encap(struct xdp_md *ctx, const struct packet *p, con
 	struct ethhdr *eth;
 	struct udphdr *uh;
 
+	/* Bytes past the IP length (Ethernet padding, or anything a sender
+	 * appended) would ride behind the outer packet, outside its length and
+	 * uncounted by the MTU check: cut them off. */
+	if (p->pkt_len - sizeof(struct ethhdr) > p->l3_len &&
+	    bpf_xdp_adjust_tail(ctx, (int)p->l3_len - (int)(p->pkt_len - sizeof(struct ethhdr))))
+		return drop(DROP_HEADROOM, p->pkt_len);
 	data = (void *)(long)ctx->data;
 	data_end = (void *)(long)ctx->data_end;
 	eth = data;
@@ -672,7 +698,13 @@ static __always_inline int balance(struct xdp_md *ctx)
 		verdict = parse_ipv6(data, data_end, &p);
 	else
 		return XDP_PASS;
-	if (verdict >= 0)
+	/* A refused packet for a VIP address is dropped and counted by reason:
+	 * this node's stack does not own VIP addresses, so passing it up would
+	 * at best drop it uncounted. Refused traffic for other addresses (the
+	 * node's own, transit) goes to the stack as before. */
+	if (verdict == PARSE_REFUSE)
+		return is_vip_addr(p.flow.dst, p.flow.family) ? drop(p.refused, p.pkt_len) : XDP_PASS;
+	if (verdict != PARSE_OK)
 		return verdict;
 
 	vip = find_vip(&p);

@@ -23,7 +23,7 @@ import (
 
 // Layout constants shared with bpf/lb.h.
 const (
-	abiVersion   = 1
+	abiVersion   = 2 // 2: drop reason "malformed" grew drop_stats
 	maxVIPs      = 512
 	maxBackends  = 4096
 	maxMembers   = 65536

@@ -6,9 +6,11 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cilium/ebpf"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/metalflow/metalflow/bpf"
 	"github.com/metalflow/metalflow/internal/netlab"
 )
 
@@ -94,4 +96,54 @@ func TestOpenRejectsBadConfig(t *testing.T) {
 		_, err := Open(cfg)
 		assert.Error(t, err, name)
 	}
+}
+
+// --stats of a new build must still read a data plane an older build pinned,
+// whose drop counters stop before the reasons added since.
+func TestStatsReadOlderDropCounters(t *testing.T) {
+	requireBPF(t)
+	n := viewPinnedNode(t.TempDir(), "eth0")
+	t.Cleanup(func() { _ = n.objs.Close() })
+	perCPU := func(entries uint32) *ebpf.Map {
+		m, err := ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.PerCPUArray, KeySize: 4, ValueSize: 16, MaxEntries: entries})
+		require.NoError(t, err)
+		return m
+	}
+	n.objs.DropStats = perCPU(uint32(DropMalformed))
+	n.objs.EventStats = perCPU(evCount)
+	require.NoError(t, n.objs.DropStats.Update(uint32(DropFragment), []bpf.LbCounter{{Packets: 3}}, ebpf.UpdateAny))
+	st, err := n.Stats()
+	require.NoError(t, err)
+	assert.Equal(t, map[DropReason]Counter{DropFragment: {Packets: 3}}, st.Drops)
+}
+
+// A data plane pinned by a build with another map layout (layout 1 had no
+// "malformed" drop counter) is not adopted: the operator detaches it, and
+// the next start loads this build's program.
+func TestAdoptRefusesAnotherMapLayout(t *testing.T) {
+	requireBPF(t)
+	l := netlab.New(t)
+	ns := l.Namespace("lb")
+	dev, _ := l.Veth(ns, "lb0", ns, "lb1")
+	cfg := Config{Interface: dev, Mode: AttachGeneric, PinRoot: bpffs(t), NextHopMAC: macs().nextHop, Seed: testSeed}
+
+	var first *Node
+	var err error
+	l.MustCall(ns, func() { first, err = Open(cfg) })
+	require.NoError(t, err)
+	var running bpf.LbLbConfig
+	require.NoError(t, first.objs.Config.Lookup(uint32(0), &running))
+	running.AbiVersion = 1
+	require.NoError(t, first.objs.Config.Put(uint32(0), running))
+	require.NoError(t, first.Close())
+
+	l.MustCall(ns, func() { _, err = Open(cfg) })
+	assert.ErrorContains(t, err, "map layout 1")
+
+	require.NoError(t, DetachPinned(cfg.PinRoot, dev))
+	var second *Node
+	l.MustCall(ns, func() { second, err = Open(cfg) })
+	require.NoError(t, err)
+	assert.False(t, second.Adopted())
+	require.NoError(t, second.Detach())
 }

@@ -24,6 +24,10 @@ const (
 	DropTooBig
 	// DropHeadroom: the frame could not be grown or shrunk.
 	DropHeadroom
+	// DropMalformed: to a VIP address, an IPv4 header with IHL under 5, or
+	// TCP or UDP whose IP length, TCP data offset or UDP length does not fit
+	// the packet or the frame.
+	DropMalformed
 	dropReasonCount
 )
 
@@ -39,6 +43,8 @@ func (r DropReason) String() string {
 		return "too_big"
 	case DropHeadroom:
 		return "headroom"
+	case DropMalformed:
+		return "malformed"
 	}
 	return fmt.Sprintf("reason_%d", uint32(r))
 }
@@ -107,7 +113,9 @@ func (n *Node) Stats() (Stats, error) {
 		}
 		s.Backends[a] = c
 	}
-	for r := DropReason(0); r < dropReasonCount; r++ {
+	// A data plane pinned by an older build (--stats during an upgrade)
+	// has fewer reasons; it never counted the newer ones.
+	for r := DropReason(0); r < dropReasonCount && uint32(r) < n.objs.DropStats.MaxEntries(); r++ {
 		c, err := readCounter(n.objs.DropStats, uint32(r))
 		if err != nil {
 			return s, fmt.Errorf("drop counters: %w", err)
