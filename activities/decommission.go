@@ -131,20 +131,8 @@ func (p *Provisioning) ResetBIOSDefaults(ctx context.Context, in DecommissionSte
 		if err := m.ResetBIOS(ctx); err != nil {
 			return err
 		}
-		first, err := p.Inventory.RecordOnce(ctx, in.Serial, "bios-defaults/"+in.Key)
-		if err != nil {
-			return err
-		}
-		if !first {
-			// As in ConfigureBIOS: a run that died in the middle of the
-			// cycle leaves the server off (the decommission turns it off
-			// only in the next step), and then the reset is still owed.
-			state, err := m.PowerState(ctx)
-			if err != nil || state != hardware.PowerOff {
-				return err
-			}
-		}
-		return resetServer(ctx, m)
+		_, err := p.resetOnce(ctx, m, in.Serial, "bios-defaults/"+in.Key)
+		return err
 	})
 	if err != nil {
 		return DecommissionStepResult{}, err

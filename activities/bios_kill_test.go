@@ -1,0 +1,195 @@
+package activities
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/testsuite"
+
+	"github.com/metalflow/metalflow/bmcsim"
+	"github.com/metalflow/metalflow/credentials"
+	"github.com/metalflow/metalflow/hardware"
+	"github.com/metalflow/metalflow/inventory"
+	"github.com/metalflow/metalflow/profiles"
+)
+
+// killableMachine counts the BMC calls of one activity run and, as a
+// worker killed with kill -9 right after its dieAfter-th call, makes that
+// call (which the BMC carried out) and every later one fail: the run
+// learns nothing more and does nothing more. dieAfter 0 never dies.
+type killableMachine struct {
+	hardware.Machine
+	calls    int
+	dieAfter int
+}
+
+func (k *killableMachine) call(do func() error) error {
+	if k.dieAfter > 0 && k.calls >= k.dieAfter {
+		return errors.New("worker killed")
+	}
+	k.calls++
+	err := do()
+	if k.calls == k.dieAfter {
+		return errors.New("worker killed")
+	}
+	return err
+}
+
+func (k *killableMachine) PowerState(ctx context.Context) (s string, err error) {
+	err = k.call(func() error { s, err = k.Machine.PowerState(ctx); return err })
+	return s, err
+}
+
+func (k *killableMachine) SetPower(ctx context.Context, action string) error {
+	return k.call(func() error { return k.Machine.SetPower(ctx, action) })
+}
+
+func (k *killableMachine) SetBootDevice(ctx context.Context, device string, once bool) error {
+	return k.call(func() error { return k.Machine.SetBootDevice(ctx, device, once) })
+}
+
+func (k *killableMachine) BIOS(ctx context.Context) (attrs map[string]string, err error) {
+	err = k.call(func() error { attrs, err = k.Machine.BIOS(ctx); return err })
+	return attrs, err
+}
+
+func (k *killableMachine) PendingBIOS(ctx context.Context) (attrs map[string]string, err error) {
+	err = k.call(func() error { attrs, err = k.Machine.PendingBIOS(ctx); return err })
+	return attrs, err
+}
+
+func (k *killableMachine) SetBIOS(ctx context.Context, attrs map[string]string) error {
+	return k.call(func() error { return k.Machine.SetBIOS(ctx, attrs) })
+}
+
+func (k *killableMachine) ResetBIOS(ctx context.Context) error {
+	return k.call(func() error { return k.Machine.ResetBIOS(ctx) })
+}
+
+func (k *killableMachine) Storage(ctx context.Context) (cs []hardware.StorageController, err error) {
+	err = k.call(func() error { cs, err = k.Machine.Storage(ctx); return err })
+	return cs, err
+}
+
+func (k *killableMachine) CreateVolume(ctx context.Context, req hardware.VolumeRequest) (v hardware.Volume, err error) {
+	err = k.call(func() error { v, err = k.Machine.CreateVolume(ctx, req); return err })
+	return v, err
+}
+
+func (k *killableMachine) DeleteVolume(ctx context.Context, volumeID string) error {
+	return k.call(func() error { return k.Machine.DeleteVolume(ctx, volumeID) })
+}
+
+// killRig is one simulated server, its inventory, and activities whose
+// first run is the one killed.
+type killRig struct {
+	bmc   *bmcsim.BMC
+	p     *Provisioning
+	first *killableMachine // the first run's machine, once dialled
+	ref   BMCRef
+}
+
+func newKillRig(t *testing.T, vendor string, poweredOn bool, dieAfter int) *killRig {
+	t.Helper()
+	f, err := bmcsim.Start(bmcsim.Config{Count: 1, Vendor: vendor, InsecureHTTP: true,
+		PostDelay: 50 * time.Millisecond, ShutdownDelay: 50 * time.Millisecond, TaskDuration: 100 * time.Millisecond})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = f.Close() })
+	b := f.BMCs()[0]
+	user, pass := b.Credentials()
+	ctx := t.Context()
+	if poweredOn {
+		m, err := hardware.Dial(ctx, hardware.Endpoint{Address: b.Address(), Username: user, Password: pass})
+		require.NoError(t, err)
+		require.NoError(t, m.SetPower(ctx, hardware.PowerOn))
+		require.NoError(t, m.Close(ctx))
+		require.Eventually(t, func() bool { return b.PowerState() == bmcsim.PowerOn }, 10*time.Second, 10*time.Millisecond)
+	}
+	inv, err := inventory.Open(ctx, inventory.DialectSQLite, filepath.Join(t.TempDir(), "inv.db"))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = inv.Close() })
+	_, err = inv.RegisterAsset(ctx, inventory.AssetRecord{Serial: b.Serial()}, "test")
+	require.NoError(t, err)
+	cat, err := profiles.NewCatalog()
+	require.NoError(t, err)
+	r := &killRig{bmc: b, ref: BMCRef{Address: b.Address(), CredentialRef: "cred-1"}}
+	r.p = &Provisioning{Inventory: inv, Profiles: cat,
+		Credentials: oneCredential{credentials.Credential{Username: user, Password: pass}},
+		Dial: func(ctx context.Context, ep hardware.Endpoint) (hardware.Machine, error) {
+			m, err := hardware.Dial(ctx, ep)
+			if err != nil || r.first != nil {
+				return m, err
+			}
+			r.first = &killableMachine{Machine: m, dieAfter: dieAfter}
+			return r.first, nil
+		}}
+	return r
+}
+
+// sideEffects are the counters one run of a step may move.
+func sideEffects(c bmcsim.Counters) bmcsim.Counters {
+	return bmcsim.Counters{Resets: c.Resets, PowerOns: c.PowerOns, BIOSApplies: c.BIOSApplies, BIOSResets: c.BIOSResets,
+		VolumesCreated: c.VolumesCreated, VolumesDeleted: c.VolumesDeleted}
+}
+
+// TestConfigureBIOSAppliesOnceWhereverItDies: however the first run of
+// ConfigureBIOS is cut short after one of its BMC calls, the retried
+// activity ends with the profile's BIOS in force and the BMC having done
+// exactly what one clean run does: one apply, the same resets and
+// power-ons, no BIOS reset to defaults. Servers start off (as the
+// simulator delivers them) or already running (a server racked powered
+// on, or provisioned again).
+func TestConfigureBIOSAppliesOnceWhereverItDies(t *testing.T) {
+	for _, vendor := range []struct{ sim, reported string }{
+		{bmcsim.VendorGeneric, "Metalflow"}, {bmcsim.VendorDell, "Dell Inc."},
+	} {
+		for _, poweredOn := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/on=%v", vendor.sim, poweredOn), func(t *testing.T) {
+				// applyTimeout is short for the killed run: its dead BMC
+				// calls would otherwise keep it polling, which a killed
+				// worker does not do.
+				run := func(r *killRig, applyTimeout time.Duration) error {
+					var env testsuite.WorkflowTestSuite
+					a := env.NewTestActivityEnvironment()
+					a.RegisterActivity(r.p.ConfigureBIOS)
+					_, err := a.ExecuteActivity(r.p.ConfigureBIOS, ConfigureBIOSInput{Serial: r.bmc.Serial(), BMC: r.ref,
+						Profile: profiles.DefaultName, Vendor: vendor.reported,
+						PollInterval: 50 * time.Millisecond, ApplyTimeout: applyTimeout})
+					return err
+				}
+				settled := func(r *killRig) bmcsim.State {
+					require.Eventually(t, func() bool { return r.bmc.PowerState() == bmcsim.PowerOn }, 10*time.Second, 10*time.Millisecond)
+					return r.bmc.State()
+				}
+				clean := newKillRig(t, vendor.sim, poweredOn, 0)
+				before := sideEffects(clean.bmc.Counters())
+				require.NoError(t, run(clean, 10*time.Second))
+				want := settled(clean)
+				calls := clean.first.calls
+				require.Positive(t, want.Counters.BIOSApplies-before.BIOSApplies, "the clean run applied the profile")
+
+				for dieAfter := 1; dieAfter <= calls; dieAfter++ {
+					r := newKillRig(t, vendor.sim, poweredOn, dieAfter)
+					require.Equal(t, before, sideEffects(r.bmc.Counters()))
+					// A kill after the last call may look like success here
+					// (the final read-back's error only drops the report);
+					// a real kill always has Temporal run the activity again.
+					_ = run(r, time.Millisecond)
+					require.Equal(t, dieAfter, r.first.calls, "the first run got as far as call %d", dieAfter)
+					require.NoError(t, run(r, 10*time.Second), "the retry after call %d", dieAfter)
+					require.NoError(t, run(r, 10*time.Second), "a third run changes nothing")
+					got := settled(r)
+					require.Equal(t, sideEffects(want.Counters), sideEffects(got.Counters), "died after call %d of %d", dieAfter, calls)
+					for k, v := range profiles.Default().DesiredBIOS(vendor.reported) {
+						require.Equal(t, v, fmt.Sprint(got.BIOS[k]), "died after call %d: %s", dieAfter, k)
+					}
+				}
+			})
+		}
+	}
+}
