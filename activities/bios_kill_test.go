@@ -193,3 +193,72 @@ func TestConfigureBIOSAppliesOnceWhereverItDies(t *testing.T) {
 		}
 	}
 }
+
+// TestConfigureRAIDBuildsOnceWhereverItDies: however the first run of
+// ConfigureRAID is cut short after one of its BMC calls, the retried
+// activity leaves the profile's one root mirror and the BMC having
+// created and deleted exactly the volumes one clean run does, starting
+// from empty drives or from a leftover volume of another level.
+func TestConfigureRAIDBuildsOnceWhereverItDies(t *testing.T) {
+	for _, vendor := range []struct{ sim, reported string }{
+		{bmcsim.VendorGeneric, "Metalflow"}, {bmcsim.VendorDell, "Dell Inc."},
+	} {
+		for _, leftover := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/leftover=%v", vendor.sim, leftover), func(t *testing.T) {
+				rig := func(dieAfter int) *killRig {
+					r := newKillRig(t, vendor.sim, false, dieAfter)
+					if leftover {
+						user, pass := r.bmc.Credentials()
+						ctx := t.Context()
+						m, err := hardware.Dial(ctx, hardware.Endpoint{Address: r.bmc.Address(), Username: user, Password: pass})
+						require.NoError(t, err)
+						ctrls, err := m.Storage(ctx)
+						require.NoError(t, err)
+						c, err := pickController(ctrls, nil)
+						require.NoError(t, err)
+						_, err = m.CreateVolume(ctx, hardware.VolumeRequest{ControllerID: c.ID, RAIDType: "RAID0",
+							DriveIDs: []string{c.Drives[0].ID}, Name: "leftover"})
+						require.NoError(t, err)
+						require.NoError(t, m.Close(ctx))
+					}
+					return r
+				}
+				run := func(r *killRig) error {
+					var env testsuite.WorkflowTestSuite
+					a := env.NewTestActivityEnvironment()
+					a.RegisterActivity(r.p.ConfigureRAID)
+					_, err := a.ExecuteActivity(r.p.ConfigureRAID, ConfigureRAIDInput{Serial: r.bmc.Serial(), BMC: r.ref,
+						Profile: profiles.DefaultName, Vendor: vendor.reported})
+					return err
+				}
+				volumes := func(r *killRig) []string {
+					var out []string
+					for _, v := range r.bmc.State().Volumes {
+						// Not whether it is still building: that is timing.
+						out = append(out, fmt.Sprintf("%s %v", v.RAIDType, v.Drives))
+					}
+					return out
+				}
+				clean := rig(0)
+				before := sideEffects(clean.bmc.Counters())
+				require.NoError(t, run(clean))
+				want := sideEffects(clean.bmc.Counters())
+				require.Equal(t, 1, want.VolumesCreated-before.VolumesCreated, "the clean run built the mirror")
+				wantVolumes := volumes(clean)
+				require.Len(t, wantVolumes, 1)
+				calls := clean.first.calls
+				t.Logf("a clean run makes %d BMC calls; its volumes: %v", calls, wantVolumes)
+
+				for dieAfter := 1; dieAfter <= calls; dieAfter++ {
+					r := rig(dieAfter)
+					_ = run(r)
+					require.Equal(t, dieAfter, r.first.calls, "the first run got as far as call %d", dieAfter)
+					require.NoError(t, run(r), "the retry after call %d", dieAfter)
+					require.NoError(t, run(r), "a third run changes nothing")
+					require.Equal(t, want, sideEffects(r.bmc.Counters()), "died after call %d of %d", dieAfter, calls)
+					require.Equal(t, wantVolumes, volumes(r), "died after call %d of %d", dieAfter, calls)
+				}
+			})
+		}
+	}
+}
