@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -260,5 +261,85 @@ func TestConfigureRAIDBuildsOnceWhereverItDies(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// TestResetBIOSDefaultsResetsOnceWhereverItDies: the decommission's BIOS
+// reset, on a running server with settings off their defaults, ends with
+// the defaults in force and the resets and power-ons of one clean run,
+// however its first run was cut short.
+func TestResetBIOSDefaultsResetsOnceWhereverItDies(t *testing.T) {
+	for _, vendor := range []struct{ sim, reported string }{
+		{bmcsim.VendorGeneric, "Metalflow"}, {bmcsim.VendorDell, "Dell Inc."},
+	} {
+		t.Run(vendor.sim, func(t *testing.T) {
+			rig := func(dieAfter int) (*killRig, map[string]any) {
+				r := newKillRig(t, vendor.sim, false, dieAfter)
+				defaults := r.bmc.State().BIOS
+				user, pass := r.bmc.Credentials()
+				ctx := t.Context()
+				m, err := hardware.Dial(ctx, hardware.Endpoint{Address: r.bmc.Address(), Username: user, Password: pass})
+				require.NoError(t, err)
+				cur, err := m.BIOS(ctx)
+				require.NoError(t, err)
+				changed := map[string]string{}
+				for k, v := range profiles.Default().DesiredBIOS(vendor.reported) {
+					if cur[k] != v {
+						changed[k] = v
+					}
+				}
+				require.NotEmpty(t, changed)
+				require.NoError(t, m.SetBIOS(ctx, changed))
+				require.NoError(t, m.SetPower(ctx, hardware.PowerOn))
+				require.NoError(t, m.Close(ctx))
+				require.Eventually(t, func() bool { return r.bmc.PowerState() == bmcsim.PowerOn }, 10*time.Second, 10*time.Millisecond)
+				require.NotEqual(t, defaults, r.bmc.State().BIOS, "the server runs with settings off their defaults")
+				return r, defaults
+			}
+			run := func(r *killRig) error {
+				var env testsuite.WorkflowTestSuite
+				a := env.NewTestActivityEnvironment()
+				a.RegisterActivity(r.p.ResetBIOSDefaults)
+				_, err := a.ExecuteActivity(r.p.ResetBIOSDefaults, DecommissionStepInput{Serial: r.bmc.Serial(), BMC: r.ref,
+					Key: "decommission-1", Actor: "test"})
+				return err
+			}
+			settled := func(r *killRig) bmcsim.State {
+				require.Eventually(t, func() bool { return r.bmc.PowerState() == bmcsim.PowerOn }, 10*time.Second, 10*time.Millisecond)
+				return r.bmc.State()
+			}
+			clean, defaults := rig(0)
+			require.NoError(t, run(clean))
+			want := settled(clean)
+			require.Equal(t, defaults, want.BIOS, "the clean run restored the defaults")
+			calls := clean.first.calls
+
+			for dieAfter := 1; dieAfter <= calls; dieAfter++ {
+				r, defaults := rig(dieAfter)
+				_ = run(r)
+				require.Equal(t, dieAfter, r.first.calls, "the first run got as far as call %d", dieAfter)
+				require.NoError(t, run(r), "the retry after call %d", dieAfter)
+				require.NoError(t, run(r), "a third run changes nothing")
+				got := settled(r)
+				// Staging the defaults twice before the reset is one
+				// staging; what must not happen is staging them after.
+				wantC, gotC := sideEffects(want.Counters), sideEffects(got.Counters)
+				wantC.BIOSResets, gotC.BIOSResets = 0, 0
+				require.Equal(t, wantC, gotC, "died after call %d of %d", dieAfter, calls)
+				require.Equal(t, defaults, got.BIOS, "died after call %d", dieAfter)
+				require.Empty(t, got.BIOSPending, "died after call %d", dieAfter)
+				lastStage, lastReset := -1, -1
+				for i, req := range r.bmc.Requests() {
+					switch {
+					case strings.HasSuffix(req.Path, "Bios.ResetBios"):
+						lastStage = i
+					case strings.HasSuffix(req.Path, "ComputerSystem.Reset"):
+						lastReset = i
+					}
+				}
+				require.Positive(t, lastStage, "died after call %d: the defaults were staged", dieAfter)
+				require.Less(t, lastStage, lastReset, "died after call %d: no reset to defaults left pending after the reset", dieAfter)
+			}
+		})
 	}
 }
