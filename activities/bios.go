@@ -43,7 +43,8 @@ type ConfigureBIOSResult struct {
 
 // ConfigureBIOS diffs the wanted attributes against the current ones,
 // stages only the difference, resets the server once (see resetOnce), and
-// waits until the BIOS reports the new values. Nothing to change means no reset.
+// waits until the BIOS reports the new values. Nothing to change means no
+// reset.
 func (p *Provisioning) ConfigureBIOS(ctx context.Context, in ConfigureBIOSInput) (ConfigureBIOSResult, error) {
 	prof, err := p.Profiles.Select(in.Profile, in.Vendor, "")
 	if err != nil {

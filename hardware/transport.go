@@ -29,9 +29,9 @@ const maxRetryAfter = 30 * time.Second
 // than the whole operation; it sends requests that are safe to repeat
 // (see repeatable) again after a 5xx, a 429, a timeout or a broken
 // connection, waiting what a busy BMC asks for in Retry-After (see
-// resendWait); and it counts the requests that failed for good, because both libraries
-// sometimes swallow a failed sub-request and report success (see
-// session.run).
+// resendWait); and it counts the requests that failed for good, because
+// both libraries sometimes swallow a failed sub-request and report
+// success (see session.run).
 type transport struct {
 	base    http.RoundTripper
 	timeout time.Duration
