@@ -78,7 +78,7 @@ func TestBIOSReportReadsTheBMC(t *testing.T) {
 
 	require.NoError(t, m.SetBIOS(ctx, map[string]string{"SRIOV": "Enabled"}))
 	require.Equal(t, "Disabled", attr(readBIOSReport(ctx, m, want), "SRIOV").Actual, "staged is not applied")
-	require.NoError(t, resetServer(ctx, m))
+	require.NoError(t, m.SetPower(ctx, hardware.PowerOn), "the simulated host starts off; power-on applies staged settings")
 	require.NoError(t, waitBIOS(ctx, m, map[string]string{"SRIOV": "Enabled"}, 50*time.Millisecond))
 	require.Equal(t, "Enabled", b.State().BIOS["SRIOV"])
 	require.Equal(t, BIOSAttributeReport{Name: "SRIOV", Desired: "Enabled", Actual: "Enabled", Match: true}, attr(readBIOSReport(ctx, m, want), "SRIOV"))

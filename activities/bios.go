@@ -42,8 +42,9 @@ type ConfigureBIOSResult struct {
 }
 
 // ConfigureBIOS diffs the wanted attributes against the current ones,
-// stages only the difference, resets the server once, and waits until the
-// BIOS reports the new values. Nothing to change means no reset.
+// stages only the difference, resets the server once (see resetOnce), and
+// waits until the BIOS reports the new values. Nothing to change means no
+// reset.
 func (p *Provisioning) ConfigureBIOS(ctx context.Context, in ConfigureBIOSInput) (ConfigureBIOSResult, error) {
 	prof, err := p.Profiles.Select(in.Profile, in.Vendor, "")
 	if err != nil {
@@ -86,27 +87,12 @@ func (p *Provisioning) applyBIOS(ctx context.Context, m hardware.Machine, in Con
 		return err
 	}
 	// One reset per generation and change set, even if this activity
-	// runs twice: a second run waits for the first reset's result.
-	first, err := p.Inventory.RecordOnce(ctx, in.Serial, fmt.Sprintf("bios-reset/%d/%s", in.Generation, digest(diff)))
+	// runs twice or died anywhere in the middle.
+	reset, err := p.resetOnce(ctx, m, in.Serial, fmt.Sprintf("bios-reset/%d/%s", in.Generation, digest(diff)))
 	if err != nil {
 		return err
 	}
-	if !first {
-		// A run that died between recording and resetting leaves the
-		// server off (the lifecycle never turns it off): then the
-		// reset is still owed.
-		state, err := m.PowerState(ctx)
-		if err != nil {
-			return err
-		}
-		first = state == hardware.PowerOff
-	}
-	if first {
-		if err := resetServer(ctx, m); err != nil {
-			return err
-		}
-		res.Reset = true
-	}
+	res.Reset = reset
 	applyTimeout := in.ApplyTimeout
 	if applyTimeout <= 0 {
 		applyTimeout = 10 * time.Minute
@@ -133,24 +119,56 @@ func (p *Provisioning) stageBIOS(ctx context.Context, m hardware.Machine, diff m
 	return err
 }
 
-// resetServer makes staged settings apply and boot overrides take effect:
-// a cycle if it runs, on if not. Some BMCs carry out a "cycle" as off and
-// on, and a few leave the host off when the "on" half is lost; a host left
-// off would never netboot, so the result is checked and the host turned on.
-func resetServer(ctx context.Context, m hardware.Machine) error {
+// resetOnce makes staged settings apply and boot overrides take effect
+// with one reset per key, however often the calling activity runs and
+// wherever a dying worker cut a run short. The reset is an off and an on
+// (not a cycle) so that it can be recorded in between, while the host is
+// off: a later run that finds the record and the host running knows the
+// reset happened; one that finds it off owes the power-on. (Recording
+// before a cycle could not tell a host that was cycled from one that never
+// was, when the host was running to begin with.) It says whether this run
+// turned the host on.
+func (p *Provisioning) resetOnce(ctx context.Context, m hardware.Machine, serial, key string) (bool, error) {
+	done, err := p.Inventory.Recorded(ctx, serial, key)
+	if err != nil {
+		return false, err
+	}
 	state, err := m.PowerState(ctx)
 	if err != nil {
-		return err
+		return false, err
 	}
 	if state != hardware.PowerOff {
-		if err := m.SetPower(ctx, hardware.PowerCycle); err != nil {
-			return err
+		if done {
+			return false, nil
 		}
-		if state, err = m.PowerState(ctx); err != nil || state != hardware.PowerOff {
-			return err
+		if err := m.SetPower(ctx, hardware.PowerOff); err != nil {
+			return false, err
+		}
+		if err := waitPowerOff(ctx, m); err != nil {
+			return false, err
 		}
 	}
-	return m.SetPower(ctx, hardware.PowerOn)
+	if _, err := p.Inventory.RecordOnce(ctx, serial, key); err != nil {
+		return false, err
+	}
+	return true, m.SetPower(ctx, hardware.PowerOn)
+}
+
+// waitPowerOff waits until the BMC reports the host off: a BMC still
+// showing "On" just after a forced off would make the following "on" a
+// no-op in bmclib (already on) and leave the host off.
+func waitPowerOff(ctx context.Context, m hardware.Machine) error {
+	for {
+		state, err := m.PowerState(ctx)
+		if err != nil || state == hardware.PowerOff {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
 }
 
 func waitBIOS(ctx context.Context, m hardware.Machine, want map[string]string, every time.Duration) error {

@@ -125,26 +125,24 @@ func (p *Provisioning) WipeServer(ctx context.Context, in DecommissionStepInput)
 
 // ResetBIOSDefaults stages the BIOS defaults and resets the server once
 // per key (run and retry), like ConfigureBIOS: a repeated activity does
-// not reboot the server a second time.
+// not reboot the server a second time, nor stage the defaults again once
+// the reset is under way (a reset to defaults left pending would strike
+// at the next boot, in the middle of a later provisioning).
 func (p *Provisioning) ResetBIOSDefaults(ctx context.Context, in DecommissionStepInput) (DecommissionStepResult, error) {
+	key := "bios-defaults/" + in.Key
 	err := p.withMachine(ctx, in.BMC, func(m hardware.Machine) error {
-		if err := m.ResetBIOS(ctx); err != nil {
-			return err
-		}
-		first, err := p.Inventory.RecordOnce(ctx, in.Serial, "bios-defaults/"+in.Key)
+		// Recorded means staged: resetOnce records only after this.
+		staged, err := p.Inventory.Recorded(ctx, in.Serial, key)
 		if err != nil {
 			return err
 		}
-		if !first {
-			// As in ConfigureBIOS: a run that died in the middle of the
-			// cycle leaves the server off (the decommission turns it off
-			// only in the next step), and then the reset is still owed.
-			state, err := m.PowerState(ctx)
-			if err != nil || state != hardware.PowerOff {
+		if !staged {
+			if err := m.ResetBIOS(ctx); err != nil {
 				return err
 			}
 		}
-		return resetServer(ctx, m)
+		_, err = p.resetOnce(ctx, m, in.Serial, key)
+		return err
 	})
 	if err != nil {
 		return DecommissionStepResult{}, err

@@ -20,8 +20,8 @@ import (
 //	POST   /drop-sessions              lose every BMC's sessions
 //
 // Faults JSON: {"latency":"200ms","latency_jitter":"50ms","error_rate":0.1,
-// "error_status":503,"hang":false,"hang_rate":0.05,"session_drop_rate":0.02,
-// "task_exception":true}.
+// "error_status":503,"retry_after":5,"retry_after_date":false,"hang":false,
+// "hang_rate":0.05,"session_drop_rate":0.02,"task_exception":true}.
 func (f *Fleet) AdminHandler() http.Handler {
 	mux := http.NewServeMux()
 	writeJSON := func(w http.ResponseWriter, status int, v any) {

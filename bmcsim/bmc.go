@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -50,6 +51,7 @@ type BMC struct {
 	taskSeq     int
 	logs        []logEntry
 	logSeq      int
+	requests    []Request
 	host        hostState
 	counters    Counters
 }
@@ -79,6 +81,40 @@ type Counters struct {
 	Faults5xx         int `json:"faults_5xx"`
 	FaultHangs        int `json:"faults_hangs"`
 	FaultSessionDrops int `json:"faults_session_drops"`
+}
+
+// maxRequestLog bounds the requests a BMC remembers.
+const maxRequestLog = 1024
+
+// Request is one request as the BMC received it, for tests that must know
+// when a client really sent something (its resends, its waits) rather
+// than when it believed it did.
+type Request struct {
+	At     time.Time `json:"at"`
+	Method string    `json:"method"`
+	Path   string    `json:"path"`
+	// Fault is the status of an injected failure answer, 0 for none.
+	Fault int `json:"fault,omitempty"`
+	// Hung is an injected hang.
+	Hung bool `json:"hung,omitempty"`
+}
+
+// Requests returns the latest requests (up to maxRequestLog), oldest first.
+func (b *BMC) Requests() []Request {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return append([]Request(nil), b.requests...)
+}
+
+// retryAfterValue is the Retry-After header of a busy answer at now.
+func retryAfterValue(f Faults, now time.Time) string {
+	wait := time.Duration(f.RetryAfter) * time.Second
+	if f.RetryAfterDate {
+		// An HTTP-date has whole seconds: round up so the date asks for
+		// at least RetryAfter.
+		return now.Add(wait).Add(time.Second - 1).UTC().Format(http.TimeFormat)
+	}
+	return strconv.Itoa(f.RetryAfter)
 }
 
 // reply is a successful answer, written after the state lock is released.
@@ -162,6 +198,7 @@ func (b *BMC) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	b.mu.Lock()
 	f := b.faults
 	b.counters.Requests++
+	arrived := time.Now()
 	// Draws in a fixed order, and none for a rate of 0, so a seed replays
 	// the same faults for the same requests.
 	hang := f.Hang || b.draw(f.HangRate)
@@ -182,6 +219,14 @@ func (b *BMC) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		b.counters.FaultHangs++
 	case fail:
 		b.counters.Faults5xx++
+	}
+	rec := Request{At: arrived, Method: r.Method, Path: r.URL.Path, Hung: hang}
+	if fail {
+		rec.Fault = status
+	}
+	b.requests = append(b.requests, rec)
+	if len(b.requests) > maxRequestLog {
+		b.requests = b.requests[len(b.requests)-maxRequestLog:]
 	}
 	delay := f.Latency
 	if f.LatencyJitter > 0 {
@@ -209,8 +254,12 @@ func (b *BMC) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if fail {
-		if status == http.StatusServiceUnavailable {
-			w.Header().Set("Retry-After", "5")
+		if f.RetryAfter > 0 && (status == http.StatusServiceUnavailable || status == http.StatusTooManyRequests) {
+			w.Header().Set("Retry-After", retryAfterValue(f, time.Now()))
+		}
+		if status == http.StatusTooManyRequests {
+			writeError(w, errorf(status, "ServiceTemporarilyUnavailable", "The service is busy; retry the request later."))
+			return
 		}
 		writeError(w, errorf(status, "InternalError", "The request failed due to an internal service error. The service is still operational."))
 		return

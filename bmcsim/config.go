@@ -79,8 +79,16 @@ type Faults struct {
 	LatencyJitter time.Duration `json:"latency_jitter,omitempty"`
 	// ErrorRate is the fraction (0..1) of requests answered with ErrorStatus.
 	ErrorRate float64 `json:"error_rate,omitempty"`
-	// ErrorStatus is 500 or 503; 0 picks either at random per request.
+	// ErrorStatus is 500, 503 or 429; 0 picks 500 or 503 at random per
+	// request.
 	ErrorStatus int `json:"error_status,omitempty"`
+	// RetryAfter, when above 0, is the Retry-After (whole seconds) on
+	// injected 503 and 429 answers, as a busy iDRAC asks clients to come
+	// back later. Off by default: every 503 asking for seconds would slow
+	// a fault run to a crawl with clients that honour it.
+	RetryAfter int `json:"retry_after,omitempty"`
+	// RetryAfterDate sends RetryAfter as an HTTP-date instead of seconds.
+	RetryAfterDate bool `json:"retry_after_date,omitempty"`
 	// Hang accepts requests and never answers them.
 	Hang bool `json:"hang,omitempty"`
 	// HangRate is the fraction (0..1) of requests that hang until the

@@ -99,6 +99,8 @@ type faultsJSON struct {
 	LatencyJitter   string  `json:"latency_jitter,omitempty"`
 	ErrorRate       float64 `json:"error_rate,omitempty"`
 	ErrorStatus     int     `json:"error_status,omitempty"`
+	RetryAfter      int     `json:"retry_after,omitempty"`
+	RetryAfterDate  bool    `json:"retry_after_date,omitempty"`
 	Hang            bool    `json:"hang,omitempty"`
 	HangRate        float64 `json:"hang_rate,omitempty"`
 	SessionDropRate float64 `json:"session_drop_rate,omitempty"`
@@ -107,7 +109,8 @@ type faultsJSON struct {
 
 // MarshalJSON writes durations the way operators type them.
 func (f Faults) MarshalJSON() ([]byte, error) {
-	j := faultsJSON{ErrorRate: f.ErrorRate, ErrorStatus: f.ErrorStatus, Hang: f.Hang, HangRate: f.HangRate,
+	j := faultsJSON{ErrorRate: f.ErrorRate, ErrorStatus: f.ErrorStatus, RetryAfter: f.RetryAfter,
+		RetryAfterDate: f.RetryAfterDate, Hang: f.Hang, HangRate: f.HangRate,
 		SessionDropRate: f.SessionDropRate, TaskException: f.TaskException}
 	if f.Latency > 0 {
 		j.Latency = f.Latency.String()
@@ -124,7 +127,8 @@ func (f *Faults) UnmarshalJSON(data []byte) error {
 	if err := json.Unmarshal(data, &j); err != nil {
 		return err
 	}
-	out := Faults{ErrorRate: j.ErrorRate, ErrorStatus: j.ErrorStatus, Hang: j.Hang, HangRate: j.HangRate,
+	out := Faults{ErrorRate: j.ErrorRate, ErrorStatus: j.ErrorStatus, RetryAfter: j.RetryAfter,
+		RetryAfterDate: j.RetryAfterDate, Hang: j.Hang, HangRate: j.HangRate,
 		SessionDropRate: j.SessionDropRate, TaskException: j.TaskException}
 	var err error
 	if j.Latency != "" {
@@ -153,8 +157,11 @@ func (f Faults) validate() error {
 			return fmt.Errorf("%s %v is not between 0 and 1", r.name, r.rate)
 		}
 	}
-	if f.ErrorStatus != 0 && f.ErrorStatus != 500 && f.ErrorStatus != 503 {
-		return fmt.Errorf("error_status %d: want 500 or 503", f.ErrorStatus)
+	if f.ErrorStatus != 0 && f.ErrorStatus != 500 && f.ErrorStatus != 503 && f.ErrorStatus != 429 {
+		return fmt.Errorf("error_status %d: want 500, 503 or 429", f.ErrorStatus)
+	}
+	if f.RetryAfter < 0 {
+		return fmt.Errorf("retry_after must not be negative")
 	}
 	if f.Latency < 0 || f.LatencyJitter < 0 {
 		return fmt.Errorf("latency must not be negative")

@@ -301,3 +301,52 @@ func TestAdminCountersAndRates(t *testing.T) {
 	assert.Equal(t, 2, fc.BMCs["bmc-0002"].Requests)
 	assert.Equal(t, 3, fc.Total.Requests)
 }
+
+// TestRetryAfterOnBusyAnswers: injected 503 and 429 carry Retry-After only
+// when asked to, in seconds or as a date no earlier than the seconds; the
+// BMC keeps a record of when each request arrived and how it was failed.
+func TestRetryAfterOnBusyAnswers(t *testing.T) {
+	cfg := quickConfig(VendorGeneric)
+	cfg.InsecureHTTP = true
+	b := startFleet(t, cfg).BMCs()[0]
+	get := func() *http.Response {
+		resp, err := http.Get(b.Address() + "/redfish/v1/")
+		require.NoError(t, err)
+		_ = resp.Body.Close()
+		return resp
+	}
+
+	b.SetFaults(Faults{ErrorRate: 1, ErrorStatus: 503})
+	resp := get()
+	assert.Equal(t, http.StatusServiceUnavailable, resp.StatusCode)
+	assert.Empty(t, resp.Header.Get("Retry-After"), "off by default")
+
+	b.SetFaults(Faults{ErrorRate: 1, ErrorStatus: 429, RetryAfter: 3})
+	resp = get()
+	assert.Equal(t, http.StatusTooManyRequests, resp.StatusCode)
+	assert.Equal(t, "3", resp.Header.Get("Retry-After"))
+
+	b.SetFaults(Faults{ErrorRate: 1, ErrorStatus: 500, RetryAfter: 3})
+	assert.Empty(t, get().Header.Get("Retry-After"), "a 500 asks for nothing")
+
+	b.SetFaults(Faults{ErrorRate: 1, ErrorStatus: 503, RetryAfter: 3, RetryAfterDate: true})
+	resp = get()
+	at, err := http.ParseTime(resp.Header.Get("Retry-After"))
+	require.NoError(t, err, "an HTTP-date")
+
+	seen := b.Requests()
+	require.Len(t, seen, 4)
+	assert.Equal(t, []int{503, 429, 500, 503}, []int{seen[0].Fault, seen[1].Fault, seen[2].Fault, seen[3].Fault})
+	assert.False(t, at.Before(seen[3].At.Add(3*time.Second)), "the date asks for at least 3 s after the request")
+
+	b.SetFaults(Faults{})
+	assert.Equal(t, http.StatusOK, get().StatusCode)
+	seen = b.Requests()
+	assert.Equal(t, Request{At: seen[4].At, Method: "GET", Path: "/redfish/v1/"}, seen[4])
+
+	var f Faults
+	require.NoError(t, json.Unmarshal([]byte(`{"error_rate":1,"error_status":429,"retry_after":5,"retry_after_date":true}`), &f))
+	assert.Equal(t, Faults{ErrorRate: 1, ErrorStatus: 429, RetryAfter: 5, RetryAfterDate: true}, f)
+	assert.Error(t, json.Unmarshal([]byte(`{"retry_after":-1}`), &f))
+	assert.Error(t, json.Unmarshal([]byte(`{"error_status":404}`), &f))
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -18,13 +19,19 @@ const readAttempts = 4
 // retryPause is the wait before a read is sent again, times the attempt.
 const retryPause = 150 * time.Millisecond
 
+// maxRetryAfter bounds the wait a busy BMC may ask for with Retry-After
+// (iDRAC answers 503 while its job queue is busy): a longer wait is better
+// spent by the activity's retry policy, which heartbeats and backs off.
+const maxRetryAfter = 30 * time.Second
+
 // transport is the one RoundTripper under bmclib and gofish. It gives each
 // request its own deadline, so a BMC that hangs costs one timeout rather
 // than the whole operation; it sends requests that are safe to repeat
-// (see repeatable) again after a 5xx, a timeout or a broken connection;
-// and it counts the requests that failed for good, because both libraries
-// sometimes swallow a failed sub-request and report success (see
-// session.run).
+// (see repeatable) again after a 5xx, a 429, a timeout or a broken
+// connection, waiting what a busy BMC asks for in Retry-After (see
+// resendWait); and it counts the requests that failed for good, because
+// both libraries sometimes swallow a failed sub-request and report
+// success (see session.run).
 type transport struct {
 	base    http.RoundTripper
 	timeout time.Duration
@@ -74,22 +81,26 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		again := attempt < attempts && req.Context().Err() == nil
 		if err != nil {
 			cancel()
-			if again && pause(req.Context(), attempt) {
+			if again && pause(req.Context(), backoff(attempt)) {
 				continue
 			}
 			t.count(0)
 			return nil, err
 		}
 		if failedStatus(resp.StatusCode) && again {
-			_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<16))
-			_ = resp.Body.Close()
-			cancel()
-			if pause(req.Context(), attempt) {
-				continue
+			if wait, ok := resendWait(req.Context(), resp, attempt, time.Now()); ok {
+				_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<16))
+				_ = resp.Body.Close()
+				cancel()
+				if pause(req.Context(), wait) {
+					continue
+				}
+				// Cancelled while pausing: report the answer the BMC gave.
+				t.count(resp.StatusCode)
+				return nil, req.Context().Err()
 			}
-			// Cancelled while pausing: report the answer the BMC gave.
-			t.count(resp.StatusCode)
-			return nil, req.Context().Err()
+			// The BMC asked for more time than may be waited here: its
+			// answer goes to the caller, whose retry policy takes over.
 		}
 		if failedStatus(resp.StatusCode) || resp.StatusCode == http.StatusUnauthorized {
 			t.count(resp.StatusCode)
@@ -127,14 +138,61 @@ func repeatable(req *http.Request) bool {
 }
 
 // failedStatus is a BMC failure worth asking again: 501 means the BMC
-// lacks the feature, which no retry changes.
+// lacks the feature, which no retry changes; 429 is a BMC too busy for us
+// now, and acts on nothing it answers so.
 func failedStatus(code int) bool {
-	return code >= 500 && code != http.StatusNotImplemented
+	return (code >= 500 && code != http.StatusNotImplemented) || code == http.StatusTooManyRequests
 }
 
-// pause waits before attempt+1; false when ctx ended first.
-func pause(ctx context.Context, attempt int) bool {
-	timer := time.NewTimer(time.Duration(attempt) * retryPause)
+// backoff is the transport's own wait before attempt+1.
+func backoff(attempt int) time.Duration { return time.Duration(attempt) * retryPause }
+
+// resendWait is how long to wait before sending again after the failed
+// answer resp to attempt: what a 503 or 429 asks for in Retry-After if
+// that is longer than our own backoff, as a BMC that says when it will be
+// free knows better than we do. ok is false when the ask exceeds
+// maxRetryAfter or outlasts ctx: waiting would only end in the caller's
+// timeout instead of the BMC's answer.
+func resendWait(ctx context.Context, resp *http.Response, attempt int, now time.Time) (time.Duration, bool) {
+	wait := backoff(attempt)
+	if resp.StatusCode != http.StatusServiceUnavailable && resp.StatusCode != http.StatusTooManyRequests {
+		return wait, true
+	}
+	asked, ok := retryAfter(resp.Header.Get("Retry-After"), now)
+	if !ok {
+		return wait, true
+	}
+	if asked > maxRetryAfter {
+		return 0, false
+	}
+	if deadline, ok := ctx.Deadline(); ok && now.Add(asked).After(deadline) {
+		return 0, false
+	}
+	return max(wait, asked), true
+}
+
+// retryAfter reads a Retry-After value, delay-seconds or an HTTP-date
+// (RFC 9110 10.2.3); ok is false for a missing or unreadable one, which
+// the BMC then did not really send. A date in the past asks for no wait.
+func retryAfter(v string, now time.Time) (time.Duration, bool) {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0, false
+	}
+	if secs, err := strconv.ParseUint(v, 10, 64); err == nil {
+		// Clamped so that a huge value stays huge instead of overflowing.
+		return time.Duration(min(secs, 1<<32)) * time.Second, true
+	}
+	at, err := http.ParseTime(v)
+	if err != nil {
+		return 0, false
+	}
+	return max(at.Sub(now), 0), true
+}
+
+// pause waits d; false when ctx ended first.
+func pause(ctx context.Context, d time.Duration) bool {
+	timer := time.NewTimer(d)
 	defer timer.Stop()
 	select {
 	case <-timer.C:

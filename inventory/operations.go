@@ -20,3 +20,14 @@ func (s *Store) RecordOnce(ctx context.Context, serial, key string) (first bool,
 	}
 	return n == 1, nil
 }
+
+// Recorded tells whether RecordOnce has been called for key, without
+// recording it: an activity that must record only at a safe point (the
+// host off) first asks whether an earlier run got that far.
+func (s *Store) Recorded(ctx context.Context, serial, key string) (bool, error) {
+	var n int
+	if err := s.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM operations WHERE serial = $1 AND key = $2`, serial, key).Scan(&n); err != nil {
+		return false, fmt.Errorf("inventory: look up %s for %s: %w", key, serial, err)
+	}
+	return n > 0, nil
+}
