@@ -10,10 +10,11 @@ export GOTOOLCHAIN="${GOTOOLCHAIN:-local}"
 # Debian packages the tests use (ironic-common: a real OpenStack Ironic for the
 # cloud step, ~280 MB, 1.5-4 min; redfishtool and python3-sushy: independent
 # Redfish clients the BMC simulator is tested with; bird2: the top-of-rack BGP
-# peer of the LB nodes' speaker). Installed only when
+# peer of the LB nodes' speaker; postgresql: the inventory and the benchmark's
+# PostgreSQL-backed Temporal against a throwaway server). Installed only when
 # missing and when we can (root with apt); without them the tests that need
 # them skip and say why.
-packages=(iproute2 ethtool ironic-common redfishtool python3-sushy bird2 chromium)
+packages=(iproute2 ethtool ironic-common redfishtool python3-sushy bird2 chromium postgresql)
 if [ ${#packages[@]} -gt 0 ] && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
   missing=()
   for p in "${packages[@]}"; do
