@@ -47,22 +47,22 @@ func (c *Client) Server(ctx context.Context, serial string) (Answer[Server], err
 
 // Racked tells the lifecycle the server is in the rack at loc.
 func (c *Client) Racked(ctx context.Context, serial string, loc Location) (Answer[Racked], error) {
-	return get[Racked](ctx, c, http.MethodPost, v1+"/servers/"+esc(serial)+"/racked", nil, loc)
+	return decide[Racked](ctx, c, http.MethodPost, v1+"/servers/"+esc(serial)+"/racked", loc)
 }
 
 // Retry answers an attention by running the failed step again.
 func (c *Client) Retry(ctx context.Context, serial string) (Answer[Decision], error) {
-	return get[Decision](ctx, c, http.MethodPost, v1+"/servers/"+esc(serial)+"/retry", nil, struct{}{})
+	return decide[Decision](ctx, c, http.MethodPost, v1+"/servers/"+esc(serial)+"/retry", struct{}{})
 }
 
 // Skip answers an attention by going past the failed step.
 func (c *Client) Skip(ctx context.Context, serial string) (Answer[Decision], error) {
-	return get[Decision](ctx, c, http.MethodPost, v1+"/servers/"+esc(serial)+"/skip", nil, struct{}{})
+	return decide[Decision](ctx, c, http.MethodPost, v1+"/servers/"+esc(serial)+"/skip", struct{}{})
 }
 
 // Abort ends the server's lifecycle, for reason.
 func (c *Client) Abort(ctx context.Context, serial, reason string) (Answer[Decision], error) {
-	return get[Decision](ctx, c, http.MethodPost, v1+"/servers/"+esc(serial)+"/abort", nil, map[string]string{"reason": reason})
+	return decide[Decision](ctx, c, http.MethodPost, v1+"/servers/"+esc(serial)+"/abort", map[string]string{"reason": reason})
 }
 
 // Racks is every rack.
@@ -102,7 +102,7 @@ func (c *Client) VIP(ctx context.Context, name string, counters bool) (Answer[VI
 
 // ApproveVIP lets a public VIP go public.
 func (c *Client) ApproveVIP(ctx context.Context, name string) (Answer[VIP], error) {
-	return get[VIP](ctx, c, http.MethodPost, v1+"/vips/"+esc(name)+"/approve", nil, struct{}{})
+	return decide[VIP](ctx, c, http.MethodPost, v1+"/vips/"+esc(name)+"/approve", struct{}{})
 }
 
 // RejectVIP refuses a public VIP, for reason.
@@ -111,7 +111,7 @@ func (c *Client) RejectVIP(ctx context.Context, name, reason string) (Answer[VIP
 	if reason != "" {
 		body["reason"] = reason
 	}
-	return get[VIP](ctx, c, http.MethodPost, v1+"/vips/"+esc(name)+"/reject", nil, body)
+	return decide[VIP](ctx, c, http.MethodPost, v1+"/vips/"+esc(name)+"/reject", body)
 }
 
 // CreateToken issues a token; its secret is in the answer only.
@@ -126,10 +126,10 @@ func (c *Client) Tokens(ctx context.Context) (Answer[TokenList], error) {
 
 // RetryVIP answers a VIP's attention by running the failed step again.
 func (c *Client) RetryVIP(ctx context.Context, name string) (Answer[Decision], error) {
-	return get[Decision](ctx, c, http.MethodPost, v1+"/vips/"+esc(name)+"/retry", nil, struct{}{})
+	return decide[Decision](ctx, c, http.MethodPost, v1+"/vips/"+esc(name)+"/retry", struct{}{})
 }
 
 // AbortVIP answers a VIP's attention by ending its rollout, for reason.
 func (c *Client) AbortVIP(ctx context.Context, name, reason string) (Answer[Decision], error) {
-	return get[Decision](ctx, c, http.MethodPost, v1+"/vips/"+esc(name)+"/abort", nil, map[string]string{"reason": reason})
+	return decide[Decision](ctx, c, http.MethodPost, v1+"/vips/"+esc(name)+"/abort", map[string]string{"reason": reason})
 }

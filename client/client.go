@@ -6,6 +6,8 @@ package client
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -79,6 +81,11 @@ type Answer[T any] struct {
 
 // call sends one request and decodes a 2xx answer into out (when non-nil).
 func (c *Client) call(ctx context.Context, method, path string, query url.Values, body any) ([]byte, error) {
+	return c.send(ctx, method, path, query, body, "")
+}
+
+// send is call with an Idempotency-Key when key is not empty.
+func (c *Client) send(ctx context.Context, method, path string, query url.Values, body any, key string) ([]byte, error) {
 	u := *c.base
 	u.Path += path
 	u.RawQuery = query.Encode()
@@ -98,6 +105,9 @@ func (c *Client) call(ctx context.Context, method, path string, query url.Values
 		req.Header.Set("Content-Type", "application/json")
 	}
 	req.Header.Set("Accept", "application/json")
+	if key != "" {
+		req.Header.Set("Idempotency-Key", key)
+	}
 	if c.token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.token)
 	}
@@ -140,11 +150,59 @@ func refusal(status int, raw []byte) error {
 
 // get is call + decode for a typed answer.
 func get[T any](ctx context.Context, c *Client, method, path string, query url.Values, body any) (Answer[T], error) {
-	var a Answer[T]
 	raw, err := c.call(ctx, method, path, query, body)
 	if err != nil {
-		return a, err
+		return Answer[T]{}, err
 	}
+	return decode[T](method, path, raw)
+}
+
+// decideAttempts and decidePause bound how a staff decision answered 503
+// is sent again.
+const (
+	decideAttempts = 3
+	decidePause    = 2 * time.Second
+)
+
+// decide sends a staff decision (racked, retry, approve, …) under one
+// Idempotency-Key for all its attempts. A 503 may mean Temporal took the
+// decision but did not confirm it in time; repeated under the same key,
+// the API answers the first decision's outcome rather than refusing the
+// repeat as already done, so the CLI can simply send it again.
+func decide[T any](ctx context.Context, c *Client, method, path string, body any) (Answer[T], error) {
+	key, err := newIdempotencyKey()
+	if err != nil {
+		return Answer[T]{}, err
+	}
+	for attempt := 1; ; attempt++ {
+		raw, err := c.send(ctx, method, path, nil, body, key)
+		if StatusOf(err) == http.StatusServiceUnavailable && attempt < decideAttempts {
+			select {
+			case <-ctx.Done():
+				return Answer[T]{}, err
+			case <-time.After(decidePause):
+				continue
+			}
+		}
+		if err != nil {
+			return Answer[T]{}, err
+		}
+		return decode[T](method, path, raw)
+	}
+}
+
+// newIdempotencyKey is a random key for one decision.
+func newIdempotencyKey() (string, error) {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", fmt.Errorf("idempotency key: %w", err)
+	}
+	return "cli-" + hex.EncodeToString(b[:]), nil
+}
+
+// decode turns a 2xx answer into a typed Answer.
+func decode[T any](method, path string, raw []byte) (Answer[T], error) {
+	var a Answer[T]
 	a.Raw = raw
 	if len(bytes.TrimSpace(raw)) == 0 {
 		return a, nil
