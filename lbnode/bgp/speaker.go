@@ -12,6 +12,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"strings"
 	"sync"
 	"time"
@@ -177,7 +178,7 @@ func (s *Speaker) Stop(ctx context.Context) error {
 	s.srv = nil
 
 	var errs []error
-	before, err := sentUpdates(ctx, srv)
+	before, err := settledSentUpdates(ctx, srv)
 	if err != nil {
 		errs = append(errs, err)
 	}
@@ -236,9 +237,39 @@ func sentUpdates(ctx context.Context, srv *server.BgpServer) (map[string]pending
 	return out, nil
 }
 
+// settledSentUpdates is sentUpdates read until two reads a tick apart
+// agree: gobgp counts a message only after its write returns, so a read
+// can miss an UPDATE the peer already has, and Stop would then close the
+// session one withdrawal early.
+func settledSentUpdates(ctx context.Context, srv *server.BgpServer) (map[string]pendingWithdrawal, error) {
+	prev, err := sentUpdates(ctx, srv)
+	if err != nil {
+		return nil, err
+	}
+	for range 10 {
+		time.Sleep(withdrawalTick)
+		cur, err := sentUpdates(ctx, srv)
+		if err != nil {
+			return nil, err
+		}
+		if maps.Equal(prev, cur) {
+			return cur, nil
+		}
+		prev = cur
+	}
+	return prev, nil
+}
+
+// withdrawalTick is how often Stop looks at the sent-message counters.
+const withdrawalTick = 20 * time.Millisecond
+
+// waitWithdrawalsSent waits until every pending peer has been sent one
+// UPDATE per route it held and its count has stopped moving for a tick,
+// for the same reason as settledSentUpdates.
 func waitWithdrawalsSent(ctx context.Context, srv *server.BgpServer, pending map[string]pendingWithdrawal) error {
-	tick := time.NewTicker(20 * time.Millisecond)
+	tick := time.NewTicker(withdrawalTick)
 	defer tick.Stop()
+	last := map[string]uint64{}
 	for {
 		left := map[string]bool{}
 		err := srv.ListPeer(ctx, &api.ListPeerRequest{}, func(p *api.Peer) {
@@ -247,7 +278,10 @@ func waitWithdrawalsSent(ctx context.Context, srv *server.BgpServer, pending map
 			if !ok || st.GetSessionState() != api.PeerState_ESTABLISHED {
 				return
 			}
-			if st.GetMessages().GetSent().GetUpdate() < want.updates+want.routes {
+			sent := st.GetMessages().GetSent().GetUpdate()
+			prev, seen := last[st.GetNeighborAddress()]
+			last[st.GetNeighborAddress()] = sent
+			if sent < want.updates+want.routes || !seen || prev != sent {
 				left[st.GetNeighborAddress()] = true
 			}
 		})
