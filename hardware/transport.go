@@ -28,7 +28,7 @@ const maxRetryAfter = 30 * time.Second
 // request its own deadline, so a BMC that hangs costs one timeout rather
 // than the whole operation; it sends requests that are safe to repeat
 // (see repeatable) again after a 5xx, a 429, a timeout or a broken
-// connection, waiting what a busy BMC asks for in Retry-After (see
+// connection, and any request again after a 429, waiting what a busy BMC asks for in Retry-After (see
 // resendWait); and it counts the requests that failed for good, because
 // both libraries sometimes swallow a failed sub-request and report
 // success (see session.run).
@@ -62,8 +62,9 @@ func (t *transport) count(status int) {
 
 // RoundTrip implements http.RoundTripper.
 func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
+	repeat := repeatable(req)
 	attempts := 1
-	if repeatable(req) {
+	if rewindable(req) {
 		attempts = readAttempts
 	}
 	for attempt := 1; ; attempt++ {
@@ -81,13 +82,15 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		again := attempt < attempts && req.Context().Err() == nil
 		if err != nil {
 			cancel()
-			if again && pause(req.Context(), backoff(attempt)) {
+			if again && repeat && pause(req.Context(), backoff(attempt)) {
 				continue
 			}
 			t.count(0)
 			return nil, err
 		}
-		if failedStatus(resp.StatusCode) && again {
+		// A 429 refused the request before acting on it: even an action
+		// goes again.
+		if failedStatus(resp.StatusCode) && again && (repeat || resp.StatusCode == http.StatusTooManyRequests) {
 			if wait, ok := resendWait(req.Context(), resp, attempt, time.Now()); ok {
 				_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<16))
 				_ = resp.Body.Close()
@@ -118,14 +121,20 @@ func (t *transport) CloseIdleConnections() {
 	}
 }
 
+// rewindable says the request can be sent again at all: it has no body,
+// or one that can be had again.
+func rewindable(req *http.Request) bool {
+	return req.Body == nil || req.Body == http.NoBody || req.GetBody != nil
+}
+
 // repeatable tells which requests may be sent again after a failure: reads;
 // PATCH, which sets properties to values (twice is once; a changed ETag
 // answers 412, which the caller handles); and a login, whose worst case is
 // an extra session that times out. Actions (POST) and DELETE are sent
-// once: the BMC may have acted before it failed to answer.
+// once, but for a 429 (see failedStatus): the BMC may have acted before it
+// failed to answer.
 func repeatable(req *http.Request) bool {
-	hasBody := req.Body != nil && req.Body != http.NoBody
-	if hasBody && req.GetBody == nil {
+	if !rewindable(req) {
 		return false
 	}
 	switch req.Method {

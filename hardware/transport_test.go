@@ -117,6 +117,32 @@ func TestTransportNeverRepeatsActions(t *testing.T) {
 	}
 }
 
+// TestTransportResendsActionsABusyBMCRefused: a 429 says the BMC did not
+// act, so an action answered 429 goes again; a 5xx or a hang after one
+// 429 still ends it.
+func TestTransportResendsActionsABusyBMCRefused(t *testing.T) {
+	for _, method := range []string{http.MethodPost, http.MethodDelete} {
+		bmc, c, tr := scripted(t, 429, 429)
+		status, err := send(t, c, method, bmc.url+"/redfish/v1/Systems/1/Actions/ComputerSystem.Reset")
+		require.NoError(t, err)
+		assert.Equal(t, http.StatusOK, status, method)
+		assert.Equal(t, []string{method, method, method}, bmc.requests())
+		assert.Equal(t, failures{}, tr.failures())
+
+		bmc, c, tr = scripted(t, 429, 503)
+		status, err = send(t, c, method, bmc.url+"/redfish/v1/Systems/1/Actions/ComputerSystem.Reset")
+		require.NoError(t, err)
+		assert.Equal(t, http.StatusServiceUnavailable, status, "%s: after a 503 the BMC may have acted", method)
+		assert.Equal(t, []string{method, method}, bmc.requests())
+		assert.Equal(t, failures{failed: 1}, tr.failures())
+
+		bmc, c, _ = scripted(t, 429, 0, 0)
+		_, err = send(t, c, method, bmc.url)
+		require.Error(t, err, "%s that hangs after a 429 is not sent again", method)
+		assert.Len(t, bmc.requests(), 2)
+	}
+}
+
 // TestTransportRepeatsPatchesAndLogins: setting properties twice is
 // setting them once, and a login may be sent again; the body goes again.
 func TestTransportRepeatsPatchesAndLogins(t *testing.T) {
