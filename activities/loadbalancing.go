@@ -25,6 +25,7 @@ const (
 	RecordVIPName          = "RecordVIP"
 	ReleaseVIPName         = "ReleaseVIP"
 	ResolveServersName     = "ResolveServers"
+	ListPlacedVIPsName     = "ListPlacedVIPs"
 )
 
 // Error types of the load-balancing activities; none is worth a retry.
@@ -69,6 +70,7 @@ func (l *LoadBalancing) Register(r Registrar) {
 		RecordVIPName:          l.RecordVIP,
 		ReleaseVIPName:         l.ReleaseVIP,
 		ResolveServersName:     l.ResolveServers,
+		ListPlacedVIPsName:     l.ListPlacedVIPs,
 	} {
 		r.RegisterActivityWithOptions(fn, activity.RegisterOptions{Name: name})
 	}
@@ -255,6 +257,44 @@ func (l *LoadBalancing) RecordVIP(ctx context.Context, in RecordVIPInput) error 
 	return classify(l.Inventory.RecordVIP(ctx, inventory.VIPRecord{
 		Name: in.Name, State: in.State, RequestedBy: in.RequestedBy, ApprovedBy: in.ApprovedBy, Spec: spec, Placement: placement,
 	}))
+}
+
+// ListPlacedVIPsInput names a cluster.
+type ListPlacedVIPsInput struct {
+	Cluster string `json:"cluster"`
+}
+
+// ListPlacedVIPsResult names the VIPs placed on the cluster, by name.
+type ListPlacedVIPsResult struct {
+	Names []string `json:"names"`
+}
+
+// ListPlacedVIPs names the VIPs whose recorded placement includes the
+// cluster: the VIPs a node coming up in it should run.
+func (l *LoadBalancing) ListPlacedVIPs(ctx context.Context, in ListPlacedVIPsInput) (ListPlacedVIPsResult, error) {
+	vips, err := l.Inventory.ListVIPs(ctx)
+	if err != nil {
+		return ListPlacedVIPsResult{}, classify(err)
+	}
+	out := ListPlacedVIPsResult{Names: []string{}}
+	for _, v := range vips {
+		if len(v.Placement) == 0 {
+			continue
+		}
+		var placed []VIPPlacement
+		if err := json.Unmarshal(v.Placement, &placed); err != nil {
+			// One unreadable row must not keep the node from every other VIP.
+			activity.GetLogger(ctx).Warn("unreadable VIP placement", "vip", v.Name, "error", err)
+			continue
+		}
+		for _, p := range placed {
+			if p.Cluster == in.Cluster {
+				out.Names = append(out.Names, v.Name)
+				break
+			}
+		}
+	}
+	return out, nil
 }
 
 // ReleaseVIPInput names the retired VIP.

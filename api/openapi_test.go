@@ -477,8 +477,7 @@ func TestOpenAPIVIPAttentionNamesEveryVIPStep(t *testing.T) {
 	doc := loadDoc(t, openAPIDocument)
 	req := httptest.NewRequest(http.MethodGet, "/api/v1/vips/web", nil)
 	header := http.Header{"Content-Type": []string{"application/json"}}
-	for _, step := range []string{workflows.VIPStepAllocateAddress, workflows.VIPStepPlace, workflows.VIPStepRollOut,
-		workflows.VIPStepPublish, workflows.VIPStepBackends, workflows.VIPStepBackendHealth, workflows.VIPStepRetire} {
+	for _, step := range workflows.VIPSteps() {
 		body, err := json.Marshal(vipResponse{VIPStatus: workflows.VIPStatus{
 			Name: "web", Exposure: "internal", State: workflows.VIPStateAttention, Protocol: "tcp", Ports: []uint16{80},
 			Placement: []workflows.ClusterPlacement{}, Backends: []workflows.BackendStatus{},

@@ -32,7 +32,7 @@ func TestLoadBalancerEndToEnd(t *testing.T) {
 	if testing.Short() {
 		t.Skip("skipping the load balancer end-to-end test in -short mode")
 	}
-	x := newLBLab(t)
+	x := newLBLab(t, false)
 	t.Cleanup(func() {
 		if t.Failed() {
 			x.logs()

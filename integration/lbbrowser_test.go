@@ -84,7 +84,7 @@ func TestBrowserApprovesPublicVIPAsSecondUser(t *testing.T) {
 	if testing.Short() {
 		t.Skip("skipping the load balancer browser test in -short mode")
 	}
-	x := newLBLab(t)
+	x := newLBLab(t, false)
 	t.Cleanup(func() {
 		if t.Failed() {
 			x.logs()

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -50,6 +51,9 @@ type lbLab struct {
 	client   string
 	tors     map[string]*lbToR
 	nodes    []*lbNodeProc
+	// spare is a node wired and peered but left out of nodes: nothing
+	// starts it but the test that adds it to its cluster.
+	spare    *lbNodeProc
 	backends []*lbBackend
 	decapPin string
 	logDir   string
@@ -128,7 +132,10 @@ func requireLBLab(t *testing.T) {
 	}
 }
 
-func newLBLab(t *testing.T) *lbLab {
+// newLBLab builds the lab: two ToRs, two clusters of two nodes, three
+// backends and a client. With spare, cluster lb-a has a third node, a3,
+// in x.spare.
+func newLBLab(t *testing.T, spare bool) *lbLab {
 	t.Helper()
 	requireLBLab(t)
 	l := netlab.New(t)
@@ -183,6 +190,10 @@ func newLBLab(t *testing.T) *lbLab {
 	x.addNode(torA, "lb-a", "a2", "rack-a", 65011, 12)
 	x.addNode(torB, "lb-b", "b1", "rack-b", 65021, 21)
 	x.addNode(torB, "lb-b", "b2", "rack-b", 65021, 22)
+	if spare {
+		x.addNode(torA, "lb-a", "a3", "rack-a", 65011, 13)
+		x.spare, x.nodes = x.nodes[len(x.nodes)-1], x.nodes[:len(x.nodes)-1]
+	}
 	for _, tor := range []*lbToR{torA, torB} {
 		tor.startBirds(x)
 	}
@@ -272,13 +283,20 @@ func (x *lbLab) node(name string) *lbNodeProc {
 			return n
 		}
 	}
+	if x.spare != nil && x.spare.name == name {
+		return x.spare
+	}
 	x.t.Fatalf("no node %s", name)
 	return nil
 }
 
 // logs writes every worker's and bird's log to the test log.
 func (x *lbLab) logs() {
-	for _, n := range x.nodes {
+	nodes := x.nodes
+	if x.spare != nil {
+		nodes = append(slices.Clone(nodes), x.spare)
+	}
+	for _, n := range nodes {
 		b, _ := os.ReadFile(n.log)
 		x.t.Logf("--- lbnode %s log (last 6 KiB) ---\n%s", n.name, tail(b, 6144))
 	}

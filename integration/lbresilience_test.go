@@ -121,12 +121,13 @@ func resilienceEvent(t *testing.T, fields string) {
 // persistent state) is SIGKILLed for a while and relaunched; no
 // connection fails and the ToR keeps its routes. After Temporal is back a
 // backends change completes, and a backend that died while it was down is
-// drained, its health report having been sent again until delivered.
+// drained, its health report having been sent again until delivered. A
+// node added to a cluster afterwards runs the cluster's VIP unasked.
 func TestLoadBalancerKeepsForwarding(t *testing.T) {
 	if testing.Short() {
 		t.Skip("skipping the load balancer resilience test in -short mode")
 	}
-	x := newLBLab(t)
+	x := newLBLab(t, true)
 	t.Cleanup(func() {
 		if t.Failed() {
 			x.logs()
@@ -325,6 +326,43 @@ func TestLoadBalancerKeepsForwarding(t *testing.T) {
 		x.waitRoutes(t, web, both, false)
 		alice.waitVIP(t, "web", "active", func(st workflows.VIPStatus) error { return allAnnounced(st, 2) })
 		resilienceEvent(t, fmt.Sprintf("event=retired-while-down node=b2 vip=tmp removed-at-restart=%v web-kept=true", !strings.Contains(stats, tmp+":")))
+	})
+
+	t.Run("a node added to a cluster after placement runs its VIPs", func(t *testing.T) {
+		before := alice.getVIP(t, "web")
+		a3 := x.spare
+		a3.mustStart(t)
+		added := time.Now()
+		// Nobody touches web: a3's registry tells web's workflow that a
+		// node of lb-a came up, and web brings it in.
+		st := alice.waitVIP(t, "web", "active", func(st workflows.VIPStatus) error {
+			for _, c := range st.Placement {
+				if c.Cluster != "lb-a" {
+					continue
+				}
+				if len(c.Nodes) != 3 {
+					return fmt.Errorf("lb-a has %+v", c.Nodes)
+				}
+			}
+			return allAnnounced(st, 2)
+		})
+		joined := time.Since(added)
+		assert.Equal(t, before.Digest, st.Digest, "the new node runs what the others run; nothing else changed")
+		three := map[string][]string{"torA": {"n_a1", "n_a2", "n_a3"}, "torB": {"n_b1", "n_b2"}}
+		x.waitRoutes(t, web, three, false)
+		eventually(t, lbTimeout, "torA's kernel route over three nodes", func() error {
+			if out := x.lab.IP(x.tors["torA"].ns, "route", "show", web); strings.Count(out, "nexthop via") != 3 {
+				return fmt.Errorf("%s", out)
+			}
+			return nil
+		})
+		packets := a3.vipPackets(t, web)
+		counts, errs := x.connectMany(ctx, web, 300)
+		require.Empty(t, errs)
+		through := a3.vipPackets(t, web) - packets
+		assert.NotZero(t, through, "torA spreads flows over a3 too")
+		resilienceEvent(t, fmt.Sprintf("event=node-added node=a3 seconds-to-join=%.0f connections=%d failed=%d a3-packets=%d",
+			joined.Seconds(), sum(counts), len(errs), through))
 	})
 }
 

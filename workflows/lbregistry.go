@@ -144,11 +144,49 @@ func (r *registry) heartbeat(ctx workflow.Context, hb lbapi.NodeHeartbeat) (stop
 	r.state.Last, r.state.LastSeen = hb, workflow.Now(ctx)
 	r.state.Heartbeats++
 	if r.changed(hb) || r.state.Down || workflow.Now(ctx).Sub(r.state.RecordedAt) >= activities.LBNodeRefreshInterval {
+		wasUp := r.up()
 		if err := r.record(ctx, false); err != nil {
 			return false, err
 		}
+		if !wasUp && r.up() {
+			r.announceUp(ctx)
+		}
 	}
 	return hb.Stopping, nil
+}
+
+// up says the node was last recorded up: heard of, healthy, not stopping.
+func (r *registry) up() bool {
+	p := r.state.Recorded
+	return p != nil && !r.state.Down && p.Healthy && !p.Stopping
+}
+
+// announceUp tells the VIPs placed on the node's cluster that the node
+// came up, so that a node added to a cluster, or back after being down or
+// reinstalled, runs its cluster's VIPs without waiting for them to change.
+// A VIP that cannot be told (retired meanwhile) is skipped: the node's own
+// reconcile drops what no VIP wants.
+func (r *registry) announceUp(ctx workflow.Context) {
+	if workflow.GetVersion(ctx, "announce-node-up", workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+		return
+	}
+	log := workflow.GetLogger(ctx)
+	var res activities.ListPlacedVIPsResult
+	if err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, inventoryActivityOptions()), activities.ListPlacedVIPsName,
+		activities.ListPlacedVIPsInput{Cluster: r.state.Cluster}).Get(ctx, &res); err != nil {
+		log.Warn("could not list the cluster's VIPs to tell them a node came up", "cluster", r.state.Cluster, "node", r.state.Node, "error", err)
+		return
+	}
+	up := NodeUp{Cluster: r.state.Cluster, Node: r.state.Node}
+	sent := make([]workflow.Future, len(res.Names))
+	for i, name := range res.Names {
+		sent[i] = workflow.SignalExternalWorkflow(ctx, lbapi.VIPWorkflowID(name), "", SignalNodeUp, up)
+	}
+	for i, f := range sent {
+		if err := f.Get(ctx, nil); err != nil {
+			log.Info("could not tell a VIP that a node came up", "vip", res.Names[i], "node", up.Cluster+"/"+up.Node, "error", err)
+		}
+	}
 }
 
 func (r *registry) changed(hb lbapi.NodeHeartbeat) bool {

@@ -80,6 +80,12 @@ const (
 	VIPStepRetire          = "Retire"
 )
 
+// VIPSteps lists every step a VIP's attention can name.
+func VIPSteps() []string {
+	return []string{VIPStepAllocateAddress, VIPStepPlace, VIPStepRollOut, VIPStepPublish, VIPStepBackends,
+		VIPStepBackendHealth, VIPStepJoinNodes, VIPStepRetire}
+}
+
 // VIPRollout places a VIP, rolls it out cluster by cluster with a canary
 // node first, waits for approval before a public VIP is announced beyond
 // the internal peers, and then runs it: backend changes, backend health
@@ -133,6 +139,7 @@ type vip struct {
 	// were last updated.
 	healthDirty bool
 	health      workflow.ReceiveChannel
+	nodeUp      workflow.ReceiveChannel
 }
 
 // vipOp is one update's change; its handler waits for it to finish or to
@@ -184,6 +191,16 @@ func (v *vip) registerHandlers(ctx workflow.Context) error {
 			v.takeHealth(ctx, c)
 		}
 	})
+	v.nodeUp = workflow.GetSignalChannel(ctx, SignalNodeUp)
+	workflow.Go(ctx, func(ctx workflow.Context) {
+		for {
+			var up NodeUp
+			if !v.nodeUp.Receive(ctx, &up) {
+				return
+			}
+			v.takeNodeUp(ctx, up)
+		}
+	})
 	return nil
 }
 
@@ -199,7 +216,7 @@ func (v *vip) run(ctx workflow.Context) error {
 	}
 	for !v.final() {
 		if err := workflow.Await(ctx, func() bool {
-			return v.op != nil || v.healthDirty || workflow.GetInfo(ctx).GetContinueAsNewSuggested()
+			return v.op != nil || v.healthDirty || v.joinDue() || workflow.GetInfo(ctx).GetContinueAsNewSuggested()
 		}); err != nil {
 			return err
 		}
@@ -210,6 +227,10 @@ func (v *vip) run(ctx workflow.Context) error {
 			op.done, v.op = true, nil
 		case v.healthDirty:
 			if err := v.applyHealth(ctx); err != nil {
+				return err
+			}
+		case v.joinDue():
+			if err := v.joinNodes(ctx); err != nil {
 				return err
 			}
 		default:
@@ -540,7 +561,14 @@ func (v *vip) continueAsNew(ctx workflow.Context) error {
 		}
 		v.takeHealth(ctx, c)
 	}
-	if v.healthDirty || v.op != nil {
+	for {
+		var up NodeUp
+		if !v.nodeUp.ReceiveAsync(&up) {
+			break
+		}
+		v.takeNodeUp(ctx, up)
+	}
+	if v.healthDirty || v.op != nil || v.joinDue() {
 		return nil
 	}
 	in := v.in

@@ -124,6 +124,9 @@ type VIPState struct {
 	// rollback; ordered by key.
 	Nodes    []VIPNode `json:"nodes"`
 	Warnings []string  `json:"warnings,omitempty"`
+	// Joining is the nodes ("cluster/node") that came up and wait to be
+	// brought in (SignalNodeUp).
+	Joining []string `json:"joining,omitempty"`
 }
 
 // VIPBackend is a desired backend and the nodes that report it down.
