@@ -17,7 +17,8 @@ import (
 	"time"
 
 	_ "github.com/jackc/pgx/v5/stdlib" // registers "pgx"
-	_ "modernc.org/sqlite"             // registers "sqlite"
+	"modernc.org/sqlite"               // registers "sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
 )
 
 //go:embed migrations/*.sql
@@ -63,7 +64,7 @@ func Open(ctx context.Context, dialect, dsn string) (*Store, error) {
 		return nil, fmt.Errorf("inventory: open %s: %w", dialect, err)
 	}
 	s := &Store{db: db, dialect: dialect, now: func() time.Time { return time.Now().UTC() }}
-	if err := s.migrate(ctx); err != nil {
+	if err := s.migrateWhenFree(ctx); err != nil {
 		_ = db.Close()
 		return nil, err
 	}
@@ -76,9 +77,40 @@ func (s *Store) Close() error { return s.db.Close() }
 // Ping reports whether the database answers.
 func (s *Store) Ping(ctx context.Context) error { return s.db.PingContext(ctx) }
 
+// openBusyWait is how long Open waits for another process to let go of a
+// SQLite file, the same as the connections' busy_timeout.
+const openBusyWait = 10 * time.Second
+
+// migrateWhenFree migrates, trying again while SQLite reports the file busy.
+// The api and the worker of one install open the same file as they start;
+// SQLite's busy_timeout covers statements but not the switch to WAL a new
+// connection makes, which fails at once while the other process holds the
+// lock. Migrations are idempotent transactions, so another try is safe.
+func (s *Store) migrateWhenFree(ctx context.Context) error {
+	deadline := time.Now().Add(openBusyWait)
+	for {
+		err := s.migrate(ctx)
+		var e *sqlite.Error
+		if err == nil || !errors.As(err, &e) || e.Code()&0xff != sqlite3.SQLITE_BUSY || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
 func (s *Store) migrate(ctx context.Context) error {
-	if _, err := s.db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
-		version INTEGER PRIMARY KEY, applied_at TIMESTAMP NOT NULL)`); err != nil {
+	// In a transaction, which SQLite begins IMMEDIATE: a bare statement
+	// reads the schema first and then asks for the write lock, and SQLite
+	// does not wait for a lock it could deadlock on.
+	if err := s.inTx(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+			version INTEGER PRIMARY KEY, applied_at TIMESTAMP NOT NULL)`)
+		return err
+	}); err != nil {
 		return fmt.Errorf("inventory: create schema_migrations: %w", err)
 	}
 	names, err := fs.Glob(migrations, "migrations/*.sql")

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -14,6 +15,9 @@ import (
 	"github.com/metalflow/metalflow/internal/testpg"
 )
 
+// openChildEnv names the file a child test process opens.
+const openChildEnv = "METALFLOW_INVENTORY_OPEN_CHILD"
+
 // One PostgreSQL server for the package: initdb costs seconds.
 var (
 	pg    *testpg.Server
@@ -21,6 +25,11 @@ var (
 )
 
 func TestMain(m *testing.M) {
+	if os.Getenv(openChildEnv) != "" {
+		// A child of TestProcessesOpeningOneNewFileTogetherAllSucceed
+		// needs no PostgreSQL.
+		os.Exit(m.Run())
+	}
 	pg, pgErr = testpg.Start()
 	code := m.Run()
 	if pg != nil {
@@ -70,6 +79,40 @@ func TestMigrationsAreIdempotent(t *testing.T) {
 	racks, err := s.ListRacks(ctx, "dc1")
 	require.NoError(t, err)
 	require.Len(t, racks, 2)
+}
+
+// The API and the worker of a production install are two processes opening
+// one SQLite file at the same moment; each must wait for the other's
+// migration, not fail. The test binary opens the store in child processes
+// (SQLite's locks between connections of one process are not file locks).
+func TestProcessesOpeningOneNewFileTogetherAllSucceed(t *testing.T) {
+	if path := os.Getenv(openChildEnv); path != "" {
+		s, err := Open(context.Background(), DialectSQLite, path)
+		if err == nil {
+			err = s.Close()
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	for round := range 10 {
+		path := filepath.Join(t.TempDir(), "inventory.db")
+		var wg sync.WaitGroup
+		outs := make([][]byte, 4)
+		errs := make([]error, len(outs))
+		for i := range outs {
+			wg.Go(func() {
+				cmd := exec.Command(os.Args[0], "-test.run=^TestProcessesOpeningOneNewFileTogetherAllSucceed$", "-test.count=1")
+				cmd.Env = append(os.Environ(), openChildEnv+"="+path)
+				outs[i], errs[i] = cmd.CombinedOutput()
+			})
+		}
+		wg.Wait()
+		for i, err := range errs {
+			require.NoError(t, err, "round %d, process %d: %s", round, i, outs[i])
+		}
+	}
 }
 
 func TestRacks(t *testing.T) {
