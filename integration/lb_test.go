@@ -357,9 +357,22 @@ func allAnnounced(st workflows.VIPStatus, clusters int) error {
 	if len(st.Placement) != clusters {
 		return fmt.Errorf("placed on %d clusters", len(st.Placement))
 	}
+	want := map[string]int{}
 	for _, c := range st.Placement {
-		if len(c.Nodes) != 2 {
-			return fmt.Errorf("cluster %s: %d nodes", c.Cluster, len(c.Nodes))
+		want[c.Cluster] = 2
+	}
+	return announcedOn(st, want)
+}
+
+// announcedOn checks that the VIP runs on exactly the given number of nodes
+// in each named cluster, every one of them announcing the current digest.
+func announcedOn(st workflows.VIPStatus, nodes map[string]int) error {
+	if len(st.Placement) != len(nodes) {
+		return fmt.Errorf("placed on %d clusters, want %d", len(st.Placement), len(nodes))
+	}
+	for _, c := range st.Placement {
+		if len(c.Nodes) != nodes[c.Cluster] {
+			return fmt.Errorf("cluster %s: %d nodes, want %d", c.Cluster, len(c.Nodes), nodes[c.Cluster])
 		}
 		for _, n := range c.Nodes {
 			if n.State != workflows.NodeAnnounced || n.Digest != st.Digest {
