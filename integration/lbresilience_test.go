@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -355,6 +356,14 @@ func TestLoadBalancerKeepsForwarding(t *testing.T) {
 		assert.NotZero(t, through, "torA spreads flows over a3 too")
 		resilienceEvent(t, fmt.Sprintf("event=node-added node=a3 seconds-to-join=%.0f connections=%d failed=%d a3-packets=%d",
 			joined.Seconds(), sum(counts), len(errs), through))
+		if *record {
+			// The join's commands, and the registry's node-up version
+			// marker, for workflows/replay_test.go (both runs are open:
+			// the replayer checks the commands up to the last event).
+			dir := filepath.Join("..", "workflows", "testdata")
+			writeHistory(t, x.temporal, lbapi.VIPWorkflowID("web"), filepath.Join(dir, "vip-node-joined.json"))
+			writeHistory(t, x.temporal, lbapi.RegistryWorkflowID(a3.cluster, a3.name), filepath.Join(dir, "lbnode-registry-node-up.json"))
+		}
 	})
 }
 

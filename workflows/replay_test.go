@@ -17,7 +17,9 @@ import (
 //
 //	go test ./integration/ -run TestRecordReplayHistories -record
 //
-// (integration/record_test.go), review, and commit testdata/*.json. Keep
+// (integration/record_test.go; vip-node-joined and lbnode-registry-node-up
+// come from -run TestLoadBalancerKeepsForwarding -record, as root),
+// review, and commit testdata/*.json. Keep
 // the previous recordings under a "-before-<change>" name: runs started
 // before a deploy still have to replay after it.
 func TestReplayRecordedHistories(t *testing.T) {
