@@ -18,60 +18,6 @@ import (
 // when the step waits for a human. Reports travel in activity results and
 // error details, i.e. in workflow history, so secret values never go in.
 
-// HiddenValue stands in for the value of a password-like BIOS attribute.
-const HiddenValue = "(hidden)"
-
-// BIOSReport is each desired BIOS attribute as the BMC reports it.
-type BIOSReport struct {
-	Attributes []BIOSAttributeReport `json:"attributes"`
-}
-
-// BIOSAttributeReport is one desired attribute, applied or not.
-type BIOSAttributeReport struct {
-	Name    string `json:"name"`
-	Desired string `json:"desired"`
-	// Actual is "" when the BMC has no such attribute (Missing).
-	Actual  string `json:"actual"`
-	Match   bool   `json:"match"`
-	Missing bool   `json:"missing,omitempty"`
-	// Hidden: Desired and Actual are HiddenValue, not the values.
-	Hidden bool `json:"hidden,omitempty"`
-}
-
-// RAID report statuses.
-const (
-	RAIDMatch      = "match"
-	RAIDMissing    = "missing"
-	RAIDUnexpected = "unexpected"
-)
-
-// RAIDReport is the profile's volumes against the volumes found on the
-// controller ConfigureRAID uses.
-type RAIDReport struct {
-	Controller string             `json:"controller,omitempty"`
-	Volumes    []RAIDVolumeReport `json:"volumes"`
-}
-
-// RAIDVolumeReport is one desired volume and the volume satisfying it
-// (match), a desired volume nothing satisfies (missing), or a volume no
-// desired one accounts for (unexpected).
-type RAIDVolumeReport struct {
-	Status  string      `json:"status"`
-	Desired *RAIDVolume `json:"desired,omitempty"`
-	Actual  *RAIDVolume `json:"actual,omitempty"`
-}
-
-// RAIDVolume describes a volume, desired or found.
-type RAIDVolume struct {
-	ID        string `json:"id,omitempty"`
-	Name      string `json:"name,omitempty"`
-	RAIDLevel string `json:"raidLevel"`
-	// SizeBytes 0 in a desired volume means all the drives offer.
-	SizeBytes int64 `json:"sizeBytes"`
-	// Drives is empty in a desired volume that takes any free drives.
-	Drives []string `json:"drives,omitempty"`
-}
-
 // secretAttribute says whether a BIOS attribute holds a secret by its name
 // (AdminPassword, SysPwd, …): vendors have no common marker for it.
 func secretAttribute(name string) bool {

@@ -8,13 +8,6 @@ import (
 	"github.com/metalflow/metalflow/inventory"
 )
 
-// RegisterAssetInput creates the server's CMDB record.
-type RegisterAssetInput struct {
-	Serial     string `json:"serial"`
-	BMCAddress string `json:"bmcAddress"`
-	Actor      string `json:"actor"`
-}
-
 // RegisterAsset records the server in the CMDB; registering twice is a no-op.
 func (p *Provisioning) RegisterAsset(ctx context.Context, in RegisterAssetInput) error {
 	_, err := p.Inventory.RegisterAsset(ctx, inventory.AssetRecord{
@@ -23,26 +16,9 @@ func (p *Provisioning) RegisterAsset(ctx context.Context, in RegisterAssetInput)
 	return classify(err)
 }
 
-// SetAssetStateInput moves the asset to a lifecycle state.
-type SetAssetStateInput struct {
-	Serial string `json:"serial"`
-	State  string `json:"state"`
-	Detail string `json:"detail,omitempty"`
-	Actor  string `json:"actor"`
-}
-
 // SetAssetState records a lifecycle state on the asset; idempotent.
 func (p *Provisioning) SetAssetState(ctx context.Context, in SetAssetStateInput) error {
 	return classify(p.Inventory.SetState(ctx, in.Serial, in.State, in.Actor, in.Detail))
-}
-
-// RegisterMonitoringInput is what Prometheus needs to find the BMC.
-type RegisterMonitoringInput struct {
-	Serial     string `json:"serial"`
-	BMCAddress string `json:"bmcAddress"`
-	Site       string `json:"site"`
-	Rack       string `json:"rack"`
-	Role       string `json:"role"`
 }
 
 // RegisterMonitoring publishes the BMC in service discovery; idempotent.
@@ -51,13 +27,6 @@ func (p *Provisioning) RegisterMonitoring(ctx context.Context, in RegisterMonito
 		Serial: in.Serial, Kind: inventory.TargetBMC, Address: in.BMCAddress,
 		Labels: map[string]string{"site": in.Site, "rack": in.Rack, "role": in.Role},
 	}))
-}
-
-// CancelServerInput says where a cancelled lifecycle stopped.
-type CancelServerInput struct {
-	Serial string `json:"serial"`
-	// Step is the step that was running or waiting ("" before any).
-	Step string `json:"step,omitempty"`
 }
 
 // CancelServer withdraws any pending netboot of a lifecycle that was
@@ -77,13 +46,6 @@ func (p *Provisioning) CancelServer(ctx context.Context, in CancelServerInput) e
 		return nil
 	}
 	return classify(err)
-}
-
-// AbortServerInput undoes what the lifecycle claimed.
-type AbortServerInput struct {
-	Serial string `json:"serial"`
-	Reason string `json:"reason"`
-	Actor  string `json:"actor"`
 }
 
 // AbortServer frees the rack unit, stops any pending install and marks the

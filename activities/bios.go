@@ -15,32 +15,6 @@ import (
 	"github.com/metalflow/metalflow/hardware"
 )
 
-// ConfigureBIOSInput applies the profile's BIOS settings.
-type ConfigureBIOSInput struct {
-	Serial  string `json:"serial"`
-	BMC     BMCRef `json:"bmc"`
-	Profile string `json:"profile"`
-	Vendor  string `json:"vendor"`
-	// Generation changes when staff retry the step, allowing one more
-	// reset than the last run made.
-	Generation int `json:"generation"`
-	// PollInterval is how often to read the BIOS back while waiting.
-	PollInterval time.Duration `json:"pollInterval"`
-	// ApplyTimeout is how long the settings may take to show after the
-	// reset before a human is asked; it must be shorter than the
-	// activity's StartToClose so the verdict reaches the workflow.
-	ApplyTimeout time.Duration `json:"applyTimeout"`
-}
-
-// ConfigureBIOSResult says what was changed.
-type ConfigureBIOSResult struct {
-	Changed map[string]string `json:"changed,omitempty"`
-	Reset   bool              `json:"reset"`
-	// Report is the BIOS read back after applying; a failure that needs a
-	// human carries it as its error details instead.
-	Report *BIOSReport `json:"report,omitempty"`
-}
-
 // ConfigureBIOS diffs the wanted attributes against the current ones,
 // stages only the difference, resets the server once (see resetOnce), and
 // waits until the BIOS reports the new values. Nothing to change means no

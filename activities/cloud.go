@@ -13,33 +13,6 @@ import (
 	"github.com/metalflow/metalflow/inventory"
 )
 
-// Error types of the cloud steps; neither is retried by Temporal.
-const (
-	// ErrTypeCloudRejected: Ironic or Nova refused the request (invalid
-	// input, a MAC on another node, a node in a state metalflow must not
-	// touch). Someone has to fix the records first.
-	ErrTypeCloudRejected = "CloudRejected"
-	// ErrTypeCloudFailed: Ironic accepted a transition and it failed; the
-	// message carries Ironic's last_error (e.g. sushy could not reach the
-	// BMC).
-	ErrTypeCloudFailed = "CloudFailed"
-)
-
-// ErrTypeCloudTransient marks Ironic or Nova being down, overloaded or busy
-// with the node. It is retried with backoff like any unlisted type; the
-// type only makes the reason readable in the Web UI's pending activity.
-const ErrTypeCloudTransient = "CloudTransient"
-
-// Notes the cloud steps leave on a step they skip because of the worker's
-// configuration: never a step faked as done.
-const (
-	NoteNoIronic = "no Ironic configured (--ironic-url): cloud registration is off"
-	NoteNoNova   = "no Nova configured (--nova-url): aggregate membership is off"
-	// NoteNoTenant is not about configuration: the server was ordered
-	// without a tenant.
-	NoteNoTenant = "no tenant given when the server was ordered: the node stays in the shared pool"
-)
-
 // Cloud runs the lifecycle's cloud steps: Ironic registration, Nova
 // aggregates, tenant assignment. A nil Ironic or Compute means the worker
 // was started without it; the steps then answer Skipped, so the workflow
@@ -56,34 +29,6 @@ type Cloud struct {
 	// named after its site; off, nodes use the default group (what a
 	// standalone Ironic such as scripts/ironic.sh serves).
 	SiteConductorGroups bool
-}
-
-// CloudStepResult says what a cloud step did.
-type CloudStepResult struct {
-	// Skipped is set when the worker has no Ironic (or Nova) configured;
-	// Note says so.
-	Skipped        bool   `json:"skipped,omitempty"`
-	Note           string `json:"note,omitempty"`
-	NodeUUID       string `json:"nodeUUID,omitempty"`
-	ProvisionState string `json:"provisionState,omitempty"`
-	PowerState     string `json:"powerState,omitempty"`
-}
-
-// RegisterCloudInput is what Ironic needs to know about an installed
-// server. The BMC travels by reference; the password is resolved here.
-type RegisterCloudInput struct {
-	Serial        string   `json:"serial"`
-	BMC           BMCRef   `json:"bmc"`
-	CPUs          int      `json:"cpus"`
-	MemoryMiB     int      `json:"memoryMiB"`
-	LocalGB       int      `json:"localGB"`
-	CPUArch       string   `json:"cpuArch,omitempty"`
-	ResourceClass string   `json:"resourceClass,omitempty"`
-	MACs          []string `json:"macs"`
-	Site          string   `json:"site"`
-	Room          string   `json:"room,omitempty"`
-	Rack          string   `json:"rack"`
-	Actor         string   `json:"actor"`
 }
 
 // RegisterCloud enrolls the server in Ironic (or reconciles the node that
@@ -130,18 +75,6 @@ func (c *Cloud) RegisterCloud(ctx context.Context, in RegisterCloudInput) (Cloud
 	return CloudStepResult{NodeUUID: n.UUID, ProvisionState: n.ProvisionState, PowerState: n.PowerState}, nil
 }
 
-// JoinAggregateInput puts a hypervisor into its failure domain's aggregate.
-type JoinAggregateInput struct {
-	Serial string `json:"serial"`
-	// Host is the name nova-compute registers under: the hostname the
-	// installer reported.
-	Host  string `json:"host"`
-	Site  string `json:"site"`
-	Room  string `json:"room,omitempty"`
-	Rack  string `json:"rack"`
-	Actor string `json:"actor"`
-}
-
 // JoinAggregate adds the host to the Nova aggregate of its rack, creating
 // the aggregate with the site's availability zone if it is the first.
 // Nova not knowing the host yet (nova-compute still starting) is retried.
@@ -156,13 +89,6 @@ func (c *Cloud) JoinAggregate(ctx context.Context, in JoinAggregateInput) (Cloud
 		return CloudStepResult{}, cloudError(err)
 	}
 	return CloudStepResult{Note: fmt.Sprintf("host %s in aggregate %s (zone %s)", in.Host, agg.Name, agg.AvailabilityZone)}, nil
-}
-
-// AssignTenantInput hands the node to the project that ordered it.
-type AssignTenantInput struct {
-	Serial string `json:"serial"`
-	Tenant string `json:"tenant"`
-	Actor  string `json:"actor"`
 }
 
 // AssignTenant makes the tenant the node's owner and lessee in Ironic and

@@ -11,37 +11,6 @@ import (
 	"github.com/metalflow/metalflow/inventory"
 )
 
-// Activity names of the decommission; part of recorded histories.
-const (
-	LeaveAggregateName    = "LeaveAggregate"
-	DeleteCloudNodeName   = "DeleteCloudNode"
-	WipeServerName        = "WipeServer"
-	ResetBIOSDefaultsName = "ResetBIOSDefaults"
-	PowerOffServerName    = "PowerOffServer"
-	RetireAssetName       = "RetireAsset"
-)
-
-// DecommissionStepInput is what every decommission step needs. Key makes
-// the asset-history line of the step unique per run and retry, so a
-// repeated activity does not write it twice.
-type DecommissionStepInput struct {
-	Serial string `json:"serial"`
-	BMC    BMCRef `json:"bmc"`
-	Host   string `json:"host,omitempty"`
-	Site   string `json:"site,omitempty"`
-	Room   string `json:"room,omitempty"`
-	Rack   string `json:"rack,omitempty"`
-	Key    string `json:"key"`
-	Actor  string `json:"actor"`
-}
-
-// DecommissionStepResult says what a step did; Skipped with a Note when the
-// worker's configuration leaves it nothing to do.
-type DecommissionStepResult struct {
-	Skipped bool   `json:"skipped,omitempty"`
-	Note    string `json:"note,omitempty"`
-}
-
 // LeaveAggregate takes a hypervisor out of its rack's Nova aggregate, so
 // the scheduler stops placing instances on a host about to be wiped. A
 // host not in the aggregate is success.

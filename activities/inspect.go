@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"time"
 
 	"go.temporal.io/sdk/temporal"
 
@@ -14,33 +13,6 @@ import (
 	"github.com/metalflow/metalflow/inventory"
 	"github.com/metalflow/metalflow/profiles"
 )
-
-// InspectServerInput asks for the server's inventory and its profile.
-type InspectServerInput struct {
-	Serial string `json:"serial"`
-	BMC    BMCRef `json:"bmc"`
-	// Profile is the profile the server was registered with ("" = match).
-	Profile string `json:"profile,omitempty"`
-	Actor   string `json:"actor"`
-}
-
-// InspectServerResult is what later steps need from inspection.
-type InspectServerResult struct {
-	Vendor        string   `json:"vendor"`
-	Model         string   `json:"model"`
-	MACs          []string `json:"macs"`
-	Profile       string   `json:"profile"`
-	Role          string   `json:"role"`
-	ResourceClass string   `json:"resourceClass"`
-	CPUs          int      `json:"cpus"`
-	MemoryMiB     int      `json:"memoryMiB"`
-	LocalGB       int      `json:"localGB"`
-	CPUArch       string   `json:"cpuArch,omitempty"`
-	Drives        int      `json:"drives"`
-	// InstallTimeout and InstallAttempts come from the profile.
-	InstallTimeout  time.Duration `json:"installTimeout"`
-	InstallAttempts int           `json:"installAttempts"`
-}
 
 // InspectServer reads the hardware through the BMC, records it on the
 // asset, and checks it against the profile. A shortfall parks the server:

@@ -2,20 +2,9 @@ package activities
 
 import (
 	"context"
-	"time"
 
 	"github.com/metalflow/metalflow/hardware"
 )
-
-// StartInstallInput starts install attempt Attempt.
-type StartInstallInput struct {
-	Serial  string   `json:"serial"`
-	BMC     BMCRef   `json:"bmc"`
-	Attempt int      `json:"attempt"`
-	MACs    []string `json:"macs"`
-	// TTL is how long the boot service offers this attempt.
-	TTL time.Duration `json:"ttl"`
-}
 
 // StartInstall issues the attempt's boot config and one-time token, turns
 // the server off, sets a one-time PXE boot and turns it on into the
@@ -53,13 +42,6 @@ func (p *Provisioning) StartInstall(ctx context.Context, in StartInstallInput) e
 		}
 		return m.SetPower(ctx, hardware.PowerOn)
 	})
-}
-
-// FinishInstallInput closes a successful install.
-type FinishInstallInput struct {
-	Serial string `json:"serial"`
-	BMC    BMCRef `json:"bmc"`
-	Actor  string `json:"actor"`
 }
 
 // FinishInstall retires the boot config (the next netboot falls through to

@@ -12,30 +12,9 @@ import (
 	"github.com/metalflow/metalflow/inventory"
 )
 
-// Error types workflows branch on. An activity failing with one of these is
-// not retried: no retry can fix it.
-const (
-	ErrTypeInvalidPlacement = "InvalidPlacement"
-	ErrTypeUnitOccupied     = "UnitOccupied"
-	ErrTypeNotFound         = "NotFound"
-)
-
 // Inventory runs the CMDB's activities.
 type Inventory struct {
 	Store *inventory.Store
-}
-
-// RackServerInput is where a technician put a server.
-type RackServerInput struct {
-	Serial  string `json:"serial"`
-	Site    string `json:"site"`
-	Room    string `json:"room,omitempty"`
-	Rack    string `json:"rack"`
-	Unit    int    `json:"unit"`
-	Face    string `json:"face"`
-	HeightU int    `json:"heightU"`
-	// Actor is who reported it, for the asset history.
-	Actor string `json:"actor"`
 }
 
 // RackServer claims the rack units for the server in the CMDB. Claiming the
@@ -45,13 +24,6 @@ func (a *Inventory) RackServer(ctx context.Context, in RackServerInput) error {
 		Site: in.Site, Room: in.Room, Rack: in.Rack, Unit: in.Unit, Face: in.Face, HeightU: in.HeightU,
 	}, in.Actor)
 	return classify(err)
-}
-
-// ReleaseRackUnitInput frees a server's units.
-type ReleaseRackUnitInput struct {
-	Serial string `json:"serial"`
-	Actor  string `json:"actor"`
-	Reason string `json:"reason"`
 }
 
 // ReleaseRackUnit frees the server's rack units; freeing nothing is fine.

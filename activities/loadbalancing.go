@@ -16,43 +16,6 @@ import (
 	"github.com/metalflow/metalflow/lbnode/lbapi"
 )
 
-// Activity names of load balancing on metalflow's own queue. Part of
-// recorded histories: never rename them.
-const (
-	RecordLBNodeName       = "RecordLBNode"
-	ListLBClustersName     = "ListLBClusters"
-	AllocateVIPAddressName = "AllocateVIPAddress"
-	RecordVIPName          = "RecordVIP"
-	ReleaseVIPName         = "ReleaseVIP"
-	ResolveServersName     = "ResolveServers"
-	ListPlacedVIPsName     = "ListPlacedVIPs"
-)
-
-// Error types of the load-balancing activities; none is worth a retry.
-const (
-	ErrTypeUnknownServer = "UnknownServer"
-	ErrTypeNoHostAddress = "NoHostAddress"
-	ErrTypePoolExhausted = "PoolExhausted"
-	ErrTypeNoPool        = "NoAddressPool"
-)
-
-// LBHeartbeatInterval is how often an lbnode sends its heartbeat (the
-// agent's default).
-const LBHeartbeatInterval = 15 * time.Second
-
-// LBNodeRefreshInterval is how often a node's registry workflow records an
-// unchanged heartbeat: often enough that the row's last_seen proves the node
-// and its registry alive, rarely enough to keep the history small. A row
-// older than three of these belongs to a node nobody has heard from.
-const LBNodeRefreshInterval = 2 * time.Minute
-
-// Pools are the address ranges VIPs are given addresses from, one per
-// exposure.
-type Pools struct {
-	Internal netip.Prefix
-	Public   netip.Prefix
-}
-
 // LoadBalancing runs the load-balancing activities on metalflow's queue:
 // the inventory side of VIPs and LB nodes. The nodes themselves are
 // programmed by activities on their own queues (package lbnode/agent).
@@ -76,17 +39,6 @@ func (l *LoadBalancing) Register(r Registrar) {
 	}
 }
 
-// RecordLBNodeInput is one heartbeat as the registry workflow saw it.
-type RecordLBNodeInput struct {
-	Heartbeat lbapi.NodeHeartbeat `json:"heartbeat"`
-	// SeenAt is when the registry received the heartbeat (metalflow's
-	// clock, not the node's).
-	SeenAt time.Time `json:"seenAt"`
-	// Silent says the node stopped sending heartbeats: it is recorded
-	// down, with the time of its last heartbeat.
-	Silent bool `json:"silent,omitempty"`
-}
-
 // RecordLBNode upserts the node's row.
 func (l *LoadBalancing) RecordLBNode(ctx context.Context, in RecordLBNodeInput) error {
 	hb := in.Heartbeat
@@ -98,35 +50,6 @@ func (l *LoadBalancing) RecordLBNode(ctx context.Context, in RecordLBNodeInput) 
 		Cluster: hb.Cluster, Node: hb.Node, FailureDomain: hb.FailureDomain, Capacity: hb.Capacity, VIPs: hb.VIPs,
 		Healthy: hb.Healthy && !in.Silent, Stopping: hb.Stopping, LastSeen: seen,
 	}))
-}
-
-// ListLBClustersInput has nothing to narrow yet.
-type ListLBClustersInput struct{}
-
-// LBNodeState is one node as placement sees it.
-type LBNodeState struct {
-	Node          string `json:"node"`
-	FailureDomain string `json:"failureDomain,omitempty"`
-	Capacity      int    `json:"capacity"`
-	VIPs          int    `json:"vips"`
-	Up            bool   `json:"up"`
-	// Why says why a node is down.
-	Why string `json:"why,omitempty"`
-}
-
-// LBCluster is one cluster of LB nodes.
-type LBCluster struct {
-	Name string `json:"name"`
-	// FailureDomain is the one its nodes share; "" when they do not agree
-	// or say none, and Problem says so.
-	FailureDomain string        `json:"failureDomain,omitempty"`
-	Nodes         []LBNodeState `json:"nodes"`
-	Problem       string        `json:"problem,omitempty"`
-}
-
-// ListLBClustersResult lists clusters by name.
-type ListLBClustersResult struct {
-	Clusters []LBCluster `json:"clusters"`
 }
 
 // ListLBClusters groups the recorded nodes into clusters and says which
@@ -189,17 +112,6 @@ func (l *LoadBalancing) ListLBClusters(ctx context.Context, _ ListLBClustersInpu
 	return out, nil
 }
 
-// AllocateVIPAddressInput names the VIP and the pool by its exposure.
-type AllocateVIPAddressInput struct {
-	Name     string `json:"name"`
-	Exposure string `json:"exposure"`
-}
-
-// AllocateVIPAddressResult is the VIP's address.
-type AllocateVIPAddressResult struct {
-	Address string `json:"address"`
-}
-
 // AllocateVIPAddress gives the VIP the lowest free address of its
 // exposure's pool; the same name again gets the same address.
 func (l *LoadBalancing) AllocateVIPAddress(ctx context.Context, in AllocateVIPAddressInput) (AllocateVIPAddressResult, error) {
@@ -227,23 +139,6 @@ func (l *LoadBalancing) AllocateVIPAddress(ctx context.Context, in AllocateVIPAd
 	return AllocateVIPAddressResult{Address: addr.String()}, nil
 }
 
-// VIPPlacement is one cluster a VIP runs on, as the inventory records it.
-type VIPPlacement struct {
-	Cluster       string   `json:"cluster"`
-	FailureDomain string   `json:"failureDomain"`
-	Nodes         []string `json:"nodes"`
-}
-
-// RecordVIPInput is what a VIP's workflow last did.
-type RecordVIPInput struct {
-	Name        string         `json:"name"`
-	State       string         `json:"state"`
-	RequestedBy string         `json:"requestedBy,omitempty"`
-	ApprovedBy  string         `json:"approvedBy,omitempty"`
-	Spec        lbapi.VIPSpec  `json:"spec"`
-	Placement   []VIPPlacement `json:"placement"`
-}
-
 // RecordVIP stores the VIP's state, spec and placement; idempotent.
 func (l *LoadBalancing) RecordVIP(ctx context.Context, in RecordVIPInput) error {
 	spec, err := json.Marshal(in.Spec)
@@ -257,16 +152,6 @@ func (l *LoadBalancing) RecordVIP(ctx context.Context, in RecordVIPInput) error 
 	return classify(l.Inventory.RecordVIP(ctx, inventory.VIPRecord{
 		Name: in.Name, State: in.State, RequestedBy: in.RequestedBy, ApprovedBy: in.ApprovedBy, Spec: spec, Placement: placement,
 	}))
-}
-
-// ListPlacedVIPsInput names a cluster.
-type ListPlacedVIPsInput struct {
-	Cluster string `json:"cluster"`
-}
-
-// ListPlacedVIPsResult names the VIPs placed on the cluster, by name.
-type ListPlacedVIPsResult struct {
-	Names []string `json:"names"`
 }
 
 // ListPlacedVIPs names the VIPs whose recorded placement includes the
@@ -297,32 +182,9 @@ func (l *LoadBalancing) ListPlacedVIPs(ctx context.Context, in ListPlacedVIPsInp
 	return out, nil
 }
 
-// ReleaseVIPInput names the retired VIP.
-type ReleaseVIPInput struct {
-	Name string `json:"name"`
-}
-
 // ReleaseVIP frees the VIP's address; releasing twice is harmless.
 func (l *LoadBalancing) ReleaseVIP(ctx context.Context, in ReleaseVIPInput) error {
 	return l.Inventory.ReleaseVIP(ctx, in.Name)
-}
-
-// ResolveServersInput names servers by serial.
-type ResolveServersInput struct {
-	Serials []string `json:"serials"`
-}
-
-// ResolvedServer is where a server answers and where it stands.
-type ResolvedServer struct {
-	Serial  string `json:"serial"`
-	Address string `json:"address"`
-	// FailureDomain is "site/room/rack"; "" for a server not racked.
-	FailureDomain string `json:"failureDomain,omitempty"`
-}
-
-// ResolveServersResult lists the servers in the order asked.
-type ResolveServersResult struct {
-	Servers []ResolvedServer `json:"servers"`
 }
 
 // ResolveServers turns serials into backend addresses. A serial the CMDB

@@ -15,36 +15,6 @@ import (
 	"github.com/metalflow/metalflow/profiles"
 )
 
-// More error types workflows branch on; none is retried by Temporal.
-const (
-	ErrTypeBMCAuth           = "BMCAuth"
-	ErrTypeBMCUnsupported    = "BMCUnsupported"
-	ErrTypeBMCRejected       = "BMCRejected"
-	ErrTypeCredentialMissing = "CredentialMissing"
-	ErrTypeInventoryMismatch = "InventoryMismatch"
-	ErrTypeUnknownProfile    = "UnknownProfile"
-	ErrTypeRAIDImpossible    = "RAIDImpossible"
-	ErrTypeBIOSNotApplied    = "BIOSNotApplied"
-)
-
-// NonRetryableErrorTypes lists the errors that need a human, for activity
-// retry policies: everything else is retried with backoff.
-func NonRetryableErrorTypes() []string {
-	return []string{
-		ErrTypeInvalidPlacement, ErrTypeUnitOccupied, ErrTypeNotFound,
-		ErrTypeBMCAuth, ErrTypeBMCUnsupported, ErrTypeBMCRejected, ErrTypeCredentialMissing,
-		ErrTypeInventoryMismatch, ErrTypeUnknownProfile, ErrTypeRAIDImpossible, ErrTypeBIOSNotApplied,
-		ErrTypeCloudRejected, ErrTypeCloudFailed, ErrTypeNoSuchVIP,
-	}
-}
-
-// BMCRef names a server's BMC and the credential to use, by reference:
-// this is what workflow history holds, never the password.
-type BMCRef struct {
-	Address       string `json:"address"`
-	CredentialRef string `json:"credentialRef"`
-}
-
 // Provisioning runs the lifecycle's hardware steps.
 type Provisioning struct {
 	Inventory   *inventory.Store

@@ -12,24 +12,6 @@ import (
 	"github.com/metalflow/metalflow/profiles"
 )
 
-// ConfigureRAIDInput applies the profile's target RAID configuration.
-type ConfigureRAIDInput struct {
-	Serial  string `json:"serial"`
-	BMC     BMCRef `json:"bmc"`
-	Profile string `json:"profile"`
-	Vendor  string `json:"vendor"`
-}
-
-// ConfigureRAIDResult says what changed.
-type ConfigureRAIDResult struct {
-	Kept    []string `json:"kept,omitempty"`
-	Created []string `json:"created,omitempty"`
-	Deleted []string `json:"deleted,omitempty"`
-	// Report is the volumes read back after the changes; a failure that
-	// needs a human carries it as its error details instead.
-	Report *RAIDReport `json:"report,omitempty"`
-}
-
 // ConfigureRAID makes the volumes match the profile's logical disks: a
 // volume that already satisfies a disk is kept, one that satisfies none is
 // deleted, missing ones are created. Run twice, the second run finds the

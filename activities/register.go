@@ -9,25 +9,6 @@ type Registrar interface {
 	RegisterActivityWithOptions(a interface{}, options activity.RegisterOptions)
 }
 
-// Activity names are part of recorded histories: never rename them.
-const (
-	RackServerName         = "RackServer"
-	ReleaseRackUnitName    = "ReleaseRackUnit"
-	RegisterAssetName      = "RegisterAsset"
-	SetAssetStateName      = "SetAssetState"
-	InspectServerName      = "InspectServer"
-	RegisterMonitoringName = "RegisterMonitoring"
-	ConfigureBIOSName      = "ConfigureBIOS"
-	ConfigureRAIDName      = "ConfigureRAID"
-	StartInstallName       = "StartInstall"
-	FinishInstallName      = "FinishInstall"
-	AbortServerName        = "AbortServer"
-	CancelServerName       = "CancelServer"
-	RegisterCloudName      = "RegisterCloud"
-	JoinAggregateName      = "JoinAggregate"
-	AssignTenantName       = "AssignTenant"
-)
-
 // Register registers the CMDB's activities under their stable names.
 func (a *Inventory) Register(r Registrar) {
 	r.RegisterActivityWithOptions(a.RackServer, activity.RegisterOptions{Name: RackServerName})

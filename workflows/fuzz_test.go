@@ -6,6 +6,10 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/metalflow/metalflow/workflows/server/serverapi"
+	"github.com/metalflow/metalflow/workflows/stepapi"
+	"github.com/metalflow/metalflow/workflows/vip/vipapi"
 )
 
 // isSafeName is the property every accepted name must have, stated apart
@@ -43,7 +47,7 @@ func FuzzValidateLocation(f *testing.F) {
 			return
 		}
 		if !isSafeName(site) || !isSafeName(rack) || (room != "" && !isSafeName(room)) ||
-			len(site) > maxNameLength || len(rack) > maxNameLength || len(room) > maxNameLength {
+			len(site) > stepapi.MaxNameLength || len(rack) > stepapi.MaxNameLength || len(room) > stepapi.MaxNameLength {
 			t.Fatalf("accepted unsafe names in %+v", l)
 		}
 		if unit < 1 || (face != FaceFront && face != FaceRear) {
@@ -82,11 +86,11 @@ func FuzzValidateNames(f *testing.F) {
 				t.Fatalf("serial %q makes workflow ID %q", s, id)
 			}
 		}
-		if ValidateTenant(s) == nil && s != "" && (!isSafeName(s) || len(s) > maxTenantLength) {
+		if ValidateTenant(s) == nil && s != "" && (!isSafeName(s) || len(s) > serverapi.MaxTenantLength) {
 			t.Fatalf("tenant %q accepted", s)
 		}
 		if ValidateVIPName(s) == nil {
-			if s == "" || len(s) > maxVIPNameLength || strings.HasPrefix(s, "-") || strings.HasSuffix(s, "-") {
+			if s == "" || len(s) > vipapi.MaxVIPNameLength || strings.HasPrefix(s, "-") || strings.HasSuffix(s, "-") {
 				t.Fatalf("VIP name %q accepted", s)
 			}
 			for _, r := range s {
@@ -123,13 +127,13 @@ func FuzzValidateVIPInput(f *testing.F) {
 		if json.Unmarshal(body, &in) != nil {
 			return
 		}
-		n := normalizeVIPInput(in)
+		n := vipapi.NormalizeVIPInput(in)
 		if ValidateVIPInput(n) != nil {
 			return
 		}
 		// Normalizing is idempotent, and what was accepted stays
 		// accepted after the trip through workflow history.
-		if again := normalizeVIPInput(n); !vipInputsEqual(again, n) {
+		if again := vipapi.NormalizeVIPInput(n); !vipInputsEqual(again, n) {
 			t.Fatalf("normalizing twice changed %+v into %+v", n, again)
 		}
 		raw, err := json.Marshal(n)
@@ -140,7 +144,7 @@ func FuzzValidateVIPInput(f *testing.F) {
 		if err := json.Unmarshal(raw, &back); err != nil {
 			t.Fatal(err)
 		}
-		if err := ValidateVIPInput(normalizeVIPInput(back)); err != nil {
+		if err := ValidateVIPInput(vipapi.NormalizeVIPInput(back)); err != nil {
 			t.Fatalf("round-tripped VIP request refused: %v", err)
 		}
 		addrs := map[netip.Addr]bool{}
@@ -153,7 +157,7 @@ func FuzzValidateVIPInput(f *testing.F) {
 				t.Fatalf("accepted backend %s twice", a)
 			}
 			addrs[a] = true
-			if b.Weight == 0 || b.Weight > maxBackendWeight {
+			if b.Weight == 0 || b.Weight > vipapi.MaxBackendWeight {
 				t.Fatalf("accepted weight %d", b.Weight)
 			}
 		}

@@ -19,33 +19,6 @@ const registryHeartbeatsPerRun = 1000
 // registry through signal-with-start.
 const registryGiveUpAfter = 24 * time.Hour
 
-// LBNodeRegistryInput starts (or continues) the registry of one node. The
-// lbnode signals-with-start it; what it passes as input is ignored beyond
-// the cluster and node, which the heartbeats carry anyway.
-type LBNodeRegistryInput struct {
-	Cluster string `json:"cluster,omitempty"`
-	Node    string `json:"node,omitempty"`
-	// Carried is what the previous run knew, after a continue-as-new.
-	Carried *LBNodeRegistryState `json:"carried,omitempty"`
-}
-
-// LBNodeRegistryState is what the registry knows of its node; the status
-// query returns it.
-type LBNodeRegistryState struct {
-	Cluster string `json:"cluster"`
-	Node    string `json:"node"`
-	// Last is the last heartbeat received, LastSeen when (metalflow's clock).
-	Last     lbapi.NodeHeartbeat `json:"last"`
-	LastSeen time.Time           `json:"lastSeen"`
-	// Recorded is the heartbeat last written to the inventory, RecordedAt
-	// when; Down says the node was recorded down for its silence.
-	Recorded   *lbapi.NodeHeartbeat `json:"recorded,omitempty"`
-	RecordedAt time.Time            `json:"recordedAt"`
-	Down       bool                 `json:"down"`
-	// Heartbeats counts heartbeats in this run.
-	Heartbeats int `json:"heartbeats"`
-}
-
 // LBNodeRegistry records one LB node in the inventory from its heartbeats.
 // Most heartbeats say nothing new: they are written only when something
 // changed or the row is due a refresh, so the history stays small. A node

@@ -2,33 +2,11 @@ package workflows
 
 import (
 	"fmt"
-	"strings"
 	"time"
 
+	"github.com/metalflow/metalflow/workflows/rackbatch/batchapi"
 	"go.temporal.io/sdk/workflow"
 )
-
-// Power in-rush: a rack's PDUs and breakers are sized for servers running,
-// not for a dozen of them powering on at the same instant. A RackBatch keeps
-// the rack's power slots; a lifecycle it started asks for a slot before a
-// power-changing step (the BIOS reset, the netboot power cycle) and gives it
-// back afterwards. The conversation is three signals, because a workflow
-// cannot send another workflow an update:
-//
-//	child  → batch  power-acquire {serial, workflowId, token}
-//	batch  → child  power-granted {token}        (when fewer than K are held)
-//	child  → batch  power-release {serial, token}
-//
-// Names are part of recorded histories: never rename them.
-const (
-	SignalPowerAcquire = "power-acquire"
-	SignalPowerGranted = "power-granted"
-	SignalPowerRelease = "power-release"
-)
-
-// DefaultPowerConcurrency is how many servers of one rack may change power
-// at once when the batch does not say.
-const DefaultPowerConcurrency = 4
 
 // powerSlotReminder is how long a lifecycle waits for a grant before asking
 // again. The repeat is idempotent for the keeper (same token), and it is how
@@ -39,39 +17,6 @@ const powerSlotReminder = 10 * time.Minute
 // powerSlotsChange names the workflow.GetVersion change that introduced
 // power slots into the lifecycle; never rename it.
 const powerSlotsChange = "rack-power-slots"
-
-// PowerSlotRequest is the power-acquire signal.
-type PowerSlotRequest struct {
-	Serial string `json:"serial"`
-	// WorkflowID is where the grant goes.
-	WorkflowID string `json:"workflowId"`
-	// Token names this one acquisition, so a late grant for an earlier
-	// one is not mistaken for the current one, and a repeated request is
-	// recognised.
-	Token string `json:"token"`
-}
-
-// PowerSlotGrant is the power-granted signal.
-type PowerSlotGrant struct {
-	Token string `json:"token"`
-}
-
-// PowerSlotRelease is the power-release signal.
-type PowerSlotRelease struct {
-	Serial string `json:"serial"`
-	Token  string `json:"token"`
-}
-
-// PowerSlotsStatus is the keeper's state as the batch's status shows it.
-type PowerSlotsStatus struct {
-	Limit int `json:"limit"`
-	// Holding and Waiting list serials, in the order they asked.
-	Holding []string `json:"holding"`
-	Waiting []string `json:"waiting"`
-	// Granted counts every grant so far; MaxHeld is the most held at once.
-	Granted int `json:"granted"`
-	MaxHeld int `json:"maxHeld"`
-}
 
 // RackPowerSlots is the keeper side, run inside a RackBatch. All its state
 // lives in the workflow and is changed only by workflow code, so it replays.
@@ -202,7 +147,7 @@ type PowerSlot struct {
 // (by POST /api/v1/servers) and no rack limit applies.
 func PowerSlotKeeper(ctx workflow.Context) string {
 	parent := workflow.GetInfo(ctx).ParentWorkflowExecution
-	if parent == nil || !strings.HasPrefix(parent.ID, rackBatchIDPrefix) {
+	if parent == nil || !batchapi.IsRackBatchWorkflowID(parent.ID) {
 		return ""
 	}
 	return parent.ID

@@ -1,15 +1,19 @@
 package workflows
 
 import (
-	"errors"
 	"fmt"
 	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
+)
 
-	"github.com/metalflow/metalflow/activities"
+// The batch's poll of its servers' states: one short read, tried a few
+// times before the poll is skipped until the next interval.
+const (
+	serverStatesStartToClose  = 30 * time.Second
+	serverStatesMaximumTrials = 3
 )
 
 // RackBatch provisions a rack's worth of servers at once: one child
@@ -22,160 +26,6 @@ import (
 // longer than AttentionGrace. A server stuck in attention is reported, not
 // waited for forever; its lifecycle keeps running (the batch abandons rather
 // than terminates its children) so staff can still retry or abort it.
-
-// Names of the batch workflow and its poll activity; part of recorded
-// histories, never rename them.
-const (
-	RackBatchName = "RackBatch"
-	// ServerStatesName reads the status of lifecycles by serial; the batch
-	// polls it to see which of its servers wait for a human.
-	ServerStatesName = "ServerStates"
-)
-
-// Batch states.
-const (
-	BatchRunning  = "running"
-	BatchFinished = "finished"
-)
-
-// Per-server states the batch adds to the lifecycle's own.
-const (
-	// BatchServerPending: not started yet, waiting for a concurrency slot.
-	BatchServerPending = "pending"
-	// BatchServerAlreadyExisting: the serial had a lifecycle before the
-	// batch; the batch did not start, and does not retry, it.
-	BatchServerAlreadyExisting = "already-existing"
-)
-
-// Defaults for a batch that does not say.
-const (
-	DefaultBatchConcurrency   = 10
-	DefaultAttentionGrace     = time.Hour
-	DefaultBatchPollInterval  = 30 * time.Second
-	MaxBatchServers           = 200
-	rackBatchIDPrefix         = "rack/"
-	serverStatesStartToClose  = 30 * time.Second
-	serverStatesMaximumTrials = 3
-)
-
-// RackBatchWorkflowID is the batch's workflow ID.
-func RackBatchWorkflowID(site, rack, batchID string) string {
-	return rackBatchIDPrefix + site + "/" + rack + "/" + batchID
-}
-
-// RackBatchInput starts a batch. Credentials travel as references.
-type RackBatchInput struct {
-	BatchID string            `json:"batchId"`
-	Site    string            `json:"site"`
-	Rack    string            `json:"rack"`
-	Servers []RackBatchServer `json:"servers"`
-	// Concurrency caps lifecycles busy at once (default 10).
-	Concurrency int `json:"concurrency,omitempty"`
-	// PowerConcurrency caps power operations at once in the rack (default 4).
-	PowerConcurrency int `json:"powerConcurrency,omitempty"`
-	// AttentionGrace is how long a server may wait in attention before the
-	// batch reports it and stops waiting for it (default 1 h).
-	AttentionGrace time.Duration `json:"attentionGrace,omitempty"`
-	// PollInterval is how often the batch reads its servers' states
-	// (default 30 s, or a quarter of a shorter grace).
-	PollInterval time.Duration `json:"pollInterval,omitempty"`
-	// Actor is who posted the batch, for the asset history.
-	Actor string `json:"actor,omitempty"`
-}
-
-// RackBatchServer is one server of a batch, already racked at Location.
-type RackBatchServer struct {
-	Serial   string             `json:"serial"`
-	BMC      *activities.BMCRef `json:"bmc,omitempty"`
-	Profile  string             `json:"profile,omitempty"`
-	Location Location           `json:"location"`
-}
-
-// RackBatchStatus answers the batch's status query and is its result.
-type RackBatchStatus struct {
-	BatchID         string             `json:"batchId"`
-	Site            string             `json:"site"`
-	Rack            string             `json:"rack"`
-	State           string             `json:"state"`
-	Total           int                `json:"total"`
-	Installed       int                `json:"installed"`
-	Failed          int                `json:"failed"`
-	Aborted         int                `json:"aborted"`
-	AlreadyExisting int                `json:"alreadyExisting"`
-	Attention       int                `json:"attention"`
-	Running         int                `json:"running"`
-	Pending         int                `json:"pending"`
-	PerServer       []BatchServerState `json:"perServer"`
-	PowerSlots      PowerSlotsStatus   `json:"powerSlots"`
-}
-
-// BatchServerState is one server as the batch sees it.
-type BatchServerState struct {
-	Serial string `json:"serial"`
-	State  string `json:"state"`
-	Step   string `json:"step,omitempty"`
-	Error  string `json:"error,omitempty"`
-	// Settled: the batch no longer waits for this server.
-	Settled bool `json:"settled"`
-}
-
-// ServerStatesInput asks for the status of lifecycles by serial.
-type ServerStatesInput struct {
-	Serials []string `json:"serials"`
-}
-
-// ServerStatesResult answers ServerStates; a serial without a running
-// lifecycle, or whose status could not be read, is left out.
-type ServerStatesResult struct {
-	Servers []ServerStateReport `json:"servers"`
-}
-
-// ServerStateReport is the part of a lifecycle's status the batch uses.
-type ServerStateReport struct {
-	Serial string `json:"serial"`
-	State  string `json:"state"`
-	Step   string `json:"step,omitempty"`
-	Error  string `json:"error,omitempty"`
-}
-
-// ValidateRackBatch says what is wrong with a batch, or nil. The API runs
-// the same checks (and the inventory's) before it starts one.
-func ValidateRackBatch(in RackBatchInput) error {
-	if in.BatchID == "" || !isName(in.BatchID, maxNameLength) {
-		return fmt.Errorf("batch id is required (letters, digits, '.', '_', '-'; at most %d)", maxNameLength)
-	}
-	if len(in.Servers) == 0 {
-		return errors.New("a batch needs at least one server")
-	}
-	if len(in.Servers) > MaxBatchServers {
-		return fmt.Errorf("a batch has at most %d servers, got %d", MaxBatchServers, len(in.Servers))
-	}
-	if in.Concurrency < 0 || in.PowerConcurrency < 0 || in.AttentionGrace < 0 || in.PollInterval < 0 {
-		return errors.New("concurrency, powerConcurrency, attentionGrace and pollInterval must not be negative")
-	}
-	serials := map[string]int{}
-	units := map[int]string{}
-	for i, s := range in.Servers {
-		if err := ValidateSerial(s.Serial); err != nil {
-			return fmt.Errorf("servers[%d]: %w", i, err)
-		}
-		if j, dup := serials[s.Serial]; dup {
-			return fmt.Errorf("servers[%d]: serial %s is also servers[%d]", i, s.Serial, j)
-		}
-		serials[s.Serial] = i
-		if err := ValidateLocation(s.Location); err != nil {
-			return fmt.Errorf("servers[%d] (%s): %w", i, s.Serial, err)
-		}
-		if s.Location.Site != in.Site || s.Location.Rack != in.Rack {
-			return fmt.Errorf("servers[%d] (%s): location %s/%s is not the batch's rack %s/%s", i, s.Serial, s.Location.Site, s.Location.Rack, in.Site, in.Rack)
-		}
-		if other, dup := units[s.Location.Unit]; dup {
-			return fmt.Errorf("servers[%d] (%s): unit %d is also given to %s", i, s.Serial, s.Location.Unit, other)
-		}
-		units[s.Location.Unit] = s.Serial
-	}
-	return nil
-}
 
 // RackBatch is the registered entry point.
 func RackBatch(ctx workflow.Context, in RackBatchInput) (RackBatchStatus, error) {

@@ -1,3 +1,8 @@
+// Package workflows holds metalflow's Temporal workflows. Everything here is
+// deterministic: no I/O, no clocks, no randomness outside the workflow API.
+// What callers and activities share with them (names, inputs, results) is
+// in the standard-library-only contract packages stepapi, server/serverapi,
+// rackbatch/batchapi and vip/vipapi.
 package workflows
 
 import (

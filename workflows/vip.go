@@ -12,86 +12,15 @@ import (
 
 	"github.com/metalflow/metalflow/activities"
 	"github.com/metalflow/metalflow/lbnode/lbapi"
+	"github.com/metalflow/metalflow/workflows/vip/vipapi"
 )
-
-// Names that reach a VIP's workflow (ID lbapi.VIPWorkflowID). Part of the
-// API contract and of recorded histories: never rename them. The status
-// query is QueryStatus; retry and abort are UpdateRetry and UpdateAbort.
-const (
-	VIPRolloutName = "VIPRollout"
-	UpdateApprove  = "approve"
-	UpdateReject   = "reject"
-	UpdateBackends = "backends"
-	UpdateRetire   = "retire"
-)
-
-// VIP states as the API and the operator UI show them.
-const (
-	VIPStatePlacing          = "placing"
-	VIPStateRollingOut       = "rolling-out"
-	VIPStateAwaitingApproval = "awaiting-approval"
-	VIPStatePublishing       = "publishing"
-	VIPStateActive           = "active"
-	VIPStateUpdating         = "updating"
-	VIPStateAttention        = StateAttention
-	VIPStateRetiring         = "retiring"
-	VIPStateRetired          = "retired"
-	VIPStateRejected         = "rejected"
-	VIPStateAborted          = "aborted"
-)
-
-// States of a VIP on one node.
-const (
-	NodePending = "pending"
-	// NodeProgrammed: the node runs the spec, verified, unannounced.
-	NodeProgrammed = "programmed"
-	// NodeAnnounced: the node runs the spec and announces it.
-	NodeAnnounced = "announced"
-	NodeFailed    = "failed"
-	// NodeForgotten: the node was down when the VIP was retired.
-	NodeForgotten = "forgotten"
-	// NodeUnreachable: no worker took the node's task; it did not change.
-	NodeUnreachable = "unreachable"
-	NodeRolledBack  = "rolled-back"
-	NodeRemoved     = "removed"
-)
-
-// Backend health as the status shows it.
-const (
-	BackendUp   = "up"
-	BackendDown = "down"
-)
-
-// Roles that may approve or reject a public VIP.
-const (
-	RoleApprover = "approver"
-	RoleAdmin    = "admin"
-)
-
-// What a VIP's workflow does, in the operator's words: the step an
-// attention names.
-const (
-	VIPStepAllocateAddress = "AllocateAddress"
-	VIPStepPlace           = "Place"
-	VIPStepRollOut         = "RollOut"
-	VIPStepPublish         = "Publish"
-	VIPStepBackends        = "Backends"
-	VIPStepBackendHealth   = "BackendHealth"
-	VIPStepRetire          = "Retire"
-)
-
-// VIPSteps lists every step a VIP's attention can name.
-func VIPSteps() []string {
-	return []string{VIPStepAllocateAddress, VIPStepPlace, VIPStepRollOut, VIPStepPublish, VIPStepBackends,
-		VIPStepBackendHealth, VIPStepJoinNodes, VIPStepRetire}
-}
 
 // VIPRollout places a VIP, rolls it out cluster by cluster with a canary
 // node first, waits for approval before a public VIP is announced beyond
 // the internal peers, and then runs it: backend changes, backend health
 // seen by any node, retirement.
 func VIPRollout(ctx workflow.Context, in VIPRolloutInput) (VIPStatus, error) {
-	in = normalizeVIPInput(in)
+	in = vipapi.NormalizeVIPInput(in)
 	if err := ValidateVIPInput(in); err != nil {
 		return VIPStatus{Name: in.Name, State: StateFailed}, temporal.NewNonRetryableApplicationError(err.Error(), "InvalidInput", nil)
 	}
@@ -369,7 +298,7 @@ func (v *vip) changeBackends(ctx workflow.Context, op *vipOp) error {
 	in := op.backends
 	prev := slices.Clone(v.state.Backends)
 	var added []VIPBackend
-	for _, b := range normalizeBackends(in.Add) {
+	for _, b := range vipapi.NormalizeBackends(in.Add) {
 		added = append(added, VIPBackend{Backend: b})
 	}
 	if len(in.Servers) > 0 {
@@ -489,9 +418,9 @@ func (v *vip) forgetDownNodes(ctx workflow.Context) error {
 	}
 	for i := range v.state.Nodes {
 		n := &v.state.Nodes[i]
-		if (n.Spec != nil || n.Unsure) && !up[n.key()] {
+		if (n.Spec != nil || n.Unsure) && !up[n.Key()] {
 			n.Spec, n.Unsure, n.State = nil, false, NodeForgotten
-			v.warn(fmt.Sprintf("node %s was down when the VIP was retired and was forgotten: if it comes back, remove VIP %s from it", n.key(), v.in.Name))
+			v.warn(fmt.Sprintf("node %s was down when the VIP was retired and was forgotten: if it comes back, remove VIP %s from it", n.Key(), v.in.Name))
 		}
 	}
 	return nil

@@ -16,6 +16,7 @@ import (
 	"github.com/metalflow/metalflow/activities"
 	"github.com/metalflow/metalflow/inventory"
 	"github.com/metalflow/metalflow/lbnode/lbapi"
+	"github.com/metalflow/metalflow/workflows/vip/vipapi"
 )
 
 func TestVIPRolloutCanaryFirstThenClusterByCluster(t *testing.T) {
@@ -719,7 +720,7 @@ func TestValidateBackendsChange(t *testing.T) {
 		"ok":               {BackendsInput{Add: []lbapi.Backend{{Address: "10.0.1.13"}}, Drain: []string{"10.0.1.13"}, Remove: []string{"10.0.1.12"}}, ""},
 		"ok servers only":  {BackendsInput{Servers: []string{"SN-1"}, Remove: []string{"10.0.1.11", "10.0.1.12"}}, ""},
 	} {
-		err := validateBackendsChange(c.in, current)
+		err := vipapi.ValidateBackendsChange(c.in, current)
 		if c.want == "" {
 			require.NoError(t, err, name)
 		} else {

@@ -11,22 +11,6 @@ import (
 	"github.com/metalflow/metalflow/activities"
 )
 
-// SignalNodeUp tells a VIP's workflow that a node of one of its clusters
-// came up: a node added to the cluster after the VIP was placed, one that
-// was down at placement, or one that restarted (perhaps reinstalled, with
-// nothing programmed). A node's registry sends it. Part of recorded
-// histories: never rename it.
-const SignalNodeUp = "node-up"
-
-// NodeUp names the node that came up.
-type NodeUp struct {
-	Cluster string `json:"cluster"`
-	Node    string `json:"node"`
-}
-
-// VIPStepJoinNodes brings nodes that came up into the VIP's placement.
-const VIPStepJoinNodes = "JoinNodes"
-
 // joinDue says nodes wait to be brought in and the VIP can take them: a
 // VIP in the middle of a change, or waiting for staff, takes them after.
 func (v *vip) joinDue() bool { return len(v.state.Joining) > 0 && v.stable() }
@@ -128,8 +112,8 @@ func (v *vip) joinQueued(ctx workflow.Context) (added []string, err error) {
 	rolled := v.rollBack(ctx, before, failed)
 	// A retry joins the failed nodes again.
 	for _, n := range failed {
-		if !slices.Contains(v.state.Joining, n.key()) {
-			v.state.Joining = append(v.state.Joining, n.key())
+		if !slices.Contains(v.state.Joining, n.Key()) {
+			v.state.Joining = append(v.state.Joining, n.Key())
 		}
 	}
 	return added, fmt.Errorf("%s; rolled back on %d node(s)", cause(err), rolled)

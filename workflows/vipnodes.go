@@ -40,7 +40,7 @@ func nodeCtx(ctx workflow.Context, cluster, node string) workflow.Context {
 // node returns the record of a node, creating it (not running the VIP).
 func (v *vip) node(cluster, name string) *VIPNode {
 	key := cluster + "/" + name
-	i, found := slices.BinarySearchFunc(v.state.Nodes, key, func(n VIPNode, k string) int { return strings.Compare(n.key(), k) })
+	i, found := slices.BinarySearchFunc(v.state.Nodes, key, func(n VIPNode, k string) int { return strings.Compare(n.Key(), k) })
 	if !found {
 		v.state.Nodes = slices.Insert(v.state.Nodes, i, VIPNode{Cluster: cluster, Node: name, State: NodePending})
 	}
@@ -54,7 +54,7 @@ func (v *vip) nodeSpecs() map[string]*lbapi.VIPSpec {
 	for _, n := range v.state.Nodes {
 		if n.Spec != nil {
 			s := *n.Spec
-			out[n.key()] = &s
+			out[n.Key()] = &s
 		}
 	}
 	return out
@@ -101,7 +101,7 @@ func (v *vip) rollOutClusters(ctx workflow.Context, target lbapi.VIPSpec, stage 
 		}
 		*touched = append(*touched, nodes[0])
 		if err := v.applyAndVerify(ctx, nodes[0], staged, true); err != nil {
-			return fmt.Errorf("canary %s: %w", nodes[0].key(), err)
+			return fmt.Errorf("canary %s: %w", nodes[0].Key(), err)
 		}
 		*touched = append(*touched, nodes[1:]...)
 		if err := v.onEach(ctx, nodes[1:], func(ctx workflow.Context, n *VIPNode) error {
@@ -130,7 +130,7 @@ func (v *vip) onEach(ctx workflow.Context, nodes []*VIPNode, fn func(workflow.Co
 		workflow.Go(ctx, func(ctx workflow.Context) {
 			defer wg.Done()
 			if err := fn(ctx, n); err != nil {
-				errs[i] = fmt.Errorf("%s: %w", n.key(), err)
+				errs[i] = fmt.Errorf("%s: %w", n.Key(), err)
 			}
 		})
 	}
@@ -222,7 +222,7 @@ func (v *vip) checkReport(n *VIPNode, rep lbapi.NodeReport, spec lbapi.VIPSpec, 
 	// Nodes without BGP (a lab, a test bed) cannot announce anything; they
 	// are accepted, but the status says the route was not verified.
 	if got.Announced == lbapi.AnnounceNone && len(rep.Peers) == 0 {
-		v.warn(fmt.Sprintf("node %s has no BGP peers: announcement (%s) not verified", n.key(), spec.Announce))
+		v.warn(fmt.Sprintf("node %s has no BGP peers: announcement (%s) not verified", n.Key(), spec.Announce))
 		return nil
 	}
 	return &routeNotYet{got: got.Announced, want: spec.Announce}
@@ -276,10 +276,10 @@ func (v *vip) rollBack(ctx workflow.Context, before map[string]*lbapi.VIPSpec, t
 	// A node that took no task and runs what it ran before has nothing
 	// to undo (and would only time out again).
 	touched = slices.DeleteFunc(slices.Clone(touched), func(n *VIPNode) bool {
-		return n.State == NodeUnreachable && !n.Unsure && sameSpec(n.Spec, before[n.key()])
+		return n.State == NodeUnreachable && !n.Unsure && sameSpec(n.Spec, before[n.Key()])
 	})
 	_ = v.onEach(ctx, touched, func(ctx workflow.Context, n *VIPNode) error {
-		prev := before[n.key()]
+		prev := before[n.Key()]
 		nctx := nodeCtx(ctx, n.Cluster, n.Node)
 		var err error
 		if prev != nil {
@@ -299,7 +299,7 @@ func (v *vip) rollBack(ctx workflow.Context, before map[string]*lbapi.VIPSpec, t
 		}
 		if err != nil {
 			n.State, n.Unsure = NodeFailed, true
-			v.warn(fmt.Sprintf("rollback on %s failed: %s; it may still run another spec", n.key(), nodeCause(err)))
+			v.warn(fmt.Sprintf("rollback on %s failed: %s; it may still run another spec", n.Key(), nodeCause(err)))
 			return err
 		}
 		n.Spec, n.Unsure, n.State = prev, false, NodeRolledBack

@@ -9,30 +9,6 @@ import (
 	"github.com/metalflow/metalflow/lbnode/lbapi"
 )
 
-// UpdateReport asks a VIP's workflow for the traffic counters of every node
-// it is placed on. It is an update, not a query, because only activities
-// reach the nodes; the API calls it when someone reads one VIP.
-const UpdateReport = "report"
-
-// VIPReport is what the nodes say about a VIP, node by node.
-type VIPReport struct {
-	Nodes []NodeTraffic `json:"nodes"`
-	// Total adds up the VIP's packets and bytes over the nodes that
-	// answered.
-	Total lbapi.Counter `json:"total"`
-}
-
-// NodeTraffic is one node's counters for the VIP, or why there are none.
-type NodeTraffic struct {
-	Cluster  string                `json:"cluster"`
-	Node     string                `json:"node"`
-	Counter  lbapi.Counter         `json:"counter"`
-	Backends []lbapi.BackendReport `json:"backends,omitempty"`
-	// Announced is the scope the node's BGP speaker has the route in.
-	Announced string `json:"announced,omitempty"`
-	Error     string `json:"error,omitempty"`
-}
-
 // reportActivityOptions: a read for a person waiting on a page, so one
 // quick attempt; a node that does not answer is reported as such.
 func reportActivityOptions(cluster, node string) workflow.ActivityOptions {

@@ -11,6 +11,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/metalflow/metalflow/lbnode/lbapi"
+	"github.com/metalflow/metalflow/workflows/vip/vipapi"
 )
 
 // What reaches a running VIP: the updates' validators and handlers, and
@@ -111,7 +112,7 @@ func (v *vip) validateBackends(in BackendsInput) error {
 	if err := v.busy(); err != nil {
 		return err
 	}
-	return validateBackendsChange(in, v.state.Backends)
+	return vipapi.ValidateBackendsChange(in, v.state.Backends)
 }
 
 func (v *vip) handleBackends(ctx workflow.Context, in BackendsInput) (VIPStatus, error) {

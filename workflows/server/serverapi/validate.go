@@ -1,44 +1,12 @@
-package workflows
+package serverapi
 
 import (
 	"fmt"
 	"strings"
+
+	"github.com/metalflow/metalflow/workflows/stepapi"
+	"github.com/metalflow/metalflow/workflows/vip/vipapi"
 )
-
-// isName accepts what vendors print on asset labels and what data centers
-// call their sites and racks: letters, digits and '.', '_', '-', starting with
-// a letter or digit. It also keeps the value safe inside workflow IDs,
-// search-attribute queries and URLs.
-func isName(s string, maxLen int) bool {
-	if s == "" || len(s) > maxLen {
-		return false
-	}
-	for i, r := range s {
-		switch {
-		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9':
-		case i > 0 && (r == '.' || r == '_' || r == '-'):
-		default:
-			return false
-		}
-	}
-	return true
-}
-
-// MaxSerialLength bounds serials; the longest real vendor serials are ~30.
-const MaxSerialLength = 64
-
-// ValidateSerial says why a serial number cannot be used, or nil.
-func ValidateSerial(serial string) error {
-	switch {
-	case serial == "":
-		return fmt.Errorf("serial is required")
-	case len(serial) > MaxSerialLength:
-		return fmt.Errorf("serial is %d characters long; at most %d are allowed", len(serial), MaxSerialLength)
-	case !isName(serial, MaxSerialLength):
-		return fmt.Errorf("serial %q may contain only letters, digits, '.', '_' and '-', and must start with a letter or digit", serial)
-	}
-	return nil
-}
 
 // LifecycleWorkflowID is the one workflow ID per server, so a second start
 // for the same serial is rejected by Temporal itself.
@@ -50,20 +18,17 @@ const (
 	FaceRear  = "rear"
 )
 
-// maxNameLength bounds site, room and rack names.
-const maxNameLength = 32
-
 // ValidateLocation checks a location's shape. Whether the site and rack exist
 // and the unit is free is the inventory's business.
 func ValidateLocation(l Location) error {
 	var problems []string
-	if !isName(l.Site, maxNameLength) {
+	if !stepapi.IsName(l.Site, stepapi.MaxNameLength) {
 		problems = append(problems, "site is required (letters, digits, '.', '_', '-'; at most 32)")
 	}
-	if l.Room != "" && !isName(l.Room, maxNameLength) {
+	if l.Room != "" && !stepapi.IsName(l.Room, stepapi.MaxNameLength) {
 		problems = append(problems, "room may contain only letters, digits, '.', '_', '-' (at most 32)")
 	}
-	if !isName(l.Rack, maxNameLength) {
+	if !stepapi.IsName(l.Rack, stepapi.MaxNameLength) {
 		problems = append(problems, "rack is required (letters, digits, '.', '_', '-'; at most 32)")
 	}
 	if l.Unit < 1 {
@@ -78,16 +43,16 @@ func ValidateLocation(l Location) error {
 	return nil
 }
 
-// maxTenantLength bounds tenants: Keystone project IDs are 32 hex digits,
+// MaxTenantLength bounds tenants: Keystone project IDs are 32 hex digits,
 // names at most 64 characters.
-const maxTenantLength = 64
+const MaxTenantLength = 64
 
 // ValidateTenant checks a tenant (cloud project) name or ID; empty means
 // none. It becomes the Ironic node's owner, and Ironic matches it against
 // the project of a request, so it must be a plain identifier.
 func ValidateTenant(tenant string) error {
-	if tenant != "" && !isName(tenant, maxTenantLength) {
-		return fmt.Errorf("tenant %q must be a project name or ID: letters, digits, '.', '_', '-', at most %d, starting with a letter or digit", tenant, maxTenantLength)
+	if tenant != "" && !stepapi.IsName(tenant, MaxTenantLength) {
+		return fmt.Errorf("tenant %q must be a project name or ID: letters, digits, '.', '_', '-', at most %d, starting with a letter or digit", tenant, MaxTenantLength)
 	}
 	return nil
 }
@@ -96,7 +61,7 @@ func ValidateTenant(tenant string) error {
 func ValidatePools(pools []string) error {
 	seen := map[string]bool{}
 	for _, p := range pools {
-		if err := ValidateVIPName(p); err != nil {
+		if err := vipapi.ValidateVIPName(p); err != nil {
 			return fmt.Errorf("pools: %w", err)
 		}
 		if seen[p] {

@@ -1,8 +1,8 @@
-package workflows
+package vipapi
 
 import (
-	"github.com/metalflow/metalflow/activities"
 	"github.com/metalflow/metalflow/lbnode/lbapi"
+	"github.com/metalflow/metalflow/workflows/stepapi"
 )
 
 // VIPRolloutInput asks for a VIP. Where it runs is the platform's choice:
@@ -77,7 +77,7 @@ type VIPStatus struct {
 	Warnings    []string           `json:"warnings,omitempty"`
 	RequestedBy string             `json:"requestedBy,omitempty"`
 	ApprovedBy  string             `json:"approvedBy,omitempty"`
-	Attention   *Attention         `json:"attention,omitempty"`
+	Attention   *stepapi.Attention `json:"attention,omitempty"`
 	// AwaitingApproval: a public VIP not yet approved (it runs with
 	// internal scope meanwhile).
 	AwaitingApproval bool `json:"awaitingApproval"`
@@ -116,9 +116,9 @@ type VIPState struct {
 	ApprovedBy string `json:"approvedBy,omitempty"`
 	// Announce is the scope the VIP's nodes run it with: internal once
 	// rolled out, public only after an accepted approval.
-	Announce  string                    `json:"announce,omitempty"`
-	Placement []activities.VIPPlacement `json:"placement"`
-	Backends  []VIPBackend              `json:"backends"`
+	Announce  string         `json:"announce,omitempty"`
+	Placement []VIPPlacement `json:"placement"`
+	Backends  []VIPBackend   `json:"backends"`
 	// Nodes is every node the VIP was ever applied to and not removed
 	// from, including those left outside the placement after a failed
 	// rollback; ordered by key.
@@ -149,4 +149,5 @@ type VIPNode struct {
 	Unsure bool `json:"unsure,omitempty"`
 }
 
-func (n VIPNode) key() string { return n.Cluster + "/" + n.Node }
+// Key names the node as "cluster/node".
+func (n VIPNode) Key() string { return n.Cluster + "/" + n.Node }

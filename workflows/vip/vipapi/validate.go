@@ -1,4 +1,4 @@
-package workflows
+package vipapi
 
 import (
 	"fmt"
@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/metalflow/metalflow/lbnode/lbapi"
+	"github.com/metalflow/metalflow/workflows/stepapi"
 )
 
 // Limits of a VIP request.
@@ -17,17 +18,17 @@ const (
 	// DefaultBackendWeight is a backend's weight when the request gives
 	// none (as the lbnode configuration does).
 	DefaultBackendWeight = 100
-	// maxBackendWeight is the data plane's bound (Maglev's credit
+	// MaxBackendWeight is the data plane's bound (Maglev's credit
 	// arithmetic).
-	maxBackendWeight = 1_000_000
-	maxVIPNameLength = 63
+	MaxBackendWeight = 1_000_000
+	MaxVIPNameLength = 63
 )
 
 // ValidateVIPName accepts a DNS label: it ends up in workflow IDs, task
 // queue payloads and host names.
 func ValidateVIPName(name string) error {
-	if name == "" || len(name) > maxVIPNameLength {
-		return fmt.Errorf("VIP name %q must be 1 to %d characters", name, maxVIPNameLength)
+	if name == "" || len(name) > MaxVIPNameLength {
+		return fmt.Errorf("VIP name %q must be 1 to %d characters", name, MaxVIPNameLength)
 	}
 	for i, r := range name {
 		switch {
@@ -40,8 +41,9 @@ func ValidateVIPName(name string) error {
 	return nil
 }
 
-// normalizeVIPInput fills in defaults the request may leave out.
-func normalizeVIPInput(in VIPRolloutInput) VIPRolloutInput {
+// NormalizeVIPInput fills in the defaults a request may leave out, as the
+// workflow does: the API validates exactly what the workflow will run.
+func NormalizeVIPInput(in VIPRolloutInput) VIPRolloutInput {
 	in.Protocol = strings.ToLower(in.Protocol)
 	if in.Protocol == "" {
 		in.Protocol = "tcp"
@@ -52,11 +54,11 @@ func normalizeVIPInput(in VIPRolloutInput) VIPRolloutInput {
 	if in.Clusters == 0 {
 		in.Clusters = DefaultVIPClusters
 	}
-	in.Backends = normalizeBackends(in.Backends)
+	in.Backends = NormalizeBackends(in.Backends)
 	return in
 }
 
-func normalizeBackends(bs []lbapi.Backend) []lbapi.Backend {
+func NormalizeBackends(bs []lbapi.Backend) []lbapi.Backend {
 	out := make([]lbapi.Backend, 0, len(bs))
 	for _, b := range bs {
 		if a, err := netip.ParseAddr(b.Address); err == nil {
@@ -141,14 +143,14 @@ func backendProblems(bs []lbapi.Backend) []string {
 			problems = append(problems, fmt.Sprintf("backend %s listed twice", a))
 		}
 		seen[a.String()] = true
-		if b.Weight > maxBackendWeight {
-			problems = append(problems, fmt.Sprintf("backend %s: weight %d above %d", a, b.Weight, maxBackendWeight))
+		if b.Weight > MaxBackendWeight {
+			problems = append(problems, fmt.Sprintf("backend %s: weight %d above %d", a, b.Weight, MaxBackendWeight))
 		}
 		if b.State != "" && b.State != lbapi.BackendActive && b.State != lbapi.BackendDrain {
 			problems = append(problems, fmt.Sprintf("backend %s: state %q, want active or drain", a, b.State))
 		}
 		if b.Serial != "" {
-			if err := ValidateSerial(b.Serial); err != nil {
+			if err := stepapi.ValidateSerial(b.Serial); err != nil {
 				problems = append(problems, fmt.Sprintf("backend %s: %v", a, err))
 			}
 		}
@@ -160,7 +162,7 @@ func serverProblems(serials []string) []string {
 	var problems []string
 	seen := map[string]bool{}
 	for _, s := range serials {
-		if err := ValidateSerial(s); err != nil {
+		if err := stepapi.ValidateSerial(s); err != nil {
 			problems = append(problems, err.Error())
 		} else if seen[s] {
 			problems = append(problems, fmt.Sprintf("server %s listed twice", s))
@@ -170,8 +172,8 @@ func serverProblems(serials []string) []string {
 	return problems
 }
 
-// validateBackendsChange checks a change against the backends the VIP has.
-func validateBackendsChange(in BackendsInput, current []VIPBackend) error {
+// ValidateBackendsChange checks a change against the backends the VIP has.
+func ValidateBackendsChange(in BackendsInput, current []VIPBackend) error {
 	if len(in.Add) == 0 && len(in.Remove) == 0 && len(in.Drain) == 0 && len(in.Servers) == 0 {
 		return fmt.Errorf("a backends change must add, remove or drain something")
 	}
@@ -182,7 +184,7 @@ func validateBackendsChange(in BackendsInput, current []VIPBackend) error {
 		have[b.Address] = true
 	}
 	adding := map[string]bool{}
-	for _, b := range normalizeBackends(in.Add) {
+	for _, b := range NormalizeBackends(in.Add) {
 		adding[b.Address] = true
 	}
 	removing := map[string]bool{}

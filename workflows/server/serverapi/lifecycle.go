@@ -1,13 +1,16 @@
-// Package workflows holds metalflow's Temporal workflows. Everything here is
-// deterministic: no I/O, no clocks, no randomness outside the workflow API.
-// I/O lives in package activities.
-package workflows
+package serverapi
 
 import (
 	"time"
 
-	"github.com/metalflow/metalflow/activities"
+	"github.com/metalflow/metalflow/workflows/stepapi"
 )
+
+// States lists every state a server can be in, as the API filters by it.
+// Ready and decommissioned belong to the cloud and decommission steps.
+func States() []string {
+	return []string{StateWaitingRack, StateProvisioning, StateAttention, StateInstalled, StateReady, StateFailed, StateAborted, StateCancelled, "decommissioned"}
+}
 
 // TaskQueue is where the lifecycle workflows and their activities run.
 const TaskQueue = "metalflow-lifecycle"
@@ -17,18 +20,14 @@ const TaskQueue = "metalflow-lifecycle"
 const (
 	ServerLifecycleName = "ServerLifecycle"
 	UpdateRacked        = "racked"
-	UpdateRetry         = "retry"
-	UpdateSkip          = "skip"
-	UpdateAbort         = "abort"
 	SignalPhoneHome     = "phone-home"
-	QueryStatus         = "status"
 )
 
 // Server states as the API and the operator UI show them.
 const (
 	StateWaitingRack  = "waiting-rack"
 	StateProvisioning = "provisioning"
-	StateAttention    = "attention"
+	StateAttention    = stepapi.StateAttention
 	StateInstalled    = "installed"
 	// StateReady: the server's Ironic node is available and assigned to
 	// its tenant; the cloud can schedule it.
@@ -38,16 +37,6 @@ const (
 	// StateCancelled: provisioning was cancelled (a decommission of a
 	// server still being provisioned); the decommission takes it from here.
 	StateCancelled = "cancelled"
-)
-
-// Step statuses.
-const (
-	StepPending = "pending"
-	StepWaiting = "waiting"
-	StepRunning = "running"
-	StepDone    = "done"
-	StepFailed  = "failed"
-	StepSkipped = "skipped"
 )
 
 // Step names, in the operator's words.
@@ -78,7 +67,7 @@ type ServerLifecycleInput struct {
 	Serial string `json:"serial"`
 	// BMC is where to reach the server's BMC; the credential is a
 	// reference into the credential store, never the password.
-	BMC *activities.BMCRef `json:"bmc,omitempty"`
+	BMC *BMCRef `json:"bmc,omitempty"`
 	// Profile names the hardware profile; "" picks by vendor and model.
 	Profile string `json:"profile,omitempty"`
 	// Actor is who registered the server, for the asset history.
@@ -125,11 +114,11 @@ type ServerStatus struct {
 	Step  string `json:"step"`
 	// StepStartedAt is when the current step (or the final state) began;
 	// a retried step starts again.
-	StepStartedAt *time.Time   `json:"stepStartedAt,omitempty"`
-	Steps         []StepStatus `json:"steps"`
-	Location      *Location    `json:"location,omitempty"`
-	Attention     *Attention   `json:"attention,omitempty"`
-	Hardware      *Hardware    `json:"hardware,omitempty"`
+	StepStartedAt *time.Time           `json:"stepStartedAt,omitempty"`
+	Steps         []stepapi.StepStatus `json:"steps"`
+	Location      *Location            `json:"location,omitempty"`
+	Attention     *stepapi.Attention   `json:"attention,omitempty"`
+	Hardware      *Hardware            `json:"hardware,omitempty"`
 	// InstallAttempt is the current or last OS install attempt.
 	InstallAttempt int `json:"installAttempt,omitempty"`
 	// RackReminders counts the daily nudges sent while nobody racked it.
@@ -142,8 +131,8 @@ type ServerStatus struct {
 	Cloud *CloudNode `json:"cloud,omitempty"`
 	// BIOS and RAID are what the BMC showed after the last ConfigureBIOS /
 	// ConfigureRAID, against the profile: applied versus desired.
-	BIOS *activities.BIOSReport `json:"bios,omitempty"`
-	RAID *activities.RAIDReport `json:"raid,omitempty"`
+	BIOS *BIOSReport `json:"bios,omitempty"`
+	RAID *RAIDReport `json:"raid,omitempty"`
 }
 
 // CloudNode is the server's Ironic node as the lifecycle last saw it.
@@ -151,25 +140,6 @@ type CloudNode struct {
 	NodeUUID       string `json:"nodeUUID"`
 	ProvisionState string `json:"provisionState"`
 	PowerState     string `json:"powerState,omitempty"`
-}
-
-// StepStatus is one step of the lifecycle as the status query reports it.
-type StepStatus struct {
-	Name       string     `json:"name"`
-	Status     string     `json:"status"`
-	StartedAt  *time.Time `json:"startedAt,omitempty"`
-	FinishedAt *time.Time `json:"finishedAt,omitempty"`
-	Error      string     `json:"error,omitempty"`
-	// Note says why a step was skipped (e.g. no Ironic configured) or
-	// what it left behind.
-	Note string `json:"note,omitempty"`
-}
-
-// Attention says why a lifecycle waits for a human, and what they may do.
-type Attention struct {
-	Step      string `json:"step"`
-	Error     string `json:"error"`
-	Skippable bool   `json:"skippable"`
 }
 
 // Hardware is what inspection found, as far as the status shows it.
@@ -185,7 +155,7 @@ type Hardware struct {
 // with corrected input.
 type RetryInput struct {
 	// BMC replaces the BMC address and/or credential reference.
-	BMC *activities.BMCRef `json:"bmc,omitempty"`
+	BMC *BMCRef `json:"bmc,omitempty"`
 	// Profile replaces the hardware profile.
 	Profile string `json:"profile,omitempty"`
 	By      string `json:"by,omitempty"`
@@ -194,12 +164,6 @@ type RetryInput struct {
 // SkipInput answers an attention with "go on without this step".
 type SkipInput struct {
 	By string `json:"by,omitempty"`
-}
-
-// AbortInput stops the lifecycle and undoes its claims.
-type AbortInput struct {
-	Reason string `json:"reason"`
-	By     string `json:"by,omitempty"`
 }
 
 // DecisionResult answers retry, skip and abort.
