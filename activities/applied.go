@@ -141,29 +141,3 @@ func withReport[R any](err error, report *R) error {
 		NonRetryable: true, Cause: appErr.Unwrap(), Details: []any{*report},
 	})
 }
-
-// BIOSReportOf takes the report out of a failed ConfigureBIOS, if any.
-func BIOSReportOf(err error) *BIOSReport {
-	var r BIOSReport
-	if reportOf(err, &r) {
-		return &r
-	}
-	return nil
-}
-
-// RAIDReportOf takes the report out of a failed ConfigureRAID, if any.
-func RAIDReportOf(err error) *RAIDReport {
-	var r RAIDReport
-	if reportOf(err, &r) {
-		return &r
-	}
-	return nil
-}
-
-func reportOf(err error, into any) bool {
-	var appErr *temporal.ApplicationError
-	if !errors.As(err, &appErr) || !appErr.HasDetails() {
-		return false
-	}
-	return appErr.Details(into) == nil
-}

@@ -155,16 +155,27 @@ func TestReportTravelsInAttentionErrors(t *testing.T) {
 	require.Equal(t, ErrTypeBIOSNotApplied, appErr.Type())
 	require.True(t, appErr.NonRetryable())
 	require.Equal(t, "BIOS settings still not applied after the reset: SRIOV", appErr.Message())
-	require.Equal(t, rep, BIOSReportOf(back))
-	require.Equal(t, rep, BIOSReportOf(err), "in-process too")
+	require.Equal(t, rep, reportIn[BIOSReport](back))
+	require.Equal(t, rep, reportIn[BIOSReport](err), "in-process too")
 
 	raid := &RAIDReport{Controller: "c", Volumes: []RAIDVolumeReport{{Status: RAIDMissing, Desired: &RAIDVolume{Name: "metalflow-root", RAIDLevel: "RAID1"}}}}
 	err = withReport(temporal.NewNonRetryableApplicationError("needs 2 free drives", ErrTypeRAIDImpossible, nil), raid)
-	require.Equal(t, raid, RAIDReportOf(fc.FailureToError(fc.ErrorToFailure(err))))
+	require.Equal(t, raid, reportIn[RAIDReport](fc.FailureToError(fc.ErrorToFailure(err))))
 
 	transient := errors.New("connection refused")
 	require.Same(t, transient, withReport(transient, rep))
 	retryable := temporal.NewApplicationError("busy", "x")
-	require.Nil(t, BIOSReportOf(withReport(retryable, rep)))
-	require.Nil(t, BIOSReportOf(withReport(temporal.NewNonRetryableApplicationError("x", "y", nil), (*BIOSReport)(nil))))
+	require.Nil(t, reportIn[BIOSReport](withReport(retryable, rep)))
+	require.Nil(t, reportIn[BIOSReport](withReport(temporal.NewNonRetryableApplicationError("x", "y", nil), (*BIOSReport)(nil))))
+}
+
+// reportIn decodes a report from an activity error's details, as the
+// lifecycle does when a step parks in attention.
+func reportIn[T any](err error) *T {
+	var appErr *temporal.ApplicationError
+	var r T
+	if !errors.As(err, &appErr) || !appErr.HasDetails() || appErr.Details(&r) != nil {
+		return nil
+	}
+	return &r
 }

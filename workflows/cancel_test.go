@@ -5,12 +5,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/metalflow/metalflow/workflows/server/serverapi"
+	"github.com/metalflow/metalflow/workflows/stepapi"
 	"github.com/stretchr/testify/mock"
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
-
-	"github.com/metalflow/metalflow/activities"
 )
 
 // A lifecycle cancelled in attention (a decommission of a server still
@@ -18,7 +18,7 @@ import (
 // keeps its rack unit (the server is still in it) and ends cancelled.
 func TestLifecycleCancelledInAttentionCompensates(t *testing.T) {
 	lt := newLifecycleTest(t)
-	lt.fake.failNext(activities.ConfigureRAIDName, appErr("RAID1 needs 2 free drives, controller has 1", activities.ErrTypeRAIDImpossible))
+	lt.fake.failNext(serverapi.ConfigureRAIDName, appErr("RAID1 needs 2 free drives, controller has 1", stepapi.ErrTypeRAIDImpossible))
 	in := input("SN-C1")
 	in.Location = &dock
 	var parked ServerStatus
@@ -38,11 +38,11 @@ func TestLifecycleCancelledInAttentionCompensates(t *testing.T) {
 	raid := stepOf(st, StepConfigureRAID)
 	require.Equal(t, StepFailed, raid.Status)
 	require.Contains(t, raid.Error, "RAID1 needs", "the attention's cause stays on record")
-	require.Equal(t, []activities.CancelServerInput{{Serial: "SN-C1", Step: StepConfigureRAID}},
-		inputsOf[activities.CancelServerInput](lt.fake, activities.CancelServerName))
-	require.Zero(t, lt.fake.count(activities.AbortServerName), "cancel is not abort: the rack unit stays claimed")
-	require.Zero(t, lt.fake.count(activities.ReleaseRackUnitName))
-	require.Zero(t, lt.fake.count(activities.StartInstallName))
+	require.Equal(t, []serverapi.CancelServerInput{{Serial: "SN-C1", Step: StepConfigureRAID}},
+		inputsOf[serverapi.CancelServerInput](lt.fake, serverapi.CancelServerName))
+	require.Zero(t, lt.fake.count(serverapi.AbortServerName), "cancel is not abort: the rack unit stays claimed")
+	require.Zero(t, lt.fake.count(serverapi.ReleaseRackUnitName))
+	require.Zero(t, lt.fake.count(serverapi.StartInstallName))
 }
 
 // Cancelled while it waits for a technician, the Rack step says so.
@@ -57,7 +57,7 @@ func TestLifecycleCancelledWhileWaitingForRack(t *testing.T) {
 	require.Equal(t, StepFailed, rack.Status)
 	require.Contains(t, rack.Error, "cancelled")
 	require.NotNil(t, rack.FinishedAt)
-	require.Equal(t, []string{activities.CancelServerName}, lt.fake.calls)
+	require.Equal(t, []string{serverapi.CancelServerName}, lt.fake.calls)
 }
 
 func stepOf(st ServerStatus, name string) StepStatus {
@@ -109,8 +109,8 @@ func TestDecommissionCancelsAnUntouchedLifecycle(t *testing.T) {
 	}
 	require.Contains(t, stepByName(final, StepSecureWipe).Note, "before BIOS, RAID or the install")
 	require.Equal(t, StepDone, stepByName(final, StepPowerOff).Status)
-	require.Equal(t, []string{AwaitLifecycleEndName, activities.DeleteCloudNodeName,
-		activities.PowerOffServerName, activities.RetireAssetName}, lt.fake.calls)
+	require.Equal(t, []string{AwaitLifecycleEndName, serverapi.DeleteCloudNodeName,
+		serverapi.PowerOffServerName, serverapi.RetireAssetName}, lt.fake.calls)
 }
 
 // A server cancelled mid-install is wiped and reset like any other, and
@@ -128,9 +128,9 @@ func TestDecommissionCancelsATouchedLifecycle(t *testing.T) {
 	require.NoError(t, lt.env.GetWorkflowError())
 	lt.env.AssertExpectations(t)
 	require.Equal(t, StateWaitingUnrack, waiting.State)
-	require.Equal(t, []string{AwaitLifecycleEndName, activities.DeleteCloudNodeName,
-		activities.WipeServerName, activities.ResetBIOSDefaultsName, activities.PowerOffServerName,
-		activities.RetireAssetName, activities.ReleaseRackUnitName}, lt.fake.calls)
+	require.Equal(t, []string{AwaitLifecycleEndName, serverapi.DeleteCloudNodeName,
+		serverapi.WipeServerName, serverapi.ResetBIOSDefaultsName, serverapi.PowerOffServerName,
+		serverapi.RetireAssetName, serverapi.ReleaseRackUnitName}, lt.fake.calls)
 }
 
 // Without a BMC ever given, nothing can be powered off: skipped, not an

@@ -9,8 +9,9 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
-	"github.com/metalflow/metalflow/activities"
 	"github.com/metalflow/metalflow/profiles"
+	"github.com/metalflow/metalflow/workflows/server/serverapi"
+	"github.com/metalflow/metalflow/workflows/stepapi"
 )
 
 // Decommission takes a server out of service: out of the cloud, wiped,
@@ -158,11 +159,11 @@ func (d *decommission) run(ctx workflow.Context) error {
 		run  func(workflow.Context) (string, error)
 	}{
 		{StepLeaveAggregate, d.leaveAggregate},
-		{StepDeleteCloudNode, d.activityStep(activities.DeleteCloudNodeName, cloudActivityOptions())},
-		{StepSecureWipe, d.bmcStep(activities.WipeServerName, 2*time.Hour)},
-		{StepResetBIOS, d.bmcStep(activities.ResetBIOSDefaultsName, 15*time.Minute)},
-		{StepPowerOff, d.bmcStep(activities.PowerOffServerName, 5*time.Minute)},
-		{StepRetireAsset, d.activityStep(activities.RetireAssetName, inventoryActivityOptions())},
+		{StepDeleteCloudNode, d.activityStep(serverapi.DeleteCloudNodeName, cloudActivityOptions())},
+		{StepSecureWipe, d.bmcStep(serverapi.WipeServerName, 2*time.Hour)},
+		{StepResetBIOS, d.bmcStep(serverapi.ResetBIOSDefaultsName, 15*time.Minute)},
+		{StepPowerOff, d.bmcStep(serverapi.PowerOffServerName, 5*time.Minute)},
+		{StepRetireAsset, d.activityStep(serverapi.RetireAssetName, inventoryActivityOptions())},
 		{StepUnrack, d.unrack},
 	}
 	if d.in.CancelLifecycle {
@@ -187,8 +188,8 @@ func (d *decommission) run(ctx workflow.Context) error {
 // each removal is the VIP's own change, rolled out to every node.
 func (d *decommission) leaveLoadBalancer(ctx workflow.Context) (string, error) {
 	for _, vip := range d.in.Pools {
-		err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, loadBalancerActivityOptions()), activities.LeaveLoadBalancerName,
-			activities.LoadBalancerMembershipInput{Serial: d.in.Serial, VIP: vip, Actor: actorOr(d.in.Actor, "decommission")}).Get(ctx, nil)
+		err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, loadBalancerActivityOptions()), serverapi.LeaveLoadBalancerName,
+			serverapi.LoadBalancerMembershipInput{Serial: d.in.Serial, VIP: vip, Actor: actorOr(d.in.Actor, "decommission")}).Get(ctx, nil)
 		if err != nil {
 			return "", err
 		}
@@ -209,7 +210,7 @@ func (d *decommission) cancelProvisioning(ctx workflow.Context) (string, error) 
 		HeartbeatTimeout:    20 * time.Second,
 		RetryPolicy: &temporal.RetryPolicy{
 			InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: 30 * time.Second,
-			NonRetryableErrorTypes: activities.NonRetryableErrorTypes(),
+			NonRetryableErrorTypes: stepapi.NonRetryableErrorTypes(),
 		},
 	}
 	var end LifecycleEnd
@@ -261,7 +262,7 @@ func (d *decommission) runStep(ctx workflow.Context, name string, run func(workf
 		}
 		d.generation++
 		if r := dec.retry.BMC; r != nil {
-			bmc := activities.BMCRef{}
+			bmc := serverapi.BMCRef{}
 			if d.in.BMC != nil {
 				bmc = *d.in.BMC
 			}
@@ -291,8 +292,8 @@ func (d *decommission) startStep(ctx workflow.Context, name string) *StepStatus 
 
 // stepInput is the activities' input; Key is unique per run, step and
 // retry, so each step's history line and BIOS reset happen once per try.
-func (d *decommission) stepInput(ctx workflow.Context, step string) activities.DecommissionStepInput {
-	in := activities.DecommissionStepInput{
+func (d *decommission) stepInput(ctx workflow.Context, step string) serverapi.DecommissionStepInput {
+	in := serverapi.DecommissionStepInput{
 		Serial: d.in.Serial, Host: d.in.Host, Actor: actorOr(d.in.Actor, "decommission"),
 		Key: fmt.Sprintf("decommission/%s/%s/%d", workflow.GetInfo(ctx).WorkflowExecution.RunID, step, d.generation),
 	}
@@ -309,7 +310,7 @@ func (d *decommission) stepInput(ctx workflow.Context, step string) activities.D
 }
 
 func (d *decommission) execute(ctx workflow.Context, opts workflow.ActivityOptions, name string) (string, error) {
-	var res activities.DecommissionStepResult
+	var res serverapi.DecommissionStepResult
 	if err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, opts), name, d.stepInput(ctx, name)).Get(ctx, &res); err != nil {
 		return "", err
 	}
@@ -325,7 +326,7 @@ func (d *decommission) activityStep(name string, opts workflow.ActivityOptions) 
 
 func (d *decommission) bmcStep(name string, timeout time.Duration) func(workflow.Context) (string, error) {
 	return func(ctx workflow.Context) (string, error) {
-		if d.untouched() && name != activities.PowerOffServerName {
+		if d.untouched() && name != serverapi.PowerOffServerName {
 			return "", skipStep("provisioning was cancelled before BIOS, RAID or the install wrote to the server")
 		}
 		if d.lifecycleEnd != nil && (d.in.BMC == nil || d.in.BMC.Address == "" || d.in.BMC.CredentialRef == "") {
@@ -343,7 +344,7 @@ func (d *decommission) leaveAggregate(ctx workflow.Context) (string, error) {
 	if d.in.Role != profiles.RoleHypervisor {
 		return "", skipStep(fmt.Sprintf("role %q: only hypervisors are in a Nova aggregate", d.in.Role))
 	}
-	return d.execute(ctx, cloudActivityOptions(), activities.LeaveAggregateName)
+	return d.execute(ctx, cloudActivityOptions(), serverapi.LeaveAggregateName)
 }
 
 // unrack waits for the technician, then frees the rack unit.
@@ -356,8 +357,8 @@ func (d *decommission) unrack(ctx workflow.Context) (string, error) {
 		return "", err
 	}
 	by := actorOr(d.unracked.By, "technician")
-	err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, inventoryActivityOptions()), activities.ReleaseRackUnitName,
-		activities.ReleaseRackUnitInput{Serial: d.in.Serial, Actor: by, Reason: "decommissioned and unracked"}).Get(ctx, nil)
+	err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, inventoryActivityOptions()), serverapi.ReleaseRackUnitName,
+		serverapi.ReleaseRackUnitInput{Serial: d.in.Serial, Actor: by, Reason: "decommissioned and unracked"}).Get(ctx, nil)
 	if err != nil {
 		// Staff retry waits for nothing new: the server is out already.
 		d.status.State = StateDecommissioning

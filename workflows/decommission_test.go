@@ -5,39 +5,39 @@ import (
 	"testing"
 	"time"
 
+	"github.com/metalflow/metalflow/workflows/server/serverapi"
+	"github.com/metalflow/metalflow/workflows/stepapi"
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/testsuite"
-
-	"github.com/metalflow/metalflow/activities"
 )
 
 // registerDecommission adds stand-ins for the decommission's activities.
 // The cloud ones answer skipped without ironic/nova, as the real ones do.
 func (f *fakeProvisioning) registerDecommission(env *testsuite.TestWorkflowEnvironment) {
 	reg := func(name string, fn any) { env.RegisterActivityWithOptions(fn, activity.RegisterOptions{Name: name}) }
-	for _, name := range []string{activities.WipeServerName, activities.ResetBIOSDefaultsName, activities.PowerOffServerName, activities.RetireAssetName} {
-		reg(name, func(_ context.Context, in activities.DecommissionStepInput) (activities.DecommissionStepResult, error) {
-			return activities.DecommissionStepResult{Note: name + " done"}, f.record(name, in)
+	for _, name := range []string{serverapi.WipeServerName, serverapi.ResetBIOSDefaultsName, serverapi.PowerOffServerName, serverapi.RetireAssetName} {
+		reg(name, func(_ context.Context, in serverapi.DecommissionStepInput) (serverapi.DecommissionStepResult, error) {
+			return serverapi.DecommissionStepResult{Note: name + " done"}, f.record(name, in)
 		})
 	}
-	reg(activities.LeaveAggregateName, func(_ context.Context, in activities.DecommissionStepInput) (activities.DecommissionStepResult, error) {
-		if err := f.record(activities.LeaveAggregateName, in); err != nil || !f.nova {
-			return activities.DecommissionStepResult{Skipped: !f.nova, Note: activities.NoteNoNova}, err
+	reg(serverapi.LeaveAggregateName, func(_ context.Context, in serverapi.DecommissionStepInput) (serverapi.DecommissionStepResult, error) {
+		if err := f.record(serverapi.LeaveAggregateName, in); err != nil || !f.nova {
+			return serverapi.DecommissionStepResult{Skipped: !f.nova, Note: serverapi.NoteNoNova}, err
 		}
-		return activities.DecommissionStepResult{}, nil
+		return serverapi.DecommissionStepResult{}, nil
 	})
-	reg(activities.DeleteCloudNodeName, func(_ context.Context, in activities.DecommissionStepInput) (activities.DecommissionStepResult, error) {
-		if err := f.record(activities.DeleteCloudNodeName, in); err != nil || !f.ironic {
-			return activities.DecommissionStepResult{Skipped: !f.ironic, Note: activities.NoteNoIronic}, err
+	reg(serverapi.DeleteCloudNodeName, func(_ context.Context, in serverapi.DecommissionStepInput) (serverapi.DecommissionStepResult, error) {
+		if err := f.record(serverapi.DeleteCloudNodeName, in); err != nil || !f.ironic {
+			return serverapi.DecommissionStepResult{Skipped: !f.ironic, Note: serverapi.NoteNoIronic}, err
 		}
-		return activities.DecommissionStepResult{}, nil
+		return serverapi.DecommissionStepResult{}, nil
 	})
-	reg(activities.ReleaseRackUnitName, func(_ context.Context, in activities.ReleaseRackUnitInput) error {
-		return f.record(activities.ReleaseRackUnitName, in)
+	reg(serverapi.ReleaseRackUnitName, func(_ context.Context, in serverapi.ReleaseRackUnitInput) error {
+		return f.record(serverapi.ReleaseRackUnitName, in)
 	})
-	reg(activities.LeaveLoadBalancerName, func(_ context.Context, in activities.LoadBalancerMembershipInput) error {
-		return f.record(activities.LeaveLoadBalancerName, in)
+	reg(serverapi.LeaveLoadBalancerName, func(_ context.Context, in serverapi.LoadBalancerMembershipInput) error {
+		return f.record(serverapi.LeaveLoadBalancerName, in)
 	})
 }
 
@@ -53,7 +53,7 @@ func newDecommissionTest(t *testing.T) *lifecycleTest {
 func decommissionInput(serial, role string) DecommissionInput {
 	loc := dock
 	return DecommissionInput{Serial: serial, Role: role, Location: &loc,
-		BMC: &activities.BMCRef{Address: "https://127.0.0.1:9443", CredentialRef: "cred-1"}}
+		BMC: &serverapi.BMCRef{Address: "https://127.0.0.1:9443", CredentialRef: "cred-1"}}
 }
 
 func (lt *lifecycleTest) decommissionStatus() DecommissionStatus {
@@ -99,13 +99,13 @@ func TestDecommissionHappyPathWithCloud(t *testing.T) {
 		require.Equal(t, StepDone, s.Status, s.Name)
 	}
 	require.Equal(t, []string{
-		activities.LeaveAggregateName, activities.DeleteCloudNodeName, activities.WipeServerName, activities.ResetBIOSDefaultsName,
-		activities.PowerOffServerName, activities.RetireAssetName, activities.ReleaseRackUnitName,
+		serverapi.LeaveAggregateName, serverapi.DeleteCloudNodeName, serverapi.WipeServerName, serverapi.ResetBIOSDefaultsName,
+		serverapi.PowerOffServerName, serverapi.RetireAssetName, serverapi.ReleaseRackUnitName,
 	}, lt.fake.calls)
-	leave := lt.fake.inputs[activities.LeaveAggregateName][0].(activities.DecommissionStepInput)
+	leave := lt.fake.inputs[serverapi.LeaveAggregateName][0].(serverapi.DecommissionStepInput)
 	require.Equal(t, "hv-1", leave.Host)
 	require.Equal(t, "R07", leave.Rack)
-	release := lt.fake.inputs[activities.ReleaseRackUnitName][0].(activities.ReleaseRackUnitInput)
+	release := lt.fake.inputs[serverapi.ReleaseRackUnitName][0].(serverapi.ReleaseRackUnitInput)
 	require.Equal(t, "tech-7", release.Actor)
 }
 
@@ -117,9 +117,9 @@ func TestDecommissionSkipsCloudStepsByConfig(t *testing.T) {
 	var final DecommissionStatus
 	require.NoError(t, lt.env.GetWorkflowResult(&final))
 	require.Equal(t, StepSkipped, stepByName(final, StepLeaveAggregate).Status)
-	require.Equal(t, activities.NoteNoNova, stepByName(final, StepLeaveAggregate).Note)
+	require.Equal(t, serverapi.NoteNoNova, stepByName(final, StepLeaveAggregate).Note)
 	require.Equal(t, StepSkipped, stepByName(final, StepDeleteCloudNode).Status)
-	require.Equal(t, activities.NoteNoIronic, stepByName(final, StepDeleteCloudNode).Note)
+	require.Equal(t, serverapi.NoteNoIronic, stepByName(final, StepDeleteCloudNode).Note)
 	require.Equal(t, StepDone, stepByName(final, StepSecureWipe).Status)
 	require.Equal(t, StateDecommissioned, final.State)
 
@@ -132,19 +132,19 @@ func TestDecommissionSkipsCloudStepsByConfig(t *testing.T) {
 	require.NoError(t, lt.env.GetWorkflowResult(&final))
 	require.Equal(t, StepSkipped, stepByName(final, StepLeaveAggregate).Status)
 	require.Contains(t, stepByName(final, StepLeaveAggregate).Note, "only hypervisors")
-	require.Zero(t, lt.fake.count(activities.LeaveAggregateName))
+	require.Zero(t, lt.fake.count(serverapi.LeaveAggregateName))
 }
 
 func TestDecommissionAttentionAndRetry(t *testing.T) {
 	lt := newDecommissionTest(t)
-	lt.fake.failNext(activities.WipeServerName, appErr("BMC refused the credential", activities.ErrTypeBMCAuth))
+	lt.fake.failNext(serverapi.WipeServerName, appErr("BMC refused the credential", stepapi.ErrTypeBMCAuth))
 	var parked DecommissionStatus
 	var badAbort, unrack, retry *updateOutcome
 	lt.at(time.Minute, func() {
 		parked = lt.decommissionStatus()
 		badAbort = lt.update(UpdateAbort, AbortInput{})
 		unrack = lt.update(UpdateUnracked, UnrackedInput{})
-		retry = lt.update(UpdateRetry, RetryInput{BMC: &activities.BMCRef{CredentialRef: "cred-2"}, By: "ops"})
+		retry = lt.update(UpdateRetry, RetryInput{BMC: &serverapi.BMCRef{CredentialRef: "cred-2"}, By: "ops"})
 	})
 	lt.at(time.Hour, func() { lt.update(UpdateUnracked, UnrackedInput{}) })
 	lt.env.ExecuteWorkflow(DecommissionName, decommissionInput("SN-D4", "compute"))
@@ -158,11 +158,11 @@ func TestDecommissionAttentionAndRetry(t *testing.T) {
 	require.ErrorContains(t, badAbort.refused(), "reason")
 	require.ErrorContains(t, unrack.refused(), "not waiting to be unracked", "refused before the workflow waits for it")
 	require.NoError(t, retry.refused())
-	require.Equal(t, 2, lt.fake.count(activities.WipeServerName))
-	second := lt.fake.inputs[activities.WipeServerName][1].(activities.DecommissionStepInput)
+	require.Equal(t, 2, lt.fake.count(serverapi.WipeServerName))
+	second := lt.fake.inputs[serverapi.WipeServerName][1].(serverapi.DecommissionStepInput)
 	require.Equal(t, "cred-2", second.BMC.CredentialRef)
 	require.Equal(t, "https://127.0.0.1:9443", second.BMC.Address)
-	first := lt.fake.inputs[activities.WipeServerName][0].(activities.DecommissionStepInput)
+	first := lt.fake.inputs[serverapi.WipeServerName][0].(serverapi.DecommissionStepInput)
 	require.NotEqual(t, first.Key, second.Key, "a retry is a new try: its history line and BIOS reset are its own")
 	require.Equal(t, StateDecommissioned, final.State)
 	require.Equal(t, StepDone, stepByName(final, StepSecureWipe).Status)
@@ -170,11 +170,11 @@ func TestDecommissionAttentionAndRetry(t *testing.T) {
 
 func TestDecommissionAbortInAttention(t *testing.T) {
 	lt := newDecommissionTest(t)
-	lt.fake.failNext(activities.PowerOffServerName, appErr("BMC rejected the request", activities.ErrTypeBMCRejected))
+	lt.fake.failNext(serverapi.PowerOffServerName, appErr("BMC rejected the request", stepapi.ErrTypeBMCRejected))
 	lt.at(time.Minute, func() { lt.update(UpdateAbort, AbortInput{Reason: "server sold as is", By: "ops"}) })
 	lt.env.ExecuteWorkflow(DecommissionName, decommissionInput("SN-D5", "compute"))
 	require.True(t, lt.env.IsWorkflowCompleted())
 	require.ErrorContains(t, lt.env.GetWorkflowError(), "server sold as is")
-	require.Zero(t, lt.fake.count(activities.RetireAssetName))
-	require.Zero(t, lt.fake.count(activities.ReleaseRackUnitName))
+	require.Zero(t, lt.fake.count(serverapi.RetireAssetName))
+	require.Zero(t, lt.fake.count(serverapi.ReleaseRackUnitName))
 }

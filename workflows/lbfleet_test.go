@@ -20,6 +20,7 @@ import (
 	"github.com/metalflow/metalflow/activities"
 	"github.com/metalflow/metalflow/inventory"
 	"github.com/metalflow/metalflow/lbnode/lbapi"
+	"github.com/metalflow/metalflow/workflows/vip/vipapi"
 )
 
 // fakeFleet stands in for the lbnode workers: one in-memory node per task
@@ -221,7 +222,7 @@ func newVIPTest(t *testing.T) *vipTest {
 	var s testsuite.WorkflowTestSuite
 	env := s.NewTestWorkflowEnvironment()
 	env.RegisterWorkflowWithOptions(VIPRollout, workflowOptions(VIPRolloutName))
-	(&activities.LoadBalancing{Inventory: store, Pools: activities.Pools{
+	(&activities.LoadBalancing{Inventory: store, Pools: vipapi.Pools{
 		Internal: netip.MustParsePrefix("10.96.0.0/24"), Public: netip.MustParsePrefix("198.51.100.0/24"),
 	}}).Register(env)
 	fleet := newFakeFleet()

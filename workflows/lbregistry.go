@@ -5,8 +5,8 @@ import (
 
 	"go.temporal.io/sdk/workflow"
 
-	"github.com/metalflow/metalflow/activities"
 	"github.com/metalflow/metalflow/lbnode/lbapi"
+	"github.com/metalflow/metalflow/workflows/vip/vipapi"
 )
 
 // registryHeartbeatsPerRun bounds one registry run's history: at one
@@ -42,7 +42,7 @@ type registry struct {
 
 func (r *registry) run(ctx workflow.Context) (LBNodeRegistryState, error) {
 	heartbeats := workflow.GetSignalChannel(ctx, lbapi.SignalHeartbeat)
-	silence := 3 * activities.LBHeartbeatInterval
+	silence := 3 * vipapi.LBHeartbeatInterval
 	for {
 		// One timer at a time, re-armed when it fires rather than
 		// cancelled on every heartbeat: two history events per silence
@@ -116,7 +116,7 @@ func (r *registry) heartbeat(ctx workflow.Context, hb lbapi.NodeHeartbeat) (stop
 	r.state.Cluster, r.state.Node = hb.Cluster, hb.Node
 	r.state.Last, r.state.LastSeen = hb, workflow.Now(ctx)
 	r.state.Heartbeats++
-	if r.changed(hb) || r.state.Down || workflow.Now(ctx).Sub(r.state.RecordedAt) >= activities.LBNodeRefreshInterval {
+	if r.changed(hb) || r.state.Down || workflow.Now(ctx).Sub(r.state.RecordedAt) >= vipapi.LBNodeRefreshInterval {
 		wasUp := r.up()
 		if err := r.record(ctx, false); err != nil {
 			return false, err
@@ -144,9 +144,9 @@ func (r *registry) announceUp(ctx workflow.Context) {
 		return
 	}
 	log := workflow.GetLogger(ctx)
-	var res activities.ListPlacedVIPsResult
-	if err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, inventoryActivityOptions()), activities.ListPlacedVIPsName,
-		activities.ListPlacedVIPsInput{Cluster: r.state.Cluster}).Get(ctx, &res); err != nil {
+	var res vipapi.ListPlacedVIPsResult
+	if err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, inventoryActivityOptions()), vipapi.ListPlacedVIPsName,
+		vipapi.ListPlacedVIPsInput{Cluster: r.state.Cluster}).Get(ctx, &res); err != nil {
 		log.Warn("could not list the cluster's VIPs to tell them a node came up", "cluster", r.state.Cluster, "node", r.state.Node, "error", err)
 		return
 	}
@@ -174,7 +174,7 @@ func (r *registry) checkSilence(ctx workflow.Context) error {
 	if r.state.Down || r.state.LastSeen.IsZero() {
 		return nil
 	}
-	if workflow.Now(ctx).Sub(r.state.LastSeen) < 3*activities.LBHeartbeatInterval {
+	if workflow.Now(ctx).Sub(r.state.LastSeen) < 3*vipapi.LBHeartbeatInterval {
 		return nil
 	}
 	workflow.GetLogger(ctx).Warn("LB node fell silent", "cluster", r.state.Cluster, "node", r.state.Node, "lastSeen", r.state.LastSeen)
@@ -183,8 +183,8 @@ func (r *registry) checkSilence(ctx workflow.Context) error {
 
 func (r *registry) record(ctx workflow.Context, silent bool) error {
 	hb := r.state.Last
-	err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, inventoryActivityOptions()), activities.RecordLBNodeName,
-		activities.RecordLBNodeInput{Heartbeat: hb, SeenAt: r.state.LastSeen, Silent: silent}).Get(ctx, nil)
+	err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, inventoryActivityOptions()), vipapi.RecordLBNodeName,
+		vipapi.RecordLBNodeInput{Heartbeat: hb, SeenAt: r.state.LastSeen, Silent: silent}).Get(ctx, nil)
 	if err != nil {
 		return err
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/metalflow/metalflow/activities"
 	"github.com/metalflow/metalflow/inventory"
 	"github.com/metalflow/metalflow/lbnode/lbapi"
+	"github.com/metalflow/metalflow/workflows/vip/vipapi"
 )
 
 type registryTest struct {
@@ -39,7 +40,7 @@ func newRegistryTest(t *testing.T) *registryTest {
 	rt := &registryTest{t: t, env: env, lb: &activities.LoadBalancing{Inventory: store}}
 	rt.lb.Register(env)
 	env.SetOnActivityCompletedListener(func(info *activity.Info, _ converter.EncodedValue, err error) {
-		if info.ActivityType.Name == activities.RecordLBNodeName && err == nil {
+		if info.ActivityType.Name == vipapi.RecordLBNodeName && err == nil {
 			rt.mu.Lock()
 			rt.wrote++
 			rt.mu.Unlock()
@@ -65,7 +66,7 @@ func (rt *registryTest) row() inventory.LBNode {
 // up says whether ListLBClusters, what placement reads, counts the node up.
 func (rt *registryTest) up() bool {
 	rt.t.Helper()
-	res, err := rt.lb.ListLBClusters(context.Background(), activities.ListLBClustersInput{})
+	res, err := rt.lb.ListLBClusters(context.Background(), vipapi.ListLBClustersInput{})
 	require.NoError(rt.t, err)
 	require.Len(rt.t, res.Clusters, 1)
 	return res.Clusters[0].Nodes[0].Up
@@ -82,8 +83,8 @@ func (rt *registryTest) beat(from, to time.Duration, hb func() lbapi.NodeHeartbe
 	var next func(at time.Duration)
 	next = func(at time.Duration) {
 		rt.env.SignalWorkflow(lbapi.SignalHeartbeat, hb())
-		if at+activities.LBHeartbeatInterval < to {
-			rt.env.RegisterDelayedCallback(func() { next(at + activities.LBHeartbeatInterval) }, activities.LBHeartbeatInterval)
+		if at+vipapi.LBHeartbeatInterval < to {
+			rt.env.RegisterDelayedCallback(func() { next(at + vipapi.LBHeartbeatInterval) }, vipapi.LBHeartbeatInterval)
 		}
 	}
 	rt.env.RegisterDelayedCallback(func() { next(from) }, from)
@@ -141,7 +142,7 @@ func TestRegistryRecordsChangesNotEveryHeartbeatAndMarksASilentNodeDown(t *testi
 
 func TestRegistryContinuesAsNewAfterBoundedHeartbeats(t *testing.T) {
 	rt := newRegistryTest(t)
-	rt.beat(time.Second, time.Duration(registryHeartbeatsPerRun+5)*activities.LBHeartbeatInterval,
+	rt.beat(time.Second, time.Duration(registryHeartbeatsPerRun+5)*vipapi.LBHeartbeatInterval,
 		func() lbapi.NodeHeartbeat { return heartbeat(2) })
 	rt.env.ExecuteWorkflow(lbapi.RegistryWorkflowName, LBNodeRegistryInput{})
 	require.True(t, rt.env.IsWorkflowCompleted())
@@ -155,6 +156,6 @@ func TestRegistryContinuesAsNewAfterBoundedHeartbeats(t *testing.T) {
 	require.Equal(t, 2, next.Carried.Last.VIPs)
 	require.NotNil(t, next.Carried.Recorded, "the next run knows what is recorded and writes no duplicate")
 	// Unchanged heartbeats are written once per refresh interval only.
-	refreshes := int(time.Duration(registryHeartbeatsPerRun) * activities.LBHeartbeatInterval / activities.LBNodeRefreshInterval)
+	refreshes := int(time.Duration(registryHeartbeatsPerRun) * vipapi.LBHeartbeatInterval / vipapi.LBNodeRefreshInterval)
 	require.LessOrEqual(t, rt.writes(), refreshes+2)
 }

@@ -9,8 +9,8 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
-	"github.com/metalflow/metalflow/activities"
 	"github.com/metalflow/metalflow/profiles"
+	"github.com/metalflow/metalflow/workflows/server/serverapi"
 )
 
 // rackReminderInterval is how long a registered server may wait for a
@@ -56,7 +56,7 @@ type lifecycle struct {
 	// generation counts retries; one-off hardware actions (a BIOS reset)
 	// may happen once per generation.
 	generation int
-	inspected  activities.InspectServerResult
+	inspected  serverapi.InspectServerResult
 	// phonedHome is the install attempt the installer reported from.
 	phonedHome int
 	// hostname is what the installed host called itself when it phoned
@@ -186,8 +186,8 @@ func (l *lifecycle) handleRacked(ctx workflow.Context, in RackedInput) (RackedRe
 }
 
 func (l *lifecycle) claimRackUnit(ctx workflow.Context, loc Location, actor string) error {
-	return workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, rackActivityOptions()), activities.RackServerName,
-		activities.RackServerInput{
+	return workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, rackActivityOptions()), serverapi.RackServerName,
+		serverapi.RackServerInput{
 			Serial: l.status.Serial, Site: loc.Site, Room: loc.Room, Rack: loc.Rack, Unit: loc.Unit, Face: loc.Face,
 			HeightU: 1, Actor: actor,
 		}).Get(ctx, nil)
@@ -428,7 +428,7 @@ func (l *lifecycle) awaitDecision(ctx workflow.Context, step string, skippable b
 func (l *lifecycle) applyRetry(r RetryInput) {
 	l.generation++
 	if r.BMC != nil {
-		bmc := activities.BMCRef{}
+		bmc := serverapi.BMCRef{}
 		if l.in.BMC != nil {
 			bmc = *l.in.BMC
 		}
@@ -451,8 +451,8 @@ func (l *lifecycle) compensate(ctx workflow.Context) error {
 	if l.aborted != nil {
 		reason, by = l.aborted.Reason, l.aborted.By
 	}
-	err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, inventoryActivityOptions()), activities.AbortServerName,
-		activities.AbortServerInput{Serial: l.status.Serial, Reason: reason, Actor: actorOr(by, "operator")}).Get(ctx, nil)
+	err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, inventoryActivityOptions()), serverapi.AbortServerName,
+		serverapi.AbortServerInput{Serial: l.status.Serial, Reason: reason, Actor: actorOr(by, "operator")}).Get(ctx, nil)
 	if err != nil {
 		return err
 	}
@@ -482,8 +482,8 @@ func (l *lifecycle) compensateCancel(ctx workflow.Context) {
 		return
 	}
 	step := l.status.Step
-	err := workflow.ExecuteActivity(workflow.WithActivityOptions(dctx, inventoryActivityOptions()), activities.CancelServerName,
-		activities.CancelServerInput{Serial: l.status.Serial, Step: step}).Get(dctx, nil)
+	err := workflow.ExecuteActivity(workflow.WithActivityOptions(dctx, inventoryActivityOptions()), serverapi.CancelServerName,
+		serverapi.CancelServerInput{Serial: l.status.Serial, Step: step}).Get(dctx, nil)
 	if err != nil {
 		workflow.GetLogger(ctx).Error("cancellation compensation failed", "serial", l.status.Serial, "error", err)
 	}
@@ -542,9 +542,9 @@ func (l *lifecycle) remindRack(ctx workflow.Context) {
 	workflow.GetMetricsHandler(ctx).Counter("metalflow_rack_reminders_total").Inc(1)
 }
 
-func (l *lifecycle) bmc() (activities.BMCRef, error) {
+func (l *lifecycle) bmc() (serverapi.BMCRef, error) {
 	if l.in.BMC == nil || l.in.BMC.Address == "" || l.in.BMC.CredentialRef == "" {
-		return activities.BMCRef{}, errors.New("no BMC address and credential registered for this server: retry with one")
+		return serverapi.BMCRef{}, errors.New("no BMC address and credential registered for this server: retry with one")
 	}
 	return *l.in.BMC, nil
 }
@@ -554,8 +554,8 @@ func (l *lifecycle) registerAsset(ctx workflow.Context) error {
 	if l.in.BMC != nil {
 		addr = l.in.BMC.Address
 	}
-	return workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, inventoryActivityOptions()), activities.RegisterAssetName,
-		activities.RegisterAssetInput{Serial: l.status.Serial, BMCAddress: addr, Actor: actorOr(l.in.Actor, "lifecycle")}).Get(ctx, nil)
+	return workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, inventoryActivityOptions()), serverapi.RegisterAssetName,
+		serverapi.RegisterAssetInput{Serial: l.status.Serial, BMCAddress: addr, Actor: actorOr(l.in.Actor, "lifecycle")}).Get(ctx, nil)
 }
 
 func (l *lifecycle) inspect(ctx workflow.Context) error {
@@ -563,9 +563,9 @@ func (l *lifecycle) inspect(ctx workflow.Context) error {
 	if err != nil {
 		return err
 	}
-	var res activities.InspectServerResult
-	if err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, bmcActivityOptions(5*time.Minute)), activities.InspectServerName,
-		activities.InspectServerInput{Serial: l.status.Serial, BMC: bmc, Profile: l.in.Profile, Actor: "inspection"}).Get(ctx, &res); err != nil {
+	var res serverapi.InspectServerResult
+	if err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, bmcActivityOptions(5*time.Minute)), serverapi.InspectServerName,
+		serverapi.InspectServerInput{Serial: l.status.Serial, BMC: bmc, Profile: l.in.Profile, Actor: "inspection"}).Get(ctx, &res); err != nil {
 		return err
 	}
 	l.inspected = res
@@ -574,14 +574,14 @@ func (l *lifecycle) inspect(ctx workflow.Context) error {
 }
 
 func (l *lifecycle) registerMonitoring(ctx workflow.Context) error {
-	in := activities.RegisterMonitoringInput{Serial: l.status.Serial, Role: l.inspected.Role}
+	in := serverapi.RegisterMonitoringInput{Serial: l.status.Serial, Role: l.inspected.Role}
 	if l.in.BMC != nil {
 		in.BMCAddress = l.in.BMC.Address
 	}
 	if l.racked != nil {
 		in.Site, in.Rack = l.racked.Site, l.racked.Rack
 	}
-	return workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, inventoryActivityOptions()), activities.RegisterMonitoringName, in).Get(ctx, nil)
+	return workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, inventoryActivityOptions()), serverapi.RegisterMonitoringName, in).Get(ctx, nil)
 }
 
 func (l *lifecycle) configureBIOS(ctx workflow.Context) error {
@@ -590,9 +590,9 @@ func (l *lifecycle) configureBIOS(ctx workflow.Context) error {
 		return err
 	}
 	return WithPowerSlot(ctx, l.status.Serial, func() error {
-		var res activities.ConfigureBIOSResult
-		err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, bmcActivityOptions(15*time.Minute)), activities.ConfigureBIOSName,
-			activities.ConfigureBIOSInput{
+		var res serverapi.ConfigureBIOSResult
+		err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, bmcActivityOptions(15*time.Minute)), serverapi.ConfigureBIOSName,
+			serverapi.ConfigureBIOSInput{
 				Serial: l.status.Serial, BMC: bmc, Profile: l.inspected.Profile, Vendor: l.inspected.Vendor,
 				Generation: l.generation, ApplyTimeout: 10 * time.Minute,
 			}).Get(ctx, &res)
@@ -600,7 +600,7 @@ func (l *lifecycle) configureBIOS(ctx workflow.Context) error {
 		// the failure staff are asked about.
 		r := res.Report
 		if err != nil {
-			r = activities.BIOSReportOf(err)
+			r = BIOSReportOf(err)
 		}
 		if r != nil {
 			l.status.BIOS = r
@@ -614,12 +614,12 @@ func (l *lifecycle) configureRAID(ctx workflow.Context) error {
 	if err != nil {
 		return err
 	}
-	var res activities.ConfigureRAIDResult
-	err = workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, bmcActivityOptions(15*time.Minute)), activities.ConfigureRAIDName,
-		activities.ConfigureRAIDInput{Serial: l.status.Serial, BMC: bmc, Profile: l.inspected.Profile, Vendor: l.inspected.Vendor}).Get(ctx, &res)
+	var res serverapi.ConfigureRAIDResult
+	err = workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, bmcActivityOptions(15*time.Minute)), serverapi.ConfigureRAIDName,
+		serverapi.ConfigureRAIDInput{Serial: l.status.Serial, BMC: bmc, Profile: l.inspected.Profile, Vendor: l.inspected.Vendor}).Get(ctx, &res)
 	r := res.Report
 	if err != nil {
-		r = activities.RAIDReportOf(err)
+		r = RAIDReportOf(err)
 	}
 	if r != nil {
 		l.status.RAID = r
@@ -646,8 +646,8 @@ func (l *lifecycle) installOS(ctx workflow.Context) error {
 		l.status.InstallAttempt++
 		attempt := l.status.InstallAttempt
 		if err := WithPowerSlot(ctx, l.status.Serial, func() error {
-			return workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, bmcActivityOptions(5*time.Minute)), activities.StartInstallName,
-				activities.StartInstallInput{
+			return workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, bmcActivityOptions(5*time.Minute)), serverapi.StartInstallName,
+				serverapi.StartInstallInput{
 					Serial: l.status.Serial, BMC: bmc, Attempt: attempt, MACs: l.inspected.MACs,
 					// The boot service offers the attempt a little longer than
 					// the workflow waits, so a slow installer is not cut off
@@ -662,8 +662,8 @@ func (l *lifecycle) installOS(ctx workflow.Context) error {
 			return err
 		}
 		if ok {
-			return workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, bmcActivityOptions(5*time.Minute)), activities.FinishInstallName,
-				activities.FinishInstallInput{Serial: l.status.Serial, BMC: bmc, Actor: "lifecycle"}).Get(ctx, nil)
+			return workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, bmcActivityOptions(5*time.Minute)), serverapi.FinishInstallName,
+				serverapi.FinishInstallInput{Serial: l.status.Serial, BMC: bmc, Actor: "lifecycle"}).Get(ctx, nil)
 		}
 		workflow.GetLogger(ctx).Warn("installer did not phone home", "serial", l.status.Serial, "attempt", attempt, "timeout", timeout)
 	}
@@ -706,7 +706,7 @@ func (l *lifecycle) registerCloud(ctx workflow.Context) error {
 	if err != nil {
 		return err
 	}
-	in := activities.RegisterCloudInput{
+	in := serverapi.RegisterCloudInput{
 		Serial: l.status.Serial, BMC: bmc,
 		CPUs: l.inspected.CPUs, MemoryMiB: l.inspected.MemoryMiB, LocalGB: l.inspected.LocalGB, CPUArch: l.inspected.CPUArch,
 		ResourceClass: l.inspected.ResourceClass, MACs: l.inspected.MACs, Actor: "lifecycle",
@@ -714,8 +714,8 @@ func (l *lifecycle) registerCloud(ctx workflow.Context) error {
 	if l.racked != nil {
 		in.Site, in.Room, in.Rack = l.racked.Site, l.racked.Room, l.racked.Rack
 	}
-	var res activities.CloudStepResult
-	if err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, cloudActivityOptions()), activities.RegisterCloudName, in).Get(ctx, &res); err != nil {
+	var res serverapi.CloudStepResult
+	if err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, cloudActivityOptions()), serverapi.RegisterCloudName, in).Get(ctx, &res); err != nil {
 		return err
 	}
 	if res.Skipped {
@@ -735,15 +735,15 @@ func (l *lifecycle) joinAggregate(ctx workflow.Context) error {
 	if l.inspected.Role != profiles.RoleHypervisor {
 		return skipStep(fmt.Sprintf("role %q: only hypervisors join a Nova aggregate", l.inspected.Role))
 	}
-	in := activities.JoinAggregateInput{Serial: l.status.Serial, Host: l.hostname, Actor: "lifecycle"}
+	in := serverapi.JoinAggregateInput{Serial: l.status.Serial, Host: l.hostname, Actor: "lifecycle"}
 	if in.Host == "" {
 		in.Host = l.status.Serial
 	}
 	if l.racked != nil {
 		in.Site, in.Room, in.Rack = l.racked.Site, l.racked.Room, l.racked.Rack
 	}
-	var res activities.CloudStepResult
-	if err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, cloudActivityOptions()), activities.JoinAggregateName, in).Get(ctx, &res); err != nil {
+	var res serverapi.CloudStepResult
+	if err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, cloudActivityOptions()), serverapi.JoinAggregateName, in).Get(ctx, &res); err != nil {
 		return err
 	}
 	if res.Skipped {
@@ -764,8 +764,8 @@ func (l *lifecycle) joinLoadBalancer(ctx workflow.Context) error {
 		return skipStep("no load-balancer pools were requested for this server")
 	}
 	for _, vip := range l.in.Pools {
-		err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, loadBalancerActivityOptions()), activities.JoinLoadBalancerName,
-			activities.LoadBalancerMembershipInput{Serial: l.status.Serial, VIP: vip, Actor: "lifecycle"}).Get(ctx, nil)
+		err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, loadBalancerActivityOptions()), serverapi.JoinLoadBalancerName,
+			serverapi.LoadBalancerMembershipInput{Serial: l.status.Serial, VIP: vip, Actor: "lifecycle"}).Get(ctx, nil)
 		if err != nil {
 			return err
 		}
@@ -779,12 +779,12 @@ func (l *lifecycle) assignTenant(ctx workflow.Context) error {
 	if !l.registered {
 		return skipStep(noteRegistrationSkipped)
 	}
-	var res activities.CloudStepResult
-	if err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, cloudActivityOptions()), activities.AssignTenantName,
-		activities.AssignTenantInput{Serial: l.status.Serial, Tenant: l.in.Tenant, Actor: "lifecycle"}).Get(ctx, &res); err != nil {
+	var res serverapi.CloudStepResult
+	if err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, cloudActivityOptions()), serverapi.AssignTenantName,
+		serverapi.AssignTenantInput{Serial: l.status.Serial, Tenant: l.in.Tenant, Actor: "lifecycle"}).Get(ctx, &res); err != nil {
 		return err
 	}
-	if res.Skipped && res.Note != activities.NoteNoTenant {
+	if res.Skipped && res.Note != serverapi.NoteNoTenant {
 		return skipStep(res.Note)
 	}
 	// No tenant is a complete answer: the node is available to the

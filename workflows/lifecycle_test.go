@@ -8,13 +8,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/metalflow/metalflow/workflows/server/serverapi"
+	"github.com/metalflow/metalflow/workflows/stepapi"
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
-
-	"github.com/metalflow/metalflow/activities"
 )
 
 // fakeProvisioning stands in for the activities: it records every call and
@@ -25,22 +25,22 @@ type fakeProvisioning struct {
 	mu       sync.Mutex
 	calls    []string
 	errs     map[string][]error
-	inspect  activities.InspectServerResult
+	inspect  serverapi.InspectServerResult
 	inputs   map[string][]any
 	attempts []int
 	// ironic and nova say what the stand-in worker has configured; without
 	// them the cloud steps answer skipped, as the real activities do.
 	ironic, nova bool
 	// bios and raid are what ConfigureBIOS / ConfigureRAID report read back.
-	bios *activities.BIOSReport
-	raid *activities.RAIDReport
+	bios *serverapi.BIOSReport
+	raid *serverapi.RAIDReport
 }
 
 func newFake() *fakeProvisioning {
 	return &fakeProvisioning{
 		errs:   map[string][]error{},
 		inputs: map[string][]any{},
-		inspect: activities.InspectServerResult{
+		inspect: serverapi.InspectServerResult{
 			Vendor: "Dell Inc.", Model: "PowerEdge R650", MACs: []string{"02:00:00:00:00:01"}, Profile: "default", Role: "compute",
 			InstallTimeout: 30 * time.Minute, InstallAttempts: 3,
 		},
@@ -80,68 +80,68 @@ func (f *fakeProvisioning) count(name string) int {
 
 func (f *fakeProvisioning) register(env *testsuite.TestWorkflowEnvironment) {
 	reg := func(name string, fn any) { env.RegisterActivityWithOptions(fn, activity.RegisterOptions{Name: name}) }
-	reg(activities.RackServerName, func(_ context.Context, in activities.RackServerInput) error {
-		return f.record(activities.RackServerName, in)
+	reg(serverapi.RackServerName, func(_ context.Context, in serverapi.RackServerInput) error {
+		return f.record(serverapi.RackServerName, in)
 	})
-	reg(activities.RegisterAssetName, func(_ context.Context, in activities.RegisterAssetInput) error {
-		return f.record(activities.RegisterAssetName, in)
+	reg(serverapi.RegisterAssetName, func(_ context.Context, in serverapi.RegisterAssetInput) error {
+		return f.record(serverapi.RegisterAssetName, in)
 	})
-	reg(activities.InspectServerName, func(_ context.Context, in activities.InspectServerInput) (activities.InspectServerResult, error) {
-		return f.inspect, f.record(activities.InspectServerName, in)
+	reg(serverapi.InspectServerName, func(_ context.Context, in serverapi.InspectServerInput) (serverapi.InspectServerResult, error) {
+		return f.inspect, f.record(serverapi.InspectServerName, in)
 	})
-	reg(activities.RegisterMonitoringName, func(_ context.Context, in activities.RegisterMonitoringInput) error {
-		return f.record(activities.RegisterMonitoringName, in)
+	reg(serverapi.RegisterMonitoringName, func(_ context.Context, in serverapi.RegisterMonitoringInput) error {
+		return f.record(serverapi.RegisterMonitoringName, in)
 	})
-	reg(activities.ConfigureBIOSName, func(_ context.Context, in activities.ConfigureBIOSInput) (activities.ConfigureBIOSResult, error) {
-		err := f.record(activities.ConfigureBIOSName, in)
+	reg(serverapi.ConfigureBIOSName, func(_ context.Context, in serverapi.ConfigureBIOSInput) (serverapi.ConfigureBIOSResult, error) {
+		err := f.record(serverapi.ConfigureBIOSName, in)
 		f.mu.Lock()
 		defer f.mu.Unlock()
-		return activities.ConfigureBIOSResult{Report: f.bios}, err
+		return serverapi.ConfigureBIOSResult{Report: f.bios}, err
 	})
-	reg(activities.ConfigureRAIDName, func(_ context.Context, in activities.ConfigureRAIDInput) (activities.ConfigureRAIDResult, error) {
-		err := f.record(activities.ConfigureRAIDName, in)
+	reg(serverapi.ConfigureRAIDName, func(_ context.Context, in serverapi.ConfigureRAIDInput) (serverapi.ConfigureRAIDResult, error) {
+		err := f.record(serverapi.ConfigureRAIDName, in)
 		f.mu.Lock()
 		defer f.mu.Unlock()
-		return activities.ConfigureRAIDResult{Report: f.raid}, err
+		return serverapi.ConfigureRAIDResult{Report: f.raid}, err
 	})
-	reg(activities.StartInstallName, func(_ context.Context, in activities.StartInstallInput) error {
+	reg(serverapi.StartInstallName, func(_ context.Context, in serverapi.StartInstallInput) error {
 		f.mu.Lock()
 		f.attempts = append(f.attempts, in.Attempt)
 		f.mu.Unlock()
-		return f.record(activities.StartInstallName, in)
+		return f.record(serverapi.StartInstallName, in)
 	})
-	reg(activities.FinishInstallName, func(_ context.Context, in activities.FinishInstallInput) error {
-		return f.record(activities.FinishInstallName, in)
+	reg(serverapi.FinishInstallName, func(_ context.Context, in serverapi.FinishInstallInput) error {
+		return f.record(serverapi.FinishInstallName, in)
 	})
-	reg(activities.AbortServerName, func(_ context.Context, in activities.AbortServerInput) error {
-		return f.record(activities.AbortServerName, in)
+	reg(serverapi.AbortServerName, func(_ context.Context, in serverapi.AbortServerInput) error {
+		return f.record(serverapi.AbortServerName, in)
 	})
-	reg(activities.CancelServerName, func(_ context.Context, in activities.CancelServerInput) error {
-		return f.record(activities.CancelServerName, in)
+	reg(serverapi.CancelServerName, func(_ context.Context, in serverapi.CancelServerInput) error {
+		return f.record(serverapi.CancelServerName, in)
 	})
-	reg(activities.JoinLoadBalancerName, func(_ context.Context, in activities.LoadBalancerMembershipInput) error {
-		return f.record(activities.JoinLoadBalancerName, in)
+	reg(serverapi.JoinLoadBalancerName, func(_ context.Context, in serverapi.LoadBalancerMembershipInput) error {
+		return f.record(serverapi.JoinLoadBalancerName, in)
 	})
-	reg(activities.RegisterCloudName, func(_ context.Context, in activities.RegisterCloudInput) (activities.CloudStepResult, error) {
-		if err := f.record(activities.RegisterCloudName, in); err != nil || !f.ironic {
-			return activities.CloudStepResult{Skipped: !f.ironic, Note: activities.NoteNoIronic}, err
+	reg(serverapi.RegisterCloudName, func(_ context.Context, in serverapi.RegisterCloudInput) (serverapi.CloudStepResult, error) {
+		if err := f.record(serverapi.RegisterCloudName, in); err != nil || !f.ironic {
+			return serverapi.CloudStepResult{Skipped: !f.ironic, Note: serverapi.NoteNoIronic}, err
 		}
-		return activities.CloudStepResult{NodeUUID: "node-" + in.Serial, ProvisionState: "available", PowerState: "power off"}, nil
+		return serverapi.CloudStepResult{NodeUUID: "node-" + in.Serial, ProvisionState: "available", PowerState: "power off"}, nil
 	})
-	reg(activities.JoinAggregateName, func(_ context.Context, in activities.JoinAggregateInput) (activities.CloudStepResult, error) {
-		if err := f.record(activities.JoinAggregateName, in); err != nil || !f.nova {
-			return activities.CloudStepResult{Skipped: !f.nova, Note: activities.NoteNoNova}, err
+	reg(serverapi.JoinAggregateName, func(_ context.Context, in serverapi.JoinAggregateInput) (serverapi.CloudStepResult, error) {
+		if err := f.record(serverapi.JoinAggregateName, in); err != nil || !f.nova {
+			return serverapi.CloudStepResult{Skipped: !f.nova, Note: serverapi.NoteNoNova}, err
 		}
-		return activities.CloudStepResult{Note: "host " + in.Host + " in aggregate " + in.Site + "-" + in.Rack}, nil
+		return serverapi.CloudStepResult{Note: "host " + in.Host + " in aggregate " + in.Site + "-" + in.Rack}, nil
 	})
-	reg(activities.AssignTenantName, func(_ context.Context, in activities.AssignTenantInput) (activities.CloudStepResult, error) {
-		if err := f.record(activities.AssignTenantName, in); err != nil || !f.ironic {
-			return activities.CloudStepResult{Skipped: !f.ironic, Note: activities.NoteNoIronic}, err
+	reg(serverapi.AssignTenantName, func(_ context.Context, in serverapi.AssignTenantInput) (serverapi.CloudStepResult, error) {
+		if err := f.record(serverapi.AssignTenantName, in); err != nil || !f.ironic {
+			return serverapi.CloudStepResult{Skipped: !f.ironic, Note: serverapi.NoteNoIronic}, err
 		}
 		if in.Tenant == "" {
-			return activities.CloudStepResult{Skipped: true, Note: activities.NoteNoTenant}, nil
+			return serverapi.CloudStepResult{Skipped: true, Note: serverapi.NoteNoTenant}, nil
 		}
-		return activities.CloudStepResult{NodeUUID: "node-" + in.Serial, ProvisionState: "available", PowerState: "power off"}, nil
+		return serverapi.CloudStepResult{NodeUUID: "node-" + in.Serial, ProvisionState: "available", PowerState: "power off"}, nil
 	})
 }
 
@@ -163,7 +163,7 @@ func newLifecycleTest(t *testing.T) *lifecycleTest {
 	f.register(env)
 	lt := &lifecycleTest{t: t, env: env, fake: f, answerInstalls: map[int]bool{1: true}}
 	env.SetOnActivityCompletedListener(func(info *activity.Info, result converter.EncodedValue, err error) {
-		if info.ActivityType.Name != activities.StartInstallName || err != nil {
+		if info.ActivityType.Name != serverapi.StartInstallName || err != nil {
 			return
 		}
 		f.mu.Lock()
@@ -235,7 +235,7 @@ func (o *updateOutcome) refused() error {
 var dock = Location{Site: "dc1", Room: "A", Rack: "R07", Unit: 12, Face: FaceFront}
 
 func input(serial string) ServerLifecycleInput {
-	return ServerLifecycleInput{Serial: serial, BMC: &activities.BMCRef{Address: "https://127.0.0.1:9443", CredentialRef: "cred-1"}}
+	return ServerLifecycleInput{Serial: serial, BMC: &serverapi.BMCRef{Address: "https://127.0.0.1:9443", CredentialRef: "cred-1"}}
 }
 
 func appErr(msg, typ string) error { return temporal.NewNonRetryableApplicationError(msg, typ, nil) }
@@ -270,18 +270,18 @@ func TestLifecycleFromDockToInstalled(t *testing.T) {
 	}
 	require.Equal(t, &Hardware{Vendor: "Dell Inc.", Model: "PowerEdge R650", Profile: "default", Role: "compute", MACs: []string{"02:00:00:00:00:01"}}, final.Hardware)
 	require.Equal(t, []string{
-		activities.RackServerName, activities.RegisterAssetName, activities.InspectServerName, activities.RegisterMonitoringName,
-		activities.ConfigureBIOSName, activities.ConfigureRAIDName, activities.StartInstallName, activities.FinishInstallName,
-		activities.RegisterCloudName,
+		serverapi.RackServerName, serverapi.RegisterAssetName, serverapi.InspectServerName, serverapi.RegisterMonitoringName,
+		serverapi.ConfigureBIOSName, serverapi.ConfigureRAIDName, serverapi.StartInstallName, serverapi.FinishInstallName,
+		serverapi.RegisterCloudName,
 	}, lt.fake.calls)
-	rack := lt.fake.inputs[activities.RackServerName][0].(activities.RackServerInput)
+	rack := lt.fake.inputs[serverapi.RackServerName][0].(serverapi.RackServerInput)
 	require.Equal(t, "tech-7", rack.Actor)
 	// The BMC travels by reference: only the credential's name is in history.
-	insp := lt.fake.inputs[activities.InspectServerName][0].(activities.InspectServerInput)
+	insp := lt.fake.inputs[serverapi.InspectServerName][0].(serverapi.InspectServerInput)
 	require.Equal(t, "cred-1", insp.BMC.CredentialRef)
-	mon := lt.fake.inputs[activities.RegisterMonitoringName][0].(activities.RegisterMonitoringInput)
-	require.Equal(t, activities.RegisterMonitoringInput{Serial: "SN-0001", BMCAddress: "https://127.0.0.1:9443", Site: "dc1", Rack: "R07", Role: "compute"}, mon)
-	inst := lt.fake.inputs[activities.StartInstallName][0].(activities.StartInstallInput)
+	mon := lt.fake.inputs[serverapi.RegisterMonitoringName][0].(serverapi.RegisterMonitoringInput)
+	require.Equal(t, serverapi.RegisterMonitoringInput{Serial: "SN-0001", BMCAddress: "https://127.0.0.1:9443", Site: "dc1", Rack: "R07", Role: "compute"}, mon)
+	inst := lt.fake.inputs[serverapi.StartInstallName][0].(serverapi.StartInstallInput)
 	require.Equal(t, []string{"02:00:00:00:00:01"}, inst.MACs)
 	require.Equal(t, 35*time.Minute, inst.TTL)
 }
@@ -290,7 +290,7 @@ func TestLifecycleOccupiedUnitRefusesUpdateAndKeepsWaiting(t *testing.T) {
 	lt := newLifecycleTest(t)
 	taken := Location{Site: "dc1", Rack: "R01", Unit: 5, Face: FaceFront}
 	free := Location{Site: "dc1", Rack: "R01", Unit: 6, Face: FaceFront}
-	lt.fake.failNext(activities.RackServerName, appErr("rack unit occupied: unit 5 of rack dc1/R01 holds server SN-9", activities.ErrTypeUnitOccupied))
+	lt.fake.failNext(serverapi.RackServerName, appErr("rack unit occupied: unit 5 of rack dc1/R01 holds server SN-9", stepapi.ErrTypeUnitOccupied))
 	var first, second *updateOutcome
 	var between ServerStatus
 	lt.at(time.Minute, func() { first = lt.update(UpdateRacked, RackedInput{Location: taken}) })
@@ -304,7 +304,7 @@ func TestLifecycleOccupiedUnitRefusesUpdateAndKeepsWaiting(t *testing.T) {
 	require.NoError(t, first.rejected, "the validator cannot know the unit is taken")
 	var ae *temporal.ApplicationError
 	require.True(t, errors.As(first.err, &ae), "got %v", first.err)
-	require.Equal(t, activities.ErrTypeUnitOccupied, ae.Type())
+	require.Equal(t, stepapi.ErrTypeUnitOccupied, ae.Type())
 	require.Contains(t, ae.Message(), "holds server SN-9")
 	require.Equal(t, StateWaitingRack, between.State, "a refused update changes nothing")
 	require.Nil(t, between.Location)
@@ -334,7 +334,7 @@ func TestLifecycleRemindsDailyWhileUnracked(t *testing.T) {
 
 func TestLifecycleRegisteredIntoTakenUnitFails(t *testing.T) {
 	lt := newLifecycleTest(t)
-	lt.fake.failNext(activities.RackServerName, appErr("occupied", activities.ErrTypeUnitOccupied))
+	lt.fake.failNext(serverapi.RackServerName, appErr("occupied", stepapi.ErrTypeUnitOccupied))
 	in := input("SN-6")
 	in.Location = &dock
 	lt.env.ExecuteWorkflow(ServerLifecycleName, in)
@@ -343,7 +343,7 @@ func TestLifecycleRegisteredIntoTakenUnitFails(t *testing.T) {
 
 func TestLifecycleWrongCredentialParksThenRetryWithNewOne(t *testing.T) {
 	lt := newLifecycleTest(t)
-	lt.fake.failNext(activities.InspectServerName, appErr("BMC refused the credential: 401", activities.ErrTypeBMCAuth))
+	lt.fake.failNext(serverapi.InspectServerName, appErr("BMC refused the credential: 401", stepapi.ErrTypeBMCAuth))
 	in := input("SN-7")
 	in.Location = &dock
 	var parked ServerStatus
@@ -353,7 +353,7 @@ func TestLifecycleWrongCredentialParksThenRetryWithNewOne(t *testing.T) {
 		skip = lt.update(UpdateSkip, SkipInput{})
 	})
 	lt.at(2*time.Minute, func() {
-		retry = lt.update(UpdateRetry, RetryInput{BMC: &activities.BMCRef{CredentialRef: "cred-2"}, By: "ops"})
+		retry = lt.update(UpdateRetry, RetryInput{BMC: &serverapi.BMCRef{CredentialRef: "cred-2"}, By: "ops"})
 	})
 	lt.env.ExecuteWorkflow(ServerLifecycleName, in)
 	final := lt.result()
@@ -365,33 +365,33 @@ func TestLifecycleWrongCredentialParksThenRetryWithNewOne(t *testing.T) {
 	require.NoError(t, retry.refused())
 	require.Equal(t, StateInstalled, final.State)
 	require.Nil(t, final.Attention)
-	calls := lt.fake.inputs[activities.InspectServerName]
+	calls := lt.fake.inputs[serverapi.InspectServerName]
 	require.Len(t, calls, 2)
-	second := calls[1].(activities.InspectServerInput)
-	require.Equal(t, activities.BMCRef{Address: "https://127.0.0.1:9443", CredentialRef: "cred-2"}, second.BMC, "the corrected credential is used, the address kept")
+	second := calls[1].(serverapi.InspectServerInput)
+	require.Equal(t, serverapi.BMCRef{Address: "https://127.0.0.1:9443", CredentialRef: "cred-2"}, second.BMC, "the corrected credential is used, the address kept")
 	// Later steps use the corrected credential too.
-	bios := lt.fake.inputs[activities.ConfigureBIOSName][0].(activities.ConfigureBIOSInput)
+	bios := lt.fake.inputs[serverapi.ConfigureBIOSName][0].(serverapi.ConfigureBIOSInput)
 	require.Equal(t, "cred-2", bios.BMC.CredentialRef)
 	require.Equal(t, 1, bios.Generation)
 }
 
 func TestLifecycleInventoryMismatchRetryWithAnotherProfile(t *testing.T) {
 	lt := newLifecycleTest(t)
-	lt.fake.failNext(activities.InspectServerName, appErr(`hardware does not meet profile "big": 2 drives, profile needs 8`, activities.ErrTypeInventoryMismatch))
+	lt.fake.failNext(serverapi.InspectServerName, appErr(`hardware does not meet profile "big": 2 drives, profile needs 8`, stepapi.ErrTypeInventoryMismatch))
 	in := input("SN-8")
 	in.Location = &dock
 	in.Profile = "big"
 	lt.at(time.Minute, func() { lt.update(UpdateRetry, RetryInput{Profile: "small"}) })
 	lt.env.ExecuteWorkflow(ServerLifecycleName, in)
 	require.Equal(t, StateInstalled, lt.result().State)
-	calls := lt.fake.inputs[activities.InspectServerName]
-	require.Equal(t, "big", calls[0].(activities.InspectServerInput).Profile)
-	require.Equal(t, "small", calls[1].(activities.InspectServerInput).Profile)
+	calls := lt.fake.inputs[serverapi.InspectServerName]
+	require.Equal(t, "big", calls[0].(serverapi.InspectServerInput).Profile)
+	require.Equal(t, "small", calls[1].(serverapi.InspectServerInput).Profile)
 }
 
 func TestLifecycleSkipsASkippableStep(t *testing.T) {
 	lt := newLifecycleTest(t)
-	lt.fake.failNext(activities.ConfigureBIOSName, appErr("BMC does not support this: no Bios", activities.ErrTypeBMCUnsupported))
+	lt.fake.failNext(serverapi.ConfigureBIOSName, appErr("BMC does not support this: no Bios", stepapi.ErrTypeBMCUnsupported))
 	in := input("SN-9")
 	in.Location = &dock
 	var parked ServerStatus
@@ -405,7 +405,7 @@ func TestLifecycleSkipsASkippableStep(t *testing.T) {
 	require.Equal(t, StepConfigureBIOS, parked.Attention.Step)
 	require.Equal(t, StepSkipped, final.Steps[4].Status)
 	require.Equal(t, StepDone, final.Steps[5].Status)
-	require.Equal(t, 1, lt.fake.count(activities.ConfigureBIOSName))
+	require.Equal(t, 1, lt.fake.count(serverapi.ConfigureBIOSName))
 }
 
 // The status keeps the last read-back of BIOS and RAID: from the failure
@@ -413,12 +413,12 @@ func TestLifecycleSkipsASkippableStep(t *testing.T) {
 // worked. The current step's start moves with each step and retry.
 func TestLifecycleKeepsTheBMCReports(t *testing.T) {
 	lt := newLifecycleTest(t)
-	notApplied := &activities.BIOSReport{Attributes: []activities.BIOSAttributeReport{{Name: "SRIOV", Desired: "Enabled", Actual: "Disabled"}}}
-	lt.fake.failNext(activities.ConfigureBIOSName, temporal.NewApplicationErrorWithOptions("BIOS settings still not applied after the reset: SRIOV",
-		activities.ErrTypeBIOSNotApplied, temporal.ApplicationErrorOptions{NonRetryable: true, Details: []any{*notApplied}}))
-	applied := &activities.BIOSReport{Attributes: []activities.BIOSAttributeReport{{Name: "SRIOV", Desired: "Enabled", Actual: "Enabled", Match: true}}}
-	lt.fake.raid = &activities.RAIDReport{Controller: "RAID.1", Volumes: []activities.RAIDVolumeReport{
-		{Status: activities.RAIDMatch, Desired: &activities.RAIDVolume{Name: "metalflow-root", RAIDLevel: "RAID1"}, Actual: &activities.RAIDVolume{ID: "v1", RAIDLevel: "RAID1", SizeBytes: 1}},
+	notApplied := &serverapi.BIOSReport{Attributes: []serverapi.BIOSAttributeReport{{Name: "SRIOV", Desired: "Enabled", Actual: "Disabled"}}}
+	lt.fake.failNext(serverapi.ConfigureBIOSName, temporal.NewApplicationErrorWithOptions("BIOS settings still not applied after the reset: SRIOV",
+		stepapi.ErrTypeBIOSNotApplied, temporal.ApplicationErrorOptions{NonRetryable: true, Details: []any{*notApplied}}))
+	applied := &serverapi.BIOSReport{Attributes: []serverapi.BIOSAttributeReport{{Name: "SRIOV", Desired: "Enabled", Actual: "Enabled", Match: true}}}
+	lt.fake.raid = &serverapi.RAIDReport{Controller: "RAID.1", Volumes: []serverapi.RAIDVolumeReport{
+		{Status: serverapi.RAIDMatch, Desired: &serverapi.RAIDVolume{Name: "metalflow-root", RAIDLevel: "RAID1"}, Actual: &serverapi.RAIDVolume{ID: "v1", RAIDLevel: "RAID1", SizeBytes: 1}},
 	}}
 	in := input("SN-10")
 	in.Location = &dock
@@ -466,7 +466,7 @@ func TestLifecycleInstallTimeoutsThenAttentionThenRetry(t *testing.T) {
 	require.Equal(t, []int{1, 2, 3, 4}, lt.fake.attempts, "each attempt gets a new boot config and token")
 	require.Equal(t, StateInstalled, final.State)
 	require.Equal(t, 4, final.InstallAttempt)
-	require.Equal(t, 1, lt.fake.count(activities.FinishInstallName))
+	require.Equal(t, 1, lt.fake.count(serverapi.FinishInstallName))
 }
 
 func TestLifecycleIgnoresPhoneHomeOfAnotherAttempt(t *testing.T) {
@@ -482,7 +482,7 @@ func TestLifecycleIgnoresPhoneHomeOfAnotherAttempt(t *testing.T) {
 
 func TestLifecycleAbortInAttentionCompensates(t *testing.T) {
 	lt := newLifecycleTest(t)
-	lt.fake.failNext(activities.ConfigureRAIDName, appErr("RAID1 needs 2 free drives, controller has 1", activities.ErrTypeRAIDImpossible))
+	lt.fake.failNext(serverapi.ConfigureRAIDName, appErr("RAID1 needs 2 free drives, controller has 1", stepapi.ErrTypeRAIDImpossible))
 	in := input("SN-12")
 	in.Location = &dock
 	var noReason *updateOutcome
@@ -492,10 +492,10 @@ func TestLifecycleAbortInAttentionCompensates(t *testing.T) {
 	final := lt.result()
 	require.ErrorContains(t, noReason.refused(), "needs a reason")
 	require.Equal(t, StateAborted, final.State)
-	require.Equal(t, 1, lt.fake.count(activities.AbortServerName))
-	ab := lt.fake.inputs[activities.AbortServerName][0].(activities.AbortServerInput)
-	require.Equal(t, activities.AbortServerInput{Serial: "SN-12", Reason: "wrong chassis delivered", Actor: "ops"}, ab)
-	require.Zero(t, lt.fake.count(activities.StartInstallName))
+	require.Equal(t, 1, lt.fake.count(serverapi.AbortServerName))
+	ab := lt.fake.inputs[serverapi.AbortServerName][0].(serverapi.AbortServerInput)
+	require.Equal(t, serverapi.AbortServerInput{Serial: "SN-12", Reason: "wrong chassis delivered", Actor: "ops"}, ab)
+	require.Zero(t, lt.fake.count(serverapi.StartInstallName))
 }
 
 func TestLifecycleAbortWhileWaitingForRack(t *testing.T) {
@@ -507,7 +507,7 @@ func TestLifecycleAbortWhileWaitingForRack(t *testing.T) {
 	final := lt.result()
 	require.ErrorContains(t, retry.refused(), "not waiting for attention")
 	require.Equal(t, StateAborted, final.State)
-	require.Equal(t, []string{activities.AbortServerName}, lt.fake.calls)
+	require.Equal(t, []string{serverapi.AbortServerName}, lt.fake.calls)
 }
 
 func TestLifecycleWithoutBMCAsksForOne(t *testing.T) {
@@ -516,7 +516,7 @@ func TestLifecycleWithoutBMCAsksForOne(t *testing.T) {
 	var parked ServerStatus
 	lt.at(time.Minute, func() {
 		parked = lt.status()
-		lt.update(UpdateRetry, RetryInput{BMC: &activities.BMCRef{Address: "https://10.0.0.5", CredentialRef: "cred-9"}})
+		lt.update(UpdateRetry, RetryInput{BMC: &serverapi.BMCRef{Address: "https://10.0.0.5", CredentialRef: "cred-9"}})
 	})
 	lt.env.ExecuteWorkflow(ServerLifecycleName, in)
 	require.Equal(t, StateInstalled, lt.result().State)
@@ -535,7 +535,7 @@ func TestLifecycleRefusesInvalidSerial(t *testing.T) {
 
 func TestLifecycleRetryWithAnotherProfileStartsAgainFromInspection(t *testing.T) {
 	lt := newLifecycleTest(t)
-	lt.fake.failNext(activities.ConfigureRAIDName, appErr("RAID5 needs 3 free drives, controller has 2", activities.ErrTypeRAIDImpossible))
+	lt.fake.failNext(serverapi.ConfigureRAIDName, appErr("RAID5 needs 3 free drives, controller has 2", stepapi.ErrTypeRAIDImpossible))
 	in := input("SN-15")
 	in.Location = &dock
 	in.Profile = "raid5"
@@ -544,12 +544,12 @@ func TestLifecycleRetryWithAnotherProfileStartsAgainFromInspection(t *testing.T)
 	final := lt.result()
 	require.Equal(t, StateInstalled, final.State)
 	require.Equal(t, []string{
-		activities.RackServerName, activities.RegisterAssetName, activities.InspectServerName, activities.RegisterMonitoringName,
-		activities.ConfigureBIOSName, activities.ConfigureRAIDName,
-		activities.InspectServerName, activities.RegisterMonitoringName, activities.ConfigureBIOSName, activities.ConfigureRAIDName,
-		activities.StartInstallName, activities.FinishInstallName, activities.RegisterCloudName,
+		serverapi.RackServerName, serverapi.RegisterAssetName, serverapi.InspectServerName, serverapi.RegisterMonitoringName,
+		serverapi.ConfigureBIOSName, serverapi.ConfigureRAIDName,
+		serverapi.InspectServerName, serverapi.RegisterMonitoringName, serverapi.ConfigureBIOSName, serverapi.ConfigureRAIDName,
+		serverapi.StartInstallName, serverapi.FinishInstallName, serverapi.RegisterCloudName,
 	}, lt.fake.calls)
-	require.Equal(t, "default", lt.fake.inputs[activities.InspectServerName][1].(activities.InspectServerInput).Profile)
+	require.Equal(t, "default", lt.fake.inputs[serverapi.InspectServerName][1].(serverapi.InspectServerInput).Profile)
 	for _, s := range hardwareSteps(final) {
 		require.Equal(t, StepDone, s.Status, s.Name)
 	}
@@ -593,13 +593,13 @@ func TestLifecycleCloudStepsSkippedByConfig(t *testing.T) {
 		require.Equal(t, StepSkipped, s.Status, name)
 		require.NotNil(t, s.FinishedAt, name)
 	}
-	require.Equal(t, activities.NoteNoIronic, stepNamed(t, final, StepRegisterCloud).Note)
+	require.Equal(t, serverapi.NoteNoIronic, stepNamed(t, final, StepRegisterCloud).Note)
 	require.Contains(t, stepNamed(t, final, StepAssignTenant).Note, "no Ironic node")
 	require.Nil(t, final.Cloud)
 	require.Equal(t, "proj-a", final.Tenant)
-	require.Equal(t, 1, lt.fake.count(activities.RegisterCloudName))
-	require.Zero(t, lt.fake.count(activities.JoinAggregateName))
-	require.Zero(t, lt.fake.count(activities.AssignTenantName))
+	require.Equal(t, 1, lt.fake.count(serverapi.RegisterCloudName))
+	require.Zero(t, lt.fake.count(serverapi.JoinAggregateName))
+	require.Zero(t, lt.fake.count(serverapi.AssignTenantName))
 }
 
 // With Ironic: the node is registered from what inspection found, the
@@ -631,15 +631,15 @@ func TestLifecycleReadyWithIronic(t *testing.T) {
 	require.Equal(t, StepDone, stepNamed(t, final, StepAssignTenant).Status)
 	require.Equal(t, &CloudNode{NodeUUID: "node-SN-21", ProvisionState: "available", PowerState: "power off"}, final.Cloud)
 
-	reg := lt.fake.inputs[activities.RegisterCloudName][0].(activities.RegisterCloudInput)
-	require.Equal(t, activities.RegisterCloudInput{
-		Serial: "SN-21", BMC: activities.BMCRef{Address: "https://127.0.0.1:9443", CredentialRef: "cred-1"},
+	reg := lt.fake.inputs[serverapi.RegisterCloudName][0].(serverapi.RegisterCloudInput)
+	require.Equal(t, serverapi.RegisterCloudInput{
+		Serial: "SN-21", BMC: serverapi.BMCRef{Address: "https://127.0.0.1:9443", CredentialRef: "cred-1"},
 		CPUs: 32, MemoryMiB: 262144, LocalGB: 960, CPUArch: "x86_64", ResourceClass: "baremetal.gp",
 		MACs: []string{"02:00:00:00:00:01"}, Site: "dc1", Room: "A", Rack: "R07", Actor: "lifecycle",
 	}, reg, "the credential travels by reference; the failure domain is the rack")
-	ten := lt.fake.inputs[activities.AssignTenantName][0].(activities.AssignTenantInput)
+	ten := lt.fake.inputs[serverapi.AssignTenantName][0].(serverapi.AssignTenantInput)
 	require.Equal(t, "proj-a", ten.Tenant)
-	require.Zero(t, lt.fake.count(activities.JoinAggregateName))
+	require.Zero(t, lt.fake.count(serverapi.JoinAggregateName))
 }
 
 // A hypervisor joins its rack's aggregate under the name its installer
@@ -655,19 +655,19 @@ func TestLifecycleHypervisorJoinsAggregate(t *testing.T) {
 			lt.env.ExecuteWorkflow(ServerLifecycleName, in)
 			final := lt.result()
 			require.Equal(t, StateReady, final.State, "no tenant: ready in the shared pool")
-			join := lt.fake.inputs[activities.JoinAggregateName][0].(activities.JoinAggregateInput)
-			require.Equal(t, activities.JoinAggregateInput{Serial: "SN-22", Host: "host", Site: "dc1", Room: "A", Rack: "R07", Actor: "lifecycle"}, join)
+			join := lt.fake.inputs[serverapi.JoinAggregateName][0].(serverapi.JoinAggregateInput)
+			require.Equal(t, serverapi.JoinAggregateInput{Serial: "SN-22", Host: "host", Site: "dc1", Room: "A", Rack: "R07", Actor: "lifecycle"}, join)
 			agg := stepNamed(t, final, StepJoinAggregate)
 			if nova {
 				require.Equal(t, StepDone, agg.Status)
 				require.Equal(t, "host host in aggregate dc1-R07", agg.Note)
 			} else {
 				require.Equal(t, StepSkipped, agg.Status)
-				require.Equal(t, activities.NoteNoNova, agg.Note)
+				require.Equal(t, serverapi.NoteNoNova, agg.Note)
 			}
 			ten := stepNamed(t, final, StepAssignTenant)
 			require.Equal(t, StepSkipped, ten.Status)
-			require.Equal(t, activities.NoteNoTenant, ten.Note)
+			require.Equal(t, serverapi.NoteNoTenant, ten.Note)
 		})
 	}
 }
@@ -678,7 +678,7 @@ func TestLifecycleIronicFailureParksThenRetryMakesReady(t *testing.T) {
 	lt := newLifecycleTest(t)
 	lt.fake.ironic = true
 	lastError := "manage SN-23: node ended in \"enroll\" instead of \"manageable\": last_error: Redfish connection failed for node"
-	lt.fake.failNext(activities.RegisterCloudName, appErr(lastError, activities.ErrTypeCloudFailed))
+	lt.fake.failNext(serverapi.RegisterCloudName, appErr(lastError, stepapi.ErrTypeCloudFailed))
 	in := input("SN-23")
 	in.Location = &dock
 	in.Tenant = "proj-b"
@@ -698,9 +698,9 @@ func TestLifecycleIronicFailureParksThenRetryMakesReady(t *testing.T) {
 	require.NoError(t, retry.refused())
 	require.Equal(t, StateReady, final.State)
 	require.Equal(t, StepDone, stepNamed(t, final, StepRegisterCloud).Status)
-	require.Equal(t, 2, lt.fake.count(activities.RegisterCloudName))
-	require.Equal(t, 1, lt.fake.count(activities.AssignTenantName))
-	require.Equal(t, 1, lt.fake.count(activities.FinishInstallName), "the retry does not reinstall")
+	require.Equal(t, 2, lt.fake.count(serverapi.RegisterCloudName))
+	require.Equal(t, 1, lt.fake.count(serverapi.AssignTenantName))
+	require.Equal(t, 1, lt.fake.count(serverapi.FinishInstallName), "the retry does not reinstall")
 }
 
 // Ironic down: Temporal retries the activity with backoff; the server never
@@ -708,15 +708,15 @@ func TestLifecycleIronicFailureParksThenRetryMakesReady(t *testing.T) {
 func TestLifecycleTransientIronicErrorsAreRetried(t *testing.T) {
 	lt := newLifecycleTest(t)
 	lt.fake.ironic = true
-	down := temporal.NewApplicationError("get SN-24: dial tcp 127.0.0.1:6385: connect: connection refused", activities.ErrTypeCloudTransient)
-	lt.fake.failNext(activities.RegisterCloudName, down, down, down)
+	down := temporal.NewApplicationError("get SN-24: dial tcp 127.0.0.1:6385: connect: connection refused", stepapi.ErrTypeCloudTransient)
+	lt.fake.failNext(serverapi.RegisterCloudName, down, down, down)
 	in := input("SN-24")
 	in.Location = &dock
 	in.Tenant = "proj-c"
 	lt.env.ExecuteWorkflow(ServerLifecycleName, in)
 	final := lt.result()
 	require.Equal(t, StateReady, final.State)
-	require.Equal(t, 4, lt.fake.count(activities.RegisterCloudName))
+	require.Equal(t, 4, lt.fake.count(serverapi.RegisterCloudName))
 	require.Nil(t, final.Attention)
 }
 
@@ -726,7 +726,7 @@ func TestLifecycleTransientIronicErrorsAreRetried(t *testing.T) {
 func TestLifecycleSkippedRegistrationEndsInstalled(t *testing.T) {
 	lt := newLifecycleTest(t)
 	lt.fake.ironic = true
-	lt.fake.failNext(activities.RegisterCloudName, appErr("enroll SN-25: add port 02:00:00:00:00:01: MAC already on another node", activities.ErrTypeCloudRejected))
+	lt.fake.failNext(serverapi.RegisterCloudName, appErr("enroll SN-25: add port 02:00:00:00:00:01: MAC already on another node", stepapi.ErrTypeCloudRejected))
 	in := input("SN-25")
 	in.Location = &dock
 	// The install's installer phones home after five minutes.
@@ -738,7 +738,7 @@ func TestLifecycleSkippedRegistrationEndsInstalled(t *testing.T) {
 	require.Equal(t, StepSkipped, reg.Status)
 	require.Equal(t, "skipped by ops", reg.Note)
 	require.Equal(t, noteRegistrationSkipped, stepNamed(t, final, StepAssignTenant).Note)
-	require.Zero(t, lt.fake.count(activities.AssignTenantName))
+	require.Zero(t, lt.fake.count(serverapi.AssignTenantName))
 }
 
 func TestLifecycleRefusesInvalidTenant(t *testing.T) {
@@ -757,9 +757,9 @@ func TestLifecycleRefusesInvalidTenant(t *testing.T) {
 func TestLifecycleIronicDownAnHourParksThenRetry(t *testing.T) {
 	lt := newLifecycleTest(t)
 	lt.fake.ironic = true
-	down := temporal.NewApplicationError("get SN-27: dial tcp 127.0.0.1:6385: connect: connection refused", activities.ErrTypeCloudTransient)
+	down := temporal.NewApplicationError("get SN-27: dial tcp 127.0.0.1:6385: connect: connection refused", stepapi.ErrTypeCloudTransient)
 	for range 200 {
-		lt.fake.failNext(activities.RegisterCloudName, down)
+		lt.fake.failNext(serverapi.RegisterCloudName, down)
 	}
 	in := input("SN-27")
 	in.Location = &dock
@@ -768,7 +768,7 @@ func TestLifecycleIronicDownAnHourParksThenRetry(t *testing.T) {
 	lt.at(3*time.Hour, func() {
 		parked = lt.status()
 		lt.fake.mu.Lock()
-		lt.fake.errs[activities.RegisterCloudName] = nil // Ironic is back
+		lt.fake.errs[serverapi.RegisterCloudName] = nil // Ironic is back
 		lt.fake.mu.Unlock()
 		lt.update(UpdateRetry, RetryInput{})
 	})
@@ -777,6 +777,6 @@ func TestLifecycleIronicDownAnHourParksThenRetry(t *testing.T) {
 	require.Equal(t, StateAttention, parked.State)
 	require.Equal(t, StepRegisterCloud, parked.Attention.Step)
 	require.Contains(t, parked.Attention.Error, "connection refused", "the last failure, not only the timeout")
-	require.Greater(t, lt.fake.count(activities.RegisterCloudName), 10, "retried with backoff before asking a human")
+	require.Greater(t, lt.fake.count(serverapi.RegisterCloudName), 10, "retried with backoff before asking a human")
 	require.Equal(t, StateReady, final.State)
 }

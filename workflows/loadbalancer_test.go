@@ -4,9 +4,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/metalflow/metalflow/workflows/server/serverapi"
+	"github.com/metalflow/metalflow/workflows/stepapi"
 	"github.com/stretchr/testify/require"
-
-	"github.com/metalflow/metalflow/activities"
 )
 
 func TestLifecycleJoinsItsPoolsOnceProvisioned(t *testing.T) {
@@ -18,10 +18,10 @@ func TestLifecycleJoinsItsPoolsOnceProvisioned(t *testing.T) {
 	final := lt.result()
 	require.Equal(t, StepDone, stepOf(final, StepJoinLoadBalancer).Status)
 	require.Equal(t, "backend of web, api", stepOf(final, StepJoinLoadBalancer).Note)
-	require.Equal(t, []activities.LoadBalancerMembershipInput{
+	require.Equal(t, []serverapi.LoadBalancerMembershipInput{
 		{Serial: "SN-LB1", VIP: "web", Actor: "lifecycle"}, {Serial: "SN-LB1", VIP: "api", Actor: "lifecycle"},
-	}, inputsOf[activities.LoadBalancerMembershipInput](lt.fake, activities.JoinLoadBalancerName))
-	require.Equal(t, activities.JoinLoadBalancerName, lt.fake.calls[len(lt.fake.calls)-1], "joining is the last step")
+	}, inputsOf[serverapi.LoadBalancerMembershipInput](lt.fake, serverapi.JoinLoadBalancerName))
+	require.Equal(t, serverapi.JoinLoadBalancerName, lt.fake.calls[len(lt.fake.calls)-1], "joining is the last step")
 	require.Equal(t, []string{"web", "api"}, final.Pools)
 }
 
@@ -33,14 +33,14 @@ func TestLifecycleWithoutPoolsSkipsJoining(t *testing.T) {
 	final := lt.result()
 	require.Equal(t, StepSkipped, stepOf(final, StepJoinLoadBalancer).Status)
 	require.Contains(t, stepOf(final, StepJoinLoadBalancer).Note, "no load-balancer pools")
-	require.Zero(t, lt.fake.count(activities.JoinLoadBalancerName))
+	require.Zero(t, lt.fake.count(serverapi.JoinLoadBalancerName))
 }
 
 // A VIP that refuses the server for good (it does not exist) parks the
 // server in attention; staff may skip: the server is provisioned anyway.
 func TestLifecycleJoinFailureIsSkippable(t *testing.T) {
 	lt := newLifecycleTest(t)
-	lt.fake.failNext(activities.JoinLoadBalancerName, appErr("no running VIP web", activities.ErrTypeNoSuchVIP))
+	lt.fake.failNext(serverapi.JoinLoadBalancerName, appErr("no running VIP web", stepapi.ErrTypeNoSuchVIP))
 	in := input("SN-LB3")
 	in.Location = &dock
 	in.Pools = []string{"web"}
@@ -79,5 +79,5 @@ func TestDecommissionLeavesTheLoadBalancerFirst(t *testing.T) {
 	require.NoError(t, lt.env.GetWorkflowResult(&final))
 	require.Equal(t, StepLeaveLoadBalancer, final.Steps[0].Name)
 	require.Equal(t, StepDone, final.Steps[0].Status)
-	require.Equal(t, activities.LeaveLoadBalancerName, lt.fake.calls[0], "out of the load balancer before anything else")
+	require.Equal(t, serverapi.LeaveLoadBalancerName, lt.fake.calls[0], "out of the load balancer before anything else")
 }

@@ -3,10 +3,9 @@ package workflows
 import (
 	"time"
 
+	"github.com/metalflow/metalflow/workflows/stepapi"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
-
-	"github.com/metalflow/metalflow/activities"
 )
 
 // rackActivityOptions: the claim is one short database transaction. A few
@@ -20,7 +19,7 @@ func rackActivityOptions() workflow.ActivityOptions {
 			BackoffCoefficient:     2,
 			MaximumInterval:        5 * time.Second,
 			MaximumAttempts:        4,
-			NonRetryableErrorTypes: activities.NonRetryableErrorTypes(),
+			NonRetryableErrorTypes: stepapi.NonRetryableErrorTypes(),
 		},
 	}
 }
@@ -35,7 +34,7 @@ func inventoryActivityOptions() workflow.ActivityOptions {
 			InitialInterval:        time.Second,
 			BackoffCoefficient:     2,
 			MaximumInterval:        time.Minute,
-			NonRetryableErrorTypes: activities.NonRetryableErrorTypes(),
+			NonRetryableErrorTypes: stepapi.NonRetryableErrorTypes(),
 		},
 	}
 }
@@ -60,7 +59,7 @@ func bmcActivityOptions(startToClose time.Duration) workflow.ActivityOptions {
 			InitialInterval:        2 * time.Second,
 			BackoffCoefficient:     2,
 			MaximumInterval:        time.Minute,
-			NonRetryableErrorTypes: activities.NonRetryableErrorTypes(),
+			NonRetryableErrorTypes: stepapi.NonRetryableErrorTypes(),
 		},
 	}
 }
@@ -82,7 +81,7 @@ func cloudActivityOptions() workflow.ActivityOptions {
 			InitialInterval:        2 * time.Second,
 			BackoffCoefficient:     2,
 			MaximumInterval:        time.Minute,
-			NonRetryableErrorTypes: activities.NonRetryableErrorTypes(),
+			NonRetryableErrorTypes: stepapi.NonRetryableErrorTypes(),
 		},
 	}
 }
@@ -100,7 +99,7 @@ func loadBalancerActivityOptions() workflow.ActivityOptions {
 			InitialInterval:        2 * time.Second,
 			BackoffCoefficient:     2,
 			MaximumInterval:        time.Minute,
-			NonRetryableErrorTypes: activities.NonRetryableErrorTypes(),
+			NonRetryableErrorTypes: stepapi.NonRetryableErrorTypes(),
 		},
 	}
 }

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/metalflow/metalflow/workflows/server/serverapi"
+	"github.com/metalflow/metalflow/workflows/stepapi"
 	"github.com/stretchr/testify/mock"
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/activity"
@@ -17,8 +19,6 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 	"go.temporal.io/sdk/workflow"
-
-	"github.com/metalflow/metalflow/activities"
 )
 
 // fakeRack stands in for the servers of a batch: a child workflow registered
@@ -106,7 +106,7 @@ func (f *fakeRack) lifecycle(ctx workflow.Context, in ServerLifecycleInput) (Ser
 		f.set(in.Serial, StateProvisioning)
 		return done(StateInstalled)
 	case strings.HasPrefix(in.Serial, "FAIL-"):
-		return ServerStatus{}, temporal.NewNonRetryableApplicationError("rack unit occupied", activities.ErrTypeUnitOccupied, nil)
+		return ServerStatus{}, temporal.NewNonRetryableApplicationError("rack unit occupied", stepapi.ErrTypeUnitOccupied, nil)
 	case strings.HasPrefix(in.Serial, "ABORT-"):
 		return done(StateAborted)
 	case strings.HasPrefix(in.Serial, "DROP-"):
@@ -174,7 +174,7 @@ func batchOf(serials ...string) RackBatchInput {
 	for i, s := range serials {
 		in.Servers = append(in.Servers, RackBatchServer{
 			Serial:   s,
-			BMC:      &activities.BMCRef{Address: fmt.Sprintf("https://127.0.0.1:%d", 9000+i), CredentialRef: fmt.Sprintf("cred-%d", i)},
+			BMC:      &serverapi.BMCRef{Address: fmt.Sprintf("https://127.0.0.1:%d", 9000+i), CredentialRef: fmt.Sprintf("cred-%d", i)},
 			Location: Location{Site: "dc1", Rack: "R07", Unit: 2*i + 1, Face: FaceFront},
 		})
 	}
@@ -439,7 +439,7 @@ func TestRackBatchRunsRealLifecycles(t *testing.T) {
 	fake.register(env)
 	// SN-B's BMC refuses its credential. With one lifecycle at a time SN-B
 	// is inspected first, so the refusal is certainly its.
-	fake.failNext(activities.InspectServerName, appErr("BMC refused the credential: 401", activities.ErrTypeBMCAuth))
+	fake.failNext(serverapi.InspectServerName, appErr("BMC refused the credential: 401", stepapi.ErrTypeBMCAuth))
 	env.RegisterActivityWithOptions(func(_ context.Context, in ServerStatesInput) (ServerStatesResult, error) {
 		var res ServerStatesResult
 		for _, serial := range in.Serials {
@@ -454,7 +454,7 @@ func TestRackBatchRunsRealLifecycles(t *testing.T) {
 	env.SetStartWorkflowOptions(client.StartWorkflowOptions{ID: batchID})
 	// Each installer phones home five minutes after its netboot.
 	env.SetOnActivityCompletedListener(func(info *activity.Info, _ converter.EncodedValue, err error) {
-		if info.ActivityType.Name != activities.StartInstallName || err != nil {
+		if info.ActivityType.Name != serverapi.StartInstallName || err != nil {
 			return
 		}
 		id := info.WorkflowExecution.ID
@@ -482,14 +482,14 @@ func TestRackBatchRunsRealLifecycles(t *testing.T) {
 	require.Equal(t, BatchServerState{Serial: "SN-B", State: StateAttention, Step: StepInspect, Error: "BMC refused the credential: 401", Settled: true}, res.PerServer[0])
 	// Racked by the batch: every lifecycle claimed its unit without waiting
 	// for a technician, and the credential went by reference.
-	racks := fake.inputs[activities.RackServerName]
+	racks := fake.inputs[serverapi.RackServerName]
 	require.Len(t, racks, 3)
 	for _, r := range racks {
-		rs := r.(activities.RackServerInput)
+		rs := r.(serverapi.RackServerInput)
 		require.Equal(t, "rack-batch", rs.Actor)
 		require.Equal(t, "R07", rs.Rack)
 	}
-	require.Equal(t, 2, fake.count(activities.FinishInstallName))
+	require.Equal(t, 2, fake.count(serverapi.FinishInstallName))
 	require.NoError(t, abort.refused(), "the reported lifecycle outlived its batch and still took staff's decision")
-	require.Equal(t, 1, fake.count(activities.AbortServerName))
+	require.Equal(t, 1, fake.count(serverapi.AbortServerName))
 }

@@ -10,7 +10,6 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
-	"github.com/metalflow/metalflow/activities"
 	"github.com/metalflow/metalflow/lbnode/lbapi"
 	"github.com/metalflow/metalflow/workflows/vip/vipapi"
 )
@@ -385,8 +384,8 @@ func (v *vip) retire(ctx workflow.Context, final string) error {
 			if v.state.Address == "" {
 				return nil
 			}
-			return workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, inventoryActivityOptions()), activities.ReleaseVIPName,
-				activities.ReleaseVIPInput{Name: v.in.Name}).Get(ctx, nil)
+			return workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, inventoryActivityOptions()), vipapi.ReleaseVIPName,
+				vipapi.ReleaseVIPInput{Name: v.in.Name}).Get(ctx, nil)
 		})
 		if errors.Is(err, errAborted) {
 			if err := v.forgetDownNodes(ctx); err != nil {
@@ -405,9 +404,9 @@ func (v *vip) retire(ctx workflow.Context, final string) error {
 // forgetDownNodes drops the nodes that hold the VIP, or may, and that the
 // inventory reports down or no longer knows.
 func (v *vip) forgetDownNodes(ctx workflow.Context) error {
-	var res activities.ListLBClustersResult
-	if err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, inventoryActivityOptions()), activities.ListLBClustersName,
-		activities.ListLBClustersInput{}).Get(ctx, &res); err != nil {
+	var res vipapi.ListLBClustersResult
+	if err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, inventoryActivityOptions()), vipapi.ListLBClustersName,
+		vipapi.ListLBClustersInput{}).Get(ctx, &res); err != nil {
 		return err
 	}
 	up := map[string]bool{}
@@ -427,9 +426,9 @@ func (v *vip) forgetDownNodes(ctx workflow.Context) error {
 }
 
 func (v *vip) allocate(ctx workflow.Context) error {
-	var res activities.AllocateVIPAddressResult
-	if err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, inventoryActivityOptions()), activities.AllocateVIPAddressName,
-		activities.AllocateVIPAddressInput{Name: v.in.Name, Exposure: v.in.Exposure}).Get(ctx, &res); err != nil {
+	var res vipapi.AllocateVIPAddressResult
+	if err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, inventoryActivityOptions()), vipapi.AllocateVIPAddressName,
+		vipapi.AllocateVIPAddressInput{Name: v.in.Name, Exposure: v.in.Exposure}).Get(ctx, &res); err != nil {
 		return err
 	}
 	v.state.Address = res.Address
@@ -437,9 +436,9 @@ func (v *vip) allocate(ctx workflow.Context) error {
 }
 
 func (v *vip) place(ctx workflow.Context) error {
-	var res activities.ListLBClustersResult
-	if err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, inventoryActivityOptions()), activities.ListLBClustersName,
-		activities.ListLBClustersInput{}).Get(ctx, &res); err != nil {
+	var res vipapi.ListLBClustersResult
+	if err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, inventoryActivityOptions()), vipapi.ListLBClustersName,
+		vipapi.ListLBClustersInput{}).Get(ctx, &res); err != nil {
 		return err
 	}
 	placed, notes, err := choosePlacement(res.Clusters, v.in.Clusters)
@@ -454,9 +453,9 @@ func (v *vip) place(ctx workflow.Context) error {
 }
 
 func (v *vip) resolve(ctx workflow.Context, serials []string) ([]VIPBackend, error) {
-	var res activities.ResolveServersResult
-	if err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, inventoryActivityOptions()), activities.ResolveServersName,
-		activities.ResolveServersInput{Serials: serials}).Get(ctx, &res); err != nil {
+	var res vipapi.ResolveServersResult
+	if err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, inventoryActivityOptions()), vipapi.ResolveServersName,
+		vipapi.ResolveServersInput{Serials: serials}).Get(ctx, &res); err != nil {
 		return nil, err
 	}
 	out := make([]VIPBackend, 0, len(res.Servers))
@@ -470,8 +469,8 @@ func (v *vip) resolve(ctx workflow.Context, serials []string) ([]VIPBackend, err
 }
 
 func (v *vip) record(ctx workflow.Context) error {
-	return workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, inventoryActivityOptions()), activities.RecordVIPName,
-		activities.RecordVIPInput{
+	return workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, inventoryActivityOptions()), vipapi.RecordVIPName,
+		vipapi.RecordVIPInput{
 			Name: v.in.Name, State: v.state.State, RequestedBy: v.in.RequestedBy, ApprovedBy: v.state.ApprovedBy,
 			Spec: v.spec(v.state.Announce), Placement: v.state.Placement,
 		}).Get(ctx, nil)

@@ -13,7 +13,6 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/temporal"
 
-	"github.com/metalflow/metalflow/activities"
 	"github.com/metalflow/metalflow/inventory"
 	"github.com/metalflow/metalflow/lbnode/lbapi"
 	"github.com/metalflow/metalflow/workflows/vip/vipapi"
@@ -642,7 +641,7 @@ func TestVIPResumesFromCarriedState(t *testing.T) {
 	in := webInput()
 	in.Resume = &VIPState{
 		Address: "10.96.0.7", State: VIPStateActive, Announce: lbapi.AnnounceInternal,
-		Placement: []activities.VIPPlacement{{Cluster: "c2", FailureDomain: "dc1/A", Nodes: []string{"a", "b"}}},
+		Placement: []vipapi.VIPPlacement{{Cluster: "c2", FailureDomain: "dc1/A", Nodes: []string{"a", "b"}}},
 		Backends:  []VIPBackend{{Backend: spec.Backends[0]}},
 		Nodes: []VIPNode{
 			{Cluster: "c2", Node: "a", Spec: &spec, State: NodeAnnounced, Digest: lbapi.Digest(spec)},
@@ -675,20 +674,20 @@ func TestVIPResumesFromCarriedState(t *testing.T) {
 }
 
 func TestChoosePlacement(t *testing.T) {
-	node := func(name string, up bool, vips, capacity int) activities.LBNodeState {
-		return activities.LBNodeState{Node: name, Up: up, VIPs: vips, Capacity: capacity, Why: map[bool]string{false: "silent"}[up]}
+	node := func(name string, up bool, vips, capacity int) vipapi.LBNodeState {
+		return vipapi.LBNodeState{Node: name, Up: up, VIPs: vips, Capacity: capacity, Why: map[bool]string{false: "silent"}[up]}
 	}
-	cs := []activities.LBCluster{
-		{Name: "z", FailureDomain: "d1", Nodes: []activities.LBNodeState{node("a", true, 5, 10), node("b", false, 0, 10)}},
-		{Name: "y", FailureDomain: "d2", Nodes: []activities.LBNodeState{node("a", true, 1, 10)}},
-		{Name: "x", FailureDomain: "d3", Nodes: []activities.LBNodeState{node("a", true, 1, 10)}},
-		{Name: "dead", FailureDomain: "d4", Nodes: []activities.LBNodeState{node("a", false, 0, 10)}},
-		{Name: "split", Problem: "its nodes disagree on the failure domain", Nodes: []activities.LBNodeState{node("a", true, 0, 10)}},
-		{Name: "full", FailureDomain: "d5", Nodes: []activities.LBNodeState{node("a", true, 0, 0)}},
+	cs := []vipapi.LBCluster{
+		{Name: "z", FailureDomain: "d1", Nodes: []vipapi.LBNodeState{node("a", true, 5, 10), node("b", false, 0, 10)}},
+		{Name: "y", FailureDomain: "d2", Nodes: []vipapi.LBNodeState{node("a", true, 1, 10)}},
+		{Name: "x", FailureDomain: "d3", Nodes: []vipapi.LBNodeState{node("a", true, 1, 10)}},
+		{Name: "dead", FailureDomain: "d4", Nodes: []vipapi.LBNodeState{node("a", false, 0, 10)}},
+		{Name: "split", Problem: "its nodes disagree on the failure domain", Nodes: []vipapi.LBNodeState{node("a", true, 0, 10)}},
+		{Name: "full", FailureDomain: "d5", Nodes: []vipapi.LBNodeState{node("a", true, 0, 0)}},
 	}
 	placed, notes, err := choosePlacement(cs, 3)
 	require.NoError(t, err)
-	require.Equal(t, []activities.VIPPlacement{
+	require.Equal(t, []vipapi.VIPPlacement{
 		{Cluster: "x", FailureDomain: "d3", Nodes: []string{"a"}}, // ties with y: by name
 		{Cluster: "y", FailureDomain: "d2", Nodes: []string{"a"}},
 		{Cluster: "z", FailureDomain: "d1", Nodes: []string{"a"}}, // only its up node

@@ -6,9 +6,8 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/metalflow/metalflow/workflows/vip/vipapi"
 	"go.temporal.io/sdk/workflow"
-
-	"github.com/metalflow/metalflow/activities"
 )
 
 // joinDue says nodes wait to be brought in and the VIP can take them: a
@@ -21,7 +20,7 @@ func (v *vip) takeNodeUp(ctx workflow.Context, up NodeUp) {
 	if v.final() || up.Cluster == "" || up.Node == "" {
 		return
 	}
-	if !slices.ContainsFunc(v.state.Placement, func(p activities.VIPPlacement) bool { return p.Cluster == up.Cluster }) {
+	if !slices.ContainsFunc(v.state.Placement, func(p vipapi.VIPPlacement) bool { return p.Cluster == up.Cluster }) {
 		workflow.GetLogger(ctx).Info("a node came up in a cluster the VIP is not placed on", "vip", v.in.Name, "cluster", up.Cluster, "node", up.Node)
 		return
 	}
@@ -58,9 +57,9 @@ func (v *vip) joinNodes(ctx workflow.Context) error {
 // joinQueued takes the queue and joins the nodes on it that the inventory
 // says are up; it returns the nodes it added to the placement.
 func (v *vip) joinQueued(ctx workflow.Context) (added []string, err error) {
-	var res activities.ListLBClustersResult
-	if err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, inventoryActivityOptions()), activities.ListLBClustersName,
-		activities.ListLBClustersInput{}).Get(ctx, &res); err != nil {
+	var res vipapi.ListLBClustersResult
+	if err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, inventoryActivityOptions()), vipapi.ListLBClustersName,
+		vipapi.ListLBClustersInput{}).Get(ctx, &res); err != nil {
 		return nil, err
 	}
 	up := map[string]bool{}
@@ -74,7 +73,7 @@ func (v *vip) joinQueued(ctx workflow.Context) (added []string, err error) {
 	var keys []string
 	for _, key := range queued {
 		cluster, node, _ := strings.Cut(key, "/")
-		i := slices.IndexFunc(v.state.Placement, func(p activities.VIPPlacement) bool { return p.Cluster == cluster })
+		i := slices.IndexFunc(v.state.Placement, func(p vipapi.VIPPlacement) bool { return p.Cluster == cluster })
 		if i < 0 || !up[key] {
 			// Gone down again (or the VIP moved): its next coming up
 			// queues it again.

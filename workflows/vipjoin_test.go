@@ -13,9 +13,9 @@ import (
 	"github.com/stretchr/testify/mock"
 	"github.com/stretchr/testify/require"
 
-	"github.com/metalflow/metalflow/activities"
 	"github.com/metalflow/metalflow/inventory"
 	"github.com/metalflow/metalflow/lbnode/lbapi"
+	"github.com/metalflow/metalflow/workflows/vip/vipapi"
 )
 
 // addNode records one more up node in a cluster and gives the fleet it.
@@ -54,7 +54,7 @@ func TestVIPNodeThatComesUpAfterPlacementRunsTheVIP(t *testing.T) {
 	var before int
 	var after, final VIPStatus
 	var joinCalls []string
-	var recorded []activities.VIPPlacement
+	var recorded []vipapi.VIPPlacement
 	var reinstalled lbapi.VIPSpec
 	var reinstalledHolds bool
 	vt.at(time.Minute, func() {
@@ -94,7 +94,7 @@ func TestVIPNodeThatComesUpAfterPlacementRunsTheVIP(t *testing.T) {
 	slices.Sort(joinCalls)
 	require.Equal(t, []string{"c2/c apply", "c2/c probe", "c2/c report", "c3/a apply", "c3/a probe", "c3/a report"}, joinCalls,
 		"only the nodes that came up are touched, each verified and probed; nothing for c1 or an unknown node")
-	require.Contains(t, recorded, activities.VIPPlacement{Cluster: "c2", FailureDomain: "dc1/A", Nodes: []string{"a", "b", "c"}},
+	require.Contains(t, recorded, vipapi.VIPPlacement{Cluster: "c2", FailureDomain: "dc1/A", Nodes: []string{"a", "b", "c"}},
 		"the inventory's placement names the new node")
 
 	// The next change reaches the new node with the others; retire
@@ -168,7 +168,7 @@ func TestRegistryTellsTheClustersVIPsWhenItsNodeComesUp(t *testing.T) {
 	for name, cluster := range map[string]string{"web": "c1", "db": "c2", "api": "c1"} {
 		_, err := rt.lb.Inventory.AllocateVIPAddress(ctx, name, "internal", netip.MustParsePrefix("10.96.0.0/24"))
 		require.NoError(t, err)
-		placement, err := json.Marshal([]activities.VIPPlacement{{Cluster: "c9", Nodes: []string{"x"}}, {Cluster: cluster, Nodes: []string{"lb-0"}}})
+		placement, err := json.Marshal([]vipapi.VIPPlacement{{Cluster: "c9", Nodes: []string{"x"}}, {Cluster: cluster, Nodes: []string{"lb-0"}}})
 		require.NoError(t, err)
 		require.NoError(t, rt.lb.Inventory.RecordVIP(ctx, inventory.VIPRecord{Name: name, State: VIPStateActive, Spec: json.RawMessage(`{}`), Placement: placement}))
 	}

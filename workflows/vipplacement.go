@@ -5,7 +5,7 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/metalflow/metalflow/activities"
+	"github.com/metalflow/metalflow/workflows/vip/vipapi"
 )
 
 // choosePlacement picks want clusters in pairwise different failure
@@ -14,9 +14,9 @@ import (
 // cluster is eligible when its nodes agree on a failure domain and at least
 // one of them is up; only its up nodes get the VIP. notes say what was
 // passed over, for the status.
-func choosePlacement(clusters []activities.LBCluster, want int) (placed []activities.VIPPlacement, notes []string, err error) {
+func choosePlacement(clusters []vipapi.LBCluster, want int) (placed []vipapi.VIPPlacement, notes []string, err error) {
 	type candidate struct {
-		c          activities.LBCluster
+		c          vipapi.LBCluster
 		vips, cap  int
 		up         []string
 		downReason []string
@@ -66,7 +66,7 @@ func choosePlacement(clusters []activities.LBCluster, want int) (placed []activi
 			continue
 		}
 		used[cand.c.FailureDomain] = true
-		placed = append(placed, activities.VIPPlacement{Cluster: cand.c.Name, FailureDomain: cand.c.FailureDomain, Nodes: cand.up})
+		placed = append(placed, vipapi.VIPPlacement{Cluster: cand.c.Name, FailureDomain: cand.c.FailureDomain, Nodes: cand.up})
 		if len(cand.downReason) > 0 {
 			notes = append(notes, fmt.Sprintf("cluster %s: node(s) down at placement, not programmed: %s",
 				cand.c.Name, strings.Join(cand.downReason, ", ")))
