@@ -9,6 +9,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/metalflow/metalflow/activities"
+	"github.com/metalflow/metalflow/workflows/steprunner"
 )
 
 // SignalNodeUp tells a VIP's workflow that a node of one of its clusters
@@ -56,12 +57,12 @@ func (v *vip) joinNodes(ctx workflow.Context) error {
 	v.state.State = VIPStateUpdating
 	defer func() { v.state.State = stable }()
 	var joined []string
-	err := v.runStep(ctx, VIPStepJoinNodes, func(ctx workflow.Context) error {
+	err := v.runner.RunStep(ctx, steprunner.Step{Name: VIPStepJoinNodes, Run: func(ctx workflow.Context) error {
 		added, err := v.joinQueued(ctx)
 		joined = append(joined, added...)
 		return err
-	})
-	if errors.Is(err, errAborted) {
+	}})
+	if errors.Is(err, steprunner.ErrAborted) {
 		v.leaveOut(joined)
 		return v.record(ctx)
 	}

@@ -11,6 +11,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/metalflow/metalflow/lbnode/lbapi"
+	"github.com/metalflow/metalflow/workflows/steprunner"
 )
 
 // What reaches a running VIP: the updates' validators and handlers, and
@@ -157,7 +158,7 @@ func (v *vip) awaitOp(ctx workflow.Context, op *vipOp) (VIPStatus, error) {
 }
 
 func (v *vip) validateRetry(in RetryInput) error {
-	if v.state.State != VIPStateAttention || v.decision != nil {
+	if !v.runner.Awaiting() {
 		return fmt.Errorf("VIP %s is %s, not waiting for attention: nothing to retry", v.in.Name, v.state.State)
 	}
 	if in.BMC != nil || in.Profile != "" {
@@ -170,15 +171,22 @@ func (v *vip) handleRetry(ctx workflow.Context, in RetryInput) (DecisionResult, 
 	if err := v.validateRetry(in); err != nil {
 		return DecisionResult{}, err
 	}
-	v.decision = &decision{action: UpdateRetry, retry: in, by: in.By}
-	return DecisionResult{Serial: v.in.Name, Action: UpdateRetry, Step: v.attention.Step}, nil
+	return v.decide(steprunner.Decision[struct{}]{Action: steprunner.Retry, By: in.By})
+}
+
+// decide hands staff's decision to the parked step.
+func (v *vip) decide(d steprunner.Decision[struct{}]) (DecisionResult, error) {
+	if err := v.runner.Decide(d); err != nil {
+		return DecisionResult{}, err
+	}
+	return DecisionResult{Serial: v.in.Name, Action: string(d.Action), Step: v.attention.Step}, nil
 }
 
 func (v *vip) validateAbort(in AbortInput) error {
 	if in.Reason == "" {
 		return errors.New("an abort needs a reason, for the record")
 	}
-	if v.state.State != VIPStateAttention || v.decision != nil {
+	if !v.runner.Awaiting() {
 		return fmt.Errorf("VIP %s is %s: abort is possible while it waits for attention", v.in.Name, v.state.State)
 	}
 	return nil
@@ -188,8 +196,7 @@ func (v *vip) handleAbort(ctx workflow.Context, in AbortInput) (DecisionResult, 
 	if err := v.validateAbort(in); err != nil {
 		return DecisionResult{}, err
 	}
-	v.decision = &decision{action: UpdateAbort, abort: in, by: in.By}
-	return DecisionResult{Serial: v.in.Name, Action: UpdateAbort, Step: v.attention.Step}, nil
+	return v.decide(steprunner.Decision[struct{}]{Action: steprunner.Abort, By: in.By})
 }
 
 // takeHealth records one node's verdict on a backend. One node seeing a
