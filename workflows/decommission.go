@@ -264,15 +264,7 @@ func (d *decommission) handleRetry(ctx workflow.Context, in RetryInput) (Decisio
 	if err := d.validateRetry(in); err != nil {
 		return DecisionResult{}, err
 	}
-	return d.decide(steprunner.Decision[RetryInput]{Action: steprunner.Retry, By: in.By, Retry: in})
-}
-
-// decide hands staff's decision to the parked step.
-func (d *decommission) decide(dec steprunner.Decision[RetryInput]) (DecisionResult, error) {
-	if err := d.runner.Decide(dec); err != nil {
-		return DecisionResult{}, err
-	}
-	return DecisionResult{Serial: d.in.Serial, Action: string(dec.Action), Step: d.status.Attention.Step}, nil
+	return decide(&d.runner, d.in.Serial, steprunner.Decision[RetryInput]{Action: steprunner.Retry, By: in.By, Retry: in})
 }
 
 // validateAbort allows an abort only in attention: a decommission that
@@ -292,7 +284,7 @@ func (d *decommission) handleAbort(ctx workflow.Context, in AbortInput) (Decisio
 	if err := d.validateAbort(in); err != nil {
 		return DecisionResult{}, err
 	}
-	res, err := d.decide(steprunner.Decision[RetryInput]{Action: steprunner.Abort, By: in.By})
+	res, err := decide(&d.runner, d.in.Serial, steprunner.Decision[RetryInput]{Action: steprunner.Abort, By: in.By})
 	if err == nil {
 		d.abortReason = in.Reason
 	}

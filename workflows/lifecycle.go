@@ -229,7 +229,7 @@ func (l *lifecycle) handleRetry(ctx workflow.Context, in RetryInput) (DecisionRe
 	if err := l.validateRetry(in); err != nil {
 		return DecisionResult{}, err
 	}
-	return l.decide(steprunner.Decision[RetryInput]{Action: steprunner.Retry, Retry: in})
+	return decide(&l.runner, l.status.Serial, steprunner.Decision[RetryInput]{Action: steprunner.Retry, Retry: in})
 }
 
 func (l *lifecycle) validateSkip(SkipInput) error {
@@ -246,15 +246,7 @@ func (l *lifecycle) handleSkip(ctx workflow.Context, in SkipInput) (DecisionResu
 	if err := l.validateSkip(in); err != nil {
 		return DecisionResult{}, err
 	}
-	return l.decide(steprunner.Decision[RetryInput]{Action: steprunner.Skip, By: in.By})
-}
-
-// decide hands staff's decision to the parked step.
-func (l *lifecycle) decide(d steprunner.Decision[RetryInput]) (DecisionResult, error) {
-	if err := l.runner.Decide(d); err != nil {
-		return DecisionResult{}, err
-	}
-	return DecisionResult{Serial: l.status.Serial, Action: string(d.Action), Step: l.status.Attention.Step}, nil
+	return decide(&l.runner, l.status.Serial, steprunner.Decision[RetryInput]{Action: steprunner.Skip, By: in.By})
 }
 
 func (l *lifecycle) validateAbort(in AbortInput) error {
@@ -275,7 +267,7 @@ func (l *lifecycle) handleAbort(ctx workflow.Context, in AbortInput) (DecisionRe
 		return DecisionResult{}, err
 	}
 	if l.runner.Awaiting() {
-		if err := l.runner.Decide(steprunner.Decision[RetryInput]{Action: steprunner.Abort, By: in.By}); err != nil {
+		if _, err := l.runner.Decide(steprunner.Decision[RetryInput]{Action: steprunner.Abort, By: in.By}); err != nil {
 			return DecisionResult{}, err
 		}
 	}

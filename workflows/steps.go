@@ -30,6 +30,16 @@ func stepRecord(steps []StepStatus, name string) *steprunner.StepStatus {
 	return nil
 }
 
+// decide hands staff's decision to the parked step and answers the update
+// with it; subject is the server's serial or the VIP's name.
+func decide[R any](r *steprunner.Runner[R], subject string, d steprunner.Decision[R]) (DecisionResult, error) {
+	step, err := r.Decide(d)
+	if err != nil {
+		return DecisionResult{}, err
+	}
+	return DecisionResult{Serial: subject, Action: string(d.Action), Step: step}, nil
+}
+
 // checkRetryBMC refuses a retry whose BMC correction corrects nothing.
 func checkRetryBMC(in RetryInput) error {
 	if in.BMC != nil && in.BMC.Address == "" && in.BMC.CredentialRef == "" {

@@ -171,15 +171,7 @@ func (v *vip) handleRetry(ctx workflow.Context, in RetryInput) (DecisionResult, 
 	if err := v.validateRetry(in); err != nil {
 		return DecisionResult{}, err
 	}
-	return v.decide(steprunner.Decision[struct{}]{Action: steprunner.Retry, By: in.By})
-}
-
-// decide hands staff's decision to the parked step.
-func (v *vip) decide(d steprunner.Decision[struct{}]) (DecisionResult, error) {
-	if err := v.runner.Decide(d); err != nil {
-		return DecisionResult{}, err
-	}
-	return DecisionResult{Serial: v.in.Name, Action: string(d.Action), Step: v.attention.Step}, nil
+	return decide(&v.runner, v.in.Name, steprunner.Decision[struct{}]{Action: steprunner.Retry, By: in.By})
 }
 
 func (v *vip) validateAbort(in AbortInput) error {
@@ -196,7 +188,7 @@ func (v *vip) handleAbort(ctx workflow.Context, in AbortInput) (DecisionResult, 
 	if err := v.validateAbort(in); err != nil {
 		return DecisionResult{}, err
 	}
-	return v.decide(steprunner.Decision[struct{}]{Action: steprunner.Abort, By: in.By})
+	return decide(&v.runner, v.in.Name, steprunner.Decision[struct{}]{Action: steprunner.Abort, By: in.By})
 }
 
 // takeHealth records one node's verdict on a backend. One node seeing a

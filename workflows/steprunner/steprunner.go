@@ -165,18 +165,19 @@ func (r *Runner[R]) Awaiting() bool { return r.attention != nil && r.decision ==
 // Decided says staff decided and the runner has not acted on it yet.
 func (r *Runner[R]) Decided() bool { return r.decision != nil }
 
-// Decide hands staff's answer to the waiting step. The workflow's update
-// validators give the API its refusals; these are the runner's guarantee,
-// for two updates that pass their validators in one workflow task.
-func (r *Runner[R]) Decide(d Decision[R]) error {
+// Decide hands staff's answer to the waiting step, and names it. The
+// workflow's update validators give the API its refusals; these are the
+// runner's guarantee, for two updates that pass their validators in one
+// workflow task.
+func (r *Runner[R]) Decide(d Decision[R]) (step string, err error) {
 	if !r.Awaiting() {
-		return errors.New("no step is waiting for a decision")
+		return "", errors.New("no step is waiting for a decision")
 	}
 	if d.Action == Skip && !r.attention.Skippable {
-		return fmt.Errorf("step %s cannot be skipped", r.attention.Step)
+		return "", fmt.Errorf("step %s cannot be skipped", r.attention.Step)
 	}
 	r.decision = &d
-	return nil
+	return r.attention.Step, nil
 }
 
 // Note records what the running step left behind.

@@ -107,7 +107,7 @@ func stepsWorkflow(ctx workflow.Context, p plan) (outcome, error) {
 	if err := workflow.SetQueryHandler(ctx, "status", func() (outcome, error) { return out, nil }); err != nil {
 		return out, err
 	}
-	decide := func(d steprunner.Decision[fix]) (string, error) { return string(d.Action), r.Decide(d) }
+	decide := func(d steprunner.Decision[fix]) (string, error) { return r.Decide(d) }
 	for _, u := range []struct {
 		name    string
 		handler any
