@@ -34,8 +34,6 @@ const StepJoinAggregate = serverapi.StepJoinAggregate
 const StepAssignTenant = serverapi.StepAssignTenant
 const StepJoinLoadBalancer = serverapi.StepJoinLoadBalancer
 
-var Steps = serverapi.Steps
-
 type ServerLifecycleInput = serverapi.ServerLifecycleInput
 type Location = serverapi.Location
 type RackedInput = serverapi.RackedInput
@@ -64,7 +62,6 @@ const StepPowerOff = serverapi.StepPowerOff
 const StepRetireAsset = serverapi.StepRetireAsset
 const StepUnrack = serverapi.StepUnrack
 
-var DecommissionSteps = serverapi.DecommissionSteps
 var DecommissionWorkflowID = serverapi.DecommissionWorkflowID
 
 type MachineFacts = serverapi.MachineFacts

@@ -12,6 +12,7 @@ import (
 	"github.com/metalflow/metalflow/profiles"
 	"github.com/metalflow/metalflow/workflows/server/serverapi"
 	"github.com/metalflow/metalflow/workflows/stepapi"
+	"github.com/metalflow/metalflow/workflows/steprunner"
 )
 
 // Decommission takes a server out of service: out of the cloud, wiped,
@@ -21,25 +22,13 @@ func Decommission(ctx workflow.Context, in DecommissionInput) (DecommissionStatu
 	if err := ValidateSerial(in.Serial); err != nil {
 		return DecommissionStatus{}, temporal.NewNonRetryableApplicationError(err.Error(), "InvalidInput", nil)
 	}
-	d := &decommission{in: in}
-	d.status = DecommissionStatus{Serial: in.Serial, State: StateDecommissioning, Location: in.Location,
-		RunID: workflow.GetInfo(ctx).WorkflowExecution.RunID}
-	steps := DecommissionSteps()
-	if len(in.Pools) > 0 {
-		steps = append([]string{StepLeaveLoadBalancer}, steps...)
-	}
-	if in.CancelLifecycle {
-		steps = append([]string{StepCancelProvisioning}, steps...)
-	}
-	for _, name := range steps {
-		d.status.Steps = append(d.status.Steps, StepStatus{Name: name, Status: StepPending})
-	}
+	d := newDecommission(in, workflow.GetInfo(ctx).WorkflowExecution.RunID)
 	if err := d.registerHandlers(ctx); err != nil {
 		return d.status, err
 	}
-	err := d.run(ctx)
+	err := d.runner.Run(ctx, d.steps())
 	if err != nil {
-		if errors.Is(err, errAborted) {
+		if errors.Is(err, steprunner.ErrAborted) {
 			d.status.State = StateAborted
 			err = temporal.NewNonRetryableApplicationError("decommission aborted by staff: "+d.abortReason, "Aborted", nil)
 		} else if !temporal.IsCanceledError(err) {
@@ -58,8 +47,8 @@ func Decommission(ctx workflow.Context, in DecommissionInput) (DecommissionStatu
 type decommission struct {
 	in     DecommissionInput
 	status DecommissionStatus
-	// decision is staff's answer to an attention (retry or abort).
-	decision    *decision
+	// runner runs the steps and holds staff's decisions (retry or abort).
+	runner      steprunner.Runner[RetryInput]
 	abortReason string
 	// unracked is set by the technician's update while the workflow waits.
 	unracked   *UnrackedInput
@@ -67,6 +56,61 @@ type decommission struct {
 	// lifecycleEnd is how far a cancelled lifecycle had got; nil when the
 	// lifecycle had finished before the decommission started.
 	lifecycleEnd *LifecycleEnd
+}
+
+func newDecommission(in DecommissionInput, runID string) *decommission {
+	d := &decommission{in: in}
+	d.status = DecommissionStatus{Serial: in.Serial, RunID: runID, State: StateDecommissioning, Location: in.Location,
+		Steps: d.steps().Pending()}
+	d.runner = steprunner.Runner[RetryInput]{
+		Subject: "decommission", SubjectKV: []any{"serial", in.Serial},
+		Record: func(name string) *StepStatus { return stepRecord(d.status.Steps, name) },
+		Started: func(_ workflow.Context, name string) error {
+			d.status.Step = name
+			return nil
+		},
+		Park: func(_ workflow.Context, a Attention) error {
+			d.status.State, d.status.Attention = StateAttention, &a
+			return nil
+		},
+		Resume: func(workflow.Context) error {
+			d.status.State, d.status.Attention = StateDecommissioning, nil
+			return nil
+		},
+		Retry: func(_ string, r RetryInput) error {
+			d.generation++
+			d.in.BMC = mergeBMC(d.in.BMC, r.BMC)
+			return nil
+		},
+	}
+	return d
+}
+
+// DecommissionSteps lists the steps every decommission has, in order; one
+// of a server still provisioning, or serving behind VIPs, has more first.
+func DecommissionSteps() []string { return (&decommission{}).steps().Names() }
+
+// steps is the decommission's table. No step is skippable: each stands
+// between the server and someone else's hands.
+func (d *decommission) steps() steprunner.Table {
+	steps := steprunner.Table{
+		{Name: StepCancelProvisioning, Run: d.cancelProvisioning},
+		{Name: StepLeaveLoadBalancer, Run: d.leaveLoadBalancer},
+		{Name: StepLeaveAggregate, Run: d.leaveAggregate},
+		{Name: StepDeleteCloudNode, Run: d.activityStep(serverapi.DeleteCloudNodeName, cloudActivityOptions())},
+		{Name: StepSecureWipe, Run: d.bmcStep(serverapi.WipeServerName, 2*time.Hour)},
+		{Name: StepResetBIOS, Run: d.bmcStep(serverapi.ResetBIOSDefaultsName, 15*time.Minute)},
+		{Name: StepPowerOff, Run: d.bmcStep(serverapi.PowerOffServerName, 5*time.Minute)},
+		{Name: StepRetireAsset, Run: d.activityStep(serverapi.RetireAssetName, inventoryActivityOptions())},
+		{Name: StepUnrack, Run: d.unrack},
+	}
+	if !d.in.CancelLifecycle {
+		steps = steps.Without(StepCancelProvisioning)
+	}
+	if len(d.in.Pools) == 0 {
+		steps = steps.Without(StepLeaveLoadBalancer)
+	}
+	return steps
 }
 
 func (d *decommission) registerHandlers(ctx workflow.Context) error {
@@ -88,24 +132,20 @@ func (d *decommission) registerHandlers(ctx workflow.Context) error {
 }
 
 func (d *decommission) validateRetry(in RetryInput) error {
-	if d.status.State != StateAttention || d.decision != nil {
+	if !d.runner.Awaiting() {
 		return fmt.Errorf("the decommission of %s is %s, not waiting for attention: nothing to retry", d.in.Serial, d.status.State)
 	}
 	if in.Profile != "" {
 		return errors.New("a decommission has no profile to change")
 	}
-	if in.BMC != nil && in.BMC.Address == "" && in.BMC.CredentialRef == "" {
-		return errors.New("bmc must give an address, a credential, or both")
-	}
-	return nil
+	return checkRetryBMC(in)
 }
 
 func (d *decommission) handleRetry(ctx workflow.Context, in RetryInput) (DecisionResult, error) {
 	if err := d.validateRetry(in); err != nil {
 		return DecisionResult{}, err
 	}
-	d.decision = &decision{action: UpdateRetry, retry: in, by: in.By}
-	return DecisionResult{Serial: d.in.Serial, Action: UpdateRetry, Step: d.status.Attention.Step}, nil
+	return decide(&d.runner, d.in.Serial, steprunner.Decision[RetryInput]{Action: steprunner.Retry, By: in.By, Retry: in})
 }
 
 // validateAbort allows an abort only in attention: a decommission that
@@ -115,7 +155,7 @@ func (d *decommission) validateAbort(in AbortInput) error {
 	if in.Reason == "" {
 		return errors.New("an abort needs a reason, for the asset history")
 	}
-	if d.status.State != StateAttention || d.decision != nil {
+	if !d.runner.Awaiting() {
 		return fmt.Errorf("the decommission of %s is %s: abort is possible while it waits for attention", d.in.Serial, d.status.State)
 	}
 	return nil
@@ -125,8 +165,11 @@ func (d *decommission) handleAbort(ctx workflow.Context, in AbortInput) (Decisio
 	if err := d.validateAbort(in); err != nil {
 		return DecisionResult{}, err
 	}
-	d.decision = &decision{action: UpdateAbort, abort: in, by: in.By}
-	return DecisionResult{Serial: d.in.Serial, Action: UpdateAbort, Step: d.status.Attention.Step}, nil
+	res, err := decide(&d.runner, d.in.Serial, steprunner.Decision[RetryInput]{Action: steprunner.Abort, By: in.By})
+	if err == nil {
+		d.abortReason = in.Reason
+	}
+	return res, err
 }
 
 // validateUnracked refuses the report until the server is wiped and off:
@@ -153,55 +196,25 @@ func (d *decommission) handleUnracked(ctx workflow.Context, in UnrackedInput) (U
 	return UnrackedResult{Serial: d.in.Serial, Location: d.in.Location}, nil
 }
 
-func (d *decommission) run(ctx workflow.Context) error {
-	steps := []struct {
-		name string
-		run  func(workflow.Context) (string, error)
-	}{
-		{StepLeaveAggregate, d.leaveAggregate},
-		{StepDeleteCloudNode, d.activityStep(serverapi.DeleteCloudNodeName, cloudActivityOptions())},
-		{StepSecureWipe, d.bmcStep(serverapi.WipeServerName, 2*time.Hour)},
-		{StepResetBIOS, d.bmcStep(serverapi.ResetBIOSDefaultsName, 15*time.Minute)},
-		{StepPowerOff, d.bmcStep(serverapi.PowerOffServerName, 5*time.Minute)},
-		{StepRetireAsset, d.activityStep(serverapi.RetireAssetName, inventoryActivityOptions())},
-		{StepUnrack, d.unrack},
-	}
-	if d.in.CancelLifecycle {
-		if err := d.runStep(ctx, StepCancelProvisioning, d.cancelProvisioning); err != nil {
-			return err
-		}
-	}
-	if len(d.in.Pools) > 0 {
-		if err := d.runStep(ctx, StepLeaveLoadBalancer, d.leaveLoadBalancer); err != nil {
-			return err
-		}
-	}
-	for _, s := range steps {
-		if err := d.runStep(ctx, s.name, s.run); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
 // leaveLoadBalancer removes the server from each VIP it serves behind;
 // each removal is the VIP's own change, rolled out to every node.
-func (d *decommission) leaveLoadBalancer(ctx workflow.Context) (string, error) {
+func (d *decommission) leaveLoadBalancer(ctx workflow.Context) error {
 	for _, vip := range d.in.Pools {
 		err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, loadBalancerActivityOptions()), serverapi.LeaveLoadBalancerName,
 			serverapi.LoadBalancerMembershipInput{Serial: d.in.Serial, VIP: vip, Actor: actorOr(d.in.Actor, "decommission")}).Get(ctx, nil)
 		if err != nil {
-			return "", err
+			return err
 		}
 	}
-	return "out of " + strings.Join(d.in.Pools, ", "), nil
+	d.runner.Note("out of " + strings.Join(d.in.Pools, ", "))
+	return nil
 }
 
 // cancelProvisioning cancels the server's running lifecycle and waits for
 // it to end: its compensation withdraws the pending netboot, and none of
 // its BMC activities still runs (they wait for their cancellation), so
 // nothing the lifecycle does can overlap the wipe.
-func (d *decommission) cancelProvisioning(ctx workflow.Context) (string, error) {
+func (d *decommission) cancelProvisioning(ctx workflow.Context) error {
 	// An error means the lifecycle ended already (or never existed): the
 	// wait below finds out which.
 	_ = workflow.RequestCancelExternalWorkflow(ctx, LifecycleWorkflowID(d.in.Serial), "").Get(ctx, nil)
@@ -216,79 +229,15 @@ func (d *decommission) cancelProvisioning(ctx workflow.Context) (string, error) 
 	var end LifecycleEnd
 	if err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, opts), AwaitLifecycleEndName,
 		AwaitLifecycleEndInput{Serial: d.in.Serial}).Get(ctx, &end); err != nil {
-		return "", err
+		return err
 	}
 	d.lifecycleEnd = &end
-	return "provisioning ended " + end.State, nil
+	d.runner.Note("provisioning ended " + end.State)
+	return nil
 }
 
 // untouched says the cancelled lifecycle never wrote to the server.
 func (d *decommission) untouched() bool { return d.lifecycleEnd != nil && !d.lifecycleEnd.Touched }
-
-// runStep runs one step; a failure retries cannot fix parks the
-// decommission in attention until staff retry or abort. No step is
-// skippable: each stands between the server and someone else's hands.
-func (d *decommission) runStep(ctx workflow.Context, name string, run func(workflow.Context) (string, error)) error {
-	for {
-		step := d.startStep(ctx, name)
-		note, err := run(ctx)
-		now := workflow.Now(ctx)
-		step.FinishedAt = &now
-		var skip *stepSkipped
-		switch {
-		case err == nil:
-			step.Status, step.Note = StepDone, note
-			return nil
-		case errors.As(err, &skip):
-			step.Status, step.Note = StepSkipped, skip.note
-			return nil
-		case temporal.IsCanceledError(err):
-			return err
-		}
-		step.Status, step.Error = StepFailed, cause(err)
-		d.status.State = StateAttention
-		d.status.Attention = &Attention{Step: name, Error: cause(err)}
-		workflow.GetLogger(ctx).Warn("decommission needs attention", "serial", d.in.Serial, "step", name, "error", cause(err))
-		workflow.GetMetricsHandler(ctx).WithTags(map[string]string{"step": name}).Counter("metalflow_attention_total").Inc(1)
-		if err := workflow.Await(ctx, func() bool { return d.decision != nil }); err != nil {
-			return err
-		}
-		dec := *d.decision
-		d.decision, d.status.Attention = nil, nil
-		d.status.State = StateDecommissioning
-		if dec.action == UpdateAbort {
-			d.abortReason = dec.abort.Reason
-			return errAborted
-		}
-		d.generation++
-		if r := dec.retry.BMC; r != nil {
-			bmc := serverapi.BMCRef{}
-			if d.in.BMC != nil {
-				bmc = *d.in.BMC
-			}
-			if r.Address != "" {
-				bmc.Address = r.Address
-			}
-			if r.CredentialRef != "" {
-				bmc.CredentialRef = r.CredentialRef
-			}
-			d.in.BMC = &bmc
-		}
-	}
-}
-
-func (d *decommission) startStep(ctx workflow.Context, name string) *StepStatus {
-	now := workflow.Now(ctx)
-	d.status.Step = name
-	for i := range d.status.Steps {
-		if s := &d.status.Steps[i]; s.Name == name {
-			s.Status, s.StartedAt, s.FinishedAt, s.Error = StepRunning, &now, nil, ""
-			return s
-		}
-	}
-	d.status.Steps = append(d.status.Steps, StepStatus{Name: name, Status: StepRunning, StartedAt: &now})
-	return &d.status.Steps[len(d.status.Steps)-1]
-}
 
 // stepInput is the activities' input; Key is unique per run, step and
 // retry, so each step's history line and BIOS reset happen once per try.
@@ -309,52 +258,53 @@ func (d *decommission) stepInput(ctx workflow.Context, step string) serverapi.De
 	return in
 }
 
-func (d *decommission) execute(ctx workflow.Context, opts workflow.ActivityOptions, name string) (string, error) {
+func (d *decommission) execute(ctx workflow.Context, opts workflow.ActivityOptions, name string) error {
 	var res serverapi.DecommissionStepResult
 	if err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, opts), name, d.stepInput(ctx, name)).Get(ctx, &res); err != nil {
-		return "", err
+		return err
 	}
 	if res.Skipped {
-		return "", skipStep(res.Note)
+		return steprunner.Skipped(res.Note)
 	}
-	return res.Note, nil
+	d.runner.Note(res.Note)
+	return nil
 }
 
-func (d *decommission) activityStep(name string, opts workflow.ActivityOptions) func(workflow.Context) (string, error) {
-	return func(ctx workflow.Context) (string, error) { return d.execute(ctx, opts, name) }
+func (d *decommission) activityStep(name string, opts workflow.ActivityOptions) func(workflow.Context) error {
+	return func(ctx workflow.Context) error { return d.execute(ctx, opts, name) }
 }
 
-func (d *decommission) bmcStep(name string, timeout time.Duration) func(workflow.Context) (string, error) {
-	return func(ctx workflow.Context) (string, error) {
+func (d *decommission) bmcStep(name string, timeout time.Duration) func(workflow.Context) error {
+	return func(ctx workflow.Context) error {
 		if d.untouched() && name != serverapi.PowerOffServerName {
-			return "", skipStep("provisioning was cancelled before BIOS, RAID or the install wrote to the server")
+			return steprunner.Skipped("provisioning was cancelled before BIOS, RAID or the install wrote to the server")
 		}
 		if d.lifecycleEnd != nil && (d.in.BMC == nil || d.in.BMC.Address == "" || d.in.BMC.CredentialRef == "") {
-			return "", skipStep("no BMC was ever given for this server: provisioning was cancelled before inspection")
+			return steprunner.Skipped("no BMC was ever given for this server: provisioning was cancelled before inspection")
 		}
 		if d.in.BMC == nil || d.in.BMC.Address == "" || d.in.BMC.CredentialRef == "" {
-			return "", errors.New("no BMC address and credential known for this server: retry with one")
+			return errors.New("no BMC address and credential known for this server: retry with one")
 		}
 		return d.execute(ctx, bmcActivityOptions(timeout), name)
 	}
 }
 
 // leaveAggregate: only hypervisors joined one.
-func (d *decommission) leaveAggregate(ctx workflow.Context) (string, error) {
+func (d *decommission) leaveAggregate(ctx workflow.Context) error {
 	if d.in.Role != profiles.RoleHypervisor {
-		return "", skipStep(fmt.Sprintf("role %q: only hypervisors are in a Nova aggregate", d.in.Role))
+		return steprunner.Skipped(fmt.Sprintf("role %q: only hypervisors are in a Nova aggregate", d.in.Role))
 	}
 	return d.execute(ctx, cloudActivityOptions(), serverapi.LeaveAggregateName)
 }
 
 // unrack waits for the technician, then frees the rack unit.
-func (d *decommission) unrack(ctx workflow.Context) (string, error) {
+func (d *decommission) unrack(ctx workflow.Context) error {
 	if d.lifecycleEnd != nil && !d.lifecycleEnd.Racked {
-		return "", skipStep("provisioning was cancelled before the server was racked: no rack unit to free")
+		return steprunner.Skipped("provisioning was cancelled before the server was racked: no rack unit to free")
 	}
 	d.status.State = StateWaitingUnrack
 	if err := workflow.Await(ctx, func() bool { return d.unracked != nil }); err != nil {
-		return "", err
+		return err
 	}
 	by := actorOr(d.unracked.By, "technician")
 	err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, inventoryActivityOptions()), serverapi.ReleaseRackUnitName,
@@ -362,8 +312,9 @@ func (d *decommission) unrack(ctx workflow.Context) (string, error) {
 	if err != nil {
 		// Staff retry waits for nothing new: the server is out already.
 		d.status.State = StateDecommissioning
-		return "", err
+		return err
 	}
 	d.status.State = StateDecommissioned
-	return "unracked by " + by, nil
+	d.runner.Note("unracked by " + by)
+	return nil
 }

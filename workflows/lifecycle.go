@@ -11,6 +11,7 @@ import (
 
 	"github.com/metalflow/metalflow/profiles"
 	"github.com/metalflow/metalflow/workflows/server/serverapi"
+	"github.com/metalflow/metalflow/workflows/steprunner"
 )
 
 // rackReminderInterval is how long a registered server may wait for a
@@ -49,9 +50,9 @@ type lifecycle struct {
 	racking bool
 	// rackedBy is who reported the server racked, for the asset history.
 	rackedBy string
-	// decision is staff's answer to an attention (retry, skip, abort).
-	decision *decision
-	// aborted is set by an abort that arrives while no step is parked.
+	// runner runs the steps after Rack and holds staff's decisions.
+	runner steprunner.Runner[RetryInput]
+	// aborted is staff's abort, for the compensation's asset history.
 	aborted *AbortInput
 	// generation counts retries; one-off hardware actions (a BIOS reset)
 	// may happen once per generation.
@@ -67,36 +68,62 @@ type lifecycle struct {
 	registered, assigned bool
 }
 
-type decision struct {
-	action string
-	by     string
-	retry  RetryInput
-	abort  AbortInput
+func newLifecycle(in ServerLifecycleInput) *lifecycle {
+	l := &lifecycle{in: in, racked: in.Location}
+	l.status = ServerStatus{
+		Serial: in.Serial,
+		State:  StateWaitingRack,
+		Step:   StepRack,
+		Steps:  l.steps().Pending(),
+		Tenant: in.Tenant,
+		Pools:  in.Pools,
+	}
+	l.runner = steprunner.Runner[RetryInput]{
+		Subject: "server", SubjectKV: []any{"serial", in.Serial},
+		Record: func(name string) *StepStatus { return stepRecord(l.status.Steps, name) },
+		Started: func(ctx workflow.Context, name string) error {
+			l.status.Step = name
+			return l.setStepAttribute(ctx, name)
+		},
+		Park: func(ctx workflow.Context, a Attention) error {
+			if err := l.setState(ctx, StateAttention); err != nil {
+				return err
+			}
+			l.status.Attention = &a
+			return nil
+		},
+		Resume: func(ctx workflow.Context) error {
+			l.status.Attention = nil
+			return l.setState(ctx, StateProvisioning)
+		},
+		Retry: l.applyRetry,
+	}
+	return l
 }
 
-// errAborted ends the run after compensation; errReinspect sends it back
-// to inspection after a retry with another profile.
-var (
-	errAborted   = errors.New("aborted by staff")
-	errReinspect = errors.New("profile changed: inspect again")
-)
+// Steps lists the lifecycle's steps in order, as its status shows them.
+func Steps() []string { return (*lifecycle)(nil).steps().Names() }
 
-func newLifecycle(in ServerLifecycleInput) *lifecycle {
-	steps := make([]StepStatus, 0, len(Steps()))
-	for _, name := range Steps() {
-		steps = append(steps, StepStatus{Name: name, Status: StepPending})
-	}
-	return &lifecycle{
-		in: in,
-		status: ServerStatus{
-			Serial: in.Serial,
-			State:  StateWaitingRack,
-			Step:   StepRack,
-			Steps:  steps,
-			Tenant: in.Tenant,
-			Pools:  in.Pools,
-		},
-		racked: in.Location,
+// steps is the lifecycle's table: the status lists it, the runner runs
+// it, Steps() names it.
+func (l *lifecycle) steps() steprunner.Table {
+	return steprunner.Table{
+		// rack runs Rack before the others: it waits for a technician,
+		// and a failure there ends the run rather than asking staff.
+		{Name: StepRack},
+		{Name: StepRegisterAsset, Run: l.registerAsset},
+		{Name: StepInspect, Run: l.inspect},
+		{Name: StepRegisterMonitoring, Skippable: true, Run: l.registerMonitoring},
+		{Name: StepConfigureBIOS, Skippable: true, Run: l.configureBIOS},
+		{Name: StepConfigureRAID, Skippable: true, Run: l.configureRAID},
+		{Name: StepInstallOS, Run: l.installOS},
+		// Staff may skip registration (the server stays installed) and
+		// aggregate membership (Nova can be fixed later); a registered
+		// node is not ready until it has its tenant.
+		{Name: StepRegisterCloud, Skippable: true, Run: l.registerCloud},
+		{Name: StepJoinAggregate, Skippable: true, Run: l.joinAggregate},
+		{Name: StepAssignTenant, Run: l.assignTenant},
+		{Name: StepJoinLoadBalancer, Skippable: true, Run: l.joinLoadBalancer},
 	}
 }
 
@@ -194,25 +221,21 @@ func (l *lifecycle) claimRackUnit(ctx workflow.Context, loc Location, actor stri
 }
 
 func (l *lifecycle) validateRetry(in RetryInput) error {
-	if l.status.State != StateAttention || l.decision != nil {
+	if !l.runner.Awaiting() {
 		return fmt.Errorf("server %s is %s, not waiting for attention: nothing to retry", l.status.Serial, l.status.State)
 	}
-	if in.BMC != nil && in.BMC.Address == "" && in.BMC.CredentialRef == "" {
-		return errors.New("bmc must give an address, a credential, or both")
-	}
-	return nil
+	return checkRetryBMC(in)
 }
 
 func (l *lifecycle) handleRetry(ctx workflow.Context, in RetryInput) (DecisionResult, error) {
 	if err := l.validateRetry(in); err != nil {
 		return DecisionResult{}, err
 	}
-	l.decision = &decision{action: UpdateRetry, retry: in}
-	return DecisionResult{Serial: l.status.Serial, Action: UpdateRetry, Step: l.status.Attention.Step}, nil
+	return decide(&l.runner, l.status.Serial, steprunner.Decision[RetryInput]{Action: steprunner.Retry, Retry: in})
 }
 
 func (l *lifecycle) validateSkip(SkipInput) error {
-	if l.status.State != StateAttention || l.decision != nil {
+	if !l.runner.Awaiting() {
 		return fmt.Errorf("server %s is %s, not waiting for attention: nothing to skip", l.status.Serial, l.status.State)
 	}
 	if !l.status.Attention.Skippable {
@@ -225,8 +248,7 @@ func (l *lifecycle) handleSkip(ctx workflow.Context, in SkipInput) (DecisionResu
 	if err := l.validateSkip(in); err != nil {
 		return DecisionResult{}, err
 	}
-	l.decision = &decision{action: UpdateSkip, by: in.By}
-	return DecisionResult{Serial: l.status.Serial, Action: UpdateSkip, Step: l.status.Attention.Step}, nil
+	return decide(&l.runner, l.status.Serial, steprunner.Decision[RetryInput]{Action: steprunner.Skip, By: in.By})
 }
 
 func (l *lifecycle) validateAbort(in AbortInput) error {
@@ -234,9 +256,9 @@ func (l *lifecycle) validateAbort(in AbortInput) error {
 		return errors.New("an abort needs a reason, for the asset history")
 	}
 	switch {
-	case l.aborted != nil || l.decision != nil:
+	case l.aborted != nil || l.runner.Decided():
 		return fmt.Errorf("server %s already has a decision pending", l.status.Serial)
-	case l.status.State == StateAttention, l.status.State == StateWaitingRack:
+	case l.runner.Awaiting(), l.status.State == StateWaitingRack:
 		return nil
 	}
 	return fmt.Errorf("server %s is %s: abort is possible while it waits to be racked or for attention", l.status.Serial, l.status.State)
@@ -246,19 +268,19 @@ func (l *lifecycle) handleAbort(ctx workflow.Context, in AbortInput) (DecisionRe
 	if err := l.validateAbort(in); err != nil {
 		return DecisionResult{}, err
 	}
-	step := l.status.Step
-	if l.status.State == StateAttention {
-		l.decision = &decision{action: UpdateAbort, abort: in}
-	} else {
-		l.aborted = &in
+	if l.runner.Awaiting() {
+		if _, err := l.runner.Decide(steprunner.Decision[RetryInput]{Action: steprunner.Abort, By: in.By}); err != nil {
+			return DecisionResult{}, err
+		}
 	}
-	return DecisionResult{Serial: l.status.Serial, Action: UpdateAbort, Step: step}, nil
+	l.aborted = &in
+	return DecisionResult{Serial: l.status.Serial, Action: UpdateAbort, Step: l.status.Step}, nil
 }
 
 func (l *lifecycle) run(ctx workflow.Context) (ServerStatus, error) {
 	err := l.runSteps(ctx)
 	switch {
-	case errors.Is(err, errAborted):
+	case errors.Is(err, steprunner.ErrAborted):
 		err = l.compensate(ctx)
 	case err == nil:
 		l.status.Step = ""
@@ -296,153 +318,39 @@ func (l *lifecycle) runSteps(ctx workflow.Context) error {
 	if err := l.setState(ctx, StateProvisioning); err != nil {
 		return err
 	}
-	steps := []struct {
-		name      string
-		skippable bool
-		run       func(workflow.Context) error
-	}{
-		{StepRegisterAsset, false, l.registerAsset},
-		{StepInspect, false, l.inspect},
-		{StepRegisterMonitoring, true, l.registerMonitoring},
-		{StepConfigureBIOS, true, l.configureBIOS},
-		{StepConfigureRAID, true, l.configureRAID},
-		{StepInstallOS, false, l.installOS},
-	}
+	steps := l.steps().Without(StepRack)
 	// Runs started before the cloud steps existed end after the install,
 	// as they did then: replaying their histories must not find new
 	// activities in them.
 	if workflow.GetVersion(ctx, cloudStepsChange, workflow.DefaultVersion, 1) == workflow.DefaultVersion {
-		for _, name := range []string{StepRegisterCloud, StepJoinAggregate, StepAssignTenant} {
-			l.markSkipped(name, "this lifecycle started before metalflow had cloud steps")
+		cloud := []string{StepRegisterCloud, StepJoinAggregate, StepAssignTenant}
+		for _, name := range cloud {
+			l.runner.MarkSkipped(name, "this lifecycle started before metalflow had cloud steps")
 		}
-	} else {
-		steps = append(steps, []struct {
-			name      string
-			skippable bool
-			run       func(workflow.Context) error
-		}{
-			// Staff may skip registration (the server stays installed) and
-			// aggregate membership (Nova can be fixed later); a registered
-			// node is not ready until it has its tenant.
-			{StepRegisterCloud, true, l.registerCloud},
-			{StepJoinAggregate, true, l.joinAggregate},
-			{StepAssignTenant, false, l.assignTenant},
-		}...)
+		steps = steps.Without(cloud...)
 	}
 	// Runs started before load balancing was part of the lifecycle end
 	// without it, as they did then.
 	if workflow.GetVersion(ctx, joinLoadBalancerChange, workflow.DefaultVersion, 1) == workflow.DefaultVersion {
-		l.markSkipped(StepJoinLoadBalancer, "this lifecycle started before metalflow joined servers to load balancers")
-	} else {
-		steps = append(steps, struct {
-			name      string
-			skippable bool
-			run       func(workflow.Context) error
-		}{StepJoinLoadBalancer, true, l.joinLoadBalancer})
+		l.runner.MarkSkipped(StepJoinLoadBalancer, "this lifecycle started before metalflow joined servers to load balancers")
+		steps = steps.Without(StepJoinLoadBalancer)
 	}
-	for i := 0; i < len(steps); i++ {
-		err := l.runStep(ctx, steps[i].name, steps[i].skippable, steps[i].run)
-		if errors.Is(err, errReinspect) {
-			// Another profile changes what BIOS, RAID and install must be:
-			// start again from inspection. Steps already in the wanted
-			// shape find nothing to do.
-			for j := range steps {
-				if steps[j].name == StepInspect {
-					i = j - 1
-				}
-			}
-			continue
-		}
-		if err != nil {
-			return err
-		}
-	}
-	return nil
+	return l.runner.Run(ctx, steps)
 }
 
-// runStep runs one step. A failure retries cannot fix parks the server in
-// attention until staff retry, skip (if allowed) or abort; transient
-// failures never get here, Temporal retries them inside the activity.
-func (l *lifecycle) runStep(ctx workflow.Context, name string, skippable bool, run func(workflow.Context) error) error {
-	for {
-		step := l.startStep(ctx, name)
-		if err := l.setStepAttribute(ctx, name); err != nil {
-			return err
-		}
-		err := run(ctx)
-		if err == nil {
-			l.finishStep(ctx, step, nil)
-			return nil
-		}
-		var skip *stepSkipped
-		if errors.As(err, &skip) {
-			l.finishStep(ctx, step, nil)
-			step.Status, step.Note = StepSkipped, skip.note
-			return nil
-		}
-		if temporal.IsCanceledError(err) {
-			return err
-		}
-		l.finishStep(ctx, step, err)
-		d, err := l.awaitDecision(ctx, name, skippable, cause(err))
-		if err != nil {
-			return err
-		}
-		switch d.action {
-		case UpdateSkip:
-			step.Status = StepSkipped
-			step.Note = "skipped by " + actorOr(d.by, "staff")
-			return nil
-		case UpdateAbort:
-			return errAborted
-		}
-		l.applyRetry(d.retry)
-		if d.retry.Profile != "" && name != StepInspect {
-			return errReinspect
-		}
-	}
-}
-
-func (l *lifecycle) awaitDecision(ctx workflow.Context, step string, skippable bool, problem string) (decision, error) {
-	if err := l.setState(ctx, StateAttention); err != nil {
-		return decision{}, err
-	}
-	l.status.Attention = &Attention{Step: step, Error: problem, Skippable: skippable}
-	workflow.GetLogger(ctx).Warn("server needs attention", "serial", l.status.Serial, "step", step, "error", problem)
-	workflow.GetMetricsHandler(ctx).WithTags(map[string]string{"step": step}).Counter("metalflow_attention_total").Inc(1)
-	if err := workflow.Await(ctx, func() bool { return l.decision != nil }); err != nil {
-		return decision{}, err
-	}
-	d := *l.decision
-	l.decision = nil
-	l.status.Attention = nil
-	if err := l.setState(ctx, StateProvisioning); err != nil {
-		return decision{}, err
-	}
-	if d.action == UpdateAbort {
-		l.aborted = &d.abort
-	}
-	return d, nil
-}
-
-func (l *lifecycle) applyRetry(r RetryInput) {
+// applyRetry takes a retry's corrections. Another profile changes what
+// BIOS, RAID and install must be: the run goes back to inspection.
+func (l *lifecycle) applyRetry(step string, r RetryInput) error {
 	l.generation++
-	if r.BMC != nil {
-		bmc := serverapi.BMCRef{}
-		if l.in.BMC != nil {
-			bmc = *l.in.BMC
-		}
-		if r.BMC.Address != "" {
-			bmc.Address = r.BMC.Address
-		}
-		if r.BMC.CredentialRef != "" {
-			bmc.CredentialRef = r.BMC.CredentialRef
-		}
-		l.in.BMC = &bmc
+	l.in.BMC = mergeBMC(l.in.BMC, r.BMC)
+	if r.Profile == "" {
+		return nil
 	}
-	if r.Profile != "" {
-		l.in.Profile = r.Profile
+	l.in.Profile = r.Profile
+	if step == StepInspect {
+		return nil
 	}
+	return steprunner.GoBack(StepInspect)
 }
 
 // compensate undoes the lifecycle's claims after an abort.
@@ -501,10 +409,12 @@ func (l *lifecycle) compensateCancel(ctx workflow.Context) {
 }
 
 func (l *lifecycle) rack(ctx workflow.Context) error {
-	step := l.startStep(ctx, StepRack)
+	step := stepRecord(l.status.Steps, StepRack)
+	now := workflow.Now(ctx)
+	step.Status, step.StartedAt = StepRunning, &now
 	// The start's search attributes hold the Rack step and its time
 	// already; the status has it from here.
-	l.status.StepStartedAt = step.StartedAt
+	l.status.StepStartedAt = &now
 	if l.racked == nil {
 		step.Status = StepWaiting
 		for {
@@ -514,7 +424,7 @@ func (l *lifecycle) rack(ctx workflow.Context) error {
 			}
 			if l.aborted != nil && l.racked == nil {
 				step.Status = StepSkipped
-				return errAborted
+				return steprunner.ErrAborted
 			}
 			if ok {
 				break
@@ -530,7 +440,8 @@ func (l *lifecycle) rack(ctx workflow.Context) error {
 	if err := workflow.UpsertTypedSearchAttributes(ctx, rackKey().ValueSet(l.racked.Rack)); err != nil {
 		return err
 	}
-	l.finishStep(ctx, step, nil)
+	now = workflow.Now(ctx)
+	step.Status, step.FinishedAt = StepDone, &now
 	return nil
 }
 
@@ -675,25 +586,6 @@ func (l *lifecycle) installOS(ctx workflow.Context) error {
 // install (see runSteps).
 const cloudStepsChange = "cloud-steps"
 
-// stepSkipped is what a step returns when it found nothing it may do, for
-// a reason the status should show (no Ironic configured, not a
-// hypervisor): the step is marked skipped with the note, never done.
-type stepSkipped struct{ note string }
-
-func (s *stepSkipped) Error() string { return "skipped: " + s.note }
-
-func skipStep(note string) error { return &stepSkipped{note: note} }
-
-// markSkipped marks a step that will not run at all.
-func (l *lifecycle) markSkipped(name, note string) {
-	for i := range l.status.Steps {
-		if l.status.Steps[i].Name == name {
-			l.status.Steps[i].Status = StepSkipped
-			l.status.Steps[i].Note = note
-		}
-	}
-}
-
 // noteRegistrationSkipped is why the later cloud steps do nothing once
 // RegisterCloud did not register the node.
 const noteRegistrationSkipped = "RegisterCloud did not run: the server has no Ironic node"
@@ -719,7 +611,7 @@ func (l *lifecycle) registerCloud(ctx workflow.Context) error {
 		return err
 	}
 	if res.Skipped {
-		return skipStep(res.Note)
+		return steprunner.Skipped(res.Note)
 	}
 	l.registered = true
 	l.status.Cloud = &CloudNode{NodeUUID: res.NodeUUID, ProvisionState: res.ProvisionState, PowerState: res.PowerState}
@@ -730,10 +622,10 @@ func (l *lifecycle) registerCloud(ctx workflow.Context) error {
 // roles have no nova-compute to add.
 func (l *lifecycle) joinAggregate(ctx workflow.Context) error {
 	if !l.registered {
-		return skipStep(noteRegistrationSkipped)
+		return steprunner.Skipped(noteRegistrationSkipped)
 	}
 	if l.inspected.Role != profiles.RoleHypervisor {
-		return skipStep(fmt.Sprintf("role %q: only hypervisors join a Nova aggregate", l.inspected.Role))
+		return steprunner.Skipped(fmt.Sprintf("role %q: only hypervisors join a Nova aggregate", l.inspected.Role))
 	}
 	in := serverapi.JoinAggregateInput{Serial: l.status.Serial, Host: l.hostname, Actor: "lifecycle"}
 	if in.Host == "" {
@@ -747,9 +639,9 @@ func (l *lifecycle) joinAggregate(ctx workflow.Context) error {
 		return err
 	}
 	if res.Skipped {
-		return skipStep(res.Note)
+		return steprunner.Skipped(res.Note)
 	}
-	l.markNote(StepJoinAggregate, res.Note)
+	l.runner.Note(res.Note)
 	return nil
 }
 
@@ -761,7 +653,7 @@ const joinLoadBalancerChange = "join-load-balancer"
 // with itself). Staff may skip it: the server is provisioned either way.
 func (l *lifecycle) joinLoadBalancer(ctx workflow.Context) error {
 	if len(l.in.Pools) == 0 {
-		return skipStep("no load-balancer pools were requested for this server")
+		return steprunner.Skipped("no load-balancer pools were requested for this server")
 	}
 	for _, vip := range l.in.Pools {
 		err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, loadBalancerActivityOptions()), serverapi.JoinLoadBalancerName,
@@ -770,14 +662,14 @@ func (l *lifecycle) joinLoadBalancer(ctx workflow.Context) error {
 			return err
 		}
 	}
-	l.markNote(StepJoinLoadBalancer, "backend of "+strings.Join(l.in.Pools, ", "))
+	l.runner.Note("backend of " + strings.Join(l.in.Pools, ", "))
 	return nil
 }
 
 // assignTenant hands the node to the project that ordered the server.
 func (l *lifecycle) assignTenant(ctx workflow.Context) error {
 	if !l.registered {
-		return skipStep(noteRegistrationSkipped)
+		return steprunner.Skipped(noteRegistrationSkipped)
 	}
 	var res serverapi.CloudStepResult
 	if err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, cloudActivityOptions()), serverapi.AssignTenantName,
@@ -785,7 +677,7 @@ func (l *lifecycle) assignTenant(ctx workflow.Context) error {
 		return err
 	}
 	if res.Skipped && res.Note != serverapi.NoteNoTenant {
-		return skipStep(res.Note)
+		return steprunner.Skipped(res.Note)
 	}
 	// No tenant is a complete answer: the node is available to the
 	// cloud's shared pool, so the server is ready.
@@ -794,17 +686,9 @@ func (l *lifecycle) assignTenant(ctx workflow.Context) error {
 		l.status.Cloud.ProvisionState, l.status.Cloud.PowerState = res.ProvisionState, res.PowerState
 	}
 	if res.Skipped {
-		return skipStep(res.Note)
+		return steprunner.Skipped(res.Note)
 	}
 	return nil
-}
-
-func (l *lifecycle) markNote(name, note string) {
-	for i := range l.status.Steps {
-		if l.status.Steps[i].Name == name {
-			l.status.Steps[i].Note = note
-		}
-	}
 }
 
 // setStepAttribute records the step (or final state) and when it began in
@@ -825,43 +709,9 @@ func (l *lifecycle) setState(ctx workflow.Context, state string) error {
 	return workflow.UpsertTypedSearchAttributes(ctx, lifecycleStateKey().ValueSet(state))
 }
 
-func (l *lifecycle) startStep(ctx workflow.Context, name string) *StepStatus {
-	now := workflow.Now(ctx)
-	l.status.Step = name
-	for i := range l.status.Steps {
-		s := &l.status.Steps[i]
-		if s.Name == name {
-			s.Status = StepRunning
-			s.StartedAt = &now
-			s.FinishedAt = nil
-			s.Error = ""
-			return s
-		}
-	}
-	l.status.Steps = append(l.status.Steps, StepStatus{Name: name, Status: StepRunning, StartedAt: &now})
-	return &l.status.Steps[len(l.status.Steps)-1]
-}
-
-func (l *lifecycle) finishStep(ctx workflow.Context, s *StepStatus, err error) {
-	now := workflow.Now(ctx)
-	s.FinishedAt = &now
-	if err != nil {
-		s.Status = StepFailed
-		s.Error = cause(err)
-		return
-	}
-	s.Status = StepDone
-}
-
 // cause is the message staff should read: an activity's own error, not
 // Temporal's wrapping of it.
-func cause(err error) string {
-	var appErr *temporal.ApplicationError
-	if errors.As(err, &appErr) {
-		return appErr.Message()
-	}
-	return err.Error()
-}
+func cause(err error) string { return steprunner.Cause(err) }
 
 // refusal unwraps an activity's verdict so the update's caller sees the
 // CMDB's message and type, not Temporal's wrapping.

@@ -11,6 +11,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/metalflow/metalflow/lbnode/lbapi"
+	"github.com/metalflow/metalflow/workflows/steprunner"
 	"github.com/metalflow/metalflow/workflows/vip/vipapi"
 )
 
@@ -23,7 +24,7 @@ func VIPRollout(ctx workflow.Context, in VIPRolloutInput) (VIPStatus, error) {
 	if err := ValidateVIPInput(in); err != nil {
 		return VIPStatus{Name: in.Name, State: StateFailed}, temporal.NewNonRetryableApplicationError(err.Error(), "InvalidInput", nil)
 	}
-	v := &vip{in: in, runID: workflow.GetInfo(ctx).WorkflowExecution.RunID}
+	v := newVIP(in, workflow.GetInfo(ctx).WorkflowExecution.RunID)
 	if in.Resume != nil {
 		v.state = *in.Resume
 		v.in.Resume = nil
@@ -57,10 +58,12 @@ type vip struct {
 	in    VIPRolloutInput
 	state VIPState
 	runID string
-	// attention is set while the workflow waits for retry or abort;
-	// decision is the answer.
+	// runner runs a change's step and holds staff's decision (retry or
+	// abort); attention is set while it waits for one, and parkedIn is
+	// the state to go back to.
+	runner    steprunner.Runner[struct{}]
 	attention *Attention
-	decision  *decision
+	parkedIn  string
 	// op is the change an update asked for, run by the main loop.
 	op *vipOp
 	// healthDirty says a backend went down or came back since the nodes
@@ -81,6 +84,26 @@ type vipOp struct {
 	done   bool
 	parked bool
 	err    error
+}
+
+func newVIP(in VIPRolloutInput, runID string) *vip {
+	v := &vip{in: in, runID: runID}
+	v.runner = steprunner.Runner[struct{}]{
+		Subject: "VIP", SubjectKV: []any{"vip", in.Name},
+		Park: func(_ workflow.Context, a Attention) error {
+			v.parkedIn, v.state.State, v.attention = v.state.State, VIPStateAttention, &a
+			// The update that asked for the change answers now.
+			if v.op != nil {
+				v.op.parked = true
+			}
+			return nil
+		},
+		Resume: func(workflow.Context) error {
+			v.state.State, v.attention = v.parkedIn, nil
+			return nil
+		},
+	}
+	return v
 }
 
 func (v *vip) registerHandlers(ctx workflow.Context) error {
@@ -135,7 +158,7 @@ func (v *vip) registerHandlers(ctx workflow.Context) error {
 func (v *vip) run(ctx workflow.Context) error {
 	if v.state.Address == "" {
 		err := v.establish(ctx)
-		if errors.Is(err, errAborted) {
+		if errors.Is(err, steprunner.ErrAborted) {
 			return v.retire(ctx, VIPStateAborted)
 		}
 		if err != nil {
@@ -188,17 +211,17 @@ func (v *vip) establish(ctx workflow.Context) error {
 	}
 	v.sortBackends()
 	v.checkSpread()
-	if err := v.runStep(ctx, VIPStepAllocateAddress, v.allocate); err != nil {
+	if err := v.runner.RunStep(ctx, steprunner.Step{Name: VIPStepAllocateAddress, Run: v.allocate}); err != nil {
 		return err
 	}
 	if err := v.record(ctx); err != nil {
 		return err
 	}
-	if err := v.runStep(ctx, VIPStepPlace, v.place); err != nil {
+	if err := v.runner.RunStep(ctx, steprunner.Step{Name: VIPStepPlace, Run: v.place}); err != nil {
 		return err
 	}
 	attempt := 0
-	if err := v.runStep(ctx, VIPStepRollOut, func(ctx workflow.Context) error {
+	if err := v.runner.RunStep(ctx, steprunner.Step{Name: VIPStepRollOut, Run: func(ctx workflow.Context) error {
 		attempt++
 		// A retry after a rollback that left the VIP nowhere may as well
 		// go where the platform would place it now: the cluster that
@@ -211,51 +234,12 @@ func (v *vip) establish(ctx workflow.Context) error {
 		v.state.State = VIPStateRollingOut
 		v.healthDirty = false
 		return v.rollOut(ctx, v.spec(lbapi.AnnounceInternal), lbapi.AnnounceNone)
-	}); err != nil {
+	}}); err != nil {
 		return err
 	}
 	v.state.Announce = lbapi.AnnounceInternal
 	v.state.State = v.stableState()
 	return v.record(ctx)
-}
-
-// runStep runs one step; a failure the activities' own retries did not fix
-// parks the VIP in attention until staff retry or abort.
-func (v *vip) runStep(ctx workflow.Context, step string, run func(workflow.Context) error) error {
-	for {
-		err := run(ctx)
-		if err == nil {
-			return nil
-		}
-		if temporal.IsCanceledError(err) {
-			return err
-		}
-		d, err := v.awaitDecision(ctx, step, cause(err))
-		if err != nil {
-			return err
-		}
-		if d.action == UpdateAbort {
-			return errAborted
-		}
-	}
-}
-
-func (v *vip) awaitDecision(ctx workflow.Context, step, problem string) (decision, error) {
-	prev := v.state.State
-	v.state.State = VIPStateAttention
-	v.attention = &Attention{Step: step, Error: problem}
-	if v.op != nil {
-		v.op.parked = true
-	}
-	workflow.GetLogger(ctx).Warn("VIP needs attention", "vip", v.in.Name, "step", step, "error", problem)
-	workflow.GetMetricsHandler(ctx).WithTags(map[string]string{"step": step}).Counter("metalflow_attention_total").Inc(1)
-	if err := workflow.Await(ctx, func() bool { return v.decision != nil }); err != nil {
-		return decision{}, err
-	}
-	d := *v.decision
-	v.decision, v.attention = nil, nil
-	v.state.State = prev
-	return d, nil
 }
 
 func (v *vip) process(ctx workflow.Context, op *vipOp) error {
@@ -276,11 +260,11 @@ func (v *vip) process(ctx workflow.Context, op *vipOp) error {
 func (v *vip) publish(ctx workflow.Context, op *vipOp) error {
 	v.state.ApprovedBy = op.by
 	v.state.State = VIPStatePublishing
-	err := v.runStep(ctx, VIPStepPublish, func(ctx workflow.Context) error {
+	err := v.runner.RunStep(ctx, steprunner.Step{Name: VIPStepPublish, Run: func(ctx workflow.Context) error {
 		v.healthDirty = false
 		return v.rollOut(ctx, v.spec(lbapi.AnnouncePublic), lbapi.AnnouncePublic)
-	})
-	if errors.Is(err, errAborted) {
+	}})
+	if errors.Is(err, steprunner.ErrAborted) {
 		v.state.ApprovedBy = ""
 		v.state.State = v.stableState()
 		return errors.New("the publication was aborted: the VIP stays internal and awaits approval again")
@@ -325,12 +309,12 @@ func (v *vip) changeBackends(ctx workflow.Context, op *vipOp) error {
 	v.sortBackends()
 	stable := v.state.State
 	v.state.State = VIPStateUpdating
-	err := v.runStep(ctx, VIPStepBackends, func(ctx workflow.Context) error {
+	err := v.runner.RunStep(ctx, steprunner.Step{Name: VIPStepBackends, Run: func(ctx workflow.Context) error {
 		v.healthDirty = false
 		return v.rollOut(ctx, v.spec(v.state.Announce), v.state.Announce)
-	})
+	}})
 	v.state.State = stable
-	if errors.Is(err, errAborted) {
+	if errors.Is(err, steprunner.ErrAborted) {
 		v.state.Backends = prev
 		return errors.New("the backends change was aborted: the VIP keeps its previous backends")
 	}
@@ -356,12 +340,12 @@ func (v *vip) applyHealth(ctx workflow.Context) error {
 	}
 	stable := v.state.State
 	v.state.State = VIPStateUpdating
-	err := v.runStep(ctx, VIPStepBackendHealth, func(ctx workflow.Context) error {
+	err := v.runner.RunStep(ctx, steprunner.Step{Name: VIPStepBackendHealth, Run: func(ctx workflow.Context) error {
 		v.healthDirty = false
 		return v.rollOut(ctx, v.spec(v.state.Announce), v.state.Announce)
-	})
+	}})
 	v.state.State = stable
-	if errors.Is(err, errAborted) {
+	if errors.Is(err, steprunner.ErrAborted) {
 		v.warn("a backend health change was not applied (aborted); the next change applies it")
 		return nil
 	}
@@ -377,7 +361,7 @@ func (v *vip) applyHealth(ctx workflow.Context) error {
 func (v *vip) retire(ctx workflow.Context, final string) error {
 	v.state.State = VIPStateRetiring
 	for {
-		err := v.runStep(ctx, VIPStepRetire, func(ctx workflow.Context) error {
+		err := v.runner.RunStep(ctx, steprunner.Step{Name: VIPStepRetire, Run: func(ctx workflow.Context) error {
 			if err := v.removeEverywhere(ctx); err != nil {
 				return err
 			}
@@ -386,8 +370,8 @@ func (v *vip) retire(ctx workflow.Context, final string) error {
 			}
 			return workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, inventoryActivityOptions()), vipapi.ReleaseVIPName,
 				vipapi.ReleaseVIPInput{Name: v.in.Name}).Get(ctx, nil)
-		})
-		if errors.Is(err, errAborted) {
+		}})
+		if errors.Is(err, steprunner.ErrAborted) {
 			if err := v.forgetDownNodes(ctx); err != nil {
 				return err
 			}

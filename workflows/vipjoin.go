@@ -6,8 +6,10 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/metalflow/metalflow/workflows/vip/vipapi"
 	"go.temporal.io/sdk/workflow"
+
+	"github.com/metalflow/metalflow/workflows/steprunner"
+	"github.com/metalflow/metalflow/workflows/vip/vipapi"
 )
 
 // joinDue says nodes wait to be brought in and the VIP can take them: a
@@ -39,12 +41,12 @@ func (v *vip) joinNodes(ctx workflow.Context) error {
 	v.state.State = VIPStateUpdating
 	defer func() { v.state.State = stable }()
 	var joined []string
-	err := v.runStep(ctx, VIPStepJoinNodes, func(ctx workflow.Context) error {
+	err := v.runner.RunStep(ctx, steprunner.Step{Name: VIPStepJoinNodes, Run: func(ctx workflow.Context) error {
 		added, err := v.joinQueued(ctx)
 		joined = append(joined, added...)
 		return err
-	})
-	if errors.Is(err, errAborted) {
+	}})
+	if errors.Is(err, steprunner.ErrAborted) {
 		v.leaveOut(joined)
 		return v.record(ctx)
 	}

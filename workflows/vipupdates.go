@@ -11,6 +11,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/metalflow/metalflow/lbnode/lbapi"
+	"github.com/metalflow/metalflow/workflows/steprunner"
 	"github.com/metalflow/metalflow/workflows/vip/vipapi"
 )
 
@@ -158,7 +159,7 @@ func (v *vip) awaitOp(ctx workflow.Context, op *vipOp) (VIPStatus, error) {
 }
 
 func (v *vip) validateRetry(in RetryInput) error {
-	if v.state.State != VIPStateAttention || v.decision != nil {
+	if !v.runner.Awaiting() {
 		return fmt.Errorf("VIP %s is %s, not waiting for attention: nothing to retry", v.in.Name, v.state.State)
 	}
 	if in.BMC != nil || in.Profile != "" {
@@ -171,15 +172,14 @@ func (v *vip) handleRetry(ctx workflow.Context, in RetryInput) (DecisionResult, 
 	if err := v.validateRetry(in); err != nil {
 		return DecisionResult{}, err
 	}
-	v.decision = &decision{action: UpdateRetry, retry: in, by: in.By}
-	return DecisionResult{Serial: v.in.Name, Action: UpdateRetry, Step: v.attention.Step}, nil
+	return decide(&v.runner, v.in.Name, steprunner.Decision[struct{}]{Action: steprunner.Retry, By: in.By})
 }
 
 func (v *vip) validateAbort(in AbortInput) error {
 	if in.Reason == "" {
 		return errors.New("an abort needs a reason, for the record")
 	}
-	if v.state.State != VIPStateAttention || v.decision != nil {
+	if !v.runner.Awaiting() {
 		return fmt.Errorf("VIP %s is %s: abort is possible while it waits for attention", v.in.Name, v.state.State)
 	}
 	return nil
@@ -189,8 +189,7 @@ func (v *vip) handleAbort(ctx workflow.Context, in AbortInput) (DecisionResult, 
 	if err := v.validateAbort(in); err != nil {
 		return DecisionResult{}, err
 	}
-	v.decision = &decision{action: UpdateAbort, abort: in, by: in.By}
-	return DecisionResult{Serial: v.in.Name, Action: UpdateAbort, Step: v.attention.Step}, nil
+	return decide(&v.runner, v.in.Name, steprunner.Decision[struct{}]{Action: steprunner.Abort, By: in.By})
 }
 
 // takeHealth records one node's verdict on a backend. One node seeing a

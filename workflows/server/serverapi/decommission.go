@@ -37,10 +37,6 @@ const (
 	StepUnrack            = "Unrack"
 )
 
-// DecommissionSteps lists the decommission's steps in order.
-func DecommissionSteps() []string {
-	return []string{StepLeaveAggregate, StepDeleteCloudNode, StepSecureWipe, StepResetBIOS, StepPowerOff, StepRetireAsset, StepUnrack}
-}
 
 // DecommissionWorkflowID is the one decommission a server can have at a time.
 func DecommissionWorkflowID(serial string) string { return "decommission/" + serial }

@@ -56,11 +56,6 @@ const (
 	StepJoinLoadBalancer = "JoinLoadBalancer"
 )
 
-// Steps lists the lifecycle's steps in order.
-func Steps() []string {
-	return []string{StepRack, StepRegisterAsset, StepInspect, StepRegisterMonitoring, StepConfigureBIOS, StepConfigureRAID, StepInstallOS,
-		StepRegisterCloud, StepJoinAggregate, StepAssignTenant, StepJoinLoadBalancer}
-}
 
 // ServerLifecycleInput starts the lifecycle of one server.
 type ServerLifecycleInput struct {
