@@ -37,7 +37,6 @@ const (
 	StepUnrack            = "Unrack"
 )
 
-
 // DecommissionWorkflowID is the one decommission a server can have at a time.
 func DecommissionWorkflowID(serial string) string { return "decommission/" + serial }
 

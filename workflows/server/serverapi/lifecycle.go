@@ -56,7 +56,6 @@ const (
 	StepJoinLoadBalancer = "JoinLoadBalancer"
 )
 
-
 // ServerLifecycleInput starts the lifecycle of one server.
 type ServerLifecycleInput struct {
 	Serial string `json:"serial"`
