@@ -43,7 +43,7 @@ type CloudNode = serverapi.CloudNode
 type Hardware = serverapi.Hardware
 type RetryInput = serverapi.RetryInput
 type SkipInput = serverapi.SkipInput
-type DecisionResult = serverapi.DecisionResult
+type DecisionResult = stepapi.DecisionResult
 type PhoneHome = serverapi.PhoneHome
 
 const DecommissionName = serverapi.DecommissionName
@@ -87,3 +87,9 @@ var LifecycleWorkflowID = serverapi.LifecycleWorkflowID
 var ValidateLocation = serverapi.ValidateLocation
 var ValidateTenant = serverapi.ValidateTenant
 var ValidatePools = serverapi.ValidatePools
+
+const SearchAttrServerSerial = serverapi.SearchAttrServerSerial
+const SearchAttrRack = serverapi.SearchAttrRack
+const SearchAttrLifecycleStep = serverapi.SearchAttrLifecycleStep
+const SearchAttrLifecycleState = serverapi.SearchAttrLifecycleState
+const SearchAttrLifecycleStepStartedAt = serverapi.SearchAttrLifecycleStepStartedAt

@@ -41,7 +41,7 @@ func TestReplayNoticesChangedCommands(t *testing.T) {
 	replayer := worker.NewWorkflowReplayer()
 	replayer.RegisterWorkflowWithOptions(func(ctx workflow.Context, in ServerLifecycleInput) (ServerStatus, error) {
 		return ServerStatus{Serial: in.Serial, State: StateInstalled}, nil
-	}, workflowOptions(ServerLifecycleName))
+	}, workflow.RegisterOptions{Name: ServerLifecycleName})
 	err := replayer.ReplayWorkflowHistoryFromJSONFile(nil, filepath.Join("testdata", "lifecycle-installed.json"))
 	require.Error(t, err)
 	require.Contains(t, err.Error(), "TMPRL1100", "the SDK's non-determinism error")

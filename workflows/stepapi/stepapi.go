@@ -53,3 +53,12 @@ type AbortInput struct {
 	Reason string `json:"reason"`
 	By     string `json:"by,omitempty"`
 }
+
+// DecisionResult answers retry, skip and abort.
+type DecisionResult struct {
+	// Serial is what the workflow is about: a server's serial, or a VIP's
+	// name (the field is named as the API first answered it).
+	Serial string `json:"serial"`
+	Action string `json:"action"`
+	Step   string `json:"step"`
+}

@@ -159,6 +159,16 @@ func (r *Runner[R]) Note(note string) {
 	}
 }
 
+// Answer hands staff's decision to the parked step and answers the update
+// with it; subject is what the workflow is about (a serial, a VIP's name).
+func (r *Runner[R]) Answer(subject string, d Decision[R]) (stepapi.DecisionResult, error) {
+	step, err := r.Decide(d)
+	if err != nil {
+		return stepapi.DecisionResult{}, err
+	}
+	return stepapi.DecisionResult{Serial: subject, Action: string(d.Action), Step: step}, nil
+}
+
 // MarkSkipped marks a step this run will not have at all.
 func (r *Runner[R]) MarkSkipped(name, note string) {
 	if s := r.record(name); s != nil {

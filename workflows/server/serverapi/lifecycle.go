@@ -160,13 +160,6 @@ type SkipInput struct {
 	By string `json:"by,omitempty"`
 }
 
-// DecisionResult answers retry, skip and abort.
-type DecisionResult struct {
-	Serial string `json:"serial"`
-	Action string `json:"action"`
-	Step   string `json:"step"`
-}
-
 // PhoneHome is the installer's call back, forwarded by the boot service.
 type PhoneHome struct {
 	Attempt    int    `json:"attempt"`
