@@ -5,6 +5,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/metalflow/metalflow/api/internal/httpx"
 	"github.com/metalflow/metalflow/inventory"
 )
 
@@ -15,7 +16,7 @@ type assetResponse struct {
 
 // getAsset answers with the CMDB record of a server and its history.
 func (s *Server) getAsset(c echo.Context) error {
-	serial, err := serialParam(c)
+	serial, err := httpx.SerialParam(c)
 	if err != nil {
 		return err
 	}
@@ -25,7 +26,7 @@ func (s *Server) getAsset(c echo.Context) error {
 	ctx := c.Request().Context()
 	a, err := s.cfg.Inventory.GetAsset(ctx, serial)
 	if err != nil {
-		return inventoryError(err)
+		return httpx.InventoryError(err)
 	}
 	h, err := s.cfg.Inventory.History(ctx, serial)
 	if err != nil {

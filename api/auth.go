@@ -7,12 +7,10 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/metalflow/metalflow/api/internal/httpx"
 	"github.com/metalflow/metalflow/auth"
 	"github.com/metalflow/metalflow/inventory"
 )
-
-// principalKey is where the authenticated caller sits in the echo context.
-const principalKey = "metalflow.principal"
 
 // access is what a route demands of its caller.
 type access struct {
@@ -30,13 +28,13 @@ func (s *Server) allow(a access) echo.MiddlewareFunc {
 		return func(c echo.Context) error {
 			p, err := s.authenticate(c)
 			if err == nil && !p.Role.Allows(a.need) {
-				err = httpError(http.StatusForbidden, "role %s may not do this: it needs %s", p.Role, a.need)
+				err = httpx.Errorf(http.StatusForbidden, "role %s may not do this: it needs %s", p.Role, a.need)
 			}
 			if err == nil && p.Tenant() && !a.tenant {
-				err = httpError(http.StatusForbidden, "a token of project %s sees only that project's servers", p.Project)
+				err = httpx.Errorf(http.StatusForbidden, "a token of project %s sees only that project's servers", p.Project)
 			}
 			if err == nil {
-				c.Set(principalKey, p)
+				httpx.SetCaller(c, p)
 				err = next(c)
 			}
 			s.audit(c, p, err)
@@ -48,7 +46,7 @@ func (s *Server) allow(a access) echo.MiddlewareFunc {
 func (s *Server) authenticate(c echo.Context) (auth.Principal, error) {
 	if s.cfg.Tokens == nil {
 		// Fail closed: a misconfigured API must not serve everyone.
-		return auth.Principal{}, httpError(http.StatusUnauthorized, "authentication is not configured on this API")
+		return auth.Principal{}, httpx.Errorf(http.StatusUnauthorized, "authentication is not configured on this API")
 	}
 	header := c.Request().Header.Get(echo.HeaderAuthorization)
 	if header == "" {
@@ -57,13 +55,13 @@ func (s *Server) authenticate(c echo.Context) (auth.Principal, error) {
 			return auth.Principal{}, err
 		}
 		if tok == "" {
-			return auth.Principal{}, httpError(http.StatusUnauthorized, "missing token: send Authorization: Bearer <token>")
+			return auth.Principal{}, httpx.Errorf(http.StatusUnauthorized, "missing token: send Authorization: Bearer <token>")
 		}
 		header = "Bearer " + tok
 	}
 	p, err := s.cfg.Tokens.Authenticate(c.Request().Context(), header)
 	if auth.IsUnauthenticated(err) {
-		return auth.Principal{}, httpError(http.StatusUnauthorized, "%s", err)
+		return auth.Principal{}, httpx.Errorf(http.StatusUnauthorized, "%s", err)
 	}
 	return p, err
 }
@@ -96,18 +94,4 @@ func (s *Server) audit(c echo.Context, p auth.Principal, err error) {
 	}); aerr != nil {
 		s.cfg.Logger.Error("audit log write failed", "user", user, "path", c.Request().URL.Path, "error", aerr)
 	}
-}
-
-// principal is the caller of a route behind allow.
-func principal(c echo.Context) auth.Principal {
-	p, _ := c.Get(principalKey).(auth.Principal)
-	return p
-}
-
-// actor names the caller in workflow inputs and the asset history.
-func actor(c echo.Context) string {
-	if u := principal(c).User; u != "" {
-		return u
-	}
-	return "api"
 }

@@ -17,6 +17,7 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/metalflow/metalflow/activities"
+	"github.com/metalflow/metalflow/api/internal/httpx"
 	"github.com/metalflow/metalflow/workflows"
 )
 
@@ -67,24 +68,24 @@ const (
 func (s *Server) createRackBatch(c echo.Context) error {
 	site, rack := c.Param("site"), c.Param("rack")
 	if err := workflows.ValidateLocation(workflows.Location{Site: site, Rack: rack, Unit: 1, Face: workflows.FaceFront}); err != nil {
-		return httpError(http.StatusBadRequest, "%s", err)
+		return httpx.Errorf(http.StatusBadRequest, "%s", err)
 	}
 	var req rackBatchRequest
-	if err := decodeJSON(c, &req); err != nil {
+	if err := httpx.DecodeJSON(c, &req); err != nil {
 		return err
 	}
-	in, err := s.rackBatchInput(c.Request().Context(), site, rack, actor(c), req)
+	in, err := s.rackBatchInput(c.Request().Context(), site, rack, httpx.Actor(c), req)
 	if err != nil {
 		return err
 	}
 	// One budget for a look-up and a credential per server, then the start.
-	ctx, cancel := context.WithTimeout(c.Request().Context(), updateTimeout)
+	ctx, cancel := context.WithTimeout(c.Request().Context(), httpx.UpdateTimeout)
 	defer cancel()
 	id := workflows.RackBatchWorkflowID(site, rack, in.BatchID)
 	// The same batch posted twice (a client retrying after a timeout) is
 	// one batch; check before storing credentials for it again.
 	if _, err := s.cfg.Temporal.DescribeWorkflowExecution(ctx, id, ""); err == nil {
-		return httpError(http.StatusConflict, "this batch was already posted (workflow %s)", id)
+		return httpx.Errorf(http.StatusConflict, "this batch was already posted (workflow %s)", id)
 	}
 	creds := make([]bmcRequest, len(req.Servers))
 	for i, r := range req.Servers {
@@ -112,9 +113,9 @@ func (s *Server) createRackBatch(c echo.Context) error {
 	if err != nil {
 		var started *serviceerror.WorkflowExecutionAlreadyStarted
 		if errors.As(err, &started) {
-			return httpError(http.StatusConflict, "this batch was already posted (workflow %s)", id)
+			return httpx.Errorf(http.StatusConflict, "this batch was already posted (workflow %s)", id)
 		}
-		return temporalError(err)
+		return httpx.TemporalError(err)
 	}
 	c.Response().Header().Set(echo.HeaderLocation, batchPath(site, rack, in.BatchID))
 	return c.JSON(http.StatusAccepted, rackBatchResponse{BatchID: in.BatchID, WorkflowID: id, RunID: run.GetRunID(), Servers: len(in.Servers)})
@@ -126,18 +127,18 @@ func (s *Server) rackBatchInput(ctx context.Context, site, rack, by string, req 
 	in := workflows.RackBatchInput{Site: site, Rack: rack, Concurrency: req.Concurrency, PowerConcurrency: req.PowerConcurrency, Actor: by}
 	switch {
 	case len(req.Servers) == 0:
-		return in, httpError(http.StatusBadRequest, "servers is required: a batch needs at least one server")
+		return in, httpx.Errorf(http.StatusBadRequest, "servers is required: a batch needs at least one server")
 	case len(req.Servers) > workflows.MaxBatchServers:
-		return in, httpError(http.StatusBadRequest, "a batch has at most %d servers, got %d", workflows.MaxBatchServers, len(req.Servers))
+		return in, httpx.Errorf(http.StatusBadRequest, "a batch has at most %d servers, got %d", workflows.MaxBatchServers, len(req.Servers))
 	case req.Concurrency < 0 || req.Concurrency > maxBatchConcurrency:
-		return in, httpError(http.StatusBadRequest, "concurrency must be between 1 and %d (0 or absent: %d)", maxBatchConcurrency, workflows.DefaultBatchConcurrency)
+		return in, httpx.Errorf(http.StatusBadRequest, "concurrency must be between 1 and %d (0 or absent: %d)", maxBatchConcurrency, workflows.DefaultBatchConcurrency)
 	case req.PowerConcurrency < 0 || req.PowerConcurrency > maxBatchConcurrency:
-		return in, httpError(http.StatusBadRequest, "powerConcurrency must be between 1 and %d (0 or absent: %d)", maxBatchConcurrency, workflows.DefaultPowerConcurrency)
+		return in, httpx.Errorf(http.StatusBadRequest, "powerConcurrency must be between 1 and %d (0 or absent: %d)", maxBatchConcurrency, workflows.DefaultPowerConcurrency)
 	}
 	if req.AttentionGrace != "" {
 		d, err := time.ParseDuration(req.AttentionGrace)
 		if err != nil || d <= 0 || d > maxAttentionGrace {
-			return in, httpError(http.StatusBadRequest, "attentionGrace must be a duration such as \"45m\", between 1s and %s, got %q", maxAttentionGrace, req.AttentionGrace)
+			return in, httpx.Errorf(http.StatusBadRequest, "attentionGrace must be a duration such as \"45m\", between 1s and %s, got %q", maxAttentionGrace, req.AttentionGrace)
 		}
 		in.AttentionGrace = d
 	}
@@ -146,21 +147,21 @@ func (s *Server) rackBatchInput(ctx context.Context, site, rack, by string, req 
 	for i, r := range req.Servers {
 		where := fmt.Sprintf("servers[%d]", i)
 		if err := workflows.ValidateSerial(r.Serial); err != nil {
-			return in, httpError(http.StatusBadRequest, "%s: %s", where, err)
+			return in, httpx.Errorf(http.StatusBadRequest, "%s: %s", where, err)
 		}
 		where = fmt.Sprintf("servers[%d] (%s)", i, r.Serial)
 		if j, dup := serials[r.Serial]; dup {
-			return in, httpError(http.StatusBadRequest, "%s: serial %s is listed twice (also servers[%d])", where, r.Serial, j)
+			return in, httpx.Errorf(http.StatusBadRequest, "%s: serial %s is listed twice (also servers[%d])", where, r.Serial, j)
 		}
 		serials[r.Serial] = i
 		if r.BMC == nil {
-			return in, httpError(http.StatusBadRequest, "%s: bmc is required", where)
+			return in, httpx.Errorf(http.StatusBadRequest, "%s: bmc is required", where)
 		}
 		if err := validateBMC(*r.BMC, true); err != nil {
 			return in, prefixError(err, where)
 		}
 		if r.Profile != "" && !s.cfg.Profiles.Has(r.Profile) {
-			return in, httpError(http.StatusUnprocessableEntity, "%s: unknown hardware profile %q (known: %s)", where, r.Profile, strings.Join(s.cfg.Profiles.Names(), ", "))
+			return in, httpx.Errorf(http.StatusUnprocessableEntity, "%s: unknown hardware profile %q (known: %s)", where, r.Profile, strings.Join(s.cfg.Profiles.Names(), ", "))
 		}
 		face := r.Face
 		if face == "" {
@@ -168,10 +169,10 @@ func (s *Server) rackBatchInput(ctx context.Context, site, rack, by string, req 
 		}
 		loc := workflows.Location{Site: site, Rack: rack, Unit: r.Unit, Face: face}
 		if err := workflows.ValidateLocation(loc); err != nil {
-			return in, httpError(http.StatusBadRequest, "%s: %s", where, err)
+			return in, httpx.Errorf(http.StatusBadRequest, "%s: %s", where, err)
 		}
 		if j, dup := units[r.Unit]; dup {
-			return in, httpError(http.StatusBadRequest, "%s: unit %d is also given to servers[%d] (%s)", where, r.Unit, j, req.Servers[j].Serial)
+			return in, httpx.Errorf(http.StatusBadRequest, "%s: unit %d is also given to servers[%d] (%s)", where, r.Unit, j, req.Servers[j].Serial)
 		}
 		units[r.Unit] = i
 		in.Servers = append(in.Servers, workflows.RackBatchServer{
@@ -183,11 +184,11 @@ func (s *Server) rackBatchInput(ctx context.Context, site, rack, by string, req 
 	// shape is right. The unit claims stay the lifecycles' (atomic) job.
 	for i := range in.Servers {
 		srv := in.Servers[i]
-		if err := s.checkPlacement(ctx, srv.Serial, srv.Location); err != nil {
+		if err := httpx.CheckPlacement(ctx, s.cfg.Inventory, srv.Serial, srv.Location); err != nil {
 			return in, prefixError(err, fmt.Sprintf("servers[%d] (%s)", i, srv.Serial))
 		}
 	}
-	// The rack exists (checkPlacement said so): every location gets its
+	// The rack exists (CheckPlacement said so): every location gets its
 	// room, as a technician's racked would.
 	if r, err := s.cfg.Inventory.GetRack(ctx, site, rack); err == nil {
 		for k := range in.Servers {
@@ -196,7 +197,7 @@ func (s *Server) rackBatchInput(ctx context.Context, site, rack, by string, req 
 	}
 	in.BatchID = batchID(in)
 	if err := workflows.ValidateRackBatch(in); err != nil {
-		return in, httpError(http.StatusBadRequest, "%s", err)
+		return in, httpx.Errorf(http.StatusBadRequest, "%s", err)
 	}
 	return in, nil
 }
@@ -220,7 +221,7 @@ func batchPath(site, rack, id string) string {
 func prefixError(err error, where string) error {
 	var he *echo.HTTPError
 	if errors.As(err, &he) {
-		return httpError(he.Code, "%s: %v", where, he.Message)
+		return httpx.Errorf(he.Code, "%s: %v", where, he.Message)
 	}
 	return err
 }
@@ -229,21 +230,21 @@ func prefixError(err error, where string) error {
 func (s *Server) getRackBatch(c echo.Context) error {
 	site, rack, batch := c.Param("site"), c.Param("rack"), c.Param("batch")
 	if err := workflows.ValidateLocation(workflows.Location{Site: site, Rack: rack, Unit: 1, Face: workflows.FaceFront}); err != nil {
-		return httpError(http.StatusBadRequest, "%s", err)
+		return httpx.Errorf(http.StatusBadRequest, "%s", err)
 	}
 	if err := workflows.ValidateSerial(batch); err != nil {
-		return httpError(http.StatusBadRequest, "invalid batch id %q", batch)
+		return httpx.Errorf(http.StatusBadRequest, "invalid batch id %q", batch)
 	}
-	ctx, cancel := context.WithTimeout(c.Request().Context(), temporalCallTimeout)
+	ctx, cancel := context.WithTimeout(c.Request().Context(), httpx.CallTimeout)
 	defer cancel()
 	id := workflows.RackBatchWorkflowID(site, rack, batch)
 	v, err := s.cfg.Temporal.QueryWorkflow(ctx, id, "", workflows.QueryStatus)
 	if err != nil {
 		var nf *serviceerror.NotFound
 		if errors.As(err, &nf) {
-			return httpError(http.StatusNotFound, "no batch %s in rack %s/%s", batch, site, rack)
+			return httpx.Errorf(http.StatusNotFound, "no batch %s in rack %s/%s", batch, site, rack)
 		}
-		return temporalError(err)
+		return httpx.TemporalError(err)
 	}
 	var st workflows.RackBatchStatus
 	if err := v.Get(&st); err != nil {

@@ -12,6 +12,7 @@ import (
 	"github.com/labstack/echo/v4"
 	"go.temporal.io/api/serviceerror"
 
+	"github.com/metalflow/metalflow/api/internal/httpx"
 	"github.com/metalflow/metalflow/inventory"
 	"github.com/metalflow/metalflow/workflows"
 )
@@ -41,7 +42,7 @@ func (s *Server) bootURL(path string) string {
 func (s *Server) ipxeScript(c echo.Context) error {
 	mac := c.QueryParam("mac")
 	if mac == "" {
-		return httpError(http.StatusBadRequest, "mac query parameter is required (iPXE: ?mac=${mac})")
+		return httpx.Errorf(http.StatusBadRequest, "mac query parameter is required (iPXE: ?mac=${mac})")
 	}
 	b, err := s.cfg.Inventory.ActiveBootForMAC(c.Request().Context(), mac)
 	if errors.Is(err, inventory.ErrNotFound) {
@@ -74,11 +75,11 @@ func (s *Server) ipxeScript(c echo.Context) error {
 func (s *Server) pendingAttempt(c echo.Context) (inventory.BootConfig, error) {
 	serial := c.Param("serial")
 	if err := workflows.ValidateSerial(serial); err != nil {
-		return inventory.BootConfig{}, httpError(http.StatusBadRequest, "%s", err)
+		return inventory.BootConfig{}, httpx.Errorf(http.StatusBadRequest, "%s", err)
 	}
 	b, err := s.cfg.Inventory.ActiveBoot(c.Request().Context(), serial)
 	if errors.Is(err, inventory.ErrNotFound) || (err == nil && fmt.Sprint(b.Attempt) != c.Param("attempt")) {
-		return inventory.BootConfig{}, httpError(http.StatusNotFound, "no pending install attempt %s for %s", c.Param("attempt"), serial)
+		return inventory.BootConfig{}, httpx.Errorf(http.StatusNotFound, "no pending install attempt %s for %s", c.Param("attempt"), serial)
 	}
 	return b, err
 }
@@ -127,7 +128,7 @@ func (s *Server) bootFile(c echo.Context) error {
 		return c.Blob(http.StatusOK, "application/octet-stream",
 			[]byte("metalflow placeholder installer image "+c.Param("name")+": only simulated hosts boot this\n"))
 	}
-	return httpError(http.StatusNotFound, "no boot file %s", c.Param("name"))
+	return httpx.Errorf(http.StatusNotFound, "no boot file %s", c.Param("name"))
 }
 
 // phoneHome is the installer's call back. The token is its only
@@ -135,12 +136,12 @@ func (s *Server) bootFile(c echo.Context) error {
 func (s *Server) phoneHome(c echo.Context) error {
 	token := c.QueryParam("token")
 	if token == "" {
-		return httpError(http.StatusBadRequest, "token query parameter is required")
+		return httpx.Errorf(http.StatusBadRequest, "token query parameter is required")
 	}
 	ctx := c.Request().Context()
 	b, err := s.cfg.Inventory.ActiveBootByToken(ctx, token)
 	if errors.Is(err, inventory.ErrNotFound) {
-		return httpError(http.StatusForbidden, "phone-home token unknown, already used, or expired")
+		return httpx.Errorf(http.StatusForbidden, "phone-home token unknown, already used, or expired")
 	}
 	if err != nil {
 		return err
@@ -148,16 +149,16 @@ func (s *Server) phoneHome(c echo.Context) error {
 	// Signal first, spend the token after: if Temporal is briefly away the
 	// installer's retry still holds a valid token. The workflow ignores a
 	// second signal for the same attempt.
-	sctx, cancel := context.WithTimeout(ctx, temporalCallTimeout)
+	sctx, cancel := context.WithTimeout(ctx, httpx.CallTimeout)
 	defer cancel()
 	err = s.cfg.Temporal.SignalWorkflow(sctx, workflows.LifecycleWorkflowID(b.Serial), "", workflows.SignalPhoneHome,
 		workflows.PhoneHome{Attempt: b.Attempt, Hostname: c.FormValue("hostname"), InstanceID: c.FormValue("instance_id")})
 	if err != nil {
 		var nf *serviceerror.NotFound
 		if errors.As(err, &nf) {
-			return httpError(http.StatusConflict, "the lifecycle of %s is not running", b.Serial)
+			return httpx.Errorf(http.StatusConflict, "the lifecycle of %s is not running", b.Serial)
 		}
-		return temporalError(err)
+		return httpx.TemporalError(err)
 	}
 	if _, err := s.cfg.Inventory.ConsumePhoneHome(ctx, token); err != nil && !errors.Is(err, inventory.ErrNotFound) {
 		return err

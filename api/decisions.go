@@ -9,6 +9,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/metalflow/metalflow/activities"
+	"github.com/metalflow/metalflow/api/internal/httpx"
 	"github.com/metalflow/metalflow/credentials"
 	"github.com/metalflow/metalflow/workflows"
 )
@@ -20,24 +21,20 @@ type retryRequest struct {
 	Profile string      `json:"profile,omitempty"`
 }
 
-type abortRequest struct {
-	Reason string `json:"reason"`
-}
-
 func (s *Server) retry(c echo.Context) error {
-	serial, err := serialParam(c)
+	serial, err := httpx.SerialParam(c)
 	if err != nil {
 		return err
 	}
 	var req retryRequest
-	if err := decodeOptionalJSON(c, &req); err != nil {
+	if err := httpx.DecodeOptionalJSON(c, &req); err != nil {
 		return err
 	}
 	if req.Profile != "" && !s.cfg.Profiles.Has(req.Profile) {
-		return httpError(http.StatusUnprocessableEntity, "unknown hardware profile %q", req.Profile)
+		return httpx.Errorf(http.StatusUnprocessableEntity, "unknown hardware profile %q", req.Profile)
 	}
-	in := workflows.RetryInput{Profile: req.Profile, By: actor(c)}
-	ctx, cancel := context.WithTimeout(c.Request().Context(), updateTimeout)
+	in := workflows.RetryInput{Profile: req.Profile, By: httpx.Actor(c)}
+	ctx, cancel := context.WithTimeout(c.Request().Context(), httpx.UpdateTimeout)
 	defer cancel()
 	if req.BMC != nil {
 		if err := validateBMC(*req.BMC, false); err != nil {
@@ -52,30 +49,30 @@ func (s *Server) retry(c echo.Context) error {
 			in.BMC.CredentialRef = ref
 		}
 	}
-	return s.sendUpdate(c, ctx, lifecycleRef(serial), workflows.UpdateRetry, in, &workflows.DecisionResult{})
+	return httpx.SendUpdate(c, ctx, s.cfg.Temporal, httpx.LifecycleRef(serial), workflows.UpdateRetry, in, &workflows.DecisionResult{})
 }
 
 func (s *Server) skip(c echo.Context) error {
-	serial, err := serialParam(c)
+	serial, err := httpx.SerialParam(c)
 	if err != nil {
 		return err
 	}
-	if err := readNoBody(c); err != nil {
+	if err := httpx.ReadNoBody(c); err != nil {
 		return err
 	}
-	return s.update(c, lifecycleRef(serial), workflows.UpdateSkip, workflows.SkipInput{By: actor(c)}, &workflows.DecisionResult{})
+	return httpx.Update(c, s.cfg.Temporal, httpx.LifecycleRef(serial), workflows.UpdateSkip, workflows.SkipInput{By: httpx.Actor(c)}, &workflows.DecisionResult{})
 }
 
 func (s *Server) abort(c echo.Context) error {
-	serial, err := serialParam(c)
+	serial, err := httpx.SerialParam(c)
 	if err != nil {
 		return err
 	}
-	abort, err := readAbort(c)
+	abort, err := httpx.ReadAbort(c)
 	if err != nil {
 		return err
 	}
-	return s.update(c, lifecycleRef(serial), workflows.UpdateAbort, abort, &workflows.DecisionResult{})
+	return httpx.Update(c, s.cfg.Temporal, httpx.LifecycleRef(serial), workflows.UpdateAbort, abort, &workflows.DecisionResult{})
 }
 
 // storeBMC seals a BMC credential and returns its reference.
@@ -93,16 +90,16 @@ func validateBMC(b bmcRequest, full bool) error {
 	if full || b.Address != "" {
 		u, err := url.Parse(b.Address)
 		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Hostname() == "" || u.Path != "" && u.Path != "/" {
-			return httpError(http.StatusBadRequest, "bmc.address must be https://host[:port] (or http://), got %q", b.Address)
+			return httpx.Errorf(http.StatusBadRequest, "bmc.address must be https://host[:port] (or http://), got %q", b.Address)
 		}
 	}
 	if full || b.Username != "" || b.Password != "" {
 		if b.Username == "" || b.Password == "" {
-			return httpError(http.StatusBadRequest, "bmc.username and bmc.password are both required")
+			return httpx.Errorf(http.StatusBadRequest, "bmc.username and bmc.password are both required")
 		}
 	}
 	if !full && b.Address == "" && b.Username == "" {
-		return httpError(http.StatusBadRequest, "bmc must give an address, a credential, or both")
+		return httpx.Errorf(http.StatusBadRequest, "bmc must give an address, a credential, or both")
 	}
 	return nil
 }

@@ -12,6 +12,7 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/metalflow/metalflow/activities"
+	"github.com/metalflow/metalflow/api/internal/httpx"
 	"github.com/metalflow/metalflow/workflows"
 )
 
@@ -31,14 +32,14 @@ type decommissionStatusResponse struct {
 // server. What it needs (BMC by credential reference, location, role,
 // hostname) comes from the server's lifecycle, so the request has no body.
 func (s *Server) decommission(c echo.Context) error {
-	serial, err := serialParam(c)
+	serial, err := httpx.SerialParam(c)
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(c.Request().Context(), temporalCallTimeout)
+	ctx, cancel := context.WithTimeout(c.Request().Context(), httpx.CallTimeout)
 	defer cancel()
 	var st workflows.ServerStatus
-	if err := s.queryStatus(ctx, lifecycleRef(serial), workflows.QueryStatus, &st); err != nil {
+	if err := httpx.QueryStatus(ctx, s.cfg.Temporal, httpx.LifecycleRef(serial), workflows.QueryStatus, &st); err != nil {
 		return err
 	}
 	// A lifecycle still at work is cancelled by the decommission itself,
@@ -51,13 +52,13 @@ func (s *Server) decommission(c echo.Context) error {
 	case workflows.StateWaitingRack, workflows.StateProvisioning, workflows.StateAttention:
 		cancelLifecycle = true
 	default:
-		return httpError(http.StatusConflict, "server %s is %s: there is nothing to decommission", serial, st.State)
+		return httpx.Errorf(http.StatusConflict, "server %s is %s: there is nothing to decommission", serial, st.State)
 	}
 	var facts workflows.MachineFacts
-	if err := s.queryStatus(ctx, lifecycleRef(serial), workflows.QueryMachine, &facts); err != nil {
+	if err := httpx.QueryStatus(ctx, s.cfg.Temporal, httpx.LifecycleRef(serial), workflows.QueryMachine, &facts); err != nil {
 		return err
 	}
-	in := workflows.DecommissionInput{Serial: serial, BMC: facts.BMC, Host: facts.Host, Location: st.Location, Actor: actor(c),
+	in := workflows.DecommissionInput{Serial: serial, BMC: facts.BMC, Host: facts.Host, Location: st.Location, Actor: httpx.Actor(c),
 		CancelLifecycle: cancelLifecycle, Pools: st.Pools}
 	if st.Hardware != nil {
 		in.Role = st.Hardware.Role
@@ -75,24 +76,24 @@ func (s *Server) decommission(c echo.Context) error {
 	if err != nil {
 		var started *serviceerror.WorkflowExecutionAlreadyStarted
 		if errors.As(err, &started) {
-			return httpError(http.StatusConflict, "server %s is being or has been decommissioned (workflow %s)", serial, id)
+			return httpx.Errorf(http.StatusConflict, "server %s is being or has been decommissioned (workflow %s)", serial, id)
 		}
-		return temporalError(err)
+		return httpx.TemporalError(err)
 	}
 	c.Response().Header().Set(echo.HeaderLocation, "/api/v1/servers/"+url.PathEscape(serial)+"/decommission")
 	return c.JSON(http.StatusAccepted, decommissionResponse{Serial: serial, WorkflowID: id, RunID: run.GetRunID()})
 }
 
 func (s *Server) getDecommission(c echo.Context) error {
-	serial, err := serialParam(c)
+	serial, err := httpx.SerialParam(c)
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(c.Request().Context(), temporalCallTimeout)
+	ctx, cancel := context.WithTimeout(c.Request().Context(), httpx.CallTimeout)
 	defer cancel()
 	id := workflows.DecommissionWorkflowID(serial)
 	var st workflows.DecommissionStatus
-	if err := s.queryStatus(ctx, decommissionRef(serial), workflows.QueryStatus, &st); err != nil {
+	if err := httpx.QueryStatus(ctx, s.cfg.Temporal, httpx.DecommissionRef(serial), workflows.QueryStatus, &st); err != nil {
 		return err
 	}
 	return c.JSON(http.StatusOK, decommissionStatusResponse{DecommissionStatus: st, WorkflowID: id, TemporalURL: s.workflowURL(id, st.RunID)})
@@ -101,30 +102,30 @@ func (s *Server) getDecommission(c echo.Context) error {
 // unracked is the technician's report that a decommissioned server left
 // its rack; the workflow refuses it (409) until it waits for it.
 func (s *Server) unracked(c echo.Context) error {
-	serial, err := serialParam(c)
+	serial, err := httpx.SerialParam(c)
 	if err != nil {
 		return err
 	}
-	if err := readNoBody(c); err != nil {
+	if err := httpx.ReadNoBody(c); err != nil {
 		return err
 	}
-	return s.update(c, decommissionRef(serial), workflows.UpdateUnracked, workflows.UnrackedInput{By: actor(c)}, &workflows.UnrackedResult{})
+	return httpx.Update(c, s.cfg.Temporal, httpx.DecommissionRef(serial), workflows.UpdateUnracked, workflows.UnrackedInput{By: httpx.Actor(c)}, &workflows.UnrackedResult{})
 }
 
 func (s *Server) decommissionRetry(c echo.Context) error {
-	serial, err := serialParam(c)
+	serial, err := httpx.SerialParam(c)
 	if err != nil {
 		return err
 	}
 	var req retryRequest
-	if err := decodeOptionalJSON(c, &req); err != nil {
+	if err := httpx.DecodeOptionalJSON(c, &req); err != nil {
 		return err
 	}
 	if req.Profile != "" {
-		return httpError(http.StatusBadRequest, "a decommission has no profile to change")
+		return httpx.Errorf(http.StatusBadRequest, "a decommission has no profile to change")
 	}
-	in := workflows.RetryInput{By: actor(c)}
-	ctx, cancel := context.WithTimeout(c.Request().Context(), updateTimeout)
+	in := workflows.RetryInput{By: httpx.Actor(c)}
+	ctx, cancel := context.WithTimeout(c.Request().Context(), httpx.UpdateTimeout)
 	defer cancel()
 	if req.BMC != nil {
 		if err := validateBMC(*req.BMC, false); err != nil {
@@ -139,17 +140,17 @@ func (s *Server) decommissionRetry(c echo.Context) error {
 			in.BMC.CredentialRef = ref
 		}
 	}
-	return s.sendUpdate(c, ctx, decommissionRef(serial), workflows.UpdateRetry, in, &workflows.DecisionResult{})
+	return httpx.SendUpdate(c, ctx, s.cfg.Temporal, httpx.DecommissionRef(serial), workflows.UpdateRetry, in, &workflows.DecisionResult{})
 }
 
 func (s *Server) decommissionAbort(c echo.Context) error {
-	serial, err := serialParam(c)
+	serial, err := httpx.SerialParam(c)
 	if err != nil {
 		return err
 	}
-	abort, err := readAbort(c)
+	abort, err := httpx.ReadAbort(c)
 	if err != nil {
 		return err
 	}
-	return s.update(c, decommissionRef(serial), workflows.UpdateAbort, abort, &workflows.DecisionResult{})
+	return httpx.Update(c, s.cfg.Temporal, httpx.DecommissionRef(serial), workflows.UpdateAbort, abort, &workflows.DecisionResult{})
 }

@@ -15,6 +15,7 @@ import (
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/converter"
 
+	"github.com/metalflow/metalflow/api/internal/httpx"
 	"github.com/metalflow/metalflow/workflows"
 )
 
@@ -39,7 +40,7 @@ type serverList struct {
 // attributes), not by querying each workflow, so it stays cheap for tens of
 // thousands of servers.
 func (s *Server) listServers(c echo.Context) error {
-	if principal(c).Tenant() {
+	if httpx.Caller(c).Tenant() {
 		return s.listTenantServers(c)
 	}
 	query := fmt.Sprintf("WorkflowType = '%s'", workflows.ServerLifecycleName)
@@ -50,10 +51,10 @@ func (s *Server) listServers(c echo.Context) error {
 		}
 		// Values go into a visibility query: allow only name characters.
 		if err := workflows.ValidateSerial(v); err != nil {
-			return httpError(http.StatusBadRequest, "invalid %s filter %q", param, v)
+			return httpx.Errorf(http.StatusBadRequest, "invalid %s filter %q", param, v)
 		}
 		if param == "state" && !slices.Contains(workflows.States(), v) {
-			return httpError(http.StatusBadRequest, "unknown state %q (one of %s)", v, strings.Join(workflows.States(), ", "))
+			return httpx.Errorf(http.StatusBadRequest, "unknown state %q (one of %s)", v, strings.Join(workflows.States(), ", "))
 		}
 		query += fmt.Sprintf(` AND %s = "%s"`, attr, v)
 	}
@@ -61,7 +62,7 @@ func (s *Server) listServers(c echo.Context) error {
 	if v := c.QueryParam("pageSize"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 || n > 1000 {
-			return httpError(http.StatusBadRequest, "pageSize must be 1 to 1000")
+			return httpx.Errorf(http.StatusBadRequest, "pageSize must be 1 to 1000")
 		}
 		pageSize = n
 	}
@@ -69,17 +70,17 @@ func (s *Server) listServers(c echo.Context) error {
 	if v := c.QueryParam("pageToken"); v != "" {
 		t, err := base64.RawURLEncoding.DecodeString(v)
 		if err != nil {
-			return httpError(http.StatusBadRequest, "invalid pageToken")
+			return httpx.Errorf(http.StatusBadRequest, "invalid pageToken")
 		}
 		token = t
 	}
-	ctx, cancel := context.WithTimeout(c.Request().Context(), temporalCallTimeout)
+	ctx, cancel := context.WithTimeout(c.Request().Context(), httpx.CallTimeout)
 	defer cancel()
 	res, err := s.cfg.Temporal.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{
 		Query: query, PageSize: int32(pageSize), NextPageToken: token,
 	})
 	if err != nil {
-		return temporalError(err)
+		return httpx.TemporalError(err)
 	}
 	out := serverList{Servers: make([]serverSummary, 0, len(res.GetExecutions()))}
 	for _, e := range res.GetExecutions() {

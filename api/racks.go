@@ -1,12 +1,11 @@
 package api
 
 import (
-	"context"
-	"errors"
 	"net/http"
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/metalflow/metalflow/api/internal/httpx"
 	"github.com/metalflow/metalflow/inventory"
 	"github.com/metalflow/metalflow/workflows"
 )
@@ -18,15 +17,15 @@ type rackResponse struct {
 
 func (s *Server) createRack(c echo.Context) error {
 	var r inventory.Rack
-	if err := decodeJSON(c, &r); err != nil {
+	if err := httpx.DecodeJSON(c, &r); err != nil {
 		return err
 	}
 	// Rack names share the rules of locations: they end up in them.
 	if err := workflows.ValidateLocation(workflows.Location{Site: r.Site, Room: r.Room, Rack: r.Name, Unit: 1, Face: workflows.FaceFront}); err != nil {
-		return httpError(http.StatusBadRequest, "%s", err)
+		return httpx.Errorf(http.StatusBadRequest, "%s", err)
 	}
 	if err := s.cfg.Inventory.CreateRack(c.Request().Context(), r); err != nil {
-		return inventoryError(err)
+		return httpx.InventoryError(err)
 	}
 	return c.JSON(http.StatusCreated, r)
 }
@@ -46,38 +45,14 @@ func (s *Server) getRack(c echo.Context) error {
 	ctx := c.Request().Context()
 	r, err := s.cfg.Inventory.GetRack(ctx, c.Param("site"), c.Param("rack"))
 	if err != nil {
-		return inventoryError(err)
+		return httpx.InventoryError(err)
 	}
 	units, err := s.cfg.Inventory.Occupancy(ctx, r.Site, r.Name)
 	if err != nil {
-		return inventoryError(err)
+		return httpx.InventoryError(err)
 	}
 	if units == nil {
 		units = []inventory.UnitOccupant{}
 	}
 	return c.JSON(http.StatusOK, rackResponse{Rack: r, Units: units})
-}
-
-// checkPlacement answers 422 for a location the CMDB rejects (unknown site
-// or rack, unit outside the rack) and 409 for a unit another server holds.
-func (s *Server) checkPlacement(ctx context.Context, serial string, loc workflows.Location) error {
-	err := s.cfg.Inventory.CheckPlacement(ctx, serial, inventory.Placement{
-		Site: loc.Site, Room: loc.Room, Rack: loc.Rack, Unit: loc.Unit, Face: loc.Face, HeightU: 1,
-	})
-	if err != nil {
-		return inventoryError(err)
-	}
-	return nil
-}
-
-func inventoryError(err error) error {
-	switch {
-	case errors.Is(err, inventory.ErrInvalid):
-		return httpError(http.StatusUnprocessableEntity, "%s", err)
-	case errors.Is(err, inventory.ErrOccupied), errors.Is(err, inventory.ErrExists):
-		return httpError(http.StatusConflict, "%s", err)
-	case errors.Is(err, inventory.ErrNotFound):
-		return httpError(http.StatusNotFound, "%s", err)
-	}
-	return err
 }

@@ -19,6 +19,7 @@ import (
 	"go.temporal.io/sdk/client"
 	"golang.org/x/time/rate"
 
+	"github.com/metalflow/metalflow/api/internal/httpx"
 	"github.com/metalflow/metalflow/auth"
 	"github.com/metalflow/metalflow/credentials"
 	"github.com/metalflow/metalflow/inventory"
@@ -73,12 +74,12 @@ func New(cfg Config) *Server {
 	e := echo.New()
 	e.HideBanner = true
 	e.HidePort = true
-	e.HTTPErrorHandler = writeError(cfg.Logger)
+	e.HTTPErrorHandler = httpx.ErrorHandler(cfg.Logger)
 	s := &Server{echo: e, cfg: cfg}
 
 	e.Use(middleware.Recover())
-	e.Use(newHTTPMetrics(cfg.Registry).middleware)
-	e.Use(requestLog(cfg.Logger))
+	e.Use(httpx.Metrics(cfg.Registry))
+	e.Use(httpx.RequestLog(cfg.Logger))
 	e.Use(middleware.BodyLimit(maxBodyBytes))
 	if cfg.RateLimit > 0 {
 		// Per client address: one runaway script must not starve the
@@ -130,15 +131,15 @@ func New(cfg Config) *Server {
 	v1.GET("/servers", s.listServers, tenant)
 	v1.GET("/servers/:serial", s.getServer, tenant)
 	v1.GET("/servers/:serial/asset", s.getAsset, tenant)
-	v1.POST("/servers/:serial/racked", s.racked, technician, idempotencyKey)
-	v1.POST("/servers/:serial/retry", s.retry, technician, idempotencyKey)
-	v1.POST("/servers/:serial/skip", s.skip, operator, idempotencyKey)
-	v1.POST("/servers/:serial/abort", s.abort, operator, idempotencyKey)
+	v1.POST("/servers/:serial/racked", s.racked, technician, httpx.IdempotencyKey)
+	v1.POST("/servers/:serial/retry", s.retry, technician, httpx.IdempotencyKey)
+	v1.POST("/servers/:serial/skip", s.skip, operator, httpx.IdempotencyKey)
+	v1.POST("/servers/:serial/abort", s.abort, operator, httpx.IdempotencyKey)
 	v1.DELETE("/servers/:serial", s.decommission, operator)
 	v1.GET("/servers/:serial/decommission", s.getDecommission, viewer)
-	v1.POST("/servers/:serial/decommission/retry", s.decommissionRetry, technician, idempotencyKey)
-	v1.POST("/servers/:serial/decommission/abort", s.decommissionAbort, operator, idempotencyKey)
-	v1.POST("/servers/:serial/unracked", s.unracked, technician, idempotencyKey)
+	v1.POST("/servers/:serial/decommission/retry", s.decommissionRetry, technician, httpx.IdempotencyKey)
+	v1.POST("/servers/:serial/decommission/abort", s.decommissionAbort, operator, httpx.IdempotencyKey)
+	v1.POST("/servers/:serial/unracked", s.unracked, technician, httpx.IdempotencyKey)
 	v1.POST("/racks", s.createRack, operator)
 	v1.GET("/racks", s.listRacks, viewer)
 	v1.GET("/racks/:site/:rack", s.getRack, viewer)
@@ -148,12 +149,12 @@ func New(cfg Config) *Server {
 	v1.POST("/vips", s.createVIP, operator)
 	v1.GET("/vips", s.listVIPs, viewer)
 	v1.GET("/vips/:name", s.getVIP, viewer)
-	v1.POST("/vips/:name/approve", s.approveVIP, approver, idempotencyKey)
-	v1.POST("/vips/:name/reject", s.rejectVIP, approver, idempotencyKey)
-	v1.POST("/vips/:name/backends", s.changeVIPBackends, operator, idempotencyKey)
-	v1.POST("/vips/:name/retry", s.vipRetry, operator, idempotencyKey)
-	v1.POST("/vips/:name/abort", s.vipAbort, operator, idempotencyKey)
-	v1.DELETE("/vips/:name", s.retireVIP, operator, idempotencyKey)
+	v1.POST("/vips/:name/approve", s.approveVIP, approver, httpx.IdempotencyKey)
+	v1.POST("/vips/:name/reject", s.rejectVIP, approver, httpx.IdempotencyKey)
+	v1.POST("/vips/:name/backends", s.changeVIPBackends, operator, httpx.IdempotencyKey)
+	v1.POST("/vips/:name/retry", s.vipRetry, operator, httpx.IdempotencyKey)
+	v1.POST("/vips/:name/abort", s.vipAbort, operator, httpx.IdempotencyKey)
+	v1.DELETE("/vips/:name", s.retireVIP, operator, httpx.IdempotencyKey)
 	v1.POST("/tokens", s.createToken, admin)
 	v1.GET("/tokens", s.listTokens, admin)
 	v1.DELETE("/tokens/:id", s.revokeToken, admin)
@@ -171,7 +172,7 @@ func New(cfg Config) *Server {
 
 	// Unknown API paths answer in JSON, not with the operator page's 404.
 	v1.Any("/*", func(c echo.Context) error {
-		return httpError(http.StatusNotFound, "no such API route: %s %s", c.Request().Method, c.Request().URL.Path)
+		return httpx.Errorf(http.StatusNotFound, "no such API route: %s %s", c.Request().Method, c.Request().URL.Path)
 	})
 
 	e.GET("/*", echo.WrapHandler(ui.Handler()))

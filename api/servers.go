@@ -3,7 +3,6 @@ package api
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
@@ -15,6 +14,7 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/metalflow/metalflow/activities"
+	"github.com/metalflow/metalflow/api/internal/httpx"
 	"github.com/metalflow/metalflow/workflows"
 )
 
@@ -61,29 +61,22 @@ type decommissionSummary struct {
 	Step       string `json:"step,omitempty"`
 }
 
-// temporalCallTimeout bounds every call into Temporal made for a request.
-const temporalCallTimeout = 10 * time.Second
-
-// updateTimeout bounds an update, which waits for the workflow's answer and
-// the activities its handler runs (a few short retries at most).
-const updateTimeout = 30 * time.Second
-
 func (s *Server) createServer(c echo.Context) error {
 	var req createServerRequest
-	if err := decodeJSON(c, &req); err != nil {
+	if err := httpx.DecodeJSON(c, &req); err != nil {
 		return err
 	}
 	if err := workflows.ValidateSerial(req.Serial); err != nil {
-		return httpError(http.StatusBadRequest, "%s", err)
+		return httpx.Errorf(http.StatusBadRequest, "%s", err)
 	}
 	if err := workflows.ValidateTenant(req.Tenant); err != nil {
-		return httpError(http.StatusBadRequest, "%s", err)
+		return httpx.Errorf(http.StatusBadRequest, "%s", err)
 	}
 	if err := workflows.ValidatePools(req.Pools); err != nil {
-		return httpError(http.StatusBadRequest, "%s", err)
+		return httpx.Errorf(http.StatusBadRequest, "%s", err)
 	}
 	if req.Profile != "" && !s.cfg.Profiles.Has(req.Profile) {
-		return httpError(http.StatusUnprocessableEntity, "unknown hardware profile %q (known: %s)", req.Profile, strings.Join(s.cfg.Profiles.Names(), ", "))
+		return httpx.Errorf(http.StatusUnprocessableEntity, "unknown hardware profile %q (known: %s)", req.Profile, strings.Join(s.cfg.Profiles.Names(), ", "))
 	}
 	if req.BMC != nil {
 		if err := validateBMC(*req.BMC, true); err != nil {
@@ -92,20 +85,20 @@ func (s *Server) createServer(c echo.Context) error {
 	}
 	if req.Location != nil {
 		if err := workflows.ValidateLocation(*req.Location); err != nil {
-			return httpError(http.StatusBadRequest, "%s", err)
+			return httpx.Errorf(http.StatusBadRequest, "%s", err)
 		}
-		if err := s.checkPlacement(c.Request().Context(), req.Serial, *req.Location); err != nil {
+		if err := httpx.CheckPlacement(c.Request().Context(), s.cfg.Inventory, req.Serial, *req.Location); err != nil {
 			return err
 		}
 	}
-	ctx, cancel := context.WithTimeout(c.Request().Context(), temporalCallTimeout)
+	ctx, cancel := context.WithTimeout(c.Request().Context(), httpx.CallTimeout)
 	defer cancel()
 	id := workflows.LifecycleWorkflowID(req.Serial)
 	// A duplicate must not leave a stored credential behind: check first.
 	if _, err := s.cfg.Temporal.DescribeWorkflowExecution(ctx, id, ""); err == nil {
-		return httpError(http.StatusConflict, "server %s already has a lifecycle (workflow %s)", req.Serial, id)
+		return httpx.Errorf(http.StatusConflict, "server %s already has a lifecycle (workflow %s)", req.Serial, id)
 	}
-	input := workflows.ServerLifecycleInput{Serial: req.Serial, Location: req.Location, Profile: req.Profile, Tenant: req.Tenant, Pools: req.Pools, Actor: actor(c)}
+	input := workflows.ServerLifecycleInput{Serial: req.Serial, Location: req.Location, Profile: req.Profile, Tenant: req.Tenant, Pools: req.Pools, Actor: httpx.Actor(c)}
 	if req.BMC != nil {
 		ref, err := s.storeBMC(ctx, req.Serial, *req.BMC)
 		if err != nil {
@@ -127,27 +120,27 @@ func (s *Server) createServer(c echo.Context) error {
 	if err != nil {
 		var started *serviceerror.WorkflowExecutionAlreadyStarted
 		if errors.As(err, &started) {
-			return httpError(http.StatusConflict, "server %s already has a lifecycle (workflow %s)", req.Serial, id)
+			return httpx.Errorf(http.StatusConflict, "server %s already has a lifecycle (workflow %s)", req.Serial, id)
 		}
-		return temporalError(err)
+		return httpx.TemporalError(err)
 	}
 	c.Response().Header().Set(echo.HeaderLocation, "/api/v1/servers/"+url.PathEscape(req.Serial))
 	return c.JSON(http.StatusAccepted, createServerResponse{Serial: req.Serial, WorkflowID: id, RunID: run.GetRunID()})
 }
 
 func (s *Server) getServer(c echo.Context) error {
-	serial, err := serialParam(c)
+	serial, err := httpx.SerialParam(c)
 	if err != nil {
 		return err
 	}
 	if err := s.checkTenant(c, serial); err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(c.Request().Context(), temporalCallTimeout)
+	ctx, cancel := context.WithTimeout(c.Request().Context(), httpx.CallTimeout)
 	defer cancel()
 	id := workflows.LifecycleWorkflowID(serial)
 	var st workflows.ServerStatus
-	if err := s.queryStatus(ctx, lifecycleRef(serial), workflows.QueryStatus, &st); err != nil {
+	if err := httpx.QueryStatus(ctx, s.cfg.Temporal, httpx.LifecycleRef(serial), workflows.QueryStatus, &st); err != nil {
 		return err
 	}
 	res := serverResponse{ServerStatus: st, WorkflowID: id, TemporalURL: s.workflowURL(id, st.RunID)}
@@ -168,16 +161,16 @@ func (s *Server) addDecommission(ctx context.Context, res *serverResponse) error
 	default:
 		return nil
 	}
-	ref := decommissionRef(res.Serial)
+	ref := httpx.DecommissionRef(res.Serial)
 	var d workflows.DecommissionStatus
-	if err := s.queryStatus(ctx, ref, workflows.QueryStatus, &d); err != nil {
+	if err := httpx.QueryStatus(ctx, s.cfg.Temporal, ref, workflows.QueryStatus, &d); err != nil {
 		var he *echo.HTTPError
 		if errors.As(err, &he) && he.Code == http.StatusNotFound {
 			return nil
 		}
 		return err
 	}
-	res.Decommission = &decommissionSummary{WorkflowID: ref.id, State: d.State, Step: d.Step}
+	res.Decommission = &decommissionSummary{WorkflowID: ref.ID, State: d.State, Step: d.Step}
 	switch d.State {
 	case workflows.StateDecommissioning, workflows.StateAttention:
 		res.State = workflows.StateDecommissioning
@@ -188,56 +181,28 @@ func (s *Server) addDecommission(ctx context.Context, res *serverResponse) error
 }
 
 func (s *Server) racked(c echo.Context) error {
-	serial, err := serialParam(c)
+	serial, err := httpx.SerialParam(c)
 	if err != nil {
 		return err
 	}
 	var loc workflows.Location
-	if err := decodeJSON(c, &loc); err != nil {
+	if err := httpx.DecodeJSON(c, &loc); err != nil {
 		return err
 	}
 	// The workflow's validator checks the same; checking here too answers
 	// malformed input without a round trip and gives it the 422 it deserves.
 	if err := workflows.ValidateLocation(loc); err != nil {
-		return httpError(http.StatusUnprocessableEntity, "%s", err)
+		return httpx.Errorf(http.StatusUnprocessableEntity, "%s", err)
 	}
 	// Refuse what the CMDB already knows is wrong (unknown rack, unit out
 	// of range or taken) without touching the workflow; the workflow's
 	// claim stays authoritative for races between two technicians.
-	if err := s.checkPlacement(c.Request().Context(), serial, loc); err != nil {
+	if err := httpx.CheckPlacement(c.Request().Context(), s.cfg.Inventory, serial, loc); err != nil {
 		return err
 	}
-	return s.update(c, lifecycleRef(serial), workflows.UpdateRacked, workflows.RackedInput{Location: loc}, &workflows.RackedResult{})
-}
-
-func serialParam(c echo.Context) (string, error) {
-	serial, err := url.PathUnescape(c.Param("serial"))
-	if err != nil {
-		return "", httpError(http.StatusBadRequest, "invalid serial in path")
-	}
-	if err := workflows.ValidateSerial(serial); err != nil {
-		return "", httpError(http.StatusBadRequest, "%s", err)
-	}
-	return serial, nil
-}
-
-// temporalError reports Temporal being unreachable or overloaded as 503, so
-// clients retry instead of giving up.
-func temporalError(err error) error {
-	var unavailable *serviceerror.Unavailable
-	var exhausted *serviceerror.ResourceExhausted
-	var deadline *serviceerror.DeadlineExceeded
-	if errors.As(err, &unavailable) || errors.As(err, &exhausted) || errors.As(err, &deadline) ||
-		errors.Is(err, context.DeadlineExceeded) {
-		return &echo.HTTPError{Code: http.StatusServiceUnavailable, Message: "temporal unavailable: " + err.Error(), Internal: err}
-	}
-	return &echo.HTTPError{Code: http.StatusInternalServerError, Message: "temporal call failed: " + err.Error(), Internal: err}
+	return httpx.Update(c, s.cfg.Temporal, httpx.LifecycleRef(serial), workflows.UpdateRacked, workflows.RackedInput{Location: loc}, &workflows.RackedResult{})
 }
 
 func (s *Server) workflowURL(id, runID string) string {
-	if s.cfg.TemporalUIURL == "" || runID == "" {
-		return ""
-	}
-	return fmt.Sprintf("%s/namespaces/%s/workflows/%s/%s/history",
-		s.cfg.TemporalUIURL, url.PathEscape(s.cfg.Namespace), url.PathEscape(id), url.PathEscape(runID))
+	return httpx.TemporalUI{URL: s.cfg.TemporalUIURL, Namespace: s.cfg.Namespace}.WorkflowURL(id, runID)
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/metalflow/metalflow/api/internal/httpx"
 	"github.com/metalflow/metalflow/auth"
 )
 
@@ -36,18 +37,18 @@ type sessionResponse struct {
 // createSession signs the operator page in with a token.
 func (s *Server) createSession(c echo.Context) error {
 	var req sessionRequest
-	if err := decodeJSON(c, &req); err != nil {
+	if err := httpx.DecodeJSON(c, &req); err != nil {
 		return err
 	}
 	if req.Token == "" {
-		return httpError(http.StatusBadRequest, "token is required")
+		return httpx.Errorf(http.StatusBadRequest, "token is required")
 	}
 	if s.cfg.Tokens == nil {
-		return httpError(http.StatusUnauthorized, "authentication is not configured on this API")
+		return httpx.Errorf(http.StatusUnauthorized, "authentication is not configured on this API")
 	}
 	p, err := s.cfg.Tokens.Authenticate(c.Request().Context(), "Bearer "+req.Token)
 	if auth.IsUnauthenticated(err) {
-		return httpError(http.StatusUnauthorized, "%s", err)
+		return httpx.Errorf(http.StatusUnauthorized, "%s", err)
 	}
 	if err != nil {
 		return err
@@ -87,7 +88,7 @@ func sessionToken(c echo.Context) (string, error) {
 	want, err := c.Cookie(csrfCookie)
 	got := c.Request().Header.Get(csrfHeader)
 	if err != nil || want.Value == "" || subtle.ConstantTimeCompare([]byte(want.Value), []byte(got)) != 1 {
-		return "", httpError(http.StatusForbidden, "missing or wrong %s header: a signed-in page must send it with every change", csrfHeader)
+		return "", httpx.Errorf(http.StatusForbidden, "missing or wrong %s header: a signed-in page must send it with every change", csrfHeader)
 	}
 	return ck.Value, nil
 }

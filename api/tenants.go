@@ -6,6 +6,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/metalflow/metalflow/api/internal/httpx"
 	"github.com/metalflow/metalflow/inventory"
 )
 
@@ -13,13 +14,13 @@ import (
 // was assigned to that project. Another project's server is answered as
 // absent (404), not forbidden: a tenant must not learn which serials exist.
 func (s *Server) checkTenant(c echo.Context, serial string) error {
-	p := principal(c)
+	p := httpx.Caller(c)
 	if !p.Tenant() {
 		return nil
 	}
 	a, err := s.cfg.Inventory.GetAsset(c.Request().Context(), serial)
 	if errors.Is(err, inventory.ErrNotFound) || (err == nil && a.Tenant != p.Project) {
-		return httpError(http.StatusNotFound, "no server %s", serial)
+		return httpx.Errorf(http.StatusNotFound, "no server %s", serial)
 	}
 	return err
 }
@@ -30,10 +31,10 @@ func (s *Server) checkTenant(c echo.Context, serial string) error {
 func (s *Server) listTenantServers(c echo.Context) error {
 	for _, param := range []string{"state", "rack", "pageToken"} {
 		if c.QueryParam(param) != "" {
-			return httpError(http.StatusBadRequest, "%s is not available to a project token", param)
+			return httpx.Errorf(http.StatusBadRequest, "%s is not available to a project token", param)
 		}
 	}
-	assets, err := s.cfg.Inventory.TenantAssets(c.Request().Context(), principal(c).Project)
+	assets, err := s.cfg.Inventory.TenantAssets(c.Request().Context(), httpx.Caller(c).Project)
 	if err != nil {
 		return err
 	}

@@ -6,6 +6,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/metalflow/metalflow/api/internal/httpx"
 	"github.com/metalflow/metalflow/auth"
 	"github.com/metalflow/metalflow/inventory"
 )
@@ -31,12 +32,12 @@ type tokenList struct {
 
 func (s *Server) createToken(c echo.Context) error {
 	var req createTokenRequest
-	if err := decodeJSON(c, &req); err != nil {
+	if err := httpx.DecodeJSON(c, &req); err != nil {
 		return err
 	}
-	in := auth.IssueInput{Name: req.Name, User: req.User, Role: auth.Role(req.Role), Project: req.Project, By: actor(c)}
+	in := auth.IssueInput{Name: req.Name, User: req.User, Role: auth.Role(req.Role), Project: req.Project, By: httpx.Actor(c)}
 	if err := in.Validate(); err != nil {
-		return httpError(http.StatusUnprocessableEntity, "%s", err)
+		return httpx.Errorf(http.StatusUnprocessableEntity, "%s", err)
 	}
 	plain, rec, err := s.cfg.Tokens.Issue(c.Request().Context(), in)
 	if err != nil {
@@ -56,11 +57,11 @@ func (s *Server) listTokens(c echo.Context) error {
 func (s *Server) revokeToken(c echo.Context) error {
 	id := c.Param("id")
 	if id == "" || len(id) > 64 {
-		return httpError(http.StatusBadRequest, "invalid token id")
+		return httpx.Errorf(http.StatusBadRequest, "invalid token id")
 	}
 	if err := s.cfg.Inventory.RevokeToken(c.Request().Context(), id); err != nil {
 		if errors.Is(err, inventory.ErrNotFound) {
-			return httpError(http.StatusNotFound, "no token %s", id)
+			return httpx.Errorf(http.StatusNotFound, "no token %s", id)
 		}
 		return err
 	}
@@ -69,7 +70,7 @@ func (s *Server) revokeToken(c echo.Context) error {
 
 // whoami tells a client (the operator page, the CLI) who its token says it is.
 func (s *Server) whoami(c echo.Context) error {
-	return c.JSON(http.StatusOK, principal(c))
+	return c.JSON(http.StatusOK, httpx.Caller(c))
 }
 
 type auditList struct {

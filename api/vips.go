@@ -12,6 +12,7 @@ import (
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 
+	"github.com/metalflow/metalflow/api/internal/httpx"
 	"github.com/metalflow/metalflow/inventory"
 	"github.com/metalflow/metalflow/lbnode/lbapi"
 	"github.com/metalflow/metalflow/workflows"
@@ -70,17 +71,17 @@ type retireRequest struct {
 	Reason string `json:"reason,omitempty"`
 }
 
-func vipRef(name string) workflowRef {
-	return workflowRef{id: lbapi.VIPWorkflowID(name), missing: "no VIP " + name, name: "the rollout of VIP " + name}
+func vipRef(name string) httpx.WorkflowRef {
+	return httpx.WorkflowRef{ID: lbapi.VIPWorkflowID(name), Missing: "no VIP " + name, Name: "the rollout of VIP " + name}
 }
 
 func vipParam(c echo.Context) (string, error) {
 	name, err := url.PathUnescape(c.Param("name"))
 	if err != nil {
-		return "", httpError(http.StatusBadRequest, "invalid VIP name in path")
+		return "", httpx.Errorf(http.StatusBadRequest, "invalid VIP name in path")
 	}
 	if err := workflows.ValidateVIPName(name); err != nil {
-		return "", httpError(http.StatusBadRequest, "%s", err)
+		return "", httpx.Errorf(http.StatusBadRequest, "%s", err)
 	}
 	return name, nil
 }
@@ -89,25 +90,25 @@ func vipParam(c echo.Context) (string, error) {
 // refused here first, so a bad request holds no address and starts nothing.
 func (s *Server) createVIP(c echo.Context) error {
 	var req createVIPRequest
-	if err := decodeJSON(c, &req); err != nil {
+	if err := httpx.DecodeJSON(c, &req); err != nil {
 		return err
 	}
 	if req.Port != 0 && len(req.Ports) > 0 {
-		return httpError(http.StatusBadRequest, "give port or ports, not both")
+		return httpx.Errorf(http.StatusBadRequest, "give port or ports, not both")
 	}
 	in := workflows.VIPRolloutInput{
 		Name: req.Name, Protocol: req.Protocol, Ports: req.Ports, Exposure: req.Exposure,
 		Backends: req.Backends, Servers: req.Servers, Clusters: req.Clusters, HealthCheck: req.HealthCheck,
-		RequestedBy: actor(c),
+		RequestedBy: httpx.Actor(c),
 	}
 	if req.Port != 0 {
 		in.Ports = []uint16{req.Port}
 	}
 	in = workflows.NormalizeVIPInput(in)
 	if err := workflows.ValidateVIPInput(in); err != nil {
-		return httpError(http.StatusUnprocessableEntity, "%s", err)
+		return httpx.Errorf(http.StatusUnprocessableEntity, "%s", err)
 	}
-	ctx, cancel := context.WithTimeout(c.Request().Context(), temporalCallTimeout)
+	ctx, cancel := context.WithTimeout(c.Request().Context(), httpx.CallTimeout)
 	defer cancel()
 	id := lbapi.VIPWorkflowID(in.Name)
 	run, err := s.cfg.Temporal.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
@@ -121,9 +122,9 @@ func (s *Server) createVIP(c echo.Context) error {
 	if err != nil {
 		var started *serviceerror.WorkflowExecutionAlreadyStarted
 		if errors.As(err, &started) {
-			return httpError(http.StatusConflict, "VIP %s exists (workflow %s)", in.Name, id)
+			return httpx.Errorf(http.StatusConflict, "VIP %s exists (workflow %s)", in.Name, id)
 		}
-		return temporalError(err)
+		return httpx.TemporalError(err)
 	}
 	c.Response().Header().Set(echo.HeaderLocation, "/api/v1/vips/"+url.PathEscape(in.Name))
 	return c.JSON(http.StatusAccepted, vipCreated{Name: in.Name, WorkflowID: id, RunID: run.GetRunID()})
@@ -174,12 +175,12 @@ func (s *Server) getVIP(c echo.Context) error {
 	case "false":
 		counters = false
 	default:
-		return httpError(http.StatusBadRequest, "counters must be true or false, not %q", c.QueryParam("counters"))
+		return httpx.Errorf(http.StatusBadRequest, "counters must be true or false, not %q", c.QueryParam("counters"))
 	}
-	ctx, cancel := context.WithTimeout(c.Request().Context(), temporalCallTimeout)
+	ctx, cancel := context.WithTimeout(c.Request().Context(), httpx.CallTimeout)
 	defer cancel()
 	var st workflows.VIPStatus
-	if err := s.queryStatus(ctx, vipRef(name), workflows.QueryStatus, &st); err != nil {
+	if err := httpx.QueryStatus(ctx, s.cfg.Temporal, vipRef(name), workflows.QueryStatus, &st); err != nil {
 		return err
 	}
 	id := lbapi.VIPWorkflowID(name)
@@ -216,13 +217,13 @@ func (s *Server) approveVIP(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := readNoBody(c); err != nil {
+	if err := httpx.ReadNoBody(c); err != nil {
 		return err
 	}
-	p := principal(c)
-	ctx, cancel := context.WithTimeout(c.Request().Context(), updateTimeout)
+	p := httpx.Caller(c)
+	ctx, cancel := context.WithTimeout(c.Request().Context(), httpx.UpdateTimeout)
 	defer cancel()
-	return s.sendUpdate(c, ctx, vipRef(name), workflows.UpdateApprove,
+	return httpx.SendUpdate(c, ctx, s.cfg.Temporal, vipRef(name), workflows.UpdateApprove,
 		workflows.ApproveInput{By: p.User, Role: string(p.Role)}, &workflows.VIPStatus{})
 }
 
@@ -232,13 +233,13 @@ func (s *Server) rejectVIP(c echo.Context) error {
 		return err
 	}
 	var req rejectRequest
-	if err := decodeOptionalJSON(c, &req); err != nil {
+	if err := httpx.DecodeOptionalJSON(c, &req); err != nil {
 		return err
 	}
-	p := principal(c)
-	ctx, cancel := context.WithTimeout(c.Request().Context(), updateTimeout)
+	p := httpx.Caller(c)
+	ctx, cancel := context.WithTimeout(c.Request().Context(), httpx.UpdateTimeout)
 	defer cancel()
-	return s.sendUpdate(c, ctx, vipRef(name), workflows.UpdateReject,
+	return httpx.SendUpdate(c, ctx, s.cfg.Temporal, vipRef(name), workflows.UpdateReject,
 		workflows.RejectInput{By: p.User, Role: string(p.Role), Reason: req.Reason}, &workflows.VIPStatus{})
 }
 
@@ -248,14 +249,14 @@ func (s *Server) changeVIPBackends(c echo.Context) error {
 		return err
 	}
 	var in workflows.BackendsInput
-	if err := decodeJSON(c, &in); err != nil {
+	if err := httpx.DecodeJSON(c, &in); err != nil {
 		return err
 	}
 	if in.By != "" {
-		return httpError(http.StatusBadRequest, "by is set from your token, not the body")
+		return httpx.Errorf(http.StatusBadRequest, "by is set from your token, not the body")
 	}
-	in.By = actor(c)
-	return s.update(c, vipRef(name), workflows.UpdateBackends, in, &workflows.VIPStatus{})
+	in.By = httpx.Actor(c)
+	return httpx.Update(c, s.cfg.Temporal, vipRef(name), workflows.UpdateBackends, in, &workflows.VIPStatus{})
 }
 
 // retireVIP withdraws a VIP everywhere and frees its address; the update
@@ -266,10 +267,10 @@ func (s *Server) retireVIP(c echo.Context) error {
 		return err
 	}
 	var req retireRequest
-	if err := decodeOptionalJSON(c, &req); err != nil {
+	if err := httpx.DecodeOptionalJSON(c, &req); err != nil {
 		return err
 	}
-	return s.update(c, vipRef(name), workflows.UpdateRetire, workflows.RetireInput{By: actor(c), Reason: req.Reason}, &workflows.VIPStatus{})
+	return httpx.Update(c, s.cfg.Temporal, vipRef(name), workflows.UpdateRetire, workflows.RetireInput{By: httpx.Actor(c), Reason: req.Reason}, &workflows.VIPStatus{})
 }
 
 func (s *Server) vipRetry(c echo.Context) error {
@@ -277,10 +278,10 @@ func (s *Server) vipRetry(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := readNoBody(c); err != nil {
+	if err := httpx.ReadNoBody(c); err != nil {
 		return err
 	}
-	return s.update(c, vipRef(name), workflows.UpdateRetry, workflows.RetryInput{By: actor(c)}, &workflows.DecisionResult{})
+	return httpx.Update(c, s.cfg.Temporal, vipRef(name), workflows.UpdateRetry, workflows.RetryInput{By: httpx.Actor(c)}, &workflows.DecisionResult{})
 }
 
 func (s *Server) vipAbort(c echo.Context) error {
@@ -288,9 +289,9 @@ func (s *Server) vipAbort(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	abort, err := readAbort(c)
+	abort, err := httpx.ReadAbort(c)
 	if err != nil {
 		return err
 	}
-	return s.update(c, vipRef(name), workflows.UpdateAbort, abort, &workflows.DecisionResult{})
+	return httpx.Update(c, s.cfg.Temporal, vipRef(name), workflows.UpdateAbort, abort, &workflows.DecisionResult{})
 }

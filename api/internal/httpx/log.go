@@ -1,4 +1,4 @@
-package api
+package httpx
 
 import (
 	"log/slog"
@@ -7,7 +7,8 @@ import (
 	"github.com/labstack/echo/v4"
 )
 
-func requestLog(log *slog.Logger) echo.MiddlewareFunc {
+// RequestLog logs every request, at error level when the API failed it.
+func RequestLog(log *slog.Logger) echo.MiddlewareFunc {
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
 			start := time.Now()

@@ -1,4 +1,4 @@
-package api
+package httpx
 
 import (
 	"crypto/rand"
@@ -10,13 +10,13 @@ import (
 	"github.com/labstack/echo/v4"
 )
 
-// idempotencyKeyHeader lets a client repeat a staff decision it got no
+// IdempotencyKeyHeader lets a client repeat a staff decision it got no
 // answer to. Under load Temporal can take longer to accept an update than
 // the API waits; the 503 then cannot say whether the decision will still
 // take effect, and a plain repeat of a racked or an approve is refused as
 // "already done". With the same key the repeat joins the first update and
 // answers its outcome.
-const idempotencyKeyHeader = "Idempotency-Key"
+const IdempotencyKeyHeader = "Idempotency-Key"
 
 // idempotencyKeyContext is where idempotencyKey leaves a checked key.
 const idempotencyKeyContext = "idempotency-key"
@@ -25,16 +25,16 @@ const idempotencyKeyContext = "idempotency-key"
 // the workflow's history.
 const maxIdempotencyKey = 100
 
-// idempotencyKey refuses a malformed key before the handler runs, so a bad
+// IdempotencyKey refuses a malformed key before the handler runs, so a bad
 // key changes nothing.
-func idempotencyKey(next echo.HandlerFunc) echo.HandlerFunc {
+func IdempotencyKey(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		k := c.Request().Header.Get(idempotencyKeyHeader)
+		k := c.Request().Header.Get(IdempotencyKeyHeader)
 		if k == "" {
 			return next(c)
 		}
 		if err := validateIdempotencyKey(k); err != nil {
-			return httpError(http.StatusBadRequest, "%s", err)
+			return Errorf(http.StatusBadRequest, "%s", err)
 		}
 		c.Set(idempotencyKeyContext, k)
 		return next(c)
@@ -45,12 +45,12 @@ func idempotencyKey(next echo.HandlerFunc) echo.HandlerFunc {
 // name looks like; anything else is more likely a mistake than a key.
 func validateIdempotencyKey(k string) error {
 	if len(k) > maxIdempotencyKey {
-		return fmt.Errorf("%s header is longer than %d characters", idempotencyKeyHeader, maxIdempotencyKey)
+		return fmt.Errorf("%s header is longer than %d characters", IdempotencyKeyHeader, maxIdempotencyKey)
 	}
 	for _, r := range k {
 		ok := r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.' || r == ':'
 		if !ok {
-			return fmt.Errorf("%s header may hold only letters, digits and - _ . : (got %q)", idempotencyKeyHeader, k)
+			return fmt.Errorf("%s header may hold only letters, digits and - _ . : (got %q)", IdempotencyKeyHeader, k)
 		}
 	}
 	return nil
@@ -61,7 +61,7 @@ func validateIdempotencyKey(k string) error {
 // runs once and answers again; the same key sent with another body is a
 // new request rather than a stale answer. Without one, a random ID: the
 // API still needs to know it, to ask again for an update the SDK gave up
-// waiting on (see sendUpdate).
+// waiting on (see SendUpdate).
 func updateID(c echo.Context, update string, arg any) (string, error) {
 	k, _ := c.Get(idempotencyKeyContext).(string)
 	if k == "" {

@@ -1,4 +1,4 @@
-package api
+package httpx
 
 import (
 	"strconv"
@@ -47,4 +47,9 @@ func (m *httpMetrics) middleware(next echo.HandlerFunc) echo.HandlerFunc {
 		m.duration.WithLabelValues(method, route).Observe(time.Since(start).Seconds())
 		return nil
 	}
+}
+
+// Metrics counts and times every request by route pattern into reg.
+func Metrics(reg prometheus.Registerer) echo.MiddlewareFunc {
+	return newHTTPMetrics(reg).middleware
 }
