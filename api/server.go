@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -19,6 +18,7 @@ import (
 	"go.temporal.io/sdk/client"
 	"golang.org/x/time/rate"
 
+	"github.com/metalflow/metalflow/api/boot"
 	"github.com/metalflow/metalflow/api/internal/httpx"
 	"github.com/metalflow/metalflow/auth"
 	"github.com/metalflow/metalflow/credentials"
@@ -45,7 +45,8 @@ type Config struct {
 	TemporalUIURL string
 	// Namespace is the Temporal namespace, used in Web UI links.
 	Namespace string
-	// Boot configures the boot service that netbooting servers talk to.
+	// Boot configures the boot service that netbooting servers talk to,
+	// served by this API too.
 	Boot BootConfig
 	// Tokens authenticates callers; without it every protected route
 	// answers 401 (fail closed).
@@ -56,6 +57,16 @@ type Config struct {
 	// OpenServiceDiscovery serves /api/v1/sd/targets without a token, for
 	// Prometheus servers that cannot send one.
 	OpenServiceDiscovery bool
+}
+
+// BootConfig is how the API's boot service describes an install; the
+// fields mean what boot.Config's of the same name do. The service's store,
+// Temporal and logger are the API's.
+type BootConfig struct {
+	PublicURL  string
+	KernelURL  string
+	InitrdURL  string
+	KernelArgs string
 }
 
 // Server is the HTTP API.
@@ -90,8 +101,7 @@ func New(cfg Config) *Server {
 			// phone-home parks an install).
 			Skipper: func(c echo.Context) bool {
 				p := c.Path()
-				return p == "/healthz" || p == "/readyz" || p == "/metrics" ||
-					strings.HasPrefix(p, "/boot/") || p == "/api/v1/boot/phone-home"
+				return p == "/healthz" || p == "/readyz" || p == "/metrics" || boot.Owns(p)
 			},
 			Store: middleware.NewRateLimiterMemoryStoreWithConfig(middleware.RateLimiterMemoryStoreConfig{
 				Rate: rate.Limit(cfg.RateLimit), Burst: 2 * int(cfg.RateLimit),
@@ -104,15 +114,14 @@ func New(cfg Config) *Server {
 	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{Registry: cfg.Registry})))
 
 	v1 := e.Group("/api/v1")
-	// Open: what machines without tokens must reach (the contract, the
-	// installer's phone-home with its one-time token, Prometheus).
+	// Open: what machines without tokens must reach (the contract,
+	// Prometheus; the installer's phone-home is the boot service's).
 	v1.GET("/openapi.json", s.openAPI)
 	// Signing in is open, but slow to guess at: a few tries a second.
 	v1.POST("/session", s.createSession, middleware.RateLimiterWithConfig(middleware.RateLimiterConfig{
 		Store: middleware.NewRateLimiterMemoryStoreWithConfig(middleware.RateLimiterMemoryStoreConfig{Rate: 2, Burst: 10}),
 	}))
 	v1.DELETE("/session", s.deleteSession)
-	v1.POST("/boot/phone-home", s.phoneHome)
 	if cfg.OpenServiceDiscovery {
 		v1.GET("/sd/targets", s.sdTargets)
 	} else {
@@ -160,15 +169,12 @@ func New(cfg Config) *Server {
 	v1.DELETE("/tokens/:id", s.revokeToken, admin)
 	v1.GET("/audit", s.auditLog, admin)
 
-	// The boot service: plain-text answers for iPXE and cloud-init, which
-	// cannot send credentials; what they reveal is bound to one pending
-	// install attempt.
-	boot := e.Group("/boot")
-	boot.GET("/ipxe", s.ipxeScript)
-	boot.GET("/nocloud/:serial/:attempt/meta-data", s.nocloudMetaData)
-	boot.GET("/nocloud/:serial/:attempt/user-data", s.nocloudUserData)
-	boot.GET("/nocloud/:serial/:attempt/vendor-data", s.nocloudVendorData)
-	boot.GET("/files/:name", s.bootFile)
+	// The boot service shares the API's address in a single-site install;
+	// its routes are open (see package boot).
+	boot.New(boot.Config{
+		PublicURL: cfg.Boot.PublicURL, KernelURL: cfg.Boot.KernelURL, InitrdURL: cfg.Boot.InitrdURL, KernelArgs: cfg.Boot.KernelArgs,
+		Store: cfg.Inventory, Lifecycles: cfg.Temporal, Logger: cfg.Logger,
+	}).Register(e)
 
 	// Unknown API paths answer in JSON, not with the operator page's 404.
 	v1.Any("/*", func(c echo.Context) error {
