@@ -18,8 +18,14 @@ import (
 	"go.temporal.io/sdk/client"
 	"golang.org/x/time/rate"
 
+	"github.com/metalflow/metalflow/api/access"
 	"github.com/metalflow/metalflow/api/boot"
+	"github.com/metalflow/metalflow/api/decommission"
 	"github.com/metalflow/metalflow/api/internal/httpx"
+	"github.com/metalflow/metalflow/api/racks"
+	"github.com/metalflow/metalflow/api/sd"
+	"github.com/metalflow/metalflow/api/servers"
+	"github.com/metalflow/metalflow/api/vips"
 	"github.com/metalflow/metalflow/auth"
 	"github.com/metalflow/metalflow/credentials"
 	"github.com/metalflow/metalflow/inventory"
@@ -30,8 +36,9 @@ import (
 // Config wires the API to its collaborators.
 type Config struct {
 	Temporal client.Client
-	// Inventory answers rack questions directly: the racks list and the
-	// placement pre-check that spares the workflow a doomed update.
+	// Inventory answers what the CMDB knows directly (racks, assets,
+	// tokens, monitoring targets, pending installs) and pre-checks
+	// placements to spare a workflow a doomed update.
 	Inventory *inventory.Store
 	// Credentials seals BMC passwords; workflows get references.
 	Credentials credentials.Store
@@ -114,60 +121,27 @@ func New(cfg Config) *Server {
 	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{Registry: cfg.Registry})))
 
 	v1 := e.Group("/api/v1")
-	// Open: what machines without tokens must reach (the contract,
-	// Prometheus; the installer's phone-home is the boot service's).
+	// Open: the contract, which clients read before they hold a token.
 	v1.GET("/openapi.json", s.openAPI)
-	// Signing in is open, but slow to guess at: a few tries a second.
-	v1.POST("/session", s.createSession, middleware.RateLimiterWithConfig(middleware.RateLimiterConfig{
-		Store: middleware.NewRateLimiterMemoryStoreWithConfig(middleware.RateLimiterMemoryStoreConfig{Rate: 2, Burst: 10}),
-	}))
-	v1.DELETE("/session", s.deleteSession)
+
+	guard := access.New(access.Config{Tokens: cfg.Tokens, Store: cfg.Inventory, Logger: cfg.Logger})
+	guard.Register(v1)
+	v1.GET("/info", s.info, guard.AllowTenant(auth.Viewer))
+	temporalUI := httpx.TemporalUI{URL: cfg.TemporalUIURL, Namespace: cfg.Namespace}
+	servers.Register(v1, guard, servers.Deps{
+		Temporal: cfg.Temporal, Inventory: cfg.Inventory, Credentials: cfg.Credentials, Profiles: cfg.Profiles, UI: temporalUI,
+	})
+	decommission.Register(v1, guard, decommission.Deps{Temporal: cfg.Temporal, Credentials: cfg.Credentials, UI: temporalUI})
+	racks.Register(v1, guard, racks.Deps{
+		Temporal: cfg.Temporal, Inventory: cfg.Inventory, Credentials: cfg.Credentials, Profiles: cfg.Profiles, UI: temporalUI,
+	})
+	vips.Register(v1, guard, vips.Deps{Temporal: cfg.Temporal, Inventory: cfg.Inventory, UI: temporalUI})
+	// Prometheus servers that cannot send a token may be let in.
 	if cfg.OpenServiceDiscovery {
-		v1.GET("/sd/targets", s.sdTargets)
+		sd.Register(v1, cfg.Inventory)
 	} else {
-		v1.GET("/sd/targets", s.sdTargets, s.allow(access{need: auth.Viewer}))
+		sd.Register(v1, cfg.Inventory, guard.Allow(auth.Viewer))
 	}
-
-	viewer := s.allow(access{need: auth.Viewer})
-	tenant := s.allow(access{need: auth.Viewer, tenant: true})
-	technician := s.allow(access{need: auth.Technician})
-	operator := s.allow(access{need: auth.Operator})
-	admin := s.allow(access{need: auth.Admin})
-
-	v1.GET("/info", s.info, tenant)
-	v1.GET("/whoami", s.whoami, tenant)
-	v1.POST("/servers", s.createServer, operator)
-	v1.GET("/servers", s.listServers, tenant)
-	v1.GET("/servers/:serial", s.getServer, tenant)
-	v1.GET("/servers/:serial/asset", s.getAsset, tenant)
-	v1.POST("/servers/:serial/racked", s.racked, technician, httpx.IdempotencyKey)
-	v1.POST("/servers/:serial/retry", s.retry, technician, httpx.IdempotencyKey)
-	v1.POST("/servers/:serial/skip", s.skip, operator, httpx.IdempotencyKey)
-	v1.POST("/servers/:serial/abort", s.abort, operator, httpx.IdempotencyKey)
-	v1.DELETE("/servers/:serial", s.decommission, operator)
-	v1.GET("/servers/:serial/decommission", s.getDecommission, viewer)
-	v1.POST("/servers/:serial/decommission/retry", s.decommissionRetry, technician, httpx.IdempotencyKey)
-	v1.POST("/servers/:serial/decommission/abort", s.decommissionAbort, operator, httpx.IdempotencyKey)
-	v1.POST("/servers/:serial/unracked", s.unracked, technician, httpx.IdempotencyKey)
-	v1.POST("/racks", s.createRack, operator)
-	v1.GET("/racks", s.listRacks, viewer)
-	v1.GET("/racks/:site/:rack", s.getRack, viewer)
-	v1.POST("/racks/:site/:rack/servers", s.createRackBatch, operator)
-	v1.GET("/racks/:site/:rack/batches/:batch", s.getRackBatch, viewer)
-	approver := s.allow(access{need: auth.Approver})
-	v1.POST("/vips", s.createVIP, operator)
-	v1.GET("/vips", s.listVIPs, viewer)
-	v1.GET("/vips/:name", s.getVIP, viewer)
-	v1.POST("/vips/:name/approve", s.approveVIP, approver, httpx.IdempotencyKey)
-	v1.POST("/vips/:name/reject", s.rejectVIP, approver, httpx.IdempotencyKey)
-	v1.POST("/vips/:name/backends", s.changeVIPBackends, operator, httpx.IdempotencyKey)
-	v1.POST("/vips/:name/retry", s.vipRetry, operator, httpx.IdempotencyKey)
-	v1.POST("/vips/:name/abort", s.vipAbort, operator, httpx.IdempotencyKey)
-	v1.DELETE("/vips/:name", s.retireVIP, operator, httpx.IdempotencyKey)
-	v1.POST("/tokens", s.createToken, admin)
-	v1.GET("/tokens", s.listTokens, admin)
-	v1.DELETE("/tokens/:id", s.revokeToken, admin)
-	v1.GET("/audit", s.auditLog, admin)
 
 	// The boot service shares the API's address in a single-site install;
 	// its routes are open (see package boot).

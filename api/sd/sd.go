@@ -1,11 +1,30 @@
-package api
+// Package sd answers Prometheus's HTTP service discovery: what metalflow
+// knows to monitor.
+package sd
 
 import (
+	"context"
 	"net/http"
 	"net/url"
 
 	"github.com/labstack/echo/v4"
+
+	"github.com/metalflow/metalflow/inventory"
 )
+
+// Targets lists what there is to monitor.
+type Targets interface {
+	Targets(ctx context.Context) ([]inventory.Target, error)
+}
+
+// Register mounts the discovery route; mw decides who may call it.
+func Register(v1 *echo.Group, inv Targets, mw ...echo.MiddlewareFunc) {
+	v1.GET("/sd/targets", (&handlers{Inventory: inv}).sdTargets, mw...)
+}
+
+type handlers struct {
+	Inventory Targets
+}
 
 // sdGroup is one entry of Prometheus HTTP service discovery.
 type sdGroup struct {
@@ -15,8 +34,8 @@ type sdGroup struct {
 
 // sdTargets answers Prometheus's http_sd_configs: every registered BMC and
 // installed host, labelled with serial, site, rack and role.
-func (s *Server) sdTargets(c echo.Context) error {
-	targets, err := s.cfg.Inventory.Targets(c.Request().Context())
+func (h *handlers) sdTargets(c echo.Context) error {
+	targets, err := h.Inventory.Targets(c.Request().Context())
 	if err != nil {
 		return err
 	}

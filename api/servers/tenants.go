@@ -1,4 +1,4 @@
-package api
+package servers
 
 import (
 	"errors"
@@ -13,12 +13,12 @@ import (
 // checkTenant lets a project-bound caller see a server only when the server
 // was assigned to that project. Another project's server is answered as
 // absent (404), not forbidden: a tenant must not learn which serials exist.
-func (s *Server) checkTenant(c echo.Context, serial string) error {
+func (h *handlers) checkTenant(c echo.Context, serial string) error {
 	p := httpx.Caller(c)
 	if !p.Tenant() {
 		return nil
 	}
-	a, err := s.cfg.Inventory.GetAsset(c.Request().Context(), serial)
+	a, err := h.Inventory.GetAsset(c.Request().Context(), serial)
 	if errors.Is(err, inventory.ErrNotFound) || (err == nil && a.Tenant != p.Project) {
 		return httpx.Errorf(http.StatusNotFound, "no server %s", serial)
 	}
@@ -28,13 +28,13 @@ func (s *Server) checkTenant(c echo.Context, serial string) error {
 // listTenantServers answers a project-bound caller from the CMDB: a tenant
 // sees the servers handed to its project, in the state the lifecycle
 // recorded, and nothing of the fleet's work in progress.
-func (s *Server) listTenantServers(c echo.Context) error {
+func (h *handlers) listTenantServers(c echo.Context) error {
 	for _, param := range []string{"state", "rack", "pageToken"} {
 		if c.QueryParam(param) != "" {
 			return httpx.Errorf(http.StatusBadRequest, "%s is not available to a project token", param)
 		}
 	}
-	assets, err := s.cfg.Inventory.TenantAssets(c.Request().Context(), httpx.Caller(c).Project)
+	assets, err := h.Inventory.TenantAssets(c.Request().Context(), httpx.Caller(c).Project)
 	if err != nil {
 		return err
 	}

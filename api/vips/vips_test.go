@@ -1,12 +1,16 @@
-package api
+package vips
 
 import (
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"testing"
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/metalflow/metalflow/api/access"
+	"github.com/metalflow/metalflow/api/internal/apitest"
+	"github.com/metalflow/metalflow/auth"
 	"github.com/metalflow/metalflow/inventory"
 	"github.com/metalflow/metalflow/workflows"
 )
@@ -30,7 +34,11 @@ func TestVIPListAwaitingApprovalFollowsTheWorkflow(t *testing.T) {
 // A bad counters value is refused before anything asks Temporal (this API
 // has none): the caller learns of the typo, not of a missing VIP.
 func TestGetVIPCountersParameter(t *testing.T) {
-	h, _ := newContractServer(t)
+	inv := apitest.Inventory(t)
+	e := apitest.Echo()
+	guard := access.New(access.Config{Tokens: &auth.Tokens{Store: inv}, Store: inv, Logger: slog.New(slog.DiscardHandler)})
+	Register(e.Group("/api/v1"), guard, Deps{Inventory: inv})
+	h := apitest.WithToken(e, apitest.Token(t, inv, auth.Viewer, ""))
 	for _, v := range []string{"maybe", "1", "FALSE", "no"} {
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/api/v1/vips/web?counters="+v, nil))

@@ -1,21 +1,20 @@
-package api
+package racks
 
 import (
 	"context"
 	"encoding/json"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 
 	"github.com/metalflow/metalflow/activities"
+	"github.com/metalflow/metalflow/api/access"
+	"github.com/metalflow/metalflow/api/internal/apitest"
 	"github.com/metalflow/metalflow/auth"
 	"github.com/metalflow/metalflow/credentials"
 	"github.com/metalflow/metalflow/inventory"
@@ -38,16 +37,14 @@ func (c *countingStore) Put(ctx context.Context, scope string, cred credentials.
 	return c.Store.Put(ctx, scope, cred)
 }
 
-// newBatchAPI is the API on a real SQLite CMDB with rack dc1/R01 of 42 U,
+// newBatchAPI is the rack routes on a real SQLite CMDB with rack dc1/R01 of 42 U,
 // U10 already holding SN-OLD, and no Temporal at all: every answer checked
 // here must come before the API would start a workflow (a nil client would
 // answer 500).
 func newBatchAPI(t *testing.T) (*httptest.Server, *countingStore) {
 	t.Helper()
 	ctx := context.Background()
-	inv, err := inventory.Open(ctx, inventory.DialectSQLite, filepath.Join(t.TempDir(), "inv.db"))
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = inv.Close() })
+	inv := apitest.Inventory(t)
 	require.NoError(t, inv.EnsureSite(ctx, inventory.Site{Name: "dc1"}))
 	require.NoError(t, inv.CreateRack(ctx, inventory.Rack{Site: "dc1", Room: "A", Name: "R01", HeightU: 42}))
 	require.NoError(t, inv.PlaceAsset(ctx, "SN-OLD", inventory.Placement{Site: "dc1", Rack: "R01", Unit: 10, Face: "front"}, "test"))
@@ -56,12 +53,10 @@ func newBatchAPI(t *testing.T) (*httptest.Server, *countingStore) {
 	creds := &countingStore{Store: vault}
 	catalog, err := profiles.NewCatalog()
 	require.NoError(t, err)
-	s := New(Config{
-		Inventory: inv, Credentials: creds, Profiles: catalog,
-		Registry: prometheus.NewRegistry(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-		Tokens: &auth.Tokens{Store: inv},
-	})
-	srv := httptest.NewServer(withToken(s.Handler(), issueToken(t, inv, auth.Operator, "")))
+	e := apitest.Echo()
+	guard := access.New(access.Config{Tokens: &auth.Tokens{Store: inv}, Store: inv, Logger: slog.New(slog.DiscardHandler)})
+	Register(e.Group("/api/v1"), guard, Deps{Inventory: inv, Credentials: creds, Profiles: catalog})
+	srv := httptest.NewServer(apitest.WithToken(e, apitest.Token(t, inv, auth.Operator, "")))
 	t.Cleanup(srv.Close)
 	return srv, creds
 }

@@ -1,4 +1,7 @@
-package api
+// Package vips is the API of virtual IPs: an operator asks for one, an
+// approver publishes a public one, and each VIP's rollout workflow places
+// it on load-balancer nodes and keeps its backends.
+package vips
 
 import (
 	"context"
@@ -12,11 +15,44 @@ import (
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 
+	"github.com/metalflow/metalflow/api/access"
 	"github.com/metalflow/metalflow/api/internal/httpx"
+	"github.com/metalflow/metalflow/auth"
 	"github.com/metalflow/metalflow/inventory"
 	"github.com/metalflow/metalflow/lbnode/lbapi"
 	"github.com/metalflow/metalflow/workflows"
 )
+
+// Inventory lists VIPs as their workflows recorded them.
+type Inventory interface {
+	ListVIPs(ctx context.Context) ([]inventory.VIPRecord, error)
+}
+
+// Deps is what the VIP routes use.
+type Deps struct {
+	Temporal  client.Client
+	Inventory Inventory
+	UI        httpx.TemporalUI
+}
+
+type handlers struct {
+	Deps
+}
+
+// Register mounts the VIP routes.
+func Register(v1 *echo.Group, guard *access.Guard, d Deps) {
+	h := &handlers{Deps: d}
+	viewer, operator, approver := guard.Allow(auth.Viewer), guard.Allow(auth.Operator), guard.Allow(auth.Approver)
+	v1.POST("/vips", h.createVIP, operator)
+	v1.GET("/vips", h.listVIPs, viewer)
+	v1.GET("/vips/:name", h.getVIP, viewer)
+	v1.POST("/vips/:name/approve", h.approveVIP, approver, httpx.IdempotencyKey)
+	v1.POST("/vips/:name/reject", h.rejectVIP, approver, httpx.IdempotencyKey)
+	v1.POST("/vips/:name/backends", h.changeVIPBackends, operator, httpx.IdempotencyKey)
+	v1.POST("/vips/:name/retry", h.vipRetry, operator, httpx.IdempotencyKey)
+	v1.POST("/vips/:name/abort", h.vipAbort, operator, httpx.IdempotencyKey)
+	v1.DELETE("/vips/:name", h.retireVIP, operator, httpx.IdempotencyKey)
+}
 
 // createVIPRequest is the body of POST /api/v1/vips. Where the VIP runs is
 // the platform's choice: the request says how many clusters, never which.
@@ -88,7 +124,7 @@ func vipParam(c echo.Context) (string, error) {
 
 // createVIP starts a VIP's rollout. Everything the workflow would refuse is
 // refused here first, so a bad request holds no address and starts nothing.
-func (s *Server) createVIP(c echo.Context) error {
+func (h *handlers) createVIP(c echo.Context) error {
 	var req createVIPRequest
 	if err := httpx.DecodeJSON(c, &req); err != nil {
 		return err
@@ -111,7 +147,7 @@ func (s *Server) createVIP(c echo.Context) error {
 	ctx, cancel := context.WithTimeout(c.Request().Context(), httpx.CallTimeout)
 	defer cancel()
 	id := lbapi.VIPWorkflowID(in.Name)
-	run, err := s.cfg.Temporal.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
+	run, err := h.Temporal.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
 		ID:        id,
 		TaskQueue: workflows.TaskQueue,
 		// A retired or rejected VIP's name may be used again.
@@ -132,8 +168,8 @@ func (s *Server) createVIP(c echo.Context) error {
 
 // listVIPs answers from the inventory, which every VIP workflow keeps up
 // to date: no query per VIP.
-func (s *Server) listVIPs(c echo.Context) error {
-	recs, err := s.cfg.Inventory.ListVIPs(c.Request().Context())
+func (h *handlers) listVIPs(c echo.Context) error {
+	recs, err := h.Inventory.ListVIPs(c.Request().Context())
 	if err != nil {
 		return err
 	}
@@ -161,7 +197,7 @@ func awaitingApproval(r inventory.VIPRecord) bool {
 	return r.Exposure == lbapi.ExposurePublic && r.ApprovedBy == ""
 }
 
-func (s *Server) getVIP(c echo.Context) error {
+func (h *handlers) getVIP(c echo.Context) error {
 	name, err := vipParam(c)
 	if err != nil {
 		return err
@@ -180,13 +216,13 @@ func (s *Server) getVIP(c echo.Context) error {
 	ctx, cancel := context.WithTimeout(c.Request().Context(), httpx.CallTimeout)
 	defer cancel()
 	var st workflows.VIPStatus
-	if err := httpx.QueryStatus(ctx, s.cfg.Temporal, vipRef(name), workflows.QueryStatus, &st); err != nil {
+	if err := httpx.QueryStatus(ctx, h.Temporal, vipRef(name), workflows.QueryStatus, &st); err != nil {
 		return err
 	}
 	id := lbapi.VIPWorkflowID(name)
-	res := vipResponse{VIPStatus: st, WorkflowID: id, TemporalURL: s.workflowURL(id, st.RunID)}
+	res := vipResponse{VIPStatus: st, WorkflowID: id, TemporalURL: h.UI.WorkflowURL(id, st.RunID)}
 	if counters {
-		res.Traffic = s.vipTraffic(ctx, id)
+		res.Traffic = h.vipTraffic(ctx, id)
 	}
 	return c.JSON(http.StatusOK, res)
 }
@@ -195,15 +231,15 @@ func (s *Server) getVIP(c echo.Context) error {
 // The status stands on its own: when the nodes cannot be asked (the
 // workflow has ended, Temporal is slow) the answer has no traffic rather
 // than failing.
-func (s *Server) vipTraffic(ctx context.Context, id string) *workflows.VIPReport {
-	h, err := s.cfg.Temporal.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
+func (h *handlers) vipTraffic(ctx context.Context, id string) *workflows.VIPReport {
+	report, err := h.Temporal.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
 		WorkflowID: id, UpdateName: workflows.UpdateReport, WaitForStage: client.WorkflowUpdateStageCompleted,
 	})
 	if err != nil {
 		return nil
 	}
 	var rep workflows.VIPReport
-	if err := h.Get(ctx, &rep); err != nil {
+	if err := report.Get(ctx, &rep); err != nil {
 		return nil
 	}
 	return &rep
@@ -212,7 +248,7 @@ func (s *Server) vipTraffic(ctx context.Context, id string) *workflows.VIPReport
 // approveVIP publishes a public VIP. The route admits approvers and admins;
 // the workflow itself refuses the requester and any other role, so no path
 // publishes a VIP its requester approved.
-func (s *Server) approveVIP(c echo.Context) error {
+func (h *handlers) approveVIP(c echo.Context) error {
 	name, err := vipParam(c)
 	if err != nil {
 		return err
@@ -223,11 +259,11 @@ func (s *Server) approveVIP(c echo.Context) error {
 	p := httpx.Caller(c)
 	ctx, cancel := context.WithTimeout(c.Request().Context(), httpx.UpdateTimeout)
 	defer cancel()
-	return httpx.SendUpdate(c, ctx, s.cfg.Temporal, vipRef(name), workflows.UpdateApprove,
+	return httpx.SendUpdate(c, ctx, h.Temporal, vipRef(name), workflows.UpdateApprove,
 		workflows.ApproveInput{By: p.User, Role: string(p.Role)}, &workflows.VIPStatus{})
 }
 
-func (s *Server) rejectVIP(c echo.Context) error {
+func (h *handlers) rejectVIP(c echo.Context) error {
 	name, err := vipParam(c)
 	if err != nil {
 		return err
@@ -239,11 +275,11 @@ func (s *Server) rejectVIP(c echo.Context) error {
 	p := httpx.Caller(c)
 	ctx, cancel := context.WithTimeout(c.Request().Context(), httpx.UpdateTimeout)
 	defer cancel()
-	return httpx.SendUpdate(c, ctx, s.cfg.Temporal, vipRef(name), workflows.UpdateReject,
+	return httpx.SendUpdate(c, ctx, h.Temporal, vipRef(name), workflows.UpdateReject,
 		workflows.RejectInput{By: p.User, Role: string(p.Role), Reason: req.Reason}, &workflows.VIPStatus{})
 }
 
-func (s *Server) changeVIPBackends(c echo.Context) error {
+func (h *handlers) changeVIPBackends(c echo.Context) error {
 	name, err := vipParam(c)
 	if err != nil {
 		return err
@@ -256,12 +292,12 @@ func (s *Server) changeVIPBackends(c echo.Context) error {
 		return httpx.Errorf(http.StatusBadRequest, "by is set from your token, not the body")
 	}
 	in.By = httpx.Actor(c)
-	return httpx.Update(c, s.cfg.Temporal, vipRef(name), workflows.UpdateBackends, in, &workflows.VIPStatus{})
+	return httpx.Update(c, h.Temporal, vipRef(name), workflows.UpdateBackends, in, &workflows.VIPStatus{})
 }
 
 // retireVIP withdraws a VIP everywhere and frees its address; the update
 // answers once that is done.
-func (s *Server) retireVIP(c echo.Context) error {
+func (h *handlers) retireVIP(c echo.Context) error {
 	name, err := vipParam(c)
 	if err != nil {
 		return err
@@ -270,10 +306,10 @@ func (s *Server) retireVIP(c echo.Context) error {
 	if err := httpx.DecodeOptionalJSON(c, &req); err != nil {
 		return err
 	}
-	return httpx.Update(c, s.cfg.Temporal, vipRef(name), workflows.UpdateRetire, workflows.RetireInput{By: httpx.Actor(c), Reason: req.Reason}, &workflows.VIPStatus{})
+	return httpx.Update(c, h.Temporal, vipRef(name), workflows.UpdateRetire, workflows.RetireInput{By: httpx.Actor(c), Reason: req.Reason}, &workflows.VIPStatus{})
 }
 
-func (s *Server) vipRetry(c echo.Context) error {
+func (h *handlers) vipRetry(c echo.Context) error {
 	name, err := vipParam(c)
 	if err != nil {
 		return err
@@ -281,10 +317,10 @@ func (s *Server) vipRetry(c echo.Context) error {
 	if err := httpx.ReadNoBody(c); err != nil {
 		return err
 	}
-	return httpx.Update(c, s.cfg.Temporal, vipRef(name), workflows.UpdateRetry, workflows.RetryInput{By: httpx.Actor(c)}, &workflows.DecisionResult{})
+	return httpx.Update(c, h.Temporal, vipRef(name), workflows.UpdateRetry, workflows.RetryInput{By: httpx.Actor(c)}, &workflows.DecisionResult{})
 }
 
-func (s *Server) vipAbort(c echo.Context) error {
+func (h *handlers) vipAbort(c echo.Context) error {
 	name, err := vipParam(c)
 	if err != nil {
 		return err
@@ -293,5 +329,5 @@ func (s *Server) vipAbort(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return httpx.Update(c, s.cfg.Temporal, vipRef(name), workflows.UpdateAbort, abort, &workflows.DecisionResult{})
+	return httpx.Update(c, h.Temporal, vipRef(name), workflows.UpdateAbort, abort, &workflows.DecisionResult{})
 }

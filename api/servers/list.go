@@ -1,4 +1,4 @@
-package api
+package servers
 
 import (
 	"context"
@@ -39,9 +39,9 @@ type serverList struct {
 // listServers answers from Temporal's visibility store (search
 // attributes), not by querying each workflow, so it stays cheap for tens of
 // thousands of servers.
-func (s *Server) listServers(c echo.Context) error {
+func (h *handlers) listServers(c echo.Context) error {
 	if httpx.Caller(c).Tenant() {
-		return s.listTenantServers(c)
+		return h.listTenantServers(c)
 	}
 	query := fmt.Sprintf("WorkflowType = '%s'", workflows.ServerLifecycleName)
 	for param, attr := range map[string]string{"state": workflows.SearchAttrLifecycleState, "rack": workflows.SearchAttrRack} {
@@ -76,7 +76,7 @@ func (s *Server) listServers(c echo.Context) error {
 	}
 	ctx, cancel := context.WithTimeout(c.Request().Context(), httpx.CallTimeout)
 	defer cancel()
-	res, err := s.cfg.Temporal.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{
+	res, err := h.Temporal.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{
 		Query: query, PageSize: int32(pageSize), NextPageToken: token,
 	})
 	if err != nil {

@@ -1,4 +1,7 @@
-package api
+// Package servers is the API of a server's lifecycle: registering it,
+// its status and CMDB record, the list of servers, and the decisions
+// staff send it (racked, retry, skip, abort).
+package servers
 
 import (
 	"context"
@@ -14,14 +17,56 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/metalflow/metalflow/activities"
+	"github.com/metalflow/metalflow/api/access"
+	"github.com/metalflow/metalflow/api/internal/bmc"
 	"github.com/metalflow/metalflow/api/internal/httpx"
+	"github.com/metalflow/metalflow/auth"
+	"github.com/metalflow/metalflow/inventory"
+	"github.com/metalflow/metalflow/profiles"
 	"github.com/metalflow/metalflow/workflows"
 )
+
+// Inventory is what the server routes read of the CMDB.
+type Inventory interface {
+	httpx.Placements
+	GetAsset(ctx context.Context, serial string) (inventory.Asset, error)
+	History(ctx context.Context, serial string) ([]inventory.Change, error)
+	TenantAssets(ctx context.Context, tenant string) ([]inventory.Asset, error)
+}
+
+// Deps is what the server routes use.
+type Deps struct {
+	Temporal  client.Client
+	Inventory Inventory
+	// Credentials seals BMC passwords; workflows get references.
+	Credentials bmc.Sealer
+	// Profiles are the known hardware profiles, for input checks.
+	Profiles *profiles.Catalog
+	UI       httpx.TemporalUI
+}
+
+type handlers struct {
+	Deps
+}
+
+// Register mounts the lifecycle's routes.
+func Register(v1 *echo.Group, guard *access.Guard, d Deps) {
+	h := &handlers{Deps: d}
+	tenant, technician, operator := guard.AllowTenant(auth.Viewer), guard.Allow(auth.Technician), guard.Allow(auth.Operator)
+	v1.POST("/servers", h.createServer, operator)
+	v1.GET("/servers", h.listServers, tenant)
+	v1.GET("/servers/:serial", h.getServer, tenant)
+	v1.GET("/servers/:serial/asset", h.getAsset, tenant)
+	v1.POST("/servers/:serial/racked", h.racked, technician, httpx.IdempotencyKey)
+	v1.POST("/servers/:serial/retry", h.retry, technician, httpx.IdempotencyKey)
+	v1.POST("/servers/:serial/skip", h.skip, operator, httpx.IdempotencyKey)
+	v1.POST("/servers/:serial/abort", h.abort, operator, httpx.IdempotencyKey)
+}
 
 // createServerRequest is the body of POST /api/v1/servers.
 type createServerRequest struct {
 	Serial   string              `json:"serial"`
-	BMC      *bmcRequest         `json:"bmc,omitempty"`
+	BMC      *bmc.Request        `json:"bmc,omitempty"`
 	Profile  string              `json:"profile,omitempty"`
 	Location *workflows.Location `json:"location,omitempty"`
 	// Tenant is the cloud project that ordered the server; it becomes the
@@ -29,14 +74,6 @@ type createServerRequest struct {
 	Tenant string `json:"tenant,omitempty"`
 	// Pools are VIPs (by name) the server joins as a backend once ready.
 	Pools []string `json:"pools,omitempty"`
-}
-
-// bmcRequest is a BMC as staff give it; the password goes straight into
-// the credential store and only a reference goes on.
-type bmcRequest struct {
-	Address  string `json:"address"`
-	Username string `json:"username"`
-	Password string `json:"password"`
 }
 
 type createServerResponse struct {
@@ -61,7 +98,7 @@ type decommissionSummary struct {
 	Step       string `json:"step,omitempty"`
 }
 
-func (s *Server) createServer(c echo.Context) error {
+func (h *handlers) createServer(c echo.Context) error {
 	var req createServerRequest
 	if err := httpx.DecodeJSON(c, &req); err != nil {
 		return err
@@ -75,11 +112,11 @@ func (s *Server) createServer(c echo.Context) error {
 	if err := workflows.ValidatePools(req.Pools); err != nil {
 		return httpx.Errorf(http.StatusBadRequest, "%s", err)
 	}
-	if req.Profile != "" && !s.cfg.Profiles.Has(req.Profile) {
-		return httpx.Errorf(http.StatusUnprocessableEntity, "unknown hardware profile %q (known: %s)", req.Profile, strings.Join(s.cfg.Profiles.Names(), ", "))
+	if req.Profile != "" && !h.Profiles.Has(req.Profile) {
+		return httpx.Errorf(http.StatusUnprocessableEntity, "unknown hardware profile %q (known: %s)", req.Profile, strings.Join(h.Profiles.Names(), ", "))
 	}
 	if req.BMC != nil {
-		if err := validateBMC(*req.BMC, true); err != nil {
+		if err := bmc.Validate(*req.BMC, true); err != nil {
 			return err
 		}
 	}
@@ -87,7 +124,7 @@ func (s *Server) createServer(c echo.Context) error {
 		if err := workflows.ValidateLocation(*req.Location); err != nil {
 			return httpx.Errorf(http.StatusBadRequest, "%s", err)
 		}
-		if err := httpx.CheckPlacement(c.Request().Context(), s.cfg.Inventory, req.Serial, *req.Location); err != nil {
+		if err := httpx.CheckPlacement(c.Request().Context(), h.Inventory, req.Serial, *req.Location); err != nil {
 			return err
 		}
 	}
@@ -95,18 +132,18 @@ func (s *Server) createServer(c echo.Context) error {
 	defer cancel()
 	id := workflows.LifecycleWorkflowID(req.Serial)
 	// A duplicate must not leave a stored credential behind: check first.
-	if _, err := s.cfg.Temporal.DescribeWorkflowExecution(ctx, id, ""); err == nil {
+	if _, err := h.Temporal.DescribeWorkflowExecution(ctx, id, ""); err == nil {
 		return httpx.Errorf(http.StatusConflict, "server %s already has a lifecycle (workflow %s)", req.Serial, id)
 	}
 	input := workflows.ServerLifecycleInput{Serial: req.Serial, Location: req.Location, Profile: req.Profile, Tenant: req.Tenant, Pools: req.Pools, Actor: httpx.Actor(c)}
 	if req.BMC != nil {
-		ref, err := s.storeBMC(ctx, req.Serial, *req.BMC)
+		ref, err := bmc.Seal(ctx, h.Credentials, req.Serial, *req.BMC)
 		if err != nil {
 			return err
 		}
 		input.BMC = &activities.BMCRef{Address: req.BMC.Address, CredentialRef: ref}
 	}
-	run, err := s.cfg.Temporal.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
+	run, err := h.Temporal.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
 		ID:        id,
 		TaskQueue: workflows.TaskQueue,
 		// One lifecycle per serial, ever: a finished or failed run is not
@@ -128,23 +165,23 @@ func (s *Server) createServer(c echo.Context) error {
 	return c.JSON(http.StatusAccepted, createServerResponse{Serial: req.Serial, WorkflowID: id, RunID: run.GetRunID()})
 }
 
-func (s *Server) getServer(c echo.Context) error {
+func (h *handlers) getServer(c echo.Context) error {
 	serial, err := httpx.SerialParam(c)
 	if err != nil {
 		return err
 	}
-	if err := s.checkTenant(c, serial); err != nil {
+	if err := h.checkTenant(c, serial); err != nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(c.Request().Context(), httpx.CallTimeout)
 	defer cancel()
 	id := workflows.LifecycleWorkflowID(serial)
 	var st workflows.ServerStatus
-	if err := httpx.QueryStatus(ctx, s.cfg.Temporal, httpx.LifecycleRef(serial), workflows.QueryStatus, &st); err != nil {
+	if err := httpx.QueryStatus(ctx, h.Temporal, httpx.LifecycleRef(serial), workflows.QueryStatus, &st); err != nil {
 		return err
 	}
-	res := serverResponse{ServerStatus: st, WorkflowID: id, TemporalURL: s.workflowURL(id, st.RunID)}
-	if err := s.addDecommission(ctx, &res); err != nil {
+	res := serverResponse{ServerStatus: st, WorkflowID: id, TemporalURL: h.UI.WorkflowURL(id, st.RunID)}
+	if err := h.addDecommission(ctx, &res); err != nil {
 		return err
 	}
 	return c.JSON(http.StatusOK, res)
@@ -155,7 +192,7 @@ func (s *Server) getServer(c echo.Context) error {
 // cancelled) is no longer what it is. Only servers whose lifecycle has
 // reached such an end can have one, so servers being provisioned cost no
 // extra call.
-func (s *Server) addDecommission(ctx context.Context, res *serverResponse) error {
+func (h *handlers) addDecommission(ctx context.Context, res *serverResponse) error {
 	switch res.State {
 	case workflows.StateInstalled, workflows.StateReady, workflows.StateCancelled:
 	default:
@@ -163,7 +200,7 @@ func (s *Server) addDecommission(ctx context.Context, res *serverResponse) error
 	}
 	ref := httpx.DecommissionRef(res.Serial)
 	var d workflows.DecommissionStatus
-	if err := httpx.QueryStatus(ctx, s.cfg.Temporal, ref, workflows.QueryStatus, &d); err != nil {
+	if err := httpx.QueryStatus(ctx, h.Temporal, ref, workflows.QueryStatus, &d); err != nil {
 		var he *echo.HTTPError
 		if errors.As(err, &he) && he.Code == http.StatusNotFound {
 			return nil
@@ -180,7 +217,7 @@ func (s *Server) addDecommission(ctx context.Context, res *serverResponse) error
 	return nil
 }
 
-func (s *Server) racked(c echo.Context) error {
+func (h *handlers) racked(c echo.Context) error {
 	serial, err := httpx.SerialParam(c)
 	if err != nil {
 		return err
@@ -197,12 +234,8 @@ func (s *Server) racked(c echo.Context) error {
 	// Refuse what the CMDB already knows is wrong (unknown rack, unit out
 	// of range or taken) without touching the workflow; the workflow's
 	// claim stays authoritative for races between two technicians.
-	if err := httpx.CheckPlacement(c.Request().Context(), s.cfg.Inventory, serial, loc); err != nil {
+	if err := httpx.CheckPlacement(c.Request().Context(), h.Inventory, serial, loc); err != nil {
 		return err
 	}
-	return httpx.Update(c, s.cfg.Temporal, httpx.LifecycleRef(serial), workflows.UpdateRacked, workflows.RackedInput{Location: loc}, &workflows.RackedResult{})
-}
-
-func (s *Server) workflowURL(id, runID string) string {
-	return httpx.TemporalUI{URL: s.cfg.TemporalUIURL, Namespace: s.cfg.Namespace}.WorkflowURL(id, runID)
+	return httpx.Update(c, h.Temporal, httpx.LifecycleRef(serial), workflows.UpdateRacked, workflows.RackedInput{Location: loc}, &workflows.RackedResult{})
 }

@@ -1,4 +1,4 @@
-package api
+package access
 
 import (
 	"crypto/rand"
@@ -35,7 +35,7 @@ type sessionResponse struct {
 }
 
 // createSession signs the operator page in with a token.
-func (s *Server) createSession(c echo.Context) error {
+func (g *Guard) createSession(c echo.Context) error {
 	var req sessionRequest
 	if err := httpx.DecodeJSON(c, &req); err != nil {
 		return err
@@ -43,10 +43,10 @@ func (s *Server) createSession(c echo.Context) error {
 	if req.Token == "" {
 		return httpx.Errorf(http.StatusBadRequest, "token is required")
 	}
-	if s.cfg.Tokens == nil {
+	if g.cfg.Tokens == nil {
 		return httpx.Errorf(http.StatusUnauthorized, "authentication is not configured on this API")
 	}
-	p, err := s.cfg.Tokens.Authenticate(c.Request().Context(), "Bearer "+req.Token)
+	p, err := g.cfg.Tokens.Authenticate(c.Request().Context(), "Bearer "+req.Token)
 	if auth.IsUnauthenticated(err) {
 		return httpx.Errorf(http.StatusUnauthorized, "%s", err)
 	}
@@ -67,7 +67,7 @@ func (s *Server) createSession(c echo.Context) error {
 }
 
 // deleteSession signs the page out.
-func (s *Server) deleteSession(c echo.Context) error {
+func (g *Guard) deleteSession(c echo.Context) error {
 	for _, name := range []string{sessionCookie, csrfCookie} {
 		c.SetCookie(&http.Cookie{Name: name, Value: "", Path: "/", MaxAge: -1, SameSite: http.SameSiteStrictMode})
 	}

@@ -1,4 +1,4 @@
-package api
+package servers
 
 import (
 	"net/http"
@@ -15,25 +15,25 @@ type assetResponse struct {
 }
 
 // getAsset answers with the CMDB record of a server and its history.
-func (s *Server) getAsset(c echo.Context) error {
+func (h *handlers) getAsset(c echo.Context) error {
 	serial, err := httpx.SerialParam(c)
 	if err != nil {
 		return err
 	}
-	if err := s.checkTenant(c, serial); err != nil {
+	if err := h.checkTenant(c, serial); err != nil {
 		return err
 	}
 	ctx := c.Request().Context()
-	a, err := s.cfg.Inventory.GetAsset(ctx, serial)
+	a, err := h.Inventory.GetAsset(ctx, serial)
 	if err != nil {
 		return httpx.InventoryError(err)
 	}
-	h, err := s.cfg.Inventory.History(ctx, serial)
+	history, err := h.Inventory.History(ctx, serial)
 	if err != nil {
 		return err
 	}
-	if h == nil {
-		h = []inventory.Change{}
+	if history == nil {
+		history = []inventory.Change{}
 	}
-	return c.JSON(http.StatusOK, assetResponse{Asset: a, History: h})
+	return c.JSON(http.StatusOK, assetResponse{Asset: a, History: history})
 }

@@ -1,4 +1,7 @@
-package api
+// Package decommission is the API of a server's way out: the Decommission
+// workflow that takes an installed server back (wipe, power off, out of
+// its pools and the CMDB) until a technician reports it unracked.
+package decommission
 
 import (
 	"context"
@@ -11,10 +14,35 @@ import (
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 
-	"github.com/metalflow/metalflow/activities"
+	"github.com/metalflow/metalflow/api/access"
+	"github.com/metalflow/metalflow/api/internal/bmc"
 	"github.com/metalflow/metalflow/api/internal/httpx"
+	"github.com/metalflow/metalflow/auth"
 	"github.com/metalflow/metalflow/workflows"
 )
+
+// Deps is what the decommission routes use.
+type Deps struct {
+	Temporal client.Client
+	// Credentials seals a corrected BMC credential given with a retry.
+	Credentials bmc.Sealer
+	UI          httpx.TemporalUI
+}
+
+type handlers struct {
+	Deps
+}
+
+// Register mounts the decommission routes, which sit under the server's.
+func Register(v1 *echo.Group, guard *access.Guard, d Deps) {
+	h := &handlers{Deps: d}
+	viewer, technician, operator := guard.Allow(auth.Viewer), guard.Allow(auth.Technician), guard.Allow(auth.Operator)
+	v1.DELETE("/servers/:serial", h.decommission, operator)
+	v1.GET("/servers/:serial/decommission", h.getDecommission, viewer)
+	v1.POST("/servers/:serial/decommission/retry", h.decommissionRetry, technician, httpx.IdempotencyKey)
+	v1.POST("/servers/:serial/decommission/abort", h.decommissionAbort, operator, httpx.IdempotencyKey)
+	v1.POST("/servers/:serial/unracked", h.unracked, technician, httpx.IdempotencyKey)
+}
 
 type decommissionResponse struct {
 	Serial     string `json:"serial"`
@@ -31,7 +59,7 @@ type decommissionStatusResponse struct {
 // decommission starts the Decommission workflow of an installed or ready
 // server. What it needs (BMC by credential reference, location, role,
 // hostname) comes from the server's lifecycle, so the request has no body.
-func (s *Server) decommission(c echo.Context) error {
+func (h *handlers) decommission(c echo.Context) error {
 	serial, err := httpx.SerialParam(c)
 	if err != nil {
 		return err
@@ -39,7 +67,7 @@ func (s *Server) decommission(c echo.Context) error {
 	ctx, cancel := context.WithTimeout(c.Request().Context(), httpx.CallTimeout)
 	defer cancel()
 	var st workflows.ServerStatus
-	if err := httpx.QueryStatus(ctx, s.cfg.Temporal, httpx.LifecycleRef(serial), workflows.QueryStatus, &st); err != nil {
+	if err := httpx.QueryStatus(ctx, h.Temporal, httpx.LifecycleRef(serial), workflows.QueryStatus, &st); err != nil {
 		return err
 	}
 	// A lifecycle still at work is cancelled by the decommission itself,
@@ -55,7 +83,7 @@ func (s *Server) decommission(c echo.Context) error {
 		return httpx.Errorf(http.StatusConflict, "server %s is %s: there is nothing to decommission", serial, st.State)
 	}
 	var facts workflows.MachineFacts
-	if err := httpx.QueryStatus(ctx, s.cfg.Temporal, httpx.LifecycleRef(serial), workflows.QueryMachine, &facts); err != nil {
+	if err := httpx.QueryStatus(ctx, h.Temporal, httpx.LifecycleRef(serial), workflows.QueryMachine, &facts); err != nil {
 		return err
 	}
 	in := workflows.DecommissionInput{Serial: serial, BMC: facts.BMC, Host: facts.Host, Location: st.Location, Actor: httpx.Actor(c),
@@ -64,7 +92,7 @@ func (s *Server) decommission(c echo.Context) error {
 		in.Role = st.Hardware.Role
 	}
 	id := workflows.DecommissionWorkflowID(serial)
-	run, err := s.cfg.Temporal.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
+	run, err := h.Temporal.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
 		ID:        id,
 		TaskQueue: workflows.TaskQueue,
 		// A finished decommission is final; one that failed or was
@@ -84,7 +112,7 @@ func (s *Server) decommission(c echo.Context) error {
 	return c.JSON(http.StatusAccepted, decommissionResponse{Serial: serial, WorkflowID: id, RunID: run.GetRunID()})
 }
 
-func (s *Server) getDecommission(c echo.Context) error {
+func (h *handlers) getDecommission(c echo.Context) error {
 	serial, err := httpx.SerialParam(c)
 	if err != nil {
 		return err
@@ -93,15 +121,15 @@ func (s *Server) getDecommission(c echo.Context) error {
 	defer cancel()
 	id := workflows.DecommissionWorkflowID(serial)
 	var st workflows.DecommissionStatus
-	if err := httpx.QueryStatus(ctx, s.cfg.Temporal, httpx.DecommissionRef(serial), workflows.QueryStatus, &st); err != nil {
+	if err := httpx.QueryStatus(ctx, h.Temporal, httpx.DecommissionRef(serial), workflows.QueryStatus, &st); err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, decommissionStatusResponse{DecommissionStatus: st, WorkflowID: id, TemporalURL: s.workflowURL(id, st.RunID)})
+	return c.JSON(http.StatusOK, decommissionStatusResponse{DecommissionStatus: st, WorkflowID: id, TemporalURL: h.UI.WorkflowURL(id, st.RunID)})
 }
 
 // unracked is the technician's report that a decommissioned server left
 // its rack; the workflow refuses it (409) until it waits for it.
-func (s *Server) unracked(c echo.Context) error {
+func (h *handlers) unracked(c echo.Context) error {
 	serial, err := httpx.SerialParam(c)
 	if err != nil {
 		return err
@@ -109,15 +137,15 @@ func (s *Server) unracked(c echo.Context) error {
 	if err := httpx.ReadNoBody(c); err != nil {
 		return err
 	}
-	return httpx.Update(c, s.cfg.Temporal, httpx.DecommissionRef(serial), workflows.UpdateUnracked, workflows.UnrackedInput{By: httpx.Actor(c)}, &workflows.UnrackedResult{})
+	return httpx.Update(c, h.Temporal, httpx.DecommissionRef(serial), workflows.UpdateUnracked, workflows.UnrackedInput{By: httpx.Actor(c)}, &workflows.UnrackedResult{})
 }
 
-func (s *Server) decommissionRetry(c echo.Context) error {
+func (h *handlers) decommissionRetry(c echo.Context) error {
 	serial, err := httpx.SerialParam(c)
 	if err != nil {
 		return err
 	}
-	var req retryRequest
+	var req bmc.RetryRequest
 	if err := httpx.DecodeOptionalJSON(c, &req); err != nil {
 		return err
 	}
@@ -127,23 +155,13 @@ func (s *Server) decommissionRetry(c echo.Context) error {
 	in := workflows.RetryInput{By: httpx.Actor(c)}
 	ctx, cancel := context.WithTimeout(c.Request().Context(), httpx.UpdateTimeout)
 	defer cancel()
-	if req.BMC != nil {
-		if err := validateBMC(*req.BMC, false); err != nil {
-			return err
-		}
-		in.BMC = &activities.BMCRef{Address: req.BMC.Address}
-		if req.BMC.Username != "" || req.BMC.Password != "" {
-			ref, err := s.storeBMC(ctx, serial, *req.BMC)
-			if err != nil {
-				return err
-			}
-			in.BMC.CredentialRef = ref
-		}
+	if in.BMC, err = req.Ref(ctx, h.Credentials, serial); err != nil {
+		return err
 	}
-	return httpx.SendUpdate(c, ctx, s.cfg.Temporal, httpx.DecommissionRef(serial), workflows.UpdateRetry, in, &workflows.DecisionResult{})
+	return httpx.SendUpdate(c, ctx, h.Temporal, httpx.DecommissionRef(serial), workflows.UpdateRetry, in, &workflows.DecisionResult{})
 }
 
-func (s *Server) decommissionAbort(c echo.Context) error {
+func (h *handlers) decommissionAbort(c echo.Context) error {
 	serial, err := httpx.SerialParam(c)
 	if err != nil {
 		return err
@@ -152,5 +170,5 @@ func (s *Server) decommissionAbort(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return httpx.Update(c, s.cfg.Temporal, httpx.DecommissionRef(serial), workflows.UpdateAbort, abort, &workflows.DecisionResult{})
+	return httpx.Update(c, h.Temporal, httpx.DecommissionRef(serial), workflows.UpdateAbort, abort, &workflows.DecisionResult{})
 }

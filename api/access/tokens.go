@@ -1,4 +1,4 @@
-package api
+package access
 
 import (
 	"errors"
@@ -30,7 +30,7 @@ type tokenList struct {
 	Tokens []inventory.Token `json:"tokens"`
 }
 
-func (s *Server) createToken(c echo.Context) error {
+func (g *Guard) createToken(c echo.Context) error {
 	var req createTokenRequest
 	if err := httpx.DecodeJSON(c, &req); err != nil {
 		return err
@@ -39,27 +39,27 @@ func (s *Server) createToken(c echo.Context) error {
 	if err := in.Validate(); err != nil {
 		return httpx.Errorf(http.StatusUnprocessableEntity, "%s", err)
 	}
-	plain, rec, err := s.cfg.Tokens.Issue(c.Request().Context(), in)
+	plain, rec, err := g.cfg.Tokens.Issue(c.Request().Context(), in)
 	if err != nil {
 		return err
 	}
 	return c.JSON(http.StatusCreated, createTokenResponse{Token: plain, Details: rec})
 }
 
-func (s *Server) listTokens(c echo.Context) error {
-	list, err := s.cfg.Inventory.ListTokens(c.Request().Context())
+func (g *Guard) listTokens(c echo.Context) error {
+	list, err := g.cfg.Store.ListTokens(c.Request().Context())
 	if err != nil {
 		return err
 	}
 	return c.JSON(http.StatusOK, tokenList{Tokens: list})
 }
 
-func (s *Server) revokeToken(c echo.Context) error {
+func (g *Guard) revokeToken(c echo.Context) error {
 	id := c.Param("id")
 	if id == "" || len(id) > 64 {
 		return httpx.Errorf(http.StatusBadRequest, "invalid token id")
 	}
-	if err := s.cfg.Inventory.RevokeToken(c.Request().Context(), id); err != nil {
+	if err := g.cfg.Store.RevokeToken(c.Request().Context(), id); err != nil {
 		if errors.Is(err, inventory.ErrNotFound) {
 			return httpx.Errorf(http.StatusNotFound, "no token %s", id)
 		}
@@ -69,7 +69,7 @@ func (s *Server) revokeToken(c echo.Context) error {
 }
 
 // whoami tells a client (the operator page, the CLI) who its token says it is.
-func (s *Server) whoami(c echo.Context) error {
+func (g *Guard) whoami(c echo.Context) error {
 	return c.JSON(http.StatusOK, httpx.Caller(c))
 }
 
@@ -77,8 +77,8 @@ type auditList struct {
 	Entries []inventory.AuditEntry `json:"entries"`
 }
 
-func (s *Server) auditLog(c echo.Context) error {
-	list, err := s.cfg.Inventory.AuditLog(c.Request().Context(), 500)
+func (g *Guard) auditLog(c echo.Context) error {
+	list, err := g.cfg.Store.AuditLog(c.Request().Context(), 500)
 	if err != nil {
 		return err
 	}

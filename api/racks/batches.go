@@ -1,4 +1,4 @@
-package api
+package racks
 
 import (
 	"context"
@@ -17,6 +17,7 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/metalflow/metalflow/activities"
+	"github.com/metalflow/metalflow/api/internal/bmc"
 	"github.com/metalflow/metalflow/api/internal/httpx"
 	"github.com/metalflow/metalflow/workflows"
 )
@@ -35,10 +36,10 @@ type rackBatchRequest struct {
 }
 
 type rackBatchServerRequest struct {
-	Serial  string      `json:"serial"`
-	BMC     *bmcRequest `json:"bmc"`
-	Profile string      `json:"profile,omitempty"`
-	Unit    int         `json:"unit"`
+	Serial  string       `json:"serial"`
+	BMC     *bmc.Request `json:"bmc"`
+	Profile string       `json:"profile,omitempty"`
+	Unit    int          `json:"unit"`
 	// Face defaults to front, where most servers are mounted from.
 	Face string `json:"face,omitempty"`
 }
@@ -65,7 +66,7 @@ const (
 // createRackBatch checks the whole batch (shape, profiles, BMCs, duplicates,
 // the rack's units in the CMDB) before anything is stored or started: a bad
 // batch answers 4xx and changes nothing.
-func (s *Server) createRackBatch(c echo.Context) error {
+func (h *handlers) createRackBatch(c echo.Context) error {
 	site, rack := c.Param("site"), c.Param("rack")
 	if err := workflows.ValidateLocation(workflows.Location{Site: site, Rack: rack, Unit: 1, Face: workflows.FaceFront}); err != nil {
 		return httpx.Errorf(http.StatusBadRequest, "%s", err)
@@ -74,7 +75,7 @@ func (s *Server) createRackBatch(c echo.Context) error {
 	if err := httpx.DecodeJSON(c, &req); err != nil {
 		return err
 	}
-	in, err := s.rackBatchInput(c.Request().Context(), site, rack, httpx.Actor(c), req)
+	in, err := h.rackBatchInput(c.Request().Context(), site, rack, httpx.Actor(c), req)
 	if err != nil {
 		return err
 	}
@@ -84,26 +85,26 @@ func (s *Server) createRackBatch(c echo.Context) error {
 	id := workflows.RackBatchWorkflowID(site, rack, in.BatchID)
 	// The same batch posted twice (a client retrying after a timeout) is
 	// one batch; check before storing credentials for it again.
-	if _, err := s.cfg.Temporal.DescribeWorkflowExecution(ctx, id, ""); err == nil {
+	if _, err := h.Temporal.DescribeWorkflowExecution(ctx, id, ""); err == nil {
 		return httpx.Errorf(http.StatusConflict, "this batch was already posted (workflow %s)", id)
 	}
-	creds := make([]bmcRequest, len(req.Servers))
+	creds := make([]bmc.Request, len(req.Servers))
 	for i, r := range req.Servers {
 		creds[i] = *r.BMC
 	}
 	for i := range in.Servers {
 		// A server that already has a lifecycle is reported by the batch,
 		// not started: store no credential that nothing would ever use.
-		if _, err := s.cfg.Temporal.DescribeWorkflowExecution(ctx, workflows.LifecycleWorkflowID(in.Servers[i].Serial), ""); err == nil {
+		if _, err := h.Temporal.DescribeWorkflowExecution(ctx, workflows.LifecycleWorkflowID(in.Servers[i].Serial), ""); err == nil {
 			continue
 		}
-		ref, err := s.storeBMC(ctx, in.Servers[i].Serial, creds[i])
+		ref, err := bmc.Seal(ctx, h.Credentials, in.Servers[i].Serial, creds[i])
 		if err != nil {
 			return err
 		}
 		in.Servers[i].BMC.CredentialRef = ref
 	}
-	run, err := s.cfg.Temporal.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
+	run, err := h.Temporal.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
 		ID:                                       id,
 		TaskQueue:                                workflows.TaskQueue,
 		WorkflowIDReusePolicy:                    enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
@@ -123,7 +124,7 @@ func (s *Server) createRackBatch(c echo.Context) error {
 
 // rackBatchInput validates req and turns it into the workflow's input,
 // with every credential still to be stored.
-func (s *Server) rackBatchInput(ctx context.Context, site, rack, by string, req rackBatchRequest) (workflows.RackBatchInput, error) {
+func (h *handlers) rackBatchInput(ctx context.Context, site, rack, by string, req rackBatchRequest) (workflows.RackBatchInput, error) {
 	in := workflows.RackBatchInput{Site: site, Rack: rack, Concurrency: req.Concurrency, PowerConcurrency: req.PowerConcurrency, Actor: by}
 	switch {
 	case len(req.Servers) == 0:
@@ -157,11 +158,11 @@ func (s *Server) rackBatchInput(ctx context.Context, site, rack, by string, req 
 		if r.BMC == nil {
 			return in, httpx.Errorf(http.StatusBadRequest, "%s: bmc is required", where)
 		}
-		if err := validateBMC(*r.BMC, true); err != nil {
+		if err := bmc.Validate(*r.BMC, true); err != nil {
 			return in, prefixError(err, where)
 		}
-		if r.Profile != "" && !s.cfg.Profiles.Has(r.Profile) {
-			return in, httpx.Errorf(http.StatusUnprocessableEntity, "%s: unknown hardware profile %q (known: %s)", where, r.Profile, strings.Join(s.cfg.Profiles.Names(), ", "))
+		if r.Profile != "" && !h.Profiles.Has(r.Profile) {
+			return in, httpx.Errorf(http.StatusUnprocessableEntity, "%s: unknown hardware profile %q (known: %s)", where, r.Profile, strings.Join(h.Profiles.Names(), ", "))
 		}
 		face := r.Face
 		if face == "" {
@@ -184,13 +185,13 @@ func (s *Server) rackBatchInput(ctx context.Context, site, rack, by string, req 
 	// shape is right. The unit claims stay the lifecycles' (atomic) job.
 	for i := range in.Servers {
 		srv := in.Servers[i]
-		if err := httpx.CheckPlacement(ctx, s.cfg.Inventory, srv.Serial, srv.Location); err != nil {
+		if err := httpx.CheckPlacement(ctx, h.Inventory, srv.Serial, srv.Location); err != nil {
 			return in, prefixError(err, fmt.Sprintf("servers[%d] (%s)", i, srv.Serial))
 		}
 	}
 	// The rack exists (CheckPlacement said so): every location gets its
 	// room, as a technician's racked would.
-	if r, err := s.cfg.Inventory.GetRack(ctx, site, rack); err == nil {
+	if r, err := h.Inventory.GetRack(ctx, site, rack); err == nil {
 		for k := range in.Servers {
 			in.Servers[k].Location.Room = r.Room
 		}
@@ -227,7 +228,7 @@ func prefixError(err error, where string) error {
 }
 
 // getRackBatch answers a batch's summary from its status query.
-func (s *Server) getRackBatch(c echo.Context) error {
+func (h *handlers) getRackBatch(c echo.Context) error {
 	site, rack, batch := c.Param("site"), c.Param("rack"), c.Param("batch")
 	if err := workflows.ValidateLocation(workflows.Location{Site: site, Rack: rack, Unit: 1, Face: workflows.FaceFront}); err != nil {
 		return httpx.Errorf(http.StatusBadRequest, "%s", err)
@@ -238,7 +239,7 @@ func (s *Server) getRackBatch(c echo.Context) error {
 	ctx, cancel := context.WithTimeout(c.Request().Context(), httpx.CallTimeout)
 	defer cancel()
 	id := workflows.RackBatchWorkflowID(site, rack, batch)
-	v, err := s.cfg.Temporal.QueryWorkflow(ctx, id, "", workflows.QueryStatus)
+	v, err := h.Temporal.QueryWorkflow(ctx, id, "", workflows.QueryStatus)
 	if err != nil {
 		var nf *serviceerror.NotFound
 		if errors.As(err, &nf) {
@@ -251,8 +252,8 @@ func (s *Server) getRackBatch(c echo.Context) error {
 		return fmt.Errorf("decode status of %s: %w", id, err)
 	}
 	runID := ""
-	if desc, err := s.cfg.Temporal.DescribeWorkflowExecution(ctx, id, ""); err == nil {
+	if desc, err := h.Temporal.DescribeWorkflowExecution(ctx, id, ""); err == nil {
 		runID = desc.GetWorkflowExecutionInfo().GetExecution().GetRunId()
 	}
-	return c.JSON(http.StatusOK, rackBatchStatusResponse{RackBatchStatus: st, WorkflowID: id, TemporalURL: s.workflowURL(id, runID)})
+	return c.JSON(http.StatusOK, rackBatchStatusResponse{RackBatchStatus: st, WorkflowID: id, TemporalURL: h.UI.WorkflowURL(id, runID)})
 }

@@ -1,4 +1,4 @@
-package api
+package access
 
 import (
 	"net/http"
@@ -6,9 +6,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 
+	"github.com/metalflow/metalflow/api/internal/apitest"
 	"github.com/metalflow/metalflow/auth"
 )
 
@@ -30,9 +30,8 @@ func withCookies(req *http.Request, cookies []*http.Cookie) *http.Request {
 }
 
 func TestSessionCookiesNeedCSRFForChanges(t *testing.T) {
-	s, inv := newAuthAPI(t)
-	h := s.Handler()
-	admin := issueToken(t, inv, auth.Admin, "")
+	h, inv := newAccessAPI(t)
+	admin := apitest.Token(t, inv, auth.Admin, "")
 
 	code, cookies, body := signIn(t, h, admin)
 	require.Equal(t, http.StatusOK, code, body)
@@ -80,8 +79,7 @@ func TestSessionCookiesNeedCSRFForChanges(t *testing.T) {
 }
 
 func TestSessionRefusesBadTokensAndIsRateLimited(t *testing.T) {
-	s, _ := newAuthAPI(t)
-	h := s.Handler()
+	h, _ := newAccessAPI(t)
 	code, cookies, _ := signIn(t, h, "mft_000000000000_00")
 	require.Equal(t, http.StatusUnauthorized, code)
 	require.Empty(t, cookies)
@@ -93,27 +91,4 @@ func TestSessionRefusesBadTokensAndIsRateLimited(t *testing.T) {
 		}
 	}
 	require.True(t, limited, "guessing tokens at full speed must hit the rate limit")
-}
-
-func TestAPIRateLimitPerClient(t *testing.T) {
-	s, inv := newAuthAPI(t)
-	s2 := New(Config{Inventory: inv, Tokens: s.cfg.Tokens, Registry: prometheus.NewRegistry(), Logger: s.cfg.Logger, RateLimit: 5})
-	h := withToken(s2.Handler(), issueToken(t, inv, auth.Viewer, ""))
-	codes := map[int]int{}
-	for range 30 {
-		rec := httptest.NewRecorder()
-		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/api/v1/whoami", nil))
-		codes[rec.Code]++
-	}
-	require.Positive(t, codes[http.StatusOK])
-	require.Positive(t, codes[http.StatusTooManyRequests], "%v", codes)
-	// Health and the boot service stay answerable whatever a client does.
-	rec := httptest.NewRecorder()
-	s2.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/healthz", nil))
-	require.Equal(t, http.StatusOK, rec.Code)
-	for range 30 {
-		rec = httptest.NewRecorder()
-		s2.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/boot/files/vmlinuz", nil))
-		require.NotEqual(t, http.StatusTooManyRequests, rec.Code, "an installer was rate limited")
-	}
 }
