@@ -6,36 +6,16 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 
+	"github.com/metalflow/metalflow/api/internal/apitest"
 	"github.com/metalflow/metalflow/auth"
 	"github.com/metalflow/metalflow/inventory"
 )
-
-// issueToken creates a real token in inv.
-func issueToken(t *testing.T, inv *inventory.Store, role auth.Role, project string) string {
-	t.Helper()
-	plain, _, err := (&auth.Tokens{Store: inv}).Issue(context.Background(), auth.IssueInput{
-		Name: "test-" + string(role), Role: role, Project: project, By: "test",
-	})
-	require.NoError(t, err)
-	return plain
-}
-
-// withToken sends token with every request that carries none.
-func withToken(h http.Handler, token string) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Header.Get("Authorization") == "" {
-			r.Header.Set("Authorization", "Bearer "+token)
-		}
-		h.ServeHTTP(w, r)
-	})
-}
 
 // openRoutes answer without a token: machines that cannot hold one (the
 // installer, Prometheus), the contract, and the operator page's assets.
@@ -89,9 +69,7 @@ func below(need auth.Role) auth.Role {
 
 func newAuthAPI(t *testing.T) (*Server, *inventory.Store) {
 	t.Helper()
-	inv, err := inventory.Open(context.Background(), inventory.DialectSQLite, filepath.Join(t.TempDir(), "inv.db"))
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = inv.Close() })
+	inv := apitest.Inventory(t)
 	return New(Config{
 		Inventory: inv, Tokens: &auth.Tokens{Store: inv},
 		Registry: prometheus.NewRegistry(), Logger: slog.New(slog.DiscardHandler),
@@ -114,7 +92,7 @@ func TestEveryRouteRefusesMissingAndLowTokens(t *testing.T) {
 	open, need := openRoutes(), minimumRole()
 	tokens := map[auth.Role]string{}
 	for _, r := range auth.Roles() {
-		tokens[r] = issueToken(t, inv, r, "")
+		tokens[r] = apitest.Token(t, inv, r, "")
 	}
 	seen := map[string]bool{}
 	for _, rt := range s.echo.Routes() {
@@ -149,7 +127,7 @@ func TestEveryRouteRefusesMissingAndLowTokens(t *testing.T) {
 		// A project token reaches only the tenant's own read routes.
 		if rt.Method != http.MethodGet || !tenantRoute(key) {
 			req := httptest.NewRequest(rt.Method, target, nil)
-			req.Header.Set("Authorization", "Bearer "+issueToken(t, inv, auth.Viewer, "acme"))
+			req.Header.Set("Authorization", "Bearer "+apitest.Token(t, inv, auth.Viewer, "acme"))
 			rec := httptest.NewRecorder()
 			s.Handler().ServeHTTP(rec, req)
 			require.Equal(t, http.StatusForbidden, rec.Code, "%s with a project token: %s", key, rec.Body)
@@ -180,55 +158,6 @@ func tenantRoute(key string) bool {
 	return false
 }
 
-func TestTokensAreManagedByAdmins(t *testing.T) {
-	s, inv := newAuthAPI(t)
-	admin := withToken(s.Handler(), issueToken(t, inv, auth.Admin, ""))
-
-	x := call(t, admin, "POST", "/api/v1/tokens", jsonCT, `{"name":"bob","role":"technician"}`)
-	require.Equal(t, http.StatusCreated, x.status, string(x.body))
-	var created createTokenResponse
-	require.NoError(t, json.Unmarshal(x.body, &created))
-	require.Equal(t, "technician", created.Details.Role)
-	require.Equal(t, "bob", created.Details.User)
-
-	// The new token works and says who it is.
-	bob := withToken(s.Handler(), created.Token)
-	x = call(t, bob, "GET", "/api/v1/whoami", "", "")
-	require.Equal(t, http.StatusOK, x.status)
-	require.JSONEq(t, `{"user":"bob","role":"technician","tokenId":"`+created.Details.ID+`"}`, string(x.body))
-
-	// Listing never shows a secret or a hash.
-	x = call(t, admin, "GET", "/api/v1/tokens", "", "")
-	require.Equal(t, http.StatusOK, x.status)
-	require.NotContains(t, string(x.body), created.Token)
-	require.NotContains(t, string(x.body), "hash")
-
-	for _, body := range []string{`{"name":"x","role":"root"}`, `{"name":"","role":"viewer"}`, `{"name":"t","role":"operator","project":"acme"}`} {
-		x = call(t, admin, "POST", "/api/v1/tokens", jsonCT, body)
-		require.Equal(t, http.StatusUnprocessableEntity, x.status, body)
-	}
-	x = call(t, admin, "POST", "/api/v1/tokens", jsonCT, `{"name":"x","role":"viewer","scope":"all"}`)
-	require.Equal(t, http.StatusBadRequest, x.status)
-	list, err := inv.ListTokens(context.Background())
-	require.NoError(t, err)
-	require.Len(t, list, 2, "refused requests stored nothing")
-
-	x = call(t, admin, "DELETE", "/api/v1/tokens/"+created.Details.ID, "", "")
-	require.Equal(t, http.StatusNoContent, x.status)
-	x = call(t, bob, "GET", "/api/v1/whoami", "", "")
-	require.Equal(t, http.StatusUnauthorized, x.status, "a revoked token still works")
-	x = call(t, admin, "DELETE", "/api/v1/tokens/nosuch", "", "")
-	require.Equal(t, http.StatusNotFound, x.status)
-
-	x = call(t, admin, "GET", "/api/v1/audit", "", "")
-	require.Equal(t, http.StatusOK, x.status)
-	var audit auditList
-	require.NoError(t, json.Unmarshal(x.body, &audit))
-	require.GreaterOrEqual(t, len(audit.Entries), 5)
-	require.Equal(t, "DELETE", audit.Entries[0].Method)
-	require.Equal(t, "test-admin", audit.Entries[0].User)
-}
-
 // TestProjectTokenSeesOnlyItsServers: a tenant lists and reads the servers
 // handed to its project; another project's server is "not found".
 func TestProjectTokenSeesOnlyItsServers(t *testing.T) {
@@ -238,11 +167,16 @@ func TestProjectTokenSeesOnlyItsServers(t *testing.T) {
 		_, err := inv.RegisterAsset(ctx, inventory.AssetRecord{Serial: serial, State: "ready", Tenant: tenant}, "test")
 		require.NoError(t, err)
 	}
-	acme := withToken(s.Handler(), issueToken(t, inv, auth.Viewer, "acme"))
-	x := call(t, acme, "GET", "/api/v1/servers", "", "")
-	require.Equal(t, http.StatusOK, x.status, string(x.body))
-	var list serverList
-	require.NoError(t, json.Unmarshal(x.body, &list))
+	acme := apitest.WithToken(s.Handler(), apitest.Token(t, inv, auth.Viewer, "acme"))
+	x := apitest.Call(t, acme, "GET", "/api/v1/servers", "", "")
+	require.Equal(t, http.StatusOK, x.Status, string(x.Body))
+	var list struct {
+		Servers []struct {
+			Serial string `json:"serial"`
+			State  string `json:"state"`
+		} `json:"servers"`
+	}
+	require.NoError(t, json.Unmarshal(x.Body, &list))
 	var serials []string
 	for _, srv := range list.Servers {
 		serials = append(serials, srv.Serial)
@@ -250,17 +184,17 @@ func TestProjectTokenSeesOnlyItsServers(t *testing.T) {
 	}
 	require.Equal(t, []string{"SN-A1", "SN-A2"}, serials)
 
-	x = call(t, acme, "GET", "/api/v1/servers/SN-A1/asset", "", "")
-	require.Equal(t, http.StatusOK, x.status, string(x.body))
+	x = apitest.Call(t, acme, "GET", "/api/v1/servers/SN-A1/asset", "", "")
+	require.Equal(t, http.StatusOK, x.Status, string(x.Body))
 	for _, serial := range []string{"SN-G1", "SN-FREE", "SN-NONE"} {
 		for _, path := range []string{"/api/v1/servers/" + serial, "/api/v1/servers/" + serial + "/asset"} {
-			x = call(t, acme, "GET", path, "", "")
-			require.Equal(t, http.StatusNotFound, x.status, path)
-			require.Contains(t, string(x.body), "no server "+serial)
+			x = apitest.Call(t, acme, "GET", path, "", "")
+			require.Equal(t, http.StatusNotFound, x.Status, path)
+			require.Contains(t, string(x.Body), "no server "+serial)
 		}
 	}
-	x = call(t, acme, "GET", "/api/v1/servers?state=ready", "", "")
-	require.Equal(t, http.StatusBadRequest, x.status)
-	x = call(t, acme, "GET", "/api/v1/racks", "", "")
-	require.Equal(t, http.StatusForbidden, x.status)
+	x = apitest.Call(t, acme, "GET", "/api/v1/servers?state=ready", "", "")
+	require.Equal(t, http.StatusBadRequest, x.Status)
+	x = apitest.Call(t, acme, "GET", "/api/v1/racks", "", "")
+	require.Equal(t, http.StatusForbidden, x.Status)
 }

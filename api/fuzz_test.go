@@ -23,6 +23,7 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
 
+	"github.com/metalflow/metalflow/api/internal/httpx"
 	"github.com/metalflow/metalflow/auth"
 	"github.com/metalflow/metalflow/credentials"
 	"github.com/metalflow/metalflow/inventory"
@@ -333,7 +334,7 @@ func FuzzAPIBodies(f *testing.F) {
 			if reachedStartOrUpdate(calls) {
 				t.Fatalf("refused after reaching Temporal: %s", where)
 			}
-			var e errorBody
+			var e httpx.ErrorBody
 			if err := json.Unmarshal(rec.Body.Bytes(), &e); err != nil || e.Error == "" {
 				t.Fatalf("4xx without a JSON error: %s", where)
 			}

@@ -3,11 +3,9 @@ package api
 import (
 	"context"
 	"encoding/json"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"regexp"
 	"sort"
 	"strings"
@@ -18,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 
+	"github.com/metalflow/metalflow/api/internal/apitest"
 	"github.com/metalflow/metalflow/auth"
 	"github.com/metalflow/metalflow/internal/openapicheck"
 	"github.com/metalflow/metalflow/inventory"
@@ -32,9 +31,7 @@ import (
 func newContractServer(t *testing.T) (http.Handler, *inventory.Store) {
 	t.Helper()
 	ctx := context.Background()
-	inv, err := inventory.Open(ctx, inventory.DialectSQLite, filepath.Join(t.TempDir(), "inv.db"))
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = inv.Close() })
+	inv := apitest.Inventory(t)
 	require.NoError(t, inv.ApplyLayout(ctx, inventory.DevLayout()))
 	cat, err := profiles.NewCatalog()
 	require.NoError(t, err)
@@ -47,34 +44,7 @@ func newContractServer(t *testing.T) (http.Handler, *inventory.Store) {
 		Boot:      BootConfig{PublicURL: "http://10.0.0.1:8080"},
 		Tokens:    &auth.Tokens{Store: inv},
 	})
-	return withToken(s.Handler(), issueToken(t, inv, auth.Admin, "")), inv
-}
-
-// exchange is one request to the API and its answer.
-type exchange struct {
-	req     *http.Request
-	reqBody []byte
-	status  int
-	header  http.Header
-	body    []byte
-}
-
-func call(t *testing.T, h http.Handler, method, target, contentType, body string) exchange {
-	t.Helper()
-	var rd io.Reader
-	if body != "" {
-		rd = strings.NewReader(body)
-	}
-	req := httptest.NewRequest(method, target, rd)
-	if contentType != "" {
-		req.Header.Set(echo.HeaderContentType, contentType)
-	}
-	rec := httptest.NewRecorder()
-	h.ServeHTTP(rec, req)
-	// A fresh request for the checks: the handler consumed the body.
-	check := httptest.NewRequest(method, target, nil)
-	check.Header = req.Header.Clone()
-	return exchange{req: check, reqBody: []byte(body), status: rec.Code, header: rec.Header(), body: rec.Body.Bytes()}
+	return apitest.WithToken(s.Handler(), apitest.Token(t, inv, auth.Admin, "")), inv
 }
 
 func loadDoc(t *testing.T, raw []byte) *openapicheck.Document {
@@ -183,11 +153,11 @@ func TestOpenAPIRouteCoverageDetectsDrift(t *testing.T) {
 
 func TestOpenAPIServedAtAPIPath(t *testing.T) {
 	s, _ := newContractServer(t)
-	x := call(t, s, http.MethodGet, "/api/v1/openapi.json", "", "")
-	require.Equal(t, http.StatusOK, x.status)
-	require.Equal(t, "application/json", x.header.Get(echo.HeaderContentType))
-	require.JSONEq(t, string(openAPIDocument), string(x.body))
-	require.NoError(t, loadDoc(t, x.body).CheckResponse(x.req, x.status, x.header, x.body))
+	x := apitest.Call(t, s, http.MethodGet, "/api/v1/openapi.json", "", "")
+	require.Equal(t, http.StatusOK, x.Status)
+	require.Equal(t, "application/json", x.Header.Get(echo.HeaderContentType))
+	require.JSONEq(t, string(openAPIDocument), string(x.Body))
+	require.NoError(t, loadDoc(t, x.Body).CheckResponse(x.Req, x.Status, x.Header, x.Body))
 }
 
 // contractCase is a request, the status the handler must answer, and
@@ -199,8 +169,6 @@ type contractCase struct {
 	status                                  int
 	docAccepts                              bool
 }
-
-const jsonCT = "application/json"
 
 // inProcessCases are the answers the API gives without Temporal.
 func inProcessCases(mac string) []contractCase {
@@ -214,16 +182,16 @@ func inProcessCases(mac string) []contractCase {
 		{"rack", "GET", "/api/v1/racks/dc1/R01", "", "", 200, true},
 		{"rack with a server", "GET", "/api/v1/racks/dc1/R02", "", "", 200, true},
 		{"unknown rack", "GET", "/api/v1/racks/dc1/R99", "", "", 404, true},
-		{"create rack", "POST", "/api/v1/racks", jsonCT, `{"site":"dc1","room":"B","name":"R21","heightU":48}`, 201, true},
-		{"create rack again", "POST", "/api/v1/racks", jsonCT, `{"site":"dc1","room":"B","name":"R21","heightU":48}`, 201, true},
-		{"create conflicting rack", "POST", "/api/v1/racks", jsonCT, `{"site":"dc1","room":"C","name":"R21","heightU":42}`, 409, true},
-		{"rack too high", "POST", "/api/v1/racks", jsonCT, `{"site":"dc1","name":"R22","heightU":99}`, 422, false},
-		{"rack without height", "POST", "/api/v1/racks", jsonCT, `{"site":"dc1","name":"R22"}`, 422, false},
-		{"rack name with a space", "POST", "/api/v1/racks", jsonCT, `{"site":"dc1","name":"bad name","heightU":42}`, 400, false},
-		{"rack in unknown site", "POST", "/api/v1/racks", jsonCT, `{"site":"dc9","name":"R01","heightU":42}`, 404, true},
-		{"rack with unknown field", "POST", "/api/v1/racks", jsonCT, `{"site":"dc1","name":"R23","heightU":42,"colour":"red"}`, 400, false},
+		{"create rack", "POST", "/api/v1/racks", apitest.JSON, `{"site":"dc1","room":"B","name":"R21","heightU":48}`, 201, true},
+		{"create rack again", "POST", "/api/v1/racks", apitest.JSON, `{"site":"dc1","room":"B","name":"R21","heightU":48}`, 201, true},
+		{"create conflicting rack", "POST", "/api/v1/racks", apitest.JSON, `{"site":"dc1","room":"C","name":"R21","heightU":42}`, 409, true},
+		{"rack too high", "POST", "/api/v1/racks", apitest.JSON, `{"site":"dc1","name":"R22","heightU":99}`, 422, false},
+		{"rack without height", "POST", "/api/v1/racks", apitest.JSON, `{"site":"dc1","name":"R22"}`, 422, false},
+		{"rack name with a space", "POST", "/api/v1/racks", apitest.JSON, `{"site":"dc1","name":"bad name","heightU":42}`, 400, false},
+		{"rack in unknown site", "POST", "/api/v1/racks", apitest.JSON, `{"site":"dc9","name":"R01","heightU":42}`, 404, true},
+		{"rack with unknown field", "POST", "/api/v1/racks", apitest.JSON, `{"site":"dc1","name":"R23","heightU":42,"colour":"red"}`, 400, false},
 		{"rack as text", "POST", "/api/v1/racks", "text/plain", `{"site":"dc1","name":"R23","heightU":42}`, 415, false},
-		{"rack malformed", "POST", "/api/v1/racks", jsonCT, `{"site":`, 400, false},
+		{"rack malformed", "POST", "/api/v1/racks", apitest.JSON, `{"site":`, 400, false},
 
 		{"server with bad serial", "GET", "/api/v1/servers/bad%20serial", "", "", 400, false},
 		{"asset", "GET", "/api/v1/servers/SN-ASSET/asset", "", "", 200, true},
@@ -231,47 +199,47 @@ func inProcessCases(mac string) []contractCase {
 		{"asset bad serial", "GET", "/api/v1/servers/-x/asset", "", "", 400, false},
 		{"sd targets", "GET", "/api/v1/sd/targets", "", "", 200, true},
 
-		{"create server malformed", "POST", "/api/v1/servers", jsonCT, `{"serial":`, 400, false},
-		{"create server empty body", "POST", "/api/v1/servers", jsonCT, ``, 400, false},
-		{"create server without serial", "POST", "/api/v1/servers", jsonCT, `{}`, 400, false},
-		{"create server long serial", "POST", "/api/v1/servers", jsonCT, `{"serial":"` + strings.Repeat("x", 65) + `"}`, 400, false},
+		{"create server malformed", "POST", "/api/v1/servers", apitest.JSON, `{"serial":`, 400, false},
+		{"create server empty body", "POST", "/api/v1/servers", apitest.JSON, ``, 400, false},
+		{"create server without serial", "POST", "/api/v1/servers", apitest.JSON, `{}`, 400, false},
+		{"create server long serial", "POST", "/api/v1/servers", apitest.JSON, `{"serial":"` + strings.Repeat("x", 65) + `"}`, 400, false},
 		{"create server as text", "POST", "/api/v1/servers", "text/plain", `{"serial":"SN-1"}`, 415, false},
-		{"create server unknown field", "POST", "/api/v1/servers", jsonCT, `{"serial":"SN-1","colour":"red"}`, 400, false},
-		{"create server unknown profile", "POST", "/api/v1/servers", jsonCT, `{"serial":"SN-1","profile":"nope"}`, 422, true},
-		{"create server bad BMC address", "POST", "/api/v1/servers", jsonCT, `{"serial":"SN-1","bmc":{"address":"10.0.0.1","username":"u","password":"p"}}`, 400, false},
-		{"create server BMC without password", "POST", "/api/v1/servers", jsonCT, `{"serial":"SN-1","bmc":{"address":"https://10.0.0.1","username":"u"}}`, 400, false},
-		{"create server at unit 0", "POST", "/api/v1/servers", jsonCT, `{"serial":"SN-1","location":{"site":"dc1","rack":"R01","unit":0,"face":"front"}}`, 400, false},
-		{"create server in unknown site", "POST", "/api/v1/servers", jsonCT, `{"serial":"SN-1","location":{"site":"dc9","rack":"R01","unit":1,"face":"front"}}`, 422, true},
-		{"create server on a taken unit", "POST", "/api/v1/servers", jsonCT, `{"serial":"SN-1","location":{"site":"dc1","rack":"R02","unit":7,"face":"front"}}`, 409, true},
+		{"create server unknown field", "POST", "/api/v1/servers", apitest.JSON, `{"serial":"SN-1","colour":"red"}`, 400, false},
+		{"create server unknown profile", "POST", "/api/v1/servers", apitest.JSON, `{"serial":"SN-1","profile":"nope"}`, 422, true},
+		{"create server bad BMC address", "POST", "/api/v1/servers", apitest.JSON, `{"serial":"SN-1","bmc":{"address":"10.0.0.1","username":"u","password":"p"}}`, 400, false},
+		{"create server BMC without password", "POST", "/api/v1/servers", apitest.JSON, `{"serial":"SN-1","bmc":{"address":"https://10.0.0.1","username":"u"}}`, 400, false},
+		{"create server at unit 0", "POST", "/api/v1/servers", apitest.JSON, `{"serial":"SN-1","location":{"site":"dc1","rack":"R01","unit":0,"face":"front"}}`, 400, false},
+		{"create server in unknown site", "POST", "/api/v1/servers", apitest.JSON, `{"serial":"SN-1","location":{"site":"dc9","rack":"R01","unit":1,"face":"front"}}`, 422, true},
+		{"create server on a taken unit", "POST", "/api/v1/servers", apitest.JSON, `{"serial":"SN-1","location":{"site":"dc1","rack":"R02","unit":7,"face":"front"}}`, 409, true},
 
-		{"racked sideways", "POST", "/api/v1/servers/SN-1/racked", jsonCT, `{"site":"dc1","rack":"R01","unit":4,"face":"sideways"}`, 422, false},
-		{"racked at unit -1", "POST", "/api/v1/servers/SN-1/racked", jsonCT, `{"site":"dc1","rack":"R01","unit":-1,"face":"front"}`, 422, false},
-		{"racked malformed", "POST", "/api/v1/servers/SN-1/racked", jsonCT, `{"site":"dc1"`, 400, false},
-		{"racked unknown rack", "POST", "/api/v1/servers/SN-1/racked", jsonCT, `{"site":"dc1","rack":"R99","unit":1,"face":"front"}`, 422, true},
-		{"racked above the rack", "POST", "/api/v1/servers/SN-1/racked", jsonCT, `{"site":"dc1","rack":"R01","unit":43,"face":"front"}`, 422, true},
-		{"racked on a taken unit", "POST", "/api/v1/servers/SN-1/racked", jsonCT, `{"site":"dc1","rack":"R02","unit":7,"face":"rear"}`, 409, true},
-		{"racked bad serial", "POST", "/api/v1/servers/bad%20serial/racked", jsonCT, `{"site":"dc1","rack":"R01","unit":4,"face":"front"}`, 400, false},
+		{"racked sideways", "POST", "/api/v1/servers/SN-1/racked", apitest.JSON, `{"site":"dc1","rack":"R01","unit":4,"face":"sideways"}`, 422, false},
+		{"racked at unit -1", "POST", "/api/v1/servers/SN-1/racked", apitest.JSON, `{"site":"dc1","rack":"R01","unit":-1,"face":"front"}`, 422, false},
+		{"racked malformed", "POST", "/api/v1/servers/SN-1/racked", apitest.JSON, `{"site":"dc1"`, 400, false},
+		{"racked unknown rack", "POST", "/api/v1/servers/SN-1/racked", apitest.JSON, `{"site":"dc1","rack":"R99","unit":1,"face":"front"}`, 422, true},
+		{"racked above the rack", "POST", "/api/v1/servers/SN-1/racked", apitest.JSON, `{"site":"dc1","rack":"R01","unit":43,"face":"front"}`, 422, true},
+		{"racked on a taken unit", "POST", "/api/v1/servers/SN-1/racked", apitest.JSON, `{"site":"dc1","rack":"R02","unit":7,"face":"rear"}`, 409, true},
+		{"racked bad serial", "POST", "/api/v1/servers/bad%20serial/racked", apitest.JSON, `{"site":"dc1","rack":"R01","unit":4,"face":"front"}`, 400, false},
 		{"racked as text", "POST", "/api/v1/servers/SN-1/racked", "text/plain", `{"site":"dc1","rack":"R01","unit":4,"face":"front"}`, 415, false},
 
-		{"retry unknown profile", "POST", "/api/v1/servers/SN-1/retry", jsonCT, `{"profile":"nope"}`, 422, true},
-		{"retry username alone", "POST", "/api/v1/servers/SN-1/retry", jsonCT, `{"bmc":{"username":"root"}}`, 400, false},
-		{"retry empty BMC", "POST", "/api/v1/servers/SN-1/retry", jsonCT, `{"bmc":{}}`, 400, false},
+		{"retry unknown profile", "POST", "/api/v1/servers/SN-1/retry", apitest.JSON, `{"profile":"nope"}`, 422, true},
+		{"retry username alone", "POST", "/api/v1/servers/SN-1/retry", apitest.JSON, `{"bmc":{"username":"root"}}`, 400, false},
+		{"retry empty BMC", "POST", "/api/v1/servers/SN-1/retry", apitest.JSON, `{"bmc":{}}`, 400, false},
 		{"retry as text", "POST", "/api/v1/servers/SN-1/retry", "text/plain", `{}`, 415, false},
-		{"skip with a field", "POST", "/api/v1/servers/SN-1/skip", jsonCT, `{"force":true}`, 400, false},
+		{"skip with a field", "POST", "/api/v1/servers/SN-1/skip", apitest.JSON, `{"force":true}`, 400, false},
 		{"skip bad serial", "POST", "/api/v1/servers/_x/skip", "", "", 400, false},
-		{"abort without reason", "POST", "/api/v1/servers/SN-1/abort", jsonCT, `{}`, 400, false},
+		{"abort without reason", "POST", "/api/v1/servers/SN-1/abort", apitest.JSON, `{}`, 400, false},
 
-		{"batch without servers", "POST", "/api/v1/racks/dc1/R01/servers", jsonCT, `{"servers":[]}`, 400, false},
-		{"batch unknown field", "POST", "/api/v1/racks/dc1/R01/servers", jsonCT, `{"servers":[{"serial":"SN-B1","bmc":{"address":"https://10.0.0.1","username":"u","password":"p"},"unit":1}],"parallel":2}`, 400, false},
-		{"batch server without bmc", "POST", "/api/v1/racks/dc1/R01/servers", jsonCT, `{"servers":[{"serial":"SN-B1","unit":1}]}`, 400, false},
-		{"batch serial twice", "POST", "/api/v1/racks/dc1/R01/servers", jsonCT, `{"servers":[{"serial":"SN-B1","bmc":{"address":"https://10.0.0.1","username":"u","password":"p"},"unit":1},{"serial":"SN-B1","bmc":{"address":"https://10.0.0.1","username":"u","password":"p"},"unit":2}]}`, 400, true},
-		{"batch unit twice", "POST", "/api/v1/racks/dc1/R01/servers", jsonCT, `{"servers":[{"serial":"SN-B1","bmc":{"address":"https://10.0.0.1","username":"u","password":"p"},"unit":1},{"serial":"SN-B2","bmc":{"address":"https://10.0.0.2","username":"u","password":"p"},"unit":1}]}`, 400, true},
-		{"batch bad grace", "POST", "/api/v1/racks/dc1/R01/servers", jsonCT, `{"servers":[{"serial":"SN-B1","bmc":{"address":"https://10.0.0.1","username":"u","password":"p"},"unit":1}],"attentionGrace":"soon"}`, 400, true},
-		{"batch unknown profile", "POST", "/api/v1/racks/dc1/R01/servers", jsonCT, `{"servers":[{"serial":"SN-B1","bmc":{"address":"https://10.0.0.1","username":"u","password":"p"},"unit":1,"profile":"nope"}]}`, 422, true},
-		{"batch above the rack", "POST", "/api/v1/racks/dc1/R01/servers", jsonCT, `{"servers":[{"serial":"SN-B1","bmc":{"address":"https://10.0.0.1","username":"u","password":"p"},"unit":1},{"serial":"SN-B2","bmc":{"address":"https://10.0.0.2","username":"u","password":"p"},"unit":43}]}`, 422, true},
-		{"batch on a taken unit", "POST", "/api/v1/racks/dc1/R02/servers", jsonCT, `{"servers":[{"serial":"SN-B1","bmc":{"address":"https://10.0.0.1","username":"u","password":"p"},"unit":7}]}`, 409, true},
+		{"batch without servers", "POST", "/api/v1/racks/dc1/R01/servers", apitest.JSON, `{"servers":[]}`, 400, false},
+		{"batch unknown field", "POST", "/api/v1/racks/dc1/R01/servers", apitest.JSON, `{"servers":[{"serial":"SN-B1","bmc":{"address":"https://10.0.0.1","username":"u","password":"p"},"unit":1}],"parallel":2}`, 400, false},
+		{"batch server without bmc", "POST", "/api/v1/racks/dc1/R01/servers", apitest.JSON, `{"servers":[{"serial":"SN-B1","unit":1}]}`, 400, false},
+		{"batch serial twice", "POST", "/api/v1/racks/dc1/R01/servers", apitest.JSON, `{"servers":[{"serial":"SN-B1","bmc":{"address":"https://10.0.0.1","username":"u","password":"p"},"unit":1},{"serial":"SN-B1","bmc":{"address":"https://10.0.0.1","username":"u","password":"p"},"unit":2}]}`, 400, true},
+		{"batch unit twice", "POST", "/api/v1/racks/dc1/R01/servers", apitest.JSON, `{"servers":[{"serial":"SN-B1","bmc":{"address":"https://10.0.0.1","username":"u","password":"p"},"unit":1},{"serial":"SN-B2","bmc":{"address":"https://10.0.0.2","username":"u","password":"p"},"unit":1}]}`, 400, true},
+		{"batch bad grace", "POST", "/api/v1/racks/dc1/R01/servers", apitest.JSON, `{"servers":[{"serial":"SN-B1","bmc":{"address":"https://10.0.0.1","username":"u","password":"p"},"unit":1}],"attentionGrace":"soon"}`, 400, true},
+		{"batch unknown profile", "POST", "/api/v1/racks/dc1/R01/servers", apitest.JSON, `{"servers":[{"serial":"SN-B1","bmc":{"address":"https://10.0.0.1","username":"u","password":"p"},"unit":1,"profile":"nope"}]}`, 422, true},
+		{"batch above the rack", "POST", "/api/v1/racks/dc1/R01/servers", apitest.JSON, `{"servers":[{"serial":"SN-B1","bmc":{"address":"https://10.0.0.1","username":"u","password":"p"},"unit":1},{"serial":"SN-B2","bmc":{"address":"https://10.0.0.2","username":"u","password":"p"},"unit":43}]}`, 422, true},
+		{"batch on a taken unit", "POST", "/api/v1/racks/dc1/R02/servers", apitest.JSON, `{"servers":[{"serial":"SN-B1","bmc":{"address":"https://10.0.0.1","username":"u","password":"p"},"unit":7}]}`, 409, true},
 		{"batch as text", "POST", "/api/v1/racks/dc1/R01/servers", "text/plain", `{"servers":[{"serial":"SN-B1","bmc":{"address":"https://10.0.0.1","username":"u","password":"p"},"unit":1}]}`, 415, false},
-		{"abort with empty reason", "POST", "/api/v1/servers/SN-1/abort", jsonCT, `{"reason":""}`, 400, false},
+		{"abort with empty reason", "POST", "/api/v1/servers/SN-1/abort", apitest.JSON, `{"reason":""}`, 400, false},
 		{"abort without body", "POST", "/api/v1/servers/SN-1/abort", "", "", 400, false},
 
 		{"list pageSize 0", "GET", "/api/v1/servers?pageSize=0", "", "", 400, false},
@@ -323,10 +291,10 @@ func TestOpenAPIContractInProcess(t *testing.T) {
 	doc := loadDoc(t, openAPIDocument)
 	for _, c := range inProcessCases(mac) {
 		t.Run(c.name, func(t *testing.T) {
-			x := call(t, s, c.method, c.target, c.contentType, c.body)
-			require.Equal(t, c.status, x.status, string(x.body))
-			require.NoError(t, doc.CheckResponse(x.req, x.status, x.header, x.body), string(x.body))
-			err := doc.CheckRequest(x.req, x.reqBody)
+			x := apitest.Call(t, s, c.method, c.target, c.contentType, c.body)
+			require.Equal(t, c.status, x.Status, string(x.Body))
+			require.NoError(t, doc.CheckResponse(x.Req, x.Status, x.Header, x.Body), string(x.Body))
+			err := doc.CheckRequest(x.Req, x.ReqBody)
 			if c.docAccepts {
 				require.NoError(t, err, "the document refuses a request the API takes as well-formed")
 			} else {
@@ -335,8 +303,8 @@ func TestOpenAPIContractInProcess(t *testing.T) {
 		})
 	}
 	// The pending install's script is the installer, not the local disk.
-	x := call(t, s, "GET", "/boot/ipxe?mac="+mac, "", "")
-	require.Contains(t, string(x.body), "kernel http://10.0.0.1:8080/boot/files/vmlinuz")
+	x := apitest.Call(t, s, "GET", "/boot/ipxe?mac="+mac, "", "")
+	require.Contains(t, string(x.Body), "kernel http://10.0.0.1:8080/boot/files/vmlinuz")
 }
 
 // mutate returns a copy of the document changed by fn.
@@ -367,14 +335,14 @@ func TestOpenAPICheckFailsOnWrongDocument(t *testing.T) {
 	truth := loadDoc(t, openAPIDocument)
 	cases := []struct {
 		name        string
-		x           exchange
+		x           apitest.Exchange
 		change      func(d map[string]any)
 		checkReq    bool
 		wantMessage string
 	}{
 		{
 			name: "a required field the API does not send",
-			x:    call(t, s, "GET", "/healthz", "", ""),
+			x:    apitest.Call(t, s, "GET", "/healthz", "", ""),
 			change: func(d map[string]any) {
 				h := dig(d, "components", "schemas", "Health")
 				h["required"] = []any{"status", "version"}
@@ -383,7 +351,7 @@ func TestOpenAPICheckFailsOnWrongDocument(t *testing.T) {
 		},
 		{
 			name: "a field the document does not know",
-			x:    call(t, s, "GET", "/api/v1/info", "", ""),
+			x:    apitest.Call(t, s, "GET", "/api/v1/info", "", ""),
 			change: func(d map[string]any) {
 				delete(dig(d, "components", "schemas", "Info", "properties"), "namespace")
 				delete(dig(d, "components", "schemas", "Info"), "required")
@@ -392,7 +360,7 @@ func TestOpenAPICheckFailsOnWrongDocument(t *testing.T) {
 		},
 		{
 			name: "a status the operation does not list",
-			x:    call(t, s, "POST", "/api/v1/servers", "text/plain", `{"serial":"SN-1"}`),
+			x:    apitest.Call(t, s, "POST", "/api/v1/servers", "text/plain", `{"serial":"SN-1"}`),
 			change: func(d map[string]any) {
 				delete(dig(d, "paths", "/api/v1/servers", "post", "responses"), "415")
 			},
@@ -400,7 +368,7 @@ func TestOpenAPICheckFailsOnWrongDocument(t *testing.T) {
 		},
 		{
 			name: "a field of another type",
-			x:    call(t, s, "GET", "/api/v1/racks/dc1/R99", "", ""),
+			x:    apitest.Call(t, s, "GET", "/api/v1/racks/dc1/R99", "", ""),
 			change: func(d map[string]any) {
 				dig(d, "components", "schemas", "Error", "properties", "error")["type"] = "integer"
 			},
@@ -408,7 +376,7 @@ func TestOpenAPICheckFailsOnWrongDocument(t *testing.T) {
 		},
 		{
 			name: "a limit the API's values exceed",
-			x:    call(t, s, "GET", "/api/v1/racks/dc1/R02", "", ""),
+			x:    apitest.Call(t, s, "GET", "/api/v1/racks/dc1/R02", "", ""),
 			change: func(d map[string]any) {
 				dig(d, "components", "schemas", "RackDetail", "properties", "units", "items", "properties", "unit")["maximum"] = 5
 			},
@@ -416,7 +384,7 @@ func TestOpenAPICheckFailsOnWrongDocument(t *testing.T) {
 		},
 		{
 			name: "another content type",
-			x:    call(t, s, "GET", "/boot/ipxe?mac=00:00:5e:00:53:ff", "", ""),
+			x:    apitest.Call(t, s, "GET", "/boot/ipxe?mac=00:00:5e:00:53:ff", "", ""),
 			change: func(d map[string]any) {
 				ok := dig(d, "paths", "/boot/ipxe", "get", "responses", "200")
 				ok["content"] = map[string]any{"application/json": map[string]any{"schema": map[string]any{"type": "object"}}}
@@ -425,7 +393,7 @@ func TestOpenAPICheckFailsOnWrongDocument(t *testing.T) {
 		},
 		{
 			name:     "a request constraint the API does not have",
-			x:        call(t, s, "POST", "/api/v1/servers/SN-1/racked", jsonCT, `{"site":"dc1","rack":"R99","unit":4,"face":"front"}`),
+			x:        apitest.Call(t, s, "POST", "/api/v1/servers/SN-1/racked", apitest.JSON, `{"site":"dc1","rack":"R99","unit":4,"face":"front"}`),
 			checkReq: true,
 			change: func(d map[string]any) {
 				dig(d, "components", "schemas", "Location", "properties", "unit")["minimum"] = 10
@@ -438,9 +406,9 @@ func TestOpenAPICheckFailsOnWrongDocument(t *testing.T) {
 			wrong := loadDoc(t, mutate(t, c.change))
 			check := func(d *openapicheck.Document) error {
 				if c.checkReq {
-					return d.CheckRequest(c.x.req, c.x.reqBody)
+					return d.CheckRequest(c.x.Req, c.x.ReqBody)
 				}
-				return d.CheckResponse(c.x.req, c.x.status, c.x.header, c.x.body)
+				return d.CheckResponse(c.x.Req, c.x.Status, c.x.Header, c.x.Body)
 			}
 			require.NoError(t, check(truth), "the true document accepts the exchange")
 			err := check(wrong)
@@ -478,7 +446,11 @@ func TestOpenAPIVIPAttentionNamesEveryVIPStep(t *testing.T) {
 	req := httptest.NewRequest(http.MethodGet, "/api/v1/vips/web", nil)
 	header := http.Header{"Content-Type": []string{"application/json"}}
 	for _, step := range workflows.VIPSteps() {
-		body, err := json.Marshal(vipResponse{VIPStatus: workflows.VIPStatus{
+		// A VIP's answer is its workflow's status and the workflow's ID.
+		body, err := json.Marshal(struct {
+			workflows.VIPStatus
+			WorkflowID string `json:"workflowId"`
+		}{VIPStatus: workflows.VIPStatus{
 			Name: "web", Exposure: "internal", State: workflows.VIPStateAttention, Protocol: "tcp", Ports: []uint16{80},
 			Placement: []workflows.ClusterPlacement{}, Backends: []workflows.BackendStatus{},
 			Attention: &workflows.Attention{Step: step, Error: "the node took no task"},

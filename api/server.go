@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -19,6 +18,14 @@ import (
 	"go.temporal.io/sdk/client"
 	"golang.org/x/time/rate"
 
+	"github.com/metalflow/metalflow/api/access"
+	"github.com/metalflow/metalflow/api/boot"
+	"github.com/metalflow/metalflow/api/decommission"
+	"github.com/metalflow/metalflow/api/internal/httpx"
+	"github.com/metalflow/metalflow/api/racks"
+	"github.com/metalflow/metalflow/api/sd"
+	"github.com/metalflow/metalflow/api/servers"
+	"github.com/metalflow/metalflow/api/vips"
 	"github.com/metalflow/metalflow/auth"
 	"github.com/metalflow/metalflow/credentials"
 	"github.com/metalflow/metalflow/inventory"
@@ -29,8 +36,9 @@ import (
 // Config wires the API to its collaborators.
 type Config struct {
 	Temporal client.Client
-	// Inventory answers rack questions directly: the racks list and the
-	// placement pre-check that spares the workflow a doomed update.
+	// Inventory answers what the CMDB knows directly (racks, assets,
+	// tokens, monitoring targets, pending installs) and pre-checks
+	// placements to spare a workflow a doomed update.
 	Inventory *inventory.Store
 	// Credentials seals BMC passwords; workflows get references.
 	Credentials credentials.Store
@@ -44,7 +52,8 @@ type Config struct {
 	TemporalUIURL string
 	// Namespace is the Temporal namespace, used in Web UI links.
 	Namespace string
-	// Boot configures the boot service that netbooting servers talk to.
+	// Boot configures the boot service that netbooting servers talk to,
+	// served by this API too.
 	Boot BootConfig
 	// Tokens authenticates callers; without it every protected route
 	// answers 401 (fail closed).
@@ -55,6 +64,16 @@ type Config struct {
 	// OpenServiceDiscovery serves /api/v1/sd/targets without a token, for
 	// Prometheus servers that cannot send one.
 	OpenServiceDiscovery bool
+}
+
+// BootConfig is how the API's boot service describes an install; the
+// fields mean what boot.Config's of the same name do. The service's store,
+// Temporal and logger are the API's.
+type BootConfig struct {
+	PublicURL  string
+	KernelURL  string
+	InitrdURL  string
+	KernelArgs string
 }
 
 // Server is the HTTP API.
@@ -73,12 +92,12 @@ func New(cfg Config) *Server {
 	e := echo.New()
 	e.HideBanner = true
 	e.HidePort = true
-	e.HTTPErrorHandler = writeError(cfg.Logger)
+	e.HTTPErrorHandler = httpx.ErrorHandler(cfg.Logger)
 	s := &Server{echo: e, cfg: cfg}
 
 	e.Use(middleware.Recover())
-	e.Use(newHTTPMetrics(cfg.Registry).middleware)
-	e.Use(requestLog(cfg.Logger))
+	e.Use(httpx.Metrics(cfg.Registry))
+	e.Use(httpx.RequestLog(cfg.Logger))
 	e.Use(middleware.BodyLimit(maxBodyBytes))
 	if cfg.RateLimit > 0 {
 		// Per client address: one runaway script must not starve the
@@ -89,8 +108,7 @@ func New(cfg Config) *Server {
 			// phone-home parks an install).
 			Skipper: func(c echo.Context) bool {
 				p := c.Path()
-				return p == "/healthz" || p == "/readyz" || p == "/metrics" ||
-					strings.HasPrefix(p, "/boot/") || p == "/api/v1/boot/phone-home"
+				return p == "/healthz" || p == "/readyz" || p == "/metrics" || boot.Owns(p)
 			},
 			Store: middleware.NewRateLimiterMemoryStoreWithConfig(middleware.RateLimiterMemoryStoreConfig{
 				Rate: rate.Limit(cfg.RateLimit), Burst: 2 * int(cfg.RateLimit),
@@ -103,75 +121,38 @@ func New(cfg Config) *Server {
 	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{Registry: cfg.Registry})))
 
 	v1 := e.Group("/api/v1")
-	// Open: what machines without tokens must reach (the contract, the
-	// installer's phone-home with its one-time token, Prometheus).
+	// Open: the contract, which clients read before they hold a token.
 	v1.GET("/openapi.json", s.openAPI)
-	// Signing in is open, but slow to guess at: a few tries a second.
-	v1.POST("/session", s.createSession, middleware.RateLimiterWithConfig(middleware.RateLimiterConfig{
-		Store: middleware.NewRateLimiterMemoryStoreWithConfig(middleware.RateLimiterMemoryStoreConfig{Rate: 2, Burst: 10}),
-	}))
-	v1.DELETE("/session", s.deleteSession)
-	v1.POST("/boot/phone-home", s.phoneHome)
+
+	guard := access.New(access.Config{Tokens: cfg.Tokens, Store: cfg.Inventory, Logger: cfg.Logger})
+	guard.Register(v1)
+	v1.GET("/info", s.info, guard.AllowTenant(auth.Viewer))
+	temporalUI := httpx.TemporalUI{URL: cfg.TemporalUIURL, Namespace: cfg.Namespace}
+	servers.Register(v1, guard, servers.Deps{
+		Temporal: cfg.Temporal, Inventory: cfg.Inventory, Credentials: cfg.Credentials, Profiles: cfg.Profiles, UI: temporalUI,
+	})
+	decommission.Register(v1, guard, decommission.Deps{Temporal: cfg.Temporal, Credentials: cfg.Credentials, UI: temporalUI})
+	racks.Register(v1, guard, racks.Deps{
+		Temporal: cfg.Temporal, Inventory: cfg.Inventory, Credentials: cfg.Credentials, Profiles: cfg.Profiles, UI: temporalUI,
+	})
+	vips.Register(v1, guard, vips.Deps{Temporal: cfg.Temporal, Inventory: cfg.Inventory, UI: temporalUI})
+	// Prometheus servers that cannot send a token may be let in.
 	if cfg.OpenServiceDiscovery {
-		v1.GET("/sd/targets", s.sdTargets)
+		sd.Register(v1, cfg.Inventory)
 	} else {
-		v1.GET("/sd/targets", s.sdTargets, s.allow(access{need: auth.Viewer}))
+		sd.Register(v1, cfg.Inventory, guard.Allow(auth.Viewer))
 	}
 
-	viewer := s.allow(access{need: auth.Viewer})
-	tenant := s.allow(access{need: auth.Viewer, tenant: true})
-	technician := s.allow(access{need: auth.Technician})
-	operator := s.allow(access{need: auth.Operator})
-	admin := s.allow(access{need: auth.Admin})
-
-	v1.GET("/info", s.info, tenant)
-	v1.GET("/whoami", s.whoami, tenant)
-	v1.POST("/servers", s.createServer, operator)
-	v1.GET("/servers", s.listServers, tenant)
-	v1.GET("/servers/:serial", s.getServer, tenant)
-	v1.GET("/servers/:serial/asset", s.getAsset, tenant)
-	v1.POST("/servers/:serial/racked", s.racked, technician, idempotencyKey)
-	v1.POST("/servers/:serial/retry", s.retry, technician, idempotencyKey)
-	v1.POST("/servers/:serial/skip", s.skip, operator, idempotencyKey)
-	v1.POST("/servers/:serial/abort", s.abort, operator, idempotencyKey)
-	v1.DELETE("/servers/:serial", s.decommission, operator)
-	v1.GET("/servers/:serial/decommission", s.getDecommission, viewer)
-	v1.POST("/servers/:serial/decommission/retry", s.decommissionRetry, technician, idempotencyKey)
-	v1.POST("/servers/:serial/decommission/abort", s.decommissionAbort, operator, idempotencyKey)
-	v1.POST("/servers/:serial/unracked", s.unracked, technician, idempotencyKey)
-	v1.POST("/racks", s.createRack, operator)
-	v1.GET("/racks", s.listRacks, viewer)
-	v1.GET("/racks/:site/:rack", s.getRack, viewer)
-	v1.POST("/racks/:site/:rack/servers", s.createRackBatch, operator)
-	v1.GET("/racks/:site/:rack/batches/:batch", s.getRackBatch, viewer)
-	approver := s.allow(access{need: auth.Approver})
-	v1.POST("/vips", s.createVIP, operator)
-	v1.GET("/vips", s.listVIPs, viewer)
-	v1.GET("/vips/:name", s.getVIP, viewer)
-	v1.POST("/vips/:name/approve", s.approveVIP, approver, idempotencyKey)
-	v1.POST("/vips/:name/reject", s.rejectVIP, approver, idempotencyKey)
-	v1.POST("/vips/:name/backends", s.changeVIPBackends, operator, idempotencyKey)
-	v1.POST("/vips/:name/retry", s.vipRetry, operator, idempotencyKey)
-	v1.POST("/vips/:name/abort", s.vipAbort, operator, idempotencyKey)
-	v1.DELETE("/vips/:name", s.retireVIP, operator, idempotencyKey)
-	v1.POST("/tokens", s.createToken, admin)
-	v1.GET("/tokens", s.listTokens, admin)
-	v1.DELETE("/tokens/:id", s.revokeToken, admin)
-	v1.GET("/audit", s.auditLog, admin)
-
-	// The boot service: plain-text answers for iPXE and cloud-init, which
-	// cannot send credentials; what they reveal is bound to one pending
-	// install attempt.
-	boot := e.Group("/boot")
-	boot.GET("/ipxe", s.ipxeScript)
-	boot.GET("/nocloud/:serial/:attempt/meta-data", s.nocloudMetaData)
-	boot.GET("/nocloud/:serial/:attempt/user-data", s.nocloudUserData)
-	boot.GET("/nocloud/:serial/:attempt/vendor-data", s.nocloudVendorData)
-	boot.GET("/files/:name", s.bootFile)
+	// The boot service shares the API's address in a single-site install;
+	// its routes are open (see package boot).
+	boot.New(boot.Config{
+		PublicURL: cfg.Boot.PublicURL, KernelURL: cfg.Boot.KernelURL, InitrdURL: cfg.Boot.InitrdURL, KernelArgs: cfg.Boot.KernelArgs,
+		Store: cfg.Inventory, Lifecycles: cfg.Temporal, Logger: cfg.Logger,
+	}).Register(e)
 
 	// Unknown API paths answer in JSON, not with the operator page's 404.
 	v1.Any("/*", func(c echo.Context) error {
-		return httpError(http.StatusNotFound, "no such API route: %s %s", c.Request().Method, c.Request().URL.Path)
+		return httpx.Errorf(http.StatusNotFound, "no such API route: %s %s", c.Request().Method, c.Request().URL.Path)
 	})
 
 	e.GET("/*", echo.WrapHandler(ui.Handler()))

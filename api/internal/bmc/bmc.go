@@ -1,0 +1,85 @@
+// Package bmc reads a BMC as staff give it (address and credential), for
+// every route that takes one: a server's registration and retry, a
+// decommission's retry, a rack batch. The password goes straight into the
+// credential store; only a reference goes on to a workflow.
+package bmc
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/url"
+
+	"github.com/metalflow/metalflow/activities"
+	"github.com/metalflow/metalflow/api/internal/httpx"
+	"github.com/metalflow/metalflow/credentials"
+)
+
+// Request is a BMC in a request body.
+type Request struct {
+	Address  string `json:"address"`
+	Username string `json:"username"`
+	Password string `json:"password"`
+}
+
+// Sealer keeps a credential and returns its reference.
+type Sealer interface {
+	Put(ctx context.Context, scope string, c credentials.Credential) (string, error)
+}
+
+// Validate checks a BMC as given; for a retry (full false) only the
+// address or only the credential may change.
+func Validate(b Request, full bool) error {
+	if full || b.Address != "" {
+		u, err := url.Parse(b.Address)
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Hostname() == "" || u.Path != "" && u.Path != "/" {
+			return httpx.Errorf(http.StatusBadRequest, "bmc.address must be https://host[:port] (or http://), got %q", b.Address)
+		}
+	}
+	if full || b.Username != "" || b.Password != "" {
+		if b.Username == "" || b.Password == "" {
+			return httpx.Errorf(http.StatusBadRequest, "bmc.username and bmc.password are both required")
+		}
+	}
+	if !full && b.Address == "" && b.Username == "" {
+		return httpx.Errorf(http.StatusBadRequest, "bmc must give an address, a credential, or both")
+	}
+	return nil
+}
+
+// Seal stores a server's BMC credential and returns its reference.
+func Seal(ctx context.Context, store Sealer, serial string, b Request) (string, error) {
+	ref, err := store.Put(ctx, "bmc/"+serial, credentials.Credential{Username: b.Username, Password: b.Password})
+	if err != nil {
+		return "", fmt.Errorf("store BMC credential of %s: %w", serial, err)
+	}
+	return ref, nil
+}
+
+// RetryRequest is the body of a retry: optionally a corrected BMC (address
+// and/or credential) or another profile.
+type RetryRequest struct {
+	BMC     *Request `json:"bmc,omitempty"`
+	Profile string   `json:"profile,omitempty"`
+}
+
+// Ref checks the retry's BMC and seals its credential, if it gives one: a
+// corrected address alone keeps the credential the workflow has. Nil when
+// the retry changes no BMC.
+func (r RetryRequest) Ref(ctx context.Context, store Sealer, serial string) (*activities.BMCRef, error) {
+	if r.BMC == nil {
+		return nil, nil
+	}
+	if err := Validate(*r.BMC, false); err != nil {
+		return nil, err
+	}
+	ref := &activities.BMCRef{Address: r.BMC.Address}
+	if r.BMC.Username != "" || r.BMC.Password != "" {
+		cred, err := Seal(ctx, store, serial, *r.BMC)
+		if err != nil {
+			return nil, err
+		}
+		ref.CredentialRef = cred
+	}
+	return ref, nil
+}
