@@ -15,12 +15,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 
-	"github.com/metalflow/metalflow/activities"
 	"github.com/metalflow/metalflow/auth"
 	"github.com/metalflow/metalflow/credentials"
 	"github.com/metalflow/metalflow/inventory"
 	"github.com/metalflow/metalflow/profiles"
 	"github.com/metalflow/metalflow/workflows"
+	"github.com/metalflow/metalflow/workflows/server/serverapi"
 )
 
 // countingStore is the real vault, counting what is put into it: a batch
@@ -117,7 +117,7 @@ func TestRackBatchIDIgnoresPasswordsAndFollowsTheRequest(t *testing.T) {
 	in := workflows.RackBatchInput{Site: "dc1", Rack: "R01", Servers: []workflows.RackBatchServer{
 		{Serial: "SN-A", BMC: nil, Location: workflows.Location{Site: "dc1", Rack: "R01", Unit: 1, Face: "front"}},
 	}}
-	in.Servers[0].BMC = &activities.BMCRef{Address: "https://127.0.0.1:9001"}
+	in.Servers[0].BMC = &serverapi.BMCRef{Address: "https://127.0.0.1:9001"}
 	a := batchID(in)
 	in.Servers[0].BMC.CredentialRef = "cred-123"
 	require.Equal(t, a, batchID(in), "the same batch has the same id, whatever its credentials")

@@ -8,9 +8,9 @@ import (
 
 	"github.com/labstack/echo/v4"
 
-	"github.com/metalflow/metalflow/activities"
 	"github.com/metalflow/metalflow/credentials"
 	"github.com/metalflow/metalflow/workflows"
+	"github.com/metalflow/metalflow/workflows/server/serverapi"
 )
 
 // retryRequest is the body of POST /servers/<serial>/retry: optionally a
@@ -43,7 +43,7 @@ func (s *Server) retry(c echo.Context) error {
 		if err := validateBMC(*req.BMC, false); err != nil {
 			return err
 		}
-		in.BMC = &activities.BMCRef{Address: req.BMC.Address}
+		in.BMC = &serverapi.BMCRef{Address: req.BMC.Address}
 		if req.BMC.Username != "" || req.BMC.Password != "" {
 			ref, err := s.storeBMC(ctx, serial, *req.BMC)
 			if err != nil {

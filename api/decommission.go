@@ -11,8 +11,8 @@ import (
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 
-	"github.com/metalflow/metalflow/activities"
 	"github.com/metalflow/metalflow/workflows"
+	"github.com/metalflow/metalflow/workflows/server/serverapi"
 )
 
 type decommissionResponse struct {
@@ -130,7 +130,7 @@ func (s *Server) decommissionRetry(c echo.Context) error {
 		if err := validateBMC(*req.BMC, false); err != nil {
 			return err
 		}
-		in.BMC = &activities.BMCRef{Address: req.BMC.Address}
+		in.BMC = &serverapi.BMCRef{Address: req.BMC.Address}
 		if req.BMC.Username != "" || req.BMC.Password != "" {
 			ref, err := s.storeBMC(ctx, serial, *req.BMC)
 			if err != nil {

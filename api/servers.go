@@ -14,8 +14,8 @@ import (
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 
-	"github.com/metalflow/metalflow/activities"
 	"github.com/metalflow/metalflow/workflows"
+	"github.com/metalflow/metalflow/workflows/server/serverapi"
 )
 
 // createServerRequest is the body of POST /api/v1/servers.
@@ -111,7 +111,7 @@ func (s *Server) createServer(c echo.Context) error {
 		if err != nil {
 			return err
 		}
-		input.BMC = &activities.BMCRef{Address: req.BMC.Address, CredentialRef: ref}
+		input.BMC = &serverapi.BMCRef{Address: req.BMC.Address, CredentialRef: ref}
 	}
 	run, err := s.cfg.Temporal.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
 		ID:        id,

@@ -13,8 +13,8 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 
-	"github.com/metalflow/metalflow/activities"
 	"github.com/metalflow/metalflow/workflows"
+	"github.com/metalflow/metalflow/workflows/stepapi"
 )
 
 // workflowRef is a workflow the API reads or sends staff decisions to, and
@@ -110,7 +110,7 @@ func (s *Server) sendUpdate(c echo.Context, ctx context.Context, ref workflowRef
 	}
 	var appErr *temporal.ApplicationError
 	if errors.As(err, &appErr) {
-		if appErr.Type() == activities.ErrTypeInvalidPlacement {
+		if appErr.Type() == stepapi.ErrTypeInvalidPlacement {
 			return httpError(http.StatusUnprocessableEntity, "%s", appErr.Message())
 		}
 		return httpError(http.StatusConflict, "%s", appErr.Message())
