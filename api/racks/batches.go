@@ -16,10 +16,10 @@ import (
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 
-	"github.com/metalflow/metalflow/activities"
 	"github.com/metalflow/metalflow/api/internal/bmc"
 	"github.com/metalflow/metalflow/api/internal/httpx"
 	"github.com/metalflow/metalflow/workflows"
+	"github.com/metalflow/metalflow/workflows/server/serverapi"
 )
 
 // rackBatchRequest is the body of POST /api/v1/racks/<site>/<rack>/servers:
@@ -178,7 +178,7 @@ func (h *handlers) rackBatchInput(ctx context.Context, site, rack, by string, re
 		units[r.Unit] = i
 		in.Servers = append(in.Servers, workflows.RackBatchServer{
 			Serial: r.Serial, Profile: r.Profile, Location: loc,
-			BMC: &activities.BMCRef{Address: r.BMC.Address},
+			BMC: &serverapi.BMCRef{Address: r.BMC.Address},
 		})
 	}
 	// The CMDB last: one query per server, and only for a batch whose

@@ -12,7 +12,6 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/metalflow/metalflow/activities"
 	"github.com/metalflow/metalflow/api/access"
 	"github.com/metalflow/metalflow/api/internal/apitest"
 	"github.com/metalflow/metalflow/auth"
@@ -20,6 +19,7 @@ import (
 	"github.com/metalflow/metalflow/inventory"
 	"github.com/metalflow/metalflow/profiles"
 	"github.com/metalflow/metalflow/workflows"
+	"github.com/metalflow/metalflow/workflows/server/serverapi"
 )
 
 // countingStore is the real vault, counting what is put into it: a batch
@@ -112,7 +112,7 @@ func TestRackBatchIDIgnoresPasswordsAndFollowsTheRequest(t *testing.T) {
 	in := workflows.RackBatchInput{Site: "dc1", Rack: "R01", Servers: []workflows.RackBatchServer{
 		{Serial: "SN-A", BMC: nil, Location: workflows.Location{Site: "dc1", Rack: "R01", Unit: 1, Face: "front"}},
 	}}
-	in.Servers[0].BMC = &activities.BMCRef{Address: "https://127.0.0.1:9001"}
+	in.Servers[0].BMC = &serverapi.BMCRef{Address: "https://127.0.0.1:9001"}
 	a := batchID(in)
 	in.Servers[0].BMC.CredentialRef = "cred-123"
 	require.Equal(t, a, batchID(in), "the same batch has the same id, whatever its credentials")

@@ -16,7 +16,6 @@ import (
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 
-	"github.com/metalflow/metalflow/activities"
 	"github.com/metalflow/metalflow/api/access"
 	"github.com/metalflow/metalflow/api/internal/bmc"
 	"github.com/metalflow/metalflow/api/internal/httpx"
@@ -24,6 +23,7 @@ import (
 	"github.com/metalflow/metalflow/inventory"
 	"github.com/metalflow/metalflow/profiles"
 	"github.com/metalflow/metalflow/workflows"
+	"github.com/metalflow/metalflow/workflows/server/serverapi"
 )
 
 // Inventory is what the server routes read of the CMDB.
@@ -141,7 +141,7 @@ func (h *handlers) createServer(c echo.Context) error {
 		if err != nil {
 			return err
 		}
-		input.BMC = &activities.BMCRef{Address: req.BMC.Address, CredentialRef: ref}
+		input.BMC = &serverapi.BMCRef{Address: req.BMC.Address, CredentialRef: ref}
 	}
 	run, err := h.Temporal.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
 		ID:        id,

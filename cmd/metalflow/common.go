@@ -19,7 +19,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.temporal.io/sdk/client"
 
-	"github.com/metalflow/metalflow/activities"
 	"github.com/metalflow/metalflow/api"
 	"github.com/metalflow/metalflow/auth"
 	"github.com/metalflow/metalflow/cloud"
@@ -31,6 +30,7 @@ import (
 	"github.com/metalflow/metalflow/profiles"
 	"github.com/metalflow/metalflow/workers"
 	"github.com/metalflow/metalflow/workflows"
+	"github.com/metalflow/metalflow/workflows/vip/vipapi"
 )
 
 // logFlags are shared by every long-running subcommand.
@@ -236,7 +236,7 @@ type provisioningFlags struct {
 	bmcTimeout     time.Duration
 	vipPoolIntern  string
 	vipPoolPublic  string
-	pools          activities.Pools
+	pools          vipapi.Pools
 }
 
 func (p *provisioningFlags) register(fs *flag.FlagSet, keyDefault string, insecureDefault bool) {

@@ -18,7 +18,7 @@ import (
 	"go.temporal.io/sdk/testsuite"
 	"go.temporal.io/sdk/workflow"
 
-	"github.com/metalflow/metalflow/activities"
+	vipactivities "github.com/metalflow/metalflow/activities/vip"
 	"github.com/metalflow/metalflow/inventory"
 	"github.com/metalflow/metalflow/lbnode/lbapi"
 	"github.com/metalflow/metalflow/workflows/internal/wftest"
@@ -225,7 +225,7 @@ func newVIPTest(t *testing.T) *vipTest {
 	var s testsuite.WorkflowTestSuite
 	env := s.NewTestWorkflowEnvironment()
 	env.RegisterWorkflowWithOptions(VIPRollout, workflow.RegisterOptions{Name: vipapi.VIPRolloutName})
-	(&activities.LoadBalancing{Inventory: store, Pools: vipapi.Pools{
+	(&vipactivities.LoadBalancing{Inventory: store, Pools: vipapi.Pools{
 		Internal: netip.MustParsePrefix("10.96.0.0/24"), Public: netip.MustParsePrefix("198.51.100.0/24"),
 	}}).Register(env)
 	fleet := newFakeFleet()

@@ -14,7 +14,7 @@ import (
 	"go.temporal.io/sdk/testsuite"
 	"go.temporal.io/sdk/workflow"
 
-	"github.com/metalflow/metalflow/activities"
+	vipactivities "github.com/metalflow/metalflow/activities/vip"
 	"github.com/metalflow/metalflow/inventory"
 	"github.com/metalflow/metalflow/lbnode/lbapi"
 	"github.com/metalflow/metalflow/workflows/stepapi"
@@ -24,7 +24,7 @@ import (
 type registryTest struct {
 	t     *testing.T
 	env   *testsuite.TestWorkflowEnvironment
-	lb    *activities.LoadBalancing
+	lb    *vipactivities.LoadBalancing
 	mu    sync.Mutex
 	wrote int
 }
@@ -38,7 +38,7 @@ func newRegistryTest(t *testing.T) *registryTest {
 	var s testsuite.WorkflowTestSuite
 	env := s.NewTestWorkflowEnvironment()
 	env.RegisterWorkflowWithOptions(LBNodeRegistry, workflow.RegisterOptions{Name: lbapi.RegistryWorkflowName})
-	rt := &registryTest{t: t, env: env, lb: &activities.LoadBalancing{Inventory: store}}
+	rt := &registryTest{t: t, env: env, lb: &vipactivities.LoadBalancing{Inventory: store}}
 	rt.lb.Register(env)
 	env.SetOnActivityCompletedListener(func(info *activity.Info, _ converter.EncodedValue, err error) {
 		if info.ActivityType.Name == vipapi.RecordLBNodeName && err == nil {

@@ -10,9 +10,9 @@ import (
 	"net/http"
 	"net/url"
 
-	"github.com/metalflow/metalflow/activities"
 	"github.com/metalflow/metalflow/api/internal/httpx"
 	"github.com/metalflow/metalflow/credentials"
+	"github.com/metalflow/metalflow/workflows/server/serverapi"
 )
 
 // Request is a BMC in a request body.
@@ -66,14 +66,14 @@ type RetryRequest struct {
 // Ref checks the retry's BMC and seals its credential, if it gives one: a
 // corrected address alone keeps the credential the workflow has. Nil when
 // the retry changes no BMC.
-func (r RetryRequest) Ref(ctx context.Context, store Sealer, serial string) (*activities.BMCRef, error) {
+func (r RetryRequest) Ref(ctx context.Context, store Sealer, serial string) (*serverapi.BMCRef, error) {
 	if r.BMC == nil {
 		return nil, nil
 	}
 	if err := Validate(*r.BMC, false); err != nil {
 		return nil, err
 	}
-	ref := &activities.BMCRef{Address: r.BMC.Address}
+	ref := &serverapi.BMCRef{Address: r.BMC.Address}
 	if r.BMC.Username != "" || r.BMC.Password != "" {
 		cred, err := Seal(ctx, store, serial, *r.BMC)
 		if err != nil {

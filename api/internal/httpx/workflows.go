@@ -16,8 +16,8 @@ import (
 	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/temporal"
 
-	"github.com/metalflow/metalflow/activities"
 	"github.com/metalflow/metalflow/workflows"
+	"github.com/metalflow/metalflow/workflows/stepapi"
 )
 
 // CallTimeout bounds every call into Temporal made for a request.
@@ -131,7 +131,7 @@ func SendUpdate(c echo.Context, ctx context.Context, tc Workflows, ref WorkflowR
 	}
 	var appErr *temporal.ApplicationError
 	if errors.As(err, &appErr) {
-		if appErr.Type() == activities.ErrTypeInvalidPlacement {
+		if appErr.Type() == stepapi.ErrTypeInvalidPlacement {
 			return Errorf(http.StatusUnprocessableEntity, "%s", appErr.Message())
 		}
 		return Errorf(http.StatusConflict, "%s", appErr.Message())

@@ -1,4 +1,4 @@
-package activities
+package server
 
 import (
 	"errors"
@@ -9,6 +9,7 @@ import (
 
 	"github.com/metalflow/metalflow/hardware"
 	"github.com/metalflow/metalflow/profiles"
+	"github.com/metalflow/metalflow/workflows/stepapi"
 )
 
 func ctrl(volumes ...hardware.Volume) hardware.StorageController {
@@ -48,11 +49,11 @@ func TestPlanRAID(t *testing.T) {
 			disks:  []profiles.LogicalDisk{{RAIDLevel: "1", PhysicalDisks: []string{"d3", "d2"}}},
 			create: [][]string{{"d3", "d2"}}},
 		{name: "too few drives", ctrl: ctrl(),
-			disks: []profiles.LogicalDisk{root, root, root}, errType: ErrTypeRAIDImpossible},
+			disks: []profiles.LogicalDisk{root, root, root}, errType: stepapi.ErrTypeRAIDImpossible},
 		{name: "named drive that does not exist", ctrl: ctrl(),
-			disks: []profiles.LogicalDisk{{RAIDLevel: "1", PhysicalDisks: []string{"d0", "d9"}}}, errType: ErrTypeRAIDImpossible},
+			disks: []profiles.LogicalDisk{{RAIDLevel: "1", PhysicalDisks: []string{"d0", "d9"}}}, errType: stepapi.ErrTypeRAIDImpossible},
 		{name: "level the controller does not offer", ctrl: ctrl(),
-			disks: []profiles.LogicalDisk{{RAIDLevel: "6"}}, errType: ErrTypeRAIDImpossible},
+			disks: []profiles.LogicalDisk{{RAIDLevel: "6"}}, errType: stepapi.ErrTypeRAIDImpossible},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -1,4 +1,4 @@
-package activities
+package server
 
 import (
 	"context"
@@ -10,18 +10,20 @@ import (
 
 	"github.com/metalflow/metalflow/hardware"
 	"github.com/metalflow/metalflow/profiles"
+	"github.com/metalflow/metalflow/workflows/server/serverapi"
+	"github.com/metalflow/metalflow/workflows/stepapi"
 )
 
 // ConfigureRAID makes the volumes match the profile's logical disks: a
 // volume that already satisfies a disk is kept, one that satisfies none is
 // deleted, missing ones are created. Run twice, the second run finds the
 // first run's volumes and keeps them: never a second volume.
-func (p *Provisioning) ConfigureRAID(ctx context.Context, in ConfigureRAIDInput) (ConfigureRAIDResult, error) {
+func (p *Provisioning) ConfigureRAID(ctx context.Context, in serverapi.ConfigureRAIDInput) (serverapi.ConfigureRAIDResult, error) {
 	prof, err := p.Profiles.Select(in.Profile, in.Vendor, "")
 	if err != nil {
-		return ConfigureRAIDResult{}, temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeUnknownProfile, nil)
+		return serverapi.ConfigureRAIDResult{}, temporal.NewNonRetryableApplicationError(err.Error(), stepapi.ErrTypeUnknownProfile, nil)
 	}
-	var res ConfigureRAIDResult
+	var res serverapi.ConfigureRAIDResult
 	if len(prof.RAID.LogicalDisks) == 0 {
 		return res, nil
 	}
@@ -34,7 +36,7 @@ func (p *Provisioning) ConfigureRAID(ctx context.Context, in ConfigureRAIDInput)
 }
 
 // applyRAID deletes, keeps and creates volumes as planRAID says.
-func applyRAID(ctx context.Context, m hardware.Machine, disks []profiles.LogicalDisk, res *ConfigureRAIDResult) error {
+func applyRAID(ctx context.Context, m hardware.Machine, disks []profiles.LogicalDisk, res *serverapi.ConfigureRAIDResult) error {
 	ctrls, err := m.Storage(ctx)
 	if err != nil {
 		return err
@@ -74,7 +76,7 @@ type raidPlan struct {
 // name drives by ID, which are unique per controller.
 func pickController(ctrls []hardware.StorageController, disks []profiles.LogicalDisk) (hardware.StorageController, error) {
 	if len(ctrls) == 0 {
-		return hardware.StorageController{}, temporal.NewNonRetryableApplicationError("the BMC shows no storage controller", ErrTypeRAIDImpossible, nil)
+		return hardware.StorageController{}, temporal.NewNonRetryableApplicationError("the BMC shows no storage controller", stepapi.ErrTypeRAIDImpossible, nil)
 	}
 	best := ctrls[0]
 	for _, c := range ctrls[1:] {
@@ -121,33 +123,33 @@ func planRAID(ctrl hardware.StorageController, disks []profiles.LogicalDisk) (ra
 		}
 		need, err := profiles.DrivesFor(d.RAIDLevel)
 		if err != nil {
-			return raidPlan{}, temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeRAIDImpossible, nil)
+			return raidPlan{}, temporal.NewNonRetryableApplicationError(err.Error(), stepapi.ErrTypeRAIDImpossible, nil)
 		}
 		level := profiles.RedfishRAIDType(d.RAIDLevel)
 		if len(ctrl.SupportedRAID) > 0 && !slices.Contains(ctrl.SupportedRAID, level) {
 			return raidPlan{}, temporal.NewNonRetryableApplicationError(
-				fmt.Sprintf("controller %s does not offer %s (offers %v)", ctrl.ID, level, ctrl.SupportedRAID), ErrTypeRAIDImpossible, nil)
+				fmt.Sprintf("controller %s does not offer %s (offers %v)", ctrl.ID, level, ctrl.SupportedRAID), stepapi.ErrTypeRAIDImpossible, nil)
 		}
 		var drives []string
 		if len(d.PhysicalDisks) > 0 {
 			for _, want := range d.PhysicalDisks {
 				if !slices.Contains(free, want) {
 					return raidPlan{}, temporal.NewNonRetryableApplicationError(
-						fmt.Sprintf("drive %s is not a free drive of controller %s (free: %v)", want, ctrl.ID, free), ErrTypeRAIDImpossible, nil)
+						fmt.Sprintf("drive %s is not a free drive of controller %s (free: %v)", want, ctrl.ID, free), stepapi.ErrTypeRAIDImpossible, nil)
 				}
 			}
 			drives = slices.Clone(d.PhysicalDisks)
 		} else {
 			if len(free) < need {
 				return raidPlan{}, temporal.NewNonRetryableApplicationError(
-					fmt.Sprintf("%s needs %d free drives, controller %s has %d", level, need, ctrl.ID, len(free)), ErrTypeRAIDImpossible, nil)
+					fmt.Sprintf("%s needs %d free drives, controller %s has %d", level, need, ctrl.ID, len(free)), stepapi.ErrTypeRAIDImpossible, nil)
 			}
 			// A copy: free is edited in place below.
 			drives = slices.Clone(free[:need])
 		}
 		size, err := d.SizeBytes()
 		if err != nil {
-			return raidPlan{}, temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeRAIDImpossible, nil)
+			return raidPlan{}, temporal.NewNonRetryableApplicationError(err.Error(), stepapi.ErrTypeRAIDImpossible, nil)
 		}
 		name := "metalflow-data"
 		if d.IsRootVolume {

@@ -1,4 +1,4 @@
-package activities
+package server
 
 import (
 	"context"
@@ -9,13 +9,10 @@ import (
 
 	"github.com/metalflow/metalflow/bmcsim"
 	"github.com/metalflow/metalflow/credentials"
+	"github.com/metalflow/metalflow/workflows/server/serverapi"
 )
 
 type oneCredential struct{ c credentials.Credential }
-
-func (o oneCredential) Put(context.Context, string, credentials.Credential) (string, error) {
-	return "cred-1", nil
-}
 
 func (o oneCredential) Get(context.Context, string) (credentials.Credential, error) { return o.c, nil }
 
@@ -29,7 +26,7 @@ func TestStartInstallBootsOnceWhereverItDies(t *testing.T) {
 		// The BIOS step leaves the host running.
 		r := newKillRig(t, bmcsim.VendorGeneric, true, dieAfter)
 		b, p, ctx := r.bmc, r.p, t.Context()
-		in := StartInstallInput{Serial: b.Serial(), BMC: r.ref, Attempt: 1,
+		in := serverapi.StartInstallInput{Serial: b.Serial(), BMC: r.ref, Attempt: 1,
 			MACs: b.MACs(), TTL: time.Hour}
 		require.Error(t, p.StartInstall(ctx, in), "dies after call %d", dieAfter)
 		require.NoError(t, p.StartInstall(ctx, in), "the retry after call %d", dieAfter)

@@ -1,4 +1,4 @@
-package activities
+package server
 
 import (
 	"context"
@@ -13,19 +13,21 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/metalflow/metalflow/hardware"
+	"github.com/metalflow/metalflow/workflows/server/serverapi"
+	"github.com/metalflow/metalflow/workflows/stepapi"
 )
 
 // ConfigureBIOS diffs the wanted attributes against the current ones,
 // stages only the difference, resets the server once (see resetOnce), and
 // waits until the BIOS reports the new values. Nothing to change means no
 // reset.
-func (p *Provisioning) ConfigureBIOS(ctx context.Context, in ConfigureBIOSInput) (ConfigureBIOSResult, error) {
+func (p *Provisioning) ConfigureBIOS(ctx context.Context, in serverapi.ConfigureBIOSInput) (serverapi.ConfigureBIOSResult, error) {
 	prof, err := p.Profiles.Select(in.Profile, in.Vendor, "")
 	if err != nil {
-		return ConfigureBIOSResult{}, temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeUnknownProfile, nil)
+		return serverapi.ConfigureBIOSResult{}, temporal.NewNonRetryableApplicationError(err.Error(), stepapi.ErrTypeUnknownProfile, nil)
 	}
 	want := prof.DesiredBIOS(in.Vendor)
-	var res ConfigureBIOSResult
+	var res serverapi.ConfigureBIOSResult
 	err = p.withMachine(ctx, in.BMC, func(m hardware.Machine) error {
 		err := p.applyBIOS(ctx, m, in, prof.Name, want, &res)
 		// The apply's own deadline may have passed; the read-back gets
@@ -37,7 +39,7 @@ func (p *Provisioning) ConfigureBIOS(ctx context.Context, in ConfigureBIOSInput)
 }
 
 // applyBIOS stages the difference, resets once and waits for it to show.
-func (p *Provisioning) applyBIOS(ctx context.Context, m hardware.Machine, in ConfigureBIOSInput, profile string, want map[string]string, res *ConfigureBIOSResult) error {
+func (p *Provisioning) applyBIOS(ctx context.Context, m hardware.Machine, in serverapi.ConfigureBIOSInput, profile string, want map[string]string, res *serverapi.ConfigureBIOSResult) error {
 	cur, err := m.BIOS(ctx)
 	if err != nil {
 		return err
@@ -169,7 +171,7 @@ func waitBIOS(ctx context.Context, m hardware.Machine, want map[string]string, e
 			}
 			sort.Strings(names)
 			return temporal.NewNonRetryableApplicationError(
-				"BIOS settings still not applied after the reset: "+strings.Join(names, ", "), ErrTypeBIOSNotApplied, nil)
+				"BIOS settings still not applied after the reset: "+strings.Join(names, ", "), stepapi.ErrTypeBIOSNotApplied, nil)
 		case <-time.After(every):
 		}
 	}
@@ -191,7 +193,7 @@ func redactBIOS(m map[string]string) map[string]string {
 	out := make(map[string]string, len(m))
 	for k, v := range m {
 		if secretAttribute(k) {
-			v = HiddenValue
+			v = serverapi.HiddenValue
 		}
 		out[k] = v
 	}

@@ -1,19 +1,21 @@
-package activities
+package server
 
 import (
 	"context"
 
+	"github.com/metalflow/metalflow/activities"
 	"github.com/metalflow/metalflow/hardware"
+	"github.com/metalflow/metalflow/workflows/server/serverapi"
 )
 
 // StartInstall issues the attempt's boot config and one-time token, turns
 // the server off, sets a one-time PXE boot and turns it on into the
 // installer. The boot happens once per attempt even when the activity runs
 // twice, or is cut short anywhere by a dying worker.
-func (p *Provisioning) StartInstall(ctx context.Context, in StartInstallInput) error {
+func (p *Provisioning) StartInstall(ctx context.Context, in serverapi.StartInstallInput) error {
 	boot, err := p.Inventory.IssueBoot(ctx, in.Serial, in.Attempt, in.MACs, in.TTL)
 	if err != nil {
-		return classify(err)
+		return activities.InventoryError(err)
 	}
 	return p.withMachine(ctx, in.BMC, func(m hardware.Machine) error {
 		state, err := m.PowerState(ctx)
@@ -46,7 +48,7 @@ func (p *Provisioning) StartInstall(ctx context.Context, in StartInstallInput) e
 
 // FinishInstall retires the boot config (the next netboot falls through to
 // the disk), makes the disk the boot device, and marks the asset installed.
-func (p *Provisioning) FinishInstall(ctx context.Context, in FinishInstallInput) error {
+func (p *Provisioning) FinishInstall(ctx context.Context, in serverapi.FinishInstallInput) error {
 	if err := p.Inventory.RetireBoot(ctx, in.Serial); err != nil {
 		return err
 	}
@@ -55,5 +57,5 @@ func (p *Provisioning) FinishInstall(ctx context.Context, in FinishInstallInput)
 	}); err != nil {
 		return err
 	}
-	return classify(p.Inventory.SetState(ctx, in.Serial, "installed", in.Actor, "installer phoned home"))
+	return activities.InventoryError(p.Inventory.SetState(ctx, in.Serial, "installed", in.Actor, "installer phoned home"))
 }

@@ -1,10 +1,11 @@
-package activities
+package server
 
 import (
 	"context"
 	"errors"
 	"testing"
 
+	"github.com/metalflow/metalflow/workflows/server/serverapi"
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/temporal"
 )
@@ -20,15 +21,15 @@ func TestIronicCPUArch(t *testing.T) {
 func TestCloudStepsSkippedWithoutConfiguration(t *testing.T) {
 	c := &Cloud{}
 	ctx := context.Background()
-	res, err := c.RegisterCloud(ctx, RegisterCloudInput{Serial: "SN-1"})
+	res, err := c.RegisterCloud(ctx, serverapi.RegisterCloudInput{Serial: "SN-1"})
 	require.NoError(t, err)
-	require.Equal(t, CloudStepResult{Skipped: true, Note: NoteNoIronic}, res)
-	res, err = c.JoinAggregate(ctx, JoinAggregateInput{Serial: "SN-1"})
+	require.Equal(t, serverapi.CloudStepResult{Skipped: true, Note: serverapi.NoteNoIronic}, res)
+	res, err = c.JoinAggregate(ctx, serverapi.JoinAggregateInput{Serial: "SN-1"})
 	require.NoError(t, err)
-	require.Equal(t, CloudStepResult{Skipped: true, Note: NoteNoNova}, res)
-	res, err = c.AssignTenant(ctx, AssignTenantInput{Serial: "SN-1", Tenant: "p"})
+	require.Equal(t, serverapi.CloudStepResult{Skipped: true, Note: serverapi.NoteNoNova}, res)
+	res, err = c.AssignTenant(ctx, serverapi.AssignTenantInput{Serial: "SN-1", Tenant: "p"})
 	require.NoError(t, err)
-	require.Equal(t, CloudStepResult{Skipped: true, Note: NoteNoIronic}, res)
+	require.Equal(t, serverapi.CloudStepResult{Skipped: true, Note: serverapi.NoteNoIronic}, res)
 }
 
 func TestCloudErrorOfForeignErrorStaysRetryable(t *testing.T) {

@@ -1,4 +1,4 @@
-package activities
+package server
 
 import (
 	"context"
@@ -13,6 +13,8 @@ import (
 	"github.com/metalflow/metalflow/bmcsim"
 	"github.com/metalflow/metalflow/hardware"
 	"github.com/metalflow/metalflow/profiles"
+	"github.com/metalflow/metalflow/workflows/server/serverapi"
+	"github.com/metalflow/metalflow/workflows/stepapi"
 )
 
 // simMachine is one simulated BMC reached over Redfish/HTTPS, as the
@@ -42,13 +44,13 @@ func testCtx(t *testing.T) context.Context {
 	return ctx
 }
 
-func attr(r *BIOSReport, name string) BIOSAttributeReport {
+func attr(r *serverapi.BIOSReport, name string) serverapi.BIOSAttributeReport {
 	for _, a := range r.Attributes {
 		if a.Name == name {
 			return a
 		}
 	}
-	return BIOSAttributeReport{}
+	return serverapi.BIOSAttributeReport{}
 }
 
 // The report reads what the BMC shows: before a change is applied the
@@ -71,29 +73,29 @@ func TestBIOSReportReadsTheBMC(t *testing.T) {
 	}
 	require.True(t, sort.StringsAreSorted(names), "sorted by name: %v", names)
 	require.Len(t, names, 4)
-	require.Equal(t, BIOSAttributeReport{Name: "BootMode", Desired: "Uefi", Actual: "Uefi", Match: true}, attr(r, "BootMode"))
-	require.Equal(t, BIOSAttributeReport{Name: "SRIOV", Desired: "Enabled", Actual: "Disabled"}, attr(r, "SRIOV"))
-	require.Equal(t, BIOSAttributeReport{Name: "NoSuchSetting", Desired: "On", Missing: true}, attr(r, "NoSuchSetting"))
-	require.Equal(t, BIOSAttributeReport{Name: "AdminPassword", Desired: HiddenValue, Missing: true, Hidden: true}, attr(r, "AdminPassword"))
+	require.Equal(t, serverapi.BIOSAttributeReport{Name: "BootMode", Desired: "Uefi", Actual: "Uefi", Match: true}, attr(r, "BootMode"))
+	require.Equal(t, serverapi.BIOSAttributeReport{Name: "SRIOV", Desired: "Enabled", Actual: "Disabled"}, attr(r, "SRIOV"))
+	require.Equal(t, serverapi.BIOSAttributeReport{Name: "NoSuchSetting", Desired: "On", Missing: true}, attr(r, "NoSuchSetting"))
+	require.Equal(t, serverapi.BIOSAttributeReport{Name: "AdminPassword", Desired: serverapi.HiddenValue, Missing: true, Hidden: true}, attr(r, "AdminPassword"))
 
 	require.NoError(t, m.SetBIOS(ctx, map[string]string{"SRIOV": "Enabled"}))
 	require.Equal(t, "Disabled", attr(readBIOSReport(ctx, m, want), "SRIOV").Actual, "staged is not applied")
 	require.NoError(t, m.SetPower(ctx, hardware.PowerOn), "the simulated host starts off; power-on applies staged settings")
 	require.NoError(t, waitBIOS(ctx, m, map[string]string{"SRIOV": "Enabled"}, 50*time.Millisecond))
 	require.Equal(t, "Enabled", b.State().BIOS["SRIOV"])
-	require.Equal(t, BIOSAttributeReport{Name: "SRIOV", Desired: "Enabled", Actual: "Enabled", Match: true}, attr(readBIOSReport(ctx, m, want), "SRIOV"))
+	require.Equal(t, serverapi.BIOSAttributeReport{Name: "SRIOV", Desired: "Enabled", Actual: "Enabled", Match: true}, attr(readBIOSReport(ctx, m, want), "SRIOV"))
 }
 
 func TestBIOSReportHidesSecretValues(t *testing.T) {
 	r := buildBIOSReport(map[string]string{"SysPwd": "a", "SetupPassword": "b", "TpmSecret": "c", "NumLock": "On"},
 		map[string]string{"SysPwd": "a", "SetupPassword": "x", "TpmSecret": "c", "NumLock": "Off"})
-	require.Equal(t, []BIOSAttributeReport{
+	require.Equal(t, []serverapi.BIOSAttributeReport{
 		{Name: "NumLock", Desired: "On", Actual: "Off"},
-		{Name: "SetupPassword", Desired: HiddenValue, Actual: HiddenValue, Hidden: true},
-		{Name: "SysPwd", Desired: HiddenValue, Actual: HiddenValue, Match: true, Hidden: true},
-		{Name: "TpmSecret", Desired: HiddenValue, Actual: HiddenValue, Match: true, Hidden: true},
+		{Name: "SetupPassword", Desired: serverapi.HiddenValue, Actual: serverapi.HiddenValue, Hidden: true},
+		{Name: "SysPwd", Desired: serverapi.HiddenValue, Actual: serverapi.HiddenValue, Match: true, Hidden: true},
+		{Name: "TpmSecret", Desired: serverapi.HiddenValue, Actual: serverapi.HiddenValue, Match: true, Hidden: true},
 	}, r.Attributes)
-	require.Equal(t, map[string]string{"SysPwd": HiddenValue, "NumLock": "On"}, redactBIOS(map[string]string{"SysPwd": "a", "NumLock": "On"}))
+	require.Equal(t, map[string]string{"SysPwd": serverapi.HiddenValue, "NumLock": "On"}, redactBIOS(map[string]string{"SysPwd": "a", "NumLock": "On"}))
 }
 
 // Desired volumes against the volumes on the controller: the one
@@ -115,9 +117,9 @@ func TestRAIDReportReadsTheBMC(t *testing.T) {
 	r := readRAIDReport(ctx, m, disks)
 	require.NotNil(t, r)
 	require.Equal(t, ctrls[0].ID, r.Controller)
-	require.Equal(t, []RAIDVolumeReport{
-		{Status: RAIDMissing, Desired: &RAIDVolume{Name: "metalflow-root", RAIDLevel: "RAID1"}},
-		{Status: RAIDMissing, Desired: &RAIDVolume{Name: "metalflow-data", RAIDLevel: "RAID1", SizeBytes: 100_000_000_000, Drives: []string{d[2].ID, d[3].ID}}},
+	require.Equal(t, []serverapi.RAIDVolumeReport{
+		{Status: serverapi.RAIDMissing, Desired: &serverapi.RAIDVolume{Name: "metalflow-root", RAIDLevel: "RAID1"}},
+		{Status: serverapi.RAIDMissing, Desired: &serverapi.RAIDVolume{Name: "metalflow-data", RAIDLevel: "RAID1", SizeBytes: 100_000_000_000, Drives: []string{d[2].ID, d[3].ID}}},
 	}, r.Volumes, "an empty controller has none of them")
 
 	root, err := m.CreateVolume(ctx, hardware.VolumeRequest{ControllerID: ctrls[0].ID, RAIDType: "RAID1", DriveIDs: []string{d[1].ID, d[0].ID}, Name: "metalflow-root"})
@@ -128,15 +130,15 @@ func TestRAIDReportReadsTheBMC(t *testing.T) {
 	r = readRAIDReport(ctx, m, disks)
 	require.NotNil(t, r)
 	require.Len(t, r.Volumes, 3)
-	require.Equal(t, RAIDMatch, r.Volumes[0].Status)
+	require.Equal(t, serverapi.RAIDMatch, r.Volumes[0].Status)
 	require.Equal(t, "metalflow-root", r.Volumes[0].Desired.Name)
 	pair := []string{d[0].ID, d[1].ID}
 	sort.Strings(pair)
-	require.Equal(t, &RAIDVolume{ID: root.ID, Name: "metalflow-root", RAIDLevel: "RAID1", SizeBytes: root.CapacityBytes, Drives: pair}, r.Volumes[0].Actual)
+	require.Equal(t, &serverapi.RAIDVolume{ID: root.ID, Name: "metalflow-root", RAIDLevel: "RAID1", SizeBytes: root.CapacityBytes, Drives: pair}, r.Volumes[0].Actual)
 	require.Positive(t, r.Volumes[0].Actual.SizeBytes)
-	require.Equal(t, RAIDMissing, r.Volumes[1].Status, "the RAID0 on one of its drives is not the data mirror")
+	require.Equal(t, serverapi.RAIDMissing, r.Volumes[1].Status, "the RAID0 on one of its drives is not the data mirror")
 	require.Nil(t, r.Volumes[1].Actual)
-	require.Equal(t, RAIDUnexpected, r.Volumes[2].Status)
+	require.Equal(t, serverapi.RAIDUnexpected, r.Volumes[2].Status)
 	require.Nil(t, r.Volumes[2].Desired)
 	require.Equal(t, stray.ID, r.Volumes[2].Actual.ID)
 	require.Equal(t, "RAID0", r.Volumes[2].Actual.RAIDLevel)
@@ -146,27 +148,27 @@ func TestRAIDReportReadsTheBMC(t *testing.T) {
 // A failure that asks a human carries the report to the workflow, through
 // Temporal's failure encoding; a retryable one is left alone.
 func TestReportTravelsInAttentionErrors(t *testing.T) {
-	rep := &BIOSReport{Attributes: []BIOSAttributeReport{{Name: "SRIOV", Desired: "Enabled", Actual: "Disabled"}}}
-	err := withReport(temporal.NewNonRetryableApplicationError("BIOS settings still not applied after the reset: SRIOV", ErrTypeBIOSNotApplied, nil), rep)
+	rep := &serverapi.BIOSReport{Attributes: []serverapi.BIOSAttributeReport{{Name: "SRIOV", Desired: "Enabled", Actual: "Disabled"}}}
+	err := withReport(temporal.NewNonRetryableApplicationError("BIOS settings still not applied after the reset: SRIOV", stepapi.ErrTypeBIOSNotApplied, nil), rep)
 	fc := temporal.GetDefaultFailureConverter()
 	back := fc.FailureToError(fc.ErrorToFailure(err))
 	var appErr *temporal.ApplicationError
 	require.True(t, errors.As(back, &appErr))
-	require.Equal(t, ErrTypeBIOSNotApplied, appErr.Type())
+	require.Equal(t, stepapi.ErrTypeBIOSNotApplied, appErr.Type())
 	require.True(t, appErr.NonRetryable())
 	require.Equal(t, "BIOS settings still not applied after the reset: SRIOV", appErr.Message())
-	require.Equal(t, rep, reportIn[BIOSReport](back))
-	require.Equal(t, rep, reportIn[BIOSReport](err), "in-process too")
+	require.Equal(t, rep, reportIn[serverapi.BIOSReport](back))
+	require.Equal(t, rep, reportIn[serverapi.BIOSReport](err), "in-process too")
 
-	raid := &RAIDReport{Controller: "c", Volumes: []RAIDVolumeReport{{Status: RAIDMissing, Desired: &RAIDVolume{Name: "metalflow-root", RAIDLevel: "RAID1"}}}}
-	err = withReport(temporal.NewNonRetryableApplicationError("needs 2 free drives", ErrTypeRAIDImpossible, nil), raid)
-	require.Equal(t, raid, reportIn[RAIDReport](fc.FailureToError(fc.ErrorToFailure(err))))
+	raid := &serverapi.RAIDReport{Controller: "c", Volumes: []serverapi.RAIDVolumeReport{{Status: serverapi.RAIDMissing, Desired: &serverapi.RAIDVolume{Name: "metalflow-root", RAIDLevel: "RAID1"}}}}
+	err = withReport(temporal.NewNonRetryableApplicationError("needs 2 free drives", stepapi.ErrTypeRAIDImpossible, nil), raid)
+	require.Equal(t, raid, reportIn[serverapi.RAIDReport](fc.FailureToError(fc.ErrorToFailure(err))))
 
 	transient := errors.New("connection refused")
 	require.Same(t, transient, withReport(transient, rep))
 	retryable := temporal.NewApplicationError("busy", "x")
-	require.Nil(t, reportIn[BIOSReport](withReport(retryable, rep)))
-	require.Nil(t, reportIn[BIOSReport](withReport(temporal.NewNonRetryableApplicationError("x", "y", nil), (*BIOSReport)(nil))))
+	require.Nil(t, reportIn[serverapi.BIOSReport](withReport(retryable, rep)))
+	require.Nil(t, reportIn[serverapi.BIOSReport](withReport(temporal.NewNonRetryableApplicationError("x", "y", nil), (*serverapi.BIOSReport)(nil))))
 }
 
 // reportIn decodes a report from an activity error's details, as the

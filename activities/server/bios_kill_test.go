@@ -1,4 +1,4 @@
-package activities
+package server
 
 import (
 	"context"
@@ -17,6 +17,7 @@ import (
 	"github.com/metalflow/metalflow/hardware"
 	"github.com/metalflow/metalflow/inventory"
 	"github.com/metalflow/metalflow/profiles"
+	"github.com/metalflow/metalflow/workflows/server/serverapi"
 )
 
 // killableMachine counts the BMC calls of one activity run and, as a
@@ -92,7 +93,7 @@ type killRig struct {
 	bmc   *bmcsim.BMC
 	p     *Provisioning
 	first *killableMachine // the first run's machine, once dialled
-	ref   BMCRef
+	ref   serverapi.BMCRef
 }
 
 func newKillRig(t *testing.T, vendor string, poweredOn bool, dieAfter int) *killRig {
@@ -118,7 +119,7 @@ func newKillRig(t *testing.T, vendor string, poweredOn bool, dieAfter int) *kill
 	require.NoError(t, err)
 	cat, err := profiles.NewCatalog()
 	require.NoError(t, err)
-	r := &killRig{bmc: b, ref: BMCRef{Address: b.Address(), CredentialRef: "cred-1"}}
+	r := &killRig{bmc: b, ref: serverapi.BMCRef{Address: b.Address(), CredentialRef: "cred-1"}}
 	r.p = &Provisioning{Inventory: inv, Profiles: cat,
 		Credentials: oneCredential{credentials.Credential{Username: user, Password: pass}},
 		Dial: func(ctx context.Context, ep hardware.Endpoint) (hardware.Machine, error) {
@@ -158,7 +159,7 @@ func TestConfigureBIOSAppliesOnceWhereverItDies(t *testing.T) {
 					var env testsuite.WorkflowTestSuite
 					a := env.NewTestActivityEnvironment()
 					a.RegisterActivity(r.p.ConfigureBIOS)
-					_, err := a.ExecuteActivity(r.p.ConfigureBIOS, ConfigureBIOSInput{Serial: r.bmc.Serial(), BMC: r.ref,
+					_, err := a.ExecuteActivity(r.p.ConfigureBIOS, serverapi.ConfigureBIOSInput{Serial: r.bmc.Serial(), BMC: r.ref,
 						Profile: profiles.DefaultName, Vendor: vendor.reported,
 						PollInterval: 50 * time.Millisecond, ApplyTimeout: applyTimeout})
 					return err
@@ -228,7 +229,7 @@ func TestConfigureRAIDBuildsOnceWhereverItDies(t *testing.T) {
 					var env testsuite.WorkflowTestSuite
 					a := env.NewTestActivityEnvironment()
 					a.RegisterActivity(r.p.ConfigureRAID)
-					_, err := a.ExecuteActivity(r.p.ConfigureRAID, ConfigureRAIDInput{Serial: r.bmc.Serial(), BMC: r.ref,
+					_, err := a.ExecuteActivity(r.p.ConfigureRAID, serverapi.ConfigureRAIDInput{Serial: r.bmc.Serial(), BMC: r.ref,
 						Profile: profiles.DefaultName, Vendor: vendor.reported})
 					return err
 				}
@@ -300,7 +301,7 @@ func TestResetBIOSDefaultsResetsOnceWhereverItDies(t *testing.T) {
 				var env testsuite.WorkflowTestSuite
 				a := env.NewTestActivityEnvironment()
 				a.RegisterActivity(r.p.ResetBIOSDefaults)
-				_, err := a.ExecuteActivity(r.p.ResetBIOSDefaults, DecommissionStepInput{Serial: r.bmc.Serial(), BMC: r.ref,
+				_, err := a.ExecuteActivity(r.p.ResetBIOSDefaults, serverapi.DecommissionStepInput{Serial: r.bmc.Serial(), BMC: r.ref,
 					Key: "decommission-1", Actor: "test"})
 				return err
 			}

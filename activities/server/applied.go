@@ -1,4 +1,4 @@
-package activities
+package server
 
 import (
 	"context"
@@ -11,6 +11,7 @@ import (
 
 	"github.com/metalflow/metalflow/hardware"
 	"github.com/metalflow/metalflow/profiles"
+	"github.com/metalflow/metalflow/workflows/server/serverapi"
 )
 
 // What the BMC shows after ConfigureBIOS / ConfigureRAID, against what the
@@ -31,15 +32,15 @@ func secretAttribute(name string) bool {
 }
 
 // buildBIOSReport compares want with what the BMC reports, sorted by name.
-func buildBIOSReport(want, cur map[string]string) *BIOSReport {
-	r := &BIOSReport{Attributes: make([]BIOSAttributeReport, 0, len(want))}
+func buildBIOSReport(want, cur map[string]string) *serverapi.BIOSReport {
+	r := &serverapi.BIOSReport{Attributes: make([]serverapi.BIOSAttributeReport, 0, len(want))}
 	for name, desired := range want {
 		actual, ok := cur[name]
-		a := BIOSAttributeReport{Name: name, Desired: desired, Actual: actual, Match: ok && actual == desired, Missing: !ok}
+		a := serverapi.BIOSAttributeReport{Name: name, Desired: desired, Actual: actual, Match: ok && actual == desired, Missing: !ok}
 		if secretAttribute(name) {
-			a.Desired, a.Hidden = HiddenValue, true
+			a.Desired, a.Hidden = serverapi.HiddenValue, true
 			if ok {
-				a.Actual = HiddenValue
+				a.Actual = serverapi.HiddenValue
 			}
 		}
 		r.Attributes = append(r.Attributes, a)
@@ -50,9 +51,9 @@ func buildBIOSReport(want, cur map[string]string) *BIOSReport {
 
 // readBIOSReport reads the BIOS back; nil when the BMC cannot say (the
 // step's own error is what matters then).
-func readBIOSReport(ctx context.Context, m hardware.Machine, want map[string]string) *BIOSReport {
+func readBIOSReport(ctx context.Context, m hardware.Machine, want map[string]string) *serverapi.BIOSReport {
 	if len(want) == 0 {
-		return &BIOSReport{Attributes: []BIOSAttributeReport{}}
+		return &serverapi.BIOSReport{Attributes: []serverapi.BIOSAttributeReport{}}
 	}
 	cur, err := m.BIOS(ctx)
 	if err != nil {
@@ -63,7 +64,7 @@ func readBIOSReport(ctx context.Context, m hardware.Machine, want map[string]str
 
 // desiredVolume is a logical disk of the profile as ConfigureRAID would
 // create it.
-func desiredVolume(d profiles.LogicalDisk) RAIDVolume {
+func desiredVolume(d profiles.LogicalDisk) serverapi.RAIDVolume {
 	name := "metalflow-data"
 	if d.IsRootVolume {
 		name = "metalflow-root"
@@ -71,53 +72,53 @@ func desiredVolume(d profiles.LogicalDisk) RAIDVolume {
 	// A size the profile check would refuse reads as MAX here; the step
 	// itself fails on it with the reason.
 	size, _ := d.SizeBytes()
-	return RAIDVolume{Name: name, RAIDLevel: profiles.RedfishRAIDType(d.RAIDLevel), SizeBytes: size, Drives: slices.Clone(d.PhysicalDisks)}
+	return serverapi.RAIDVolume{Name: name, RAIDLevel: profiles.RedfishRAIDType(d.RAIDLevel), SizeBytes: size, Drives: slices.Clone(d.PhysicalDisks)}
 }
 
-func foundVolume(v hardware.Volume) *RAIDVolume {
+func foundVolume(v hardware.Volume) *serverapi.RAIDVolume {
 	drives := slices.Clone(v.DriveIDs)
 	sort.Strings(drives)
-	return &RAIDVolume{ID: v.ID, Name: v.Name, RAIDLevel: v.RAIDType, SizeBytes: v.CapacityBytes, Drives: drives}
+	return &serverapi.RAIDVolume{ID: v.ID, Name: v.Name, RAIDLevel: v.RAIDType, SizeBytes: v.CapacityBytes, Drives: drives}
 }
 
 // buildRAIDReport pairs volumes with desired disks by the rule ConfigureRAID
 // keeps volumes by (volumeSatisfies), so "match" means "the step would
 // leave it alone".
-func buildRAIDReport(ctrl hardware.StorageController, disks []profiles.LogicalDisk) *RAIDReport {
-	r := &RAIDReport{Controller: ctrl.ID, Volumes: []RAIDVolumeReport{}}
+func buildRAIDReport(ctrl hardware.StorageController, disks []profiles.LogicalDisk) *serverapi.RAIDReport {
+	r := &serverapi.RAIDReport{Controller: ctrl.ID, Volumes: []serverapi.RAIDVolumeReport{}}
 	used := make([]bool, len(ctrl.Volumes))
 	for _, d := range disks {
 		want := desiredVolume(d)
-		entry := RAIDVolumeReport{Status: RAIDMissing, Desired: &want}
+		entry := serverapi.RAIDVolumeReport{Status: serverapi.RAIDMissing, Desired: &want}
 		for i, v := range ctrl.Volumes {
 			if used[i] || !volumeSatisfies(v, d) {
 				continue
 			}
 			used[i] = true
-			entry.Status, entry.Actual = RAIDMatch, foundVolume(v)
+			entry.Status, entry.Actual = serverapi.RAIDMatch, foundVolume(v)
 			break
 		}
 		r.Volumes = append(r.Volumes, entry)
 	}
 	for i, v := range ctrl.Volumes {
 		if !used[i] {
-			r.Volumes = append(r.Volumes, RAIDVolumeReport{Status: RAIDUnexpected, Actual: foundVolume(v)})
+			r.Volumes = append(r.Volumes, serverapi.RAIDVolumeReport{Status: serverapi.RAIDUnexpected, Actual: foundVolume(v)})
 		}
 	}
 	return r
 }
 
 // readRAIDReport reads the controllers back; nil when the BMC cannot say.
-func readRAIDReport(ctx context.Context, m hardware.Machine, disks []profiles.LogicalDisk) *RAIDReport {
+func readRAIDReport(ctx context.Context, m hardware.Machine, disks []profiles.LogicalDisk) *serverapi.RAIDReport {
 	ctrls, err := m.Storage(ctx)
 	if err != nil {
 		return nil
 	}
 	if len(ctrls) == 0 {
-		r := &RAIDReport{Volumes: []RAIDVolumeReport{}}
+		r := &serverapi.RAIDReport{Volumes: []serverapi.RAIDVolumeReport{}}
 		for _, d := range disks {
 			want := desiredVolume(d)
-			r.Volumes = append(r.Volumes, RAIDVolumeReport{Status: RAIDMissing, Desired: &want})
+			r.Volumes = append(r.Volumes, serverapi.RAIDVolumeReport{Status: serverapi.RAIDMissing, Desired: &want})
 		}
 		return r
 	}
