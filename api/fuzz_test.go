@@ -28,7 +28,10 @@ import (
 	"github.com/metalflow/metalflow/credentials"
 	"github.com/metalflow/metalflow/inventory"
 	"github.com/metalflow/metalflow/profiles"
-	"github.com/metalflow/metalflow/workflows"
+	"github.com/metalflow/metalflow/workflows/rackbatch/batchapi"
+	"github.com/metalflow/metalflow/workflows/server/serverapi"
+	"github.com/metalflow/metalflow/workflows/stepapi"
+	"github.com/metalflow/metalflow/workflows/vip/vipapi"
 )
 
 // temporalCall is one call the API made into Temporal.
@@ -199,26 +202,26 @@ func checkReachedTemporalValidated(t *testing.T, calls []temporalCall) {
 		}
 		var err error
 		switch in := c.args[0].(type) {
-		case workflows.ServerLifecycleInput:
-			err = workflows.ValidateSerial(in.Serial)
+		case serverapi.ServerLifecycleInput:
+			err = stepapi.ValidateSerial(in.Serial)
 			if err == nil {
-				err = workflows.ValidateTenant(in.Tenant)
+				err = serverapi.ValidateTenant(in.Tenant)
 			}
 			if err == nil {
-				err = workflows.ValidatePools(in.Pools)
+				err = serverapi.ValidatePools(in.Pools)
 			}
 			if err == nil && in.Location != nil {
-				err = workflows.ValidateLocation(*in.Location)
+				err = serverapi.ValidateLocation(*in.Location)
 			}
-			if err == nil && c.workflowID != workflows.LifecycleWorkflowID(in.Serial) {
+			if err == nil && c.workflowID != serverapi.LifecycleWorkflowID(in.Serial) {
 				err = fmt.Errorf("workflow ID %q", c.workflowID)
 			}
-		case workflows.RackBatchInput:
-			err = workflows.ValidateRackBatch(in)
-		case workflows.VIPRolloutInput:
-			err = workflows.ValidateVIPInput(in)
-		case workflows.RackedInput:
-			err = workflows.ValidateLocation(in.Location)
+		case batchapi.RackBatchInput:
+			err = batchapi.ValidateRackBatch(in)
+		case vipapi.VIPRolloutInput:
+			err = vipapi.ValidateVIPInput(in)
+		case serverapi.RackedInput:
+			err = serverapi.ValidateLocation(in.Location)
 		}
 		if err != nil {
 			t.Fatalf("%s %s %s reached Temporal with input that fails validation: %v", c.method, c.workflowID, c.update, err)

@@ -21,7 +21,10 @@ import (
 	"github.com/metalflow/metalflow/internal/openapicheck"
 	"github.com/metalflow/metalflow/inventory"
 	"github.com/metalflow/metalflow/profiles"
-	"github.com/metalflow/metalflow/workflows"
+	"github.com/metalflow/metalflow/workflows/server"
+	"github.com/metalflow/metalflow/workflows/server/serverapi"
+	"github.com/metalflow/metalflow/workflows/stepapi"
+	"github.com/metalflow/metalflow/workflows/vip/vipapi"
 )
 
 // newContractServer is the API over a real inventory (seeded like
@@ -431,8 +434,8 @@ func TestOpenAPIStepNamesCoverEveryStep(t *testing.T) {
 	}
 	require.NoError(t, json.Unmarshal(openAPIDocument, &doc))
 	allowed := doc.Components.Schemas["StepName"].Enum
-	steps := append(workflows.Steps(), workflows.DecommissionSteps()...)
-	steps = append(steps, workflows.StepCancelProvisioning, workflows.StepLeaveLoadBalancer)
+	steps := append(server.Steps(), server.DecommissionSteps()...)
+	steps = append(steps, serverapi.StepCancelProvisioning, serverapi.StepLeaveLoadBalancer)
 	for _, s := range steps {
 		require.Contains(t, allowed, s, "StepName in api/openapi.json lacks %s", s)
 	}
@@ -445,15 +448,15 @@ func TestOpenAPIVIPAttentionNamesEveryVIPStep(t *testing.T) {
 	doc := loadDoc(t, openAPIDocument)
 	req := httptest.NewRequest(http.MethodGet, "/api/v1/vips/web", nil)
 	header := http.Header{"Content-Type": []string{"application/json"}}
-	for _, step := range workflows.VIPSteps() {
+	for _, step := range vipapi.VIPSteps() {
 		// A VIP's answer is its workflow's status and the workflow's ID.
 		body, err := json.Marshal(struct {
-			workflows.VIPStatus
+			vipapi.VIPStatus
 			WorkflowID string `json:"workflowId"`
-		}{VIPStatus: workflows.VIPStatus{
-			Name: "web", Exposure: "internal", State: workflows.VIPStateAttention, Protocol: "tcp", Ports: []uint16{80},
-			Placement: []workflows.ClusterPlacement{}, Backends: []workflows.BackendStatus{},
-			Attention: &workflows.Attention{Step: step, Error: "the node took no task"},
+		}{VIPStatus: vipapi.VIPStatus{
+			Name: "web", Exposure: "internal", State: vipapi.VIPStateAttention, Protocol: "tcp", Ports: []uint16{80},
+			Placement: []vipapi.ClusterPlacement{}, Backends: []vipapi.BackendStatus{},
+			Attention: &stepapi.Attention{Step: step, Error: "the node took no task"},
 		}, WorkflowID: "vip/web"})
 		require.NoError(t, err)
 		require.NoError(t, doc.CheckResponse(req, http.StatusOK, header, body), step)
@@ -476,6 +479,6 @@ func TestOpenAPIServerStepIsALifecycleStep(t *testing.T) {
 		} `json:"components"`
 	}
 	require.NoError(t, json.Unmarshal(openAPIDocument, &doc))
-	require.ElementsMatch(t, append([]string{""}, workflows.Steps()...), doc.Components.Schemas["Server"].Properties["step"].Enum,
-		"Server.step in api/openapi.json against workflows.Steps()")
+	require.ElementsMatch(t, append([]string{""}, server.Steps()...), doc.Components.Schemas["Server"].Properties["step"].Enum,
+		"Server.step in api/openapi.json against server.Steps()")
 }

@@ -18,7 +18,8 @@ import (
 	"github.com/metalflow/metalflow/hardware"
 	"github.com/metalflow/metalflow/internal/testironic"
 	"github.com/metalflow/metalflow/inventory"
-	"github.com/metalflow/metalflow/workflows"
+	"github.com/metalflow/metalflow/workflows/server/serverapi"
+	"github.com/metalflow/metalflow/workflows/stepapi"
 )
 
 // startIronic runs a real Ironic for one test, its conductor in the group
@@ -91,7 +92,7 @@ func TestLifecycleRegistersInIronic(t *testing.T) {
 		body, _ := json.Marshal(map[string]any{
 			"serial": e.Serial, "tenant": tenant,
 			"bmc":      map[string]string{"address": e.Address, "username": e.Username, "password": e.Password},
-			"location": workflows.Location{Site: "dc1", Room: "A", Rack: "R08", Unit: unit, Face: "front"},
+			"location": serverapi.Location{Site: "dc1", Room: "A", Rack: "R08", Unit: unit, Face: "front"},
 		})
 		r := do(t, http.MethodPost, f.api+"/api/v1/servers", string(body))
 		require.Equal(t, http.StatusAccepted, r.code, string(r.body))
@@ -99,19 +100,19 @@ func TestLifecycleRegistersInIronic(t *testing.T) {
 
 	// --- Server A: straight to ready.
 	registerFor(a, "proj-alpha", 1)
-	st := waitStateWithin(t, f.api, a.Serial, workflows.StateReady, 3*time.Minute)
+	st := waitStateWithin(t, f.api, a.Serial, serverapi.StateReady, 3*time.Minute)
 	for _, s := range st.Steps {
-		if s.Name == workflows.StepJoinAggregate {
-			require.Equal(t, workflows.StepSkipped, s.Status)
+		if s.Name == serverapi.StepJoinAggregate {
+			require.Equal(t, stepapi.StepSkipped, s.Status)
 			require.Contains(t, s.Note, "only hypervisors", "the default profile is a compute server")
 			continue
 		}
-		if s.Name == workflows.StepJoinLoadBalancer {
-			require.Equal(t, workflows.StepSkipped, s.Status)
+		if s.Name == serverapi.StepJoinLoadBalancer {
+			require.Equal(t, stepapi.StepSkipped, s.Status)
 			require.Contains(t, s.Note, "no load-balancer pools")
 			continue
 		}
-		require.Equal(t, workflows.StepDone, s.Status, "step %s", s.Name)
+		require.Equal(t, stepapi.StepDone, s.Status, "step %s", s.Name)
 	}
 	require.Equal(t, "proj-alpha", st.Tenant)
 	requireTenantSees(t, f.api, "proj-alpha", a.Serial)
@@ -197,8 +198,8 @@ func TestLifecycleRegistersInIronic(t *testing.T) {
 	require.Contains(t, lastFailure, "connection refused")
 	require.NotContains(t, lastFailure, b.Password)
 	st = getServer(t, f.api, b.Serial)
-	require.Equal(t, workflows.StateProvisioning, st.State, "a transient outage never reaches a human")
-	require.Equal(t, workflows.StepRegisterCloud, st.Step)
+	require.Equal(t, serverapi.StateProvisioning, st.State, "a transient outage never reaches a human")
+	require.Equal(t, serverapi.StepRegisterCloud, st.Step)
 	require.Nil(t, st.Attention)
 
 	// Ironic comes back, but now B's BMC answers every request with 500:
@@ -207,8 +208,8 @@ func TestLifecycleRegistersInIronic(t *testing.T) {
 	r = do(t, http.MethodPut, f.admin+"/bmcs/"+b.ID+"/faults", `{"error_rate":1,"error_status":500}`)
 	require.Equal(t, http.StatusOK, r.code, string(r.body))
 	require.NoError(t, ironic.Resume())
-	st = waitStateWithin(t, f.api, b.Serial, workflows.StateAttention, 3*time.Minute)
-	require.Equal(t, workflows.StepRegisterCloud, st.Attention.Step)
+	st = waitStateWithin(t, f.api, b.Serial, serverapi.StateAttention, 3*time.Minute)
+	require.Equal(t, serverapi.StepRegisterCloud, st.Attention.Step)
 	require.Contains(t, st.Attention.Error, "last_error", "Ironic's own reason reaches staff")
 	require.Contains(t, st.Attention.Error, "instead of \"manageable\"")
 	require.NotContains(t, st.Attention.Error, b.Password)
@@ -223,7 +224,7 @@ func TestLifecycleRegistersInIronic(t *testing.T) {
 	require.Equal(t, http.StatusOK, r.code, string(r.body))
 	r = do(t, http.MethodPost, f.api+"/api/v1/servers/"+b.Serial+"/retry", `{}`)
 	require.Equal(t, http.StatusOK, r.code, string(r.body))
-	st = waitStateWithin(t, f.api, b.Serial, workflows.StateReady, 3*time.Minute)
+	st = waitStateWithin(t, f.api, b.Serial, serverapi.StateReady, 3*time.Minute)
 	require.Equal(t, "proj-beta", st.Tenant)
 	n, err = ic.GetNode(ctx, b.Serial)
 	require.NoError(t, err)

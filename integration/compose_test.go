@@ -12,7 +12,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/metalflow/metalflow/inventory"
-	"github.com/metalflow/metalflow/workflows"
+	"github.com/metalflow/metalflow/workflows/server/serverattrs"
 )
 
 // composeFile is the subset of the Compose specification the checks read.
@@ -118,7 +118,7 @@ func TestComposeStackIsConsistent(t *testing.T) {
 	// upsert, with its type (a missing one fails the upsert, so the run).
 	ns, err := os.ReadFile(filepath.Join(root, "deploy/temporal/create-namespace.sh"))
 	require.NoError(t, err)
-	for name, typ := range workflows.SearchAttributes() {
+	for name, typ := range serverattrs.Schema() {
 		kind := map[enumspb.IndexedValueType]string{enumspb.INDEXED_VALUE_TYPE_KEYWORD: "Keyword", enumspb.INDEXED_VALUE_TYPE_DATETIME: "Datetime"}[typ]
 		require.NotEmpty(t, kind, "%s: a type the script does not know", name)
 		require.Contains(t, string(ns), " "+name+":"+kind, "create-namespace.sh lacks %s:%s", name, kind)

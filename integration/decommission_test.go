@@ -13,11 +13,12 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/metalflow/metalflow/cloud"
-	"github.com/metalflow/metalflow/workflows"
+	"github.com/metalflow/metalflow/workflows/server/serverapi"
+	"github.com/metalflow/metalflow/workflows/stepapi"
 )
 
 type decommissionView struct {
-	workflows.DecommissionStatus
+	serverapi.DecommissionStatus
 	WorkflowID string `json:"workflowId"`
 }
 
@@ -39,7 +40,7 @@ func TestDecommissionWipesAndFreesTheRack(t *testing.T) {
 	for i, e := range f.fleet {
 		// A fresh simulated BMC has its BIOS at the defaults.
 		defaults[e.ID] = f.bmc(t, e.ID).BIOS
-		f.register(t, e, e.Password, "", &workflows.Location{Site: "dc1", Room: "A", Rack: "R05", Unit: 2*i + 1, Face: "front"})
+		f.register(t, e, e.Password, "", &serverapi.Location{Site: "dc1", Room: "A", Rack: "R05", Unit: 2*i + 1, Face: "front"})
 	}
 	r := do(t, http.MethodDelete, f.api+"/api/v1/servers/SN-NOBODY", "")
 	require.Equal(t, http.StatusNotFound, r.code, string(r.body))
@@ -47,7 +48,7 @@ func TestDecommissionWipesAndFreesTheRack(t *testing.T) {
 	require.Equal(t, http.StatusNotFound, r.code, "no decommission yet: %s", r.body)
 
 	for _, e := range f.fleet {
-		waitStateWithin(t, f.api, e.Serial, workflows.StateInstalled, 3*time.Minute)
+		waitStateWithin(t, f.api, e.Serial, serverapi.StateInstalled, 3*time.Minute)
 		r := do(t, http.MethodDelete, f.api+"/api/v1/servers/"+e.Serial, "")
 		require.Equal(t, http.StatusAccepted, r.code, string(r.body))
 		// The wipe and the BIOS reset take seconds on the simulator: the
@@ -64,7 +65,7 @@ func TestDecommissionWipesAndFreesTheRack(t *testing.T) {
 		var d decommissionView
 		eventually(t, 3*time.Minute, e.Serial+" waits to be unracked", func() error {
 			d = getDecommission(t, f.api, e.Serial)
-			if d.State != workflows.StateWaitingUnrack {
+			if d.State != serverapi.StateWaitingUnrack {
 				return fmt.Errorf("decommission %s at %s (attention %+v)", d.State, d.Step, d.Attention)
 			}
 			return nil
@@ -74,13 +75,13 @@ func TestDecommissionWipesAndFreesTheRack(t *testing.T) {
 		for _, s := range d.Steps {
 			notes[s.Name] = s.Note
 			switch s.Name {
-			case workflows.StepLeaveAggregate, workflows.StepDeleteCloudNode:
-				require.Equal(t, workflows.StepSkipped, s.Status, "%s %s", e.Serial, s.Name)
+			case serverapi.StepLeaveAggregate, serverapi.StepDeleteCloudNode:
+				require.Equal(t, stepapi.StepSkipped, s.Status, "%s %s", e.Serial, s.Name)
 				require.NotEmpty(t, s.Note, "%s %s says why it was skipped", e.Serial, s.Name)
-			case workflows.StepUnrack:
-				require.Equal(t, workflows.StepRunning, s.Status)
+			case serverapi.StepUnrack:
+				require.Equal(t, stepapi.StepRunning, s.Status)
 			default:
-				require.Equal(t, workflows.StepDone, s.Status, "%s %s", e.Serial, s.Name)
+				require.Equal(t, stepapi.StepDone, s.Status, "%s %s", e.Serial, s.Name)
 			}
 		}
 
@@ -91,7 +92,7 @@ func TestDecommissionWipesAndFreesTheRack(t *testing.T) {
 		require.GreaterOrEqual(t, b.Counters["volumes_deleted"], 1, e.Serial)
 		if strings.Contains(strings.ToLower(e.Vendor), "supermicro") {
 			require.Zero(t, b.Counters["drives_erased"], e.Serial)
-			require.Contains(t, notes[workflows.StepSecureWipe], "no secure erase", e.Serial)
+			require.Contains(t, notes[serverapi.StepSecureWipe], "no secure erase", e.Serial)
 		} else {
 			require.Positive(t, b.Counters["drives_erased"], "%s (%s)", e.Serial, e.Vendor)
 		}
@@ -120,13 +121,13 @@ func TestDecommissionWipesAndFreesTheRack(t *testing.T) {
 			require.Contains(t, actions, want, "%s history %v", e.Serial, actions)
 		}
 		eventually(t, 30*time.Second, e.Serial+" decommissioned", func() error {
-			if d := getDecommission(t, f.api, e.Serial); d.State != workflows.StateDecommissioned {
+			if d := getDecommission(t, f.api, e.Serial); d.State != serverapi.StateDecommissioned {
 				return fmt.Errorf("decommission %s", d.State)
 			}
 			return nil
 		})
 		// The server's own status no longer says installed.
-		require.Equal(t, workflows.StateDecommissioned, getServer(t, f.api, e.Serial).State)
+		require.Equal(t, serverapi.StateDecommissioned, getServer(t, f.api, e.Serial).State)
 	}
 
 	require.True(t, vendors["supermicro"], "the fleet has a BMC without secure erase: %v", vendors)
@@ -149,13 +150,13 @@ func TestDecommissionWipesAndFreesTheRack(t *testing.T) {
 	require.Equal(t, http.StatusConflict, r.code, string(r.body))
 
 	// The Web UI shows history to everyone: the BMC travels by reference.
-	h := historyText(t, f.temporal, workflows.DecommissionWorkflowID(f.fleet[0].Serial))
+	h := historyText(t, f.temporal, serverapi.DecommissionWorkflowID(f.fleet[0].Serial))
 	require.Contains(t, h, `"credentialRef":"cred-`)
 	require.NotContains(t, h, f.fleet[0].Password, "the BMC password leaked into the decommission's history")
 	// With -record (see record_test.go), this run is what
 	// workflows/replay_test.go replays for the decommission.
 	if *record {
-		writeHistory(t, f.temporal, workflows.DecommissionWorkflowID(f.fleet[0].Serial),
+		writeHistory(t, f.temporal, serverapi.DecommissionWorkflowID(f.fleet[0].Serial),
 			filepath.Join("..", "workflows", "testdata", "decommission.json"))
 	}
 }
@@ -173,11 +174,11 @@ func TestDecommissionCancelsProvisioning(t *testing.T) {
 			"raid: {logical_disks: [{size_gb: MAX, raid_level: \"1\", is_root_volume: true}]}\n"), 0o644))
 	f := startFleet(t, 1, "--profiles", dir)
 	e := f.fleet[0]
-	f.register(t, e, e.Password, "nobios", &workflows.Location{Site: "dc1", Room: "A", Rack: "R06", Unit: 3, Face: "front"})
+	f.register(t, e, e.Password, "nobios", &serverapi.Location{Site: "dc1", Room: "A", Rack: "R06", Unit: 3, Face: "front"})
 	r := do(t, http.MethodPost, f.api+"/api/v1/servers", `{"serial":"SN-NEVER-RACKED"}`)
 	require.Equal(t, http.StatusAccepted, r.code, string(r.body))
-	st := waitStateWithin(t, f.api, e.Serial, workflows.StateAttention, 3*time.Minute)
-	require.Equal(t, workflows.StepConfigureBIOS, st.Attention.Step)
+	st := waitStateWithin(t, f.api, e.Serial, serverapi.StateAttention, 3*time.Minute)
+	require.Equal(t, serverapi.StepConfigureBIOS, st.Attention.Step)
 
 	for _, serial := range []string{e.Serial, "SN-NEVER-RACKED"} {
 		r = do(t, http.MethodDelete, f.api+"/api/v1/servers/"+serial, "")
@@ -186,44 +187,44 @@ func TestDecommissionCancelsProvisioning(t *testing.T) {
 
 	// The never-racked server goes straight through: nothing to wipe.
 	eventually(t, 2*time.Minute, "SN-NEVER-RACKED decommissioned", func() error {
-		if d := getDecommission(t, f.api, "SN-NEVER-RACKED"); d.State != workflows.StateDecommissioned {
+		if d := getDecommission(t, f.api, "SN-NEVER-RACKED"); d.State != serverapi.StateDecommissioned {
 			return fmt.Errorf("decommission %s at %s (attention %+v)", d.State, d.Step, d.Attention)
 		}
 		return nil
 	})
 	d := getDecommission(t, f.api, "SN-NEVER-RACKED")
-	require.Equal(t, workflows.StepCancelProvisioning, d.Steps[0].Name)
+	require.Equal(t, serverapi.StepCancelProvisioning, d.Steps[0].Name)
 	for _, s := range d.Steps {
 		switch s.Name {
-		case workflows.StepCancelProvisioning, workflows.StepRetireAsset:
-			require.Equal(t, workflows.StepDone, s.Status, s.Name)
+		case serverapi.StepCancelProvisioning, serverapi.StepRetireAsset:
+			require.Equal(t, stepapi.StepDone, s.Status, s.Name)
 		default:
-			require.Equal(t, workflows.StepSkipped, s.Status, s.Name)
+			require.Equal(t, stepapi.StepSkipped, s.Status, s.Name)
 		}
 	}
 	st = getServer(t, f.api, "SN-NEVER-RACKED")
-	require.Equal(t, workflows.StateDecommissioned, st.State)
-	require.Equal(t, workflows.StepFailed, st.Steps[0].Status, "the Rack step says it was cancelled")
+	require.Equal(t, serverapi.StateDecommissioned, st.State)
+	require.Equal(t, stepapi.StepFailed, st.Steps[0].Status, "the Rack step says it was cancelled")
 	require.Contains(t, st.Steps[0].Error, "cancelled")
 
 	// The one in attention is wiped, and waits for its technician.
 	eventually(t, 3*time.Minute, e.Serial+" waits to be unracked", func() error {
-		if d = getDecommission(t, f.api, e.Serial); d.State != workflows.StateWaitingUnrack {
+		if d = getDecommission(t, f.api, e.Serial); d.State != serverapi.StateWaitingUnrack {
 			return fmt.Errorf("decommission %s at %s (attention %+v)", d.State, d.Step, d.Attention)
 		}
 		return nil
 	})
 	for _, s := range d.Steps {
 		switch s.Name {
-		case workflows.StepLeaveAggregate, workflows.StepDeleteCloudNode:
-			require.Equal(t, workflows.StepSkipped, s.Status, s.Name)
-		case workflows.StepUnrack:
-			require.Equal(t, workflows.StepRunning, s.Status)
+		case serverapi.StepLeaveAggregate, serverapi.StepDeleteCloudNode:
+			require.Equal(t, stepapi.StepSkipped, s.Status, s.Name)
+		case serverapi.StepUnrack:
+			require.Equal(t, stepapi.StepRunning, s.Status)
 		default:
-			require.Equal(t, workflows.StepDone, s.Status, s.Name)
+			require.Equal(t, stepapi.StepDone, s.Status, s.Name)
 		}
 	}
-	require.Equal(t, workflows.StateWaitingUnrack, getServer(t, f.api, e.Serial).State)
+	require.Equal(t, serverapi.StateWaitingUnrack, getServer(t, f.api, e.Serial).State)
 	b := f.bmc(t, e.ID)
 	require.Zero(t, b.Counters["installs"], "a cancelled server never installs")
 	require.Equal(t, "off", strings.ToLower(b.Power))
@@ -248,8 +249,8 @@ func TestDecommissionDeletesTheIronicNode(t *testing.T) {
 	ironic, ic := startIronic(t)
 	f := startFleet(t, 1, "--ironic-url", ironic.URL(), "--ironic-site-conductor-groups")
 	e := f.fleet[0]
-	f.register(t, e, e.Password, "", &workflows.Location{Site: "dc1", Room: "A", Rack: "R09", Unit: 1, Face: "front"})
-	waitStateWithin(t, f.api, e.Serial, workflows.StateReady, 3*time.Minute)
+	f.register(t, e, e.Password, "", &serverapi.Location{Site: "dc1", Room: "A", Rack: "R09", Unit: 1, Face: "front"})
+	waitStateWithin(t, f.api, e.Serial, serverapi.StateReady, 3*time.Minute)
 	_, err := ic.GetNode(context.Background(), e.Serial)
 	require.NoError(t, err, "the node exists before the decommission")
 
@@ -258,17 +259,17 @@ func TestDecommissionDeletesTheIronicNode(t *testing.T) {
 	var d decommissionView
 	eventually(t, 3*time.Minute, e.Serial+" waits to be unracked", func() error {
 		d = getDecommission(t, f.api, e.Serial)
-		if d.State != workflows.StateWaitingUnrack {
+		if d.State != serverapi.StateWaitingUnrack {
 			return fmt.Errorf("decommission %s at %s (attention %+v)", d.State, d.Step, d.Attention)
 		}
 		return nil
 	})
 	for _, s := range d.Steps {
 		switch s.Name {
-		case workflows.StepDeleteCloudNode:
-			require.Equal(t, workflows.StepDone, s.Status, "a real Ironic: the node is deleted, not skipped")
-		case workflows.StepLeaveAggregate:
-			require.Equal(t, workflows.StepSkipped, s.Status, "a compute server is in no aggregate")
+		case serverapi.StepDeleteCloudNode:
+			require.Equal(t, stepapi.StepDone, s.Status, "a real Ironic: the node is deleted, not skipped")
+		case serverapi.StepLeaveAggregate:
+			require.Equal(t, stepapi.StepSkipped, s.Status, "a compute server is in no aggregate")
 		}
 	}
 	_, err = ic.GetNode(context.Background(), e.Serial)

@@ -11,11 +11,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/metalflow/metalflow/workflows/server/serverapi"
+	"github.com/metalflow/metalflow/workflows/stepapi"
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
-
-	"github.com/metalflow/metalflow/workflows"
 )
 
 // devStack is a running `metalflow dev` with its addresses.
@@ -77,14 +77,14 @@ func countLifecycles(t *testing.T, c client.Client) int64 {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	res, err := c.CountWorkflow(ctx, &workflowservice.CountWorkflowExecutionsRequest{
-		Query: fmt.Sprintf("WorkflowType = '%s'", workflows.ServerLifecycleName),
+		Query: fmt.Sprintf("WorkflowType = '%s'", serverapi.ServerLifecycleName),
 	})
 	require.NoError(t, err)
 	return res.GetCount()
 }
 
 type serverStatus struct {
-	workflows.ServerStatus
+	serverapi.ServerStatus
 	WorkflowID  string `json:"workflowId"`
 	TemporalURL string `json:"temporalUrl"`
 }
@@ -135,7 +135,7 @@ func TestDevEphemeralServesAPIMetricsAndWebUI(t *testing.T) {
 
 	eventually(t, 20*time.Second, "lifecycle waits for racked", func() error {
 		st := getServer(t, s.api, "SN-EPH-1")
-		if st.State != workflows.StateWaitingRack || st.Steps[0].Status != workflows.StepWaiting {
+		if st.State != serverapi.StateWaitingRack || st.Steps[0].Status != stepapi.StepWaiting {
 			return fmt.Errorf("state %s, step %+v", st.State, st.Steps)
 		}
 		return nil
@@ -239,7 +239,7 @@ func TestDevRejectsBadInputAndStartsNothing(t *testing.T) {
 	r = do(t, http.MethodPost, s.api+"/api/v1/servers/SN-RACK/racked", `{"site":"dc1"`)
 	require.Equal(t, http.StatusBadRequest, r.code)
 	st := getServer(t, s.api, "SN-RACK")
-	require.Equal(t, workflows.StateWaitingRack, st.State)
+	require.Equal(t, serverapi.StateWaitingRack, st.State)
 	require.Nil(t, st.Location)
 
 	r = do(t, http.MethodPost, s.api+"/api/v1/servers/SN-NOBODY/racked", `{"site":"dc1","rack":"R01","unit":4,"face":"front"}`)
@@ -253,7 +253,7 @@ func TestDevKeepsWaitingWorkflowAcrossRestart(t *testing.T) {
 	r := do(t, http.MethodPost, s.api+"/api/v1/servers", `{"serial":"SN-PERSIST"}`)
 	require.Equal(t, http.StatusAccepted, r.code, string(r.body))
 	eventually(t, 20*time.Second, "lifecycle waits for racked", func() error {
-		if st := getServer(t, s.api, "SN-PERSIST"); st.State != workflows.StateWaitingRack || st.Steps[0].Status != workflows.StepWaiting {
+		if st := getServer(t, s.api, "SN-PERSIST"); st.State != serverapi.StateWaitingRack || st.Steps[0].Status != stepapi.StepWaiting {
 			return fmt.Errorf("state %s", st.State)
 		}
 		return nil
@@ -264,8 +264,8 @@ func TestDevKeepsWaitingWorkflowAcrossRestart(t *testing.T) {
 	// Same data dir, fresh ports: the run must still be there and waiting.
 	s2 := restartDev(t, s.token, "--data", dataDir)
 	st := getServer(t, s2.api, "SN-PERSIST")
-	require.Equal(t, workflows.StateWaitingRack, st.State)
-	require.Equal(t, workflows.StepWaiting, st.Steps[0].Status)
+	require.Equal(t, serverapi.StateWaitingRack, st.State)
+	require.Equal(t, stepapi.StepWaiting, st.Steps[0].Status)
 	r = do(t, http.MethodPost, s2.api+"/api/v1/servers", `{"serial":"SN-PERSIST"}`)
 	require.Equal(t, http.StatusConflict, r.code, "the restarted server must remember the serial")
 
@@ -273,10 +273,10 @@ func TestDevKeepsWaitingWorkflowAcrossRestart(t *testing.T) {
 	require.Equal(t, http.StatusOK, r.code, string(r.body))
 	// Registered without a BMC, the lifecycle racks it, records the asset,
 	// and asks for a BMC at inspection.
-	st = waitState(t, s2.api, "SN-PERSIST", workflows.StateAttention)
-	require.Equal(t, &workflows.Location{Site: "dc1", Room: "A", Rack: "R05", Unit: 10, Face: "front"}, st.Location)
-	require.Equal(t, workflows.StepDone, st.Steps[0].Status)
-	require.Equal(t, workflows.StepInspect, st.Attention.Step)
+	st = waitState(t, s2.api, "SN-PERSIST", serverapi.StateAttention)
+	require.Equal(t, &serverapi.Location{Site: "dc1", Room: "A", Rack: "R05", Unit: 10, Face: "front"}, st.Location)
+	require.Equal(t, stepapi.StepDone, st.Steps[0].Status)
+	require.Equal(t, serverapi.StepInspect, st.Attention.Step)
 
 	// The location is searchable in the Web UI after the restart too.
 	tc := temporalClient(t, s2.temporal)
@@ -316,7 +316,7 @@ func TestProductionRolesAgainstExternalTemporal(t *testing.T) {
 	r = do(t, http.MethodPost, api+"/api/v1/servers/SN-PROD/racked", `{"site":"dc1","rack":"R02","unit":7,"face":"rear"}`)
 	require.Equal(t, http.StatusOK, r.code, string(r.body))
 	// The separate worker runs the steps up to inspection, which asks for a BMC.
-	waitState(t, api, "SN-PROD", workflows.StateAttention)
+	waitState(t, api, "SN-PROD", serverapi.StateAttention)
 	// Racked once: a second racked is a conflict, not a silent success.
 	r = do(t, http.MethodPost, api+"/api/v1/servers/SN-PROD/racked", `{"site":"dc1","rack":"R02","unit":8,"face":"rear"}`)
 	require.Equal(t, http.StatusConflict, r.code, string(r.body))
@@ -375,7 +375,7 @@ func TestRackingChecksTheInventory(t *testing.T) {
 		})
 	}
 	st := getServer(t, s.api, "SN-R2")
-	require.Equal(t, workflows.StateWaitingRack, st.State, "refused racking changes nothing")
+	require.Equal(t, serverapi.StateWaitingRack, st.State, "refused racking changes nothing")
 
 	r = do(t, http.MethodGet, s.api+"/api/v1/racks/dc1/R05", "")
 	require.Equal(t, http.StatusOK, r.code)
@@ -417,7 +417,7 @@ func TestRackingChecksTheInventory(t *testing.T) {
 	require.Equal(t, http.StatusConflict, r.code, string(r.body))
 	r = do(t, http.MethodPost, s.api+"/api/v1/servers", `{"serial":"SN-R3","location":{"site":"dc1","rack":"R05","unit":21,"face":"rear"}}`)
 	require.Equal(t, http.StatusAccepted, r.code, string(r.body))
-	st = waitState(t, s.api, "SN-R3", workflows.StateAttention)
+	st = waitState(t, s.api, "SN-R3", serverapi.StateAttention)
 	require.Equal(t, 21, st.Location.Unit)
 
 	// New racks through the API; a conflicting definition is refused.

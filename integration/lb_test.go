@@ -16,7 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/metalflow/metalflow/lbnode/lbapi"
-	"github.com/metalflow/metalflow/workflows"
+	"github.com/metalflow/metalflow/workflows/vip/vipapi"
 )
 
 // lbTimeout bounds every wait of the test: generous, for a loaded machine;
@@ -81,7 +81,7 @@ func TestLoadBalancerEndToEnd(t *testing.T) {
 	}
 	web := alice.createVIP(t, "web", "internal", strings.Join(backends, ","),
 		`{"kind":"tcp","intervalMs":300,"timeoutMs":250,"fall":2,"rise":2}`)
-	st := alice.waitVIP(t, "web", "active", func(st workflows.VIPStatus) error { return allAnnounced(st, 2) })
+	st := alice.waitVIP(t, "web", "active", func(st vipapi.VIPStatus) error { return allAnnounced(st, 2) })
 	web = st.Address
 	t.Logf("web is %s, digest %s, placement %+v", web, st.Digest, st.Placement)
 
@@ -121,7 +121,7 @@ func TestLoadBalancerEndToEnd(t *testing.T) {
 
 	t.Run("a public VIP waits for an approver other than its requester", func(t *testing.T) {
 		alice.createVIP(t, "shop", "public", strings.Join(backends, ","), "")
-		st := alice.waitVIP(t, "shop", "awaiting-approval", func(st workflows.VIPStatus) error { return allAnnounced(st, 2) })
+		st := alice.waitVIP(t, "shop", "awaiting-approval", func(st vipapi.VIPStatus) error { return allAnnounced(st, 2) })
 		assert.True(t, st.AwaitingApproval)
 		assert.Equal(t, lbapi.AnnounceInternal, st.Announce)
 		assert.Equal(t, "alice", st.RequestedBy)
@@ -136,7 +136,7 @@ func TestLoadBalancerEndToEnd(t *testing.T) {
 		x.waitRoutes(t, shop, map[string][]string{"torA": {"n_a1", "n_a2"}, "torB": {"n_b1", "n_b2"}}, false)
 
 		bob.expect(t, http.StatusOK, "POST", "/api/v1/vips/shop/approve", "", "", true)
-		st = alice.waitVIP(t, "shop", "active", func(st workflows.VIPStatus) error { return allAnnounced(st, 2) })
+		st = alice.waitVIP(t, "shop", "active", func(st vipapi.VIPStatus) error { return allAnnounced(st, 2) })
 		assert.Equal(t, "bob", st.ApprovedBy)
 		assert.Equal(t, lbapi.AnnouncePublic, st.Announce)
 		x.waitRoutes(t, shop, map[string][]string{"torA": {"n_a1", "n_a2"}, "torB": {"n_b1", "n_b2"}}, true)
@@ -147,7 +147,7 @@ func TestLoadBalancerEndToEnd(t *testing.T) {
 
 	t.Run("a rejected public VIP is withdrawn", func(t *testing.T) {
 		alice.createVIP(t, "shop-b", "public", strings.Join(backends, ","), "")
-		st := alice.waitVIP(t, "shop-b", "awaiting-approval", func(st workflows.VIPStatus) error { return allAnnounced(st, 2) })
+		st := alice.waitVIP(t, "shop-b", "awaiting-approval", func(st vipapi.VIPStatus) error { return allAnnounced(st, 2) })
 		bob.expect(t, http.StatusOK, "POST", "/api/v1/vips/shop-b/reject", jsonType, `{"reason":"not this quarter"}`, true)
 		alice.waitVIP(t, "shop-b", "rejected", nil)
 		x.waitRoutes(t, st.Address, map[string][]string{"torA": nil, "torB": nil}, false)
@@ -172,7 +172,7 @@ func TestLoadBalancerEndToEnd(t *testing.T) {
 			}
 			return nil
 		})
-		st := alice.waitVIP(t, "web", "active", func(st workflows.VIPStatus) error { return allAnnounced(st, 2) })
+		st := alice.waitVIP(t, "web", "active", func(st vipapi.VIPStatus) error { return allAnnounced(st, 2) })
 		assert.NotEqual(t, before.Digest, st.Digest)
 		assert.Equal(t, expectedDigest(st), st.Digest)
 		x.waitRoutes(t, web, map[string][]string{"torA": {"n_a1", "n_a2"}, "torB": {"n_b1", "n_b2"}}, false)
@@ -185,8 +185,8 @@ func TestLoadBalancerEndToEnd(t *testing.T) {
 	t.Run("a backend that stops answering is drained everywhere, and comes back", func(t *testing.T) {
 		be2 := x.backends[1]
 		be2.halt()
-		st := alice.waitVIP(t, "web", "active", func(st workflows.VIPStatus) error {
-			if h := backendHealth(st, be2.addr); h != workflows.BackendDown {
+		st := alice.waitVIP(t, "web", "active", func(st vipapi.VIPStatus) error {
+			if h := backendHealth(st, be2.addr); h != vipapi.BackendDown {
 				return fmt.Errorf("%s is %q", be2.addr, h)
 			}
 			return allAnnounced(st, 2)
@@ -202,8 +202,8 @@ func TestLoadBalancerEndToEnd(t *testing.T) {
 		assert.Zero(t, counts[be2.name], "new connections avoid the drained backend: %v", counts)
 
 		be2.serve(t)
-		st = alice.waitVIP(t, "web", "active", func(st workflows.VIPStatus) error {
-			if h := backendHealth(st, be2.addr); h != workflows.BackendUp {
+		st = alice.waitVIP(t, "web", "active", func(st vipapi.VIPStatus) error {
+			if h := backendHealth(st, be2.addr); h != vipapi.BackendUp {
 				return fmt.Errorf("%s is %q", be2.addr, h)
 			}
 			return allAnnounced(st, 2)
@@ -234,11 +234,11 @@ func TestLoadBalancerEndToEnd(t *testing.T) {
 		a := alice.expectOneOf(t, []int{http.StatusConflict, http.StatusAccepted}, "POST", "/api/v1/vips/shop/backends", change)
 		t.Logf("backends change without lb-b: %d %s", a.code, a.body)
 		st := alice.waitAttention(t, "shop")
-		assert.Equal(t, workflows.VIPStepBackends, st.Attention.Step)
+		assert.Equal(t, vipapi.VIPStepBackends, st.Attention.Step)
 		assert.Contains(t, st.Attention.Error, "took no task")
 		startB()
 		alice.expect(t, http.StatusOK, "POST", "/api/v1/vips/shop/retry", jsonType, `{}`, true)
-		st = alice.waitVIP(t, "shop", "active", func(st workflows.VIPStatus) error { return allAnnounced(st, 2) })
+		st = alice.waitVIP(t, "shop", "active", func(st vipapi.VIPStatus) error { return allAnnounced(st, 2) })
 		assert.NotEqual(t, before.Digest, st.Digest, "the retried change is in")
 		assert.Equal(t, expectedDigest(st), st.Digest)
 		x.waitRoutes(t, st.Address, map[string][]string{"torA": {"n_a1", "n_a2"}, "torB": {"n_b1", "n_b2"}}, true)
@@ -283,21 +283,21 @@ func (c *contract) createVIP(t *testing.T, name, exposure, backends, healthCheck
 	return name
 }
 
-func (c *contract) getVIP(t *testing.T, name string) workflows.VIPStatus {
+func (c *contract) getVIP(t *testing.T, name string) vipapi.VIPStatus {
 	t.Helper()
 	a := c.expect(t, http.StatusOK, "GET", "/api/v1/vips/"+name, "", "", true)
-	var st workflows.VIPStatus
+	var st vipapi.VIPStatus
 	require.NoError(t, json.Unmarshal(a.body, &st))
 	return st
 }
 
 // waitAttention polls a VIP until it waits for staff.
-func (c *contract) waitAttention(t *testing.T, name string) workflows.VIPStatus {
+func (c *contract) waitAttention(t *testing.T, name string) vipapi.VIPStatus {
 	t.Helper()
-	var st workflows.VIPStatus
+	var st vipapi.VIPStatus
 	eventually(t, lbTimeout, "VIP "+name+" needs attention", func() error {
 		st = c.getVIP(t, name)
-		if st.State != workflows.VIPStateAttention || st.Attention == nil {
+		if st.State != vipapi.VIPStateAttention || st.Attention == nil {
 			return fmt.Errorf("state %s", st.State)
 		}
 		return nil
@@ -332,9 +332,9 @@ func (c *contract) expectOneOf(t *testing.T, statuses []int, method, path, body 
 
 // waitVIP polls a VIP until it is in state and fn (if any) is satisfied.
 // A VIP that parks in attention fails the test at once with its reason.
-func (c *contract) waitVIP(t *testing.T, name, state string, fn func(workflows.VIPStatus) error) workflows.VIPStatus {
+func (c *contract) waitVIP(t *testing.T, name, state string, fn func(vipapi.VIPStatus) error) vipapi.VIPStatus {
 	t.Helper()
-	var st workflows.VIPStatus
+	var st vipapi.VIPStatus
 	eventually(t, lbTimeout, "VIP "+name+" "+state, func() error {
 		st = c.getVIP(t, name)
 		if st.Attention != nil {
@@ -353,7 +353,7 @@ func (c *contract) waitVIP(t *testing.T, name, state string, fn func(workflows.V
 
 // allAnnounced requires clusters clusters, every node announcing and
 // running the VIP's digest.
-func allAnnounced(st workflows.VIPStatus, clusters int) error {
+func allAnnounced(st vipapi.VIPStatus, clusters int) error {
 	if len(st.Placement) != clusters {
 		return fmt.Errorf("placed on %d clusters", len(st.Placement))
 	}
@@ -366,7 +366,7 @@ func allAnnounced(st workflows.VIPStatus, clusters int) error {
 
 // announcedOn checks that the VIP runs on exactly the given number of nodes
 // in each named cluster, every one of them announcing the current digest.
-func announcedOn(st workflows.VIPStatus, nodes map[string]int) error {
+func announcedOn(st vipapi.VIPStatus, nodes map[string]int) error {
 	if len(st.Placement) != len(nodes) {
 		return fmt.Errorf("placed on %d clusters, want %d", len(st.Placement), len(nodes))
 	}
@@ -375,7 +375,7 @@ func announcedOn(st workflows.VIPStatus, nodes map[string]int) error {
 			return fmt.Errorf("cluster %s: %d nodes, want %d", c.Cluster, len(c.Nodes), nodes[c.Cluster])
 		}
 		for _, n := range c.Nodes {
-			if n.State != workflows.NodeAnnounced || n.Digest != st.Digest {
+			if n.State != vipapi.NodeAnnounced || n.Digest != st.Digest {
 				return fmt.Errorf("node %s/%s is %s with digest %s, want announced with %s", c.Cluster, n.Node, n.State, n.Digest, st.Digest)
 			}
 		}
@@ -383,7 +383,7 @@ func announcedOn(st workflows.VIPStatus, nodes map[string]int) error {
 	return nil
 }
 
-func backendHealth(st workflows.VIPStatus, addr string) string {
+func backendHealth(st vipapi.VIPStatus, addr string) string {
 	for _, b := range st.Backends {
 		if b.Address == addr {
 			return b.Health
@@ -394,12 +394,12 @@ func backendHealth(st workflows.VIPStatus, addr string) string {
 
 // expectedDigest is the digest of the spec the status describes, with the
 // backends some node reports down drained: what every node must run.
-func expectedDigest(st workflows.VIPStatus) string {
+func expectedDigest(st vipapi.VIPStatus) string {
 	spec := lbapi.VIPSpec{Name: st.Name, Address: st.Address, Protocol: st.Protocol, Ports: st.Ports,
 		Announce: st.Announce, HealthCheck: st.HealthCheck}
 	for _, b := range st.Backends {
 		e := b.Backend
-		if b.Health == workflows.BackendDown {
+		if b.Health == vipapi.BackendDown {
 			e.State = lbapi.BackendDrain
 		}
 		spec.Backends = append(spec.Backends, e)

@@ -15,7 +15,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/metalflow/metalflow/lbnode/lbapi"
-	"github.com/metalflow/metalflow/workflows"
+	"github.com/metalflow/metalflow/workflows/stepapi"
+	"github.com/metalflow/metalflow/workflows/vip/vipapi"
 )
 
 // startLBDev runs `metalflow dev` for the lab (its Temporal frontend on the
@@ -46,11 +47,11 @@ func (x *lbLab) waitRegistered(t *testing.T) {
 		eventually(t, lbTimeout, "node "+id+" registered", func() error {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
-			v, err := tc.QueryWorkflow(ctx, id, "", workflows.QueryStatus)
+			v, err := tc.QueryWorkflow(ctx, id, "", stepapi.QueryStatus)
 			if err != nil {
 				return err
 			}
-			var st workflows.LBNodeRegistryState
+			var st vipapi.LBNodeRegistryState
 			if err := v.Get(&st); err != nil {
 				return err
 			}
@@ -106,7 +107,7 @@ func TestBrowserApprovesPublicVIPAsSecondUser(t *testing.T) {
 	}
 	// The page has no form to ask for a VIP: Alice uses the API.
 	alice.createVIP(t, "shop", "public", strings.Join(backends, ","), "")
-	st := alice.waitVIP(t, "shop", "awaiting-approval", func(st workflows.VIPStatus) error { return allAnnounced(st, 2) })
+	st := alice.waitVIP(t, "shop", "awaiting-approval", func(st vipapi.VIPStatus) error { return allAnnounced(st, 2) })
 	require.Equal(t, "alice", st.RequestedBy)
 	shop := st.Address
 
@@ -134,7 +135,7 @@ func TestBrowserApprovesPublicVIPAsSecondUser(t *testing.T) {
 	b.eval(t, refused, &stays)
 	require.True(t, stays, "the refusal survives the queue's redraw")
 	b.screenshot(t, "lb-02-alice-refused")
-	require.Equal(t, workflows.VIPStateAwaitingApproval, alice.getVIP(t, "shop").State, "the refusal changed nothing")
+	require.Equal(t, vipapi.VIPStateAwaitingApproval, alice.getVIP(t, "shop").State, "the refusal changed nothing")
 
 	b.signOut(t)
 	b.signIn(t, bobApprover, "approver")
@@ -143,7 +144,7 @@ func TestBrowserApprovesPublicVIPAsSecondUser(t *testing.T) {
 	b.screenshot(t, "lb-03-bob-approvals")
 	b.run(t, "Bob approves", chromedp.Click(item+` button[data-action=approve]`))
 
-	st = alice.waitVIP(t, "shop", "active", func(st workflows.VIPStatus) error { return allAnnounced(st, 2) })
+	st = alice.waitVIP(t, "shop", "active", func(st vipapi.VIPStatus) error { return allAnnounced(st, 2) })
 	assert.Equal(t, "bob", st.ApprovedBy)
 	assert.Equal(t, lbapi.AnnouncePublic, st.Announce)
 	b.open(t, "#/vips/shop")

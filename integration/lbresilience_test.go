@@ -15,7 +15,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/metalflow/metalflow/lbnode/lbapi"
-	"github.com/metalflow/metalflow/workflows"
+	"github.com/metalflow/metalflow/workflows/stepapi"
+	"github.com/metalflow/metalflow/workflows/vip/vipapi"
 )
 
 // relaunchDev starts dev again on the addresses old had (the lbnode
@@ -148,7 +149,7 @@ func TestLoadBalancerKeepsForwarding(t *testing.T) {
 	}
 	alice.createVIP(t, "web", "internal", strings.Join(backends, ","),
 		`{"kind":"tcp","intervalMs":300,"timeoutMs":250,"fall":2,"rise":2}`)
-	st := alice.waitVIP(t, "web", "active", func(st workflows.VIPStatus) error { return allAnnounced(st, 2) })
+	st := alice.waitVIP(t, "web", "active", func(st vipapi.VIPStatus) error { return allAnnounced(st, 2) })
 	web := st.Address
 	both := map[string][]string{"torA": {"n_a1", "n_a2"}, "torB": {"n_b1", "n_b2"}}
 	x.waitRoutes(t, web, both, false)
@@ -185,7 +186,7 @@ func TestLoadBalancerKeepsForwarding(t *testing.T) {
 		// It resumes its VIP: announced again, and the workflow sees it run
 		// the VIP's digest.
 		x.waitRoutes(t, web, both, false)
-		alice.waitVIP(t, "web", "active", func(st workflows.VIPStatus) error { return allAnnounced(st, 2) })
+		alice.waitVIP(t, "web", "active", func(st vipapi.VIPStatus) error { return allAnnounced(st, 2) })
 		done, failures := loop.stop()
 		resilienceEvent(t, fmt.Sprintf("event=lbnode-kill node=a2 seconds=%.0f connections=%d failed=%d xdp-attached=%v packets-while-dead=%d",
 			down.Seconds(), done, len(failures), strings.Contains(link, "xdp"), deadPackets))
@@ -217,7 +218,7 @@ func TestLoadBalancerKeepsForwarding(t *testing.T) {
 		// Temporal is back: a change goes through every node.
 		alice.expectOneOf(t, []int{http.StatusOK, http.StatusAccepted}, "POST", "/api/v1/vips/web/backends",
 			fmt.Sprintf(`{"add":[{"address":%q,"weight":200}]}`, x.backends[2].addr))
-		st := alice.waitVIP(t, "web", "active", func(st workflows.VIPStatus) error {
+		st := alice.waitVIP(t, "web", "active", func(st vipapi.VIPStatus) error {
 			if st.Digest == before.Digest {
 				return fmt.Errorf("still digest %s", st.Digest)
 			}
@@ -253,8 +254,8 @@ func TestLoadBalancerKeepsForwarding(t *testing.T) {
 		}
 		dev = relaunchDev(t, top, dev, "--data", data)
 		down := time.Since(stopped)
-		st := alice.waitVIP(t, "web", "active", func(st workflows.VIPStatus) error {
-			if h := backendHealth(st, be2.addr); h != workflows.BackendDown {
+		st := alice.waitVIP(t, "web", "active", func(st vipapi.VIPStatus) error {
+			if h := backendHealth(st, be2.addr); h != vipapi.BackendDown {
 				return fmt.Errorf("%s is %q", be2.addr, h)
 			}
 			for _, b := range st.Backends {
@@ -280,7 +281,7 @@ func TestLoadBalancerKeepsForwarding(t *testing.T) {
 
 	t.Run("a VIP retired while a node was down is removed when it returns", func(t *testing.T) {
 		alice.createVIP(t, "tmp", "internal", strings.Join(backends, ","), "")
-		tmp := alice.waitVIP(t, "tmp", "active", func(st workflows.VIPStatus) error { return allAnnounced(st, 2) }).Address
+		tmp := alice.waitVIP(t, "tmp", "active", func(st vipapi.VIPStatus) error { return allAnnounced(st, 2) }).Address
 		b2 := x.node("b2")
 		b2.kill()
 		// The retire cannot reach b2 and waits for staff; once the
@@ -290,11 +291,11 @@ func TestLoadBalancerKeepsForwarding(t *testing.T) {
 		tc := temporalClient(t, x.temporal)
 		t.Cleanup(tc.Close)
 		eventually(t, lbTimeout, "the inventory has b2 down", func() error {
-			v, err := tc.QueryWorkflow(ctx, lbapi.RegistryWorkflowID(b2.cluster, b2.name), "", workflows.QueryStatus)
+			v, err := tc.QueryWorkflow(ctx, lbapi.RegistryWorkflowID(b2.cluster, b2.name), "", stepapi.QueryStatus)
 			if err != nil {
 				return err
 			}
-			var st workflows.LBNodeRegistryState
+			var st vipapi.LBNodeRegistryState
 			if err := v.Get(&st); err != nil {
 				return err
 			}
@@ -305,7 +306,7 @@ func TestLoadBalancerKeepsForwarding(t *testing.T) {
 		})
 		alice.expect(t, http.StatusOK, "POST", "/api/v1/vips/tmp/abort", jsonType, `{"reason":"b2 is gone"}`, true)
 		eventually(t, lbTimeout, "tmp retired", func() error {
-			if st := alice.getVIP(t, "tmp"); st.State != workflows.VIPStateRetired {
+			if st := alice.getVIP(t, "tmp"); st.State != vipapi.VIPStateRetired {
 				return fmt.Errorf("state %s", st.State)
 			}
 			return nil
@@ -325,7 +326,7 @@ func TestLoadBalancerKeepsForwarding(t *testing.T) {
 		assert.NotContains(t, stats, tmp+":", "tmp is out of b2's data plane")
 		// web, which its workflow still wants there, stays.
 		x.waitRoutes(t, web, both, false)
-		alice.waitVIP(t, "web", "active", func(st workflows.VIPStatus) error { return allAnnounced(st, 2) })
+		alice.waitVIP(t, "web", "active", func(st vipapi.VIPStatus) error { return allAnnounced(st, 2) })
 		resilienceEvent(t, fmt.Sprintf("event=retired-while-down node=b2 vip=tmp removed-at-restart=%v web-kept=true", !strings.Contains(stats, tmp+":")))
 	})
 
@@ -336,7 +337,7 @@ func TestLoadBalancerKeepsForwarding(t *testing.T) {
 		added := time.Now()
 		// Nobody touches web: a3's registry tells web's workflow that a
 		// node of lb-a came up, and web brings it in.
-		st := alice.waitVIP(t, "web", "active", func(st workflows.VIPStatus) error {
+		st := alice.waitVIP(t, "web", "active", func(st vipapi.VIPStatus) error {
 			return announcedOn(st, map[string]int{"lb-a": 3, "lb-b": 2})
 		})
 		joined := time.Since(added)

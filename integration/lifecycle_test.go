@@ -18,7 +18,8 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/metalflow/metalflow/profiles"
-	"github.com/metalflow/metalflow/workflows"
+	"github.com/metalflow/metalflow/workflows/server/serverapi"
+	"github.com/metalflow/metalflow/workflows/stepapi"
 )
 
 // base64Field finds protojson's base64 payload data.
@@ -92,7 +93,7 @@ func (f *fleetStack) bmc(t *testing.T, id string) simBMC {
 	return b
 }
 
-func (f *fleetStack) register(t *testing.T, e fleetEntry, password, profile string, loc *workflows.Location) {
+func (f *fleetStack) register(t *testing.T, e fleetEntry, password, profile string, loc *serverapi.Location) {
 	t.Helper()
 	body := map[string]any{
 		"serial": e.Serial,
@@ -162,14 +163,14 @@ func TestLifecycleProvisionsMixedFleet(t *testing.T) {
 	f := startFleet(t, 5)
 	// Two arrive already racked; three are racked by a technician.
 	for i, e := range f.fleet {
-		var loc *workflows.Location
+		var loc *serverapi.Location
 		if i < 2 {
-			loc = &workflows.Location{Site: "dc1", Room: "A", Rack: "R03", Unit: 2*i + 1, Face: "front"}
+			loc = &serverapi.Location{Site: "dc1", Room: "A", Rack: "R03", Unit: 2*i + 1, Face: "front"}
 		}
 		f.register(t, e, e.Password, "", loc)
 	}
 	for i, e := range f.fleet[2:] {
-		waitState(t, f.api, e.Serial, workflows.StateWaitingRack)
+		waitState(t, f.api, e.Serial, serverapi.StateWaitingRack)
 		r := do(t, http.MethodPost, f.api+"/api/v1/servers/"+e.Serial+"/racked",
 			fmt.Sprintf(`{"site":"dc1","room":"A","rack":"R03","unit":%d,"face":"front"}`, 10+2*i))
 		require.Equal(t, http.StatusOK, r.code, string(r.body))
@@ -177,17 +178,17 @@ func TestLifecycleProvisionsMixedFleet(t *testing.T) {
 
 	vendors := map[string]bool{}
 	for _, e := range f.fleet {
-		st := waitStateWithin(t, f.api, e.Serial, workflows.StateInstalled, 3*time.Minute)
+		st := waitStateWithin(t, f.api, e.Serial, serverapi.StateInstalled, 3*time.Minute)
 		vendors[e.Vendor] = true
 		for _, s := range st.Steps {
 			switch s.Name {
-			case workflows.StepRegisterCloud, workflows.StepJoinAggregate, workflows.StepAssignTenant, workflows.StepJoinLoadBalancer:
+			case serverapi.StepRegisterCloud, serverapi.StepJoinAggregate, serverapi.StepAssignTenant, serverapi.StepJoinLoadBalancer:
 				// No --ironic-url: skipped by configuration, never faked as
 				// done; no pools requested: no load balancer to join.
-				require.Equal(t, workflows.StepSkipped, s.Status, "%s step %s", e.Serial, s.Name)
+				require.Equal(t, stepapi.StepSkipped, s.Status, "%s step %s", e.Serial, s.Name)
 				require.NotEmpty(t, s.Note, "%s step %s says why it was skipped", e.Serial, s.Name)
 			default:
-				require.Equal(t, workflows.StepDone, s.Status, "%s step %s", e.Serial, s.Name)
+				require.Equal(t, stepapi.StepDone, s.Status, "%s step %s", e.Serial, s.Name)
 			}
 		}
 		require.NotNil(t, st.Hardware)
@@ -282,8 +283,8 @@ func TestLifecycleAttentionsRecover(t *testing.T) {
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "impatient.yaml"),
 		[]byte("name: impatient\nraid: {logical_disks: [{size_gb: MAX, raid_level: \"1\", is_root_volume: true}]}\ninstall: {timeout: 1s, attempts: 1}\n"), 0o644))
 	f := startFleet(t, 4, "--profiles", dir)
-	loc := func(unit int) *workflows.Location {
-		return &workflows.Location{Site: "dc1", Rack: "R04", Unit: unit, Face: "front"}
+	loc := func(unit int) *serverapi.Location {
+		return &serverapi.Location{Site: "dc1", Rack: "R04", Unit: unit, Face: "front"}
 	}
 	wrongPW, mismatch, slow, doomed := f.fleet[0], f.fleet[1], f.fleet[2], f.fleet[3]
 	f.register(t, wrongPW, "not-the-password", "", loc(1))
@@ -292,8 +293,8 @@ func TestLifecycleAttentionsRecover(t *testing.T) {
 	f.register(t, doomed, doomed.Password, "huge", loc(4))
 
 	// Wrong credentials: parked at inspection, not retried forever.
-	st := waitState(t, f.api, wrongPW.Serial, workflows.StateAttention)
-	require.Equal(t, workflows.StepInspect, st.Attention.Step)
+	st := waitState(t, f.api, wrongPW.Serial, serverapi.StateAttention)
+	require.Equal(t, serverapi.StepInspect, st.Attention.Step)
 	require.Contains(t, st.Attention.Error, "credential")
 	require.False(t, st.Attention.Skippable)
 	r := do(t, http.MethodPost, f.api+"/api/v1/servers/"+wrongPW.Serial+"/skip", "")
@@ -303,7 +304,7 @@ func TestLifecycleAttentionsRecover(t *testing.T) {
 	require.Equal(t, http.StatusOK, r.code, string(r.body))
 
 	// Inventory mismatch: retried with the profile that fits.
-	st = waitState(t, f.api, mismatch.Serial, workflows.StateAttention)
+	st = waitState(t, f.api, mismatch.Serial, serverapi.StateAttention)
 	require.Contains(t, st.Attention.Error, "profile needs 64")
 	r = do(t, http.MethodPost, f.api+"/api/v1/servers/"+mismatch.Serial+"/retry", `{"profile":"nope"}`)
 	require.Equal(t, http.StatusUnprocessableEntity, r.code)
@@ -312,19 +313,19 @@ func TestLifecycleAttentionsRecover(t *testing.T) {
 
 	// An install that never phones home in time: attention, then retried
 	// with a patient profile, which starts again from inspection.
-	st = waitStateWithin(t, f.api, slow.Serial, workflows.StateAttention, 2*time.Minute)
-	require.Equal(t, workflows.StepInstallOS, st.Attention.Step)
+	st = waitStateWithin(t, f.api, slow.Serial, serverapi.StateAttention, 2*time.Minute)
+	require.Equal(t, serverapi.StepInstallOS, st.Attention.Step)
 	require.Contains(t, st.Attention.Error, "did not phone home")
 	r = do(t, http.MethodPost, f.api+"/api/v1/servers/"+slow.Serial+"/retry", `{"profile":"default"}`)
 	require.Equal(t, http.StatusOK, r.code, string(r.body))
 
 	// Abort frees the rack unit and marks the asset.
-	waitState(t, f.api, doomed.Serial, workflows.StateAttention)
+	waitState(t, f.api, doomed.Serial, serverapi.StateAttention)
 	r = do(t, http.MethodPost, f.api+"/api/v1/servers/"+doomed.Serial+"/abort", `{}`)
 	require.Equal(t, http.StatusBadRequest, r.code, "an abort needs a reason")
 	r = do(t, http.MethodPost, f.api+"/api/v1/servers/"+doomed.Serial+"/abort", `{"reason":"wrong model delivered"}`)
 	require.Equal(t, http.StatusOK, r.code, string(r.body))
-	waitState(t, f.api, doomed.Serial, workflows.StateAborted)
+	waitState(t, f.api, doomed.Serial, serverapi.StateAborted)
 	a := getAssetView(t, f.api, doomed.Serial)
 	require.Equal(t, "aborted", a.State)
 	require.Nil(t, a.Placement)
@@ -338,7 +339,7 @@ func TestLifecycleAttentionsRecover(t *testing.T) {
 	require.Equal(t, http.StatusConflict, r.code, "nothing to retry after an abort")
 
 	for _, e := range []fleetEntry{wrongPW, mismatch, slow} {
-		waitStateWithin(t, f.api, e.Serial, workflows.StateInstalled, 3*time.Minute)
+		waitStateWithin(t, f.api, e.Serial, serverapi.StateInstalled, 3*time.Minute)
 		b := f.bmc(t, e.ID)
 		require.Equal(t, 1, b.Counters["volumes_created"], "%s: a retried lifecycle builds its volume once", e.Serial)
 		require.Len(t, b.Volumes, 1)
@@ -371,7 +372,7 @@ func TestLifecycleSurvivesWorkerKills(t *testing.T) {
 		"--credentials-key", filepath.Join(dir, "data", "credentials.key"), "--bmc-insecure"}
 	worker := startProcess(t, "worker-1", workerArgs...)
 	for i, e := range f.fleet {
-		f.register(t, e, e.Password, "", &workflows.Location{Site: "dc1", Rack: "R06", Unit: i + 1, Face: "front"})
+		f.register(t, e, e.Password, "", &serverapi.Location{Site: "dc1", Rack: "R06", Unit: i + 1, Face: "front"})
 	}
 
 	// Kill while a server's BIOS or RAID is being configured: whichever of
@@ -379,7 +380,7 @@ func TestLifecycleSurvivesWorkerKills(t *testing.T) {
 	eventually(t, 60*time.Second, "a server configuring its BIOS or RAID", func() error {
 		for _, e := range f.fleet {
 			st, err := tryServer(t, s.api, e.Serial)
-			if err == nil && (st.Step == workflows.StepConfigureBIOS || st.Step == workflows.StepConfigureRAID) {
+			if err == nil && (st.Step == serverapi.StepConfigureBIOS || st.Step == serverapi.StepConfigureRAID) {
 				return nil
 			}
 		}
@@ -392,7 +393,7 @@ func TestLifecycleSurvivesWorkerKills(t *testing.T) {
 	eventually(t, 90*time.Second, "a server installs", func() error {
 		for _, e := range f.fleet {
 			// Queries need a worker: while one restarts, the API says 503.
-			if st, err := tryServer(t, s.api, e.Serial); err == nil && st.Step == workflows.StepInstallOS {
+			if st, err := tryServer(t, s.api, e.Serial); err == nil && st.Step == serverapi.StepInstallOS {
 				return nil
 			}
 		}
@@ -407,7 +408,7 @@ func TestLifecycleSurvivesWorkerKills(t *testing.T) {
 		eventually(t, 3*time.Minute, e.Serial+" installed", func() error {
 			var err error
 			st, err = tryServer(t, s.api, e.Serial)
-			if err == nil && st.State != workflows.StateInstalled {
+			if err == nil && st.State != serverapi.StateInstalled {
 				err = fmt.Errorf("state %s at %s (attention %+v)", st.State, st.Step, st.Attention)
 			}
 			return err

@@ -19,7 +19,9 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/metalflow/metalflow/internal/openapicheck"
-	"github.com/metalflow/metalflow/workflows"
+	"github.com/metalflow/metalflow/workflows/rackbatch/batchapi"
+	"github.com/metalflow/metalflow/workflows/server/serverapi"
+	"github.com/metalflow/metalflow/workflows/vip/vipapi"
 )
 
 // contract sends requests to a live API and holds every answer to the
@@ -249,7 +251,7 @@ func TestOpenAPIContractAgainstLiveAPI(t *testing.T) {
 
 	// Status.
 	c.waitServer(t, "SN-OA-B", "waits to be racked", func(st serverStatus) error {
-		if st.State != workflows.StateWaitingRack {
+		if st.State != serverapi.StateWaitingRack {
 			return fmt.Errorf("state %s", st.State)
 		}
 		return nil
@@ -272,7 +274,7 @@ func TestOpenAPIContractAgainstLiveAPI(t *testing.T) {
 
 	// Decisions. B has no BMC: inspection needs attention, not skippable.
 	c.waitServer(t, "SN-OA-B", "needs attention at inspection", func(st serverStatus) error {
-		if st.State != workflows.StateAttention || st.Attention == nil || st.Attention.Step != workflows.StepInspect {
+		if st.State != serverapi.StateAttention || st.Attention == nil || st.Attention.Step != serverapi.StepInspect {
 			return fmt.Errorf("state %s at %s", st.State, st.Step)
 		}
 		return nil
@@ -292,7 +294,7 @@ func TestOpenAPIContractAgainstLiveAPI(t *testing.T) {
 	// C waits to be racked: abort is allowed there, and then it is over.
 	c.expect(t, 200, "POST", "/api/v1/servers/SN-OA-C/abort", jsonType, `{"reason":"sent back to the vendor"}`, good)
 	c.waitServer(t, "SN-OA-C", "aborted", func(st serverStatus) error {
-		if st.State != workflows.StateAborted {
+		if st.State != serverapi.StateAborted {
 			return fmt.Errorf("state %s", st.State)
 		}
 		return nil
@@ -301,7 +303,7 @@ func TestOpenAPIContractAgainstLiveAPI(t *testing.T) {
 
 	// The simulated server: skip the BIOS step it cannot do.
 	c.waitServer(t, sim.Serial, "needs attention at ConfigureBIOS", func(st serverStatus) error {
-		if st.State != workflows.StateAttention || st.Attention == nil || st.Attention.Step != workflows.StepConfigureBIOS {
+		if st.State != serverapi.StateAttention || st.Attention == nil || st.Attention.Step != serverapi.StepConfigureBIOS {
 			return fmt.Errorf("state %s at %s (attention %+v)", st.State, st.Step, st.Attention)
 		}
 		return nil
@@ -386,7 +388,7 @@ func TestOpenAPIContractAgainstLiveAPI(t *testing.T) {
 		"instance_id="+sim.Serial+"-install-"+seed[3]+"&hostname="+strings.ToLower(sim.Serial), good)
 	c.expect(t, 403, "POST", "/api/v1/boot/phone-home?token="+token[1], formType, "hostname=x", good)
 	st = c.waitServer(t, sim.Serial, "installed", func(st serverStatus) error {
-		if st.State != workflows.StateInstalled {
+		if st.State != serverapi.StateInstalled {
 			return fmt.Errorf("state %s at %s (attention %+v)", st.State, st.Step, st.Attention)
 		}
 		return nil
@@ -413,11 +415,11 @@ func TestOpenAPIContractAgainstLiveAPI(t *testing.T) {
 	c.expect(t, 422, "POST", "/api/v1/racks/dc9/R15/servers", jsonType, batch, good)
 	eventually(t, time.Minute, "the batch reports the existing server", func() error {
 		a := c.expect(t, 200, "GET", "/api/v1/racks/dc1/R15/batches/"+created.BatchID, "", "", good)
-		var st workflows.RackBatchStatus
+		var st batchapi.RackBatchStatus
 		if err := json.Unmarshal(a.body, &st); err != nil {
 			return err
 		}
-		if st.State != workflows.BatchFinished || st.AlreadyExisting != 1 {
+		if st.State != batchapi.BatchFinished || st.AlreadyExisting != 1 {
 			return fmt.Errorf("batch %s, %d already existing", st.State, st.AlreadyExisting)
 		}
 		return nil
@@ -446,7 +448,7 @@ func TestOpenAPIContractAgainstLiveAPI(t *testing.T) {
 		t.Helper()
 		eventually(t, 3*time.Minute, sim.Serial+" decommission "+state, func() error {
 			a := c.expect(t, 200, "GET", "/api/v1/servers/"+sim.Serial+"/decommission", "", "", good)
-			var d workflows.DecommissionStatus
+			var d serverapi.DecommissionStatus
 			if err := json.Unmarshal(a.body, &d); err != nil {
 				return err
 			}
@@ -456,14 +458,14 @@ func TestOpenAPIContractAgainstLiveAPI(t *testing.T) {
 			return nil
 		})
 	}
-	waitDecommission(workflows.StateAttention)
+	waitDecommission(serverapi.StateAttention)
 	c.expect(t, 400, "POST", "/api/v1/servers/"+sim.Serial+"/decommission/retry", jsonType, `{"profile":"default"}`, good)
 	c.expect(t, 400, "POST", "/api/v1/servers/"+sim.Serial+"/decommission/abort", jsonType, `{}`, bad)
 	// Retried with the fault still there: attention again; then aborted.
 	c.expect(t, 200, "POST", "/api/v1/servers/"+sim.Serial+"/decommission/retry", jsonType, `{}`, good)
-	waitDecommission(workflows.StateAttention)
+	waitDecommission(serverapi.StateAttention)
 	c.expect(t, 200, "POST", "/api/v1/servers/"+sim.Serial+"/decommission/abort", jsonType, `{"reason":"BMC tasks fail"}`, good)
-	waitDecommission(workflows.StateAborted)
+	waitDecommission(serverapi.StateAborted)
 	c.expect(t, 409, "POST", "/api/v1/servers/"+sim.Serial+"/decommission/retry", "", "", good)
 	// The BMC fixed, an aborted decommission may be started again.
 	r = do(t, http.MethodPut, f.admin+"/bmcs/"+sim.ID+"/faults", `{}`)
@@ -471,11 +473,11 @@ func TestOpenAPIContractAgainstLiveAPI(t *testing.T) {
 	c.expect(t, 202, "DELETE", "/api/v1/servers/"+sim.Serial, "", "", good)
 	eventually(t, 3*time.Minute, sim.Serial+" waits to be unracked", func() error {
 		a := c.expect(t, 200, "GET", "/api/v1/servers/"+sim.Serial+"/decommission", "", "", good)
-		var d workflows.DecommissionStatus
+		var d serverapi.DecommissionStatus
 		if err := json.Unmarshal(a.body, &d); err != nil {
 			return err
 		}
-		if d.State != workflows.StateWaitingUnrack {
+		if d.State != serverapi.StateWaitingUnrack {
 			return fmt.Errorf("decommission %s at %s (attention %+v)", d.State, d.Step, d.Attention)
 		}
 		return nil
@@ -494,11 +496,11 @@ func TestOpenAPIContractAgainstLiveAPI(t *testing.T) {
 	c.expect(t, 404, "GET", "/api/v1/vips/oa-none", "", "", good)
 	eventually(t, 90*time.Second, "oa-web waits for attention at placement", func() error {
 		a := c.expect(t, 200, "GET", "/api/v1/vips/oa-web", "", "", good)
-		var v workflows.VIPStatus
+		var v vipapi.VIPStatus
 		if err := json.Unmarshal(a.body, &v); err != nil {
 			return err
 		}
-		if v.State != workflows.VIPStateAttention {
+		if v.State != vipapi.VIPStateAttention {
 			return fmt.Errorf("VIP %s", v.State)
 		}
 		return nil

@@ -9,14 +9,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/metalflow/metalflow/workflows/rackbatch/batchapi"
+	"github.com/metalflow/metalflow/workflows/server/serverapi"
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/api/workflowservice/v1"
-
-	"github.com/metalflow/metalflow/workflows"
 )
 
 type batchView struct {
-	workflows.RackBatchStatus
+	batchapi.RackBatchStatus
 	WorkflowID string `json:"workflowId"`
 }
 
@@ -26,7 +26,7 @@ func countBatches(t *testing.T, f *fleetStack) int64 {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	res, err := c.CountWorkflow(ctx, &workflowservice.CountWorkflowExecutionsRequest{
-		Query: fmt.Sprintf("WorkflowType = '%s'", workflows.RackBatchName),
+		Query: fmt.Sprintf("WorkflowType = '%s'", batchapi.RackBatchName),
 	})
 	require.NoError(t, err)
 	return res.GetCount()
@@ -104,7 +104,7 @@ func TestRackBatchProvisionsARackAndReportsTheStuckServer(t *testing.T) {
 			return fmt.Errorf("GET batch: %d %s", r.code, r.body)
 		}
 		r.json(t, &st)
-		if st.State != workflows.BatchFinished {
+		if st.State != batchapi.BatchFinished {
 			return fmt.Errorf("batch %s: %d installed, %d attention, %d running, %d pending", st.State, st.Installed, st.Attention, st.Running, st.Pending)
 		}
 		return nil
@@ -120,14 +120,14 @@ func TestRackBatchProvisionsARackAndReportsTheStuckServer(t *testing.T) {
 		require.Equal(t, f.fleet[i].Serial, s.Serial)
 		require.True(t, s.Settled)
 		if s.Serial == wrong.Serial {
-			require.Equal(t, workflows.StateAttention, s.State)
-			require.Equal(t, workflows.StepInspect, s.Step)
+			require.Equal(t, serverapi.StateAttention, s.State)
+			require.Equal(t, serverapi.StepInspect, s.Step)
 			require.Contains(t, s.Error, "credential")
 			continue
 		}
-		require.Equal(t, workflows.StateInstalled, s.State)
+		require.Equal(t, serverapi.StateInstalled, s.State)
 		srv := getServer(t, f.api, s.Serial)
-		require.Equal(t, &workflows.Location{Site: "dc1", Room: "A", Rack: "R08", Unit: 2*i + 1, Face: "front"}, srv.Location)
+		require.Equal(t, &serverapi.Location{Site: "dc1", Room: "A", Rack: "R08", Unit: 2*i + 1, Face: "front"}, srv.Location)
 	}
 	vendors := map[string]bool{}
 	for _, e := range f.fleet {
@@ -158,7 +158,7 @@ func TestRackBatchProvisionsARackAndReportsTheStuckServer(t *testing.T) {
 	eventually(t, time.Minute, "second batch finishes", func() error {
 		r := do(t, http.MethodGet, f.api+"/api/v1/racks/dc1/R08/batches/"+second.BatchID, "")
 		r.json(t, &st)
-		if st.State != workflows.BatchFinished {
+		if st.State != batchapi.BatchFinished {
 			return fmt.Errorf("batch %s", st.State)
 		}
 		return nil
@@ -168,10 +168,10 @@ func TestRackBatchProvisionsARackAndReportsTheStuckServer(t *testing.T) {
 	require.Equal(t, 1, getServer(t, f.api, f.fleet[0].Serial).Location.Unit, "the existing server was not touched")
 
 	// The stuck server is still there for staff, and recovers by retry.
-	require.Equal(t, workflows.StateAttention, getServer(t, f.api, wrong.Serial).State)
+	require.Equal(t, serverapi.StateAttention, getServer(t, f.api, wrong.Serial).State)
 	r = do(t, http.MethodPost, f.api+"/api/v1/servers/"+wrong.Serial+"/retry",
 		fmt.Sprintf(`{"bmc":{"username":%q,"password":%q}}`, wrong.Username, wrong.Password))
 	require.Equal(t, http.StatusOK, r.code, string(r.body))
-	waitStateWithin(t, f.api, wrong.Serial, workflows.StateInstalled, 3*time.Minute)
+	waitStateWithin(t, f.api, wrong.Serial, serverapi.StateInstalled, 3*time.Minute)
 	require.Equal(t, 1, f.bmc(t, wrong.ID).Counters["installs"])
 }

@@ -10,12 +10,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/metalflow/metalflow/workflows/rackbatch/batchapi"
+	"github.com/metalflow/metalflow/workflows/server/serverapi"
 	"github.com/stretchr/testify/require"
 	enumspb "go.temporal.io/api/enums/v1"
 	historypb "go.temporal.io/api/history/v1"
 	"google.golang.org/protobuf/encoding/protojson"
-
-	"github.com/metalflow/metalflow/workflows"
 )
 
 // record re-records the histories that workflows/replay_test.go replays.
@@ -38,19 +38,19 @@ func TestRecordReplayHistories(t *testing.T) {
 		t.Skip("recording only with -record")
 	}
 	f := startFleet(t, 5)
-	loc := func(unit int) *workflows.Location {
-		return &workflows.Location{Site: "dc1", Rack: "R09", Unit: unit, Face: "front"}
+	loc := func(unit int) *serverapi.Location {
+		return &serverapi.Location{Site: "dc1", Rack: "R09", Unit: unit, Face: "front"}
 	}
 	installed, retried, aborted := f.fleet[0], f.fleet[1], f.fleet[2]
 	f.register(t, installed, installed.Password, "", loc(1))
 	f.register(t, retried, "not-the-password", "", loc(2))
 	f.register(t, aborted, "not-the-password", "", loc(3))
 
-	waitState(t, f.api, retried.Serial, workflows.StateAttention)
+	waitState(t, f.api, retried.Serial, serverapi.StateAttention)
 	r := do(t, http.MethodPost, f.api+"/api/v1/servers/"+retried.Serial+"/retry",
 		fmt.Sprintf(`{"bmc":{"username":%q,"password":%q}}`, retried.Username, retried.Password))
 	require.Equal(t, http.StatusOK, r.code, string(r.body))
-	waitState(t, f.api, aborted.Serial, workflows.StateAttention)
+	waitState(t, f.api, aborted.Serial, serverapi.StateAttention)
 	r = do(t, http.MethodPost, f.api+"/api/v1/servers/"+aborted.Serial+"/abort", `{"reason":"recording an abort"}`)
 	require.Equal(t, http.StatusOK, r.code, string(r.body))
 
@@ -64,14 +64,14 @@ func TestRecordReplayHistories(t *testing.T) {
 	r.json(t, &batch)
 
 	for _, e := range []fleetEntry{installed, retried} {
-		waitStateWithin(t, f.api, e.Serial, workflows.StateInstalled, 3*time.Minute)
+		waitStateWithin(t, f.api, e.Serial, serverapi.StateInstalled, 3*time.Minute)
 	}
-	waitState(t, f.api, aborted.Serial, workflows.StateAborted)
+	waitState(t, f.api, aborted.Serial, serverapi.StateAborted)
 	eventually(t, 3*time.Minute, "batch finishes", func() error {
 		var st batchView
 		r := do(t, http.MethodGet, f.api+"/api/v1/racks/dc1/R10/batches/"+batch.BatchID, "")
 		r.json(t, &st)
-		if st.State != workflows.BatchFinished || st.Installed != 2 {
+		if st.State != batchapi.BatchFinished || st.Installed != 2 {
 			return fmt.Errorf("batch %s, %d installed", st.State, st.Installed)
 		}
 		return nil

@@ -14,10 +14,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/metalflow/metalflow/workflows/server"
+	"github.com/metalflow/metalflow/workflows/server/serverapi"
+	"github.com/metalflow/metalflow/workflows/stepapi"
 	"github.com/stretchr/testify/require"
 	enumspb "go.temporal.io/api/enums/v1"
-
-	"github.com/metalflow/metalflow/workflows"
 )
 
 // Test flags are package variables by necessity: the testing package
@@ -161,7 +162,7 @@ func (r *resilienceRun) registerAll() {
 		body, _ := json.Marshal(map[string]any{
 			"serial":   e.Serial,
 			"bmc":      map[string]string{"address": e.Address, "username": e.Username, "password": e.Password},
-			"location": workflows.Location{Site: "dc1", Room: "A", Rack: fmt.Sprintf("R%02d", 10+i/40), Unit: i%40 + 1, Face: "front"},
+			"location": serverapi.Location{Site: "dc1", Room: "A", Rack: fmt.Sprintf("R%02d", 10+i/40), Unit: i%40 + 1, Face: "front"},
 		})
 		res := do(r.t, http.MethodPost, r.api+"/api/v1/servers", string(body))
 		require.Equal(r.t, http.StatusAccepted, res.code, string(res.body))
@@ -187,13 +188,13 @@ func (r *resilienceRun) fleetProgress() (installed, progress int, ok bool) {
 	if res.StatusCode != http.StatusOK || json.NewDecoder(res.Body).Decode(&list) != nil {
 		return 0, 0, false
 	}
-	steps := workflows.Steps()
+	steps := server.Steps()
 	for _, s := range list.Servers {
 		switch s.State {
-		case workflows.StateInstalled:
+		case serverapi.StateInstalled:
 			installed++
-			progress += slices.Index(steps, workflows.StepInstallOS) + 1
-		case workflows.StateAttention:
+			progress += slices.Index(steps, serverapi.StepInstallOS) + 1
+		case serverapi.StateAttention:
 			if _, seen := r.attention[s.Serial]; !seen {
 				st, err := tryServer(r.t, r.api, s.Serial)
 				r.attention[s.Serial] = fmt.Sprintf("at %s: %+v (%v)", s.Step, st.Attention, err)
@@ -210,7 +211,7 @@ func (r *resilienceRun) fleetProgress() (installed, progress int, ok bool) {
 
 // totalProgress is fleetProgress when every server is installed.
 func (r *resilienceRun) totalProgress() int {
-	return len(r.fleet) * (slices.Index(workflows.Steps(), workflows.StepInstallOS) + 1)
+	return len(r.fleet) * (slices.Index(server.Steps(), serverapi.StepInstallOS) + 1)
 }
 
 // waitInstalled polls until every server is installed, calling at(progress)
@@ -287,13 +288,13 @@ func (r *resilienceRun) checkServers() {
 			st, err = tryServer(r.t, r.api, e.Serial)
 			return err
 		})
-		require.Equal(r.t, workflows.StateInstalled, st.State, e.Serial)
+		require.Equal(r.t, serverapi.StateInstalled, st.State, e.Serial)
 		require.Equal(r.t, 1, st.InstallAttempt, "%s: no install attempt was given up", e.Serial)
 		for _, s := range st.Steps {
 			switch s.Name {
-			case workflows.StepRegisterCloud, workflows.StepJoinAggregate, workflows.StepAssignTenant, workflows.StepJoinLoadBalancer:
+			case serverapi.StepRegisterCloud, serverapi.StepJoinAggregate, serverapi.StepAssignTenant, serverapi.StepJoinLoadBalancer:
 			default:
-				require.Equal(r.t, workflows.StepDone, s.Status, "%s step %s", e.Serial, s.Name)
+				require.Equal(r.t, stepapi.StepDone, s.Status, "%s step %s", e.Serial, s.Name)
 			}
 		}
 	}
@@ -306,7 +307,7 @@ func (r *resilienceRun) activityRetries() int {
 	c := temporalClient(r.t, r.temporal)
 	retries := 0
 	for _, e := range r.fleet {
-		it := c.GetWorkflowHistory(context.Background(), workflows.LifecycleWorkflowID(e.Serial), "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+		it := c.GetWorkflowHistory(context.Background(), serverapi.LifecycleWorkflowID(e.Serial), "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
 		for it.HasNext() {
 			ev, err := it.Next()
 			require.NoError(r.t, err)

@@ -3,14 +3,15 @@ package workflows
 import (
 	"github.com/metalflow/metalflow/workflows/rackbatch"
 	"github.com/metalflow/metalflow/workflows/server"
+	"github.com/metalflow/metalflow/workflows/server/serverattrs"
 	"github.com/metalflow/metalflow/workflows/vip"
 )
 
 // Transitional: the workflows moved into their domain packages; these
 // aliases keep importers compiling until each is switched over.
 
-var SearchAttributes = server.SearchAttributes
-var LifecycleStartAttributes = server.LifecycleStartAttributes
+var SearchAttributes = serverattrs.Schema
+var LifecycleStartAttributes = serverattrs.AtStart
 var Steps = server.Steps
 var DecommissionSteps = server.DecommissionSteps
 var ServerLifecycle = server.ServerLifecycle

@@ -25,7 +25,8 @@ import (
 
 	"github.com/metalflow/metalflow/api/internal/httpx"
 	"github.com/metalflow/metalflow/inventory"
-	"github.com/metalflow/metalflow/workflows"
+	"github.com/metalflow/metalflow/workflows/server/serverapi"
+	"github.com/metalflow/metalflow/workflows/stepapi"
 )
 
 // PhoneHomePath is where the installer calls back. It sits under the API's
@@ -183,7 +184,7 @@ func (s *Service) ipxeScript(c echo.Context) error {
 // attempts that are finished, retired or expired.
 func (s *Service) pendingAttempt(c echo.Context) (inventory.BootConfig, error) {
 	serial := c.Param("serial")
-	if err := workflows.ValidateSerial(serial); err != nil {
+	if err := stepapi.ValidateSerial(serial); err != nil {
 		return inventory.BootConfig{}, httpx.Errorf(http.StatusBadRequest, "%s", err)
 	}
 	b, err := s.cfg.Store.ActiveBoot(c.Request().Context(), serial)
@@ -260,8 +261,8 @@ func (s *Service) phoneHome(c echo.Context) error {
 	// second signal for the same attempt.
 	sctx, cancel := context.WithTimeout(ctx, httpx.CallTimeout)
 	defer cancel()
-	err = s.cfg.Lifecycles.SignalWorkflow(sctx, workflows.LifecycleWorkflowID(b.Serial), "", workflows.SignalPhoneHome,
-		workflows.PhoneHome{Attempt: b.Attempt, Hostname: c.FormValue("hostname"), InstanceID: c.FormValue("instance_id")})
+	err = s.cfg.Lifecycles.SignalWorkflow(sctx, serverapi.LifecycleWorkflowID(b.Serial), "", serverapi.SignalPhoneHome,
+		serverapi.PhoneHome{Attempt: b.Attempt, Hostname: c.FormValue("hostname"), InstanceID: c.FormValue("instance_id")})
 	if err != nil {
 		var nf *serviceerror.NotFound
 		if errors.As(err, &nf) {

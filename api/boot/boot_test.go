@@ -17,7 +17,7 @@ import (
 	"go.temporal.io/api/serviceerror"
 
 	"github.com/metalflow/metalflow/inventory"
-	"github.com/metalflow/metalflow/workflows"
+	"github.com/metalflow/metalflow/workflows/server/serverapi"
 )
 
 // lifecycles records phone-home signals; with down set it answers as
@@ -25,7 +25,7 @@ import (
 type lifecycles struct {
 	mu      sync.Mutex
 	down    bool
-	signals []workflows.PhoneHome
+	signals []serverapi.PhoneHome
 	ids     []string
 }
 
@@ -35,11 +35,11 @@ func (l *lifecycles) SignalWorkflow(_ context.Context, id, _, name string, arg a
 	if l.down {
 		return serviceerror.NewNotFound("workflow not found")
 	}
-	if name != workflows.SignalPhoneHome {
+	if name != serverapi.SignalPhoneHome {
 		return serviceerror.NewInvalidArgument("unexpected signal " + name)
 	}
 	l.ids = append(l.ids, id)
-	l.signals = append(l.signals, arg.(workflows.PhoneHome))
+	l.signals = append(l.signals, arg.(serverapi.PhoneHome))
 	return nil
 }
 
@@ -50,10 +50,10 @@ func (l *lifecycles) setDown(down bool) {
 }
 
 // seen is what reached the lifecycles: workflow IDs and signals.
-func (l *lifecycles) seen() ([]string, []workflows.PhoneHome) {
+func (l *lifecycles) seen() ([]string, []serverapi.PhoneHome) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return append([]string(nil), l.ids...), append([]workflows.PhoneHome(nil), l.signals...)
+	return append([]string(nil), l.ids...), append([]serverapi.PhoneHome(nil), l.signals...)
 }
 
 // serveAlone runs the service on its own listener, apart from any API,
@@ -133,8 +133,8 @@ func TestStandaloneServiceWalksAnInstall(t *testing.T) {
 	require.Equal(t, http.StatusOK, code, body)
 	require.JSONEq(t, `{"serial":"SN-1","attempt":2}`, body)
 	ids, signals := lc.seen()
-	require.Equal(t, []string{workflows.LifecycleWorkflowID("SN-1")}, ids)
-	require.Equal(t, []workflows.PhoneHome{{Attempt: 2, Hostname: "sn-1", InstanceID: "SN-1-install-2"}}, signals)
+	require.Equal(t, []string{serverapi.LifecycleWorkflowID("SN-1")}, ids)
+	require.Equal(t, []serverapi.PhoneHome{{Attempt: 2, Hostname: "sn-1", InstanceID: "SN-1-install-2"}}, signals)
 	addr, err := inv.GetHostAddress(t.Context(), "SN-1")
 	require.NoError(t, err)
 	require.Equal(t, "127.0.0.1", addr.String(), "the host's address is the caller's socket")

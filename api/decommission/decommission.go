@@ -18,7 +18,8 @@ import (
 	"github.com/metalflow/metalflow/api/internal/bmc"
 	"github.com/metalflow/metalflow/api/internal/httpx"
 	"github.com/metalflow/metalflow/auth"
-	"github.com/metalflow/metalflow/workflows"
+	"github.com/metalflow/metalflow/workflows/server/serverapi"
+	"github.com/metalflow/metalflow/workflows/stepapi"
 )
 
 // Deps is what the decommission routes use.
@@ -51,7 +52,7 @@ type decommissionResponse struct {
 }
 
 type decommissionStatusResponse struct {
-	workflows.DecommissionStatus
+	serverapi.DecommissionStatus
 	WorkflowID  string `json:"workflowId"`
 	TemporalURL string `json:"temporalUrl,omitempty"`
 }
@@ -66,8 +67,8 @@ func (h *handlers) decommission(c echo.Context) error {
 	}
 	ctx, cancel := context.WithTimeout(c.Request().Context(), httpx.CallTimeout)
 	defer cancel()
-	var st workflows.ServerStatus
-	if err := httpx.QueryStatus(ctx, h.Temporal, httpx.LifecycleRef(serial), workflows.QueryStatus, &st); err != nil {
+	var st serverapi.ServerStatus
+	if err := httpx.QueryStatus(ctx, h.Temporal, httpx.LifecycleRef(serial), stepapi.QueryStatus, &st); err != nil {
 		return err
 	}
 	// A lifecycle still at work is cancelled by the decommission itself,
@@ -76,31 +77,31 @@ func (h *handlers) decommission(c echo.Context) error {
 	// nothing for a decommission to do.
 	cancelLifecycle := false
 	switch st.State {
-	case workflows.StateInstalled, workflows.StateReady:
-	case workflows.StateWaitingRack, workflows.StateProvisioning, workflows.StateAttention:
+	case serverapi.StateInstalled, serverapi.StateReady:
+	case serverapi.StateWaitingRack, serverapi.StateProvisioning, serverapi.StateAttention:
 		cancelLifecycle = true
 	default:
 		return httpx.Errorf(http.StatusConflict, "server %s is %s: there is nothing to decommission", serial, st.State)
 	}
-	var facts workflows.MachineFacts
-	if err := httpx.QueryStatus(ctx, h.Temporal, httpx.LifecycleRef(serial), workflows.QueryMachine, &facts); err != nil {
+	var facts serverapi.MachineFacts
+	if err := httpx.QueryStatus(ctx, h.Temporal, httpx.LifecycleRef(serial), serverapi.QueryMachine, &facts); err != nil {
 		return err
 	}
-	in := workflows.DecommissionInput{Serial: serial, BMC: facts.BMC, Host: facts.Host, Location: st.Location, Actor: httpx.Actor(c),
+	in := serverapi.DecommissionInput{Serial: serial, BMC: facts.BMC, Host: facts.Host, Location: st.Location, Actor: httpx.Actor(c),
 		CancelLifecycle: cancelLifecycle, Pools: st.Pools}
 	if st.Hardware != nil {
 		in.Role = st.Hardware.Role
 	}
-	id := workflows.DecommissionWorkflowID(serial)
+	id := serverapi.DecommissionWorkflowID(serial)
 	run, err := h.Temporal.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
 		ID:        id,
-		TaskQueue: workflows.TaskQueue,
+		TaskQueue: serverapi.TaskQueue,
 		// A finished decommission is final; one that failed or was
 		// aborted may be started again.
 		WorkflowIDReusePolicy:                    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE_FAILED_ONLY,
 		WorkflowIDConflictPolicy:                 enumspb.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
 		WorkflowExecutionErrorWhenAlreadyStarted: true,
-	}, workflows.DecommissionName, in)
+	}, serverapi.DecommissionName, in)
 	if err != nil {
 		var started *serviceerror.WorkflowExecutionAlreadyStarted
 		if errors.As(err, &started) {
@@ -119,9 +120,9 @@ func (h *handlers) getDecommission(c echo.Context) error {
 	}
 	ctx, cancel := context.WithTimeout(c.Request().Context(), httpx.CallTimeout)
 	defer cancel()
-	id := workflows.DecommissionWorkflowID(serial)
-	var st workflows.DecommissionStatus
-	if err := httpx.QueryStatus(ctx, h.Temporal, httpx.DecommissionRef(serial), workflows.QueryStatus, &st); err != nil {
+	id := serverapi.DecommissionWorkflowID(serial)
+	var st serverapi.DecommissionStatus
+	if err := httpx.QueryStatus(ctx, h.Temporal, httpx.DecommissionRef(serial), stepapi.QueryStatus, &st); err != nil {
 		return err
 	}
 	return c.JSON(http.StatusOK, decommissionStatusResponse{DecommissionStatus: st, WorkflowID: id, TemporalURL: h.UI.WorkflowURL(id, st.RunID)})
@@ -137,7 +138,7 @@ func (h *handlers) unracked(c echo.Context) error {
 	if err := httpx.ReadNoBody(c); err != nil {
 		return err
 	}
-	return httpx.Update(c, h.Temporal, httpx.DecommissionRef(serial), workflows.UpdateUnracked, workflows.UnrackedInput{By: httpx.Actor(c)}, &workflows.UnrackedResult{})
+	return httpx.Update(c, h.Temporal, httpx.DecommissionRef(serial), serverapi.UpdateUnracked, serverapi.UnrackedInput{By: httpx.Actor(c)}, &serverapi.UnrackedResult{})
 }
 
 func (h *handlers) decommissionRetry(c echo.Context) error {
@@ -152,13 +153,13 @@ func (h *handlers) decommissionRetry(c echo.Context) error {
 	if req.Profile != "" {
 		return httpx.Errorf(http.StatusBadRequest, "a decommission has no profile to change")
 	}
-	in := workflows.RetryInput{By: httpx.Actor(c)}
+	in := serverapi.RetryInput{By: httpx.Actor(c)}
 	ctx, cancel := context.WithTimeout(c.Request().Context(), httpx.UpdateTimeout)
 	defer cancel()
 	if in.BMC, err = req.Ref(ctx, h.Credentials, serial); err != nil {
 		return err
 	}
-	return httpx.SendUpdate(c, ctx, h.Temporal, httpx.DecommissionRef(serial), workflows.UpdateRetry, in, &workflows.DecisionResult{})
+	return httpx.SendUpdate(c, ctx, h.Temporal, httpx.DecommissionRef(serial), stepapi.UpdateRetry, in, &stepapi.DecisionResult{})
 }
 
 func (h *handlers) decommissionAbort(c echo.Context) error {
@@ -170,5 +171,5 @@ func (h *handlers) decommissionAbort(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return httpx.Update(c, h.Temporal, httpx.DecommissionRef(serial), workflows.UpdateAbort, abort, &workflows.DecisionResult{})
+	return httpx.Update(c, h.Temporal, httpx.DecommissionRef(serial), stepapi.UpdateAbort, abort, &stepapi.DecisionResult{})
 }

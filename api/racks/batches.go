@@ -18,8 +18,9 @@ import (
 
 	"github.com/metalflow/metalflow/api/internal/bmc"
 	"github.com/metalflow/metalflow/api/internal/httpx"
-	"github.com/metalflow/metalflow/workflows"
+	"github.com/metalflow/metalflow/workflows/rackbatch/batchapi"
 	"github.com/metalflow/metalflow/workflows/server/serverapi"
+	"github.com/metalflow/metalflow/workflows/stepapi"
 )
 
 // rackBatchRequest is the body of POST /api/v1/racks/<site>/<rack>/servers:
@@ -52,7 +53,7 @@ type rackBatchResponse struct {
 }
 
 type rackBatchStatusResponse struct {
-	workflows.RackBatchStatus
+	batchapi.RackBatchStatus
 	WorkflowID  string `json:"workflowId"`
 	TemporalURL string `json:"temporalUrl,omitempty"`
 }
@@ -68,7 +69,7 @@ const (
 // batch answers 4xx and changes nothing.
 func (h *handlers) createRackBatch(c echo.Context) error {
 	site, rack := c.Param("site"), c.Param("rack")
-	if err := workflows.ValidateLocation(workflows.Location{Site: site, Rack: rack, Unit: 1, Face: workflows.FaceFront}); err != nil {
+	if err := serverapi.ValidateLocation(serverapi.Location{Site: site, Rack: rack, Unit: 1, Face: serverapi.FaceFront}); err != nil {
 		return httpx.Errorf(http.StatusBadRequest, "%s", err)
 	}
 	var req rackBatchRequest
@@ -82,7 +83,7 @@ func (h *handlers) createRackBatch(c echo.Context) error {
 	// One budget for a look-up and a credential per server, then the start.
 	ctx, cancel := context.WithTimeout(c.Request().Context(), httpx.UpdateTimeout)
 	defer cancel()
-	id := workflows.RackBatchWorkflowID(site, rack, in.BatchID)
+	id := batchapi.RackBatchWorkflowID(site, rack, in.BatchID)
 	// The same batch posted twice (a client retrying after a timeout) is
 	// one batch; check before storing credentials for it again.
 	if _, err := h.Temporal.DescribeWorkflowExecution(ctx, id, ""); err == nil {
@@ -95,7 +96,7 @@ func (h *handlers) createRackBatch(c echo.Context) error {
 	for i := range in.Servers {
 		// A server that already has a lifecycle is reported by the batch,
 		// not started: store no credential that nothing would ever use.
-		if _, err := h.Temporal.DescribeWorkflowExecution(ctx, workflows.LifecycleWorkflowID(in.Servers[i].Serial), ""); err == nil {
+		if _, err := h.Temporal.DescribeWorkflowExecution(ctx, serverapi.LifecycleWorkflowID(in.Servers[i].Serial), ""); err == nil {
 			continue
 		}
 		ref, err := bmc.Seal(ctx, h.Credentials, in.Servers[i].Serial, creds[i])
@@ -106,11 +107,11 @@ func (h *handlers) createRackBatch(c echo.Context) error {
 	}
 	run, err := h.Temporal.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
 		ID:                                       id,
-		TaskQueue:                                workflows.TaskQueue,
+		TaskQueue:                                serverapi.TaskQueue,
 		WorkflowIDReusePolicy:                    enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
 		WorkflowIDConflictPolicy:                 enumspb.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
 		WorkflowExecutionErrorWhenAlreadyStarted: true,
-	}, workflows.RackBatchName, in)
+	}, batchapi.RackBatchName, in)
 	if err != nil {
 		var started *serviceerror.WorkflowExecutionAlreadyStarted
 		if errors.As(err, &started) {
@@ -124,17 +125,17 @@ func (h *handlers) createRackBatch(c echo.Context) error {
 
 // rackBatchInput validates req and turns it into the workflow's input,
 // with every credential still to be stored.
-func (h *handlers) rackBatchInput(ctx context.Context, site, rack, by string, req rackBatchRequest) (workflows.RackBatchInput, error) {
-	in := workflows.RackBatchInput{Site: site, Rack: rack, Concurrency: req.Concurrency, PowerConcurrency: req.PowerConcurrency, Actor: by}
+func (h *handlers) rackBatchInput(ctx context.Context, site, rack, by string, req rackBatchRequest) (batchapi.RackBatchInput, error) {
+	in := batchapi.RackBatchInput{Site: site, Rack: rack, Concurrency: req.Concurrency, PowerConcurrency: req.PowerConcurrency, Actor: by}
 	switch {
 	case len(req.Servers) == 0:
 		return in, httpx.Errorf(http.StatusBadRequest, "servers is required: a batch needs at least one server")
-	case len(req.Servers) > workflows.MaxBatchServers:
-		return in, httpx.Errorf(http.StatusBadRequest, "a batch has at most %d servers, got %d", workflows.MaxBatchServers, len(req.Servers))
+	case len(req.Servers) > batchapi.MaxBatchServers:
+		return in, httpx.Errorf(http.StatusBadRequest, "a batch has at most %d servers, got %d", batchapi.MaxBatchServers, len(req.Servers))
 	case req.Concurrency < 0 || req.Concurrency > maxBatchConcurrency:
-		return in, httpx.Errorf(http.StatusBadRequest, "concurrency must be between 1 and %d (0 or absent: %d)", maxBatchConcurrency, workflows.DefaultBatchConcurrency)
+		return in, httpx.Errorf(http.StatusBadRequest, "concurrency must be between 1 and %d (0 or absent: %d)", maxBatchConcurrency, batchapi.DefaultBatchConcurrency)
 	case req.PowerConcurrency < 0 || req.PowerConcurrency > maxBatchConcurrency:
-		return in, httpx.Errorf(http.StatusBadRequest, "powerConcurrency must be between 1 and %d (0 or absent: %d)", maxBatchConcurrency, workflows.DefaultPowerConcurrency)
+		return in, httpx.Errorf(http.StatusBadRequest, "powerConcurrency must be between 1 and %d (0 or absent: %d)", maxBatchConcurrency, batchapi.DefaultPowerConcurrency)
 	}
 	if req.AttentionGrace != "" {
 		d, err := time.ParseDuration(req.AttentionGrace)
@@ -147,7 +148,7 @@ func (h *handlers) rackBatchInput(ctx context.Context, site, rack, by string, re
 	units := map[int]int{}
 	for i, r := range req.Servers {
 		where := fmt.Sprintf("servers[%d]", i)
-		if err := workflows.ValidateSerial(r.Serial); err != nil {
+		if err := stepapi.ValidateSerial(r.Serial); err != nil {
 			return in, httpx.Errorf(http.StatusBadRequest, "%s: %s", where, err)
 		}
 		where = fmt.Sprintf("servers[%d] (%s)", i, r.Serial)
@@ -166,17 +167,17 @@ func (h *handlers) rackBatchInput(ctx context.Context, site, rack, by string, re
 		}
 		face := r.Face
 		if face == "" {
-			face = workflows.FaceFront
+			face = serverapi.FaceFront
 		}
-		loc := workflows.Location{Site: site, Rack: rack, Unit: r.Unit, Face: face}
-		if err := workflows.ValidateLocation(loc); err != nil {
+		loc := serverapi.Location{Site: site, Rack: rack, Unit: r.Unit, Face: face}
+		if err := serverapi.ValidateLocation(loc); err != nil {
 			return in, httpx.Errorf(http.StatusBadRequest, "%s: %s", where, err)
 		}
 		if j, dup := units[r.Unit]; dup {
 			return in, httpx.Errorf(http.StatusBadRequest, "%s: unit %d is also given to servers[%d] (%s)", where, r.Unit, j, req.Servers[j].Serial)
 		}
 		units[r.Unit] = i
-		in.Servers = append(in.Servers, workflows.RackBatchServer{
+		in.Servers = append(in.Servers, batchapi.RackBatchServer{
 			Serial: r.Serial, Profile: r.Profile, Location: loc,
 			BMC: &serverapi.BMCRef{Address: r.BMC.Address},
 		})
@@ -197,7 +198,7 @@ func (h *handlers) rackBatchInput(ctx context.Context, site, rack, by string, re
 		}
 	}
 	in.BatchID = batchID(in)
-	if err := workflows.ValidateRackBatch(in); err != nil {
+	if err := batchapi.ValidateRackBatch(in); err != nil {
 		return in, httpx.Errorf(http.StatusBadRequest, "%s", err)
 	}
 	return in, nil
@@ -205,7 +206,7 @@ func (h *handlers) rackBatchInput(ctx context.Context, site, rack, by string, re
 
 // batchID names a batch by what it asks for (never by its passwords), so
 // posting the same batch twice finds the first one instead of a second run.
-func batchID(in workflows.RackBatchInput) string {
+func batchID(in batchapi.RackBatchInput) string {
 	h := sha256.New()
 	fmt.Fprintf(h, "%s/%s|%d|%d|%d\n", in.Site, in.Rack, in.Concurrency, in.PowerConcurrency, in.AttentionGrace)
 	for _, s := range in.Servers {
@@ -230,16 +231,16 @@ func prefixError(err error, where string) error {
 // getRackBatch answers a batch's summary from its status query.
 func (h *handlers) getRackBatch(c echo.Context) error {
 	site, rack, batch := c.Param("site"), c.Param("rack"), c.Param("batch")
-	if err := workflows.ValidateLocation(workflows.Location{Site: site, Rack: rack, Unit: 1, Face: workflows.FaceFront}); err != nil {
+	if err := serverapi.ValidateLocation(serverapi.Location{Site: site, Rack: rack, Unit: 1, Face: serverapi.FaceFront}); err != nil {
 		return httpx.Errorf(http.StatusBadRequest, "%s", err)
 	}
-	if err := workflows.ValidateSerial(batch); err != nil {
+	if err := stepapi.ValidateSerial(batch); err != nil {
 		return httpx.Errorf(http.StatusBadRequest, "invalid batch id %q", batch)
 	}
 	ctx, cancel := context.WithTimeout(c.Request().Context(), httpx.CallTimeout)
 	defer cancel()
-	id := workflows.RackBatchWorkflowID(site, rack, batch)
-	v, err := h.Temporal.QueryWorkflow(ctx, id, "", workflows.QueryStatus)
+	id := batchapi.RackBatchWorkflowID(site, rack, batch)
+	v, err := h.Temporal.QueryWorkflow(ctx, id, "", stepapi.QueryStatus)
 	if err != nil {
 		var nf *serviceerror.NotFound
 		if errors.As(err, &nf) {
@@ -247,7 +248,7 @@ func (h *handlers) getRackBatch(c echo.Context) error {
 		}
 		return httpx.TemporalError(err)
 	}
-	var st workflows.RackBatchStatus
+	var st batchapi.RackBatchStatus
 	if err := v.Get(&st); err != nil {
 		return fmt.Errorf("decode status of %s: %w", id, err)
 	}

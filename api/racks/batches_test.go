@@ -18,8 +18,9 @@ import (
 	"github.com/metalflow/metalflow/credentials"
 	"github.com/metalflow/metalflow/inventory"
 	"github.com/metalflow/metalflow/profiles"
-	"github.com/metalflow/metalflow/workflows"
+	"github.com/metalflow/metalflow/workflows/rackbatch/batchapi"
 	"github.com/metalflow/metalflow/workflows/server/serverapi"
+	"github.com/metalflow/metalflow/workflows/stepapi"
 )
 
 // countingStore is the real vault, counting what is put into it: a batch
@@ -109,14 +110,14 @@ func TestRackBatchRefusesBadBatchesBeforeStartingAnything(t *testing.T) {
 }
 
 func TestRackBatchIDIgnoresPasswordsAndFollowsTheRequest(t *testing.T) {
-	in := workflows.RackBatchInput{Site: "dc1", Rack: "R01", Servers: []workflows.RackBatchServer{
-		{Serial: "SN-A", BMC: nil, Location: workflows.Location{Site: "dc1", Rack: "R01", Unit: 1, Face: "front"}},
+	in := batchapi.RackBatchInput{Site: "dc1", Rack: "R01", Servers: []batchapi.RackBatchServer{
+		{Serial: "SN-A", BMC: nil, Location: serverapi.Location{Site: "dc1", Rack: "R01", Unit: 1, Face: "front"}},
 	}}
 	in.Servers[0].BMC = &serverapi.BMCRef{Address: "https://127.0.0.1:9001"}
 	a := batchID(in)
 	in.Servers[0].BMC.CredentialRef = "cred-123"
 	require.Equal(t, a, batchID(in), "the same batch has the same id, whatever its credentials")
-	require.NoError(t, workflows.ValidateSerial(a), "usable in workflow IDs and URLs")
+	require.NoError(t, stepapi.ValidateSerial(a), "usable in workflow IDs and URLs")
 	in.Servers[0].Location.Unit = 2
 	require.NotEqual(t, a, batchID(in))
 }

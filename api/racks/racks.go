@@ -17,7 +17,7 @@ import (
 	"github.com/metalflow/metalflow/auth"
 	"github.com/metalflow/metalflow/inventory"
 	"github.com/metalflow/metalflow/profiles"
-	"github.com/metalflow/metalflow/workflows"
+	"github.com/metalflow/metalflow/workflows/server/serverapi"
 )
 
 // Inventory is what the rack routes read and write of the CMDB.
@@ -66,7 +66,7 @@ func (h *handlers) createRack(c echo.Context) error {
 		return err
 	}
 	// Rack names share the rules of locations: they end up in them.
-	if err := workflows.ValidateLocation(workflows.Location{Site: r.Site, Room: r.Room, Rack: r.Name, Unit: 1, Face: workflows.FaceFront}); err != nil {
+	if err := serverapi.ValidateLocation(serverapi.Location{Site: r.Site, Room: r.Room, Rack: r.Name, Unit: 1, Face: serverapi.FaceFront}); err != nil {
 		return httpx.Errorf(http.StatusBadRequest, "%s", err)
 	}
 	if err := h.Inventory.CreateRack(c.Request().Context(), r); err != nil {

@@ -8,7 +8,8 @@ import (
 
 	"github.com/metalflow/metalflow/api/internal/bmc"
 	"github.com/metalflow/metalflow/api/internal/httpx"
-	"github.com/metalflow/metalflow/workflows"
+	"github.com/metalflow/metalflow/workflows/server/serverapi"
+	"github.com/metalflow/metalflow/workflows/stepapi"
 )
 
 func (h *handlers) retry(c echo.Context) error {
@@ -23,13 +24,13 @@ func (h *handlers) retry(c echo.Context) error {
 	if req.Profile != "" && !h.Profiles.Has(req.Profile) {
 		return httpx.Errorf(http.StatusUnprocessableEntity, "unknown hardware profile %q", req.Profile)
 	}
-	in := workflows.RetryInput{Profile: req.Profile, By: httpx.Actor(c)}
+	in := serverapi.RetryInput{Profile: req.Profile, By: httpx.Actor(c)}
 	ctx, cancel := context.WithTimeout(c.Request().Context(), httpx.UpdateTimeout)
 	defer cancel()
 	if in.BMC, err = req.Ref(ctx, h.Credentials, serial); err != nil {
 		return err
 	}
-	return httpx.SendUpdate(c, ctx, h.Temporal, httpx.LifecycleRef(serial), workflows.UpdateRetry, in, &workflows.DecisionResult{})
+	return httpx.SendUpdate(c, ctx, h.Temporal, httpx.LifecycleRef(serial), stepapi.UpdateRetry, in, &stepapi.DecisionResult{})
 }
 
 func (h *handlers) skip(c echo.Context) error {
@@ -40,7 +41,7 @@ func (h *handlers) skip(c echo.Context) error {
 	if err := httpx.ReadNoBody(c); err != nil {
 		return err
 	}
-	return httpx.Update(c, h.Temporal, httpx.LifecycleRef(serial), workflows.UpdateSkip, workflows.SkipInput{By: httpx.Actor(c)}, &workflows.DecisionResult{})
+	return httpx.Update(c, h.Temporal, httpx.LifecycleRef(serial), stepapi.UpdateSkip, serverapi.SkipInput{By: httpx.Actor(c)}, &stepapi.DecisionResult{})
 }
 
 func (h *handlers) abort(c echo.Context) error {
@@ -52,5 +53,5 @@ func (h *handlers) abort(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return httpx.Update(c, h.Temporal, httpx.LifecycleRef(serial), workflows.UpdateAbort, abort, &workflows.DecisionResult{})
+	return httpx.Update(c, h.Temporal, httpx.LifecycleRef(serial), stepapi.UpdateAbort, abort, &stepapi.DecisionResult{})
 }

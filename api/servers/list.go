@@ -16,7 +16,8 @@ import (
 	"go.temporal.io/sdk/converter"
 
 	"github.com/metalflow/metalflow/api/internal/httpx"
-	"github.com/metalflow/metalflow/workflows"
+	"github.com/metalflow/metalflow/workflows/server/serverapi"
+	"github.com/metalflow/metalflow/workflows/stepapi"
 )
 
 type serverSummary struct {
@@ -43,18 +44,18 @@ func (h *handlers) listServers(c echo.Context) error {
 	if httpx.Caller(c).Tenant() {
 		return h.listTenantServers(c)
 	}
-	query := fmt.Sprintf("WorkflowType = '%s'", workflows.ServerLifecycleName)
-	for param, attr := range map[string]string{"state": workflows.SearchAttrLifecycleState, "rack": workflows.SearchAttrRack} {
+	query := fmt.Sprintf("WorkflowType = '%s'", serverapi.ServerLifecycleName)
+	for param, attr := range map[string]string{"state": serverapi.SearchAttrLifecycleState, "rack": serverapi.SearchAttrRack} {
 		v := c.QueryParam(param)
 		if v == "" {
 			continue
 		}
 		// Values go into a visibility query: allow only name characters.
-		if err := workflows.ValidateSerial(v); err != nil {
+		if err := stepapi.ValidateSerial(v); err != nil {
 			return httpx.Errorf(http.StatusBadRequest, "invalid %s filter %q", param, v)
 		}
-		if param == "state" && !slices.Contains(workflows.States(), v) {
-			return httpx.Errorf(http.StatusBadRequest, "unknown state %q (one of %s)", v, strings.Join(workflows.States(), ", "))
+		if param == "state" && !slices.Contains(serverapi.States(), v) {
+			return httpx.Errorf(http.StatusBadRequest, "unknown state %q (one of %s)", v, strings.Join(serverapi.States(), ", "))
 		}
 		query += fmt.Sprintf(` AND %s = "%s"`, attr, v)
 	}
@@ -86,11 +87,11 @@ func (h *handlers) listServers(c echo.Context) error {
 	for _, e := range res.GetExecutions() {
 		fields := e.GetSearchAttributes().GetIndexedFields()
 		out.Servers = append(out.Servers, serverSummary{
-			Serial:        keyword(fields, workflows.SearchAttrServerSerial),
-			State:         keyword(fields, workflows.SearchAttrLifecycleState),
-			Step:          keyword(fields, workflows.SearchAttrLifecycleStep),
-			StepStartedAt: datetime(fields, workflows.SearchAttrLifecycleStepStartedAt),
-			Rack:          keyword(fields, workflows.SearchAttrRack),
+			Serial:        keyword(fields, serverapi.SearchAttrServerSerial),
+			State:         keyword(fields, serverapi.SearchAttrLifecycleState),
+			Step:          keyword(fields, serverapi.SearchAttrLifecycleStep),
+			StepStartedAt: datetime(fields, serverapi.SearchAttrLifecycleStepStartedAt),
+			Rack:          keyword(fields, serverapi.SearchAttrRack),
 			WorkflowID:    e.GetExecution().GetWorkflowId(),
 			StartedAt:     e.GetStartTime().AsTime(),
 		})

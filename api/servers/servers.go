@@ -22,8 +22,9 @@ import (
 	"github.com/metalflow/metalflow/auth"
 	"github.com/metalflow/metalflow/inventory"
 	"github.com/metalflow/metalflow/profiles"
-	"github.com/metalflow/metalflow/workflows"
 	"github.com/metalflow/metalflow/workflows/server/serverapi"
+	"github.com/metalflow/metalflow/workflows/server/serverattrs"
+	"github.com/metalflow/metalflow/workflows/stepapi"
 )
 
 // Inventory is what the server routes read of the CMDB.
@@ -68,7 +69,7 @@ type createServerRequest struct {
 	Serial   string              `json:"serial"`
 	BMC      *bmc.Request        `json:"bmc,omitempty"`
 	Profile  string              `json:"profile,omitempty"`
-	Location *workflows.Location `json:"location,omitempty"`
+	Location *serverapi.Location `json:"location,omitempty"`
 	// Tenant is the cloud project that ordered the server; it becomes the
 	// Ironic node's owner and lessee once the server is registered.
 	Tenant string `json:"tenant,omitempty"`
@@ -84,7 +85,7 @@ type createServerResponse struct {
 
 // serverResponse is a server's status plus where to look at its run.
 type serverResponse struct {
-	workflows.ServerStatus
+	serverapi.ServerStatus
 	WorkflowID  string `json:"workflowId"`
 	TemporalURL string `json:"temporalUrl,omitempty"`
 	// Decommission is the server's way out, once one has started.
@@ -103,13 +104,13 @@ func (h *handlers) createServer(c echo.Context) error {
 	if err := httpx.DecodeJSON(c, &req); err != nil {
 		return err
 	}
-	if err := workflows.ValidateSerial(req.Serial); err != nil {
+	if err := stepapi.ValidateSerial(req.Serial); err != nil {
 		return httpx.Errorf(http.StatusBadRequest, "%s", err)
 	}
-	if err := workflows.ValidateTenant(req.Tenant); err != nil {
+	if err := serverapi.ValidateTenant(req.Tenant); err != nil {
 		return httpx.Errorf(http.StatusBadRequest, "%s", err)
 	}
-	if err := workflows.ValidatePools(req.Pools); err != nil {
+	if err := serverapi.ValidatePools(req.Pools); err != nil {
 		return httpx.Errorf(http.StatusBadRequest, "%s", err)
 	}
 	if req.Profile != "" && !h.Profiles.Has(req.Profile) {
@@ -121,7 +122,7 @@ func (h *handlers) createServer(c echo.Context) error {
 		}
 	}
 	if req.Location != nil {
-		if err := workflows.ValidateLocation(*req.Location); err != nil {
+		if err := serverapi.ValidateLocation(*req.Location); err != nil {
 			return httpx.Errorf(http.StatusBadRequest, "%s", err)
 		}
 		if err := httpx.CheckPlacement(c.Request().Context(), h.Inventory, req.Serial, *req.Location); err != nil {
@@ -130,12 +131,12 @@ func (h *handlers) createServer(c echo.Context) error {
 	}
 	ctx, cancel := context.WithTimeout(c.Request().Context(), httpx.CallTimeout)
 	defer cancel()
-	id := workflows.LifecycleWorkflowID(req.Serial)
+	id := serverapi.LifecycleWorkflowID(req.Serial)
 	// A duplicate must not leave a stored credential behind: check first.
 	if _, err := h.Temporal.DescribeWorkflowExecution(ctx, id, ""); err == nil {
 		return httpx.Errorf(http.StatusConflict, "server %s already has a lifecycle (workflow %s)", req.Serial, id)
 	}
-	input := workflows.ServerLifecycleInput{Serial: req.Serial, Location: req.Location, Profile: req.Profile, Tenant: req.Tenant, Pools: req.Pools, Actor: httpx.Actor(c)}
+	input := serverapi.ServerLifecycleInput{Serial: req.Serial, Location: req.Location, Profile: req.Profile, Tenant: req.Tenant, Pools: req.Pools, Actor: httpx.Actor(c)}
 	if req.BMC != nil {
 		ref, err := bmc.Seal(ctx, h.Credentials, req.Serial, *req.BMC)
 		if err != nil {
@@ -145,15 +146,15 @@ func (h *handlers) createServer(c echo.Context) error {
 	}
 	run, err := h.Temporal.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
 		ID:        id,
-		TaskQueue: workflows.TaskQueue,
+		TaskQueue: serverapi.TaskQueue,
 		// One lifecycle per serial, ever: a finished or failed run is not
 		// silently replaced by a second POST.
 		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
 		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
-		TypedSearchAttributes:    workflows.LifecycleStartAttributes(req.Serial, time.Now()),
+		TypedSearchAttributes:    serverattrs.AtStart(req.Serial, time.Now()),
 		// Without this the SDK hands back the existing run as if started.
 		WorkflowExecutionErrorWhenAlreadyStarted: true,
-	}, workflows.ServerLifecycleName, input)
+	}, serverapi.ServerLifecycleName, input)
 	if err != nil {
 		var started *serviceerror.WorkflowExecutionAlreadyStarted
 		if errors.As(err, &started) {
@@ -175,9 +176,9 @@ func (h *handlers) getServer(c echo.Context) error {
 	}
 	ctx, cancel := context.WithTimeout(c.Request().Context(), httpx.CallTimeout)
 	defer cancel()
-	id := workflows.LifecycleWorkflowID(serial)
-	var st workflows.ServerStatus
-	if err := httpx.QueryStatus(ctx, h.Temporal, httpx.LifecycleRef(serial), workflows.QueryStatus, &st); err != nil {
+	id := serverapi.LifecycleWorkflowID(serial)
+	var st serverapi.ServerStatus
+	if err := httpx.QueryStatus(ctx, h.Temporal, httpx.LifecycleRef(serial), stepapi.QueryStatus, &st); err != nil {
 		return err
 	}
 	res := serverResponse{ServerStatus: st, WorkflowID: id, TemporalURL: h.UI.WorkflowURL(id, st.RunID)}
@@ -194,13 +195,13 @@ func (h *handlers) getServer(c echo.Context) error {
 // extra call.
 func (h *handlers) addDecommission(ctx context.Context, res *serverResponse) error {
 	switch res.State {
-	case workflows.StateInstalled, workflows.StateReady, workflows.StateCancelled:
+	case serverapi.StateInstalled, serverapi.StateReady, serverapi.StateCancelled:
 	default:
 		return nil
 	}
 	ref := httpx.DecommissionRef(res.Serial)
-	var d workflows.DecommissionStatus
-	if err := httpx.QueryStatus(ctx, h.Temporal, ref, workflows.QueryStatus, &d); err != nil {
+	var d serverapi.DecommissionStatus
+	if err := httpx.QueryStatus(ctx, h.Temporal, ref, stepapi.QueryStatus, &d); err != nil {
 		var he *echo.HTTPError
 		if errors.As(err, &he) && he.Code == http.StatusNotFound {
 			return nil
@@ -209,9 +210,9 @@ func (h *handlers) addDecommission(ctx context.Context, res *serverResponse) err
 	}
 	res.Decommission = &decommissionSummary{WorkflowID: ref.ID, State: d.State, Step: d.Step}
 	switch d.State {
-	case workflows.StateDecommissioning, workflows.StateAttention:
-		res.State = workflows.StateDecommissioning
-	case workflows.StateWaitingUnrack, workflows.StateDecommissioned:
+	case serverapi.StateDecommissioning, serverapi.StateAttention:
+		res.State = serverapi.StateDecommissioning
+	case serverapi.StateWaitingUnrack, serverapi.StateDecommissioned:
 		res.State = d.State
 	}
 	return nil
@@ -222,13 +223,13 @@ func (h *handlers) racked(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	var loc workflows.Location
+	var loc serverapi.Location
 	if err := httpx.DecodeJSON(c, &loc); err != nil {
 		return err
 	}
 	// The workflow's validator checks the same; checking here too answers
 	// malformed input without a round trip and gives it the 422 it deserves.
-	if err := workflows.ValidateLocation(loc); err != nil {
+	if err := serverapi.ValidateLocation(loc); err != nil {
 		return httpx.Errorf(http.StatusUnprocessableEntity, "%s", err)
 	}
 	// Refuse what the CMDB already knows is wrong (unknown rack, unit out
@@ -237,5 +238,5 @@ func (h *handlers) racked(c echo.Context) error {
 	if err := httpx.CheckPlacement(c.Request().Context(), h.Inventory, serial, loc); err != nil {
 		return err
 	}
-	return httpx.Update(c, h.Temporal, httpx.LifecycleRef(serial), workflows.UpdateRacked, workflows.RackedInput{Location: loc}, &workflows.RackedResult{})
+	return httpx.Update(c, h.Temporal, httpx.LifecycleRef(serial), serverapi.UpdateRacked, serverapi.RackedInput{Location: loc}, &serverapi.RackedResult{})
 }

@@ -20,7 +20,9 @@ import (
 	"github.com/metalflow/metalflow/auth"
 	"github.com/metalflow/metalflow/inventory"
 	"github.com/metalflow/metalflow/lbnode/lbapi"
-	"github.com/metalflow/metalflow/workflows"
+	"github.com/metalflow/metalflow/workflows/server/serverapi"
+	"github.com/metalflow/metalflow/workflows/stepapi"
+	"github.com/metalflow/metalflow/workflows/vip/vipapi"
 )
 
 // Inventory lists VIPs as their workflows recorded them.
@@ -76,12 +78,12 @@ type vipCreated struct {
 }
 
 type vipResponse struct {
-	workflows.VIPStatus
+	vipapi.VIPStatus
 	WorkflowID  string `json:"workflowId"`
 	TemporalURL string `json:"temporalUrl,omitempty"`
 	// Traffic is each placed node's counters, read from the nodes now;
 	// absent with ?counters=false or when the VIP's workflow has ended.
-	Traffic *workflows.VIPReport `json:"traffic,omitempty"`
+	Traffic *vipapi.VIPReport `json:"traffic,omitempty"`
 }
 
 type vipList struct {
@@ -116,7 +118,7 @@ func vipParam(c echo.Context) (string, error) {
 	if err != nil {
 		return "", httpx.Errorf(http.StatusBadRequest, "invalid VIP name in path")
 	}
-	if err := workflows.ValidateVIPName(name); err != nil {
+	if err := vipapi.ValidateVIPName(name); err != nil {
 		return "", httpx.Errorf(http.StatusBadRequest, "%s", err)
 	}
 	return name, nil
@@ -132,7 +134,7 @@ func (h *handlers) createVIP(c echo.Context) error {
 	if req.Port != 0 && len(req.Ports) > 0 {
 		return httpx.Errorf(http.StatusBadRequest, "give port or ports, not both")
 	}
-	in := workflows.VIPRolloutInput{
+	in := vipapi.VIPRolloutInput{
 		Name: req.Name, Protocol: req.Protocol, Ports: req.Ports, Exposure: req.Exposure,
 		Backends: req.Backends, Servers: req.Servers, Clusters: req.Clusters, HealthCheck: req.HealthCheck,
 		RequestedBy: httpx.Actor(c),
@@ -140,8 +142,8 @@ func (h *handlers) createVIP(c echo.Context) error {
 	if req.Port != 0 {
 		in.Ports = []uint16{req.Port}
 	}
-	in = workflows.NormalizeVIPInput(in)
-	if err := workflows.ValidateVIPInput(in); err != nil {
+	in = vipapi.NormalizeVIPInput(in)
+	if err := vipapi.ValidateVIPInput(in); err != nil {
 		return httpx.Errorf(http.StatusUnprocessableEntity, "%s", err)
 	}
 	ctx, cancel := context.WithTimeout(c.Request().Context(), httpx.CallTimeout)
@@ -149,12 +151,12 @@ func (h *handlers) createVIP(c echo.Context) error {
 	id := lbapi.VIPWorkflowID(in.Name)
 	run, err := h.Temporal.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
 		ID:        id,
-		TaskQueue: workflows.TaskQueue,
+		TaskQueue: serverapi.TaskQueue,
 		// A retired or rejected VIP's name may be used again.
 		WorkflowIDReusePolicy:                    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
 		WorkflowIDConflictPolicy:                 enumspb.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
 		WorkflowExecutionErrorWhenAlreadyStarted: true,
-	}, workflows.VIPRolloutName, in)
+	}, vipapi.VIPRolloutName, in)
 	if err != nil {
 		var started *serviceerror.WorkflowExecutionAlreadyStarted
 		if errors.As(err, &started) {
@@ -191,7 +193,7 @@ func summarizeVIP(r inventory.VIPRecord) vipSummary {
 // reaches the approvers' queue.)
 func awaitingApproval(r inventory.VIPRecord) bool {
 	switch r.State {
-	case workflows.VIPStateRetired, workflows.VIPStateRejected, workflows.VIPStateAborted:
+	case vipapi.VIPStateRetired, vipapi.VIPStateRejected, vipapi.VIPStateAborted:
 		return false
 	}
 	return r.Exposure == lbapi.ExposurePublic && r.ApprovedBy == ""
@@ -215,8 +217,8 @@ func (h *handlers) getVIP(c echo.Context) error {
 	}
 	ctx, cancel := context.WithTimeout(c.Request().Context(), httpx.CallTimeout)
 	defer cancel()
-	var st workflows.VIPStatus
-	if err := httpx.QueryStatus(ctx, h.Temporal, vipRef(name), workflows.QueryStatus, &st); err != nil {
+	var st vipapi.VIPStatus
+	if err := httpx.QueryStatus(ctx, h.Temporal, vipRef(name), stepapi.QueryStatus, &st); err != nil {
 		return err
 	}
 	id := lbapi.VIPWorkflowID(name)
@@ -231,14 +233,14 @@ func (h *handlers) getVIP(c echo.Context) error {
 // The status stands on its own: when the nodes cannot be asked (the
 // workflow has ended, Temporal is slow) the answer has no traffic rather
 // than failing.
-func (h *handlers) vipTraffic(ctx context.Context, id string) *workflows.VIPReport {
+func (h *handlers) vipTraffic(ctx context.Context, id string) *vipapi.VIPReport {
 	report, err := h.Temporal.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
-		WorkflowID: id, UpdateName: workflows.UpdateReport, WaitForStage: client.WorkflowUpdateStageCompleted,
+		WorkflowID: id, UpdateName: vipapi.UpdateReport, WaitForStage: client.WorkflowUpdateStageCompleted,
 	})
 	if err != nil {
 		return nil
 	}
-	var rep workflows.VIPReport
+	var rep vipapi.VIPReport
 	if err := report.Get(ctx, &rep); err != nil {
 		return nil
 	}
@@ -259,8 +261,8 @@ func (h *handlers) approveVIP(c echo.Context) error {
 	p := httpx.Caller(c)
 	ctx, cancel := context.WithTimeout(c.Request().Context(), httpx.UpdateTimeout)
 	defer cancel()
-	return httpx.SendUpdate(c, ctx, h.Temporal, vipRef(name), workflows.UpdateApprove,
-		workflows.ApproveInput{By: p.User, Role: string(p.Role)}, &workflows.VIPStatus{})
+	return httpx.SendUpdate(c, ctx, h.Temporal, vipRef(name), vipapi.UpdateApprove,
+		vipapi.ApproveInput{By: p.User, Role: string(p.Role)}, &vipapi.VIPStatus{})
 }
 
 func (h *handlers) rejectVIP(c echo.Context) error {
@@ -275,8 +277,8 @@ func (h *handlers) rejectVIP(c echo.Context) error {
 	p := httpx.Caller(c)
 	ctx, cancel := context.WithTimeout(c.Request().Context(), httpx.UpdateTimeout)
 	defer cancel()
-	return httpx.SendUpdate(c, ctx, h.Temporal, vipRef(name), workflows.UpdateReject,
-		workflows.RejectInput{By: p.User, Role: string(p.Role), Reason: req.Reason}, &workflows.VIPStatus{})
+	return httpx.SendUpdate(c, ctx, h.Temporal, vipRef(name), vipapi.UpdateReject,
+		vipapi.RejectInput{By: p.User, Role: string(p.Role), Reason: req.Reason}, &vipapi.VIPStatus{})
 }
 
 func (h *handlers) changeVIPBackends(c echo.Context) error {
@@ -284,7 +286,7 @@ func (h *handlers) changeVIPBackends(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	var in workflows.BackendsInput
+	var in vipapi.BackendsInput
 	if err := httpx.DecodeJSON(c, &in); err != nil {
 		return err
 	}
@@ -292,7 +294,7 @@ func (h *handlers) changeVIPBackends(c echo.Context) error {
 		return httpx.Errorf(http.StatusBadRequest, "by is set from your token, not the body")
 	}
 	in.By = httpx.Actor(c)
-	return httpx.Update(c, h.Temporal, vipRef(name), workflows.UpdateBackends, in, &workflows.VIPStatus{})
+	return httpx.Update(c, h.Temporal, vipRef(name), vipapi.UpdateBackends, in, &vipapi.VIPStatus{})
 }
 
 // retireVIP withdraws a VIP everywhere and frees its address; the update
@@ -306,7 +308,7 @@ func (h *handlers) retireVIP(c echo.Context) error {
 	if err := httpx.DecodeOptionalJSON(c, &req); err != nil {
 		return err
 	}
-	return httpx.Update(c, h.Temporal, vipRef(name), workflows.UpdateRetire, workflows.RetireInput{By: httpx.Actor(c), Reason: req.Reason}, &workflows.VIPStatus{})
+	return httpx.Update(c, h.Temporal, vipRef(name), vipapi.UpdateRetire, vipapi.RetireInput{By: httpx.Actor(c), Reason: req.Reason}, &vipapi.VIPStatus{})
 }
 
 func (h *handlers) vipRetry(c echo.Context) error {
@@ -317,7 +319,7 @@ func (h *handlers) vipRetry(c echo.Context) error {
 	if err := httpx.ReadNoBody(c); err != nil {
 		return err
 	}
-	return httpx.Update(c, h.Temporal, vipRef(name), workflows.UpdateRetry, workflows.RetryInput{By: httpx.Actor(c)}, &workflows.DecisionResult{})
+	return httpx.Update(c, h.Temporal, vipRef(name), stepapi.UpdateRetry, serverapi.RetryInput{By: httpx.Actor(c)}, &stepapi.DecisionResult{})
 }
 
 func (h *handlers) vipAbort(c echo.Context) error {
@@ -329,5 +331,5 @@ func (h *handlers) vipAbort(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return httpx.Update(c, h.Temporal, vipRef(name), workflows.UpdateAbort, abort, &workflows.DecisionResult{})
+	return httpx.Update(c, h.Temporal, vipRef(name), stepapi.UpdateAbort, abort, &stepapi.DecisionResult{})
 }

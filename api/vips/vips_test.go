@@ -12,7 +12,7 @@ import (
 	"github.com/metalflow/metalflow/api/internal/apitest"
 	"github.com/metalflow/metalflow/auth"
 	"github.com/metalflow/metalflow/inventory"
-	"github.com/metalflow/metalflow/workflows"
+	"github.com/metalflow/metalflow/workflows/vip/vipapi"
 )
 
 // The list says "awaiting approval" exactly when the VIP's own status does.
@@ -21,11 +21,11 @@ func TestVIPListAwaitingApprovalFollowsTheWorkflow(t *testing.T) {
 		rec  inventory.VIPRecord
 		want bool
 	}{
-		{inventory.VIPRecord{Exposure: "public", State: workflows.VIPStateAwaitingApproval}, true},
-		{inventory.VIPRecord{Exposure: "public", State: workflows.VIPStateAttention}, true},
-		{inventory.VIPRecord{Exposure: "public", State: workflows.VIPStateActive, ApprovedBy: "bob"}, false},
-		{inventory.VIPRecord{Exposure: "public", State: workflows.VIPStateRejected}, false},
-		{inventory.VIPRecord{Exposure: "internal", State: workflows.VIPStateActive}, false},
+		{inventory.VIPRecord{Exposure: "public", State: vipapi.VIPStateAwaitingApproval}, true},
+		{inventory.VIPRecord{Exposure: "public", State: vipapi.VIPStateAttention}, true},
+		{inventory.VIPRecord{Exposure: "public", State: vipapi.VIPStateActive, ApprovedBy: "bob"}, false},
+		{inventory.VIPRecord{Exposure: "public", State: vipapi.VIPStateRejected}, false},
+		{inventory.VIPRecord{Exposure: "internal", State: vipapi.VIPStateActive}, false},
 	} {
 		require.Equal(t, tc.want, summarizeVIP(tc.rec).AwaitingApproval, "%+v", tc.rec)
 	}

@@ -5,8 +5,8 @@ import (
 	"time"
 
 	"github.com/metalflow/metalflow/workflows/rackbatch/batchapi"
-	"github.com/metalflow/metalflow/workflows/server"
 	"github.com/metalflow/metalflow/workflows/server/serverapi"
+	"github.com/metalflow/metalflow/workflows/server/serverattrs"
 	"github.com/metalflow/metalflow/workflows/stepapi"
 	"github.com/metalflow/metalflow/workflows/steprunner"
 	enumspb "go.temporal.io/api/enums/v1"
@@ -202,7 +202,7 @@ func (b *rackBatch) startMore(ctx workflow.Context) {
 			// A server stuck in attention outlives the batch that reports
 			// it; staff still retry or abort it.
 			ParentClosePolicy:     enumspb.PARENT_CLOSE_POLICY_ABANDON,
-			TypedSearchAttributes: server.LifecycleStartAttributes(s.spec.Serial, workflow.Now(ctx)),
+			TypedSearchAttributes: serverattrs.AtStart(s.spec.Serial, workflow.Now(ctx)),
 		})
 		s.result = workflow.ExecuteChildWorkflow(cctx, serverapi.ServerLifecycleName, serverapi.ServerLifecycleInput{
 			Serial: s.spec.Serial, BMC: s.spec.BMC, Profile: s.spec.Profile, Actor: actor, Location: &loc,

@@ -12,6 +12,7 @@ import (
 	"github.com/metalflow/metalflow/profiles"
 	"github.com/metalflow/metalflow/workflows/internal/options"
 	"github.com/metalflow/metalflow/workflows/server/serverapi"
+	"github.com/metalflow/metalflow/workflows/server/serverattrs"
 	"github.com/metalflow/metalflow/workflows/stepapi"
 	"github.com/metalflow/metalflow/workflows/steprunner"
 )
@@ -439,7 +440,7 @@ func (l *lifecycle) rack(ctx workflow.Context) error {
 		return err
 	}
 	l.status.Location = l.racked
-	if err := workflow.UpsertTypedSearchAttributes(ctx, rackKey().ValueSet(l.racked.Rack)); err != nil {
+	if err := workflow.UpsertTypedSearchAttributes(ctx, serverattrs.Rack().ValueSet(l.racked.Rack)); err != nil {
 		return err
 	}
 	now = workflow.Now(ctx)
@@ -698,7 +699,7 @@ func (l *lifecycle) assignTenant(ctx workflow.Context) error {
 func (l *lifecycle) setStepAttribute(ctx workflow.Context, value string) error {
 	now := workflow.Now(ctx)
 	l.status.StepStartedAt = &now
-	return workflow.UpsertTypedSearchAttributes(ctx, lifecycleStepKey().ValueSet(value), lifecycleStepStartedAtKey().ValueSet(now))
+	return workflow.UpsertTypedSearchAttributes(ctx, serverattrs.LifecycleStep().ValueSet(value), serverattrs.LifecycleStepStartedAt().ValueSet(now))
 }
 
 // setState changes the state and keeps the LifecycleState search attribute
@@ -708,7 +709,7 @@ func (l *lifecycle) setState(ctx workflow.Context, state string) error {
 		return nil
 	}
 	l.status.State = state
-	return workflow.UpsertTypedSearchAttributes(ctx, lifecycleStateKey().ValueSet(state))
+	return workflow.UpsertTypedSearchAttributes(ctx, serverattrs.LifecycleState().ValueSet(state))
 }
 
 // refusal unwraps an activity's verdict so the update's caller sees the

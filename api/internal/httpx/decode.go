@@ -9,8 +9,7 @@ import (
 	"strings"
 
 	"github.com/labstack/echo/v4"
-
-	"github.com/metalflow/metalflow/workflows"
+	"github.com/metalflow/metalflow/workflows/stepapi"
 )
 
 // DecodeJSON reads exactly one JSON object into v, refusing unknown fields
@@ -72,13 +71,13 @@ type abortRequest struct {
 }
 
 // ReadAbort reads an abort: a reason is required, for the record.
-func ReadAbort(c echo.Context) (workflows.AbortInput, error) {
+func ReadAbort(c echo.Context) (stepapi.AbortInput, error) {
 	var req abortRequest
 	if err := DecodeJSON(c, &req); err != nil {
-		return workflows.AbortInput{}, err
+		return stepapi.AbortInput{}, err
 	}
 	if req.Reason == "" {
-		return workflows.AbortInput{}, Errorf(http.StatusBadRequest, "reason is required: it goes into the record")
+		return stepapi.AbortInput{}, Errorf(http.StatusBadRequest, "reason is required: it goes into the record")
 	}
-	return workflows.AbortInput{Reason: req.Reason, By: Actor(c)}, nil
+	return stepapi.AbortInput{Reason: req.Reason, By: Actor(c)}, nil
 }

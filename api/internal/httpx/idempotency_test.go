@@ -7,9 +7,9 @@ import (
 	"testing"
 
 	"github.com/labstack/echo/v4"
+	"github.com/metalflow/metalflow/workflows/server/serverapi"
+	"github.com/metalflow/metalflow/workflows/stepapi"
 	"github.com/stretchr/testify/require"
-
-	"github.com/metalflow/metalflow/workflows"
 )
 
 func TestValidateIdempotencyKey(t *testing.T) {
@@ -29,7 +29,7 @@ func TestUpdateIDFollowsKeyAndArguments(t *testing.T) {
 		}
 		return c
 	}
-	in := workflows.RackedInput{Location: workflows.Location{Site: "dc1", Rack: "R01", Unit: 3, Face: "front"}}
+	in := serverapi.RackedInput{Location: serverapi.Location{Site: "dc1", Rack: "R01", Unit: 3, Face: "front"}}
 	other := in
 	other.Location.Unit = 4
 	id := func(c echo.Context, update string, arg any) string {
@@ -37,10 +37,10 @@ func TestUpdateIDFollowsKeyAndArguments(t *testing.T) {
 		require.NoError(t, err)
 		return s
 	}
-	a := id(withKey("k1"), workflows.UpdateRacked, in)
-	require.Equal(t, a, id(withKey("k1"), workflows.UpdateRacked, in), "a repeat joins the first update")
-	require.NotEqual(t, a, id(withKey("k1"), workflows.UpdateRacked, other), "another body is another request")
-	require.NotEqual(t, a, id(withKey("k2"), workflows.UpdateRacked, in))
-	require.NotEqual(t, a, id(withKey("k1"), workflows.UpdateSkip, in))
-	require.NotEqual(t, id(withKey(""), workflows.UpdateRacked, in), id(withKey(""), workflows.UpdateRacked, in), "without a key every request is its own")
+	a := id(withKey("k1"), serverapi.UpdateRacked, in)
+	require.Equal(t, a, id(withKey("k1"), serverapi.UpdateRacked, in), "a repeat joins the first update")
+	require.NotEqual(t, a, id(withKey("k1"), serverapi.UpdateRacked, other), "another body is another request")
+	require.NotEqual(t, a, id(withKey("k2"), serverapi.UpdateRacked, in))
+	require.NotEqual(t, a, id(withKey("k1"), stepapi.UpdateSkip, in))
+	require.NotEqual(t, id(withKey(""), serverapi.UpdateRacked, in), id(withKey(""), serverapi.UpdateRacked, in), "without a key every request is its own")
 }

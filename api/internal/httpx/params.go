@@ -8,7 +8,8 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/metalflow/metalflow/inventory"
-	"github.com/metalflow/metalflow/workflows"
+	"github.com/metalflow/metalflow/workflows/server/serverapi"
+	"github.com/metalflow/metalflow/workflows/stepapi"
 )
 
 // SerialParam is the :serial of the path, unescaped and checked.
@@ -17,7 +18,7 @@ func SerialParam(c echo.Context) (string, error) {
 	if err != nil {
 		return "", Errorf(http.StatusBadRequest, "invalid serial in path")
 	}
-	if err := workflows.ValidateSerial(serial); err != nil {
+	if err := stepapi.ValidateSerial(serial); err != nil {
 		return "", Errorf(http.StatusBadRequest, "%s", err)
 	}
 	return serial, nil
@@ -30,7 +31,7 @@ type Placements interface {
 
 // CheckPlacement answers 422 for a location the CMDB rejects (unknown site
 // or rack, unit outside the rack) and 409 for a unit another server holds.
-func CheckPlacement(ctx context.Context, inv Placements, serial string, loc workflows.Location) error {
+func CheckPlacement(ctx context.Context, inv Placements, serial string, loc serverapi.Location) error {
 	err := inv.CheckPlacement(ctx, serial, inventory.Placement{
 		Site: loc.Site, Room: loc.Room, Rack: loc.Rack, Unit: loc.Unit, Face: loc.Face, HeightU: 1,
 	})

@@ -16,7 +16,7 @@ import (
 	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/temporal"
 
-	"github.com/metalflow/metalflow/workflows"
+	"github.com/metalflow/metalflow/workflows/server/serverapi"
 	"github.com/metalflow/metalflow/workflows/stepapi"
 )
 
@@ -49,13 +49,13 @@ type WorkflowRef struct {
 // LifecycleRef is a server's lifecycle, which both its own routes and its
 // decommission read.
 func LifecycleRef(serial string) WorkflowRef {
-	return WorkflowRef{ID: workflows.LifecycleWorkflowID(serial), Missing: "no server " + serial,
+	return WorkflowRef{ID: serverapi.LifecycleWorkflowID(serial), Missing: "no server " + serial,
 		Name: "the lifecycle of server " + serial}
 }
 
 // DecommissionRef is a server's decommission, which its status shows too.
 func DecommissionRef(serial string) WorkflowRef {
-	return WorkflowRef{ID: workflows.DecommissionWorkflowID(serial), Missing: "server " + serial + " has no decommission",
+	return WorkflowRef{ID: serverapi.DecommissionWorkflowID(serial), Missing: "server " + serial + " has no decommission",
 		Name: "the decommission of server " + serial}
 }
 

@@ -1,4 +1,8 @@
-package server
+// Package serverattrs holds the search attributes a server's lifecycle
+// carries, by which the API lists the fleet and the Web UI filters it. The
+// API sets them when it starts a lifecycle and the workflow upserts them as
+// it goes, so both import this (and not each other).
+package serverattrs
 
 import (
 	"time"
@@ -8,9 +12,9 @@ import (
 	"go.temporal.io/sdk/temporal"
 )
 
-// SearchAttributes lists every custom search attribute metalflow's workflows
+// Schema lists every custom search attribute metalflow's workflows
 // upsert; they must be registered on the namespace before a workflow runs.
-func SearchAttributes() map[string]enumspb.IndexedValueType {
+func Schema() map[string]enumspb.IndexedValueType {
 	return map[string]enumspb.IndexedValueType{
 		serverapi.SearchAttrServerSerial:   enumspb.INDEXED_VALUE_TYPE_KEYWORD,
 		serverapi.SearchAttrRack:           enumspb.INDEXED_VALUE_TYPE_KEYWORD,
@@ -21,34 +25,39 @@ func SearchAttributes() map[string]enumspb.IndexedValueType {
 	}
 }
 
-func serverSerialKey() temporal.SearchAttributeKeyKeyword {
+// ServerSerial is the serial a lifecycle is for.
+func ServerSerial() temporal.SearchAttributeKeyKeyword {
 	return temporal.NewSearchAttributeKeyKeyword(serverapi.SearchAttrServerSerial)
 }
 
-func rackKey() temporal.SearchAttributeKeyKeyword {
+// Rack is where the server was racked.
+func Rack() temporal.SearchAttributeKeyKeyword {
 	return temporal.NewSearchAttributeKeyKeyword(serverapi.SearchAttrRack)
 }
 
-func lifecycleStepKey() temporal.SearchAttributeKeyKeyword {
+// LifecycleStep is the step the lifecycle is in, or its final state.
+func LifecycleStep() temporal.SearchAttributeKeyKeyword {
 	return temporal.NewSearchAttributeKeyKeyword(serverapi.SearchAttrLifecycleStep)
 }
 
-func lifecycleStepStartedAtKey() temporal.SearchAttributeKeyTime {
+// LifecycleStepStartedAt is when LifecycleStep last changed.
+func LifecycleStepStartedAt() temporal.SearchAttributeKeyTime {
 	return temporal.NewSearchAttributeKeyTime(serverapi.SearchAttrLifecycleStepStartedAt)
 }
 
-func lifecycleStateKey() temporal.SearchAttributeKeyKeyword {
+// LifecycleState is the server's state.
+func LifecycleState() temporal.SearchAttributeKeyKeyword {
 	return temporal.NewSearchAttributeKeyKeyword(serverapi.SearchAttrLifecycleState)
 }
 
-// LifecycleStartAttributes are set when a lifecycle starts, so a server is
+// AtStart are set when a lifecycle starts, so a server is
 // findable in the Web UI before its first workflow task runs. now is when
 // the caller starts it: the Rack step begins then.
-func LifecycleStartAttributes(serial string, now time.Time) temporal.SearchAttributes {
+func AtStart(serial string, now time.Time) temporal.SearchAttributes {
 	return temporal.NewSearchAttributes(
-		serverSerialKey().ValueSet(serial),
-		lifecycleStepKey().ValueSet(serverapi.StepRack),
-		lifecycleStepStartedAtKey().ValueSet(now),
-		lifecycleStateKey().ValueSet(serverapi.StateWaitingRack),
+		ServerSerial().ValueSet(serial),
+		LifecycleStep().ValueSet(serverapi.StepRack),
+		LifecycleStepStartedAt().ValueSet(now),
+		LifecycleState().ValueSet(serverapi.StateWaitingRack),
 	)
 }
