@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/metalflow/metalflow/internal/stack"
 	"github.com/metalflow/metalflow/internal/telemetry"
 	"github.com/metalflow/metalflow/internal/temporalx"
 	"github.com/metalflow/metalflow/lbnode"
@@ -269,7 +270,7 @@ func runLBWorker(ctx context.Context, log *slog.Logger, wf lbWorkerFlags, cfg lb
 	defer node.Close()
 
 	reg := telemetry.NewRegistry()
-	c, metrics, err := newTemporalClient(log, reg, temporalFlags{hostPort: wf.temporal, namespace: wf.namespace})
+	c, metrics, err := stack.NewTemporalClient(log, reg, wf.temporal, wf.namespace)
 	if err != nil {
 		return fmt.Errorf("lbnode: %w", err)
 	}
