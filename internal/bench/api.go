@@ -1,49 +1,30 @@
-package main
+package bench
 
 import (
 	"context"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"sync"
 	"text/tabwriter"
 	"time"
 )
 
-// benchAPIFlags are `metalflow bench api`'s flags.
-type benchAPIFlags struct {
-	log        logFlags
-	clients    int
-	duration   time.Duration
-	servers    int
-	temporalDB string
-}
-
-func (f *benchAPIFlags) parse(args []string, stderr io.Writer) error {
-	fs := flag.NewFlagSet("bench api", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.StringVar(&f.log.level, "log-level", "error", "log level of the in-process metalflow: debug, info, warn, error")
-	fs.IntVar(&f.clients, "clients", 16, "concurrent clients, each one request at a time")
-	fs.DurationVar(&f.duration, "duration", 5*time.Second, "how long each route is loaded")
-	fs.IntVar(&f.servers, "servers", 100, "servers registered (parked waiting for racked) before the load, for the status reads")
-	fs.StringVar(&f.temporalDB, "temporal-db", "memory", "embedded Temporal's store: memory, sqlite or postgres://user:password@host:port/database (a new database <database>_<random> per run)")
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	switch {
-	case f.clients < 1:
-		return usageError{errors.New("--clients must be at least 1")}
-	case f.duration <= 0:
-		return usageError{errors.New("--duration must be positive")}
-	case f.servers < 1:
-		return usageError{errors.New("--servers must be at least 1: the status reads need a server")}
-	}
-	if err := validateTemporalDB(f.temporalDB); err != nil {
-		return usageError{err}
-	}
-	return nil
+// APIConfig is `metalflow bench api`.
+type APIConfig struct {
+	// Log is the in-process metalflow's.
+	Log *slog.Logger
+	// Clients is how many concurrent clients call, each one request at a
+	// time.
+	Clients int
+	// Duration is how long each route is loaded.
+	Duration time.Duration
+	// Servers are registered (parked waiting for racked) before the load,
+	// for the status reads.
+	Servers int
+	// TemporalDB is memory, sqlite or a postgres:// URL (see CheckTemporalDB).
+	TemporalDB string
 }
 
 // apiRoute is one kind of request the load loop sends; call's n numbers
@@ -62,24 +43,17 @@ type apiRouteResult struct {
 	measured latencies
 }
 
-// runBenchAPI is `metalflow bench api`: concurrent clients against the
-// in-process API over real HTTP, one route at a time, the health check
-// first as the floor the others are compared with.
-func runBenchAPI(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	var f benchAPIFlags
-	if err := f.parse(args, stderr); err != nil {
-		return err
-	}
-	log, err := f.log.logger(stderr)
-	if err != nil {
-		return err
-	}
-	st, err := startBenchStack(ctx, benchStackOptions{Servers: f.servers, TemporalDB: f.temporalDB, Log: log})
+// RunAPI loads the in-process API with concurrent clients over real
+// HTTP, one route at a time, the health check first as the floor the
+// others are compared with, and writes a table whose last line is
+// machine-readable.
+func RunAPI(ctx context.Context, cfg APIConfig, out io.Writer) error {
+	st, err := startStack(ctx, stackOptions{Servers: cfg.Servers, TemporalDB: cfg.TemporalDB, Log: cfg.Log})
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	serials, err := registerParked(ctx, st.caller(), "BAPI", f.servers, f.clients)
+	serials, err := registerParked(ctx, st.caller(), "BAPI", cfg.Servers, cfg.Clients)
 	if err != nil {
 		return err
 	}
@@ -97,13 +71,13 @@ func runBenchAPI(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	}
 	var results []apiRouteResult
 	for _, r := range routes {
-		res, err := loadRoute(ctx, st.caller(), r, f.clients, f.duration)
+		res, err := loadRoute(ctx, st.caller(), r, cfg.Clients, cfg.Duration)
 		if err != nil {
 			return err
 		}
 		results = append(results, res)
 	}
-	return printAPIResults(stdout, f, results)
+	return printAPIResults(out, cfg, results)
 }
 
 // loadRoute runs clients loops of one route for d. Requests in flight at
@@ -176,7 +150,7 @@ func registerParked(ctx context.Context, c benchCaller, prefix string, n, client
 	return serials, nil
 }
 
-func printAPIResults(w io.Writer, f benchAPIFlags, results []apiRouteResult) error {
+func printAPIResults(w io.Writer, cfg APIConfig, results []apiRouteResult) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "route\trequests\treq/s\tp50 ms\tp99 ms\terrors\n")
 	for _, r := range results {
@@ -188,7 +162,7 @@ func printAPIResults(w io.Writer, f benchAPIFlags, results []apiRouteResult) err
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	line := fmt.Sprintf("RESULT clients=%d duration_s=%.1f servers=%d", f.clients, f.duration.Seconds(), f.servers)
+	line := fmt.Sprintf("RESULT clients=%d duration_s=%.1f servers=%d", cfg.Clients, cfg.Duration.Seconds(), cfg.Servers)
 	for _, r := range results {
 		key := r.key
 		line += fmt.Sprintf(" %s_rps=%.0f %s_p99_ms=%.2f %s_errors=%d", key,

@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"bytes"
@@ -10,9 +10,9 @@ import (
 	"time"
 )
 
-// newBenchHTTPClient keeps an idle connection for every concurrent caller
+// newHTTPClient keeps an idle connection for every concurrent caller
 // (the default keeps two per host, and the rest would reconnect each time).
-func newBenchHTTPClient() *http.Client {
+func newHTTPClient() *http.Client {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.Proxy = nil
 	tr.MaxIdleConns = 1024
@@ -27,7 +27,7 @@ type benchCaller struct {
 	token string
 }
 
-func (st *benchStack) caller() benchCaller {
+func (st *harness) caller() benchCaller {
 	return benchCaller{http: st.HTTP, base: st.APIURL, token: st.Token}
 }
 

@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"context"
@@ -22,15 +22,15 @@ import (
 	"github.com/metalflow/metalflow/workers"
 )
 
-// benchSite is the site every benchmark racks its servers in.
-const benchSite = "bench"
+// site is the site every benchmark racks its servers in.
+const site = "bench"
 
-// benchRackUnits is how many 1U servers a bench rack holds: 42U racks
+// rackUnits is how many 1U servers a bench rack holds: 42U racks
 // with the top two units left for switches, as in a real rack.
-const benchRackUnits = 40
+const rackUnits = 40
 
-// benchStackOptions describe one in-process metalflow for a benchmark.
-type benchStackOptions struct {
+// stackOptions describe one in-process metalflow for a benchmark.
+type stackOptions struct {
 	// Servers sizes the bench site: enough racks for this many servers.
 	Servers int
 	// SimServers is how many simulated BMCs to start (0: none).
@@ -46,17 +46,18 @@ type benchStackOptions struct {
 	Log            *slog.Logger
 }
 
-// benchStack is a running metalflow with the API's rate limits off and
-// an admin token issued directly, and an HTTP client for the benchmark.
-type benchStack struct {
+// harness is the metalflow a benchmark runs against, with the API's rate
+// limits off and an admin token issued directly, and an HTTP client for
+// the benchmark.
+type harness struct {
 	*stack.Stack
 	// HTTP keeps enough idle connections for every concurrent caller, so
 	// that the benchmark measures requests, not TCP handshakes.
 	HTTP *http.Client
 }
 
-// validateTemporalDB refuses a --temporal-db the stack cannot run on.
-func validateTemporalDB(db string) error {
+// CheckTemporalDB refuses a --temporal-db the stack cannot run on.
+func CheckTemporalDB(db string) error {
 	switch {
 	case db == "memory", db == "sqlite":
 		return nil
@@ -70,15 +71,15 @@ func validateTemporalDB(db string) error {
 	return fmt.Errorf("--temporal-db %q: want memory, sqlite or postgres://user:password@host:port/database", db)
 }
 
-// startBenchStack brings the stack up; on error nothing is left running.
-func startBenchStack(ctx context.Context, o benchStackOptions) (*benchStack, error) {
-	if err := validateTemporalDB(o.TemporalDB); err != nil {
-		return nil, usageError{err}
+// startStack brings the stack up; on error nothing is left running.
+func startStack(ctx context.Context, o stackOptions) (*harness, error) {
+	if err := CheckTemporalDB(o.TemporalDB); err != nil {
+		return nil, err
 	}
 	cfg := stack.Config{
 		Log:      o.Log,
 		Temporal: stack.TemporalConfig{Store: o.TemporalDB, LogLevel: slog.LevelError},
-		Layouts:  []inventory.Layout{benchLayout(o.Servers)},
+		Layouts:  []inventory.Layout{layout(o.Servers)},
 		API: stack.APIConfig{
 			// The benchmark is one client address making thousands of
 			// calls; a per-address limit would measure the limiter.
@@ -113,7 +114,7 @@ func startBenchStack(ctx context.Context, o benchStackOptions) (*benchStack, err
 	if err != nil {
 		return nil, err
 	}
-	return &benchStack{Stack: st, HTTP: newBenchHTTPClient()}, nil
+	return &harness{Stack: st, HTTP: newHTTPClient()}, nil
 }
 
 // freshDatabase names a database of its own for this run after the URL's,
@@ -139,18 +140,18 @@ func redactURL(raw string) string {
 	return u.Redacted()
 }
 
-// benchLayout is site bench with enough racks for servers.
-func benchLayout(servers int) inventory.Layout {
-	l := inventory.Layout{Sites: []inventory.Site{{Name: benchSite, Description: "metalflow bench"}}}
-	for i := range (max(servers, 1) + benchRackUnits - 1) / benchRackUnits {
-		l.Racks = append(l.Racks, inventory.Rack{Site: benchSite, Room: "A", Name: benchRackName(i), HeightU: 42})
+// layout is site bench with enough racks for servers.
+func layout(servers int) inventory.Layout {
+	l := inventory.Layout{Sites: []inventory.Site{{Name: site, Description: "metalflow bench"}}}
+	for i := range (max(servers, 1) + rackUnits - 1) / rackUnits {
+		l.Racks = append(l.Racks, inventory.Rack{Site: site, Room: "A", Name: rackName(i), HeightU: 42})
 	}
 	return l
 }
 
-func benchRackName(i int) string { return fmt.Sprintf("R%04d", i+1) }
+func rackName(i int) string { return fmt.Sprintf("R%04d", i+1) }
 
-// benchLocation is where the i-th server of a benchmark is racked.
-func benchLocation(i int) (rack string, unit int) {
-	return benchRackName(i / benchRackUnits), i%benchRackUnits + 1
+// location is where the i-th server of a benchmark is racked.
+func location(i int) (rack string, unit int) {
+	return rackName(i / rackUnits), i%rackUnits + 1
 }
