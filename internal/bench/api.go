@@ -5,10 +5,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/http"
 	"sync"
 	"text/tabwriter"
 	"time"
+
+	"github.com/metalflow/metalflow/client"
 )
 
 // APIConfig is `metalflow bench api`.
@@ -32,7 +33,7 @@ type APIConfig struct {
 type apiRoute struct {
 	name string
 	key  string // its name in the RESULT line
-	call func(ctx context.Context, c benchCaller, client, n int) error
+	call func(ctx context.Context, c *client.Client, caller, n int) error
 }
 
 // apiRouteResult is one route's measurements.
@@ -53,25 +54,26 @@ func RunAPI(ctx context.Context, cfg APIConfig, out io.Writer) error {
 		return err
 	}
 	defer st.Close()
-	serials, err := registerParked(ctx, st.caller(), "BAPI", cfg.Servers, cfg.Clients)
+	serials, err := registerParked(ctx, st.API, "BAPI", cfg.Servers, cfg.Clients)
 	if err != nil {
 		return err
 	}
 	routes := []apiRoute{
-		{"GET /healthz", "healthz", func(ctx context.Context, c benchCaller, _, _ int) error {
-			return c.call(ctx, http.MethodGet, "/healthz", nil, nil)
+		{"GET /healthz", "healthz", func(ctx context.Context, c *client.Client, _, _ int) error {
+			return c.Health(ctx)
 		}},
-		{"GET /api/v1/servers/<serial>", "get_server", func(ctx context.Context, c benchCaller, client, n int) error {
-			return c.call(ctx, http.MethodGet, "/api/v1/servers/"+serials[(client+n)%len(serials)], nil, nil)
+		{"GET /api/v1/servers/<serial>", "get_server", func(ctx context.Context, c *client.Client, caller, n int) error {
+			_, err := c.Server(ctx, serials[(caller+n)%len(serials)])
+			return err
 		}},
-		{"POST /api/v1/servers", "post_server", func(ctx context.Context, c benchCaller, client, n int) error {
-			return c.call(ctx, http.MethodPost, "/api/v1/servers",
-				map[string]string{"serial": fmt.Sprintf("BPOST-%03d-%07d", client, n)}, nil)
+		{"POST /api/v1/servers", "post_server", func(ctx context.Context, c *client.Client, caller, n int) error {
+			_, err := c.AddServer(ctx, client.NewServer{Serial: fmt.Sprintf("BPOST-%03d-%07d", caller, n)})
+			return err
 		}},
 	}
 	var results []apiRouteResult
 	for _, r := range routes {
-		res, err := loadRoute(ctx, st.caller(), r, cfg.Clients, cfg.Duration)
+		res, err := loadRoute(ctx, st.API, r, cfg.Clients, cfg.Duration)
 		if err != nil {
 			return err
 		}
@@ -83,7 +85,7 @@ func RunAPI(ctx context.Context, cfg APIConfig, out io.Writer) error {
 // loadRoute runs clients loops of one route for d. Requests in flight at
 // the end are let finish rather than cancelled, so that every request
 // counted is a whole one and the API sees no aborted calls.
-func loadRoute(ctx context.Context, c benchCaller, r apiRoute, clients int, d time.Duration) (apiRouteResult, error) {
+func loadRoute(ctx context.Context, c *client.Client, r apiRoute, clients int, d time.Duration) (apiRouteResult, error) {
 	per := make([]latencies, clients)
 	start := time.Now()
 	end := start.Add(d)
@@ -113,7 +115,7 @@ func loadRoute(ctx context.Context, c benchCaller, r apiRoute, clients int, d ti
 
 // registerParked POSTs n servers without BMCs, clients at a time; each
 // lifecycle parks waiting for racked.
-func registerParked(ctx context.Context, c benchCaller, prefix string, n, clients int) ([]string, error) {
+func registerParked(ctx context.Context, c *client.Client, prefix string, n, clients int) ([]string, error) {
 	serials := make([]string, n)
 	for i := range serials {
 		serials[i] = fmt.Sprintf("%s%07d", prefix, i+1)
@@ -124,7 +126,7 @@ func registerParked(ctx context.Context, c benchCaller, prefix string, n, client
 	for range min(clients, n) {
 		wg.Go(func() {
 			for s := range next {
-				if err := c.call(ctx, http.MethodPost, "/api/v1/servers", map[string]string{"serial": s}, nil); err != nil {
+				if _, err := c.AddServer(ctx, client.NewServer{Serial: s}); err != nil {
 					errs <- fmt.Errorf("register %s: %w", s, err)
 					return
 				}

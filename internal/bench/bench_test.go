@@ -17,6 +17,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/metalflow/metalflow/client"
 	"github.com/metalflow/metalflow/internal/testpg"
 )
 
@@ -157,12 +158,12 @@ func TestReadMemoryOfThisProcess(t *testing.T) {
 func TestFleetFailuresGroupByStateAndError(t *testing.T) {
 	r := fleetResult{failures: []fleetOutcome{
 		{serial: "A", state: "attention", err: errors.New("stopped short of installed")},
-		{serial: "B", state: "", err: errors.New("HTTP 503: temporal unavailable\nmore detail")},
+		{serial: "B", state: "", err: errors.New("temporal unavailable (HTTP 503)\nmore detail")},
 		{serial: "C", state: "attention", err: errors.New("stopped short of installed")},
 	}}
 	require.Equal(t, []failureReason{
 		{reason: `state "attention": stopped short of installed`, count: 2},
-		{reason: `state "": HTTP 503: temporal unavailable`, count: 1},
+		{reason: `state "": temporal unavailable (HTTP 503)`, count: 1},
 	}, r.failureCounts())
 }
 
@@ -219,15 +220,17 @@ func TestFleetCallsRetryUnavailableOnly(t *testing.T) {
 				calls++
 			}))
 			defer srv.Close()
-			c := benchCaller{http: srv.Client(), base: srv.URL, token: "t"}
-			retries, err := callRetrying(context.Background(), c, "/x", map[string]string{}, 0)
+			c, err := newAPIClient(srv.URL, "t")
+			require.NoError(t, err)
+			retries, err := callRetrying(context.Background(), 0, func(ctx context.Context) error {
+				_, err := c.Racked(ctx, "SN-1", client.Location{Site: site, Rack: "R0001", Unit: 1, Face: "front"})
+				return err
+			})
 			require.Equal(t, tc.wantRetries, retries)
 			if tc.wantStatus == 0 {
 				require.NoError(t, err)
 			} else {
-				var refusal *apiRefusal
-				require.ErrorAs(t, err, &refusal)
-				require.Equal(t, tc.wantStatus, refusal.Status)
+				require.Equal(t, tc.wantStatus, client.StatusOf(err))
 			}
 		})
 	}

@@ -17,6 +17,7 @@ import (
 	"go.temporal.io/api/workflowservice/v1"
 
 	"github.com/metalflow/metalflow/bmcsim"
+	"github.com/metalflow/metalflow/client"
 	"github.com/metalflow/metalflow/workflows"
 )
 
@@ -108,7 +109,7 @@ func provisionFleet(ctx context.Context, st *harness, cfg FleetConfig) (fleetRes
 	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 	defer cancel()
 	watch := newFleetWatch()
-	go watch.poll(ctx, st.caller(), len(manifest))
+	go watch.poll(ctx, st.API, len(manifest))
 
 	start := time.Now()
 	next := make(chan int)
@@ -117,7 +118,7 @@ func provisionFleet(ctx context.Context, st *harness, cfg FleetConfig) (fleetRes
 	for range min(cfg.Concurrency, len(manifest)) {
 		wg.Go(func() {
 			for i := range next {
-				outcomes[i] = provisionOne(ctx, st.caller(), watch, i, manifest[i])
+				outcomes[i] = provisionOne(ctx, st.API, watch, i, manifest[i])
 			}
 		})
 	}
@@ -158,21 +159,26 @@ func provisionFleet(ctx context.Context, st *harness, cfg FleetConfig) (fleetRes
 
 // provisionOne registers one server, racks it and waits for the watch to
 // see it installed (or stuck).
-func provisionOne(ctx context.Context, c benchCaller, watch *fleetWatch, i int, bmc bmcsim.ManifestEntry) fleetOutcome {
+func provisionOne(ctx context.Context, c *client.Client, watch *fleetWatch, i int, bmc bmcsim.ManifestEntry) fleetOutcome {
 	out := fleetOutcome{serial: bmc.Serial}
 	done := watch.expect(bmc.Serial)
 	posted := time.Now()
-	body := map[string]any{"serial": bmc.Serial, "bmc": map[string]string{
-		"address": bmc.Address, "username": bmc.Username, "password": bmc.Password}}
 	var retries int
-	retries, out.err = callRetrying(ctx, c, "/api/v1/servers", body, fleetRetryPause)
+	retries, out.err = callRetrying(ctx, fleetRetryPause, func(ctx context.Context) error {
+		_, err := c.AddServer(ctx, client.NewServer{Serial: bmc.Serial, BMC: &client.BMC{
+			Address: bmc.Address, Username: bmc.Username, Password: bmc.Password}})
+		return err
+	})
 	out.retries += retries
 	if out.err != nil {
 		return out
 	}
 	rack, unit := location(i)
-	loc := map[string]any{"site": site, "room": "A", "rack": rack, "unit": unit, "face": "front"}
-	retries, out.err = callRetrying(ctx, c, "/api/v1/servers/"+bmc.Serial+"/racked", loc, fleetRetryPause)
+	loc := client.Location{Site: site, Room: "A", Rack: rack, Unit: unit, Face: "front"}
+	retries, out.err = callRetrying(ctx, fleetRetryPause, func(ctx context.Context) error {
+		_, err := c.Racked(ctx, bmc.Serial, loc)
+		return err
+	})
 	out.retries += retries
 	if out.err != nil {
 		return out
@@ -193,20 +199,18 @@ func provisionOne(ctx context.Context, c benchCaller, watch *fleetWatch, i int, 
 // fleetRetryPause is the wait before a 503 is retried.
 const fleetRetryPause = time.Second
 
-// callRetrying POSTs as staff's tools should: a 503 (Temporal busy or
-// unreachable, nothing done for certain) is retried after a pause, and a
-// 409 after a 503 means the first attempt had done it after all.
-func callRetrying(ctx context.Context, c benchCaller, path string, body any, pause time.Duration) (retries int, err error) {
+// callRetrying sends a call as staff's tools should: a 503 (Temporal busy
+// or unreachable, nothing done for certain) is retried after a pause, and
+// a 409 after a 503 means the first attempt had done it after all.
+func callRetrying(ctx context.Context, pause time.Duration, call func(context.Context) error) (retries int, err error) {
 	for {
-		err = c.call(ctx, http.MethodPost, path, body, nil)
-		var refusal *apiRefusal
-		if !errors.As(err, &refusal) {
+		err = call(ctx)
+		switch status := client.StatusOf(err); {
+		case status == 0:
 			return retries, err
-		}
-		switch {
-		case refusal.Status == http.StatusConflict && retries > 0:
+		case status == http.StatusConflict && retries > 0:
 			return retries, nil
-		case refusal.Status != http.StatusServiceUnavailable || retries >= 10:
+		case status != http.StatusServiceUnavailable || retries >= 10:
 			return retries, err
 		}
 		retries++
@@ -255,7 +259,7 @@ func (w *fleetWatch) last(serial string) string {
 	return w.states[serial]
 }
 
-func (w *fleetWatch) poll(ctx context.Context, c benchCaller, servers int) {
+func (w *fleetWatch) poll(ctx context.Context, c *client.Client, servers int) {
 	pageSize := min(max(servers, 1), 1000)
 	t := time.NewTicker(fleetPollInterval)
 	defer t.Stop()
@@ -266,7 +270,7 @@ func (w *fleetWatch) poll(ctx context.Context, c benchCaller, servers int) {
 		case <-t.C:
 		}
 		// A failed poll is retried at the next tick; the timeout bounds it.
-		rows, _, err := c.listAll(ctx, "", pageSize)
+		rows, _, err := listAll(ctx, c, "", pageSize)
 		if err != nil {
 			continue
 		}

@@ -10,6 +10,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/metalflow/metalflow/client"
 	"github.com/metalflow/metalflow/workflows"
 )
 
@@ -71,7 +72,7 @@ func RunParked(ctx context.Context, cfg ParkedConfig, out io.Writer) error {
 
 	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 	defer cancel()
-	c := st.caller()
+	c := st.API
 	start := time.Now()
 	if _, err := registerParked(ctx, c, "PARK", cfg.Servers, cfg.Concurrency); err != nil {
 		return err
@@ -82,7 +83,7 @@ func RunParked(ctx context.Context, cfg ParkedConfig, out io.Writer) error {
 	res.register = time.Since(start)
 
 	t := time.Now()
-	rows, pages, err := c.listAll(ctx, "", cfg.PageSize)
+	rows, pages, err := listAll(ctx, c, "", cfg.PageSize)
 	if err != nil {
 		return fmt.Errorf("list servers: %w", err)
 	}
@@ -110,10 +111,10 @@ func RunParked(ctx context.Context, cfg ParkedConfig, out io.Writer) error {
 
 // waitParked waits until the visibility store shows every server waiting
 // for racked, polling the API's filtered list.
-func waitParked(ctx context.Context, c benchCaller, n int) (int, error) {
+func waitParked(ctx context.Context, c *client.Client, n int) (int, error) {
 	seen := 0
 	for {
-		rows, _, err := c.listAll(ctx, workflows.StateWaitingRack, 1000)
+		rows, _, err := listAll(ctx, c, workflows.StateWaitingRack, 1000)
 		if err == nil {
 			seen = len(rows)
 			if seen >= n {

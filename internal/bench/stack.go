@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"net/netip"
 	"net/url"
 	"strings"
@@ -16,6 +15,7 @@ import (
 	"github.com/metalflow/metalflow/activities"
 	"github.com/metalflow/metalflow/auth"
 	"github.com/metalflow/metalflow/bmcsim"
+	"github.com/metalflow/metalflow/client"
 	"github.com/metalflow/metalflow/hardware"
 	"github.com/metalflow/metalflow/internal/stack"
 	"github.com/metalflow/metalflow/inventory"
@@ -47,13 +47,11 @@ type stackOptions struct {
 }
 
 // harness is the metalflow a benchmark runs against, with the API's rate
-// limits off and an admin token issued directly, and an HTTP client for
-// the benchmark.
+// limits off and an admin token issued directly, and the client the
+// benchmark calls it with.
 type harness struct {
 	*stack.Stack
-	// HTTP keeps enough idle connections for every concurrent caller, so
-	// that the benchmark measures requests, not TCP handshakes.
-	HTTP *http.Client
+	API *client.Client
 }
 
 // CheckTemporalDB refuses a --temporal-db the stack cannot run on.
@@ -114,7 +112,12 @@ func startStack(ctx context.Context, o stackOptions) (*harness, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &harness{Stack: st, HTTP: newHTTPClient()}, nil
+	api, err := newAPIClient(st.APIURL, st.Token)
+	if err != nil {
+		_ = st.Close()
+		return nil, err
+	}
+	return &harness{Stack: st, API: api}, nil
 }
 
 // freshDatabase names a database of its own for this run after the URL's,
