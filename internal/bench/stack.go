@@ -57,7 +57,7 @@ type harness struct {
 // CheckTemporalDB refuses a --temporal-db the stack cannot run on.
 func CheckTemporalDB(db string) error {
 	switch {
-	case db == "memory", db == "sqlite":
+	case db == stack.TemporalInMemory, db == stack.TemporalSQLite:
 		return nil
 	case strings.HasPrefix(db, "postgres://"), strings.HasPrefix(db, "postgresql://"):
 		u, err := url.Parse(db)
