@@ -4,9 +4,17 @@ import (
 	"context"
 	"net/http"
 	"net/url"
+	"strconv"
 )
 
 const v1 = "/api/v1"
+
+// Health is nil when the API process answers at all; it checks nothing
+// behind it (Temporal, the inventory).
+func (c *Client) Health(ctx context.Context) error {
+	_, err := c.call(ctx, http.MethodGet, "/healthz", nil, nil)
+	return err
+}
 
 // Whoami is who the client's token acts as.
 func (c *Client) Whoami(ctx context.Context) (Answer[Principal], error) {
@@ -22,6 +30,9 @@ func (c *Client) AddServer(ctx context.Context, s NewServer) (Answer[Started], e
 type ServerFilter struct {
 	State string
 	Rack  string
+	// PageSize is how many servers a page holds (1 to 1000); zero is the
+	// API's default.
+	PageSize int
 }
 
 // ListServers returns one page of the fleet after pageToken ("" for the
@@ -33,6 +44,9 @@ func (c *Client) ListServers(ctx context.Context, f ServerFilter, pageToken stri
 	}
 	if f.Rack != "" {
 		q.Set("rack", f.Rack)
+	}
+	if f.PageSize != 0 {
+		q.Set("pageSize", strconv.Itoa(f.PageSize))
 	}
 	if pageToken != "" {
 		q.Set("pageToken", pageToken)

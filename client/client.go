@@ -1,6 +1,6 @@
-// Package client talks to the metalflow REST API for the CLI: typed calls
-// for the routes an operator uses from a terminal, errors that carry the
-// API's own message.
+// Package client talks to the metalflow REST API for the CLI and the
+// benchmarks: typed calls for the routes an operator uses from a
+// terminal, errors that carry the API's own message.
 package client
 
 import (
@@ -24,9 +24,10 @@ const maxAnswer = 32 << 20
 
 // Client is one API endpoint and the token it acts with.
 type Client struct {
-	base  *url.URL
-	token string
-	http  *http.Client
+	base           *url.URL
+	token          string
+	http           *http.Client
+	decideAttempts int
 }
 
 // Config locates the API. Timeout bounds each call; zero means 30 s.
@@ -34,6 +35,13 @@ type Config struct {
 	API     string
 	Token   string
 	Timeout time.Duration
+	// Transport carries the calls; nil is Go's default, which keeps two
+	// idle connections per host: too few for many concurrent callers.
+	Transport http.RoundTripper
+	// DecideAttempts is how many times a staff decision answered 503 is
+	// sent under its Idempotency-Key; zero means 3. A caller that counts
+	// and paces its own retries sets 1.
+	DecideAttempts int
 }
 
 // New checks the API address and builds a client.
@@ -50,7 +58,14 @@ func New(cfg Config) (*Client, error) {
 	if timeout == 0 {
 		timeout = 30 * time.Second
 	}
-	return &Client{base: u, token: cfg.Token, http: &http.Client{Timeout: timeout}}, nil
+	attempts := cfg.DecideAttempts
+	if attempts == 0 {
+		attempts = defaultDecideAttempts
+	}
+	return &Client{
+		base: u, token: cfg.Token, decideAttempts: attempts,
+		http: &http.Client{Timeout: timeout, Transport: cfg.Transport},
+	}, nil
 }
 
 // Error is the API's refusal: its HTTP status and its {"error"} message.
@@ -157,11 +172,11 @@ func get[T any](ctx context.Context, c *Client, method, path string, query url.V
 	return decode[T](method, path, raw)
 }
 
-// decideAttempts and decidePause bound how a staff decision answered 503
-// is sent again.
+// defaultDecideAttempts and decidePause bound how a staff decision
+// answered 503 is sent again.
 const (
-	decideAttempts = 3
-	decidePause    = 2 * time.Second
+	defaultDecideAttempts = 3
+	decidePause           = 2 * time.Second
 )
 
 // decide sends a staff decision (racked, retry, approve, …) under one
@@ -176,7 +191,7 @@ func decide[T any](ctx context.Context, c *Client, method, path string, body any
 	}
 	for attempt := 1; ; attempt++ {
 		raw, err := c.send(ctx, method, path, nil, body, key)
-		if StatusOf(err) == http.StatusServiceUnavailable && attempt < decideAttempts {
+		if StatusOf(err) == http.StatusServiceUnavailable && attempt < c.decideAttempts {
 			select {
 			case <-ctx.Done():
 				return Answer[T]{}, err

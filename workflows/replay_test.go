@@ -4,6 +4,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/metalflow/metalflow/workflows/server/serverapi"
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
@@ -39,9 +40,9 @@ func TestReplayRecordedHistories(t *testing.T) {
 // commands; otherwise the test above proves nothing.
 func TestReplayNoticesChangedCommands(t *testing.T) {
 	replayer := worker.NewWorkflowReplayer()
-	replayer.RegisterWorkflowWithOptions(func(ctx workflow.Context, in ServerLifecycleInput) (ServerStatus, error) {
-		return ServerStatus{Serial: in.Serial, State: StateInstalled}, nil
-	}, workflow.RegisterOptions{Name: ServerLifecycleName})
+	replayer.RegisterWorkflowWithOptions(func(ctx workflow.Context, in serverapi.ServerLifecycleInput) (serverapi.ServerStatus, error) {
+		return serverapi.ServerStatus{Serial: in.Serial, State: serverapi.StateInstalled}, nil
+	}, workflow.RegisterOptions{Name: serverapi.ServerLifecycleName})
 	err := replayer.ReplayWorkflowHistoryFromJSONFile(nil, filepath.Join("testdata", "lifecycle-installed.json"))
 	require.Error(t, err)
 	require.Contains(t, err.Error(), "TMPRL1100", "the SDK's non-determinism error")

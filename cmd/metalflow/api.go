@@ -6,6 +6,7 @@ import (
 	"io"
 
 	"github.com/metalflow/metalflow/api"
+	"github.com/metalflow/metalflow/internal/stack"
 	"github.com/metalflow/metalflow/internal/telemetry"
 )
 
@@ -34,15 +35,19 @@ func runAPI(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	defer env.close()
 	log := env.log
 	reg := telemetry.NewRegistry()
-	c, metrics, err := newTemporalClient(log, reg, rf.temporal)
+	c, metrics, err := stack.NewTemporalClient(log, reg, rf.temporal.hostPort, rf.temporal.namespace)
 	if err != nil {
 		return err
 	}
 	defer func() { _ = metrics.Close() }()
 	defer c.Close()
+	ln, err := stack.ListenAPI(httpAddr)
+	if err != nil {
+		return err
+	}
 	// The client is lazy: the API starts even while Temporal is down, and
 	// /readyz says so until it is reachable.
-	return serveAPI(ctx, log, httpAddr, api.Config{
+	return stack.ServeAPI(ctx, log, ln, api.Config{
 		Temporal:      c,
 		Inventory:     env.inv,
 		Credentials:   env.vault,

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
 	"flag"
 	"fmt"
@@ -17,19 +16,12 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"go.temporal.io/sdk/client"
 
 	"github.com/metalflow/metalflow/api"
-	"github.com/metalflow/metalflow/auth"
 	"github.com/metalflow/metalflow/cloud"
-	"github.com/metalflow/metalflow/credentials"
 	"github.com/metalflow/metalflow/hardware"
-	"github.com/metalflow/metalflow/internal/telemetry"
-	"github.com/metalflow/metalflow/internal/temporalx"
-	"github.com/metalflow/metalflow/inventory"
-	"github.com/metalflow/metalflow/profiles"
+	"github.com/metalflow/metalflow/internal/stack"
 	"github.com/metalflow/metalflow/workers"
-	"github.com/metalflow/metalflow/workflows"
 	"github.com/metalflow/metalflow/workflows/vip/vipapi"
 )
 
@@ -61,57 +53,6 @@ func (t *temporalFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&t.namespace, "namespace", "default", "Temporal namespace")
 }
 
-// serveAPI serves the REST API on addr until ctx ends, then drains it.
-func serveAPI(ctx context.Context, log *slog.Logger, addr string, cfg api.Config) error {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return fmt.Errorf("API listen on %s: %w", addr, err)
-	}
-	return serveAPIOn(ctx, log, ln, cfg)
-}
-
-// serveAPIOn is serveAPI on a listener bound by the caller.
-func serveAPIOn(ctx context.Context, log *slog.Logger, ln net.Listener, cfg api.Config) error {
-	cfg.Tokens = &auth.Tokens{Store: cfg.Inventory}
-	if err := bootstrapAdminToken(ctx, log, cfg.Tokens, cfg.Inventory); err != nil {
-		return err
-	}
-	srv := api.New(cfg)
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	log.Info("API listening", "url", "http://"+ln.Addr().String())
-	select {
-	case err := <-errc:
-		return fmt.Errorf("API server: %w", err)
-	case <-ctx.Done():
-	}
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := srv.Shutdown(shutdownCtx); err != nil {
-		return fmt.Errorf("API shutdown: %w", err)
-	}
-	return <-errc
-}
-
-// bootstrapAdminToken issues the first admin token of an inventory that has
-// none and logs it once: the way in for whoever started metalflow, who then
-// issues everyone else's tokens. A restart finds the token and says nothing.
-func bootstrapAdminToken(ctx context.Context, log *slog.Logger, tokens *auth.Tokens, inv *inventory.Store) error {
-	existing, err := inv.ListTokens(ctx)
-	if err != nil {
-		return fmt.Errorf("read API tokens: %w", err)
-	}
-	if len(existing) > 0 {
-		return nil
-	}
-	plain, _, err := tokens.Issue(ctx, auth.IssueInput{Name: "bootstrap-admin", User: "admin", Role: auth.Admin, By: "metalflow"})
-	if err != nil {
-		return fmt.Errorf("issue the first admin token: %w", err)
-	}
-	log.Warn("admin token: "+plain, "note", "shown once; send as Authorization: Bearer <token>; create others with POST /api/v1/tokens")
-	return nil
-}
-
 // serveMetrics serves /metrics and /healthz for processes without the API.
 func serveMetrics(ctx context.Context, log *slog.Logger, addr string, reg *prometheus.Registry) error {
 	ln, err := net.Listen("tcp", addr)
@@ -133,77 +74,6 @@ func serveMetrics(ctx context.Context, log *slog.Logger, addr string, reg *prome
 	return nil
 }
 
-// runLifecycleWorker prepares the namespace and polls until ctx ends.
-func runLifecycleWorker(ctx context.Context, log *slog.Logger, c client.Client, namespace string, deps workers.LifecycleDependencies) error {
-	if err := temporalx.WaitReady(ctx, c); err != nil {
-		if ctx.Err() != nil {
-			return nil // stopped while waiting
-		}
-		return err
-	}
-	// Workflows upsert these; without them every workflow task would fail.
-	if err := temporalx.EnsureSearchAttributes(ctx, c, namespace, workflows.SearchAttributes()); err != nil {
-		return err
-	}
-	w := workers.NewLifecycleWorker(c, deps)
-	if err := w.Start(); err != nil {
-		return fmt.Errorf("start lifecycle worker: %w", err)
-	}
-	log.Info("lifecycle worker polling", "taskQueue", workflows.TaskQueue, "namespace", namespace)
-	<-ctx.Done()
-	w.Stop()
-	return nil
-}
-
-func newTemporalClient(log *slog.Logger, reg *prometheus.Registry, t temporalFlags) (client.Client, *telemetry.TemporalMetrics, error) {
-	metrics := telemetry.NewTemporalMetrics(reg, log)
-	c, err := temporalx.NewLazyClient(temporalx.ClientOptions{
-		HostPort:  t.hostPort,
-		Namespace: t.namespace,
-		Logger:    log,
-		Metrics:   metrics.Handler,
-	})
-	if err != nil {
-		_ = metrics.Close()
-		return nil, nil, err
-	}
-	return c, metrics, nil
-}
-
-func httpURL(addr string) string {
-	host, port, err := net.SplitHostPort(addr)
-	if err != nil {
-		return "http://" + addr
-	}
-	if host == "" || host == "0.0.0.0" || host == "::" {
-		host = "127.0.0.1"
-	}
-	if strings.Contains(host, ":") {
-		host = "[" + host + "]"
-	}
-	return "http://" + host + ":" + port
-}
-
-// openInventory opens the CMDB and applies a layout file if one is given.
-func openInventory(ctx context.Context, log *slog.Logger, url, layoutFile string) (*inventory.Store, error) {
-	store, err := inventory.OpenURL(ctx, url)
-	if err != nil {
-		return nil, err
-	}
-	if layoutFile != "" {
-		layout, err := inventory.ReadLayoutFile(layoutFile)
-		if err == nil {
-			err = store.ApplyLayout(ctx, layout)
-		}
-		if err != nil {
-			_ = store.Close()
-			return nil, err
-		}
-		log.Info("inventory layout applied", "file", layoutFile, "sites", len(layout.Sites), "racks", len(layout.Racks))
-	}
-	return store, nil
-}
-
 // bootFlags configure the boot service netbooting servers talk to.
 type bootFlags struct {
 	publicURL  string
@@ -222,7 +92,7 @@ func (b *bootFlags) register(fs *flag.FlagSet) {
 func (b *bootFlags) config(httpAddr string) api.BootConfig {
 	public := b.publicURL
 	if public == "" {
-		public = httpURL(httpAddr)
+		public = stack.HTTPURL(httpAddr)
 	}
 	return api.BootConfig{PublicURL: public, KernelURL: b.kernelURL, InitrdURL: b.initrdURL, KernelArgs: b.kernelArgs}
 }
@@ -279,43 +149,11 @@ func (p *provisioningFlags) parsePools() error {
 	return nil
 }
 
-// open builds the vault and the profile catalog. An empty key path keeps a
-// random key in memory (ephemeral dev runs).
-func (p *provisioningFlags) open(inv *inventory.Store) (*credentials.Vault, *profiles.Catalog, error) {
-	if err := p.parsePools(); err != nil {
-		return nil, nil, err
-	}
-	var key []byte
-	if p.credentialsKey == "" {
-		key = make([]byte, credentials.KeySize)
-		if _, err := rand.Read(key); err != nil {
-			return nil, nil, err
-		}
-	} else {
-		k, err := credentials.LoadOrCreateKey(p.credentialsKey)
-		if err != nil {
-			return nil, nil, err
-		}
-		key = k
-	}
-	vault, err := credentials.NewVault(key, inv)
-	if err != nil {
-		return nil, nil, err
-	}
-	catalog, err := profiles.NewCatalog()
-	if p.profilesDir != "" {
-		catalog, err = profiles.LoadDir(p.profilesDir)
-	}
-	if err != nil {
-		return nil, nil, err
-	}
-	return vault, catalog, nil
-}
-
-func (p *provisioningFlags) dependencies(inv *inventory.Store, vault credentials.Store, catalog *profiles.Catalog) workers.LifecycleDependencies {
+// dependencies are the lifecycle worker's, but for the inventory,
+// credentials and profiles its process opens.
+func (p *provisioningFlags) dependencies() workers.LifecycleDependencies {
 	return workers.LifecycleDependencies{
-		Inventory: inv, Credentials: vault, Profiles: catalog, Dial: hardware.Dial, InsecureBMCTLS: p.bmcInsecure,
-		BMCTimeout: p.bmcTimeout, VIPPools: p.pools,
+		Dial: hardware.Dial, InsecureBMCTLS: p.bmcInsecure, BMCTimeout: p.bmcTimeout, VIPPools: p.pools,
 	}
 }
 

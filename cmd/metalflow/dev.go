@@ -2,22 +2,14 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
-	"os"
 	"path/filepath"
-	"sync"
 
-	"github.com/metalflow/metalflow/api"
-	"github.com/metalflow/metalflow/internal/devserver"
-	"github.com/metalflow/metalflow/internal/telemetry"
-	"github.com/metalflow/metalflow/internal/temporalx"
+	"github.com/metalflow/metalflow/internal/stack"
 	"github.com/metalflow/metalflow/inventory"
-	"github.com/metalflow/metalflow/workflows"
 )
 
 type devFlags struct {
@@ -82,37 +74,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err := temporalLevel.UnmarshalText([]byte(f.temporalLog)); err != nil {
 		return usageError{fmt.Errorf("--temporal-log-level: %w", err)}
 	}
-
-	dbFile, inventoryFile := "", ""
-	if f.ephemeral {
-		// The CMDB is SQLite too; an in-memory run keeps it in a temporary
-		// file that goes away on exit.
-		tmp, err := os.MkdirTemp("", "metalflow-dev-")
-		if err != nil {
-			return err
-		}
-		defer os.RemoveAll(tmp)
-		inventoryFile = filepath.Join(tmp, "metalflow.db")
-	} else {
-		if err := os.MkdirAll(f.dataDir, 0o750); err != nil {
-			return fmt.Errorf("data dir: %w", err)
-		}
-		dbFile = filepath.Join(f.dataDir, "temporal.db")
-		inventoryFile = filepath.Join(f.dataDir, "metalflow.db")
-	}
-	inv, err := openInventory(ctx, log, inventoryFile, f.layoutFile)
-	if err != nil {
-		return err
-	}
-	defer inv.Close()
-	if err := inv.ApplyLayout(ctx, inventory.DevLayout()); err != nil {
-		return fmt.Errorf("seed inventory: %w", err)
-	}
-	if f.prov.credentialsKey == "" && !f.ephemeral {
-		f.prov.credentialsKey = filepath.Join(f.dataDir, "credentials.key")
-	}
-	vault, catalog, err := f.prov.open(inv)
-	if err != nil {
+	if err := f.prov.parsePools(); err != nil {
 		return err
 	}
 	ironic, compute, err := f.cloud.open(ctx)
@@ -120,111 +82,51 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return err
 	}
 	f.cloud.logCloud(log)
-	// Bind the API before the simulated fleet takes its many ephemeral
-	// ports, so none of them can land on the API's address.
-	apiListener, err := net.Listen("tcp", f.httpAddr)
-	if err != nil {
-		return fmt.Errorf("API listen on %s: %w", f.httpAddr, err)
-	}
-	defer apiListener.Close()
-	srv, err := devserver.Start(devserver.Options{
-		DatabaseFile:     dbFile,
-		FrontendAddress:  f.temporalListen,
-		UIAddress:        f.temporalUI,
-		Namespace:        f.namespace,
-		SearchAttributes: workflows.SearchAttributes(),
-		Logger:           log,
-		LogLevel:         temporalLevel,
-	})
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err := srv.Stop(); err != nil {
-			log.Warn("temporal server stop", "error", err)
-		}
-	}()
-	uiURL := ""
-	if f.temporalUI != "" {
-		uiURL = httpURL(f.temporalUI)
-	}
-	log.Info("temporal server started", "frontend", srv.FrontendAddress(), "webUI", uiURL, "database", dbFileOrMemory(dbFile))
-	if f.simServers > 0 {
-		fleet, err := startSimFleet(log, simFleetOptions{
-			count: f.simServers, vendor: f.simVendor, speed: f.simSpeed, adminAddr: f.simAdmin,
-			publicURL: f.boot.config(f.httpAddr).PublicURL, manifestPath: f.simManifest,
-		})
-		if err != nil {
-			return err
-		}
-		defer fleet.Close()
-	}
 
-	reg := telemetry.NewRegistry()
-	c, metrics, err := newTemporalClient(log, reg, temporalFlags{hostPort: srv.FrontendAddress(), namespace: f.namespace})
-	if err != nil {
-		return err
+	cfg := stack.Config{
+		Log: log,
+		Temporal: stack.TemporalConfig{
+			Store: stack.TemporalSQLite, Address: f.temporalListen, UIAddress: f.temporalUI,
+			Namespace: f.namespace, LogLevel: temporalLevel,
+		},
+		LayoutFile:     f.layoutFile,
+		Layouts:        []inventory.Layout{inventory.DevLayout()},
+		CredentialsKey: f.prov.credentialsKey,
+		ProfilesDir:    f.prov.profilesDir,
+		API: stack.APIConfig{
+			Address: f.httpAddr, Boot: f.boot.config(f.httpAddr),
+			RateLimit: f.rateLimit, OpenServiceDiscovery: f.openSD,
+		},
 	}
-	defer func() { _ = metrics.Close() }()
-	defer c.Close()
-	if err := temporalx.WaitReady(ctx, c); err != nil {
-		return err
-	}
-	// A database created by an older metalflow may lack newer attributes.
-	if err := temporalx.EnsureSearchAttributes(ctx, c, f.namespace, workflows.SearchAttributes()); err != nil {
-		return err
-	}
-
-	// Each role runs until ctx ends; the first to fail stops the others.
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var wg sync.WaitGroup
-	errs := make(chan error, 4)
-	start := func(name string, fn func() error) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := fn(); err != nil {
-				errs <- fmt.Errorf("%s: %w", name, err)
-				cancel()
-			}
-		}()
+	dbFile := ""
+	if f.ephemeral {
+		cfg.Temporal.Store = stack.TemporalInMemory
+	} else {
+		cfg.DataDir = f.dataDir
+		dbFile = filepath.Join(f.dataDir, "temporal.db")
 	}
 	if f.workers {
-		deps := f.prov.dependencies(inv, vault, catalog)
+		deps := f.prov.dependencies()
 		f.cloud.apply(&deps, ironic, compute)
-		start("worker", func() error {
-			return runLifecycleWorker(ctx, log, c, f.namespace, deps)
-		})
+		cfg.Worker = &deps
 	}
-	start("api", func() error {
-		return serveAPIOn(ctx, log, apiListener, api.Config{
-			Temporal:      c,
-			Inventory:     inv,
-			Credentials:   vault,
-			Profiles:      catalog,
-			Registry:      reg,
-			Logger:        log,
-			TemporalUIURL: uiURL,
-			Namespace:     f.namespace,
-			Boot:          f.boot.config(f.httpAddr),
-
-			OpenServiceDiscovery: f.openSD,
-			RateLimit:            f.rateLimit,
-		})
-	})
+	if f.simServers > 0 {
+		cfg.Fleet = &stack.FleetConfig{
+			Servers: f.simServers, Vendor: f.simVendor, Speed: f.simSpeed,
+			AdminAddress: f.simAdmin, ManifestPath: f.simManifest,
+		}
+	}
+	st, err := stack.Start(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	log.Info("temporal server started", "frontend", st.TemporalAddress, "webUI", st.TemporalUIURL, "database", dbFileOrMemory(dbFile))
 	log.Info("metalflow dev is up",
-		"operatorUI", httpURL(f.httpAddr), "temporalUI", uiURL,
-		"metrics", httpURL(f.httpAddr)+"/metrics", "temporal", srv.FrontendAddress())
-	<-ctx.Done()
-	wg.Wait()
-	close(errs)
-	var all []error
-	for err := range errs {
-		all = append(all, err)
-	}
+		"operatorUI", stack.HTTPURL(f.httpAddr), "temporalUI", st.TemporalUIURL,
+		"metrics", stack.HTTPURL(f.httpAddr)+"/metrics", "temporal", st.TemporalAddress)
+	err = st.Wait(ctx)
 	log.Info("metalflow dev stopped")
-	return errors.Join(all...)
+	return err
 }
 
 func dbFileOrMemory(f string) string {

@@ -16,12 +16,13 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/metalflow/metalflow/internal/stack"
 	"github.com/metalflow/metalflow/internal/telemetry"
 	"github.com/metalflow/metalflow/internal/temporalx"
 	"github.com/metalflow/metalflow/lbnode"
 	"github.com/metalflow/metalflow/lbnode/agent"
 	"github.com/metalflow/metalflow/lbnode/bgp"
-	"github.com/metalflow/metalflow/workflows"
+	"github.com/metalflow/metalflow/workflows/server/serverapi"
 )
 
 // runLBNode is `metalflow lbnode`: the XDP load balancer data plane, run
@@ -269,7 +270,7 @@ func runLBWorker(ctx context.Context, log *slog.Logger, wf lbWorkerFlags, cfg lb
 	defer node.Close()
 
 	reg := telemetry.NewRegistry()
-	c, metrics, err := newTemporalClient(log, reg, temporalFlags{hostPort: wf.temporal, namespace: wf.namespace})
+	c, metrics, err := stack.NewTemporalClient(log, reg, wf.temporal, wf.namespace)
 	if err != nil {
 		return fmt.Errorf("lbnode: %w", err)
 	}
@@ -303,7 +304,7 @@ func runLBWorker(ctx context.Context, log *slog.Logger, wf lbWorkerFlags, cfg lb
 		Capacity: wf.capacity, StateDir: wf.stateDir, Logger: log,
 		Announcer:     announcer,
 		Reporter:      agent.TemporalReporter{Client: c, Logger: log},
-		MainTaskQueue: workflows.TaskQueue,
+		MainTaskQueue: serverapi.TaskQueue,
 	})
 	if err != nil {
 		return fmt.Errorf("lbnode: %w", err)

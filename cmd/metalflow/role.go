@@ -7,6 +7,7 @@ import (
 	"log/slog"
 
 	"github.com/metalflow/metalflow/credentials"
+	"github.com/metalflow/metalflow/internal/stack"
 	"github.com/metalflow/metalflow/inventory"
 	"github.com/metalflow/metalflow/profiles"
 )
@@ -44,11 +45,19 @@ func (r *roleFlags) open(ctx context.Context, stderr io.Writer) (*roleEnv, error
 	if err != nil {
 		return nil, err
 	}
-	inv, err := openInventory(ctx, log, r.inventoryURL, r.layoutFile)
+	if err := r.provisioning.parsePools(); err != nil {
+		return nil, err
+	}
+	inv, err := stack.OpenInventory(ctx, log, r.inventoryURL, r.layoutFile)
 	if err != nil {
 		return nil, err
 	}
-	vault, catalog, err := r.provisioning.open(inv)
+	vault, err := stack.OpenVault(r.provisioning.credentialsKey, inv)
+	if err != nil {
+		_ = inv.Close()
+		return nil, err
+	}
+	catalog, err := stack.OpenProfiles(r.provisioning.profilesDir)
 	if err != nil {
 		_ = inv.Close()
 		return nil, err

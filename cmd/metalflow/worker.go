@@ -8,6 +8,7 @@ import (
 	"io"
 	"sync"
 
+	"github.com/metalflow/metalflow/internal/stack"
 	"github.com/metalflow/metalflow/internal/telemetry"
 )
 
@@ -40,10 +41,11 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	cf.logCloud(log)
-	deps := rf.provisioning.dependencies(env.inv, env.vault, env.profiles)
+	deps := rf.provisioning.dependencies()
+	deps.Inventory, deps.Credentials, deps.Profiles = env.inv, env.vault, env.profiles
 	cf.apply(&deps, ironic, compute)
 	reg := telemetry.NewRegistry()
-	c, metrics, err := newTemporalClient(log, reg, rf.temporal)
+	c, metrics, err := stack.NewTemporalClient(log, reg, rf.temporal.hostPort, rf.temporal.namespace)
 	if err != nil {
 		return err
 	}
@@ -68,7 +70,7 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		wg.Add(1)
 		go func() { defer wg.Done(); fail("metrics", serveMetrics(ctx, log, metricsAddr, reg)) }()
 	}
-	fail("worker", runLifecycleWorker(ctx, log, c, rf.temporal.namespace, deps))
+	fail("worker", stack.RunLifecycleWorker(ctx, log, c, rf.temporal.namespace, deps))
 	cancel()
 	wg.Wait()
 	return errors.Join(errs...)

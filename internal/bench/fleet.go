@@ -1,13 +1,12 @@
-package main
+package bench
 
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
-	"os"
 	"runtime/pprof"
 	"slices"
 	"strings"
@@ -18,47 +17,27 @@ import (
 	"go.temporal.io/api/workflowservice/v1"
 
 	"github.com/metalflow/metalflow/bmcsim"
-	"github.com/metalflow/metalflow/workflows"
+	"github.com/metalflow/metalflow/client"
+	"github.com/metalflow/metalflow/workflows/server/serverapi"
 )
 
-// benchFleetFlags are `metalflow bench fleet`'s flags.
-type benchFleetFlags struct {
-	log         logFlags
-	servers     int
-	concurrency int
-	timeout     time.Duration
-	simSpeed    float64
-	temporalDB  string
-	cpuProfile  string
-}
-
-func (f *benchFleetFlags) parse(args []string, stderr io.Writer) error {
-	fs := flag.NewFlagSet("bench fleet", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.StringVar(&f.log.level, "log-level", "error", "log level of the in-process metalflow: debug, info, warn, error")
-	fs.IntVar(&f.servers, "servers", 10, "simulated servers to provision")
-	fs.IntVar(&f.concurrency, "concurrency", 100, "servers in flight at once: each is posted, racked and waited for before its caller takes the next")
-	fs.DurationVar(&f.timeout, "timeout", 15*time.Minute, "give up on servers not installed by then")
-	fs.Float64Var(&f.simSpeed, "sim-speed", 0, "simulated hardware speed-up over real delays (as metalflow dev --sim-speed); 0 takes every hardware delay away")
-	fs.StringVar(&f.temporalDB, "temporal-db", "memory", "embedded Temporal's store: memory, sqlite (a file in a temporary directory) or postgres://user:password@host:port/database (a new database <database>_<random> per run)")
-	fs.StringVar(&f.cpuProfile, "cpu-profile", "", "write a CPU profile of the provisioning phase to this file")
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	switch {
-	case f.servers < 1:
-		return usageError{errors.New("--servers must be at least 1")}
-	case f.concurrency < 1:
-		return usageError{errors.New("--concurrency must be at least 1")}
-	case f.timeout <= 0:
-		return usageError{errors.New("--timeout must be positive")}
-	case f.simSpeed < 0:
-		return usageError{errors.New("--sim-speed must be 0 (no delays) or positive")}
-	}
-	if err := validateTemporalDB(f.temporalDB); err != nil {
-		return usageError{err}
-	}
-	return nil
+// FleetConfig is `metalflow bench fleet`.
+type FleetConfig struct {
+	// Log is the in-process metalflow's.
+	Log *slog.Logger
+	// Servers is how many simulated servers are provisioned.
+	Servers int
+	// Concurrency is how many servers are in flight at once: each is
+	// posted, racked and waited for before its caller takes the next.
+	Concurrency int
+	// Timeout gives up on servers not installed by then.
+	Timeout time.Duration
+	// SimSpeed divides real hardware's delays; 0 takes them all away.
+	SimSpeed float64
+	// TemporalDB is memory, sqlite or a postgres:// URL (see CheckTemporalDB).
+	TemporalDB string
+	// CPUProfile, when set, receives a CPU profile of the provisioning.
+	CPUProfile io.Writer
 }
 
 // fleetOutcome is how one server's provisioning ended.
@@ -84,46 +63,31 @@ type fleetResult struct {
 	retries            int
 }
 
-// runBenchFleet is `metalflow bench fleet`: N simulated servers from POST
-// to installed through the API, as staff would drive them. The last line
-// is machine-readable.
-func runBenchFleet(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	var f benchFleetFlags
-	if err := f.parse(args, stderr); err != nil {
-		return err
-	}
-	log, err := f.log.logger(stderr)
-	if err != nil {
-		return err
-	}
-	var profile *os.File
-	if f.cpuProfile != "" {
-		if profile, err = os.Create(f.cpuProfile); err != nil {
-			return usageError{fmt.Errorf("--cpu-profile: %w", err)}
-		}
-		defer profile.Close()
-	}
-	st, err := startBenchStack(ctx, benchStackOptions{
-		Servers: f.servers, SimServers: f.servers, SimSpeed: f.simSpeed, TemporalDB: f.temporalDB, Log: log,
+// RunFleet provisions cfg.Servers simulated servers from POST to
+// installed through the API, as staff would drive them, and writes a table
+// whose last line is machine-readable.
+func RunFleet(ctx context.Context, cfg FleetConfig, out io.Writer) error {
+	st, err := startStack(ctx, stackOptions{
+		Servers: cfg.Servers, SimServers: cfg.Servers, SimSpeed: cfg.SimSpeed, TemporalDB: cfg.TemporalDB, Log: cfg.Log,
 	})
 	if err != nil {
 		return err
 	}
 	defer st.Close()
 
-	if profile != nil {
-		if err := pprof.StartCPUProfile(profile); err != nil {
+	if cfg.CPUProfile != nil {
+		if err := pprof.StartCPUProfile(cfg.CPUProfile); err != nil {
 			return fmt.Errorf("cpu profile: %w", err)
 		}
 	}
-	res, err := provisionFleet(ctx, st, f)
-	if profile != nil {
+	res, err := provisionFleet(ctx, st, cfg)
+	if cfg.CPUProfile != nil {
 		pprof.StopCPUProfile()
 	}
 	if err != nil {
 		return err
 	}
-	if err := res.print(stdout, f); err != nil {
+	if err := res.print(out, cfg); err != nil {
 		return err
 	}
 	if res.completed < res.servers {
@@ -135,26 +99,26 @@ func runBenchFleet(ctx context.Context, args []string, stdout, stderr io.Writer)
 }
 
 // provisionFleet drives every simulated server to installed, at most
-// f.concurrency at once, and measures the process meanwhile.
-func provisionFleet(ctx context.Context, st *benchStack, f benchFleetFlags) (fleetResult, error) {
+// cfg.Concurrency at once, and measures the process meanwhile.
+func provisionFleet(ctx context.Context, st *harness, cfg FleetConfig) (fleetResult, error) {
 	manifest := st.Fleet.Manifest()
 	cpu0, err := cpuTime()
 	if err != nil {
 		return fleetResult{}, err
 	}
-	ctx, cancel := context.WithTimeout(ctx, f.timeout)
+	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 	defer cancel()
 	watch := newFleetWatch()
-	go watch.poll(ctx, st.caller(), len(manifest))
+	go watch.poll(ctx, st.API, len(manifest))
 
 	start := time.Now()
 	next := make(chan int)
 	outcomes := make([]fleetOutcome, len(manifest))
 	var wg sync.WaitGroup
-	for range min(f.concurrency, len(manifest)) {
+	for range min(cfg.Concurrency, len(manifest)) {
 		wg.Go(func() {
 			for i := range next {
-				outcomes[i] = provisionOne(ctx, st.caller(), watch, i, manifest[i])
+				outcomes[i] = provisionOne(ctx, st.API, watch, i, manifest[i])
 			}
 		})
 	}
@@ -195,21 +159,26 @@ func provisionFleet(ctx context.Context, st *benchStack, f benchFleetFlags) (fle
 
 // provisionOne registers one server, racks it and waits for the watch to
 // see it installed (or stuck).
-func provisionOne(ctx context.Context, c benchCaller, watch *fleetWatch, i int, bmc bmcsim.ManifestEntry) fleetOutcome {
+func provisionOne(ctx context.Context, c *client.Client, watch *fleetWatch, i int, bmc bmcsim.ManifestEntry) fleetOutcome {
 	out := fleetOutcome{serial: bmc.Serial}
 	done := watch.expect(bmc.Serial)
 	posted := time.Now()
-	body := map[string]any{"serial": bmc.Serial, "bmc": map[string]string{
-		"address": bmc.Address, "username": bmc.Username, "password": bmc.Password}}
 	var retries int
-	retries, out.err = callRetrying(ctx, c, "/api/v1/servers", body, fleetRetryPause)
+	retries, out.err = callRetrying(ctx, fleetRetryPause, func(ctx context.Context) error {
+		_, err := c.AddServer(ctx, client.NewServer{Serial: bmc.Serial, BMC: &client.BMC{
+			Address: bmc.Address, Username: bmc.Username, Password: bmc.Password}})
+		return err
+	})
 	out.retries += retries
 	if out.err != nil {
 		return out
 	}
-	rack, unit := benchLocation(i)
-	loc := map[string]any{"site": benchSite, "room": "A", "rack": rack, "unit": unit, "face": "front"}
-	retries, out.err = callRetrying(ctx, c, "/api/v1/servers/"+bmc.Serial+"/racked", loc, fleetRetryPause)
+	rack, unit := location(i)
+	loc := client.Location{Site: site, Room: "A", Rack: rack, Unit: unit, Face: "front"}
+	retries, out.err = callRetrying(ctx, fleetRetryPause, func(ctx context.Context) error {
+		_, err := c.Racked(ctx, bmc.Serial, loc)
+		return err
+	})
 	out.retries += retries
 	if out.err != nil {
 		return out
@@ -217,7 +186,7 @@ func provisionOne(ctx context.Context, c benchCaller, watch *fleetWatch, i int, 
 	select {
 	case end := <-done:
 		out.state, out.took = end.state, end.at.Sub(posted)
-		out.installed = end.state == workflows.StateInstalled || end.state == workflows.StateReady
+		out.installed = end.state == serverapi.StateInstalled || end.state == serverapi.StateReady
 		if !out.installed {
 			out.err = errors.New("stopped short of installed")
 		}
@@ -230,20 +199,18 @@ func provisionOne(ctx context.Context, c benchCaller, watch *fleetWatch, i int, 
 // fleetRetryPause is the wait before a 503 is retried.
 const fleetRetryPause = time.Second
 
-// callRetrying POSTs as staff's tools should: a 503 (Temporal busy or
-// unreachable, nothing done for certain) is retried after a pause, and a
-// 409 after a 503 means the first attempt had done it after all.
-func callRetrying(ctx context.Context, c benchCaller, path string, body any, pause time.Duration) (retries int, err error) {
+// callRetrying sends a call as staff's tools should: a 503 (Temporal busy
+// or unreachable, nothing done for certain) is retried after a pause, and
+// a 409 after a 503 means the first attempt had done it after all.
+func callRetrying(ctx context.Context, pause time.Duration, call func(context.Context) error) (retries int, err error) {
 	for {
-		err = c.call(ctx, http.MethodPost, path, body, nil)
-		var refusal *apiRefusal
-		if !errors.As(err, &refusal) {
+		err = call(ctx)
+		switch status := client.StatusOf(err); {
+		case status == 0:
 			return retries, err
-		}
-		switch {
-		case refusal.Status == http.StatusConflict && retries > 0:
+		case status == http.StatusConflict && retries > 0:
 			return retries, nil
-		case refusal.Status != http.StatusServiceUnavailable || retries >= 10:
+		case status != http.StatusServiceUnavailable || retries >= 10:
 			return retries, err
 		}
 		retries++
@@ -292,7 +259,7 @@ func (w *fleetWatch) last(serial string) string {
 	return w.states[serial]
 }
 
-func (w *fleetWatch) poll(ctx context.Context, c benchCaller, servers int) {
+func (w *fleetWatch) poll(ctx context.Context, c *client.Client, servers int) {
 	pageSize := min(max(servers, 1), 1000)
 	t := time.NewTicker(fleetPollInterval)
 	defer t.Stop()
@@ -303,7 +270,7 @@ func (w *fleetWatch) poll(ctx context.Context, c benchCaller, servers int) {
 		case <-t.C:
 		}
 		// A failed poll is retried at the next tick; the timeout bounds it.
-		rows, _, err := c.listAll(ctx, "", pageSize)
+		rows, _, err := listAll(ctx, c, "", pageSize)
 		if err != nil {
 			continue
 		}
@@ -325,8 +292,8 @@ func (w *fleetWatch) poll(ctx context.Context, c benchCaller, servers int) {
 // settled states change only when staff act.
 func settled(state string) bool {
 	switch state {
-	case workflows.StateInstalled, workflows.StateReady, workflows.StateAttention,
-		workflows.StateFailed, workflows.StateAborted, workflows.StateCancelled:
+	case serverapi.StateInstalled, serverapi.StateReady, serverapi.StateAttention,
+		serverapi.StateFailed, serverapi.StateAborted, serverapi.StateCancelled:
 		return true
 	}
 	return false
@@ -334,7 +301,7 @@ func settled(state string) bool {
 
 // historyLengths is the mean and max event count of the servers'
 // lifecycle histories.
-func historyLengths(ctx context.Context, st *benchStack, serials []string) (float64, int64, error) {
+func historyLengths(ctx context.Context, st *harness, serials []string) (float64, int64, error) {
 	if len(serials) == 0 {
 		return 0, 0, nil
 	}
@@ -349,7 +316,7 @@ func historyLengths(ctx context.Context, st *benchStack, serials []string) (floa
 	for range min(16, len(serials)) {
 		wg.Go(func() {
 			for serial := range next {
-				res, err := st.Temporal.DescribeWorkflowExecution(ctx, workflows.LifecycleWorkflowID(serial), "")
+				res, err := st.Temporal.DescribeWorkflowExecution(ctx, serverapi.LifecycleWorkflowID(serial), "")
 				mu.Lock()
 				if err != nil && first == nil {
 					first = fmt.Errorf("describe %s: %w", serial, err)
@@ -403,7 +370,7 @@ func (r fleetResult) failureCounts() []failureReason {
 	return out
 }
 
-func (r fleetResult) print(w io.Writer, f benchFleetFlags) error {
+func (r fleetResult) print(w io.Writer, cfg FleetConfig) error {
 	perMin := 0.0
 	if r.wall > 0 {
 		perMin = float64(r.completed) / r.wall.Minutes()
@@ -412,8 +379,8 @@ func (r fleetResult) print(w io.Writer, f benchFleetFlags) error {
 	p50, p95 := percentile(r.perServer, 50), percentile(r.perServer, 95)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "measure\tvalue\tnote")
-	fmt.Fprintf(tw, "servers\t%d\tconcurrency %d, temporal %s, sim speed %g (0: no hardware delays)\n", r.servers, f.concurrency, redactURL(f.temporalDB), f.simSpeed)
-	fmt.Fprintf(tw, "completed\t%d\tinstalled within %s\n", r.completed, f.timeout)
+	fmt.Fprintf(tw, "servers\t%d\tconcurrency %d, temporal %s, sim speed %g (0: no hardware delays)\n", r.servers, cfg.Concurrency, redactURL(cfg.TemporalDB), cfg.SimSpeed)
+	fmt.Fprintf(tw, "completed\t%d\tinstalled within %s\n", r.completed, cfg.Timeout)
 	fmt.Fprintf(tw, "wall\t%.1f s\tfirst POST to last installed\n", seconds(r.wall))
 	fmt.Fprintf(tw, "servers/minute\t%.1f\t\n", perMin)
 	fmt.Fprintf(tw, "time per server p50\t%.2f s\tPOST to installed, seen by a list poll every %s\n", seconds(p50), fleetPollInterval)

@@ -1,9 +1,8 @@
-package main
+package bench
 
 import (
 	"bufio"
 	"fmt"
-	"net"
 	"os"
 	"runtime"
 	"slices"
@@ -94,17 +93,6 @@ func heapInUse() uint64 {
 }
 
 func mib(b int64) float64 { return float64(b) / (1 << 20) }
-
-// freeLoopbackAddr is a 127.0.0.1 address no one listens on now, for
-// servers that want an address rather than a listener.
-func freeLoopbackAddr() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	addr := ln.Addr().String()
-	return addr, ln.Close()
-}
 
 // latencies collects request durations and failures of one kind of call.
 type latencies struct {
