@@ -1,6 +1,7 @@
 package rackbatch
 
 import (
+	"fmt"
 	"time"
 
 	"github.com/metalflow/metalflow/workflows/rackbatch/batchapi"
@@ -132,4 +133,89 @@ func (p *RackPowerSlots) sendGrant(ctx workflow.Context, r batchapi.PowerSlotReq
 			p.grant(ctx)
 		}
 	})
+}
+
+// PowerSlot is one held slot, or none for a lifecycle outside a batch.
+type PowerSlot struct {
+	keeper string
+	serial string
+	token  string
+}
+
+// AcquirePowerSlot waits until keeper, the rack batch that started the
+// lifecycle, grants serial a power slot. Outside a batch (keeper "") it
+// returns at once and sends nothing, so a standalone lifecycle's history is
+// the same with or without the call. If the batch has ended, the lifecycle
+// goes on without a slot: a server must not wait forever for a keeper that
+// is gone.
+func AcquirePowerSlot(ctx workflow.Context, keeper, serial string) (*PowerSlot, error) {
+	if keeper == "" {
+		return &PowerSlot{}, nil
+	}
+	// Batch children recorded before lifecycles asked for slots replay
+	// without asking; the marker goes only into batch children's
+	// histories, so a standalone lifecycle's history does not change.
+	if workflow.GetVersion(ctx, powerSlotsChange, workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+		return &PowerSlot{}, nil
+	}
+	info := workflow.GetInfo(ctx)
+	// The history length is the same on every replay and different for
+	// every acquisition of this run.
+	token := fmt.Sprintf("%s#%d", info.WorkflowExecution.RunID, info.GetCurrentHistoryLength())
+	req := batchapi.PowerSlotRequest{Serial: serial, WorkflowID: info.WorkflowExecution.ID, Token: token}
+	granted := workflow.GetSignalChannel(ctx, batchapi.SignalPowerGranted)
+	log := workflow.GetLogger(ctx)
+	for {
+		if err := workflow.SignalExternalWorkflow(ctx, keeper, "", batchapi.SignalPowerAcquire, req).Get(ctx, nil); err != nil {
+			if ctx.Err() != nil {
+				return nil, err
+			}
+			log.Warn("rack batch cannot be asked for a power slot; going on without one", "keeper", keeper, "error", err)
+			return &PowerSlot{}, nil
+		}
+		deadline := workflow.Now(ctx).Add(powerSlotReminder)
+		for {
+			var g batchapi.PowerSlotGrant
+			left := deadline.Sub(workflow.Now(ctx))
+			if left <= 0 {
+				break
+			}
+			ok, more := granted.ReceiveWithTimeout(ctx, left, &g)
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			if !ok || !more {
+				break
+			}
+			if g.Token == token {
+				return &PowerSlot{keeper: keeper, serial: serial, token: token}, nil
+			}
+			// A grant for an earlier acquisition of this run, arriving
+			// after it was given up: not ours now.
+		}
+		log.Info("still waiting for a power slot", "keeper", keeper, "serial", serial)
+	}
+}
+
+// Release gives the slot back. It runs on a disconnected context so a
+// cancelled lifecycle still frees its slot.
+func (s *PowerSlot) Release(ctx workflow.Context) {
+	if s == nil || s.keeper == "" {
+		return
+	}
+	dctx, _ := workflow.NewDisconnectedContext(ctx)
+	// A batch that has ended keeps no slots; nothing to do if it is gone.
+	_ = workflow.SignalExternalWorkflow(dctx, s.keeper, "", batchapi.SignalPowerRelease, batchapi.PowerSlotRelease{Serial: s.serial, Token: s.token}).Get(dctx, nil)
+	s.keeper = ""
+}
+
+// WithPowerSlot runs fn, a power-changing step of serial's lifecycle,
+// while holding one of the rack's power slots from keeper.
+func WithPowerSlot(ctx workflow.Context, keeper, serial string, fn func() error) error {
+	slot, err := AcquirePowerSlot(ctx, keeper, serial)
+	if err != nil {
+		return err
+	}
+	defer slot.Release(ctx)
+	return fn()
 }

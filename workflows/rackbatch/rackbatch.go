@@ -14,12 +14,16 @@ import (
 	"go.temporal.io/sdk/workflow"
 )
 
-// The batch's poll of its servers' states: one short read, tried a few
-// times before the poll is skipped until the next interval.
+// The poll of batches started before lifecycles reported their state: one
+// short read, tried a few times before it is skipped until the next one.
 const (
 	serverStatesStartToClose  = 30 * time.Second
 	serverStatesMaximumTrials = 3
 )
+
+// childrenReportChange: batches started before their lifecycles reported
+// their state (SignalServerState) poll ServerStates, and replay so.
+const childrenReportChange = "children-report-state"
 
 // RackBatch provisions a rack's worth of servers at once: one child
 // ServerLifecycle per server, at most Concurrency of them busy at a time,
@@ -43,6 +47,9 @@ func RackBatch(ctx workflow.Context, in batchapi.RackBatchInput) (batchapi.RackB
 	}); err != nil {
 		return batchapi.RackBatchStatus{}, fmt.Errorf("register %s query: %w", stepapi.QueryStatus, err)
 	}
+	if workflow.GetVersion(ctx, childrenReportChange, workflow.DefaultVersion, 1) != workflow.DefaultVersion {
+		b.reports = workflow.GetSignalChannel(ctx, batchapi.SignalServerState)
+	}
 	b.slots = ServeRackPowerSlots(ctx, b.in.PowerConcurrency)
 	b.run(ctx)
 	return b.status(), nil
@@ -53,6 +60,9 @@ type rackBatch struct {
 	servers []batchServer
 	slots   *RackPowerSlots
 	done    bool
+	// reports is where the lifecycles' state reports arrive; nil for a
+	// batch that polls.
+	reports workflow.ReceiveChannel
 }
 
 // batchServer is one server's progress inside the batch.
@@ -161,6 +171,10 @@ func (b *rackBatch) run(ctx workflow.Context) {
 			log.Error("rack batch has unsettled servers but nothing running")
 			break
 		}
+		if b.reports != nil {
+			b.awaitReports(ctx, sel)
+			continue
+		}
 		polled := false
 		timerCtx, cancelTimer := workflow.WithCancel(ctx)
 		sel.AddFuture(workflow.NewTimer(timerCtx, b.in.PollInterval), func(workflow.Future) { polled = true })
@@ -206,6 +220,7 @@ func (b *rackBatch) startMore(ctx workflow.Context) {
 		})
 		s.result = workflow.ExecuteChildWorkflow(cctx, serverapi.ServerLifecycleName, serverapi.ServerLifecycleInput{
 			Serial: s.spec.Serial, BMC: s.spec.BMC, Profile: s.spec.Profile, Actor: actor, Location: &loc,
+			Batch: workflow.GetInfo(ctx).WorkflowExecution.ID,
 		})
 	}
 }
@@ -259,23 +274,67 @@ func (b *rackBatch) poll(ctx workflow.Context) {
 	}
 	now := workflow.Now(ctx)
 	for _, r := range res.Servers {
-		for i := range b.servers {
-			s := &b.servers[i]
-			if s.spec.Serial != r.Serial || !s.started || s.closed {
-				continue
-			}
-			s.state.State, s.state.Step, s.state.Error = r.State, r.Step, r.Error
-			if r.State != serverapi.StateAttention {
-				// Back at work after a retry: the batch waits for it again.
-				s.attentionSince = nil
-				s.state.Settled = false
-				continue
-			}
-			if s.attentionSince == nil {
-				t := now
-				s.attentionSince = &t
-			}
+		b.take(now, r)
+	}
+}
+
+// awaitReports waits for a child to end, a state report, or the end of an
+// attention's grace, whichever comes first.
+func (b *rackBatch) awaitReports(ctx workflow.Context, sel workflow.Selector) {
+	sel.AddReceive(b.reports, func(c workflow.ReceiveChannel, _ bool) {
+		var r batchapi.ServerStateReport
+		c.Receive(ctx, &r)
+		b.take(workflow.Now(ctx), r)
+	})
+	timerCtx, cancelTimer := workflow.WithCancel(ctx)
+	defer cancelTimer()
+	if wait, ok := b.untilGraceEnds(workflow.Now(ctx)); ok {
+		sel.AddFuture(workflow.NewTimer(timerCtx, wait), func(workflow.Future) {})
+	}
+	sel.Select(ctx)
+	now := workflow.Now(ctx)
+	for i := range b.servers {
+		if s := &b.servers[i]; s.attentionSince != nil && !s.closed {
 			s.state.Settled = now.Sub(*s.attentionSince) >= b.in.AttentionGrace
 		}
+	}
+}
+
+// untilGraceEnds is how long until the first server in attention has
+// waited out the grace; false when none is waiting for it.
+func (b *rackBatch) untilGraceEnds(now time.Time) (time.Duration, bool) {
+	var first time.Duration
+	found := false
+	for _, s := range b.servers {
+		if s.attentionSince == nil || s.closed || s.state.Settled {
+			continue
+		}
+		if d := s.attentionSince.Add(b.in.AttentionGrace).Sub(now); !found || d < first {
+			first, found = d, true
+		}
+	}
+	return max(first, 0), found
+}
+
+// take applies what a lifecycle reported (or a poll read): a server in
+// attention longer than the grace is settled; one back at work after a
+// retry is waited for again.
+func (b *rackBatch) take(now time.Time, r batchapi.ServerStateReport) {
+	for i := range b.servers {
+		s := &b.servers[i]
+		if s.spec.Serial != r.Serial || !s.started || s.closed {
+			continue
+		}
+		s.state.State, s.state.Step, s.state.Error = r.State, r.Step, r.Error
+		if r.State != serverapi.StateAttention {
+			s.attentionSince = nil
+			s.state.Settled = false
+			continue
+		}
+		if s.attentionSince == nil {
+			t := now
+			s.attentionSince = &t
+		}
+		s.state.Settled = now.Sub(*s.attentionSince) >= b.in.AttentionGrace
 	}
 }

@@ -1,7 +1,6 @@
 package rackbatch
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -9,16 +8,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/metalflow/metalflow/workflows/internal/wftest"
 	"github.com/metalflow/metalflow/workflows/rackbatch/batchapi"
-	"github.com/metalflow/metalflow/workflows/server"
 	"github.com/metalflow/metalflow/workflows/server/serverapi"
 	"github.com/metalflow/metalflow/workflows/stepapi"
 	"github.com/stretchr/testify/mock"
 	"github.com/stretchr/testify/require"
-	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/client"
-	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 	"go.temporal.io/sdk/workflow"
@@ -67,13 +62,21 @@ func (f *fakeRack) lifecycle(ctx workflow.Context, in serverapi.ServerLifecycleI
 		f.busy--
 		f.mu.Unlock()
 	}()
-	f.set(in.Serial, serverapi.StateProvisioning)
-	done := func(state string) (serverapi.ServerStatus, error) {
+	set := func(state string) {
 		f.set(in.Serial, state)
+		r := batchapi.ServerStateReport{Serial: in.Serial, State: state}
+		if state == serverapi.StateAttention {
+			r.Step, r.Error = serverapi.StepInspect, "BMC refused the credential: 401"
+		}
+		ReportState(ctx, in.Batch, r)
+	}
+	set(serverapi.StateProvisioning)
+	done := func(state string) (serverapi.ServerStatus, error) {
+		set(state)
 		return serverapi.ServerStatus{Serial: in.Serial, State: state}, nil
 	}
 	powerOp := func() error {
-		return server.WithPowerSlot(ctx, in.Serial, func() error {
+		return WithPowerSlot(ctx, in.Batch, in.Serial, func() error {
 			f.mu.Lock()
 			f.powered++
 			f.maxPowered = max(f.maxPowered, f.powered)
@@ -93,7 +96,7 @@ func (f *fakeRack) lifecycle(ctx workflow.Context, in serverapi.ServerLifecycleI
 		}
 		return done(serverapi.StateInstalled)
 	case strings.HasPrefix(in.Serial, "ATT-"):
-		f.set(in.Serial, serverapi.StateAttention)
+		set(serverapi.StateAttention)
 		// Staff abort it a day later, long after the batch reported it.
 		// (It must end some time: the test environment waits for
 		// abandoned children too.)
@@ -102,39 +105,23 @@ func (f *fakeRack) lifecycle(ctx workflow.Context, in serverapi.ServerLifecycleI
 		}
 		return done(serverapi.StateAborted)
 	case strings.HasPrefix(in.Serial, "LATE-"):
-		f.set(in.Serial, serverapi.StateAttention)
+		set(serverapi.StateAttention)
 		if err := workflow.Sleep(ctx, f.attentionFor); err != nil {
 			return serverapi.ServerStatus{}, err
 		}
-		f.set(in.Serial, serverapi.StateProvisioning)
+		set(serverapi.StateProvisioning)
 		return done(serverapi.StateInstalled)
 	case strings.HasPrefix(in.Serial, "FAIL-"):
 		return serverapi.ServerStatus{}, temporal.NewNonRetryableApplicationError("rack unit occupied", stepapi.ErrTypeUnitOccupied, nil)
 	case strings.HasPrefix(in.Serial, "ABORT-"):
 		return done(serverapi.StateAborted)
 	case strings.HasPrefix(in.Serial, "DROP-"):
-		if _, err := server.AcquirePowerSlot(ctx, in.Serial); err != nil {
+		if _, err := AcquirePowerSlot(ctx, in.Batch, in.Serial); err != nil {
 			return serverapi.ServerStatus{}, err
 		}
 		return serverapi.ServerStatus{}, temporal.NewNonRetryableApplicationError("worker lost the plot", "Boom", nil)
 	}
 	return serverapi.ServerStatus{}, fmt.Errorf("fake rack has no behaviour for %s", in.Serial)
-}
-
-func (f *fakeRack) serverStates(_ context.Context, in batchapi.ServerStatesInput) (batchapi.ServerStatesResult, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	res := batchapi.ServerStatesResult{}
-	for _, s := range in.Serials {
-		if st, ok := f.states[s]; ok {
-			r := batchapi.ServerStateReport{Serial: s, State: st}
-			if st == serverapi.StateAttention {
-				r.Step, r.Error = serverapi.StepInspect, "BMC refused the credential: 401"
-			}
-			res.Servers = append(res.Servers, r)
-		}
-	}
-	return res, nil
 }
 
 type batchTest struct {
@@ -149,7 +136,6 @@ func newBatchTest(t *testing.T, workflowID string) *batchTest {
 	env.RegisterWorkflowWithOptions(RackBatch, workflow.RegisterOptions{Name: batchapi.RackBatchName})
 	rack := newFakeRack()
 	env.RegisterWorkflowWithOptions(rack.lifecycle, workflow.RegisterOptions{Name: serverapi.ServerLifecycleName})
-	env.RegisterActivityWithOptions(rack.serverStates, activity.RegisterOptions{Name: batchapi.ServerStatesName})
 	env.SetStartWorkflowOptions(client.StartWorkflowOptions{ID: workflowID})
 	return &batchTest{t: t, env: env, rack: rack}
 }
@@ -370,16 +356,16 @@ func TestPowerSlotOutsideABatchIsANoOp(t *testing.T) {
 	var s testsuite.WorkflowTestSuite
 	env := s.NewTestWorkflowEnvironment()
 	ran := false
-	env.RegisterWorkflowWithOptions(func(ctx workflow.Context) (string, error) {
-		err := server.WithPowerSlot(ctx, "SN-1", func() error { ran = true; return nil })
-		return server.PowerSlotKeeper(ctx), err
+	env.RegisterWorkflowWithOptions(func(ctx workflow.Context) error {
+		return WithPowerSlot(ctx, "", "SN-1", func() error { ran = true; return nil })
 	}, workflow.RegisterOptions{Name: "standalone"})
+	signalled := false
+	env.OnSignalExternalWorkflow(mock.Anything, mock.Anything, mock.Anything, mock.Anything, mock.Anything).
+		Run(func(mock.Arguments) { signalled = true }).Return(nil).Maybe()
 	env.ExecuteWorkflow("standalone")
 	require.NoError(t, env.GetWorkflowError())
-	var keeper string
-	require.NoError(t, env.GetWorkflowResult(&keeper))
-	require.Empty(t, keeper)
 	require.True(t, ran)
+	require.False(t, signalled, "outside a batch nothing asks for a slot")
 }
 
 func TestPowerSlotKeeperGrantsInOrderAndIgnoresRepeats(t *testing.T) {
@@ -429,71 +415,4 @@ func TestPowerSlotKeeperGrantsInOrderAndIgnoresRepeats(t *testing.T) {
 	require.Equal(t, []string{"A", "C"}, st.Holding)
 	require.Empty(t, st.Waiting)
 	require.Equal(t, 2, st.MaxHeld)
-}
-
-// The real ServerLifecycle as the batch's child, on the activity stand-ins
-// of lifecycle_test.go: racked at its unit from the start, one of them
-// parked by a wrong credential and reported once the grace has passed.
-func TestRackBatchRunsRealLifecycles(t *testing.T) {
-	var s testsuite.WorkflowTestSuite
-	env := s.NewTestWorkflowEnvironment()
-	Register(env)
-	server.Register(env)
-	fake := wftest.NewActivities()
-	fake.Register(env)
-	// SN-B's BMC refuses its credential. With one lifecycle at a time SN-B
-	// is inspected first, so the refusal is certainly its.
-	fake.FailNext(serverapi.InspectServerName, wftest.NonRetryable("BMC refused the credential: 401", stepapi.ErrTypeBMCAuth))
-	env.RegisterActivityWithOptions(func(_ context.Context, in batchapi.ServerStatesInput) (batchapi.ServerStatesResult, error) {
-		var res batchapi.ServerStatesResult
-		for _, serial := range in.Serials {
-			st := batchapi.ServerStateReport{Serial: serial, State: serverapi.StateProvisioning}
-			if serial == "SN-B" {
-				st = batchapi.ServerStateReport{Serial: serial, State: serverapi.StateAttention, Step: serverapi.StepInspect, Error: "BMC refused the credential: 401"}
-			}
-			res.Servers = append(res.Servers, st)
-		}
-		return res, nil
-	}, activity.RegisterOptions{Name: batchapi.ServerStatesName})
-	env.SetStartWorkflowOptions(client.StartWorkflowOptions{ID: batchID})
-	// Each installer phones home five minutes after its netboot.
-	env.SetOnActivityCompletedListener(func(info *activity.Info, _ converter.EncodedValue, err error) {
-		if info.ActivityType.Name != serverapi.StartInstallName || err != nil {
-			return
-		}
-		id := info.WorkflowExecution.ID
-		env.RegisterDelayedCallback(func() {
-			require.NoError(t, env.SignalWorkflowByID(id, serverapi.SignalPhoneHome, serverapi.PhoneHome{Attempt: 1}))
-		}, 5*time.Minute)
-	})
-	// Staff abort SN-B long after the batch reported it (the test
-	// environment waits for abandoned children to end).
-	var abort *wftest.UpdateOutcome
-	env.RegisterDelayedCallback(func() {
-		abort = &wftest.UpdateOutcome{}
-		require.NoError(t, env.UpdateWorkflowByID(serverapi.LifecycleWorkflowID("SN-B"), stepapi.UpdateAbort, "abort-1", abort.Callbacks(), stepapi.AbortInput{Reason: "wrong chassis"}))
-	}, 6*time.Hour)
-	in := batchOf("SN-B", "SN-A", "SN-C")
-	in.Concurrency = 1
-	in.AttentionGrace = 20 * time.Minute
-	env.ExecuteWorkflow(batchapi.RackBatchName, in)
-	require.NoError(t, env.GetWorkflowError())
-	var res batchapi.RackBatchStatus
-	require.NoError(t, env.GetWorkflowResult(&res))
-	require.Equal(t, 3, res.Total)
-	require.Equal(t, 2, res.Installed, "%+v", res.PerServer)
-	require.Equal(t, 1, res.Attention)
-	require.Equal(t, batchapi.BatchServerState{Serial: "SN-B", State: serverapi.StateAttention, Step: serverapi.StepInspect, Error: "BMC refused the credential: 401", Settled: true}, res.PerServer[0])
-	// Racked by the batch: every lifecycle claimed its unit without waiting
-	// for a technician, and the credential went by reference.
-	racks := fake.Inputs[serverapi.RackServerName]
-	require.Len(t, racks, 3)
-	for _, r := range racks {
-		rs := r.(serverapi.RackServerInput)
-		require.Equal(t, "rack-batch", rs.Actor)
-		require.Equal(t, "R07", rs.Rack)
-	}
-	require.Equal(t, 2, fake.Count(serverapi.FinishInstallName))
-	require.NoError(t, abort.Refused(), "the reported lifecycle outlived its batch and still took staff's decision")
-	require.Equal(t, 1, fake.Count(serverapi.AbortServerName))
 }

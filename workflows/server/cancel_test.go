@@ -10,6 +10,7 @@ import (
 	"github.com/metalflow/metalflow/workflows/stepapi"
 	"github.com/stretchr/testify/mock"
 	"github.com/stretchr/testify/require"
+	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
 )
@@ -80,14 +81,22 @@ func inputsOf[T any](f *wftest.Activities, name string) []T {
 	return out
 }
 
+// newCancellingDecommissionTest stands in for a running lifecycle that,
+// told where to report and cancelled, answers with end a minute later.
 func newCancellingDecommissionTest(t *testing.T, end serverapi.LifecycleEnd) *lifecycleTest {
 	lt := newDecommissionTest(t)
 	lt.env.RegisterActivityWithOptions(func(_ context.Context, in serverapi.AwaitLifecycleEndInput) (serverapi.LifecycleEnd, error) {
 		return end, lt.fake.Record(serverapi.AwaitLifecycleEndName, in)
 	}, activity.RegisterOptions{Name: serverapi.AwaitLifecycleEndName})
+	lt.env.OnSignalExternalWorkflow(mock.Anything, serverapi.LifecycleWorkflowID("SN-DC"), "", serverapi.SignalDecommissioning,
+		serverapi.Decommissioning{WorkflowID: decommissionTestID}).Return(nil).Once()
 	lt.env.OnRequestCancelExternalWorkflow(mock.Anything, serverapi.LifecycleWorkflowID("SN-DC"), "").Return(nil).Once()
+	lt.at(time.Minute, func() { lt.env.SignalWorkflow(serverapi.SignalLifecycleEnded, end) })
 	return lt
 }
+
+// The test environment's ID for the workflow under test.
+const decommissionTestID = "default-test-workflow-id"
 
 // A server cancelled before anything wrote to it is not wiped or reset
 // (there is nothing to erase), is powered off, and, never racked, does not
@@ -110,8 +119,8 @@ func TestDecommissionCancelsAnUntouchedLifecycle(t *testing.T) {
 	}
 	require.Contains(t, stepByName(final, serverapi.StepSecureWipe).Note, "before BIOS, RAID or the install")
 	require.Equal(t, stepapi.StepDone, stepByName(final, serverapi.StepPowerOff).Status)
-	require.Equal(t, []string{serverapi.AwaitLifecycleEndName, serverapi.DeleteCloudNodeName,
-		serverapi.PowerOffServerName, serverapi.RetireAssetName}, lt.fake.Calls)
+	require.Equal(t, []string{serverapi.DeleteCloudNodeName,
+		serverapi.PowerOffServerName, serverapi.RetireAssetName}, lt.fake.Calls, "the lifecycle said how it ended: nothing polled it")
 }
 
 // A server cancelled mid-install is wiped and reset like any other, and
@@ -129,7 +138,7 @@ func TestDecommissionCancelsATouchedLifecycle(t *testing.T) {
 	require.NoError(t, lt.env.GetWorkflowError())
 	lt.env.AssertExpectations(t)
 	require.Equal(t, serverapi.StateWaitingUnrack, waiting.State)
-	require.Equal(t, []string{serverapi.AwaitLifecycleEndName, serverapi.DeleteCloudNodeName,
+	require.Equal(t, []string{serverapi.DeleteCloudNodeName,
 		serverapi.WipeServerName, serverapi.ResetBIOSDefaultsName, serverapi.PowerOffServerName,
 		serverapi.RetireAssetName, serverapi.ReleaseRackUnitName}, lt.fake.Calls)
 }
@@ -148,6 +157,71 @@ func TestDecommissionOfACancelledServerWithoutBMC(t *testing.T) {
 	require.Equal(t, stepapi.StepSkipped, stepByName(final, serverapi.StepPowerOff).Status)
 	require.Contains(t, stepByName(final, serverapi.StepPowerOff).Note, "no BMC")
 	require.Equal(t, stepapi.StepDone, stepByName(final, serverapi.StepUnrack).Status)
+}
+
+// A lifecycle that ended between the API's look and the cancellation
+// cannot be told or cancelled: the decommission reads how it ended.
+func TestDecommissionOfALifecycleThatHadEnded(t *testing.T) {
+	lt := newDecommissionTest(t)
+	end := serverapi.LifecycleEnd{State: serverapi.StateInstalled, Touched: true}
+	lt.env.RegisterActivityWithOptions(func(_ context.Context, in serverapi.AwaitLifecycleEndInput) (serverapi.LifecycleEnd, error) {
+		return end, lt.fake.Record(serverapi.AwaitLifecycleEndName, in)
+	}, activity.RegisterOptions{Name: serverapi.AwaitLifecycleEndName})
+	gone := serviceerror.NewNotFound("workflow not found")
+	lt.env.OnSignalExternalWorkflow(mock.Anything, serverapi.LifecycleWorkflowID("SN-DC"), "", serverapi.SignalDecommissioning, mock.Anything).Return(gone).Once()
+	lt.env.OnRequestCancelExternalWorkflow(mock.Anything, serverapi.LifecycleWorkflowID("SN-DC"), "").Return(gone).Once()
+	lt.at(time.Hour, func() { lt.update(serverapi.UpdateUnracked, serverapi.UnrackedInput{}) })
+	in := decommissionInput("SN-DC", "compute")
+	in.CancelLifecycle = true
+	lt.env.ExecuteWorkflow(serverapi.DecommissionName, in)
+	require.NoError(t, lt.env.GetWorkflowError())
+	lt.env.AssertExpectations(t)
+	require.Equal(t, serverapi.AwaitLifecycleEndName, lt.fake.Calls[0])
+	require.Contains(t, lt.fake.Calls, serverapi.WipeServerName, "installed: it was written to, so it is wiped")
+}
+
+// A lifecycle told and cancelled that never answers (its worker gone) is
+// looked at directly once lifecycleEndWait has passed.
+func TestDecommissionLooksAtASilentLifecycle(t *testing.T) {
+	lt := newDecommissionTest(t)
+	end := serverapi.LifecycleEnd{State: serverapi.StateCancelled, Racked: true}
+	var looked time.Duration
+	start := lt.env.Now()
+	lt.env.RegisterActivityWithOptions(func(_ context.Context, in serverapi.AwaitLifecycleEndInput) (serverapi.LifecycleEnd, error) {
+		looked = lt.env.Now().Sub(start)
+		return end, lt.fake.Record(serverapi.AwaitLifecycleEndName, in)
+	}, activity.RegisterOptions{Name: serverapi.AwaitLifecycleEndName})
+	lt.env.OnSignalExternalWorkflow(mock.Anything, serverapi.LifecycleWorkflowID("SN-DC"), "", serverapi.SignalDecommissioning, mock.Anything).Return(nil).Once()
+	lt.env.OnRequestCancelExternalWorkflow(mock.Anything, serverapi.LifecycleWorkflowID("SN-DC"), "").Return(nil).Once()
+	lt.at(2*lifecycleEndWait, func() { lt.update(serverapi.UpdateUnracked, serverapi.UnrackedInput{}) })
+	in := decommissionInput("SN-DC", "compute")
+	in.CancelLifecycle = true
+	lt.env.ExecuteWorkflow(serverapi.DecommissionName, in)
+	require.NoError(t, lt.env.GetWorkflowError())
+	require.Equal(t, serverapi.AwaitLifecycleEndName, lt.fake.Calls[0])
+	require.GreaterOrEqual(t, looked, lifecycleEndWait)
+}
+
+// A lifecycle a decommission cancels reports how far it had got to the
+// decommission that told it where, once its compensation has run.
+func TestCancelledLifecycleReportsItsEndToTheDecommission(t *testing.T) {
+	lt := newLifecycleTest(t)
+	lt.fake.FailNext(serverapi.ConfigureRAIDName, wftest.NonRetryable("no drives", stepapi.ErrTypeRAIDImpossible))
+	in := input("SN-C3")
+	in.Location = &dock
+	var reported []serverapi.LifecycleEnd
+	lt.env.OnSignalExternalWorkflow(mock.Anything, serverapi.DecommissionWorkflowID("SN-C3"), "", serverapi.SignalLifecycleEnded, mock.Anything).
+		Run(func(args mock.Arguments) { reported = append(reported, args.Get(4).(serverapi.LifecycleEnd)) }).Return(nil).Once()
+	lt.at(time.Minute, func() {
+		lt.env.SignalWorkflow(serverapi.SignalDecommissioning, serverapi.Decommissioning{WorkflowID: serverapi.DecommissionWorkflowID("SN-C3")})
+		lt.env.CancelWorkflow()
+	})
+	lt.env.ExecuteWorkflow(serverapi.ServerLifecycleName, in)
+	require.True(t, temporal.IsCanceledError(lt.env.GetWorkflowError()))
+	lt.env.AssertExpectations(t)
+	require.Equal(t, []serverapi.LifecycleEnd{{State: serverapi.StateCancelled, Touched: true, Racked: true}}, reported,
+		"BIOS and RAID had started: the decommission must wipe")
+	require.Equal(t, 1, lt.fake.Count(serverapi.CancelServerName), "reported after its compensation")
 }
 
 func TestLifecycleEndOf(t *testing.T) {

@@ -211,14 +211,38 @@ func (d *decommission) leaveLoadBalancer(ctx workflow.Context) error {
 	return nil
 }
 
+// lifecycleReportsEndChange: decommissions started before a cancelled
+// lifecycle reported its end (SignalLifecycleEnded) found out by polling,
+// and replay so.
+const lifecycleReportsEndChange = "lifecycle-reports-end"
+
+// lifecycleEndWait bounds the wait for a cancelled lifecycle's report. Its
+// BMC activities stop first (they wait for their cancellation), which takes
+// seconds; a lifecycle silent for this long is looked at directly.
+const lifecycleEndWait = 30 * time.Minute
+
 // cancelProvisioning cancels the server's running lifecycle and waits for
 // it to end: its compensation withdraws the pending netboot, and none of
 // its BMC activities still runs (they wait for their cancellation), so
 // nothing the lifecycle does can overlap the wipe.
 func (d *decommission) cancelProvisioning(ctx workflow.Context) error {
-	// An error means the lifecycle ended already (or never existed): the
-	// wait below finds out which.
-	_ = workflow.RequestCancelExternalWorkflow(ctx, serverapi.LifecycleWorkflowID(d.in.Serial), "").Get(ctx, nil)
+	lifecycle := serverapi.LifecycleWorkflowID(d.in.Serial)
+	told := false
+	if workflow.GetVersion(ctx, lifecycleReportsEndChange, workflow.DefaultVersion, 1) != workflow.DefaultVersion {
+		// Where to report goes first, so the lifecycle has it when the
+		// cancellation reaches it. A lifecycle that has ended cannot be
+		// told: the look below finds out how it ended.
+		told = workflow.SignalExternalWorkflow(ctx, lifecycle, "", serverapi.SignalDecommissioning,
+			serverapi.Decommissioning{WorkflowID: workflow.GetInfo(ctx).WorkflowExecution.ID}).Get(ctx, nil) == nil
+	}
+	// An error means the lifecycle ended already (or never existed).
+	cancelled := workflow.RequestCancelExternalWorkflow(ctx, lifecycle, "").Get(ctx, nil) == nil
+	if told && cancelled {
+		end, err := d.awaitLifecycleEnd(ctx)
+		if err != nil || end != nil {
+			return err
+		}
+	}
 	opts := workflow.ActivityOptions{
 		StartToCloseTimeout: 15 * time.Minute,
 		HeartbeatTimeout:    20 * time.Second,
@@ -232,9 +256,36 @@ func (d *decommission) cancelProvisioning(ctx workflow.Context) error {
 		serverapi.AwaitLifecycleEndInput{Serial: d.in.Serial}).Get(ctx, &end); err != nil {
 		return err
 	}
+	d.ended(end)
+	return nil
+}
+
+// awaitLifecycleEnd waits for the cancelled lifecycle's own report of how
+// far it had got; nil if none came within lifecycleEndWait.
+func (d *decommission) awaitLifecycleEnd(ctx workflow.Context) (*serverapi.LifecycleEnd, error) {
+	var end *serverapi.LifecycleEnd
+	timerCtx, cancelTimer := workflow.WithCancel(ctx)
+	defer cancelTimer()
+	sel := workflow.NewSelector(ctx)
+	sel.AddReceive(workflow.GetSignalChannel(ctx, serverapi.SignalLifecycleEnded), func(c workflow.ReceiveChannel, _ bool) {
+		var e serverapi.LifecycleEnd
+		c.Receive(ctx, &e)
+		end = &e
+	})
+	sel.AddFuture(workflow.NewTimer(timerCtx, lifecycleEndWait), func(workflow.Future) {})
+	sel.Select(ctx)
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if end != nil {
+		d.ended(*end)
+	}
+	return end, nil
+}
+
+func (d *decommission) ended(end serverapi.LifecycleEnd) {
 	d.lifecycleEnd = &end
 	d.runner.Note("provisioning ended " + end.State)
-	return nil
 }
 
 // untouched says the cancelled lifecycle never wrote to the server.

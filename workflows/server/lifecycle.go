@@ -11,6 +11,8 @@ import (
 
 	"github.com/metalflow/metalflow/profiles"
 	"github.com/metalflow/metalflow/workflows/internal/options"
+	"github.com/metalflow/metalflow/workflows/rackbatch"
+	"github.com/metalflow/metalflow/workflows/rackbatch/batchapi"
 	"github.com/metalflow/metalflow/workflows/server/serverapi"
 	"github.com/metalflow/metalflow/workflows/server/serverattrs"
 	"github.com/metalflow/metalflow/workflows/stepapi"
@@ -36,6 +38,11 @@ func ServerLifecycle(ctx workflow.Context, in serverapi.ServerLifecycleInput) (s
 	}
 	l := newLifecycle(in)
 	l.status.RunID = workflow.GetInfo(ctx).WorkflowExecution.RunID
+	l.batch = batchOf(ctx, in)
+	// Asked only of batch children, so a standalone lifecycle's history
+	// has no marker it does not need.
+	l.reportsToBatch = l.batch != "" &&
+		workflow.GetVersion(ctx, reportToBatchChange, workflow.DefaultVersion, 1) != workflow.DefaultVersion
 	if err := l.registerHandlers(ctx); err != nil {
 		return l.status, err
 	}
@@ -46,6 +53,10 @@ func ServerLifecycle(ctx workflow.Context, in serverapi.ServerLifecycleInput) (s
 type lifecycle struct {
 	in     serverapi.ServerLifecycleInput
 	status serverapi.ServerStatus
+	// batch is the rack batch that started the lifecycle ("" for none);
+	// reportsToBatch says the lifecycle tells it each change of state.
+	batch          string
+	reportsToBatch bool
 	// racked is filled by the racked update (or the input) and wakes run.
 	racked *serverapi.Location
 	// racking is set while a racked update claims its rack units, so a
@@ -71,6 +82,23 @@ type lifecycle struct {
 	registered, assigned bool
 }
 
+// reportToBatchChange: batch children started before lifecycles reported
+// their state to their batch (which then polled) replay without reports.
+const reportToBatchChange = "report-to-batch"
+
+// batchOf is the rack batch a lifecycle reports to and takes power slots
+// from: the one its input names or, for a lifecycle started before batches
+// passed their ID, its parent (only batches start lifecycles as children).
+func batchOf(ctx workflow.Context, in serverapi.ServerLifecycleInput) string {
+	if in.Batch != "" {
+		return in.Batch
+	}
+	if parent := workflow.GetInfo(ctx).ParentWorkflowExecution; parent != nil {
+		return parent.ID
+	}
+	return ""
+}
+
 func newLifecycle(in serverapi.ServerLifecycleInput) *lifecycle {
 	l := &lifecycle{in: in, racked: in.Location}
 	l.status = serverapi.ServerStatus{
@@ -89,11 +117,9 @@ func newLifecycle(in serverapi.ServerLifecycleInput) *lifecycle {
 			return l.setStepAttribute(ctx, name)
 		},
 		Park: func(ctx workflow.Context, a stepapi.Attention) error {
-			if err := l.setState(ctx, serverapi.StateAttention); err != nil {
-				return err
-			}
+			// Before the state: the batch's report carries the problem.
 			l.status.Attention = &a
-			return nil
+			return l.setState(ctx, serverapi.StateAttention)
 		},
 		Resume: func(ctx workflow.Context) error {
 			l.status.Attention = nil
@@ -392,6 +418,16 @@ func (l *lifecycle) compensateCancel(ctx workflow.Context) {
 	if workflow.GetVersion(dctx, cancelCompensationChange, workflow.DefaultVersion, 1) == workflow.DefaultVersion {
 		return
 	}
+	// The decommission that cancelled it said where to report how far it
+	// had got; one that said nothing (started before decommissions asked)
+	// looks for itself.
+	var dec serverapi.Decommissioning
+	if workflow.GetSignalChannel(ctx, serverapi.SignalDecommissioning).ReceiveAsync(&dec) && dec.WorkflowID != "" {
+		defer func() {
+			_ = workflow.SignalExternalWorkflow(dctx, dec.WorkflowID, "", serverapi.SignalLifecycleEnded,
+				serverapi.LifecycleEndOf(l.status)).Get(dctx, nil)
+		}()
+	}
 	step := l.status.Step
 	err := workflow.ExecuteActivity(workflow.WithActivityOptions(dctx, options.Inventory()), serverapi.CancelServerName,
 		serverapi.CancelServerInput{Serial: l.status.Serial, Step: step}).Get(dctx, nil)
@@ -503,7 +539,7 @@ func (l *lifecycle) configureBIOS(ctx workflow.Context) error {
 	if err != nil {
 		return err
 	}
-	return WithPowerSlot(ctx, l.status.Serial, func() error {
+	return rackbatch.WithPowerSlot(ctx, l.batch, l.status.Serial, func() error {
 		var res serverapi.ConfigureBIOSResult
 		err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, options.BMC(15*time.Minute)), serverapi.ConfigureBIOSName,
 			serverapi.ConfigureBIOSInput{
@@ -559,7 +595,7 @@ func (l *lifecycle) installOS(ctx workflow.Context) error {
 	for i := 0; i < attempts; i++ {
 		l.status.InstallAttempt++
 		attempt := l.status.InstallAttempt
-		if err := WithPowerSlot(ctx, l.status.Serial, func() error {
+		if err := rackbatch.WithPowerSlot(ctx, l.batch, l.status.Serial, func() error {
 			return workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, options.BMC(5*time.Minute)), serverapi.StartInstallName,
 				serverapi.StartInstallInput{
 					Serial: l.status.Serial, BMC: bmc, Attempt: attempt, MACs: l.inspected.MACs,
@@ -699,7 +735,11 @@ func (l *lifecycle) assignTenant(ctx workflow.Context) error {
 func (l *lifecycle) setStepAttribute(ctx workflow.Context, value string) error {
 	now := workflow.Now(ctx)
 	l.status.StepStartedAt = &now
-	return workflow.UpsertTypedSearchAttributes(ctx, serverattrs.LifecycleStep().ValueSet(value), serverattrs.LifecycleStepStartedAt().ValueSet(now))
+	if err := workflow.UpsertTypedSearchAttributes(ctx, serverattrs.LifecycleStep().ValueSet(value), serverattrs.LifecycleStepStartedAt().ValueSet(now)); err != nil {
+		return err
+	}
+	l.report(ctx)
+	return nil
 }
 
 // setState changes the state and keeps the LifecycleState search attribute
@@ -709,7 +749,23 @@ func (l *lifecycle) setState(ctx workflow.Context, state string) error {
 		return nil
 	}
 	l.status.State = state
-	return workflow.UpsertTypedSearchAttributes(ctx, serverattrs.LifecycleState().ValueSet(state))
+	if err := workflow.UpsertTypedSearchAttributes(ctx, serverattrs.LifecycleState().ValueSet(state)); err != nil {
+		return err
+	}
+	l.report(ctx)
+	return nil
+}
+
+// report tells the batch that started the lifecycle where it is now.
+func (l *lifecycle) report(ctx workflow.Context) {
+	if !l.reportsToBatch {
+		return
+	}
+	r := batchapi.ServerStateReport{Serial: l.status.Serial, State: l.status.State, Step: l.status.Step}
+	if a := l.status.Attention; a != nil {
+		r.Step, r.Error = a.Step, a.Error
+	}
+	rackbatch.ReportState(ctx, l.batch, r)
 }
 
 // refusal unwraps an activity's verdict so the update's caller sees the

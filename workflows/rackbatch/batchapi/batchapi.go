@@ -3,7 +3,6 @@ package batchapi
 import (
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/metalflow/metalflow/workflows/server/serverapi"
@@ -69,8 +68,11 @@ type PowerSlotsStatus struct {
 // histories, never rename them.
 const (
 	RackBatchName = "RackBatch"
-	// ServerStatesName reads the status of lifecycles by serial; the batch
-	// polls it to see which of its servers wait for a human.
+	// SignalServerState is how a batch's lifecycles tell it where they
+	// are (ServerStateReport): which wait for a human, which work again.
+	SignalServerState = "server-state"
+	// ServerStatesName reads the status of lifecycles by serial; batches
+	// started before lifecycles reported their state poll it.
 	ServerStatesName = "ServerStates"
 )
 
@@ -97,9 +99,6 @@ const (
 	MaxBatchServers          = 200
 	rackBatchIDPrefix        = "rack/"
 )
-
-// IsRackBatchWorkflowID says whether a workflow ID is a rack batch's.
-func IsRackBatchWorkflowID(id string) bool { return strings.HasPrefix(id, rackBatchIDPrefix) }
 
 // RackBatchWorkflowID is the batch's workflow ID.
 func RackBatchWorkflowID(site, rack, batchID string) string {
@@ -173,7 +172,8 @@ type ServerStatesResult struct {
 	Servers []ServerStateReport `json:"servers"`
 }
 
-// ServerStateReport is the part of a lifecycle's status the batch uses.
+// ServerStateReport is the part of a lifecycle's status the batch uses:
+// what a lifecycle signals its batch at each change of state or step.
 type ServerStateReport struct {
 	Serial string `json:"serial"`
 	State  string `json:"state"`

@@ -11,7 +11,18 @@ const (
 	// the status does not show: the BMC (by credential reference) and the
 	// hostname nova-compute registered under.
 	QueryMachine = "machine"
+	// SignalDecommissioning tells a lifecycle about to be cancelled which
+	// decommission to report its end to (Decommissioning).
+	SignalDecommissioning = "decommissioning"
+	// SignalLifecycleEnded is the cancelled lifecycle's answer to the
+	// decommission: how far it had got (LifecycleEnd).
+	SignalLifecycleEnded = "lifecycle-ended"
 )
+
+// Decommissioning names the decommission a cancelled lifecycle reports to.
+type Decommissioning struct {
+	WorkflowID string `json:"workflowId"`
+}
 
 // Decommission states.
 const (
@@ -64,7 +75,10 @@ type DecommissionInput struct {
 }
 
 // AwaitLifecycleEndName is the activity that waits for a cancelled
-// lifecycle to close and reports how far it had got.
+// lifecycle to close and reports how far it had got. Decommissions that
+// hear it from the lifecycle (SignalLifecycleEnded) call it only when the
+// lifecycle had ended before it could be told, and for lifecycles started
+// before lifecycles reported their end.
 const AwaitLifecycleEndName = "AwaitLifecycleEnd"
 
 // AwaitLifecycleEndInput names the server whose lifecycle is awaited.
