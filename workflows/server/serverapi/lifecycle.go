@@ -9,7 +9,7 @@ import (
 // States lists every state a server can be in, as the API filters by it.
 // Ready and decommissioned belong to the cloud and decommission steps.
 func States() []string {
-	return []string{StateWaitingRack, StateProvisioning, StateAttention, StateInstalled, StateReady, StateFailed, StateAborted, StateCancelled, "decommissioned"}
+	return []string{StateWaitingRack, StateProvisioning, StateAttention, StateInstalled, StateReady, StateFailed, StateAborted, StateCancelled, StateDecommissioned}
 }
 
 // TaskQueue is where the lifecycle workflows and their activities run.
