@@ -3,25 +3,39 @@ package client
 import (
 	"encoding/json"
 	"time"
+
+	"github.com/metalflow/metalflow/workflows/server/serverapi"
+	"github.com/metalflow/metalflow/workflows/stepapi"
 )
 
 // The shapes below mirror api/openapi.json for the fields the CLI shows;
 // fields it does not show stay in Answer.Raw for -o json.
+
+// What the API passes through from the workflows' contracts, as they are.
+type (
+	// Location is where a server sits.
+	Location = serverapi.Location
+	// Step is one step's progress.
+	Step = stepapi.StepStatus
+	// Attention is why a workflow waits for a human.
+	Attention = stepapi.Attention
+	// Decision is what retry, skip or abort applied to.
+	Decision = stepapi.DecisionResult
+	// BIOSReport is the profile's BIOS attributes as the BMC showed them;
+	// the values of a hidden (password-like) one read "(hidden)".
+	BIOSReport    = serverapi.BIOSReport
+	BIOSAttribute = serverapi.BIOSAttributeReport
+	// RAIDReport is the profile's volumes against those found.
+	RAIDReport       = serverapi.RAIDReport
+	RAIDVolumeReport = serverapi.RAIDVolumeReport
+	RAIDVolume       = serverapi.RAIDVolume
+)
 
 // BMC is how the lifecycle reaches a server's BMC.
 type BMC struct {
 	Address  string `json:"address"`
 	Username string `json:"username"`
 	Password string `json:"password"`
-}
-
-// Location is where a server sits.
-type Location struct {
-	Site string `json:"site"`
-	Room string `json:"room,omitempty"`
-	Rack string `json:"rack"`
-	Unit int    `json:"unit"`
-	Face string `json:"face"`
 }
 
 // NewServer registers a server and starts its lifecycle.
@@ -59,23 +73,6 @@ type ServerList struct {
 	NextPageToken string          `json:"nextPageToken"`
 }
 
-// Step is one lifecycle step's progress.
-type Step struct {
-	Name       string     `json:"name"`
-	Status     string     `json:"status"`
-	StartedAt  *time.Time `json:"startedAt"`
-	FinishedAt *time.Time `json:"finishedAt"`
-	Error      string     `json:"error"`
-	Note       string     `json:"note"`
-}
-
-// Attention is why a workflow waits for a human.
-type Attention struct {
-	Step      string `json:"step"`
-	Error     string `json:"error"`
-	Skippable bool   `json:"skippable"`
-}
-
 // Server is one server's lifecycle as the API reports it.
 type Server struct {
 	Serial         string     `json:"serial"`
@@ -95,52 +92,6 @@ type Server struct {
 	// ConfigureBIOS / ConfigureRAID.
 	BIOS *BIOSReport `json:"bios,omitempty"`
 	RAID *RAIDReport `json:"raid,omitempty"`
-}
-
-// BIOSReport is the profile's BIOS attributes as the BMC showed them.
-type BIOSReport struct {
-	Attributes []BIOSAttribute `json:"attributes"`
-}
-
-// BIOSAttribute is one desired attribute; the values of a hidden
-// (password-like) one read "(hidden)".
-type BIOSAttribute struct {
-	Name    string `json:"name"`
-	Desired string `json:"desired"`
-	Actual  string `json:"actual"`
-	Match   bool   `json:"match"`
-	Missing bool   `json:"missing,omitempty"`
-	Hidden  bool   `json:"hidden,omitempty"`
-}
-
-// RAIDReport is the profile's volumes against those found.
-type RAIDReport struct {
-	Controller string             `json:"controller,omitempty"`
-	Volumes    []RAIDVolumeReport `json:"volumes"`
-}
-
-// RAIDVolumeReport is "match", "missing" or "unexpected".
-type RAIDVolumeReport struct {
-	Status  string      `json:"status"`
-	Desired *RAIDVolume `json:"desired,omitempty"`
-	Actual  *RAIDVolume `json:"actual,omitempty"`
-}
-
-// RAIDVolume is a volume, desired or found; SizeBytes 0 when desired
-// means all the drives offer.
-type RAIDVolume struct {
-	ID        string   `json:"id,omitempty"`
-	Name      string   `json:"name,omitempty"`
-	RAIDLevel string   `json:"raidLevel"`
-	SizeBytes int64    `json:"sizeBytes"`
-	Drives    []string `json:"drives,omitempty"`
-}
-
-// Decision is what retry, skip or abort applied to.
-type Decision struct {
-	Serial string `json:"serial"`
-	Action string `json:"action"`
-	Step   string `json:"step"`
 }
 
 // Racked is the racked signal's answer.

@@ -154,12 +154,7 @@ func (h *handlers) decommissionRetry(c echo.Context) error {
 		return httpx.Errorf(http.StatusBadRequest, "a decommission has no profile to change")
 	}
 	in := serverapi.RetryInput{By: httpx.Actor(c)}
-	ctx, cancel := context.WithTimeout(c.Request().Context(), httpx.UpdateTimeout)
-	defer cancel()
-	if in.BMC, err = req.Ref(ctx, h.Credentials, serial); err != nil {
-		return err
-	}
-	return httpx.SendUpdate(c, ctx, h.Temporal, httpx.DecommissionRef(serial), stepapi.UpdateRetry, in, &stepapi.DecisionResult{})
+	return req.Send(c, h.Temporal, h.Credentials, httpx.DecommissionRef(serial), serial, in)
 }
 
 func (h *handlers) decommissionAbort(c echo.Context) error {
@@ -167,9 +162,5 @@ func (h *handlers) decommissionAbort(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	abort, err := httpx.ReadAbort(c)
-	if err != nil {
-		return err
-	}
-	return httpx.Update(c, h.Temporal, httpx.DecommissionRef(serial), stepapi.UpdateAbort, abort, &stepapi.DecisionResult{})
+	return httpx.Abort(c, h.Temporal, httpx.DecommissionRef(serial))
 }

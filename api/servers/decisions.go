@@ -1,7 +1,6 @@
 package servers
 
 import (
-	"context"
 	"net/http"
 
 	"github.com/labstack/echo/v4"
@@ -25,12 +24,7 @@ func (h *handlers) retry(c echo.Context) error {
 		return httpx.Errorf(http.StatusUnprocessableEntity, "unknown hardware profile %q", req.Profile)
 	}
 	in := serverapi.RetryInput{Profile: req.Profile, By: httpx.Actor(c)}
-	ctx, cancel := context.WithTimeout(c.Request().Context(), httpx.UpdateTimeout)
-	defer cancel()
-	if in.BMC, err = req.Ref(ctx, h.Credentials, serial); err != nil {
-		return err
-	}
-	return httpx.SendUpdate(c, ctx, h.Temporal, httpx.LifecycleRef(serial), stepapi.UpdateRetry, in, &stepapi.DecisionResult{})
+	return req.Send(c, h.Temporal, h.Credentials, httpx.LifecycleRef(serial), serial, in)
 }
 
 func (h *handlers) skip(c echo.Context) error {
@@ -49,9 +43,5 @@ func (h *handlers) abort(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	abort, err := httpx.ReadAbort(c)
-	if err != nil {
-		return err
-	}
-	return httpx.Update(c, h.Temporal, httpx.LifecycleRef(serial), stepapi.UpdateAbort, abort, &stepapi.DecisionResult{})
+	return httpx.Abort(c, h.Temporal, httpx.LifecycleRef(serial))
 }

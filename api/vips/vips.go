@@ -327,9 +327,5 @@ func (h *handlers) vipAbort(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	abort, err := httpx.ReadAbort(c)
-	if err != nil {
-		return err
-	}
-	return httpx.Update(c, h.Temporal, vipRef(name), stepapi.UpdateAbort, abort, &stepapi.DecisionResult{})
+	return httpx.Abort(c, h.Temporal, vipRef(name))
 }

@@ -10,9 +10,11 @@ import (
 	"net/http"
 	"net/url"
 
+	"github.com/labstack/echo/v4"
 	"github.com/metalflow/metalflow/api/internal/httpx"
 	"github.com/metalflow/metalflow/credentials"
 	"github.com/metalflow/metalflow/workflows/server/serverapi"
+	"github.com/metalflow/metalflow/workflows/stepapi"
 )
 
 // Request is a BMC in a request body.
@@ -82,4 +84,16 @@ func (r RetryRequest) Ref(ctx context.Context, store Sealer, serial string) (*se
 		ref.CredentialRef = cred
 	}
 	return ref, nil
+}
+
+// Send forwards staff's retry to ref's workflow, the corrected BMC sealed
+// into the credential store first: the workflow gets only a reference.
+func (r RetryRequest) Send(c echo.Context, tc httpx.Workflows, store Sealer, ref httpx.WorkflowRef, serial string, in serverapi.RetryInput) error {
+	ctx, cancel := context.WithTimeout(c.Request().Context(), httpx.UpdateTimeout)
+	defer cancel()
+	var err error
+	if in.BMC, err = r.Ref(ctx, store, serial); err != nil {
+		return err
+	}
+	return httpx.SendUpdate(c, ctx, tc, ref, stepapi.UpdateRetry, in, &stepapi.DecisionResult{})
 }

@@ -70,6 +70,16 @@ type abortRequest struct {
 	Reason string `json:"reason"`
 }
 
+// Abort forwards staff's abort of whatever waits in attention (a
+// lifecycle, a decommission, a VIP) to its workflow.
+func Abort(c echo.Context, tc Workflows, ref WorkflowRef) error {
+	abort, err := ReadAbort(c)
+	if err != nil {
+		return err
+	}
+	return Update(c, tc, ref, stepapi.UpdateAbort, abort, &stepapi.DecisionResult{})
+}
+
 // ReadAbort reads an abort: a reason is required, for the record.
 func ReadAbort(c echo.Context) (stepapi.AbortInput, error) {
 	var req abortRequest
