@@ -241,6 +241,21 @@ func TestDecommissionCancelsProvisioning(t *testing.T) {
 	// Cancelled lifecycles are not decommissioned twice.
 	r = do(t, http.MethodDelete, f.api+"/api/v1/servers/SN-NEVER-RACKED", "")
 	require.Equal(t, http.StatusConflict, r.code, string(r.body))
+	// With -record (see record_test.go), this run is what
+	// workflows/replay_test.go replays for a decommission that cancels a
+	// lifecycle, and for the lifecycle it cancelled.
+	if *record {
+		eventually(t, time.Minute, e.Serial+" decommissioned", func() error {
+			if d := getDecommission(t, f.api, e.Serial); d.State != serverapi.StateDecommissioned {
+				return fmt.Errorf("decommission %s", d.State)
+			}
+			return nil
+		})
+		writeHistory(t, f.temporal, serverapi.DecommissionWorkflowID(e.Serial),
+			filepath.Join("..", "workflows", "testdata", "decommission-cancelling.json"))
+		writeHistory(t, f.temporal, serverapi.LifecycleWorkflowID(e.Serial),
+			filepath.Join("..", "workflows", "testdata", "lifecycle-cancelled.json"))
+	}
 }
 
 // TestDecommissionDeletesTheIronicNode takes a server to ready against a

@@ -19,7 +19,10 @@ import (
 //	go test ./integration/ -run TestRecordReplayHistories -record
 //
 // (integration/record_test.go; vip-node-joined and lbnode-registry-node-up
-// come from -run TestLoadBalancerKeepsForwarding -record, as root),
+// come from -run TestLoadBalancerKeepsForwarding -record, as root;
+// decommission.json from TestDecommissionWipesAndFreesTheRack,
+// decommission-cancelling and lifecycle-cancelled from
+// TestDecommissionCancelsProvisioning, both with -record),
 // review, and commit testdata/*.json. Keep
 // the previous recordings under a "-before-<change>" name: runs started
 // before a deploy still have to replay after it.
