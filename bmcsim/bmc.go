@@ -53,6 +53,7 @@ type BMC struct {
 	logSeq      int
 	requests    []Request
 	host        hostState
+	hw          host // the machine: simulated or a VM
 	counters    Counters
 }
 
@@ -192,6 +193,7 @@ func (b *BMC) close() {
 	b.mu.Lock()
 	b.powerGen++ // stops host timers from acting on a closed BMC
 	b.mu.Unlock()
+	b.hw.close()
 }
 
 func (b *BMC) ServeHTTP(w http.ResponseWriter, r *http.Request) {

@@ -68,6 +68,9 @@ type Config struct {
 	// Seed varies which requests the fault rates hit; the same seed and
 	// the same requests give the same faults.
 	Seed uint64
+	// QEMU, when set, puts a real VM behind the first QEMU.Hosts BMCs
+	// (all when 0) instead of the simulated host.
+	QEMU *QEMUConfig
 }
 
 // Faults are the misbehaviours a BMC can be told to show. They apply to

@@ -66,6 +66,36 @@
 // fqdn, mac, uuid; $INSTANCE_ID in the URL is the serial) to that URL, the
 // OS counts as installed and later boots from disk reach OSRunning.
 //
+// # Hosts backed by qemu
+//
+// Config.QEMU puts a real qemu-system-x86_64 VM (package qemuhost) behind
+// the first QEMU.Hosts BMCs. The Redfish surface is unchanged; what it
+// drives is real:
+//
+//	Reset On/ForceOn       start qemu with the boot override of now
+//	ForceOff               QMP quit (SIGKILL if qemu does not go)
+//	GracefulShutdown       ACPI power button; power cut after
+//	                       QEMU.ShutdownTimeout if the guest ignores it
+//	ForceRestart,          stop, then start again (a Once override is
+//	GracefulRestart,       used up by that boot)
+//	PowerCycle
+//	PowerState             the VM: no process is Off
+//	BootSourceOverride     bootindex order, strict: Pxe = NIC then disk,
+//	                       Hdd = disk then CD, Cd = CD then disk
+//	BootSourceOverrideMode Legacy = SeaBIOS + iPXE NIC ROM, UEFI = OVMF
+//	                       with a per-VM copy of the variable store
+//	VirtualMedia (CD)      downloaded over HTTP(S), then put in the VM's
+//	                       CD drive (QMP blockdev-change-medium / eject)
+//
+// A guest reboot ends qemu (-no-reboot) and the BMC boots it again at
+// once, so a Once override lasts exactly one boot whichever firmware
+// runs. NICs carry the MACs Redfish reports, on qemu's user network or
+// on taps enslaved to QEMU.Bridge; the disk is a sparse file kept across
+// power cycles (and across runs with QEMU.KeepDisks). The serial console,
+// disk, QMP socket and accelerator are in HostInfo.VM (admin endpoint:
+// GET /bmcs/{id}). With QEMU.Accel auto, a throw-away VM tries KVM first
+// and TCG is used when it fails.
+//
 // # Faults
 //
 // Faults (latency, error rate, hang, task exceptions) are set per BMC or

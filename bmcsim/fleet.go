@@ -17,6 +17,7 @@ type Fleet struct {
 	ca        *certAuthority
 	admin     *http.Server
 	adminAddr string
+	qemu      *qemuFleet
 	once      sync.Once
 }
 
@@ -47,6 +48,11 @@ func Start(cfg Config) (*Fleet, error) {
 			return nil, err
 		}
 	}
+	if cfg.QEMU != nil {
+		if f.qemu, err = startQEMU(*cfg.QEMU); err != nil {
+			return nil, err
+		}
+	}
 	flavours := &flavourCache{mockup: cfg.Mockup, renameIDs: cfg.RenameIDs, models: map[string]*model{}}
 	for i, addr := range addrs {
 		vendor := vendorOf(cfg, i)
@@ -60,7 +66,16 @@ func Start(cfg Config) (*Fleet, error) {
 			f.Close()
 			return nil, err
 		}
+		if f.qemu.covers(i) {
+			h, err := newQEMUHost(b, f.qemu, i)
+			if err != nil {
+				f.Close()
+				return nil, fmt.Errorf("bmc %s: qemu host: %w", b.id, err)
+			}
+			b.hw = h
+		}
 		if err := b.start(); err != nil {
+			b.hw.close()
 			f.Close()
 			return nil, fmt.Errorf("bmc %s on %s: %w", b.id, addr, err)
 		}
@@ -120,6 +135,7 @@ func (f *Fleet) newBMC(i int, vendor, addr string, m *model) (*BMC, error) {
 		sessions: map[string]*session{}, systemProps: map[string]any{},
 		host: HostInfo{State: HostOff},
 	}
+	b.hw = simHost{b}
 	if b.username == "" {
 		b.username = defaultUser(vendor)
 	}
@@ -220,6 +236,7 @@ func (f *Fleet) Close() error {
 			}()
 		}
 		wg.Wait()
+		f.qemu.close()
 	})
 	return nil
 }

@@ -25,6 +25,9 @@ const (
 	HostBootFailed  = "BootFailed"
 	HostBIOSSetup   = "BIOSSetup"
 	HostMediaBooted = "VirtualMediaBooted"
+	// HostRunning is a VM whose firmware or OS runs: what it does is on
+	// its serial console (HostInfo.VM.SerialLog), not known to the BMC.
+	HostRunning = "Running"
 )
 
 // HostInfo is what the simulated server behind the BMC is doing.
@@ -35,9 +38,52 @@ type HostInfo struct {
 	LastError   string   `json:"last_error,omitempty"`
 	Fetched     []string `json:"fetched,omitempty"` // URLs the last netboot fetched, in order
 	PhoneHome   string   `json:"phone_home,omitempty"`
+	// VM describes the virtual machine of a qemu-backed host.
+	VM *VMInfo `json:"vm,omitempty"`
 }
 
 type hostState = HostInfo
+
+// host is the server behind the BMC. The BMC turns Redfish resets and
+// virtual media changes into calls on it, always with b.mu held, and reads
+// the power state from it; both the simulated host and a qemu VM satisfy
+// it, so the Redfish surface cannot tell them apart.
+type host interface {
+	powerOn(why string)  // from off, boot with the current override
+	forceOff(why string) // cut the power
+	shutdown()           // ask the OS to shut down (ACPI power button)
+	restart(why string)  // reset now and boot again with the override
+	power() string       // PowerState as Redfish reports it
+	mediaChanged(slot int)
+	// close runs once the BMC stops serving, without b.mu.
+	close()
+}
+
+// simHost is the simulated host: its behaviour lives on the BMC (POST
+// timers, the iPXE script follower), driven by the BMC's own state.
+type simHost struct{ b *BMC }
+
+func (h simHost) powerOn(why string)  { h.b.powerOnLocked(why) }
+func (h simHost) forceOff(why string) { h.b.powerOffLocked(why) }
+func (h simHost) shutdown()           { h.b.shutdownLocked() }
+func (h simHost) restart(why string)  { h.b.powerOnLocked(why) }
+func (h simHost) power() string       { return h.b.power }
+func (h simHost) mediaChanged(int)    {}
+func (h simHost) close()              {}
+
+// takeBootTarget is the device this boot uses; a Once override is used up
+// by it whatever comes of the boot, as on real BMCs.
+func (b *BMC) takeBootTarget() string {
+	source := "Hdd"
+	if b.boot.Enabled != "Disabled" && b.boot.Target != "None" && b.boot.Target != "" {
+		source = b.boot.Target
+	}
+	if b.boot.Enabled == "Once" {
+		b.boot.Enabled = "Disabled"
+		b.boot.Target = "None"
+	}
+	return source
+}
 
 // powerOnLocked starts a boot: pending BIOS settings and jobs apply at
 // reset, then the host spends PostDelay in POST before it is "On".
@@ -84,14 +130,7 @@ func (b *BMC) finishPOST(gen uint64) {
 		return
 	}
 	b.power = PowerOn
-	source := "Hdd"
-	if b.boot.Enabled != "Disabled" && b.boot.Target != "None" && b.boot.Target != "" {
-		source = b.boot.Target
-	}
-	if b.boot.Enabled == "Once" {
-		b.boot.Enabled = "Disabled"
-		b.boot.Target = "None"
-	}
+	source := b.takeBootTarget()
 	b.host.BootSource = source
 	switch source {
 	case "Pxe", "UefiHttp":

@@ -58,11 +58,14 @@ func (b *BMC) State() State {
 	b.advanceTasks(now)
 	b.pruneSessions(now)
 	s := State{
-		ID: b.id, Vendor: b.vendor, Power: b.power, BootOverride: b.boot,
+		ID: b.id, Vendor: b.vendor, Power: b.hw.power(), BootOverride: b.boot,
 		BIOS: cloneMap(b.bios.current), BIOSPending: cloneMap(b.bios.pending),
 		Sessions: len(b.sessions), Host: b.host, Counters: b.counters, Faults: b.faults, Rebooting: rebooting,
 	}
 	s.Host.Fetched = append([]string(nil), b.host.Fetched...)
+	if vm, ok := b.hw.(interface{ info() *VMInfo }); ok {
+		s.Host.VM = vm.info() // PID and boots change without the BMC's doing
+	}
 	for i, vs := range b.volumes {
 		for _, v := range vs {
 			vi := VolumeInfo{ID: v.id, Name: v.name, RAIDType: v.raid, CapacityBytes: v.capacity, Building: v.pending}
@@ -113,7 +116,7 @@ func (c Counters) plus(o Counters) Counters {
 func (b *BMC) PowerState() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return b.power
+	return b.hw.power()
 }
 
 // Host returns what the host is doing.

@@ -26,7 +26,8 @@ type bootOverride = BootOverride
 
 func (b *BMC) renderSystem() map[string]any {
 	doc := b.baseDoc(pathKey(b.m.system))
-	doc["PowerState"] = b.power
+	power := b.hw.power()
+	doc["PowerState"] = power
 	doc["SerialNumber"] = b.serial
 	doc["UUID"] = b.uuid
 	boot := mapOf(doc["Boot"])
@@ -40,7 +41,7 @@ func (b *BMC) renderSystem() map[string]any {
 	for k, v := range b.systemProps {
 		doc[k] = v
 	}
-	doc["BootProgress"] = map[string]any{"LastState": b.bootProgress()}
+	doc["BootProgress"] = map[string]any{"LastState": b.bootProgress(power)}
 	if b.m.quirks.vendor == VendorDell && b.bios.jobPending() {
 		// iDRAC flags a system with staged BIOS changes.
 		oem := mapOf(doc["Oem"])
@@ -58,11 +59,11 @@ func (b *BMC) renderSystem() map[string]any {
 	return doc
 }
 
-func (b *BMC) bootProgress() string {
+func (b *BMC) bootProgress(power string) string {
 	switch {
-	case b.power == PowerOff || b.power == PowerPoweringOff:
+	case power == PowerOff || power == PowerPoweringOff:
 		return "None"
-	case b.power == PowerPoweringOn:
+	case power == PowerPoweringOn:
 		return "SystemHardwareInitializationComplete"
 	case b.host.State == HostOSRunning:
 		return "OSRunning"
@@ -78,7 +79,7 @@ func (b *BMC) renderChassis(key string, i int) map[string]any {
 		// The first chassis is the server's; others are enclosures.
 		doc["SerialNumber"] = b.serial
 	}
-	doc["PowerState"] = b.power
+	doc["PowerState"] = b.hw.power()
 	return doc
 }
 
@@ -202,45 +203,46 @@ func (b *BMC) resetSystem(body []byte) (*reply, *redfishError) {
 	if !b.m.acceptsReset(rt) {
 		return nil, errActionValue(action, "ResetType", rt)
 	}
-	off := b.power == PowerOff
+	power := b.hw.power()
+	off := power == PowerOff
 	notInState := func() *redfishError {
 		return errorf(http.StatusConflict, "OperationNotAllowed",
-			"The requested reset "+rt+" cannot be performed while the system power state is "+b.power+".")
+			"The requested reset "+rt+" cannot be performed while the system power state is "+power+".")
 	}
 	switch rt {
 	case "On", "ForceOn":
-		switch b.power {
+		switch power {
 		case PowerOn:
 			return nil, notInState()
 		case PowerPoweringOn:
 			return &reply{status: http.StatusNoContent}, nil
 		}
-		b.powerOnLocked("power on")
+		b.hw.powerOn("power on")
 	case "PushPowerButton":
 		if off {
-			b.powerOnLocked("power button")
+			b.hw.powerOn("power button")
 		} else {
-			b.shutdownLocked()
+			b.hw.shutdown()
 		}
 	case "ForceOff":
 		if off {
 			return nil, notInState()
 		}
-		b.powerOffLocked("forced off")
+		b.hw.forceOff("forced off")
 	case "GracefulShutdown":
 		if off {
 			return nil, notInState()
 		}
-		if b.power != PowerPoweringOff {
-			b.shutdownLocked()
+		if power != PowerPoweringOff {
+			b.hw.shutdown()
 		}
 	case "ForceRestart", "GracefulRestart":
 		if off {
 			return nil, notInState()
 		}
-		b.powerOnLocked("restart")
+		b.hw.restart("restart")
 	case "PowerCycle", "FullPowerCycle":
-		b.powerOnLocked("power cycle")
+		b.hw.restart("power cycle")
 	case "Nmi":
 		if off {
 			return nil, notInState()

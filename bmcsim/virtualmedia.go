@@ -68,6 +68,7 @@ func (b *BMC) loadMedia(i int, img string, req map[string]any) *redfishError {
 	b.media[i] = mediaState{image: img, inserted: true, writeProtected: wp, protocol: proto}
 	b.counters.MediaInserts++
 	b.logEvent("OK", "Virtual media "+img+" attached")
+	b.hw.mediaChanged(i)
 	return nil
 }
 
@@ -78,6 +79,7 @@ func (b *BMC) ejectMedia(i int) (*reply, *redfishError) {
 	b.media[i] = mediaState{writeProtected: true}
 	b.counters.MediaEjects++
 	b.logEvent("OK", "Virtual media ejected")
+	b.hw.mediaChanged(i)
 	return &reply{status: http.StatusNoContent}, nil
 }
 
@@ -103,6 +105,7 @@ func (b *BMC) patchMedia(i int, body []byte) (*reply, *redfishError) {
 		}
 		if b.media[i].inserted && b.media[i].image != s {
 			b.media[i] = mediaState{writeProtected: true}
+			b.hw.mediaChanged(i)
 		}
 		if !b.media[i].inserted {
 			if err := b.loadMedia(i, s, req); err != nil {
