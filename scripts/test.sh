@@ -11,10 +11,12 @@ export GOTOOLCHAIN="${GOTOOLCHAIN:-local}"
 # cloud step, ~280 MB, 1.5-4 min; redfishtool and python3-sushy: independent
 # Redfish clients the BMC simulator is tested with; bird2: the top-of-rack BGP
 # peer of the LB nodes' speaker; postgresql: the inventory and the benchmark's
-# PostgreSQL-backed Temporal against a throwaway server). Installed only when
+# PostgreSQL-backed Temporal against a throwaway server; qemu-system-x86,
+# qemu-utils, ipxe-qemu, ovmf and ipxe: real VMs behind the simulator's qemu
+# BMCs, netbooting with SeaBIOS or UEFI firmware). Installed only when
 # missing and when we can (root with apt); without them the tests that need
 # them skip and say why.
-packages=(iproute2 ethtool ironic-common redfishtool python3-sushy bird2 chromium postgresql)
+packages=(iproute2 ethtool ironic-common redfishtool python3-sushy bird2 chromium postgresql qemu-system-x86 qemu-utils ipxe-qemu ovmf ipxe)
 if [ ${#packages[@]} -gt 0 ] && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
   missing=()
   for p in "${packages[@]}"; do
