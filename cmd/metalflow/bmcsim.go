@@ -49,8 +49,29 @@ func runBMCSim(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs.Uint64Var(&cfg.Seed, "fault-seed", 0, "vary which requests the fault rates hit (same seed, same faults)")
 	fs.BoolVar(&cfg.Faults.TaskException, "task-exception", false, "fault: tasks end in Exception")
 	manifest := fs.String("manifest", "", "write the fleet manifest (JSON, with passwords) to this file; - for stdout")
+	var q bmcsim.QEMUConfig
+	useQEMU := fs.Bool("qemu", false, "put a real qemu VM behind the BMCs (see --qemu-*), instead of a simulated host")
+	fs.IntVar(&q.Hosts, "qemu-hosts", 0, "with --qemu: how many BMCs, the first ones, get a VM; 0 means all")
+	fs.StringVar(&q.Accel, "qemu-accel", "auto", "with --qemu: auto (KVM if a probe VM runs under it, else TCG), kvm or tcg")
+	fs.IntVar(&q.MemoryMiB, "qemu-memory", 1024, "with --qemu: MiB of memory per VM")
+	fs.IntVar(&q.CPUs, "qemu-cpus", 1, "with --qemu: vCPUs per VM")
+	diskGiB := fs.Int64("qemu-disk-gib", 8, "with --qemu: each VM's sparse disk, in GiB")
+	fs.StringVar(&q.DiskFormat, "qemu-disk-format", "qcow2", "with --qemu: qcow2 or raw")
+	fs.StringVar(&q.Dir, "qemu-dir", "", "with --qemu: directory for the VMs' disks, firmware variables and serial logs (default: temporary)")
+	fs.BoolVar(&q.KeepDisks, "qemu-keep-disks", false, "with --qemu: keep the VMs' directories on exit, to boot the same disks next time")
+	fs.StringVar(&q.NIC, "qemu-nic", "virtio-net-pci", "with --qemu: virtio-net-pci or e1000")
+	fs.StringVar(&q.Network, "qemu-network", "user", "with --qemu: user (qemu's own NAT, --boot-url offered as boot file), tap (on --qemu-bridge) or none")
+	fs.StringVar(&q.Bridge, "qemu-bridge", "", "with --qemu-network tap: the bridge each VM's tap joins")
 	if err := parseFlags(fs, args); err != nil {
 		return err
+	}
+	if *useQEMU {
+		if q.Network == "tap" && q.Bridge == "" {
+			return fmt.Errorf("--qemu-network tap needs --qemu-bridge")
+		}
+		q.DiskBytes = *diskGiB << 30
+		q.Logf = func(format string, a ...any) { fmt.Fprintf(stderr, format+"\n", a...) }
+		cfg.QEMU = &q
 	}
 	if cfg.Mockup != "" && !isFlagSet(fs, "vendor") {
 		cfg.Vendor = "" // the tree says which vendor it is

@@ -76,3 +76,15 @@ func TestBMCRequestTimeoutIsChecked(t *testing.T) {
 	assert.Error(t, err)
 	assert.Contains(t, errOut.String(), "bmc-request-timeout")
 }
+
+func TestBMCSimQEMUFlagsAreChecked(t *testing.T) {
+	for name, args := range map[string][]string{
+		"tap without a bridge": {"--qemu", "--qemu-network", "tap"},
+		"unknown accelerator":  {"--qemu", "--qemu-accel", "fast"},
+		"unknown disk format":  {"--qemu", "--qemu-disk-format", "vmdk"},
+	} {
+		var out, errOut bytes.Buffer
+		assert.Error(t, runBMCSim(context.Background(), args, &out, &errOut), name)
+		assert.Empty(t, out.String(), name)
+	}
+}
