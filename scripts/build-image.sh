@@ -114,9 +114,13 @@ if [ -f "$image" ] && [ -f "$image.sha256" ]; then
 fi
 
 start=$SECONDS
+# Under the lock no other build runs, so any work directory left is from a
+# killed one. --one-file-system: a build killed hard can leave mmdebstrap's
+# bind mounts (/dev, /proc, /sys) inside it, which must not be descended.
+rm -rf --one-file-system "$out"/.build-* 2>/dev/null || true
 # Built under DIR, so the final rename is atomic and on the same filesystem.
 work=$(mktemp -d "$out/.build-$key-XXXXXX")
-trap 'rm -rf "$work"' EXIT
+trap 'rm -rf --one-file-system "$work"' EXIT
 root=$work/root
 
 echo "== mmdebstrap $suite: ${packages[*]}"
@@ -243,6 +247,9 @@ dd if="$work/boot.img" of="$disk" bs=440 count=1 conv=notrunc status=none
 mv "$work/disk.raw.sha256" "$image.sha256.tmp"
 mv "$disk" "$image"
 mv "$image.sha256.tmp" "$image.sha256"
+# Keep the three newest images (branches with other recipes may still want
+# theirs); older ones are a few hundred MB each.
+ls -t "$out"/debian-metalflow-*.raw | tail -n +4 | while read -r old; do rm -f "$old" "$old.sha256"; done
 
 echo "== built $image: $(du -h --apparent-size "$image" | cut -f1) ($(du -h "$image" | cut -f1) allocated), kernel $kver, root UUID $root_uuid, $(( SECONDS - start )) s"
 echo "$image" >&3
