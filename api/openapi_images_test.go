@@ -62,6 +62,8 @@ func TestOpenAPIContractImages(t *testing.T) {
 		{contractCase: contractCase{"image", "GET", "/api/v1/images/debian-12", "", "", 200, true}},
 		{contractCase: contractCase{"image unknown", "GET", "/api/v1/images/nope", "", "", 404, true}},
 		{contractCase: contractCase{"image bad name", "GET", "/api/v1/images/.x", "", "", 400, false}},
+		{contractCase: contractCase{"server with an unknown image", "POST", "/api/v1/servers", apitest.JSON, `{"serial":"SN-1","image":"nope"}`, 422, true}},
+		{contractCase: contractCase{"server with a bad image name", "POST", "/api/v1/servers", apitest.JSON, `{"serial":"SN-1","image":"a/b"}`, 400, false}},
 		{contractCase: contractCase{"boot image with an API token, not an install's", "GET", "/boot/images/debian-12", "", "", 403, true}},
 		{contractCase: contractCase{"boot image, no such token", "GET", "/boot/images/debian-12?token=nope", "", "", 403, true}},
 		{contractCase: contractCase{"boot image of another install", "GET", "/boot/images/debian-12?token=" + boot.Token, "", "", 403, true},
