@@ -25,7 +25,7 @@ func openRoutes() map[string]bool {
 		"GET /api/v1/openapi.json": true, "POST /api/v1/boot/phone-home": true,
 		"GET /boot/ipxe": true, "GET /boot/nocloud/:serial/:attempt/meta-data": true,
 		"GET /boot/nocloud/:serial/:attempt/user-data": true, "GET /boot/nocloud/:serial/:attempt/vendor-data": true,
-		"GET /boot/files/:name": true, "GET /*": true,
+		"GET /boot/files/:name": true, "GET /boot/images/:name": true, "HEAD /boot/images/:name": true, "GET /*": true,
 		"POST /api/v1/session": true, "DELETE /api/v1/session": true,
 	}
 }
@@ -51,6 +51,8 @@ func minimumRole() map[string]auth.Role {
 		"POST /api/v1/vips/:name/approve": auth.Approver, "POST /api/v1/vips/:name/reject": auth.Approver,
 		"POST /api/v1/vips/:name/backends": auth.Operator, "POST /api/v1/vips/:name/retry": auth.Operator,
 		"POST /api/v1/vips/:name/abort": auth.Operator, "DELETE /api/v1/vips/:name": auth.Operator,
+		"POST /api/v1/images": auth.Operator, "GET /api/v1/images": auth.Viewer, "GET /api/v1/images/:name": auth.Viewer,
+		"DELETE /api/v1/images/:name": auth.Operator,
 	}
 }
 

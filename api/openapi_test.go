@@ -46,6 +46,7 @@ func newContractServer(t *testing.T) (http.Handler, *inventory.Store) {
 		Namespace: "default",
 		Boot:      BootConfig{PublicURL: "http://10.0.0.1:8080"},
 		Tokens:    &auth.Tokens{Store: inv},
+		Images:    ImagesConfig{Dir: t.TempDir()},
 	})
 	return apitest.WithToken(s.Handler(), apitest.Token(t, inv, auth.Admin, "")), inv
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/metalflow/metalflow/api/access"
 	"github.com/metalflow/metalflow/api/boot"
 	"github.com/metalflow/metalflow/api/decommission"
+	"github.com/metalflow/metalflow/api/images"
 	"github.com/metalflow/metalflow/api/internal/httpx"
 	"github.com/metalflow/metalflow/api/racks"
 	"github.com/metalflow/metalflow/api/sd"
@@ -64,6 +65,16 @@ type Config struct {
 	// OpenServiceDiscovery serves /api/v1/sd/targets without a token, for
 	// Prometheus servers that cannot send one.
 	OpenServiceDiscovery bool
+	// Images configures the OS image catalog and how its bytes are served.
+	Images ImagesConfig
+}
+
+// ImagesConfig is where the API keeps uploaded images and who may fetch
+// image bytes; the fields mean what images.Config's of the same name do.
+type ImagesConfig struct {
+	Dir            string
+	MaxUploadBytes int64
+	Open           bool
 }
 
 // BootConfig is how the API's boot service describes an install; the
@@ -98,7 +109,8 @@ func New(cfg Config) *Server {
 	e.Use(middleware.Recover())
 	e.Use(httpx.Metrics(cfg.Registry))
 	e.Use(httpx.RequestLog(cfg.Logger))
-	e.Use(middleware.BodyLimit(maxBodyBytes))
+	// Image uploads stream gigabytes and bound themselves.
+	e.Use(middleware.BodyLimitWithConfig(middleware.BodyLimitConfig{Limit: maxBodyBytes, Skipper: images.BoundsOwnBody}))
 	if cfg.RateLimit > 0 {
 		// Per client address: one runaway script must not starve the
 		// technicians' tablets.
@@ -136,6 +148,11 @@ func New(cfg Config) *Server {
 		Temporal: cfg.Temporal, Inventory: cfg.Inventory, Credentials: cfg.Credentials, Profiles: cfg.Profiles, UI: temporalUI,
 	})
 	vips.Register(v1, guard, vips.Deps{Temporal: cfg.Temporal, Inventory: cfg.Inventory, UI: temporalUI})
+	imgs := images.New(images.Config{
+		Dir: cfg.Images.Dir, MaxUploadBytes: cfg.Images.MaxUploadBytes, Open: cfg.Images.Open,
+		Catalog: cfg.Inventory, Grants: cfg.Inventory, Profiles: cfg.Profiles, Logger: cfg.Logger,
+	})
+	imgs.Register(v1, guard)
 	// Prometheus servers that cannot send a token may be let in.
 	if cfg.OpenServiceDiscovery {
 		sd.Register(v1, cfg.Inventory)
@@ -148,6 +165,7 @@ func New(cfg Config) *Server {
 	boot.New(boot.Config{
 		PublicURL: cfg.Boot.PublicURL, KernelURL: cfg.Boot.KernelURL, InitrdURL: cfg.Boot.InitrdURL, KernelArgs: cfg.Boot.KernelArgs,
 		Store: cfg.Inventory, Lifecycles: cfg.Temporal, Logger: cfg.Logger,
+		Mounts: []func(*echo.Group){imgs.MountBoot},
 	}).Register(e)
 
 	// Unknown API paths answer in JSON, not with the operator page's 404.

@@ -119,14 +119,21 @@ func (c *Client) send(ctx context.Context, method, path string, query url.Values
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	req.Header.Set("Accept", "application/json")
 	if key != "" {
 		req.Header.Set("Idempotency-Key", key)
 	}
+	return c.do(c.http, req)
+}
+
+// do sends a built request with the client's token through hc and reads a
+// 2xx answer.
+func (c *Client) do(hc *http.Client, req *http.Request) ([]byte, error) {
+	method, path := req.Method, req.URL.Path
+	req.Header.Set("Accept", "application/json")
 	if c.token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.token)
 	}
-	res, err := c.http.Do(req)
+	res, err := hc.Do(req)
 	if err != nil {
 		// The URL holds no secret (the token travels in a header), so the
 		// transport's error is safe to show as is.

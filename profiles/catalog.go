@@ -146,3 +146,18 @@ func (c *Catalog) Names() []string {
 	sort.Strings(names)
 	return names
 }
+
+// NamingImage lists the profiles, sorted, whose default image is image;
+// none for "", which names no image.
+func (c *Catalog) NamingImage(image string) []string {
+	var out []string
+	if image == "" {
+		return nil
+	}
+	for _, n := range c.Names() {
+		if c.profiles[n].Image == image {
+			out = append(out, n)
+		}
+	}
+	return out
+}

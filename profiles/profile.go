@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/metalflow/metalflow/workflows/image/imageapi"
 )
 
 // Profile is one hardware profile.
@@ -32,6 +34,11 @@ type Profile struct {
 	BIOS    map[string]map[string]string `yaml:"bios" json:"bios,omitempty"`
 	RAID    TargetRAIDConfig             `yaml:"raid" json:"raid"`
 	Install InstallPolicy                `yaml:"install" json:"install"`
+	// Image names the catalog image servers of this profile get unless
+	// their registration names another; "" leaves it to the registration.
+	// The catalog lives in the inventory, so only the name's form is
+	// checked here; the API refuses to delete an image a profile names.
+	Image string `yaml:"image" json:"image,omitempty"`
 }
 
 // Requirements are what inspection checks.
@@ -152,6 +159,11 @@ func (p Profile) Validate() error {
 			if k == "" || v == "" {
 				problems = append(problems, fmt.Sprintf("bios.%s: empty attribute name or value", vendor))
 			}
+		}
+	}
+	if p.Image != "" {
+		if err := imageapi.ValidateName(p.Image); err != nil {
+			problems = append(problems, err.Error())
 		}
 	}
 	if p.Install.Timeout < 0 || p.Install.Attempts < 0 {

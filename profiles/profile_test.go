@@ -45,10 +45,15 @@ raid:
     - {size_gb: "200", raid_level: "1", is_root_volume: true, physical_disks: [a, b]}
     - {size_gb: MAX, raid_level: "5"}
 install: {timeout: 20m, attempts: 2}
+image: ubuntu-24.04
 `)
+	write("r750.yaml", "name: dell-r750\nmatch: {model: R750}\nimage: ubuntu-24.04\n")
 	c, err := LoadDir(dir)
 	require.NoError(t, err)
-	require.Equal(t, []string{"default", "dell-r650-hv"}, c.Names())
+	require.Equal(t, []string{"default", "dell-r650-hv", "dell-r750"}, c.Names())
+	require.Equal(t, []string{"dell-r650-hv", "dell-r750"}, c.NamingImage("ubuntu-24.04"))
+	require.Empty(t, c.NamingImage("debian-12"))
+	require.Empty(t, c.NamingImage(""), "the built-in default names no image, and is not listed as naming one")
 
 	p, err := c.Select("", "Dell Inc.", "PowerEdge R650")
 	require.NoError(t, err)
@@ -56,6 +61,7 @@ install: {timeout: 20m, attempts: 2}
 	require.Equal(t, RoleHypervisor, p.Role)
 	require.Equal(t, 20*time.Minute, p.InstallTimeout())
 	require.Equal(t, 2, p.InstallAttempts())
+	require.Equal(t, "ubuntu-24.04", p.Image)
 	require.Equal(t, map[string]string{"BootMode": "Uefi", "ProcVirtualization": "Enabled"}, p.DesiredBIOS("Dell Inc."))
 	size, err := p.RAID.LogicalDisks[0].SizeBytes()
 	require.NoError(t, err)
@@ -82,6 +88,7 @@ func TestParseRefusesBadProfiles(t *testing.T) {
 		"two roots":       {"name: x\nraid: {logical_disks: [{raid_level: \"1\", is_root_volume: true}, {raid_level: \"0\", is_root_volume: true}]}\n", "at most one"},
 		"negative memory": {"name: x\nminimum: {memoryGiB: -1}\n", "cannot be negative"},
 		"not yaml":        {"name: [\n", "invalid profile YAML"},
+		"image path":      {"name: x\nimage: ../etc/passwd\n", `image name "../etc/passwd"`},
 	}
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {

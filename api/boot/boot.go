@@ -75,6 +75,10 @@ type Config struct {
 	Store      Store
 	Lifecycles Lifecycles
 	Logger     *slog.Logger
+	// Mounts add other packages' routes under the service's prefix
+	// (/boot), so they are served wherever the service runs: the image
+	// bytes of package images.
+	Mounts []func(boot *echo.Group)
 }
 
 // Service answers netbooting servers.
@@ -96,6 +100,10 @@ func (s *Service) Register(e *echo.Echo) {
 	e.GET(pathPrefix+"nocloud/:serial/:attempt/vendor-data", s.nocloudVendorData)
 	e.GET(pathPrefix+"files/:name", s.bootFile)
 	e.POST(PhoneHomePath, s.phoneHome)
+	g := e.Group(strings.TrimSuffix(pathPrefix, "/"))
+	for _, mount := range s.cfg.Mounts {
+		mount(g)
+	}
 }
 
 // maxBodyBytes bounds request bodies: a phone-home is a few form fields.

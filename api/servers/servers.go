@@ -22,6 +22,7 @@ import (
 	"github.com/metalflow/metalflow/auth"
 	"github.com/metalflow/metalflow/inventory"
 	"github.com/metalflow/metalflow/profiles"
+	"github.com/metalflow/metalflow/workflows/image/imageapi"
 	"github.com/metalflow/metalflow/workflows/server/serverapi"
 	"github.com/metalflow/metalflow/workflows/server/serverattrs"
 	"github.com/metalflow/metalflow/workflows/stepapi"
@@ -33,6 +34,7 @@ type Inventory interface {
 	GetAsset(ctx context.Context, serial string) (inventory.Asset, error)
 	History(ctx context.Context, serial string) ([]inventory.Change, error)
 	TenantAssets(ctx context.Context, tenant string) ([]inventory.Asset, error)
+	GetImage(ctx context.Context, name string) (inventory.Image, error)
 }
 
 // Deps is what the server routes use.
@@ -75,6 +77,8 @@ type createServerRequest struct {
 	Tenant string `json:"tenant,omitempty"`
 	// Pools are VIPs (by name) the server joins as a backend once ready.
 	Pools []string `json:"pools,omitempty"`
+	// Image is a catalog image to install instead of the profile's.
+	Image string `json:"image,omitempty"`
 }
 
 type createServerResponse struct {
@@ -116,6 +120,9 @@ func (h *handlers) createServer(c echo.Context) error {
 	if req.Profile != "" && !h.Profiles.Has(req.Profile) {
 		return httpx.Errorf(http.StatusUnprocessableEntity, "unknown hardware profile %q (known: %s)", req.Profile, strings.Join(h.Profiles.Names(), ", "))
 	}
+	if err := h.checkImage(c.Request().Context(), req.Image); err != nil {
+		return err
+	}
 	if req.BMC != nil {
 		if err := bmc.Validate(*req.BMC, true); err != nil {
 			return err
@@ -136,7 +143,7 @@ func (h *handlers) createServer(c echo.Context) error {
 	if _, err := h.Temporal.DescribeWorkflowExecution(ctx, id, ""); err == nil {
 		return httpx.Errorf(http.StatusConflict, "server %s already has a lifecycle (workflow %s)", req.Serial, id)
 	}
-	input := serverapi.ServerLifecycleInput{Serial: req.Serial, Location: req.Location, Profile: req.Profile, Tenant: req.Tenant, Pools: req.Pools, Actor: httpx.Actor(c)}
+	input := serverapi.ServerLifecycleInput{Serial: req.Serial, Location: req.Location, Profile: req.Profile, Tenant: req.Tenant, Pools: req.Pools, Image: req.Image, Actor: httpx.Actor(c)}
 	if req.BMC != nil {
 		ref, err := bmc.Seal(ctx, h.Credentials, req.Serial, *req.BMC)
 		if err != nil {
@@ -164,6 +171,22 @@ func (h *handlers) createServer(c echo.Context) error {
 	}
 	c.Response().Header().Set(echo.HeaderLocation, "/api/v1/servers/"+url.PathEscape(req.Serial))
 	return c.JSON(http.StatusAccepted, createServerResponse{Serial: req.Serial, WorkflowID: id, RunID: run.GetRunID()})
+}
+
+// checkImage refuses an image the catalog does not have, before anything is
+// stored or started: the install would only fail at its end.
+func (h *handlers) checkImage(ctx context.Context, name string) error {
+	if name == "" {
+		return nil
+	}
+	if err := imageapi.ValidateName(name); err != nil {
+		return httpx.Errorf(http.StatusBadRequest, "%s", err)
+	}
+	_, err := h.Inventory.GetImage(ctx, name)
+	if errors.Is(err, inventory.ErrNotFound) {
+		return httpx.Errorf(http.StatusUnprocessableEntity, "unknown image %q: add it with POST /api/v1/images first", name)
+	}
+	return err
 }
 
 func (h *handlers) getServer(c echo.Context) error {

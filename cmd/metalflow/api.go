@@ -22,10 +22,16 @@ func runAPI(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs.StringVar(&httpAddr, "http", "127.0.0.1:8080", "API, operator UI and /metrics listen address")
 	var bf bootFlags
 	bf.register(fs)
+	var imf imageFlags
+	imf.register(fs, "images", "directory uploaded OS images are kept in; every api process must share it")
 	rateLimit := fs.Float64("rate-limit", 100, "requests per second each client address may make (bursts of twice that); 0 turns the limit off")
 	openSD := fs.Bool("open-service-discovery", false, "serve /api/v1/sd/targets without a token, for Prometheus servers that cannot send one")
 	fs.StringVar(&uiURL, "temporal-ui-url", "", "public URL of the Temporal Web UI, for links in answers and the operator UI")
 	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	imagesCfg, err := imf.config()
+	if err != nil {
 		return err
 	}
 	env, err := rf.open(ctx, stderr)
@@ -60,5 +66,6 @@ func runAPI(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 
 		OpenServiceDiscovery: *openSD,
 		RateLimit:            *rateLimit,
+		Images:               imagesCfg,
 	})
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/metalflow/metalflow/api"
+	"github.com/metalflow/metalflow/api/images"
 	"github.com/metalflow/metalflow/cloud"
 	"github.com/metalflow/metalflow/hardware"
 	"github.com/metalflow/metalflow/internal/stack"
@@ -95,6 +96,27 @@ func (b *bootFlags) config(httpAddr string) api.BootConfig {
 		public = stack.HTTPURL(httpAddr)
 	}
 	return api.BootConfig{PublicURL: public, KernelURL: b.kernelURL, InitrdURL: b.initrdURL, KernelArgs: b.kernelArgs}
+}
+
+// imageFlags configure the OS image catalog: where uploads are kept, how
+// large one may be, and who may fetch image bytes.
+type imageFlags struct {
+	dir    string
+	maxMiB int64
+	open   bool
+}
+
+func (i *imageFlags) register(fs *flag.FlagSet, dirDefault, dirHelp string) {
+	fs.StringVar(&i.dir, "images-dir", dirDefault, dirHelp)
+	fs.Int64Var(&i.maxMiB, "image-max-mib", images.DefaultMaxUploadBytes>>20, "largest image upload, in MiB")
+	fs.BoolVar(&i.open, "open-images", false, "serve image bytes under /boot/images/ to anyone who reaches the boot service, without a pending install's token")
+}
+
+func (i *imageFlags) config() (api.ImagesConfig, error) {
+	if i.maxMiB <= 0 {
+		return api.ImagesConfig{}, usageError{fmt.Errorf("--image-max-mib must be positive, got %d", i.maxMiB)}
+	}
+	return api.ImagesConfig{Dir: i.dir, MaxUploadBytes: i.maxMiB << 20, Open: i.open}, nil
 }
 
 // provisioningFlags configure what the lifecycle's activities need besides

@@ -26,6 +26,7 @@ type devFlags struct {
 	temporalLog    string
 	layoutFile     string
 	boot           bootFlags
+	images         imageFlags
 	prov           provisioningFlags
 	cloud          cloudFlags
 	simServers     int
@@ -51,6 +52,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs.BoolVar(&f.workers, "workers", true, "run the lifecycle worker in this process (false: run 'metalflow worker' separately)")
 	fs.StringVar(&f.temporalLog, "temporal-log-level", "warn", "log level of the embedded Temporal server")
 	f.boot.register(fs)
+	f.images.register(fs, "", "directory uploaded OS images are kept in (default: images/ in --data)")
 	f.prov.register(fs, "", true)
 	f.prov.registerBMC(fs)
 	f.cloud.register(fs, true)
@@ -64,6 +66,10 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return err
 	}
 	if err := f.prov.checkBMC(); err != nil {
+		return err
+	}
+	imagesCfg, err := f.images.config()
+	if err != nil {
 		return err
 	}
 	log, err := f.log.logger(stderr)
@@ -95,7 +101,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		ProfilesDir:    f.prov.profilesDir,
 		API: stack.APIConfig{
 			Address: f.httpAddr, Boot: f.boot.config(f.httpAddr),
-			RateLimit: f.rateLimit, OpenServiceDiscovery: f.openSD,
+			RateLimit: f.rateLimit, OpenServiceDiscovery: f.openSD, Images: imagesCfg,
 		},
 	}
 	dbFile := ""

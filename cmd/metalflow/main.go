@@ -37,6 +37,7 @@ func commands() map[string]command {
 		"racks":   {"racks through the API: show [SITE/RACK]", runRacks},
 		"vips":    {"VIPs through the API: create, list, show, approve, reject, retry, abort", runVIPs},
 		"tokens":  {"API tokens (admin): create, list", runTokens},
+		"images":  {"the OS image catalog through the API: list, show, add, rm", runImages},
 	}
 }
 

@@ -86,6 +86,9 @@ type APIConfig struct {
 	Boot                 api.BootConfig
 	RateLimit            float64
 	OpenServiceDiscovery bool
+	// Images is the image catalog's configuration; an empty Dir is
+	// images/ in the data directory.
+	Images api.ImagesConfig
 	// Token, when set, is issued before the API starts, so that the API
 	// finds a token and prints none, and the caller holds the secret in
 	// Stack.Token without reading logs.
@@ -143,6 +146,10 @@ func Start(ctx context.Context, cfg Config) (*Stack, error) {
 		return nil, fmt.Errorf("data dir: %w", err)
 	}
 	st.InventoryURL = filepath.Join(dir, "metalflow.db")
+	imagesCfg := cfg.API.Images
+	if imagesCfg.Dir == "" {
+		imagesCfg.Dir = filepath.Join(dir, "images")
+	}
 	st.CredentialsKey = cfg.CredentialsKey
 	if st.CredentialsKey == "" {
 		st.CredentialsKey = filepath.Join(dir, "credentials.key")
@@ -249,6 +256,7 @@ func Start(ctx context.Context, cfg Config) (*Stack, error) {
 
 			OpenServiceDiscovery: cfg.API.OpenServiceDiscovery,
 			RateLimit:            cfg.API.RateLimit,
+			Images:               imagesCfg,
 		})
 	})
 	up = true

@@ -76,6 +76,9 @@ type ServerLifecycleInput struct {
 	// Pools are the VIPs (by name) whose backends the server joins once it
 	// is ready; decommissioning takes it out of them first.
 	Pools []string `json:"pools,omitempty"`
+	// Image names the catalog image to install instead of the profile's
+	// default; "" installs the profile's.
+	Image string `json:"image,omitempty"`
 	// Batch is the workflow ID of the rack batch that started this
 	// lifecycle: the lifecycle reports its state to it and takes its power
 	// slots from it. Empty for a server registered on its own.
