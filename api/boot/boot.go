@@ -180,6 +180,17 @@ func (s *Service) ipxeScript(c echo.Context) error {
 	return c.String(http.StatusOK, script)
 }
 
+// Pending tells the DHCP server whether mac has an install pending: the
+// question the iPXE script answers, asked before the firmware is given a
+// boot file at all.
+func (s *Service) Pending(ctx context.Context, mac string) (bool, error) {
+	_, err := s.cfg.Store.ActiveBootForMAC(ctx, mac)
+	if errors.Is(err, inventory.ErrNotFound) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
 // pendingAttempt finds the install attempt a NoCloud URL names, refusing
 // attempts that are finished, retired or expired.
 func (s *Service) pendingAttempt(c echo.Context) (inventory.BootConfig, error) {
