@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/pin/tftp/v3"
@@ -125,6 +126,12 @@ func (h hook) OnFailure(st tftp.TransferStats, err error) {
 	if st.Filename == "" {
 		// Not a transfer: a packet that was no request.
 		h.log.Debug("TFTP: bad packet", "client", st.RemoteAddr.String(), "error", err)
+		return
+	}
+	if strings.Contains(err.Error(), "code=8") {
+		// Error 8 is the client declining the options (RFC 2347). UEFI
+		// firmware does it on purpose: it asks for the size, then fetches.
+		h.log.Info("TFTP: client ended the transfer after the options", "file", st.Filename, "client", st.RemoteAddr.String())
 		return
 	}
 	h.log.Warn("TFTP: transfer failed", "file", st.Filename, "client", st.RemoteAddr.String(), "error", err)
