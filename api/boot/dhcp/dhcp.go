@@ -61,7 +61,8 @@ type Config struct {
 	// firmware on another network must not get our boot files.
 	Interface string
 	// Address is this server's address on that network, the server
-	// identifier (option 54) clients address their requests to.
+	// identifier (option 54) clients address their requests to; unset
+	// means the interface's first IPv4 address.
 	Address netip.Addr
 	// Mode is Proxy or Full; empty means Proxy.
 	Mode Mode
@@ -89,7 +90,8 @@ type Config struct {
 type LeaseConfig struct {
 	// First and Last bound the addresses handed out, both included.
 	First, Last netip.Addr
-	// Subnet is the network they belong to: the mask clients get.
+	// Subnet is the network they belong to, whose mask clients get;
+	// unset means the network of the interface's address.
 	Subnet netip.Prefix
 	// Router and DNS are optional.
 	Router   netip.Addr
@@ -113,6 +115,18 @@ func Listen(cfg Config) (*Server, error) {
 	}
 	if cfg.Mode != Proxy && cfg.Mode != Full {
 		return nil, fmt.Errorf("dhcp: mode %q: want %s or %s", cfg.Mode, Proxy, Full)
+	}
+	if !cfg.Address.IsValid() || (cfg.Mode == Full && !cfg.Leases.Subnet.IsValid()) {
+		onLink, err := interfaceAddress(cfg.Interface)
+		if err != nil {
+			return nil, fmt.Errorf("dhcp: %w", err)
+		}
+		if !cfg.Address.IsValid() {
+			cfg.Address = onLink.Addr()
+		}
+		if !cfg.Leases.Subnet.IsValid() {
+			cfg.Leases.Subnet = onLink.Masked()
+		}
 	}
 	if !cfg.Address.Is4() {
 		return nil, fmt.Errorf("dhcp: server address %v: want an IPv4 address", cfg.Address)
@@ -147,6 +161,30 @@ func Listen(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("dhcp: listen on %s port %d: %w", cfg.Interface, pxePort, err)
 	}
 	return s, nil
+}
+
+// interfaceAddress is the first IPv4 address of the interface name, with
+// its prefix length.
+func interfaceAddress(name string) (netip.Prefix, error) {
+	if name == "" {
+		return netip.Prefix{}, errors.New("no interface to take the server's address from")
+	}
+	iface, err := net.InterfaceByName(name)
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	addrs, err := iface.Addrs()
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	for _, a := range addrs {
+		if ipnet, ok := a.(*net.IPNet); ok && ipnet.IP.To4() != nil {
+			ones, _ := ipnet.Mask.Size()
+			addr, _ := netip.AddrFromSlice(ipnet.IP.To4())
+			return netip.PrefixFrom(addr, ones), nil
+		}
+	}
+	return netip.Prefix{}, fmt.Errorf("interface %s has no IPv4 address", name)
 }
 
 // Serve answers until ctx ends, then closes the ports.

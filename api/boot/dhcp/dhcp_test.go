@@ -76,14 +76,15 @@ func newSegment(t *testing.T, mode dhcp.Mode) *segment {
 	s.tftp = sub.Host4(2).Addr()
 	l.Address(s.serverNS, serverIf, sub.Host4(1).String())
 
+	// The server takes its address and subnet from the interface.
 	cfg := dhcp.Config{
-		Interface: serverIf, Address: s.server, Mode: mode, TFTPServer: s.tftp, ScriptURL: scriptURL,
+		Interface: serverIf, Mode: mode, TFTPServer: s.tftp, ScriptURL: scriptURL,
 		Installs: installs{pending: true},
 		Logger:   slog.New(slog.NewTextHandler(s.logs, nil)),
 	}
 	if mode == dhcp.Full {
 		cfg.Leases = dhcp.LeaseConfig{
-			First: sub.Host4(100).Addr(), Last: sub.Host4(101).Addr(), Subnet: s.subnet,
+			First: sub.Host4(100).Addr(), Last: sub.Host4(101).Addr(),
 			Router: s.server, DNS: []netip.Addr{s.server}, Duration: time.Hour,
 		}
 	}
