@@ -36,6 +36,9 @@ const PhoneHomePath = "/api/v1/boot/phone-home"
 // pathPrefix holds everything else the service answers.
 const pathPrefix = "/boot/"
 
+// ScriptPath is the iPXE script, which the DHCP server hands to iPXE.
+const ScriptPath = pathPrefix + "ipxe"
+
 // Owns tells whether a route pattern is the boot service's, for the API's
 // middleware that must treat installing machines apart from people.
 func Owns(route string) bool {
@@ -90,7 +93,7 @@ func New(cfg Config) *Service {
 // Register mounts the service's routes on e, which brings its own
 // middleware and error handler.
 func (s *Service) Register(e *echo.Echo) {
-	e.GET(pathPrefix+"ipxe", s.ipxeScript)
+	e.GET(ScriptPath, s.ipxeScript)
 	e.GET(pathPrefix+"nocloud/:serial/:attempt/meta-data", s.nocloudMetaData)
 	e.GET(pathPrefix+"nocloud/:serial/:attempt/user-data", s.nocloudUserData)
 	e.GET(pathPrefix+"nocloud/:serial/:attempt/vendor-data", s.nocloudVendorData)
