@@ -26,6 +26,7 @@ type devFlags struct {
 	temporalLog    string
 	layoutFile     string
 	boot           bootFlags
+	netboot        netbootFlags
 	prov           provisioningFlags
 	cloud          cloudFlags
 	simServers     int
@@ -51,6 +52,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs.BoolVar(&f.workers, "workers", true, "run the lifecycle worker in this process (false: run 'metalflow worker' separately)")
 	fs.StringVar(&f.temporalLog, "temporal-log-level", "warn", "log level of the embedded Temporal server")
 	f.boot.register(fs)
+	f.netboot.register(fs, "")
 	f.prov.register(fs, "", true)
 	f.prov.registerBMC(fs)
 	f.cloud.register(fs, true)
@@ -75,6 +77,10 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return usageError{fmt.Errorf("--temporal-log-level: %w", err)}
 	}
 	if err := f.prov.parsePools(); err != nil {
+		return err
+	}
+	netboot, err := f.netboot.config()
+	if err != nil {
 		return err
 	}
 	ironic, compute, err := f.cloud.open(ctx)
@@ -109,6 +115,9 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		deps := f.prov.dependencies()
 		f.cloud.apply(&deps, ironic, compute)
 		cfg.Worker = &deps
+	}
+	if netboot.DHCP != nil || netboot.TFTPAddress != "" {
+		cfg.Netboot = &netboot
 	}
 	if f.simServers > 0 {
 		cfg.Fleet = &stack.FleetConfig{
