@@ -36,6 +36,9 @@ const PhoneHomePath = "/api/v1/boot/phone-home"
 // pathPrefix holds everything else the service answers.
 const pathPrefix = "/boot/"
 
+// ScriptPath is the iPXE script, which the DHCP server hands to iPXE.
+const ScriptPath = pathPrefix + "ipxe"
+
 // Owns tells whether a route pattern is the boot service's, for the API's
 // middleware that must treat installing machines apart from people.
 func Owns(route string) bool {
@@ -94,7 +97,7 @@ func New(cfg Config) *Service {
 // Register mounts the service's routes on e, which brings its own
 // middleware and error handler.
 func (s *Service) Register(e *echo.Echo) {
-	e.GET(pathPrefix+"ipxe", s.ipxeScript)
+	e.GET(ScriptPath, s.ipxeScript)
 	e.GET(pathPrefix+"nocloud/:serial/:attempt/meta-data", s.nocloudMetaData)
 	e.GET(pathPrefix+"nocloud/:serial/:attempt/user-data", s.nocloudUserData)
 	e.GET(pathPrefix+"nocloud/:serial/:attempt/vendor-data", s.nocloudVendorData)
@@ -186,6 +189,17 @@ func (s *Service) ipxeScript(c echo.Context) error {
 	script := fmt.Sprintf("#!ipxe\n# metalflow install of %s, attempt %d\nkernel %s %s\ninitrd %s\nboot\n",
 		b.Serial, b.Attempt, kernel, args, initrd)
 	return c.String(http.StatusOK, script)
+}
+
+// Pending tells the DHCP server whether mac has an install pending: the
+// question the iPXE script answers, asked before the firmware is given a
+// boot file at all.
+func (s *Service) Pending(ctx context.Context, mac string) (bool, error) {
+	_, err := s.cfg.Store.ActiveBootForMAC(ctx, mac)
+	if errors.Is(err, inventory.ErrNotFound) {
+		return false, nil
+	}
+	return err == nil, err
 }
 
 // pendingAttempt finds the install attempt a NoCloud URL names, refusing

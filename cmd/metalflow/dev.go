@@ -27,6 +27,7 @@ type devFlags struct {
 	layoutFile     string
 	boot           bootFlags
 	images         imageFlags
+	netboot        netbootFlags
 	prov           provisioningFlags
 	cloud          cloudFlags
 	simServers     int
@@ -53,6 +54,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs.StringVar(&f.temporalLog, "temporal-log-level", "warn", "log level of the embedded Temporal server")
 	f.boot.register(fs)
 	f.images.register(fs, "", "directory uploaded OS images are kept in (default: images/ in --data)")
+	f.netboot.register(fs, "")
 	f.prov.register(fs, "", true)
 	f.prov.registerBMC(fs)
 	f.cloud.register(fs, true)
@@ -81,6 +83,10 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return usageError{fmt.Errorf("--temporal-log-level: %w", err)}
 	}
 	if err := f.prov.parsePools(); err != nil {
+		return err
+	}
+	netboot, err := f.netboot.config()
+	if err != nil {
 		return err
 	}
 	ironic, compute, err := f.cloud.open(ctx)
@@ -115,6 +121,9 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		deps := f.prov.dependencies()
 		f.cloud.apply(&deps, ironic, compute)
 		cfg.Worker = &deps
+	}
+	if netboot.DHCP != nil || netboot.TFTPAddress != "" {
+		cfg.Netboot = &netboot
 	}
 	if f.simServers > 0 {
 		cfg.Fleet = &stack.FleetConfig{

@@ -27,6 +27,7 @@ func commands() map[string]command {
 		"dev":     {"run everything in one process: embedded Temporal + Web UI, API, workers", runDev},
 		"api":     {"run the REST API and operator UI against an external Temporal", runAPI},
 		"worker":  {"run the lifecycle worker against an external Temporal", runWorker},
+		"boot":    {"serve netbooting machines next to them: proxyDHCP (or full DHCP), TFTP of iPXE, the boot service's HTTP", runBoot},
 		"probe":   {"GET a URL and fail unless it answers 2xx (container health checks)", runProbe},
 		"lbnode":  {"run the XDP load balancer data plane on an interface as a Temporal worker on its own task queue (--temporal), or standalone from YAML (--config)", runLBNode},
 		"decap":   {"install the IP-in-IP/GUE decapsulation program on a backend's interface", runDecap},

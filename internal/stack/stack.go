@@ -17,6 +17,7 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/metalflow/metalflow/api"
+	bootservice "github.com/metalflow/metalflow/api/boot"
 	"github.com/metalflow/metalflow/auth"
 	"github.com/metalflow/metalflow/bmcsim"
 	"github.com/metalflow/metalflow/internal/devserver"
@@ -60,6 +61,8 @@ type Config struct {
 	Worker *workers.LifecycleDependencies
 	// Fleet starts simulated servers that netboot from this API.
 	Fleet *FleetConfig
+	// Netboot runs DHCP and TFTP for real machines; nil leaves them off.
+	Netboot *NetbootConfig
 }
 
 // TemporalConfig is the embedded Temporal server.
@@ -259,6 +262,11 @@ func Start(ctx context.Context, cfg Config) (*Stack, error) {
 			Images:               imagesCfg,
 		})
 	})
+	if cfg.Netboot != nil {
+		st.run("netboot", func(ctx context.Context) error {
+			return ServeNetboot(ctx, log, *cfg.Netboot, bootservice.New(bootservice.Config{Store: inv}), boot.PublicURL)
+		})
+	}
 	up = true
 	return st, nil
 }
