@@ -16,9 +16,8 @@ export GOTOOLCHAIN="${GOTOOLCHAIN:-local}"
 # BMCs, netbooting with SeaBIOS or UEFI firmware; dnsmasq: a site's own DHCP
 # beside metalflow's proxyDHCP; mmdebstrap, mtools, fdisk: the test OS image
 # and its NoCloud seed; busybox-static: the deploy agent's initramfs).
-# Installed only when
-# missing and when we can (root with apt); without them the tests that need
-# them skip and say why.
+# Installed only when missing and when we can (root with apt); without them
+# the tests that need them skip and say why.
 packages=(iproute2 ethtool ironic-common redfishtool python3-sushy bird2 chromium postgresql qemu-system-x86 qemu-utils ipxe-qemu ovmf ipxe dnsmasq mtools fdisk mmdebstrap busybox-static)
 if [ ${#packages[@]} -gt 0 ] && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
   missing=()
