@@ -233,6 +233,15 @@ type InspectServerResult struct {
 	// InstallTimeout and InstallAttempts come from the profile.
 	InstallTimeout  time.Duration `json:"installTimeout"`
 	InstallAttempts int           `json:"installAttempts"`
+	// SystemSerial is the serial the BMC reports for the system, which the
+	// deploy agent's in-band DMI serial must match.
+	SystemSerial string `json:"systemSerial,omitempty"`
+	// From the profile, for a deploy by metalflow: the default image,
+	// root-device hints, and what the installed OS's cloud-init gets.
+	Image             string            `json:"image,omitempty"`
+	RootDevice        map[string]string `json:"rootDevice,omitempty"`
+	SSHAuthorizedKeys []string          `json:"sshAuthorizedKeys,omitempty"`
+	UserData          string            `json:"userData,omitempty"`
 }
 
 // StartInstallInput starts install attempt Attempt.
@@ -243,6 +252,26 @@ type StartInstallInput struct {
 	MACs    []string `json:"macs"`
 	// TTL is how long the boot service offers this attempt.
 	TTL time.Duration `json:"ttl"`
+	// Deploy, when set, has the server netboot metalflow's deploy agent to
+	// write this plan, rather than the installer.
+	Deploy *DeployPlan `json:"deploy,omitempty"`
+}
+
+// DeployPlan is what the deploy agent of an install is to write: the
+// boot service turns it into the agent's plan (image URL and checksum from
+// the catalog, the phone-home URL with the attempt's token).
+type DeployPlan struct {
+	// Image names the catalog's image.
+	Image string `json:"image"`
+	// RootDevice are Ironic-style root-device hints (name, model, vendor,
+	// serial, wwn, by_path, size in GiB with operators, rotational).
+	RootDevice map[string]string `json:"rootDevice,omitempty"`
+	Hostname   string            `json:"hostname"`
+	// SSHAuthorizedKeys and UserData go to the installed OS's cloud-init.
+	SSHAuthorizedKeys []string `json:"sshAuthorizedKeys,omitempty"`
+	UserData          string   `json:"userData,omitempty"`
+	// MAC is the NIC the installed OS configures with DHCP.
+	MAC string `json:"mac,omitempty"`
 }
 
 // FinishInstallInput closes a successful install.

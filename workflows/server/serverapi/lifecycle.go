@@ -79,6 +79,10 @@ type ServerLifecycleInput struct {
 	// Image names the catalog image to install instead of the profile's
 	// default; "" installs the profile's.
 	Image string `json:"image,omitempty"`
+	// SSHAuthorizedKeys and UserData go to the installed OS's cloud-init
+	// when metalflow deploys the image (with the profile's).
+	SSHAuthorizedKeys []string `json:"sshAuthorizedKeys,omitempty"`
+	UserData          string   `json:"userData,omitempty"`
 	// Batch is the workflow ID of the rack batch that started this
 	// lifecycle: the lifecycle reports its state to it and takes its power
 	// slots from it. Empty for a server registered on its own.
@@ -122,6 +126,9 @@ type ServerStatus struct {
 	Hardware      *Hardware            `json:"hardware,omitempty"`
 	// InstallAttempt is the current or last OS install attempt.
 	InstallAttempt int `json:"installAttempt,omitempty"`
+	// Deploy is metalflow's deploy of an image in the current or last
+	// install attempt: each phase with its time, progress while writing.
+	Deploy *DeployStatus `json:"deploy,omitempty"`
 	// RackReminders counts the daily nudges sent while nobody racked it.
 	RackReminders int `json:"rackReminders,omitempty"`
 	// Tenant is the project the server was ordered for.
