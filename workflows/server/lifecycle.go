@@ -74,6 +74,9 @@ type lifecycle struct {
 	inspected  serverapi.InspectServerResult
 	// phonedHome is the install attempt the installer reported from.
 	phonedHome int
+	// deploy is what the current attempt's deploy agent reported, when
+	// metalflow deploys an image itself.
+	deploy *deploy
 	// hostname is what the installed host called itself when it phoned
 	// home: the name nova-compute registers under.
 	hostname string
@@ -197,10 +200,25 @@ func (l *lifecycle) registerHandlers(ctx workflow.Context) error {
 			if ph.Attempt == l.status.InstallAttempt && l.status.Step == serverapi.StepInstallOS {
 				l.phonedHome = ph.Attempt
 				l.hostname = ph.Hostname
+				if d := l.status.Deploy; d != nil && d.Attempt == ph.Attempt && d.PhoneHomeAt == nil {
+					now := workflow.Now(ctx)
+					d.PhoneHomeAt = &now
+				}
 			} else {
 				workflow.GetLogger(ctx).Warn("ignoring phone-home for another install attempt",
 					"attempt", ph.Attempt, "current", l.status.InstallAttempt)
 			}
+		}
+	})
+	// The deploy agent's reports, forwarded by the boot service.
+	deployReports := workflow.GetSignalChannel(ctx, serverapi.SignalDeployReport)
+	workflow.Go(ctx, func(ctx workflow.Context) {
+		for {
+			var r serverapi.DeployReport
+			if !deployReports.Receive(ctx, &r) {
+				return
+			}
+			l.takeDeployReport(ctx, r)
 		}
 	})
 	return nil
@@ -592,22 +610,43 @@ func (l *lifecycle) installOS(ctx workflow.Context) error {
 	if attempts <= 0 {
 		attempts = 3
 	}
+	image := l.image()
+	deploys := image != "" && workflow.GetVersion(ctx, deployChange, workflow.DefaultVersion, 1) != workflow.DefaultVersion
 	for i := 0; i < attempts; i++ {
 		l.status.InstallAttempt++
 		attempt := l.status.InstallAttempt
+		start := serverapi.StartInstallInput{
+			Serial: l.status.Serial, BMC: bmc, Attempt: attempt, MACs: l.inspected.MACs,
+			// The boot service offers the attempt a little longer than
+			// the workflow waits, so a slow installer is not cut off
+			// between the two.
+			TTL: timeout + 5*time.Minute,
+		}
+		if deploys {
+			start.Deploy = l.deployPlan(image)
+			l.deploy = &deploy{attempt: attempt}
+			l.status.Deploy = &serverapi.DeployStatus{Attempt: attempt, Image: image, Phase: "power-on"}
+		}
 		if err := rackbatch.WithPowerSlot(ctx, l.batch, l.status.Serial, func() error {
 			return workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, options.BMC(5*time.Minute)), serverapi.StartInstallName,
-				serverapi.StartInstallInput{
-					Serial: l.status.Serial, BMC: bmc, Attempt: attempt, MACs: l.inspected.MACs,
-					// The boot service offers the attempt a little longer than
-					// the workflow waits, so a slow installer is not cut off
-					// between the two.
-					TTL: timeout + 5*time.Minute,
-				}).Get(ctx, nil)
+				start).Get(ctx, nil)
 		}); err != nil {
 			return err
 		}
-		ok, err := workflow.AwaitWithTimeout(ctx, timeout, func() bool { return l.phonedHome == attempt })
+		deadline := workflow.Now(ctx).Add(timeout)
+		if deploys {
+			now := workflow.Now(ctx)
+			l.status.Deploy.PowerOnAt = &now
+			booted, err := l.awaitDeploy(ctx, bmc, attempt, deadline)
+			if err != nil {
+				return err
+			}
+			if !booted {
+				workflow.GetLogger(ctx).Warn("deploy agent did not finish in time", "serial", l.status.Serial, "attempt", attempt, "timeout", timeout)
+				continue
+			}
+		}
+		ok, err := l.awaitUntil(ctx, deadline, func() bool { return l.phonedHome == attempt })
 		if err != nil {
 			return err
 		}

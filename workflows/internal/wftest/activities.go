@@ -112,6 +112,12 @@ func (f *Activities) Register(env *testsuite.TestWorkflowEnvironment) {
 	reg(serverapi.FinishInstallName, func(_ context.Context, in serverapi.FinishInstallInput) error {
 		return f.Record(serverapi.FinishInstallName, in)
 	})
+	reg(serverapi.DecideDeployName, func(_ context.Context, in serverapi.DecideDeployInput) error {
+		return f.Record(serverapi.DecideDeployName, in)
+	})
+	reg(serverapi.BootFromDiskName, func(_ context.Context, in serverapi.BootFromDiskInput) error {
+		return f.Record(serverapi.BootFromDiskName, in)
+	})
 	reg(serverapi.AbortServerName, func(_ context.Context, in serverapi.AbortServerInput) error {
 		return f.Record(serverapi.AbortServerName, in)
 	})
