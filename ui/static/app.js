@@ -416,6 +416,7 @@ async function serverPage(serial) {
     } else if (formShown && !document.querySelector("#racked-msg.error")) { put(racked); formShown = false; }
     put(timeline, ...stepRows(st.steps));
     const parts = [hardwareSection(st, asset)];
+    if (st.deploy) parts.unshift(deploySection(st.deploy));
     if (st.decommission) {
       const d = await api("GET", "/api/v1/servers/" + enc(serial) + "/decommission").catch(() => null);
       if (d) parts.push(h("section", { id: "decommission-steps" }, h("h3", {}, "Decommission ", pill(d.state)),
@@ -425,6 +426,24 @@ async function serverPage(serial) {
       h("table", { class: "wide" }, h("tbody", {}, ...(asset.history || []).map((c) => h("tr", {}, h("td", {}, fmt(c.at)), h("td", {}, c.actor), h("td", {}, c.action), h("td", {}, c.detail || "")))))));
     put(extra, ...parts);
   });
+}
+
+// deploySection is metalflow's deploy of an image: each phase with its
+// time from power-on, and the bytes written while the image is.
+function deploySection(d) {
+  const t0 = d.powerOnAt ? new Date(d.powerOnAt).getTime() : null;
+  const since = (at) => at && t0 !== null ? "+" + Math.round((new Date(at).getTime() - t0) / 1000) + " s" : "";
+  const written = d.imageMiBPerSecond ? "image written at " + d.imageMiBPerSecond.toFixed(1) + " MiB/s" +
+    (d.diskLimitMiBPerSecond ? " (disk: " + d.diskLimitMiBPerSecond.toFixed(1) + " MiB/s)" : "") : "image written";
+  const phases = [["power-on", d.powerOnAt], ["agent up", d.agentUpAt], [written, d.writtenAt], ["reboot from disk", d.rebootAt], ["phone home", d.phoneHomeAt]];
+  const kids = [h("h3", {}, "Deploy of " + d.image + " (attempt " + d.attempt + ") ", pill(d.phase)),
+    h("table", { class: "wide" }, h("tbody", { id: "deploy-phases" }, ...phases.map(([name, at]) =>
+      h("tr", { "data-phase": name, "data-done": String(!!at) }, h("td", {}, name), h("td", {}, at ? fmt(at) : ""), h("td", {}, since(at))))))];
+  if (d.bytesTotal && !d.writtenAt) {
+    kids.push(h("p", { id: "deploy-progress" }, h("progress", { max: String(d.bytesTotal), value: String(d.bytesWritten || 0) }),
+      " " + bytes(d.bytesWritten || 0) + " of " + bytes(d.bytesTotal) + (d.disk ? " to " + d.disk : "")));
+  }
+  return h("section", { id: "deploy" }, ...kids);
 }
 
 // --- register -----------------------------------------------------------------

@@ -625,7 +625,7 @@ func (l *lifecycle) installOS(ctx workflow.Context) error {
 		if deploys {
 			start.Deploy = l.deployPlan(image)
 			l.deploy = &deploy{attempt: attempt}
-			l.status.Deploy = &serverapi.DeployStatus{Attempt: attempt, Image: image, Phase: "power-on"}
+			l.status.Deploy = &serverapi.DeployStatus{Attempt: attempt, Image: image, Phase: serverapi.DeployPowerOn}
 		}
 		if err := rackbatch.WithPowerSlot(ctx, l.batch, l.status.Serial, func() error {
 			return workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, options.BMC(5*time.Minute)), serverapi.StartInstallName,

@@ -23,8 +23,11 @@ const (
 	BootFromDiskName = "BootFromDisk"
 )
 
-// Phases of a deploy report, in the order an agent sends them.
+// Phases of a deploy, in order: the power-on that netboots the agent, then
+// those of the agent's reports.
 const (
+	// DeployPowerOn: the server was powered on to netboot the agent.
+	DeployPowerOn = "power-on"
 	// DeployInventory: the agent is up and reports what it sees in-band.
 	DeployInventory = "inventory"
 	// DeployProgress: bytes written so far.
