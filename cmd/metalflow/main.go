@@ -28,6 +28,7 @@ func commands() map[string]command {
 		"api":     {"run the REST API and operator UI against an external Temporal", runAPI},
 		"worker":  {"run the lifecycle worker against an external Temporal", runWorker},
 		"probe":   {"GET a URL and fail unless it answers 2xx (container health checks)", runProbe},
+		"agent":   {"deploy agent in the agent initramfs: inventory, plan, image to disk, seed (reads metalflow.url/token from the kernel command line)", runAgent},
 		"lbnode":  {"run the XDP load balancer data plane on an interface as a Temporal worker on its own task queue (--temporal), or standalone from YAML (--config)", runLBNode},
 		"decap":   {"install the IP-in-IP/GUE decapsulation program on a backend's interface", runDecap},
 		"bench":   {"run a benchmark and print a table: bench fleet|api|parked|xdp", runBench},
