@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/hex"
 	"errors"
+	"io"
 
 	"github.com/klauspost/compress/zstd"
 
@@ -61,26 +62,39 @@ func probeImage(ctx context.Context, src *source, spec agentapi.Image) (*image, 
 // write streams the image onto the disk and checks its SHA-256; it
 // returns the bytes written.
 func (im *image) write(ctx context.Context, t *target) (int64, error) {
-	st := im.src.open(ctx)
-	defer st.close()
+	sctx, cancel := context.WithCancel(ctx)
+	st := im.src.open(sctx)
+	in := newPrefetch(st, mib, 8)
+	var decoded *prefetch
+	defer func() {
+		// Cancelling the download unblocks the goroutines reading it.
+		cancel()
+		if decoded != nil {
+			decoded.Close()
+		}
+		in.Close()
+		st.close()
+	}()
 	var n int64
 	var err error
 	switch im.spec.Format {
 	case agentapi.FormatRaw:
-		n, err = t.copyFrom(st)
+		n, err = t.copyFrom(in)
 	case agentapi.FormatRawGzip:
 		var gz *gzip.Reader
-		if gz, err = gzip.NewReader(st); err == nil {
-			n, err = t.copyFrom(gz)
+		if gz, err = gzip.NewReader(in); err == nil {
+			decoded = newPrefetch(gz, chunkBytes, 2)
+			n, err = t.copyFrom(decoded)
 		}
 	case agentapi.FormatRawZstd:
 		var dec *zstd.Decoder
-		if dec, err = zstd.NewReader(st, zstd.WithDecoderConcurrency(1)); err == nil {
-			n, err = t.copyFrom(dec)
-			dec.Close()
+		if dec, err = zstd.NewReader(in, zstd.WithDecoderConcurrency(1)); err == nil {
+			defer dec.Close()
+			decoded = newPrefetch(dec, chunkBytes, 2)
+			n, err = t.copyFrom(decoded)
 		}
 	case agentapi.FormatQCOW2:
-		n, err = im.qcow.write(st, t)
+		n, err = im.qcow.write(in, t)
 	}
 	if err != nil {
 		var f *failure
@@ -88,18 +102,27 @@ func (im *image) write(ctx context.Context, t *target) (int64, error) {
 			// Not the download, not the disk: the decompressor. Corrupt
 			// bytes in transit are a checksum failure, though, which the
 			// rest of the stream tells.
-			if verr := st.verify(im.spec.SHA256); verr != nil {
+			if verr := im.verify(in, st); verr != nil {
 				return n, verr
 			}
 			err = fail(agentapi.ClassImageInvalid, "%s image: %v", im.spec.Format, err)
 		}
 		return n, err
 	}
-	if err := st.verify(im.spec.SHA256); err != nil {
+	if err := im.verify(in, st); err != nil {
 		return n, err
 	}
 	if im.size > 0 && n < im.size && im.spec.Format != agentapi.FormatQCOW2 {
 		return n, fail(agentapi.ClassImageInvalid, "the image expanded to %d bytes, the plan says %d", n, im.size)
 	}
 	return n, nil
+}
+
+// verify reads what the format did not need (trailing metadata) so the
+// checksum covers every byte, then checks it.
+func (im *image) verify(in io.Reader, st *stream) error {
+	if _, err := io.Copy(io.Discard, in); err != nil {
+		return err
+	}
+	return st.check(im.spec.SHA256)
 }

@@ -230,7 +230,7 @@ func appendExtent(ranges []extent, e extent) []extent {
 
 // write zeroes the unallocated guest ranges, then streams the file once
 // and writes each cluster where the tables put it.
-func (q *qcow2Image) write(st *stream, t *target) (int64, error) {
+func (q *qcow2Image) write(st io.Reader, t *target) (int64, error) {
 	for _, z := range q.zeros {
 		if err := t.zero(z.Off, z.Len); err != nil {
 			return 0, err

@@ -223,13 +223,9 @@ func (st *stream) retry(err error) error {
 	return st.src.wait(st.ctx, st.failed-1, err)
 }
 
-// verify drains what the format did not need (trailing metadata) so the
-// checksum covers every byte, then checks it.
-func (st *stream) verify(want string) error {
-	if _, err := io.Copy(io.Discard, st); err != nil {
-		return err
-	}
-	st.close()
+// check compares the SHA-256 of the bytes read with want; the caller has
+// read them all.
+func (st *stream) check(want string) error {
 	if got := hex.EncodeToString(st.sha.Sum(nil)); !strings.EqualFold(got, want) {
 		return fail(agentapi.ClassChecksum, "image SHA-256 is %s, the plan says %s (%d bytes downloaded)", got, want, st.off)
 	}
