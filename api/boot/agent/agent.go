@@ -38,6 +38,9 @@ type Config struct {
 	// RetryBackoff is the first wait between attempts, doubling each time
 	// up to 30s; default 1s.
 	RetryBackoff time.Duration
+	// StallTimeout is how long the image download may go without a byte
+	// before the agent drops the connection and resumes; default 60s.
+	StallTimeout time.Duration
 	// HTTPClient talks to the boot service and the image server; default
 	// one without an overall timeout (images are large), with dial and
 	// header timeouts.
@@ -63,6 +66,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.RetryBackoff <= 0 {
 		c.RetryBackoff = time.Second
+	}
+	if c.StallTimeout <= 0 {
+		c.StallTimeout = time.Minute
 	}
 	if c.HTTPClient == nil {
 		c.HTTPClient = &http.Client{Transport: &http.Transport{
@@ -151,7 +157,7 @@ func (a *agent) install(ctx context.Context, plan agentapi.Plan, disks []blockDe
 		return failed(res, err)
 	}
 	src := &source{
-		client: a.cfg.HTTPClient, url: plan.Image.URL, retries: a.cfg.Retries, backoff: a.cfg.RetryBackoff, log: a.cfg.Logger,
+		client: a.cfg.HTTPClient, url: plan.Image.URL, retries: a.cfg.Retries, backoff: a.cfg.RetryBackoff, stall: a.cfg.StallTimeout, log: a.cfg.Logger,
 		notify: func(msg string) { a.prog.set(func(p *progressState) { p.Message = msg }) },
 	}
 	im, err := probeImage(ctx, src, plan.Image)

@@ -22,8 +22,8 @@ func fail(class agentapi.FailureClass, format string, args ...any) error {
 	return &failure{class: class, err: fmt.Errorf(format, args...)}
 }
 
-// classOf finds the class an error was given deepest in the chain's first
-// classification; unclassified errors are internal.
+// classOf is the class of the outermost classified error in err's chain;
+// unclassified errors are internal.
 func classOf(err error) agentapi.FailureClass {
 	var f *failure
 	if errors.As(err, &f) {

@@ -92,10 +92,12 @@ func sha(b []byte) string {
 
 // imageServer serves one image with Range support, and misbehaves on
 // request: dropCut > 0 cuts the connection after that many bytes of the
-// first full GET; fail503 answers that many requests with 503 first.
+// first full GET (or, with stall, stops sending for that long instead);
+// fail503 answers that many requests with 503 first.
 type imageServer struct {
 	data     []byte
 	dropCut  int
+	stall    time.Duration
 	fail503  atomic.Int32
 	dropped  atomic.Bool
 	requests atomic.Int32
@@ -116,6 +118,10 @@ func (s *imageServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusOK)
 		w.Write(s.data[:s.dropCut])
 		w.(http.Flusher).Flush()
+		select {
+		case <-time.After(s.stall):
+		case <-r.Context().Done():
+		}
 		conn, _, err := w.(http.Hijacker).Hijack()
 		if err == nil {
 			conn.Close()
@@ -140,7 +146,7 @@ func serve(t *testing.T, h http.Handler) string {
 
 func testSource(url string) *source {
 	return &source{
-		client: http.DefaultClient, url: url, retries: 3, backoff: 10 * time.Millisecond,
+		client: http.DefaultClient, url: url, retries: 3, backoff: 10 * time.Millisecond, stall: time.Minute,
 		log: slog.New(slog.DiscardHandler), notify: func(string) {},
 	}
 }
@@ -316,5 +322,32 @@ func TestCorruptGzipIsAChecksumFailure(t *testing.T) {
 	_, _, err := writeImage(t, serve(t, &imageServer{data: bad}), agentapi.Image{SHA256: want, Format: agentapi.FormatRawGzip}, diskFile(t, 8<<20))
 	if classOf(err) != agentapi.ClassChecksum {
 		t.Fatalf("%v, want checksum: bytes corrupted in transit, whatever the decompressor said", err)
+	}
+}
+
+func TestStreamResumesAStalledDownload(t *testing.T) {
+	raw := pattern(4 << 20)
+	srv := &imageServer{data: raw, dropCut: len(raw) / 2, stall: 10 * time.Second}
+	src := testSource(serve(t, srv))
+	src.stall = 200 * time.Millisecond
+	im, err := probeImage(context.Background(), src, agentapi.Image{URL: src.url, SHA256: sha(raw), Format: agentapi.FormatRaw})
+	if err != nil {
+		t.Fatal(err)
+	}
+	disk := diskFile(t, 8<<20)
+	tg, err := openTarget(disk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tg.f.Close()
+	begin := time.Now()
+	if _, err := im.write(context.Background(), tg); err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(begin); took > 5*time.Second || src.resumes.Load() != 1 {
+		t.Fatalf("took %s with %d resumes: the stalled connection was waited out, not resumed", took, src.resumes.Load())
+	}
+	if got := readAt(t, disk, 0, int64(len(raw))); !bytes.Equal(got, raw) {
+		t.Fatal("disk differs from the image")
 	}
 }

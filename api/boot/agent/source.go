@@ -26,7 +26,10 @@ type source struct {
 	url     string
 	retries int
 	backoff time.Duration
-	log     *slog.Logger
+	// stall is how long a download may go without a byte before it counts
+	// as dropped: a connection can hang open without failing.
+	stall time.Duration
+	log   *slog.Logger
 	// notify tells the operator (a progress message) about a retry.
 	notify func(string)
 
@@ -166,6 +169,9 @@ type stream struct {
 	body   io.ReadCloser
 	sha    hash.Hash
 	failed int
+	// watchdog cancels the current request when it stalls.
+	watchdog *time.Timer
+	cancel   context.CancelFunc
 }
 
 func (s *source) open(ctx context.Context) *stream {
@@ -175,8 +181,10 @@ func (s *source) open(ctx context.Context) *stream {
 func (st *stream) Read(p []byte) (int, error) {
 	for {
 		if st.body == nil {
-			body, _, err := st.src.get(st.ctx, st.off, -1)
+			rctx, cancel := context.WithCancel(st.ctx)
+			body, _, err := st.src.get(rctx, st.off, -1)
 			if err != nil {
+				cancel()
 				if err := st.retry(err); err != nil {
 					return 0, err
 				}
@@ -185,10 +193,12 @@ func (st *stream) Read(p []byte) (int, error) {
 			if st.off > 0 {
 				st.src.resumes.Add(1)
 			}
-			st.body = body
+			st.body, st.cancel = body, cancel
+			st.watchdog = time.AfterFunc(st.src.stall, cancel)
 		}
 		n, err := st.body.Read(p)
 		if n > 0 {
+			st.watchdog.Reset(st.src.stall)
 			st.off += int64(n)
 			st.sha.Write(p[:n])
 			st.src.downloaded.Add(int64(n))
@@ -200,9 +210,12 @@ func (st *stream) Read(p []byte) (int, error) {
 		case st.ctx.Err() != nil:
 			return n, st.ctx.Err()
 		}
-		// A dropped connection (io.ErrUnexpectedEOF, a reset): resume.
-		st.body.Close()
-		st.body = nil
+		// A dropped connection (io.ErrUnexpectedEOF, a reset) or a stalled
+		// one: resume.
+		if !st.watchdog.Stop() {
+			err = fmt.Errorf("no data for %s", st.src.stall)
+		}
+		st.close()
 		if n > 0 {
 			return n, nil
 		}
@@ -234,6 +247,8 @@ func (st *stream) check(want string) error {
 
 func (st *stream) close() {
 	if st.body != nil {
+		st.watchdog.Stop()
+		st.cancel()
 		st.body.Close()
 		st.body = nil
 	}
