@@ -210,7 +210,8 @@ func (a *agent) install(ctx context.Context, plan agentapi.Plan, disks []blockDe
 		res.Stats.ImageBytes = written
 		res.Stats.ImageMiBps = float64(written) / mib / res.Stats.WriteSeconds
 		a.prog.set(func(p *progressState) { p.Phase = agentapi.PhaseSeed })
-		return writeSeed(t, written, files)
+		// A qcow2 image's unallocated tail is zeros the seed must not cover.
+		return writeSeed(t, max(written, im.size), files)
 	}()
 	res.Stats.DownloadedBytes = src.downloaded.Load()
 	res.Stats.Resumes = int(src.resumes.Load())

@@ -290,3 +290,18 @@ func TestDiskTooSmallFoundWhileWritingWipes(t *testing.T) {
 	}
 	noBootSignature(t, disk)
 }
+
+func TestInstallQCOW2Image(t *testing.T) {
+	const imageSize, diskSize = 32 << 20, 96 << 20
+	raw := partitionedImage(t, imageSize, true)
+	clear(raw[imageSize/2 : imageSize-2*mib]) // an unallocated run before the tail
+	file := qcow2Of(t, raw, "-c")
+	disk := diskFile(t, diskSize)
+	res := testAgent().install(context.Background(), testPlan(serve(t, &imageServer{data: file}), file, agentapi.FormatQCOW2), testDisk(disk, diskSize))
+	if !res.Succeeded {
+		t.Fatalf("install failed: %s: %s", res.Class, res.Reason)
+	}
+	if got := readAt(t, disk, 34*512, imageSize-67*512); !bytes.Equal(got, raw[34*512:imageSize-33*512]) {
+		t.Fatalf("image bytes differ at %d (unallocated clusters must read as zeros, not the old disk)", 34*512+firstDiff(got, raw[34*512:]))
+	}
+}

@@ -279,14 +279,17 @@ func (s *SizeHint) UnmarshalJSON(b []byte) error {
 // Phase is what the agent is doing.
 type Phase string
 
-// The phases, in order.
+// The phases, in order. Progress reports start once the plan is fetched.
 const (
-	PhaseInventory Phase = "inventory"
-	PhasePlan      Phase = "plan"
-	PhaseWipe      Phase = "wipe"
+	// PhasePlan: probing the image and choosing the disk.
+	PhasePlan Phase = "plan"
+	// PhaseWipe: erasing the old partition tables and superblocks.
+	PhaseWipe Phase = "wipe"
+	// PhaseBenchmark: Plan.DiskBenchmarkMiB of zeros to the disk.
 	PhaseBenchmark Phase = "benchmark"
 	PhaseWrite     Phase = "write"
-	PhaseSeed      Phase = "seed"
+	// PhaseSeed: moving the backup GPT, adding and filling cidata.
+	PhaseSeed Phase = "seed"
 )
 
 // Progress is a report while the agent works.
