@@ -29,6 +29,7 @@ func commands() map[string]command {
 		"worker":  {"run the lifecycle worker against an external Temporal", runWorker},
 		"boot":    {"serve netbooting machines next to them: proxyDHCP (or full DHCP), TFTP of iPXE, the boot service's HTTP", runBoot},
 		"probe":   {"GET a URL and fail unless it answers 2xx (container health checks)", runProbe},
+		"agent":   {"deploy agent in the agent initramfs: inventory, plan, image to disk, seed (reads metalflow.url/token from the kernel command line)", runAgent},
 		"lbnode":  {"run the XDP load balancer data plane on an interface as a Temporal worker on its own task queue (--temporal), or standalone from YAML (--config)", runLBNode},
 		"decap":   {"install the IP-in-IP/GUE decapsulation program on a backend's interface", runDecap},
 		"bench":   {"run a benchmark and print a table: bench fleet|api|parked|xdp", runBench},
