@@ -15,10 +15,11 @@ export GOTOOLCHAIN="${GOTOOLCHAIN:-local}"
 # qemu-utils, ipxe-qemu, ovmf and ipxe: real VMs behind the simulator's qemu
 # BMCs, netbooting with SeaBIOS or UEFI firmware; dnsmasq: a site's own DHCP
 # beside metalflow's proxyDHCP; mmdebstrap, mtools, fdisk: the test OS image
-# and its NoCloud seed; busybox-static: the deploy agent's initramfs).
+# and its NoCloud seed; busybox-static, zstd: the deploy agent's initramfs and
+# the images it streams).
 # Installed only when missing and when we can (root with apt); without them
 # the tests that need them skip and say why.
-packages=(iproute2 ethtool ironic-common redfishtool python3-sushy bird2 chromium postgresql qemu-system-x86 qemu-utils ipxe-qemu ovmf ipxe dnsmasq mtools fdisk mmdebstrap busybox-static)
+packages=(iproute2 ethtool ironic-common redfishtool python3-sushy bird2 chromium postgresql qemu-system-x86 qemu-utils ipxe-qemu ovmf ipxe dnsmasq mtools fdisk mmdebstrap busybox-static zstd)
 if [ ${#packages[@]} -gt 0 ] && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
   missing=()
   for p in "${packages[@]}"; do
