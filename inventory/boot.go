@@ -24,6 +24,17 @@ type BootConfig struct {
 	CycledAt  *time.Time
 	PhonedAt  *time.Time
 	RetiredAt *time.Time
+	// DeployPlan is the plan a deploy by metalflow's agent writes, as the
+	// lifecycle gave it (JSON); nil for an attempt that runs the installer.
+	DeployPlan json.RawMessage
+	// Decision is the lifecycle's word on the plan (DeployPending,
+	// DeployReleased, DeployRefused with DecisionReason); "" without one.
+	Decision       string
+	DecisionReason string
+	DecidedAt      *time.Time
+	// DiskBootedAt is when the written disk was made the boot device and
+	// the server powered on into it.
+	DiskBootedAt *time.Time
 }
 
 // Active says whether the boot service should still hand it out.
@@ -208,10 +219,13 @@ func (s *Store) BootAttempts(ctx context.Context, serial string) ([]BootConfig, 
 func getBoot(ctx context.Context, q querier, serial string, attempt int) (BootConfig, error) {
 	b := BootConfig{Serial: serial, Attempt: attempt}
 	var macs string
-	var cycled, phoned, retired sql.NullTime
-	err := q.QueryRowContext(ctx, `SELECT macs, token, issued_at, expires_at, cycled_at, phoned_at, retired_at
+	var plan sql.NullString
+	var cycled, phoned, retired, decided, diskBooted sql.NullTime
+	err := q.QueryRowContext(ctx, `SELECT macs, token, issued_at, expires_at, cycled_at, phoned_at, retired_at,
+		deploy_plan, deploy_decision, deploy_reason, decided_at, disk_booted_at
 		FROM boot_configs WHERE serial = $1 AND attempt = $2`, serial, attempt).
-		Scan(&macs, &b.Token, &b.IssuedAt, &b.ExpiresAt, &cycled, &phoned, &retired)
+		Scan(&macs, &b.Token, &b.IssuedAt, &b.ExpiresAt, &cycled, &phoned, &retired,
+			&plan, &b.Decision, &b.DecisionReason, &decided, &diskBooted)
 	if errors.Is(err, sql.ErrNoRows) {
 		return BootConfig{}, fmt.Errorf("%w: install attempt %d of %s", ErrNotFound, attempt, serial)
 	}
@@ -223,6 +237,10 @@ func getBoot(ctx context.Context, q querier, serial string, attempt int) (BootCo
 	}
 	b.IssuedAt, b.ExpiresAt = b.IssuedAt.UTC(), b.ExpiresAt.UTC()
 	b.CycledAt, b.PhonedAt, b.RetiredAt = timePtr(cycled), timePtr(phoned), timePtr(retired)
+	b.DecidedAt, b.DiskBootedAt = timePtr(decided), timePtr(diskBooted)
+	if plan.Valid {
+		b.DeployPlan = json.RawMessage(plan.String)
+	}
 	return b, nil
 }
 
