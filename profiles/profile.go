@@ -39,6 +39,13 @@ type Profile struct {
 	// The catalog lives in the inventory, so only the name's form is
 	// checked here; the API refuses to delete an image a profile names.
 	Image string `yaml:"image" json:"image,omitempty"`
+	// RootDevice are Ironic-style root-device hints choosing the disk the
+	// deploy agent writes the image to (none: the smallest that fits).
+	RootDevice map[string]string `yaml:"root_device" json:"rootDevice,omitempty"`
+	// SSHAuthorizedKeys and UserData (#cloud-config) go to the installed
+	// OS's cloud-init, with what the server's registration adds.
+	SSHAuthorizedKeys []string `yaml:"ssh_authorized_keys" json:"sshAuthorizedKeys,omitempty"`
+	UserData          string   `yaml:"user_data" json:"userData,omitempty"`
 }
 
 // Requirements are what inspection checks.
@@ -165,6 +172,15 @@ func (p Profile) Validate() error {
 		if err := imageapi.ValidateName(p.Image); err != nil {
 			problems = append(problems, err.Error())
 		}
+	}
+	if _, err := RootDeviceHints(p.RootDevice); err != nil {
+		problems = append(problems, err.Error())
+	}
+	if err := ValidateSSHAuthorizedKeys(p.SSHAuthorizedKeys); err != nil {
+		problems = append(problems, "ssh_authorized_keys"+err.Error())
+	}
+	if err := ValidateUserData(p.UserData); err != nil {
+		problems = append(problems, "user_data: "+err.Error())
 	}
 	if p.Install.Timeout < 0 || p.Install.Attempts < 0 {
 		problems = append(problems, "install timeout and attempts cannot be negative")

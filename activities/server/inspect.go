@@ -70,6 +70,8 @@ func (p *Provisioning) InspectServer(ctx context.Context, in serverapi.InspectSe
 		Vendor: inv.Vendor, Model: inv.Model, MACs: macs, Profile: prof.Name, Role: prof.Role, ResourceClass: prof.ResourceClass,
 		CPUs: inv.TotalThreads, MemoryMiB: inv.MemoryGiB * 1024, LocalGB: int(localBytes / 1_000_000_000), CPUArch: inv.CPUArch,
 		Drives: len(inv.Drives), InstallTimeout: prof.InstallTimeout(), InstallAttempts: prof.InstallAttempts(),
+		SystemSerial: inv.Serial, Image: prof.Image, RootDevice: prof.RootDevice,
+		SSHAuthorizedKeys: prof.SSHAuthorizedKeys, UserData: prof.UserData,
 	}, nil
 }
 
