@@ -34,8 +34,8 @@ type Provisioning struct {
 }
 
 // ProvisioningInventory is what the BMC steps record in the CMDB: the
-// hardware found, each reset and netboot done once, the decommission's
-// steps.
+// hardware found, each reset and netboot done once, a deploy's plan and
+// decision, the decommission's steps.
 type ProvisioningInventory interface {
 	RegisterAsset(ctx context.Context, rec inventory.AssetRecord, actor string) (changed bool, err error)
 	SetState(ctx context.Context, serial, state, actor, detail string) error
@@ -43,6 +43,11 @@ type ProvisioningInventory interface {
 	RecordOnce(ctx context.Context, serial, key string) (first bool, err error)
 	IssueBoot(ctx context.Context, serial string, attempt int, macs []string, ttl time.Duration) (inventory.BootConfig, error)
 	MarkCycled(ctx context.Context, serial string, attempt int) (already bool, err error)
+	SetDeployPlan(ctx context.Context, serial string, attempt int, plan []byte) error
+	SetBootImage(ctx context.Context, serial string, attempt int, image string) error
+	DecideDeploy(ctx context.Context, serial string, attempt int, release bool, reason string) error
+	BootAttempts(ctx context.Context, serial string) ([]inventory.BootConfig, error)
+	MarkDiskBooted(ctx context.Context, serial string, attempt int) (already bool, err error)
 	RetireBoot(ctx context.Context, serial string) error
 	RecordStep(ctx context.Context, serial, key, actor, action, detail string) error
 }
@@ -60,6 +65,8 @@ func (p *Provisioning) Register(r activities.Registrar) {
 		serverapi.ConfigureRAIDName:     p.ConfigureRAID,
 		serverapi.StartInstallName:      p.StartInstall,
 		serverapi.FinishInstallName:     p.FinishInstall,
+		serverapi.DecideDeployName:      p.DecideDeploy,
+		serverapi.BootFromDiskName:      p.BootFromDisk,
 		serverapi.WipeServerName:        p.WipeServer,
 		serverapi.ResetBIOSDefaultsName: p.ResetBIOSDefaults,
 		serverapi.PowerOffServerName:    p.PowerOffServer,

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"encoding/json"
 
 	"github.com/metalflow/metalflow/activities"
 	"github.com/metalflow/metalflow/hardware"
@@ -10,12 +11,18 @@ import (
 
 // StartInstall issues the attempt's boot config and one-time token, turns
 // the server off, sets a one-time PXE boot and turns it on into the
-// installer. The boot happens once per attempt even when the activity runs
-// twice, or is cut short anywhere by a dying worker.
+// installer, or into metalflow's deploy agent when the attempt carries a
+// deploy plan. The boot happens once per attempt even when the activity
+// runs twice, or is cut short anywhere by a dying worker.
 func (p *Provisioning) StartInstall(ctx context.Context, in serverapi.StartInstallInput) error {
 	boot, err := p.Inventory.IssueBoot(ctx, in.Serial, in.Attempt, in.MACs, in.TTL)
 	if err != nil {
 		return activities.InventoryError(err)
+	}
+	if in.Deploy != nil {
+		if err := p.planDeploy(ctx, in); err != nil {
+			return err
+		}
 	}
 	return p.withMachine(ctx, in.BMC, func(m hardware.Machine) error {
 		state, err := m.PowerState(ctx)
@@ -44,6 +51,20 @@ func (p *Provisioning) StartInstall(ctx context.Context, in serverapi.StartInsta
 		}
 		return m.SetPower(ctx, hardware.PowerOn)
 	})
+}
+
+// planDeploy records the attempt's plan before the server netboots: the
+// boot service chains the agent only for an attempt with a plan, and hands
+// the agent the image the attempt's token may fetch.
+func (p *Provisioning) planDeploy(ctx context.Context, in serverapi.StartInstallInput) error {
+	plan, err := json.Marshal(in.Deploy)
+	if err != nil {
+		return err
+	}
+	if err := p.Inventory.SetDeployPlan(ctx, in.Serial, in.Attempt, plan); err != nil {
+		return activities.InventoryError(err)
+	}
+	return activities.InventoryError(p.Inventory.SetBootImage(ctx, in.Serial, in.Attempt, in.Deploy.Image))
 }
 
 // FinishInstall retires the boot config (the next netboot falls through to
