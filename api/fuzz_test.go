@@ -213,6 +213,12 @@ func checkReachedTemporalValidated(t *testing.T, calls []temporalCall) {
 			if err == nil && in.Location != nil {
 				err = serverapi.ValidateLocation(*in.Location)
 			}
+			if err == nil {
+				err = profiles.ValidateSSHAuthorizedKeys(in.SSHAuthorizedKeys)
+			}
+			if err == nil {
+				err = profiles.ValidateUserData(in.UserData)
+			}
 			if err == nil && c.workflowID != serverapi.LifecycleWorkflowID(in.Serial) {
 				err = fmt.Errorf("workflow ID %q", c.workflowID)
 			}
@@ -267,6 +273,8 @@ func FuzzAPIBodies(f *testing.F) {
 		{4, "", `{"serial":"SN-1","bmc":{"address":"https://10.0.0.1","username":"root","password":"calvin"},"location":{"site":"dc1","rack":"R01","unit":3,"face":"front"},"tenant":"p1","pools":["web"]}`},
 		{4, "", `{"serial":"SN 1","profile":"nope","location":{"site":"dc1","rack":"R01","unit":0,"face":"side"},"pools":["web","web"]}`},
 		{4, "", `{"serial":"SN-1","location":{"site":"dc1","rack":"R01","unit":43,"face":"front"}}`},
+		{4, "", `{"serial":"SN-1","sshAuthorizedKeys":["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKv2oMjPcLITFgW6Mdmj3zGef2jF3wuncBd/8JOAXvHS x"],"userData":"#cloud-config\npackages: [htop]\n"}`},
+		{4, "", `{"serial":"SN-1","sshAuthorizedKeys":["from=\"*\" ssh-rsa AAAA"],"userData":"#cloud-config\nphone_home: {}\n"}`},
 		{4, "", `{"serial":"SN-1","bmc":{"address":"https://10.0.0.1/redfish","username":"","password":"x"}}`},
 		{5, "", `{"name":"web","protocol":"tcp","ports":[80,443],"exposure":"internal","backends":[{"address":"10.0.0.1"}]}`},
 		{5, "", `{"name":"web","port":80,"ports":[80],"exposure":"internal","servers":["SN-1"]}`},

@@ -174,6 +174,9 @@ type contractCase struct {
 	docAccepts                              bool
 }
 
+// sshKey is a well-formed public key.
+const sshKey = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKv2oMjPcLITFgW6Mdmj3zGef2jF3wuncBd/8JOAXvHS ops@example"
+
 // inProcessCases are the answers the API gives without Temporal.
 func inProcessCases(mac string) []contractCase {
 	return []contractCase{
@@ -215,6 +218,12 @@ func inProcessCases(mac string) []contractCase {
 		{"create server at unit 0", "POST", "/api/v1/servers", apitest.JSON, `{"serial":"SN-1","location":{"site":"dc1","rack":"R01","unit":0,"face":"front"}}`, 400, false},
 		{"create server in unknown site", "POST", "/api/v1/servers", apitest.JSON, `{"serial":"SN-1","location":{"site":"dc9","rack":"R01","unit":1,"face":"front"}}`, 422, true},
 		{"create server on a taken unit", "POST", "/api/v1/servers", apitest.JSON, `{"serial":"SN-1","location":{"site":"dc1","rack":"R02","unit":7,"face":"front"}}`, 409, true},
+		{"create server with an SSH key's options", "POST", "/api/v1/servers", apitest.JSON, `{"serial":"SN-1","sshAuthorizedKeys":["command=\"id\" ` + sshKey + `"]}`, 400, false},
+		{"create server with an SSH key of two lines", "POST", "/api/v1/servers", apitest.JSON, `{"serial":"SN-1","sshAuthorizedKeys":["` + sshKey + `\n` + sshKey + `"]}`, 400, false},
+		{"create server with an SSH key mislabelled", "POST", "/api/v1/servers", apitest.JSON, `{"serial":"SN-1","sshAuthorizedKeys":["ssh-rsa ` + strings.Fields(sshKey)[1] + `"]}`, 400, true},
+		{"create server with a shell script as user-data", "POST", "/api/v1/servers", apitest.JSON, `{"serial":"SN-1","userData":"#!/bin/sh\nreboot\n"}`, 400, false},
+		{"create server with user-data that is not YAML", "POST", "/api/v1/servers", apitest.JSON, `{"serial":"SN-1","userData":"#cloud-config\npackages: [\n"}`, 400, true},
+		{"create server with user-data setting the hostname", "POST", "/api/v1/servers", apitest.JSON, `{"serial":"SN-1","userData":"#cloud-config\nhostname: mine\n"}`, 422, true},
 
 		{"racked sideways", "POST", "/api/v1/servers/SN-1/racked", apitest.JSON, `{"site":"dc1","rack":"R01","unit":4,"face":"sideways"}`, 422, false},
 		{"racked at unit -1", "POST", "/api/v1/servers/SN-1/racked", apitest.JSON, `{"site":"dc1","rack":"R01","unit":-1,"face":"front"}`, 422, false},

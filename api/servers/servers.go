@@ -79,6 +79,10 @@ type createServerRequest struct {
 	Pools []string `json:"pools,omitempty"`
 	// Image is a catalog image to install instead of the profile's.
 	Image string `json:"image,omitempty"`
+	// SSHAuthorizedKeys and UserData go to the installed OS's cloud-init
+	// when metalflow deploys an image, besides the profile's.
+	SSHAuthorizedKeys []string `json:"sshAuthorizedKeys,omitempty"`
+	UserData          string   `json:"userData,omitempty"`
 }
 
 type createServerResponse struct {
@@ -123,6 +127,9 @@ func (h *handlers) createServer(c echo.Context) error {
 	if err := h.checkImage(c.Request().Context(), req.Image); err != nil {
 		return err
 	}
+	if err := checkCloudInit(req.SSHAuthorizedKeys, req.UserData); err != nil {
+		return err
+	}
 	if req.BMC != nil {
 		if err := bmc.Validate(*req.BMC, true); err != nil {
 			return err
@@ -143,7 +150,10 @@ func (h *handlers) createServer(c echo.Context) error {
 	if _, err := h.Temporal.DescribeWorkflowExecution(ctx, id, ""); err == nil {
 		return httpx.Errorf(http.StatusConflict, "server %s already has a lifecycle (workflow %s)", req.Serial, id)
 	}
-	input := serverapi.ServerLifecycleInput{Serial: req.Serial, Location: req.Location, Profile: req.Profile, Tenant: req.Tenant, Pools: req.Pools, Image: req.Image, Actor: httpx.Actor(c)}
+	input := serverapi.ServerLifecycleInput{
+		Serial: req.Serial, Location: req.Location, Profile: req.Profile, Tenant: req.Tenant, Pools: req.Pools, Image: req.Image,
+		SSHAuthorizedKeys: req.SSHAuthorizedKeys, UserData: req.UserData, Actor: httpx.Actor(c),
+	}
 	if req.BMC != nil {
 		ref, err := bmc.Seal(ctx, h.Credentials, req.Serial, *req.BMC)
 		if err != nil {
@@ -187,6 +197,23 @@ func (h *handlers) checkImage(ctx context.Context, name string) error {
 		return httpx.Errorf(http.StatusUnprocessableEntity, "unknown image %q: add it with POST /api/v1/images first", name)
 	}
 	return err
+}
+
+// checkCloudInit refuses keys and user-data the deploy agent could not
+// write, by the rules a profile's are held to: malformed is a 400, a
+// well-formed document setting what metalflow writes itself a 422.
+func checkCloudInit(keys []string, userData string) error {
+	if err := profiles.ValidateSSHAuthorizedKeys(keys); err != nil {
+		return httpx.Errorf(http.StatusBadRequest, "sshAuthorizedKeys%s", err)
+	}
+	err := profiles.ValidateUserData(userData)
+	if errors.Is(err, profiles.ErrReservedUserData) {
+		return httpx.Errorf(http.StatusUnprocessableEntity, "userData: %s", err)
+	}
+	if err != nil {
+		return httpx.Errorf(http.StatusBadRequest, "userData: %s", err)
+	}
+	return nil
 }
 
 func (h *handlers) getServer(c echo.Context) error {
