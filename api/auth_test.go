@@ -17,8 +17,9 @@ import (
 	"github.com/metalflow/metalflow/inventory"
 )
 
-// openRoutes answer without a token: machines that cannot hold one (the
-// installer, Prometheus), the contract, and the operator page's assets.
+// openRoutes answer without an API token: machines that cannot hold one
+// (the installer, the deploy agent, Prometheus), the contract, and the
+// operator page's assets.
 func openRoutes() map[string]bool {
 	return map[string]bool{
 		"GET /healthz": true, "GET /readyz": true, "GET /metrics": true,
@@ -27,6 +28,10 @@ func openRoutes() map[string]bool {
 		"GET /boot/nocloud/:serial/:attempt/user-data": true, "GET /boot/nocloud/:serial/:attempt/vendor-data": true,
 		"GET /boot/files/:name": true, "GET /boot/images/:name": true, "HEAD /boot/images/:name": true, "GET /*": true,
 		"POST /api/v1/session": true, "DELETE /api/v1/session": true,
+		// The deploy agent holds its install attempt's token, not an API
+		// token; package boot's tests hold it to that.
+		"GET /boot/agent/vmlinuz": true, "GET /boot/agent/initrd.img": true, "GET /boot/agent/plan": true,
+		"POST /boot/agent/inventory": true, "POST /boot/agent/progress": true, "POST /boot/agent/result": true,
 	}
 }
 

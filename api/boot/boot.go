@@ -52,10 +52,11 @@ type Store interface {
 	ActiveBootByToken(ctx context.Context, token string) (inventory.BootConfig, error)
 	ConsumePhoneHome(ctx context.Context, token string) (inventory.BootConfig, error)
 	SetHostAddress(ctx context.Context, serial string, addr netip.Addr) error
+	GetImage(ctx context.Context, name string) (inventory.Image, error)
 }
 
-// Lifecycles hands a phone-home to the server's lifecycle workflow; a
-// Temporal client is one.
+// Lifecycles hands a phone-home, or a deploy agent's report, to the
+// server's lifecycle workflow; a Temporal client is one.
 type Lifecycles interface {
 	SignalWorkflow(ctx context.Context, workflowID, runID, signalName string, arg any) error
 }
@@ -74,6 +75,13 @@ type Config struct {
 	InitrdURL string
 	// KernelArgs are appended to the installer's command line.
 	KernelArgs string
+	// AgentKernel and AgentInitrd are metalflow's deploy agent, which an
+	// attempt with a deploy plan boots instead of the installer: files
+	// this service serves itself (AgentKernelPath, AgentInitrdPath), or
+	// http(s) URLs. Empty: no agent, and such an attempt fails at its
+	// first netboot with a message saying so.
+	AgentKernel string
+	AgentInitrd string
 
 	Store      Store
 	Lifecycles Lifecycles
@@ -103,6 +111,7 @@ func (s *Service) Register(e *echo.Echo) {
 	e.GET(pathPrefix+"nocloud/:serial/:attempt/vendor-data", s.nocloudVendorData)
 	e.GET(pathPrefix+"files/:name", s.bootFile)
 	e.POST(PhoneHomePath, s.phoneHome)
+	s.registerAgent(e)
 	g := e.Group(strings.TrimSuffix(pathPrefix, "/"))
 	for _, mount := range s.cfg.Mounts {
 		mount(g)
@@ -110,6 +119,7 @@ func (s *Service) Register(e *echo.Echo) {
 }
 
 // maxBodyBytes bounds request bodies: a phone-home is a few form fields.
+// The deploy agent's reports are bounded by agentapi.MaxBodyBytes instead.
 const maxBodyBytes = "64K"
 
 // Handler is the service alone, answering errors as the API does.
@@ -120,7 +130,9 @@ func (s *Service) Handler() http.Handler {
 	e.HTTPErrorHandler = httpx.ErrorHandler(s.cfg.Logger)
 	e.Use(middleware.Recover())
 	e.Use(httpx.RequestLog(s.cfg.Logger))
-	e.Use(middleware.BodyLimit(maxBodyBytes))
+	e.Use(middleware.BodyLimitWithConfig(middleware.BodyLimitConfig{
+		Limit: maxBodyBytes, Skipper: func(c echo.Context) bool { return isAgentReport(c.Path()) },
+	}))
 	s.Register(e)
 	return e
 }
@@ -158,8 +170,9 @@ func (s *Service) url(path string) string {
 }
 
 // ipxeScript answers a netbooting server. With an install pending for its
-// MAC it chains the installer; otherwise it exits to the next boot device,
-// the local disk, so a finished server never reinstalls by accident.
+// MAC it chains the installer, or the deploy agent when the attempt
+// carries a deploy plan; otherwise it exits to the next boot device, the
+// local disk, so a finished server never reinstalls by accident.
 func (s *Service) ipxeScript(c echo.Context) error {
 	mac := c.QueryParam("mac")
 	if mac == "" {
@@ -171,6 +184,9 @@ func (s *Service) ipxeScript(c echo.Context) error {
 	}
 	if err != nil {
 		return err
+	}
+	if b.DeployPlan != nil {
+		return s.deployScript(c, b)
 	}
 	kernel, initrd := s.cfg.KernelURL, s.cfg.InitrdURL
 	if kernel == "" {
@@ -233,7 +249,7 @@ func (s *Service) nocloudUserData(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	phoneHome := s.url("/api/v1/boot/phone-home?token=" + url.QueryEscape(b.Token))
+	phoneHome := s.phoneHomeURL(b.Token)
 	return c.String(http.StatusOK, fmt.Sprintf(`#cloud-config
 # metalflow install of %s, attempt %d
 hostname: %s
@@ -242,6 +258,12 @@ phone_home:
   post: [instance_id, hostname, fqdn]
   tries: 10
 `, b.Serial, b.Attempt, strings.ToLower(b.Serial), phoneHome))
+}
+
+// phoneHomeURL is where an installed OS calls back, with the attempt's
+// token: the only secret a netbooting server gets, valid for this attempt.
+func (s *Service) phoneHomeURL(token string) string {
+	return s.url(PhoneHomePath + "?token=" + url.QueryEscape(token))
 }
 
 func (s *Service) nocloudVendorData(c echo.Context) error {
