@@ -81,10 +81,12 @@ type ImagesConfig struct {
 // fields mean what boot.Config's of the same name do. The service's store,
 // Temporal and logger are the API's.
 type BootConfig struct {
-	PublicURL  string
-	KernelURL  string
-	InitrdURL  string
-	KernelArgs string
+	PublicURL   string
+	KernelURL   string
+	InitrdURL   string
+	KernelArgs  string
+	AgentKernel string
+	AgentInitrd string
 }
 
 // Server is the HTTP API.
@@ -164,6 +166,7 @@ func New(cfg Config) *Server {
 	// its routes are open (see package boot).
 	boot.New(boot.Config{
 		PublicURL: cfg.Boot.PublicURL, KernelURL: cfg.Boot.KernelURL, InitrdURL: cfg.Boot.InitrdURL, KernelArgs: cfg.Boot.KernelArgs,
+		AgentKernel: cfg.Boot.AgentKernel, AgentInitrd: cfg.Boot.AgentInitrd,
 		Store: cfg.Inventory, Lifecycles: cfg.Temporal, Logger: cfg.Logger,
 		Mounts: []func(*echo.Group){imgs.MountBoot},
 	}).Register(e)

@@ -147,6 +147,7 @@ func runBoot(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	bc := bf.config(httpAddr)
 	svc := boot.New(boot.Config{
 		PublicURL: bc.PublicURL, KernelURL: bc.KernelURL, InitrdURL: bc.InitrdURL, KernelArgs: bc.KernelArgs,
+		AgentKernel: bc.AgentKernel, AgentInitrd: bc.AgentInitrd,
 		Store: inv, Lifecycles: c, Logger: log,
 	})
 	ln, err := net.Listen("tcp", httpAddr)

@@ -77,10 +77,12 @@ func serveMetrics(ctx context.Context, log *slog.Logger, addr string, reg *prome
 
 // bootFlags configure the boot service netbooting servers talk to.
 type bootFlags struct {
-	publicURL  string
-	kernelURL  string
-	initrdURL  string
-	kernelArgs string
+	publicURL   string
+	kernelURL   string
+	initrdURL   string
+	kernelArgs  string
+	agentKernel string
+	agentInitrd string
 }
 
 func (b *bootFlags) register(fs *flag.FlagSet) {
@@ -88,6 +90,8 @@ func (b *bootFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&b.kernelURL, "installer-kernel-url", "", "installer kernel for netboot; empty serves a placeholder only simulated hosts can boot")
 	fs.StringVar(&b.initrdURL, "installer-initrd-url", "", "installer initrd for netboot; empty serves a placeholder")
 	fs.StringVar(&b.kernelArgs, "installer-kernel-args", "", "extra installer kernel arguments")
+	fs.StringVar(&b.agentKernel, "agent-kernel", "", "deploy agent kernel, a file served at /boot/agent/vmlinuz or a URL; empty refuses installs that name an image")
+	fs.StringVar(&b.agentInitrd, "agent-initrd", "", "deploy agent initramfs, a file served at /boot/agent/initrd.img or a URL")
 }
 
 func (b *bootFlags) config(httpAddr string) api.BootConfig {
@@ -95,7 +99,8 @@ func (b *bootFlags) config(httpAddr string) api.BootConfig {
 	if public == "" {
 		public = stack.HTTPURL(httpAddr)
 	}
-	return api.BootConfig{PublicURL: public, KernelURL: b.kernelURL, InitrdURL: b.initrdURL, KernelArgs: b.kernelArgs}
+	return api.BootConfig{PublicURL: public, KernelURL: b.kernelURL, InitrdURL: b.initrdURL, KernelArgs: b.kernelArgs,
+		AgentKernel: b.agentKernel, AgentInitrd: b.agentInitrd}
 }
 
 // imageFlags configure the OS image catalog: where uploads are kept, how
