@@ -11,9 +11,11 @@ import (
 	"strings"
 	"time"
 
+	"github.com/labstack/echo/v4"
 	"github.com/metalflow/metalflow/api/boot"
 	"github.com/metalflow/metalflow/api/boot/dhcp"
 	"github.com/metalflow/metalflow/api/boot/tftp"
+	"github.com/metalflow/metalflow/api/images"
 	"github.com/metalflow/metalflow/internal/stack"
 	"github.com/metalflow/metalflow/internal/telemetry"
 )
@@ -105,6 +107,7 @@ func runBoot(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		tf           temporalFlags
 		bf           bootFlags
 		nf           netbootFlags
+		imf          imageFlags
 		inventoryURL string
 		httpAddr     string
 	)
@@ -115,6 +118,7 @@ func runBoot(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	bf.register(fs)
 	fs.Lookup("public-url").Usage = "URL machines on the provisioning network reach --http-listen at, e.g. http://10.0.0.1:8081 (required)"
 	nf.register(fs, ":69")
+	imf.register(fs, "images", "directory of uploaded OS images, the API's own or a copy of it (URL images are proxied from their origin)")
 	fs.StringVar(&inventoryURL, "inventory-db", "metalflow.db", "inventory database the API uses: postgres://… or a SQLite file path")
 	fs.StringVar(&httpAddr, "http-listen", ":8081", "listen address of the iPXE script, NoCloud seeds and phone-home")
 	if err := parseFlags(fs, args); err != nil {
@@ -124,6 +128,10 @@ func runBoot(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return usageError{errors.New("--public-url is required: machines are told to fetch their script there")}
 	}
 	netboot, err := nf.config()
+	if err != nil {
+		return err
+	}
+	ic, err := imf.config()
 	if err != nil {
 		return err
 	}
@@ -145,10 +153,13 @@ func runBoot(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	defer func() { _ = metrics.Close() }()
 	defer c.Close()
 	bc := bf.config(httpAddr)
+	// The deploy agent fetches its image here, next to it, not from the API.
+	imgs := images.New(images.Config{Dir: ic.Dir, Open: ic.Open, Catalog: inv, Grants: inv, Logger: log})
 	svc := boot.New(boot.Config{
 		PublicURL: bc.PublicURL, KernelURL: bc.KernelURL, InitrdURL: bc.InitrdURL, KernelArgs: bc.KernelArgs,
 		AgentKernel: bc.AgentKernel, AgentInitrd: bc.AgentInitrd,
 		Store: inv, Lifecycles: c, Logger: log,
+		Mounts: []func(*echo.Group){imgs.MountBoot},
 	})
 	ln, err := net.Listen("tcp", httpAddr)
 	if err != nil {

@@ -4,7 +4,11 @@ import (
 	"bytes"
 	"context"
 	"flag"
+	"io"
+	"net"
+	"net/http"
 	"net/netip"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -70,4 +74,41 @@ func TestNetbootFlags(t *testing.T) {
 	require.NoError(t, err)
 	assert.False(t, cfg.DHCP.TFTPServer.IsValid(), "TFTP on every address: firmware goes to the DHCP server's")
 	assert.Equal(t, dhcp.Proxy, cfg.DHCP.Mode)
+}
+
+// The boot service next to the machines serves the deploy agent its image
+// itself: the route is there (a request without a pending install's token
+// is refused, not unknown). It also keeps serving when it runs neither DHCP
+// nor TFTP (the site's DHCP points at it): it used to exit at once then.
+func TestBootServesImages(t *testing.T) {
+	dir := t.TempDir()
+	addr := freeAddr(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	var errOut bytes.Buffer
+	go func() {
+		done <- runBoot(ctx, []string{"--public-url", "http://" + addr, "--http-listen", addr, "--tftp-listen", "",
+			"--inventory-db", filepath.Join(dir, "inv.db"), "--images-dir", filepath.Join(dir, "images"), "--temporal", "127.0.0.1:1"},
+			io.Discard, &errOut)
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+	var res *http.Response
+	require.Eventually(t, func() bool {
+		r, err := http.Get("http://" + addr + "/boot/images/debian-12")
+		if err != nil {
+			return false
+		}
+		res = r
+		r.Body.Close()
+		return true
+	}, 30*time.Second, 100*time.Millisecond, errOut.String())
+	assert.Equal(t, http.StatusUnauthorized, res.StatusCode, "the image route is mounted and wants the install's token")
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	return ln.Addr().String()
 }

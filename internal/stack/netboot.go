@@ -61,6 +61,12 @@ func ServeNetboot(ctx context.Context, log *slog.Logger, cfg NetbootConfig, inst
 		}
 		parts = append(parts, srv.Serve)
 	}
+	if len(parts) == 0 {
+		// Neither is asked for (the site's DHCP points at the boot
+		// service itself): nothing to serve, but nothing has ended either.
+		<-ctx.Done()
+		return nil
+	}
 	return runAll(ctx, parts...)
 }
 
