@@ -410,3 +410,17 @@ func TestAgentReportTooLarge(t *testing.T) {
 	require.Empty(t, r.reports.take())
 	agentMessage(t, rec)
 }
+
+// The lifecycle reads the agent's failure classes by the contract's names.
+func TestFailureClassesAreTheLifecycles(t *testing.T) {
+	for agent, lifecycle := range map[agentapi.FailureClass]string{
+		agentapi.ClassChecksum: serverapi.FailureChecksum, agentapi.ClassNoDisk: serverapi.FailureNoDisk,
+		agentapi.ClassDiskTooSmall: serverapi.FailureDiskTooSmall, agentapi.ClassImageUnreachable: serverapi.FailureImageUnreachable,
+		agentapi.ClassImageInvalid: serverapi.FailureImageInvalid, agentapi.ClassWriteFailed: serverapi.FailureWriteFailed,
+		agentapi.ClassPlanInvalid: serverapi.FailurePlanInvalid, agentapi.ClassInternal: serverapi.FailureInternal,
+	} {
+		if string(agent) != lifecycle {
+			t.Errorf("agent class %q is %q to the lifecycle", agent, lifecycle)
+		}
+	}
+}

@@ -46,7 +46,15 @@ const (
 	FailureNoDisk           = "no-disk"
 	FailureDiskTooSmall     = "disk-too-small"
 	FailureImageUnreachable = "image-unreachable"
-	FailureWriteFailed      = "write-failed"
+	// FailureImageInvalid: the bytes are not the format the catalog says.
+	FailureImageInvalid = "image-invalid"
+	FailureWriteFailed  = "write-failed"
+	// FailurePlanInvalid: the plan could not be built or followed (an
+	// image gone from the catalog, hints that do not parse).
+	FailurePlanInvalid = "plan-invalid"
+	// FailureInternal: the boot service or the agent itself failed (e.g.
+	// no deploy agent configured).
+	FailureInternal = "internal"
 )
 
 // DeployReport is one report of the deploy agent of install Attempt.
