@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/netip"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,30 +17,13 @@ import (
 
 	"github.com/metalflow/metalflow/api/boot/dhcp"
 	"github.com/metalflow/metalflow/internal/netlab"
+	"github.com/metalflow/metalflow/internal/testlog"
 )
 
 // installs is the inventory's answer: the MACs with an install pending.
 type installs map[string]bool
 
 func (i installs) Pending(_ context.Context, mac string) (bool, error) { return i[mac], nil }
-
-// logBuffer is written by the server's goroutines while a test reads it.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // Machines of the tests; only pending has an install pending.
 const (
@@ -60,14 +42,14 @@ type segment struct {
 	sub              netlab.Subnet
 	server, tftp     netip.Addr
 	subnet           netip.Prefix
-	logs             *logBuffer
+	logs             *testlog.Buffer
 }
 
 // newSegment starts a DHCP server in mode on a fresh segment.
 func newSegment(t *testing.T, mode dhcp.Mode) *segment {
 	t.Helper()
 	l := netlab.New(t)
-	s := &segment{lab: l, serverNS: l.Namespace("dhcpd"), hostNS: l.Namespace("host"), logs: &logBuffer{}}
+	s := &segment{lab: l, serverNS: l.Namespace("dhcpd"), hostNS: l.Namespace("host"), logs: &testlog.Buffer{}}
 	var serverIf string
 	serverIf, s.hostIf = l.Veth(s.serverNS, "srv", s.hostNS, "host")
 	sub := l.FreeSubnet()

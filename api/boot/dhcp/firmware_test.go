@@ -21,6 +21,7 @@ import (
 	"github.com/metalflow/metalflow/api/boot/dhcp"
 	"github.com/metalflow/metalflow/api/boot/tftp"
 	"github.com/metalflow/metalflow/internal/netlab"
+	"github.com/metalflow/metalflow/internal/testlog"
 )
 
 // firmware is one way a virtual machine netboots.
@@ -154,8 +155,8 @@ type site struct {
 	sub      netlab.Subnet
 	pending  installs
 	marker   string
-	logs     *logBuffer
-	dnsmasq  *logBuffer
+	logs     *testlog.Buffer
+	dnsmasq  *testlog.Buffer
 	mu       sync.Mutex
 	requests []string
 }
@@ -169,7 +170,7 @@ func newSite(t *testing.T, pending ...string) *site {
 	_, _ = rand.Read(marker)
 	s := &site{
 		lab: l, lanNS: l.Namespace("lan"), sub: l.FreeSubnet(), pending: installs{},
-		marker: "metalflow-marker-" + hex.EncodeToString(marker), logs: &logBuffer{}, dnsmasq: &logBuffer{},
+		marker: "metalflow-marker-" + hex.EncodeToString(marker), logs: &testlog.Buffer{}, dnsmasq: &testlog.Buffer{},
 	}
 	for _, mac := range pending {
 		s.pending[mac] = true

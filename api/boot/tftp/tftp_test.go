@@ -9,42 +9,24 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	pintftp "github.com/pin/tftp/v3"
 
 	"github.com/metalflow/metalflow/api/boot/tftp"
+	"github.com/metalflow/metalflow/internal/testlog"
 )
-
-// logBuffer is written by the server's goroutines while a test reads it.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // serve runs a server over dir on a loopback port and returns its
 // address and the log it writes.
-func serve(t *testing.T, dir string) (string, *logBuffer) {
+func serve(t *testing.T, dir string) (string, *testlog.Buffer) {
 	t.Helper()
 	conn, err := net.ListenPacket("udp4", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs := &logBuffer{}
+	logs := &testlog.Buffer{}
 	srv := tftp.New(tftp.Config{Dir: dir, Logger: slog.New(slog.NewTextHandler(logs, nil))})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
