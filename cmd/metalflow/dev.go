@@ -2,12 +2,15 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"path/filepath"
 
+	"github.com/metalflow/metalflow/bmcsim"
 	"github.com/metalflow/metalflow/internal/stack"
 	"github.com/metalflow/metalflow/inventory"
 )
@@ -31,6 +34,7 @@ type devFlags struct {
 	prov           provisioningFlags
 	cloud          cloudFlags
 	simServers     int
+	simQEMU        int
 	simManifest    string
 	simVendor      string
 	simSpeed       float64
@@ -59,12 +63,16 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	f.prov.registerBMC(fs)
 	f.cloud.register(fs, true)
 	fs.IntVar(&f.simServers, "sim-servers", 0, "start this many simulated servers (Redfish BMCs and the hosts behind them), netbooting from this API")
+	fs.IntVar(&f.simQEMU, "sim-qemu", 0, "start this many simulated BMCs with a real qemu VM behind each (qemu's own NAT: the VMs reach this API at 10.0.2.2, the default --public-url then)")
 	fs.StringVar(&f.simManifest, "sim-manifest", "", "write the simulated fleet's manifest (addresses, credentials, serials, MACs) to this JSON file")
 	fs.StringVar(&f.simVendor, "sim-vendor", "mixed", "vendor of the simulated BMCs: dell, hpe, supermicro, generic or mixed")
 	fs.StringVar(&f.simAdmin, "sim-admin", "", "listen address of the simulated fleet's admin endpoint (state, counters, fault injection); empty disables it")
 	fs.Float64Var(&f.simSpeed, "sim-speed", 10, "how much faster than real hardware the simulated servers POST and install")
 	fs.StringVar(&f.layoutFile, "layout", "", "YAML file of sites and racks to load into the inventory (dc1/R01-R20 are always seeded)")
 	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if err := f.qemuPublicURL(); err != nil {
 		return err
 	}
 	if err := f.prov.checkBMC(); err != nil {
@@ -125,10 +133,14 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if netboot.DHCP != nil || netboot.TFTPAddress != "" {
 		cfg.Netboot = &netboot
 	}
-	if f.simServers > 0 {
+	if f.simServers > 0 || f.simQEMU > 0 {
 		cfg.Fleet = &stack.FleetConfig{
-			Servers: f.simServers, Vendor: f.simVendor, Speed: f.simSpeed,
+			Servers: f.simServers + f.simQEMU, Vendor: f.simVendor, Speed: f.simSpeed,
 			AdminAddress: f.simAdmin, ManifestPath: f.simManifest,
+		}
+		if f.simQEMU > 0 {
+			cfg.Fleet.QEMU = &bmcsim.QEMUConfig{Hosts: f.simQEMU, Network: "user",
+				Logf: func(format string, a ...any) { log.Info(fmt.Sprintf(format, a...), "component", "bmcsim") }}
 		}
 	}
 	st, err := stack.Start(ctx, cfg)
@@ -149,4 +161,23 @@ func dbFileOrMemory(f string) string {
 		return "in memory (--ephemeral)"
 	}
 	return f
+}
+
+// qemuPublicURL points the boot service's URLs at 10.0.2.2, where VMs on
+// qemu's own NAT reach the host, unless told otherwise. Simulated hosts
+// run on the host and cannot reach that address, so a fleet of both needs
+// a --public-url both can.
+func (f *devFlags) qemuPublicURL() error {
+	if f.simQEMU <= 0 || f.boot.publicURL != "" {
+		return nil
+	}
+	if f.simServers > 0 {
+		return usageError{errors.New("--sim-qemu with --sim-servers needs a --public-url that both the VMs and the simulated hosts reach")}
+	}
+	_, port, err := net.SplitHostPort(f.httpAddr)
+	if err != nil {
+		return usageError{fmt.Errorf("--http %q: %w", f.httpAddr, err)}
+	}
+	f.boot.publicURL = "http://10.0.2.2:" + port
+	return nil
 }

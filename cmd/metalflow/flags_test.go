@@ -88,3 +88,21 @@ func TestBMCSimQEMUFlagsAreChecked(t *testing.T) {
 		assert.Empty(t, out.String(), name)
 	}
 }
+
+// VMs on qemu's NAT reach the host at 10.0.2.2: that becomes the boot
+// service's public URL unless one is given; a fleet with simulated hosts,
+// which cannot reach it, must say which URL both reach.
+func TestDevSimQEMUPublicURL(t *testing.T) {
+	f := devFlags{simQEMU: 1, httpAddr: "127.0.0.1:8080"}
+	assert.NoError(t, f.qemuPublicURL())
+	assert.Equal(t, "http://10.0.2.2:8080", f.boot.publicURL)
+
+	f = devFlags{simQEMU: 1, httpAddr: "127.0.0.1:8080"}
+	f.boot.publicURL = "http://10.9.0.1:8080"
+	assert.NoError(t, f.qemuPublicURL())
+	assert.Equal(t, "http://10.9.0.1:8080", f.boot.publicURL, "a given URL is kept")
+
+	f = devFlags{simQEMU: 1, simServers: 2, httpAddr: "127.0.0.1:8080"}
+	var usage usageError
+	assert.ErrorAs(t, f.qemuPublicURL(), &usage)
+}

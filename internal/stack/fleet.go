@@ -27,6 +27,8 @@ type FleetConfig struct {
 	// ManifestPath receives the fleet's manifest (addresses, credentials,
 	// serials, MACs) as JSON; empty: none.
 	ManifestPath string
+	// QEMU puts real VMs behind the first QEMU.Hosts BMCs; nil: none.
+	QEMU *bmcsim.QEMUConfig
 }
 
 // Real hardware's delays, which FleetConfig.Speed divides.
@@ -50,6 +52,7 @@ func startFleet(log *slog.Logger, cfg FleetConfig, publicURL string) (*bmcsim.Fl
 		RebootDuration: realReboot,
 		Speed:          cfg.Speed,
 		BootURL:        publicURL + "/boot/ipxe?mac=${mac}",
+		QEMU:           cfg.QEMU,
 	}
 	if cfg.NoDelays {
 		// Not zero: bmcsim reads zero as "its default delay".
