@@ -174,7 +174,7 @@ func (a *agent) install(ctx context.Context, plan agentapi.Plan, disks []blockDe
 	if err != nil {
 		return failed(res, err)
 	}
-	defer t.f.Close()
+	defer t.close()
 	t.limit = t.size - seedReserve
 	if im.size > t.limit {
 		return failed(res, fail(agentapi.ClassDiskTooSmall, "%s has %d bytes; the image needs %d and the seed partition %d", disk.Name, t.size, im.size, seedReserve))

@@ -64,7 +64,8 @@ func probeImage(ctx context.Context, src *source, spec agentapi.Image) (*image, 
 func (im *image) write(ctx context.Context, t *target) (int64, error) {
 	sctx, cancel := context.WithCancel(ctx)
 	st := im.src.open(sctx)
-	in := newPrefetch(st, mib, 8)
+	// Chunks of the write size: a raw image is written from these buffers.
+	in := newPrefetch(st, chunkBytes, 4)
 	var decoded *prefetch
 	defer func() {
 		// Cancelling the download unblocks the goroutines reading it.

@@ -25,7 +25,7 @@ func newPrefetch(r io.Reader, size, depth int) *prefetch {
 		done: make(chan struct{}),
 	}
 	for range depth + 2 {
-		p.free <- make([]byte, size)
+		p.free <- alignedBuffer(size)
 	}
 	go p.run(r)
 	return p
@@ -58,19 +58,30 @@ func (p *prefetch) run(r io.Reader) {
 
 func (p *prefetch) Read(b []byte) (int, error) {
 	if len(p.cur) == 0 {
-		if p.buf != nil {
-			p.free <- p.buf[:cap(p.buf)]
-			p.buf = nil
+		buf, err := p.next()
+		if err != nil {
+			return 0, err
 		}
-		buf, ok := <-p.full
-		if !ok {
-			return 0, p.err
-		}
-		p.buf, p.cur = buf, buf
+		p.cur = buf
 	}
 	n := copy(b, p.cur)
 	p.cur = p.cur[n:]
 	return n, nil
+}
+
+// next hands over the next chunk whole (full but for the last), its buffer
+// the reader's until the following call: the disk writes it in place.
+func (p *prefetch) next() ([]byte, error) {
+	if p.buf != nil {
+		p.free <- p.buf[:cap(p.buf)]
+		p.buf, p.cur = nil, nil
+	}
+	buf, ok := <-p.full
+	if !ok {
+		return nil, p.err
+	}
+	p.buf = buf
+	return buf, nil
 }
 
 // Close stops the goroutine and waits for it. One blocked reading r stops
