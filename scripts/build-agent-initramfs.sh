@@ -68,7 +68,7 @@ key=$(
 	{
 		cat "${BASH_SOURCE[0]}"
 		for d in $agent_dirs; do find "$d" -maxdepth 1 -name '*.go' ! -name '*_test.go' | sort | xargs cat; done
-		cat "$repo/cmd/metalflow/agent.go" "$repo/cmd/metalflow/main.go" "$repo/go.mod" "$repo/go.sum"
+		cat "$repo/cmd/metalflow/agent.go" "$repo/cmd/metalflow/main.go" "$repo/cmd/metalflow/commands_agent.go" "$repo/go.mod" "$repo/go.sum"
 		go version
 		echo "$kernel_pkg=$kernel_version busybox-static=$busybox_version $modules"
 	} | sha256sum | cut -c1-16
@@ -164,8 +164,11 @@ poweroff -f
 EOF
 	chmod 0755 "$root/init" "$root/etc/udhcpc.script"
 
+	# -tags agent links the agent's command alone (commands_agent.go): the
+	# other roles would make the initramfs several times larger, and every
+	# boot fetches and unpacks it.
 	log "building the agent"
-	(cd "$repo" && CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o "$root/bin/metalflow" ./cmd/metalflow)
+	(cd "$repo" && CGO_ENABLED=0 go build -tags agent -trimpath -ldflags='-s -w' -o "$root/bin/metalflow" ./cmd/metalflow)
 
 	mkdir -p "$work/out"
 	cp "$work/kernel/boot/vmlinuz-$kver" "$work/out/vmlinuz"

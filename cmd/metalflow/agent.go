@@ -1,7 +1,9 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/base64"
 	"flag"
 	"fmt"
 	"io"
@@ -38,8 +40,22 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if cfg.URL == "" || cfg.Token == "" {
 		return usageError{fmt.Errorf("need %s and %s on the kernel command line (or --url and --token)", agentapi.ParamURL, agentapi.ParamToken)}
 	}
-	return agent.Run(ctx, cfg)
+	if params[paramCPUProfile] == "" {
+		return agent.Run(ctx, cfg)
+	}
+	// The console is the only way out of the initramfs but the boot
+	// service, so the profile goes there, one base64 line after the run.
+	var prof bytes.Buffer
+	cfg.CPUProfile = &prof
+	err = agent.Run(ctx, cfg)
+	fmt.Fprintf(stderr, "%s %s\n", paramCPUProfile, base64.StdEncoding.EncodeToString(prof.Bytes()))
+	return err
 }
+
+// paramCPUProfile on the kernel command line (metalflow.cpuprofile=1) has
+// the agent print a CPU profile of its run on the console: decode the
+// line's second word with base64 -d and read it with go tool pprof.
+const paramCPUProfile = "metalflow.cpuprofile"
 
 // kernelParams reads key=value words of a kernel command line. Values with
 // spaces are quoted there ("a b"); the agent's own never are.

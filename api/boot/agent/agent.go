@@ -10,10 +10,12 @@ package agent
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
+	"runtime/pprof"
 	"sync"
 	"time"
 
@@ -46,6 +48,9 @@ type Config struct {
 	// header timeouts.
 	HTTPClient *http.Client
 	Logger     *slog.Logger
+	// CPUProfile, when set, receives a pprof CPU profile of the attempt:
+	// where an agent's time goes is only seen on the slow machine itself.
+	CPUProfile io.Writer
 }
 
 func (c Config) withDefaults() Config {
@@ -89,6 +94,12 @@ func (c Config) withDefaults() Config {
 // not be reported at all.
 func Run(ctx context.Context, cfg Config) error {
 	cfg = cfg.withDefaults()
+	if cfg.CPUProfile != nil {
+		if err := pprof.StartCPUProfile(cfg.CPUProfile); err != nil {
+			return fmt.Errorf("cpu profile: %w", err)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	started := time.Now()
 	api := &apiClient{base: cfg.URL, token: cfg.Token, client: cfg.HTTPClient, retries: cfg.Retries, backoff: cfg.RetryBackoff, log: cfg.Logger}
 	prog := &progress{}
@@ -174,7 +185,7 @@ func (a *agent) install(ctx context.Context, plan agentapi.Plan, disks []blockDe
 	if err != nil {
 		return failed(res, err)
 	}
-	defer t.f.Close()
+	defer t.close()
 	t.limit = t.size - seedReserve
 	if im.size > t.limit {
 		return failed(res, fail(agentapi.ClassDiskTooSmall, "%s has %d bytes; the image needs %d and the seed partition %d", disk.Name, t.size, im.size, seedReserve))

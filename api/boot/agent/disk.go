@@ -18,6 +18,9 @@ const (
 	// chunkBytes is the write size: large enough that a disk streams at
 	// its sequential rate, small enough to stay cheap in a 512 MiB agent.
 	chunkBytes = 4 * mib
+	// align is what O_DIRECT asks of a write's memory, offset and length:
+	// a page, which covers disks of 512- and 4096-byte logical blocks.
+	align = 4096
 	// blkZeroOut is BLKZEROOUT (_IO(0x12, 127)): the device zeroes a range
 	// itself (WRITE ZEROES/UNMAP) instead of the agent sending zeros.
 	blkZeroOut = 0x127f
@@ -27,10 +30,15 @@ const (
 // room left for the image: the disk minus the seed partition) fail as
 // disk-too-small, and any write error as write-failed.
 type target struct {
-	f     *os.File
-	size  int64
-	limit int64
-	block bool
+	f *os.File
+	// direct is the same disk opened with O_DIRECT, nil where that is
+	// refused. Aligned writes go through it: the page cache would cost a
+	// copy of every byte (dear on a slow CPU) and hold the image back in
+	// writeback until the final flush.
+	direct *os.File
+	size   int64
+	limit  int64
+	block  bool
 	// written counts image bytes for progress reports.
 	written atomic.Int64
 }
@@ -56,14 +64,46 @@ func openTarget(path string) (*target, error) {
 		f.Close()
 		return nil, fail(agentapi.ClassWriteFailed, "size of %s: %v", path, err)
 	}
-	return &target{f: f, size: size, limit: size, block: block}, nil
+	t := &target{f: f, size: size, limit: size, block: block}
+	// Not O_EXCL: f holds the disk's exclusive claim, which a second
+	// exclusive open by the same process would collide with.
+	if d, err := os.OpenFile(path, os.O_WRONLY|unix.O_DIRECT, 0); err == nil {
+		t.direct = d
+	}
+	return t, nil
+}
+
+func (t *target) close() {
+	if t.direct != nil {
+		t.direct.Close()
+	}
+	t.f.Close()
+}
+
+// alignedBuffer is n bytes at an address O_DIRECT accepts.
+func alignedBuffer(n int) []byte {
+	b := make([]byte, n+align)
+	skip := (align - int(uintptr(unsafe.Pointer(&b[0]))%align)) % align
+	return b[skip : skip+n : skip+n]
+}
+
+// aligned tells whether p at off can be written with O_DIRECT.
+func aligned(p []byte, off int64) bool {
+	return len(p) > 0 && len(p)%align == 0 && off%align == 0 && uintptr(unsafe.Pointer(&p[0]))%align == 0
 }
 
 func (t *target) WriteAt(p []byte, off int64) (int, error) {
 	if end := off + int64(len(p)); end > t.limit {
 		return 0, fail(agentapi.ClassDiskTooSmall, "the image needs more than the %d bytes available on the disk (%d bytes, less %d for the seed partition)", t.limit, t.size, t.size-t.limit)
 	}
-	n, err := t.f.WriteAt(p, off)
+	// The rest (an image's unaligned tail, a qcow2 cluster in a buffer of
+	// its own) goes through the page cache; the kernel writes back cached
+	// pages of a range before a direct write to it, so the two agree.
+	f := t.f
+	if t.direct != nil && aligned(p, off) {
+		f = t.direct
+	}
+	n, err := f.WriteAt(p, off)
 	if err != nil {
 		return n, fail(agentapi.ClassWriteFailed, "write at byte %d: %v", off, err)
 	}
@@ -96,7 +136,7 @@ func (t *target) zero(off, n int64) error {
 }
 
 func (t *target) writeZeros(off, n int64) error {
-	buf := make([]byte, min(n, chunkBytes))
+	buf := alignedBuffer(int(min(n, chunkBytes)))
 	for n > 0 {
 		c := min(n, int64(len(buf)))
 		if _, err := t.WriteAt(buf[:c], off); err != nil {
@@ -139,18 +179,25 @@ func (t *target) wipeSignatures(parts []extent, extra ...extent) error {
 	return t.sync()
 }
 
-// copyFrom writes r to the disk from byte 0 and returns the bytes written.
-func (t *target) copyFrom(r io.Reader) (int64, error) {
-	buf := make([]byte, chunkBytes)
+// chunks yields what copyFrom writes: each chunk may be written straight
+// from its buffer, which stays valid until the next call.
+type chunks interface {
+	next() ([]byte, error)
+}
+
+// copyFrom writes src to the disk from byte 0 and returns the bytes
+// written. Chunks are written from the buffers they come in, so the image
+// is not copied once more on its way to the disk.
+func (t *target) copyFrom(src chunks) (int64, error) {
 	var off int64
 	for {
-		n, err := fill(r, buf)
-		if n > 0 {
-			if _, werr := t.WriteAt(buf[:n], off); werr != nil {
+		b, err := src.next()
+		if len(b) > 0 {
+			if _, werr := t.WriteAt(b, off); werr != nil {
 				return off, werr
 			}
-			off += int64(n)
-			t.written.Add(int64(n))
+			off += int64(len(b))
+			t.written.Add(int64(len(b)))
 		}
 		if errors.Is(err, io.EOF) {
 			return off, nil
@@ -177,18 +224,27 @@ func fill(r io.Reader, buf []byte) (int, error) {
 }
 
 // benchmark writes n bytes of zeros from the start of the disk the way
-// images are written, and flushes: the disk's own sequential rate.
+// images are written (the same chunks, O_DIRECT where images get it), and
+// flushes: the disk's own sequential rate, for images to be measured by.
 func (t *target) benchmark(n int64) error {
-	if _, err := t.copyFrom(io.LimitReader(zeroReader{}, n)); err != nil {
+	if _, err := t.copyFrom(&zeroChunks{buf: alignedBuffer(chunkBytes), left: n}); err != nil {
 		return fmt.Errorf("disk benchmark: %w", err)
 	}
 	t.written.Store(0)
 	return t.sync()
 }
 
-type zeroReader struct{}
+// zeroChunks is left bytes of zeros in chunks of buf.
+type zeroChunks struct {
+	buf  []byte
+	left int64
+}
 
-func (zeroReader) Read(p []byte) (int, error) {
-	clear(p)
-	return len(p), nil
+func (z *zeroChunks) next() ([]byte, error) {
+	if z.left == 0 {
+		return nil, io.EOF
+	}
+	n := min(z.left, int64(len(z.buf)))
+	z.left -= n
+	return z.buf[:n], nil
 }

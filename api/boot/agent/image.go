@@ -1,12 +1,15 @@
 package agent
 
 import (
-	"compress/gzip"
 	"context"
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"hash"
 	"io"
+	"strings"
 
+	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
 
 	"github.com/metalflow/metalflow/api/boot/agentapi"
@@ -64,7 +67,9 @@ func probeImage(ctx context.Context, src *source, spec agentapi.Image) (*image, 
 func (im *image) write(ctx context.Context, t *target) (int64, error) {
 	sctx, cancel := context.WithCancel(ctx)
 	st := im.src.open(sctx)
-	in := newPrefetch(st, mib, 8)
+	sum := sha256.New()
+	// Chunks of the write size: a raw image is written from these buffers.
+	in := newPrefetch(st, chunkBytes, 4, sum)
 	var decoded *prefetch
 	defer func() {
 		// Cancelling the download unblocks the goroutines reading it.
@@ -83,14 +88,14 @@ func (im *image) write(ctx context.Context, t *target) (int64, error) {
 	case agentapi.FormatRawGzip:
 		var gz *gzip.Reader
 		if gz, err = gzip.NewReader(in); err == nil {
-			decoded = newPrefetch(gz, chunkBytes, 2)
+			decoded = newPrefetch(gz, chunkBytes, 2, nil)
 			n, err = t.copyFrom(decoded)
 		}
 	case agentapi.FormatRawZstd:
 		var dec *zstd.Decoder
 		if dec, err = zstd.NewReader(in, zstd.WithDecoderConcurrency(1)); err == nil {
 			defer dec.Close()
-			decoded = newPrefetch(dec, chunkBytes, 2)
+			decoded = newPrefetch(dec, chunkBytes, 2, nil)
 			n, err = t.copyFrom(decoded)
 		}
 	case agentapi.FormatQCOW2:
@@ -102,14 +107,14 @@ func (im *image) write(ctx context.Context, t *target) (int64, error) {
 			// Not the download, not the disk: the decompressor. Corrupt
 			// bytes in transit are a checksum failure, though, which the
 			// rest of the stream tells.
-			if verr := im.verify(in, st); verr != nil {
+			if verr := im.verify(in, st, sum); verr != nil {
 				return n, verr
 			}
 			err = fail(agentapi.ClassImageInvalid, "%s image: %v", im.spec.Format, err)
 		}
 		return n, err
 	}
-	if err := im.verify(in, st); err != nil {
+	if err := im.verify(in, st, sum); err != nil {
 		return n, err
 	}
 	if im.size > 0 && n < im.size && im.spec.Format != agentapi.FormatQCOW2 {
@@ -120,9 +125,12 @@ func (im *image) write(ctx context.Context, t *target) (int64, error) {
 
 // verify reads what the format did not need (trailing metadata) so the
 // checksum covers every byte, then checks it.
-func (im *image) verify(in io.Reader, st *stream) error {
+func (im *image) verify(in io.Reader, st *stream, sum hash.Hash) error {
 	if _, err := io.Copy(io.Discard, in); err != nil {
 		return err
 	}
-	return st.check(im.spec.SHA256)
+	if got := hex.EncodeToString(sum.Sum(nil)); !strings.EqualFold(got, im.spec.SHA256) {
+		return fail(agentapi.ClassChecksum, "image SHA-256 is %s, the plan says %s (%d bytes downloaded)", got, im.spec.SHA256, st.off)
+	}
+	return nil
 }

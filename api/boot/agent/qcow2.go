@@ -3,13 +3,13 @@ package agent
 import (
 	"bytes"
 	"cmp"
-	"compress/flate"
 	"context"
 	"encoding/binary"
 	"errors"
 	"io"
 	"slices"
 
+	"github.com/klauspost/compress/flate"
 	"github.com/klauspost/compress/zstd"
 
 	"github.com/metalflow/metalflow/api/boot/agentapi"

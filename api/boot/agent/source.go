@@ -2,11 +2,8 @@ package agent
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"hash"
 	"io"
 	"log/slog"
 	"net/http"
@@ -159,15 +156,14 @@ func (s *source) fetchRange(ctx context.Context, off, n int64) (buf []byte, tota
 	}
 }
 
-// stream is the whole image, read once from start to end through its
-// SHA-256. Transient failures are hidden from the reader: the stream
+// stream is the whole image, read once from start to end (image.write
+// hashes what it reads). Transient failures are hidden from the reader: the stream
 // resumes at its offset, so decompressors never notice.
 type stream struct {
 	src    *source
 	ctx    context.Context
 	off    int64
 	body   io.ReadCloser
-	sha    hash.Hash
 	failed int
 	// watchdog cancels the current request when it stalls.
 	watchdog *time.Timer
@@ -175,7 +171,7 @@ type stream struct {
 }
 
 func (s *source) open(ctx context.Context) *stream {
-	return &stream{src: s, ctx: ctx, sha: sha256.New()}
+	return &stream{src: s, ctx: ctx}
 }
 
 func (st *stream) Read(p []byte) (int, error) {
@@ -200,7 +196,6 @@ func (st *stream) Read(p []byte) (int, error) {
 		if n > 0 {
 			st.watchdog.Reset(st.src.stall)
 			st.off += int64(n)
-			st.sha.Write(p[:n])
 			st.src.downloaded.Add(int64(n))
 			st.failed = 0
 		}
@@ -234,15 +229,6 @@ func (st *stream) retry(err error) error {
 	}
 	st.failed++
 	return st.src.wait(st.ctx, st.failed-1, err)
-}
-
-// check compares the SHA-256 of the bytes read with want; the caller has
-// read them all.
-func (st *stream) check(want string) error {
-	if got := hex.EncodeToString(st.sha.Sum(nil)); !strings.EqualFold(got, want) {
-		return fail(agentapi.ClassChecksum, "image SHA-256 is %s, the plan says %s (%d bytes downloaded)", got, want, st.off)
-	}
-	return nil
 }
 
 func (st *stream) close() {
