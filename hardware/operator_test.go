@@ -33,6 +33,16 @@ func TestOperatorMachine(t *testing.T) {
 			assert.Equal(t, "biossetup", dev, "named as Redfish does when metalflow has no name")
 			assert.True(t, once)
 			requireKind(t, m.SetBootDevice(ctx, "floppy", true), hardware.Rejected)
+
+			// The lifecycle's overrides keep the mode the system boots in:
+			// a legacy BIOS server netboots and boots its disk in legacy
+			// mode, a UEFI one in UEFI.
+			require.NoError(t, m.SetBootDeviceMode(ctx, hardware.BootDisk, false, false))
+			require.NoError(t, m.SetBootDevice(ctx, hardware.BootPXE, true))
+			assert.Equal(t, "Legacy", b.State().BootOverride.Mode, "a legacy server stays legacy")
+			require.NoError(t, m.SetBootDeviceMode(ctx, hardware.BootDisk, false, true))
+			require.NoError(t, m.SetBootDevice(ctx, hardware.BootPXE, true))
+			assert.Equal(t, "UEFI", b.State().BootOverride.Mode)
 		})
 	}
 }

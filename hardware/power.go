@@ -75,12 +75,26 @@ func (s *session) SetPower(ctx context.Context, action string) error {
 	})
 }
 
-// SetBootDevice sets the UEFI boot override through bmclib.
+// SetBootDevice sets the boot override through bmclib in the firmware mode
+// the system is set to boot in: UEFI, unless its override says Legacy.
+// Forcing UEFI switched a server its owner runs in legacy BIOS mode to
+// UEFI at the lifecycle's first netboot.
 func (s *session) SetBootDevice(ctx context.Context, device string, once bool) error {
 	if _, ok := bootTarget(device); !ok {
 		return &Error{Kind: Rejected, Op: "set boot device", Err: fmt.Errorf("unknown boot device %q", device)}
 	}
-	return s.SetBootDeviceMode(ctx, device, once, true)
+	uefi := true
+	if err := s.run(ctx, "boot mode", func() error {
+		sys, err := s.system(ctx)
+		if err != nil {
+			return err
+		}
+		uefi = sys.Boot.BootSourceOverrideMode != gfredfish.LegacyBootSourceOverrideMode
+		return nil
+	}); err != nil {
+		return err
+	}
+	return s.SetBootDeviceMode(ctx, device, once, uefi)
 }
 
 // BootOverride reads Boot back through gofish: bmclib's read-back cannot

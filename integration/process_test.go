@@ -35,10 +35,17 @@ type process struct {
 
 func startProcess(t *testing.T, name string, args ...string) *process {
 	t.Helper()
+	return startCommand(t, name, exec.Command(binaryPath, args...))
+}
+
+// startCommand is startProcess for a prepared command, such as metalflow
+// run inside a network namespace by `ip netns exec`, which replaces itself
+// with the program so signals reach metalflow.
+func startCommand(t *testing.T, name string, cmd *exec.Cmd) *process {
+	t.Helper()
 	logPath := filepath.Join(t.TempDir(), name+".log")
 	logFile, err := os.Create(logPath)
 	require.NoError(t, err)
-	cmd := exec.Command(binaryPath, args...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	require.NoError(t, cmd.Start())
 	p := &process{t: t, name: name, cmd: cmd, log: logPath, done: make(chan struct{})}

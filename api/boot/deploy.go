@@ -29,6 +29,9 @@ const (
 	AgentInitrdPath = pathPrefix + "agent/initrd.img"
 )
 
+// agentInitrdName is the name the agent's initrd has in iPXE.
+const agentInitrdName = "initrd.img"
+
 // noAgent is what staff read when a deploy meets a boot service started
 // without the agent.
 const noAgent = "no deploy agent configured: start the boot service with --agent-kernel and --agent-initrd"
@@ -89,8 +92,14 @@ func (s *Service) deployScript(c echo.Context, b inventory.BootConfig) error {
 	if !isURL(initrd) {
 		initrd = s.url(AgentInitrdPath)
 	}
-	return c.String(http.StatusOK, fmt.Sprintf("#!ipxe\n# metalflow deploy of %s, attempt %d\nkernel %s console=ttyS0 %s=%s %s=%s\ninitrd %s\nboot\n",
-		b.Serial, b.Attempt, kernel, agentapi.ParamURL, strings.TrimRight(s.cfg.PublicURL, "/"), agentapi.ParamToken, b.Token, initrd))
+	// The initrd is named and the kernel told its name: under UEFI the
+	// kernel's EFI stub loads the initrd itself, by the initrd= argument,
+	// from the files iPXE exposes (Debian's iPXE has no initrd media
+	// protocol); without it the agent's kernel panics with no root. BIOS
+	// kernels ignore the argument.
+	return c.String(http.StatusOK, fmt.Sprintf("#!ipxe\n# metalflow deploy of %s, attempt %d\nkernel %s initrd=%s console=ttyS0 %s=%s %s=%s\ninitrd --name %s %s\nboot\n",
+		b.Serial, b.Attempt, kernel, agentInitrdName, agentapi.ParamURL, strings.TrimRight(s.cfg.PublicURL, "/"), agentapi.ParamToken, b.Token,
+		agentInitrdName, initrd))
 }
 
 // failDeploy tells the lifecycle that a deploy cannot go on for a reason

@@ -206,8 +206,9 @@ func TestScriptChainsTheAgentForADeploy(t *testing.T) {
 	rec := r.call(t, http.MethodGet, "/boot/ipxe?mac="+deployMAC, "", "")
 	require.Equal(t, http.StatusOK, rec.Code)
 	require.Equal(t, "#!ipxe\n# metalflow deploy of SN-D, attempt 3\n"+
-		"kernel http://10.0.0.1:8081/boot/agent/vmlinuz console=ttyS0 metalflow.url=http://10.0.0.1:8081 metalflow.token="+deployToken+"\n"+
-		"initrd https://cdn.example/agent/initrd.img\nboot\n", rec.Body.String())
+		"kernel http://10.0.0.1:8081/boot/agent/vmlinuz initrd=initrd.img console=ttyS0 metalflow.url=http://10.0.0.1:8081 metalflow.token="+deployToken+"\n"+
+		"initrd --name initrd.img https://cdn.example/agent/initrd.img\nboot\n", rec.Body.String(),
+		"a UEFI kernel's EFI stub loads the initrd named by initrd=, as iPXE names it")
 
 	rec = r.call(t, http.MethodGet, AgentKernelPath, "", "")
 	require.Equal(t, http.StatusOK, rec.Code)

@@ -146,19 +146,28 @@ func logged(logs string, words ...string) bool {
 	return false
 }
 
-// site is a provisioning network: a bridge in its own namespace, the
-// site's DHCP server (dnsmasq) on one port, metalflow's boot stack on
-// another, the machines on taps.
+// site is a provisioning network (netlab's site: a bridge and the site's
+// DHCP server) with metalflow's boot stack on a port of its own and the
+// machines on taps.
 type site struct {
 	lab      *netlab.Lab
 	lanNS    string
+	bridge   string
 	sub      netlab.Subnet
 	pending  installs
 	marker   string
 	logs     *testlog.Buffer
-	dnsmasq  *testlog.Buffer
+	dnsmasq  dnsmasqLog
 	mu       sync.Mutex
 	requests []string
+}
+
+// dnsmasqLog is the site DHCP server's log file, read when printed.
+type dnsmasqLog string
+
+func (f dnsmasqLog) String() string {
+	b, _ := os.ReadFile(string(f))
+	return string(b)
 }
 
 // newSite builds the network with an install pending for the machines
@@ -166,33 +175,20 @@ type site struct {
 func newSite(t *testing.T, pending ...string) *site {
 	t.Helper()
 	l := netlab.New(t)
+	lan := l.Site("lan")
 	marker := make([]byte, 8)
 	_, _ = rand.Read(marker)
 	s := &site{
-		lab: l, lanNS: l.Namespace("lan"), sub: l.FreeSubnet(), pending: installs{},
-		marker: "metalflow-marker-" + hex.EncodeToString(marker), logs: &testlog.Buffer{}, dnsmasq: &testlog.Buffer{},
+		lab: l, lanNS: lan.NS, bridge: lan.Bridge, sub: lan.Subnet, pending: installs{},
+		marker: "metalflow-marker-" + hex.EncodeToString(marker), logs: &testlog.Buffer{}, dnsmasq: dnsmasqLog(lan.DHCPLog),
 	}
 	for _, mac := range pending {
 		s.pending[mac] = true
 	}
-	dhcpdNS, bootNS := l.Namespace("dhcpd"), l.Namespace("boot")
-	l.IP(s.lanNS, "link", "add", "br0", "type", "bridge")
-	l.IP(s.lanNS, "link", "set", "br0", "up")
-	dhcpdIf, lanDHCPD := l.Veth(dhcpdNS, "dhcpd", s.lanNS, "ldhcpd")
+	bootNS := l.Namespace("boot")
 	bootIf, lanBoot := l.Veth(bootNS, "boot", s.lanNS, "lboot")
-	for _, port := range []string{lanDHCPD, lanBoot} {
-		l.IP(s.lanNS, "link", "set", port, "master", "br0")
-	}
-	l.Address(dhcpdNS, dhcpdIf, s.sub.Host4(2).String())
+	l.IP(s.lanNS, "link", "set", lanBoot, "master", lan.Bridge)
 	l.Address(bootNS, bootIf, s.sub.Host4(3).String())
-
-	// The site's DHCP server: addresses, and not a word of PXE.
-	dnsmasq := l.Command(dhcpdNS, "dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null", "--port=0",
-		"--interface="+dhcpdIf, "--bind-interfaces", "--leasefile-ro", "--log-dhcp", "--log-facility=-",
-		"--pid-file="+filepath.Join(t.TempDir(), "dnsmasq.pid"),
-		fmt.Sprintf("--dhcp-range=%s,%s,255.255.255.0,1h", s.sub.Host4(100).Addr(), s.sub.Host4(150).Addr()))
-	dnsmasq.Stdout, dnsmasq.Stderr = s.dnsmasq, s.dnsmasq
-	start(t, dnsmasq)
 
 	bootAddr := s.sub.Host4(3).Addr()
 	logger := slog.New(slog.NewTextHandler(s.logs, nil))
@@ -283,7 +279,7 @@ func (s *site) boot(t *testing.T, fw firmware, mac string) *vm {
 	}
 	tap := "tap" + strings.ReplaceAll(mac[len(mac)-2:], ":", "")
 	s.lab.IP(s.lanNS, "tuntap", "add", "dev", tap, "mode", "tap")
-	s.lab.IP(s.lanNS, "link", "set", tap, "master", "br0")
+	s.lab.IP(s.lanNS, "link", "set", tap, "master", s.bridge)
 	s.lab.IP(s.lanNS, "link", "set", tap, "up")
 	v := &vm{serial: filepath.Join(dir, "console.log")}
 	args := append([]string{

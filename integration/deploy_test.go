@@ -1,0 +1,361 @@
+package integration
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/metalflow/metalflow/internal/netlab"
+	"github.com/metalflow/metalflow/internal/testagent"
+	"github.com/metalflow/metalflow/internal/testimage"
+	"github.com/metalflow/metalflow/workflows/server/serverapi"
+)
+
+// TestRealDeploy is the acceptance test of metalflow's own deployment: a
+// qemu VM behind a simulated BMC is registered with an image and an SSH
+// key, racked, netboots through metalflow's proxyDHCP beside the site's
+// own DHCP server, runs the deploy agent, has the image written to its
+// disk, boots it and phones home; then the key given at POST logs in and
+// the VM is named after its serial. Once per firmware.
+func TestRealDeploy(t *testing.T) {
+	if testing.Short() {
+		t.Skip("skipping: deploys a real OS into virtual machines under TCG, many minutes (-short)")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("skipping: needs root (network namespaces, taps, DHCP and TFTP ports)")
+	}
+	for _, prog := range []string{"qemu-system-x86_64", "qemu-img", "dnsmasq", "ssh", "ssh-keygen"} {
+		if _, err := exec.LookPath(prog); err != nil {
+			t.Skipf("skipping: needs %s", prog)
+		}
+	}
+	for _, f := range []string{"/usr/share/OVMF/OVMF_CODE.fd", "/usr/share/OVMF/OVMF_VARS.fd",
+		"/usr/lib/ipxe/undionly.kpxe", "/usr/lib/ipxe/snponly.efi"} {
+		if _, err := os.Stat(f); err != nil {
+			t.Skipf("skipping: needs %s (Debian's ovmf and ipxe): %v", f, err)
+		}
+	}
+	image := testimage.Build(context.Background(), t)
+	agent := testagent.Build(t)
+	for _, fw := range []string{"UEFI", "BIOS"} {
+		t.Run(fw, func(t *testing.T) { realDeploy(t, fw, image, agent) })
+	}
+}
+
+// deployLab is one provisioning site with metalflow and a qemu BMC in it.
+type deployLab struct {
+	lab    *netlab.Lab
+	site   *netlab.Site
+	client *http.Client
+	api    string // with the admin token, see apiURL
+	admin  string // bmcsim's admin endpoint
+	dev    *process
+}
+
+func realDeploy(t *testing.T, fw, image string, agent testagent.Files) {
+	l := netlab.New(t)
+	site := l.Site("site")
+	boot := site.Subnet.Host4(1)
+	l.Address(site.NS, site.Bridge, boot.String())
+	bootIP := boot.Addr().String()
+	d := &deployLab{lab: l, site: site, client: nsClient(l, site.NS)}
+
+	dir := t.TempDir()
+	// Temporal and its UI stay on the namespace's loopback; the API and
+	// boot service are on the bridge, where the machines reach them.
+	d.dev = startCommand(t, "dev", l.Command(site.NS, binaryPath, "dev", "--ephemeral",
+		"--temporal-listen", "127.0.0.1:7233", "--temporal-ui", "",
+		"--http", bootIP+":8080", "--public-url", "http://"+bootIP+":8080",
+		"--dhcp-interface", site.Bridge, "--dhcp-mode", "proxy", "--tftp-listen", bootIP+":69",
+		"--agent-kernel", agent.Kernel, "--agent-initrd", agent.Initrd,
+		"--images-dir", filepath.Join(dir, "images")))
+	d.waitReady(t, "http://"+bootIP+":8080/readyz")
+	d.api = apiURL(bootIP+":8080", d.dev.adminToken(t))
+
+	manifest := filepath.Join(dir, "fleet.json")
+	d.admin = "http://127.0.0.1:8099"
+	startCommand(t, "bmcsim", l.Command(site.NS, binaryPath, "bmcsim", "--count", "1", "--vendor", "generic",
+		"--listen-ip", "127.0.0.1", "--admin", "127.0.0.1:8099", "--manifest", manifest,
+		"--qemu", "--qemu-accel", "tcg", "--qemu-network", "tap", "--qemu-bridge", site.Bridge,
+		"--qemu-dir", filepath.Join(dir, "vms"), "--post-delay", "1s", "--speed", "1"))
+	var fleet []fleetEntry
+	eventually(t, 60*time.Second, "bmcsim writes its manifest", func() error {
+		raw, err := os.ReadFile(manifest)
+		if err != nil {
+			return err
+		}
+		return json.Unmarshal(raw, &fleet)
+	})
+	require.Len(t, fleet, 1)
+	e := fleet[0]
+	t.Cleanup(func() {
+		if t.Failed() {
+			d.logVM(t)
+			b, _ := os.ReadFile(site.DHCPLog)
+			t.Logf("--- dnsmasq log (last 4 KiB) ---\n%s", tail(b, 4096))
+		}
+	})
+
+	if fw == "BIOS" {
+		// The server is set up to boot in legacy BIOS mode, as its owner
+		// left it: the lifecycle's overrides must keep that mode.
+		out, err := l.Run(site.NS, binaryPath, "bmc", "--address", e.Address, "--user", e.Username,
+			"--password", e.Password, "--insecure", "boot", "disk", "--legacy")
+		require.NoError(t, err, out)
+	}
+
+	sum := imageDigest(t, image)
+	d.uploadImage(t, "debian-test", image, sum)
+
+	key := filepath.Join(dir, "id_ed25519")
+	out, err := exec.Command("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", key).CombinedOutput()
+	require.NoError(t, err, string(out))
+	pub, err := os.ReadFile(key + ".pub")
+	require.NoError(t, err)
+
+	body, _ := json.Marshal(map[string]any{
+		"serial":            e.Serial,
+		"bmc":               map[string]string{"address": e.Address, "username": e.Username, "password": e.Password},
+		"image":             "debian-test",
+		"sshAuthorizedKeys": []string{strings.TrimSpace(string(pub))},
+	})
+	r := d.do(t, http.MethodPost, d.api+"/api/v1/servers", string(body))
+	require.Equal(t, http.StatusAccepted, r.code, string(r.body))
+	r = d.do(t, http.MethodPost, d.api+"/api/v1/servers/"+e.Serial+"/racked",
+		`{"site":"dc1","room":"A","rack":"R01","unit":10,"face":"front"}`)
+	require.Equal(t, http.StatusOK, r.code, string(r.body))
+
+	var st serverapi.ServerStatus
+	deadline := time.Now().Add(15 * time.Minute)
+	for {
+		r = d.do(t, http.MethodGet, d.api+"/api/v1/servers/"+e.Serial, "")
+		require.Equal(t, http.StatusOK, r.code, string(r.body))
+		st = serverapi.ServerStatus{}
+		r.json(t, &st)
+		if st.State == "installed" {
+			break
+		}
+		// A VM whose kernel panicked waits for nothing: say so now rather
+		// than at the deadline.
+		if strings.Contains(d.console(), "Kernel panic - not syncing") {
+			t.Fatalf("%s: the VM's kernel panicked; server %s step %s", fw, st.State, st.Step)
+		}
+		if st.State == "attention" || st.State == "failed" || time.Now().After(deadline) {
+			t.Fatalf("%s: server %s, not installed:\n%s", fw, st.State, r.body)
+		}
+		time.Sleep(5 * time.Second)
+	}
+	t.Logf("%s: status at installed:\n%s", fw, r.body)
+
+	addr := d.leaseOf(t, e.MACs)
+	// The key is the default user's (Debian's cloud images call it
+	// debian); cloud-init refuses root logins with a hint.
+	var hostname string
+	eventually(t, 3*time.Minute, "ssh into the installed VM", func() error {
+		out, err := l.Run(site.NS, "ssh", "-i", key, "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+			"-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "debian@"+addr, "hostname")
+		if err != nil {
+			return fmt.Errorf("%v: %s", err, out)
+		}
+		hostname = strings.TrimSpace(lastLineOf(out))
+		return nil
+	})
+	require.Equal(t, strings.ToLower(e.Serial), hostname)
+	vm, why := d.vm()
+	require.NotNil(t, vm, why)
+	mode := map[string]string{"BIOS": "Legacy", "UEFI": "UEFI"}[fw]
+	require.Equal(t, "disk ("+mode+")", vm.LastBoot, "the installed OS booted from its disk in the server's firmware mode")
+	d.logResult(t, fw, st.Deploy)
+}
+
+// nsClient is an HTTP client whose connections are opened inside ns.
+func nsClient(l *netlab.Lab, ns string) *http.Client {
+	return &http.Client{Transport: &http.Transport{
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			var c net.Conn
+			var err error
+			if callErr := l.Call(ns, func() { c, err = (&net.Dialer{}).DialContext(ctx, network, addr) }); callErr != nil {
+				return nil, callErr
+			}
+			return c, err
+		},
+	}}
+}
+
+func (d *deployLab) do(t *testing.T, method, url, body string) response {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, url, rd)
+	require.NoError(t, err)
+	bearerFromURL(req)
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	res, err := d.client.Do(req)
+	require.NoError(t, err)
+	defer res.Body.Close()
+	b, err := io.ReadAll(res.Body)
+	require.NoError(t, err)
+	return response{code: res.StatusCode, body: b}
+}
+
+func (d *deployLab) waitReady(t *testing.T, url string) {
+	t.Helper()
+	eventually(t, 90*time.Second, "GET "+url, func() error {
+		res, err := d.client.Get(url)
+		if err != nil {
+			return err
+		}
+		res.Body.Close()
+		if res.StatusCode != http.StatusOK {
+			return fmt.Errorf("status %d", res.StatusCode)
+		}
+		return nil
+	})
+}
+
+// imageDigest reads the digest build-image.sh keeps beside the image.
+func imageDigest(t *testing.T, image string) string {
+	t.Helper()
+	b, err := os.ReadFile(image + ".sha256")
+	require.NoError(t, err)
+	sum, _, _ := strings.Cut(string(b), " ")
+	require.Len(t, sum, 64)
+	return sum
+}
+
+func (d *deployLab) uploadImage(t *testing.T, name, path, sum string) {
+	t.Helper()
+	f, err := os.Open(path)
+	require.NoError(t, err)
+	defer f.Close()
+	req, err := http.NewRequest(http.MethodPost,
+		d.api+"/api/v1/images?name="+name+"&sha256="+sum+"&format=raw&osFamily=debian", f)
+	require.NoError(t, err)
+	bearerFromURL(req)
+	req.Header.Set("Content-Type", "application/octet-stream")
+	res, err := d.client.Do(req)
+	require.NoError(t, err)
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	require.Equal(t, http.StatusCreated, res.StatusCode, string(b))
+}
+
+// leaseOf is the address the site's DHCP server leased last to one of
+// macs: the firmware and the agent lease addresses too, and the installed
+// OS asks with a client ID of its own, so it gets another.
+func (d *deployLab) leaseOf(t *testing.T, macs []string) string {
+	t.Helper()
+	var addr string
+	eventually(t, time.Minute, "a lease for "+strings.Join(macs, ","), func() error {
+		f, err := os.Open(d.site.Leases)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		latest := ""
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			// expiry mac address hostname client-id; expiries of one
+			// lease time order the leases by when they were granted.
+			fields := strings.Fields(sc.Text())
+			if len(fields) < 3 || !slices.ContainsFunc(macs, func(m string) bool { return strings.EqualFold(fields[1], m) }) {
+				continue
+			}
+			if len(fields[0]) > len(latest) || len(fields[0]) == len(latest) && fields[0] > latest {
+				latest, addr = fields[0], fields[2]
+			}
+		}
+		if addr == "" {
+			return fmt.Errorf("no lease yet")
+		}
+		return nil
+	})
+	return addr
+}
+
+// vmInfo is what the simulator's admin endpoint says about the VM.
+type vmInfo struct {
+	SerialLog string `json:"serial_log"`
+	LastBoot  string `json:"last_boot"`
+	Boots     int    `json:"boots"`
+}
+
+// vm asks the simulator about the VM; nil if it cannot say.
+func (d *deployLab) vm() (*vmInfo, string) {
+	r, err := d.client.Get(d.admin + "/bmcs/bmc-0001")
+	if err != nil {
+		return nil, err.Error()
+	}
+	defer r.Body.Close()
+	var b struct {
+		Host struct {
+			VM *vmInfo `json:"vm"`
+		} `json:"host"`
+	}
+	raw, _ := io.ReadAll(r.Body)
+	if json.Unmarshal(raw, &b) != nil || b.Host.VM == nil {
+		return nil, string(raw)
+	}
+	return b.Host.VM, ""
+}
+
+// console is the VM's serial console so far.
+func (d *deployLab) console() string {
+	vm, _ := d.vm()
+	if vm == nil {
+		return ""
+	}
+	b, _ := os.ReadFile(vm.SerialLog)
+	return string(b)
+}
+
+// logVM shows the end of the VM's serial console, where a broken boot
+// says why.
+func (d *deployLab) logVM(t *testing.T) {
+	vm, why := d.vm()
+	if vm == nil {
+		t.Logf("bmcsim admin: %s", why)
+		return
+	}
+	log, _ := os.ReadFile(vm.SerialLog)
+	t.Logf("--- VM (%d boots, last %s) serial log (last 6 KiB) ---\n%s", vm.Boots, vm.LastBoot, tail(log, 6144))
+}
+
+// logResult prints the deploy's phases as seconds after power-on.
+func (d *deployLab) logResult(t *testing.T, fw string, ds *serverapi.DeployStatus) {
+	t.Helper()
+	require.NotNil(t, ds, "an installed image deploy has a deploy status")
+	require.NotNil(t, ds.PowerOnAt)
+	since := func(at *time.Time) string {
+		if at == nil {
+			return "-"
+		}
+		return fmt.Sprintf("%.1fs", at.Sub(*ds.PowerOnAt).Seconds())
+	}
+	t.Logf("RESULT deploy %s: power-on 0s, agent up %s, written %s (%.1f MiB/s), reboot %s, phone home %s",
+		fw, since(ds.AgentUpAt), since(ds.WrittenAt), ds.ImageMiBPerSecond, since(ds.RebootAt), since(ds.PhoneHomeAt))
+}
+
+func lastLineOf(s string) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	return lines[len(lines)-1]
+}
