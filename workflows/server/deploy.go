@@ -89,7 +89,9 @@ func (l *lifecycle) takeDeployReport(ctx workflow.Context, r serverapi.DeployRep
 			l.deploy.final = &r
 			d.Phase = r.Phase
 			if r.Phase == serverapi.DeployWritten {
-				d.WrittenAt = &now
+				// The whole image is on the disk, whatever the last
+				// progress report had counted.
+				d.WrittenAt, d.BytesWritten = &now, d.BytesTotal
 				d.ImageMiBPerSecond, d.DiskLimitMiBPerSecond = r.ImageMiBPerSecond, r.DiskLimitMiBPerSecond
 			}
 		}

@@ -71,8 +71,8 @@ func TestDeployWritesTheImageAndBootsTheDisk(t *testing.T) {
 	lt := newDeployTest(t,
 		agentStep{20 * time.Second, serverapi.DeployReport{Phase: serverapi.DeployInventory, Inventory: &inv}},
 		agentStep{30 * time.Second, serverapi.DeployReport{Phase: serverapi.DeployProgress, BytesWritten: 100 << 20, BytesTotal: 500 << 20, Disk: "vda"}},
-		agentStep{50 * time.Second, serverapi.DeployReport{Phase: serverapi.DeployWritten, BytesWritten: 500 << 20, BytesTotal: 500 << 20,
-			ImageMiBPerSecond: 95, DiskLimitMiBPerSecond: 100}},
+		// The agent's result carries no byte counts, as the real one's.
+		agentStep{50 * time.Second, serverapi.DeployReport{Phase: serverapi.DeployWritten, ImageMiBPerSecond: 95, DiskLimitMiBPerSecond: 100}},
 	)
 	var writing serverapi.ServerStatus
 	lt.at(40*time.Second, func() { writing = lt.status() })
@@ -104,6 +104,7 @@ func TestDeployWritesTheImageAndBootsTheDisk(t *testing.T) {
 	require.True(t, d.PowerOnAt.Before(*d.AgentUpAt) && d.AgentUpAt.Before(*d.WrittenAt) && !d.RebootAt.Before(*d.WrittenAt) && d.RebootAt.Before(*d.PhoneHomeAt))
 	require.Equal(t, "vda", d.Disk)
 	require.Equal(t, 95.0, d.ImageMiBPerSecond)
+	require.Equal(t, int64(500<<20), d.BytesWritten, "written means the whole image, whatever progress last counted")
 	require.NotNil(t, writing.Deploy)
 	require.Equal(t, serverapi.DeployProgress, writing.Deploy.Phase, "progress shows while the image is written")
 	require.Equal(t, int64(100<<20), writing.Deploy.BytesWritten)
