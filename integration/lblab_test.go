@@ -5,9 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"net"
-	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -309,22 +307,6 @@ func (x *lbLab) logs() {
 			x.t.Logf("--- bird %s log (last 3 KiB) ---\n%s", b.sock, tail(raw, 3072))
 		}
 	}
-}
-
-// freePortOn picks a port free on addr, below the ephemeral range.
-func freePortOn(t *testing.T, addr netip.Addr) int {
-	t.Helper()
-	for range 100 {
-		port := 20000 + rand.IntN(12000)
-		l, err := net.Listen("tcp", net.JoinHostPort(addr.String(), fmt.Sprint(port)))
-		if err != nil {
-			continue
-		}
-		require.NoError(t, l.Close())
-		return port
-	}
-	t.Fatal("no free port")
-	return 0
 }
 
 // lbNeighbor is one node as its ToR's birds peer with it.

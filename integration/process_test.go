@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"os"
 	"os/exec"
@@ -104,23 +105,45 @@ func tail(b []byte, n int) []byte {
 	return b
 }
 
-// freeAddr picks a free port below the kernel's ephemeral range (32768 and
-// up): a port the kernel hands out to some other test's client or to the
-// simulator's BMCs can never collide with one picked here and bound a
-// moment later by a metalflow process.
+// freeAddr picks a free port on loopback; see freePortOn.
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	for range 100 {
-		addr := fmt.Sprintf("127.0.0.1:%d", 20000+rand.IntN(12000))
-		l, err := net.Listen("tcp", addr)
+	return net.JoinHostPort("127.0.0.1", fmt.Sprint(freePortOn(t, netip.MustParseAddr("127.0.0.1"))))
+}
+
+// handedOut holds every port freePortOn has returned in this test binary.
+// A port is free when picked but only bound a moment later by a child
+// process, so two picks in a row (a test's admin address, then dev's
+// API address) could otherwise return the same port and the second
+// process dies with "address already in use". It is the test binary's
+// one piece of shared state, guarded by its own lock.
+var handedOut = struct {
+	sync.Mutex
+	ports map[int]bool
+}{ports: map[int]bool{}}
+
+// freePortOn picks a free port on addr below the kernel's ephemeral range
+// (32768 and up), so no client socket or simulated BMC (both bound to
+// ephemeral ports) can take it first, and never the same port twice.
+func freePortOn(t *testing.T, addr netip.Addr) int {
+	t.Helper()
+	handedOut.Lock()
+	defer handedOut.Unlock()
+	for range 200 {
+		port := 20000 + rand.IntN(12000)
+		if handedOut.ports[port] {
+			continue
+		}
+		l, err := net.Listen("tcp", net.JoinHostPort(addr.String(), fmt.Sprint(port)))
 		if err != nil {
 			continue
 		}
 		require.NoError(t, l.Close())
-		return addr
+		handedOut.ports[port] = true
+		return port
 	}
 	t.Fatal("no free port found below the ephemeral range")
-	return ""
+	return 0
 }
 
 // eventually polls fn until it returns nil or the timeout passes.
