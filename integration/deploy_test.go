@@ -31,23 +31,7 @@ import (
 // disk, boots it and phones home; then the key given at POST logs in and
 // the VM is named after its serial. Once per firmware.
 func TestRealDeploy(t *testing.T) {
-	if testing.Short() {
-		t.Skip("skipping: deploys a real OS into virtual machines under TCG, many minutes (-short)")
-	}
-	if os.Geteuid() != 0 {
-		t.Skip("skipping: needs root (network namespaces, taps, DHCP and TFTP ports)")
-	}
-	for _, prog := range []string{"qemu-system-x86_64", "qemu-img", "dnsmasq", "ssh", "ssh-keygen"} {
-		if _, err := exec.LookPath(prog); err != nil {
-			t.Skipf("skipping: needs %s", prog)
-		}
-	}
-	for _, f := range []string{"/usr/share/OVMF/OVMF_CODE.fd", "/usr/share/OVMF/OVMF_VARS.fd",
-		"/usr/lib/ipxe/undionly.kpxe", "/usr/lib/ipxe/snponly.efi"} {
-		if _, err := os.Stat(f); err != nil {
-			t.Skipf("skipping: needs %s (Debian's ovmf and ipxe): %v", f, err)
-		}
-	}
+	requireDeployHost(t)
 	image := testimage.Build(context.Background(), t)
 	agent := testagent.Build(t)
 	for _, fw := range []string{"UEFI", "BIOS"} {
@@ -63,34 +47,45 @@ type deployLab struct {
 	api    string // with the admin token, see apiURL
 	admin  string // bmcsim's admin endpoint
 	dev    *process
+	bootIP string // the boot stack's address on the site's bridge
+	dir    string
 }
 
-func realDeploy(t *testing.T, fw, image string, agent testagent.Files) {
+// deployLabConfig shapes a deploy lab.
+type deployLabConfig struct {
+	vms int
+	// devArgs and simArgs are added to dev's and bmcsim's command lines.
+	devArgs, simArgs []string
+}
+
+// newDeployLab starts one provisioning site: dev as the boot stack beside
+// the site's own DHCP server, and bmcsim with cfg.vms qemu VMs on the
+// site's bridge.
+func newDeployLab(t *testing.T, agent testagent.Files, cfg deployLabConfig) (*deployLab, []fleetEntry) {
 	l := netlab.New(t)
 	site := l.Site("site")
 	boot := site.Subnet.Host4(1)
 	l.Address(site.NS, site.Bridge, boot.String())
 	bootIP := boot.Addr().String()
-	d := &deployLab{lab: l, site: site, client: nsClient(l, site.NS)}
+	d := &deployLab{lab: l, site: site, client: nsClient(l, site.NS), bootIP: bootIP, dir: t.TempDir()}
 
-	dir := t.TempDir()
 	// Temporal and its UI stay on the namespace's loopback; the API and
 	// boot service are on the bridge, where the machines reach them.
-	d.dev = startCommand(t, "dev", l.Command(site.NS, binaryPath, "dev", "--ephemeral",
+	d.dev = startCommand(t, "dev", l.Command(site.NS, binaryPath, append([]string{"dev",
 		"--temporal-listen", "127.0.0.1:7233", "--temporal-ui", "",
-		"--http", bootIP+":8080", "--public-url", "http://"+bootIP+":8080",
-		"--dhcp-interface", site.Bridge, "--dhcp-mode", "proxy", "--tftp-listen", bootIP+":69",
+		"--http", bootIP + ":8080", "--public-url", "http://" + bootIP + ":8080",
+		"--dhcp-interface", site.Bridge, "--dhcp-mode", "proxy", "--tftp-listen", bootIP + ":69",
 		"--agent-kernel", agent.Kernel, "--agent-initrd", agent.Initrd,
-		"--images-dir", filepath.Join(dir, "images")))
+		"--images-dir", filepath.Join(d.dir, "images")}, cfg.devArgs...)...))
 	d.waitReady(t, "http://"+bootIP+":8080/readyz")
 	d.api = apiURL(bootIP+":8080", d.dev.adminToken(t))
 
-	manifest := filepath.Join(dir, "fleet.json")
+	manifest := filepath.Join(d.dir, "fleet.json")
 	d.admin = "http://127.0.0.1:8099"
-	startCommand(t, "bmcsim", l.Command(site.NS, binaryPath, "bmcsim", "--count", "1", "--vendor", "generic",
+	startCommand(t, "bmcsim", l.Command(site.NS, binaryPath, append([]string{"bmcsim", "--count", fmt.Sprint(cfg.vms), "--vendor", "generic",
 		"--listen-ip", "127.0.0.1", "--admin", "127.0.0.1:8099", "--manifest", manifest,
 		"--qemu", "--qemu-accel", "tcg", "--qemu-network", "tap", "--qemu-bridge", site.Bridge,
-		"--qemu-dir", filepath.Join(dir, "vms"), "--post-delay", "1s", "--speed", "1"))
+		"--qemu-dir", filepath.Join(d.dir, "vms"), "--post-delay", "1s", "--speed", "1"}, cfg.simArgs...)...))
 	var fleet []fleetEntry
 	eventually(t, 60*time.Second, "bmcsim writes its manifest", func() error {
 		raw, err := os.ReadFile(manifest)
@@ -99,15 +94,23 @@ func realDeploy(t *testing.T, fw, image string, agent testagent.Files) {
 		}
 		return json.Unmarshal(raw, &fleet)
 	})
-	require.Len(t, fleet, 1)
-	e := fleet[0]
+	require.Len(t, fleet, cfg.vms)
 	t.Cleanup(func() {
 		if t.Failed() {
-			d.logVM(t)
+			for _, e := range fleet {
+				d.logVM(t, e.ID)
+			}
 			b, _ := os.ReadFile(site.DHCPLog)
 			t.Logf("--- dnsmasq log (last 4 KiB) ---\n%s", tail(b, 4096))
 		}
 	})
+	return d, fleet
+}
+
+func realDeploy(t *testing.T, fw, image string, agent testagent.Files) {
+	d, fleet := newDeployLab(t, agent, deployLabConfig{vms: 1, devArgs: []string{"--ephemeral"}})
+	l, site, dir := d.lab, d.site, d.dir
+	e := fleet[0]
 
 	if fw == "BIOS" {
 		// The server is set up to boot in legacy BIOS mode, as its owner
@@ -150,7 +153,7 @@ func realDeploy(t *testing.T, fw, image string, agent testagent.Files) {
 		}
 		// A VM whose kernel panicked waits for nothing: say so now rather
 		// than at the deadline.
-		if strings.Contains(d.console(), "Kernel panic - not syncing") {
+		if strings.Contains(d.console(e.ID), "Kernel panic - not syncing") {
 			t.Fatalf("%s: the VM's kernel panicked; server %s step %s", fw, st.State, st.Step)
 		}
 		if st.State == "attention" || st.State == "failed" || time.Now().After(deadline) {
@@ -174,7 +177,7 @@ func realDeploy(t *testing.T, fw, image string, agent testagent.Files) {
 		return nil
 	})
 	require.Equal(t, strings.ToLower(e.Serial), hostname)
-	vm, why := d.vm()
+	vm, why := d.vm(e.ID)
 	require.NotNil(t, vm, why)
 	mode := map[string]string{"BIOS": "Legacy", "UEFI": "UEFI"}[fw]
 	require.Equal(t, "disk ("+mode+")", vm.LastBoot, "the installed OS booted from its disk in the server's firmware mode")
@@ -295,13 +298,14 @@ func (d *deployLab) leaseOf(t *testing.T, macs []string) string {
 // vmInfo is what the simulator's admin endpoint says about the VM.
 type vmInfo struct {
 	SerialLog string `json:"serial_log"`
+	Disk      string `json:"disk"`
 	LastBoot  string `json:"last_boot"`
 	Boots     int    `json:"boots"`
 }
 
 // vm asks the simulator about the VM; nil if it cannot say.
-func (d *deployLab) vm() (*vmInfo, string) {
-	r, err := d.client.Get(d.admin + "/bmcs/bmc-0001")
+func (d *deployLab) vm(id string) (*vmInfo, string) {
+	r, err := d.client.Get(d.admin + "/bmcs/" + id)
 	if err != nil {
 		return nil, err.Error()
 	}
@@ -319,8 +323,8 @@ func (d *deployLab) vm() (*vmInfo, string) {
 }
 
 // console is the VM's serial console so far.
-func (d *deployLab) console() string {
-	vm, _ := d.vm()
+func (d *deployLab) console(id string) string {
+	vm, _ := d.vm(id)
 	if vm == nil {
 		return ""
 	}
@@ -330,14 +334,14 @@ func (d *deployLab) console() string {
 
 // logVM shows the end of the VM's serial console, where a broken boot
 // says why.
-func (d *deployLab) logVM(t *testing.T) {
-	vm, why := d.vm()
+func (d *deployLab) logVM(t *testing.T, id string) {
+	vm, why := d.vm(id)
 	if vm == nil {
 		t.Logf("bmcsim admin: %s", why)
 		return
 	}
 	log, _ := os.ReadFile(vm.SerialLog)
-	t.Logf("--- VM (%d boots, last %s) serial log (last 6 KiB) ---\n%s", vm.Boots, vm.LastBoot, tail(log, 6144))
+	t.Logf("--- VM %s (%d boots, last %s) serial log (last 6 KiB) ---\n%s", id, vm.Boots, vm.LastBoot, tail(log, 6144))
 }
 
 // logResult prints the deploy's phases as seconds after power-on.
