@@ -113,6 +113,7 @@ func TestDeployFailures(t *testing.T) {
 	require.Equal(t, 2, st.InstallAttempt)
 	require.Equal(t, 2, st.Deploy.Attempt)
 	require.NotNil(t, st.Deploy.PhoneHomeAt, "the installed OS phoned home")
+	require.Equal(t, serverapi.DeployBooted, st.Deploy.Phase)
 	require.EqualValues(t, 1, mirror.drops.Load())
 	from := mirror.resumedFrom.Load()
 	require.Greater(t, from, int64(0), "the download resumed with a Range, not from the start")

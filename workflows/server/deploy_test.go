@@ -97,7 +97,7 @@ func TestDeployWritesTheImageAndBootsTheDisk(t *testing.T) {
 
 	d := st.Deploy
 	require.NotNil(t, d)
-	require.Equal(t, serverapi.DeployWritten, d.Phase)
+	require.Equal(t, serverapi.DeployBooted, d.Phase, "the installed OS phoned home")
 	for name, at := range map[string]*time.Time{"power-on": d.PowerOnAt, "agent up": d.AgentUpAt, "written": d.WrittenAt, "reboot": d.RebootAt, "phone home": d.PhoneHomeAt} {
 		require.NotNil(t, at, name)
 	}

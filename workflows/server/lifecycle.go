@@ -202,7 +202,7 @@ func (l *lifecycle) registerHandlers(ctx workflow.Context) error {
 				l.hostname = ph.Hostname
 				if d := l.status.Deploy; d != nil && d.Attempt == ph.Attempt && d.PhoneHomeAt == nil {
 					now := workflow.Now(ctx)
-					d.PhoneHomeAt = &now
+					d.PhoneHomeAt, d.Phase = &now, serverapi.DeployBooted
 				}
 			} else {
 				workflow.GetLogger(ctx).Warn("ignoring phone-home for another install attempt",

@@ -36,6 +36,8 @@ const (
 	DeployWritten = "written"
 	// DeployFailed: the agent stopped; FailureClass says why.
 	DeployFailed = "failed"
+	// DeployBooted: the installed OS booted from the disk and phoned home.
+	DeployBooted = "booted"
 )
 
 // Failure classes an agent reports. Transient ones (the image server
