@@ -87,6 +87,8 @@ type BootConfig struct {
 	KernelArgs  string
 	AgentKernel string
 	AgentInitrd string
+	// AgentDiskBenchmarkMiB: see boot.Config.
+	AgentDiskBenchmarkMiB int
 }
 
 // Server is the HTTP API.
@@ -166,7 +168,7 @@ func New(cfg Config) *Server {
 	// its routes are open (see package boot).
 	boot.New(boot.Config{
 		PublicURL: cfg.Boot.PublicURL, KernelURL: cfg.Boot.KernelURL, InitrdURL: cfg.Boot.InitrdURL, KernelArgs: cfg.Boot.KernelArgs,
-		AgentKernel: cfg.Boot.AgentKernel, AgentInitrd: cfg.Boot.AgentInitrd,
+		AgentKernel: cfg.Boot.AgentKernel, AgentInitrd: cfg.Boot.AgentInitrd, AgentDiskBenchmarkMiB: cfg.Boot.AgentDiskBenchmarkMiB,
 		Store: cfg.Inventory, Lifecycles: cfg.Temporal, Logger: cfg.Logger,
 		Mounts: []func(*echo.Group){imgs.MountBoot},
 	}).Register(e)

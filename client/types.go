@@ -29,6 +29,9 @@ type (
 	RAIDReport       = serverapi.RAIDReport
 	RAIDVolumeReport = serverapi.RAIDVolumeReport
 	RAIDVolume       = serverapi.RAIDVolume
+	// DeployStatus is an image deploy's phases, with their times, and
+	// its write rates.
+	DeployStatus = serverapi.DeployStatus
 )
 
 // BMC is how the lifecycle reaches a server's BMC.
@@ -45,6 +48,9 @@ type NewServer struct {
 	Profile  string    `json:"profile,omitempty"`
 	Location *Location `json:"location,omitempty"`
 	Pools    []string  `json:"pools,omitempty"`
+	// Image is the catalog image the deploy agent writes ("" : the
+	// profile's, or the installer's own install).
+	Image string `json:"image,omitempty"`
 }
 
 // Started names the workflow a request started.
@@ -92,6 +98,8 @@ type Server struct {
 	// ConfigureBIOS / ConfigureRAID.
 	BIOS *BIOSReport `json:"bios,omitempty"`
 	RAID *RAIDReport `json:"raid,omitempty"`
+	// Deploy is the current image deploy's phases and figures.
+	Deploy *DeployStatus `json:"deploy,omitempty"`
 }
 
 // Racked is the racked signal's answer.

@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -362,4 +363,34 @@ func (d *deployLab) logResult(t *testing.T, fw string, ds *serverapi.DeployStatu
 func lastLineOf(s string) string {
 	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
 	return lines[len(lines)-1]
+}
+
+// TestBenchDeploy runs `metalflow bench deploy` as a user would, on the
+// test image: one real deploy on qemu's own NAT, ending in the RESULT
+// line whose figures all come from that run.
+func TestBenchDeploy(t *testing.T) {
+	requireDeployHost(t)
+	image := testimage.Build(context.Background(), t)
+	agent := testagent.Build(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, binaryPath, "bench", "deploy", "--image", image,
+		"--agent-kernel", agent.Kernel, "--agent-initrd", agent.Initrd, "--qemu-accel", "tcg", "--disk-benchmark-mib", "256").CombinedOutput()
+	require.NoError(t, err, "%s", tail(out, 8192))
+	last := lastLineOf(string(out))
+	t.Log(last)
+	fields := map[string]float64{}
+	for _, kv := range strings.Fields(strings.TrimPrefix(last, "RESULT ")) {
+		k, v, ok := strings.Cut(kv, "=")
+		require.True(t, ok, last)
+		f, err := strconv.ParseFloat(v, 64)
+		require.NoError(t, err, last)
+		fields[k] = f
+	}
+	require.True(t, strings.HasPrefix(last, "RESULT "), last)
+	for _, k := range []string{"power_on_to_agent_s", "image_mib_s", "disk_limit_mib_s", "write_ratio", "power_on_to_phone_home_s"} {
+		require.Greater(t, fields[k], 0.0, "%s in %s", k, last)
+	}
+	require.Greater(t, fields["power_on_to_phone_home_s"], fields["power_on_to_agent_s"])
+	require.InDelta(t, fields["image_mib_s"]/fields["disk_limit_mib_s"], fields["write_ratio"], 0.001)
 }

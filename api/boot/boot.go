@@ -82,6 +82,11 @@ type Config struct {
 	// first netboot with a message saying so.
 	AgentKernel string
 	AgentInitrd string
+	// AgentDiskBenchmarkMiB, when positive, has every agent write that
+	// many MiB of zeros to its disk before the image and report the rate:
+	// the disk's own limit, against which the image write is judged. It
+	// costs a deploy that many MiB of writing; off by default.
+	AgentDiskBenchmarkMiB int
 
 	Store      Store
 	Lifecycles Lifecycles

@@ -347,7 +347,8 @@ func (s *Service) agentPlanOf(ctx context.Context, b inventory.BootConfig, plan 
 			URL:    s.url(imageapi.BootPath(img.Name) + "?token=" + url.QueryEscape(b.Token)),
 			SHA256: img.SHA256, Format: format,
 		},
-		RootDevice: hints,
+		RootDevice:       hints,
+		DiskBenchmarkMiB: s.cfg.AgentDiskBenchmarkMiB,
 		Seed: agentapi.Seed{
 			InstanceID: fmt.Sprintf("%s-%d", b.Serial, b.Attempt), Hostname: plan.Hostname,
 			SSHAuthorizedKeys: plan.SSHAuthorizedKeys, UserData: profiles.UserDataBody(plan.UserData),

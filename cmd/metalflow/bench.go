@@ -21,6 +21,7 @@ func benchmarks() map[string]func(ctx context.Context, args []string, stdout, st
 		"fleet":  runBenchFleet,
 		"api":    runBenchAPI,
 		"parked": runBenchParked,
+		"deploy": runBenchDeploy,
 	}
 }
 
@@ -28,11 +29,11 @@ func benchmarks() map[string]func(ctx context.Context, args []string, stdout, st
 func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	benches := benchmarks()
 	if len(args) == 0 {
-		return usageError{errors.New("usage: metalflow bench fleet|api|parked|xdp [flags]")}
+		return usageError{errors.New("usage: metalflow bench fleet|api|parked|deploy|xdp [flags]")}
 	}
 	run, ok := benches[args[0]]
 	if !ok {
-		return usageError{fmt.Errorf("unknown benchmark %q (have: fleet, api, parked, xdp)", args[0])}
+		return usageError{fmt.Errorf("unknown benchmark %q (have: fleet, api, parked, deploy, xdp)", args[0])}
 	}
 	return run(ctx, args[1:], stdout, stderr)
 }
@@ -192,4 +193,34 @@ func runBenchParked(ctx context.Context, args []string, stdout, stderr io.Writer
 	}
 	cfg.WorkerOutput = stderr
 	return bench.RunParked(ctx, cfg, stdout)
+}
+
+func runBenchDeploy(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var (
+		lf  logFlags
+		cfg bench.DeployConfig
+	)
+	fs := flag.NewFlagSet("bench deploy", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	registerBenchLog(fs, &lf)
+	fs.StringVar(&cfg.Image, "image", "", "raw disk image to deploy (scripts/build-image.sh builds a small Debian one)")
+	fs.StringVar(&cfg.AgentKernel, "agent-kernel", "", "deploy agent kernel (scripts/build-agent-initramfs.sh)")
+	fs.StringVar(&cfg.AgentInitrd, "agent-initrd", "", "deploy agent initramfs (scripts/build-agent-initramfs.sh)")
+	fs.BoolVar(&cfg.Legacy, "legacy", false, "boot the VM in legacy BIOS mode (SeaBIOS) instead of UEFI (OVMF)")
+	fs.IntVar(&cfg.DiskBenchmarkMiB, "disk-benchmark-mib", 512, "MiB of plain sequential writes the agent makes to the same disk first: the limit the image write is compared with")
+	fs.StringVar(&cfg.Accel, "qemu-accel", "auto", "the VM's accelerator: auto (KVM if it works, else TCG), kvm or tcg")
+	fs.IntVar(&cfg.CPUs, "qemu-cpus", 1, "the VM's vCPUs")
+	fs.IntVar(&cfg.MemoryMiB, "qemu-memory", 1024, "the VM's memory, in MiB")
+	fs.DurationVar(&cfg.Timeout, "timeout", 20*time.Minute, "give up when the server is not installed by then")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if err := cfg.Check(); err != nil {
+		return usageError{err}
+	}
+	var err error
+	if cfg.Log, err = lf.logger(stderr); err != nil {
+		return err
+	}
+	return bench.RunDeploy(ctx, cfg, stdout)
 }

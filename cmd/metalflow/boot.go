@@ -159,7 +159,7 @@ func runBoot(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	imgs := images.New(images.Config{Dir: ic.Dir, Open: ic.Open, Catalog: inv, Grants: inv, Logger: log})
 	svc := boot.New(boot.Config{
 		PublicURL: bc.PublicURL, KernelURL: bc.KernelURL, InitrdURL: bc.InitrdURL, KernelArgs: bc.KernelArgs,
-		AgentKernel: bc.AgentKernel, AgentInitrd: bc.AgentInitrd,
+		AgentKernel: bc.AgentKernel, AgentInitrd: bc.AgentInitrd, AgentDiskBenchmarkMiB: bc.AgentDiskBenchmarkMiB,
 		Store: inv, Lifecycles: c, Logger: log,
 		Mounts: []func(*echo.Group){imgs.MountBoot},
 	})

@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -85,6 +86,7 @@ type bootFlags struct {
 	kernelArgs  string
 	agentKernel string
 	agentInitrd string
+	diskBench   int
 }
 
 func (b *bootFlags) register(fs *flag.FlagSet) {
@@ -94,6 +96,14 @@ func (b *bootFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&b.kernelArgs, "installer-kernel-args", "", "extra installer kernel arguments")
 	fs.StringVar(&b.agentKernel, "agent-kernel", "", "deploy agent kernel, a file served at /boot/agent/vmlinuz or a URL; empty refuses installs that name an image")
 	fs.StringVar(&b.agentInitrd, "agent-initrd", "", "deploy agent initramfs, a file served at /boot/agent/initrd.img or a URL")
+	fs.Func("agent-disk-benchmark-mib", "have each deploy agent first write this many MiB of zeros to its disk and report the disk's own write rate next to the image's (default 0: off)", func(v string) error {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 || n > 1<<16 {
+			return fmt.Errorf("want a number of MiB from 0 (off) to 65536, got %q", v)
+		}
+		b.diskBench = n
+		return nil
+	})
 }
 
 func (b *bootFlags) config(httpAddr string) api.BootConfig {
@@ -102,7 +112,7 @@ func (b *bootFlags) config(httpAddr string) api.BootConfig {
 		public = stack.HTTPURL(httpAddr)
 	}
 	return api.BootConfig{PublicURL: public, KernelURL: b.kernelURL, InitrdURL: b.initrdURL, KernelArgs: b.kernelArgs,
-		AgentKernel: b.agentKernel, AgentInitrd: b.agentInitrd}
+		AgentKernel: b.agentKernel, AgentInitrd: b.agentInitrd, AgentDiskBenchmarkMiB: b.diskBench}
 }
 
 // imageFlags configure the OS image catalog: where uploads are kept, how

@@ -44,6 +44,9 @@ type stackOptions struct {
 	// dials Stack.TemporalAddress and shares InventoryURL and CredentialsKey.
 	ExternalWorker bool
 	Log            *slog.Logger
+	// tune changes the stack's configuration last, for a benchmark that
+	// needs more than these options (a real VM, a boot service).
+	tune func(*stack.Config)
 }
 
 // harness is the metalflow a benchmark runs against, with the API's rate
@@ -104,6 +107,9 @@ func startStack(ctx context.Context, o stackOptions) (*harness, error) {
 	}
 	if o.SimServers > 0 {
 		cfg.Fleet = &stack.FleetConfig{Servers: o.SimServers, Vendor: bmcsim.VendorMixed, Speed: o.SimSpeed, NoDelays: o.SimSpeed == 0}
+	}
+	if o.tune != nil {
+		o.tune(&cfg)
 	}
 	// Temporal that is not ready within a minute will not be.
 	startCtx, cancel := context.WithTimeout(ctx, time.Minute)
