@@ -33,6 +33,8 @@ type QEMUConfig struct {
 	// MemoryMiB (1024) and CPUs (1) size each VM.
 	MemoryMiB int
 	CPUs      int
+	// CPUModel is the CPU emulated under TCG ("max" when empty).
+	CPUModel string
 	// DiskBytes is each VM's sparse disk size (8 GiB); DiskFormat is
 	// qcow2 (default) or raw.
 	DiskBytes  int64
@@ -139,6 +141,11 @@ func startQEMU(q QEMUConfig) (*qemuFleet, error) {
 	if _, err := exec.LookPath(q.Binary); err != nil {
 		return nil, fmt.Errorf("qemu: %w", err)
 	}
+	if q.CPUModel != "" {
+		if err := checkCPUModel(q.Binary, q.CPUModel); err != nil {
+			return nil, err
+		}
+	}
 	switch q.Network {
 	case qemuhost.NetUser, qemuhost.NetNone:
 	case qemuhost.NetTap:
@@ -176,7 +183,7 @@ func startQEMU(q QEMUConfig) (*qemuFleet, error) {
 	}
 	f.vm = qemuhost.Config{
 		Binary: q.Binary, QemuImg: q.QemuImg, Accel: accel,
-		MemoryMiB: q.MemoryMiB, CPUs: q.CPUs, DiskBytes: q.DiskBytes, DiskFormat: q.DiskFormat,
+		MemoryMiB: q.MemoryMiB, CPUs: q.CPUs, CPUModel: q.CPUModel, DiskBytes: q.DiskBytes, DiskFormat: q.DiskFormat,
 		NIC: q.NIC, Network: q.Network, TFTPDir: q.TFTPDir,
 		// With only TFTP to serve, nothing needs to leave the VM.
 		Restrict: q.TFTPDir != "",
@@ -558,4 +565,19 @@ func deleteTaps(taps []string) {
 	for _, tap := range taps {
 		_ = exec.Command("ip", "link", "del", tap).Run()
 	}
+}
+
+// checkCPUModel refuses a CPU model qemu does not know now, rather than at
+// the first power-on, where it would read as a BMC fault.
+func checkCPUModel(binary, model string) error {
+	out, err := exec.Command(binary, "-cpu", "help").Output()
+	if err != nil {
+		return fmt.Errorf("qemu: list CPU models: %w", err)
+	}
+	for _, line := range strings.Split(string(out), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "x86" && f[1] == model {
+			return nil
+		}
+	}
+	return fmt.Errorf("qemu: CPU model %q is not one %s knows (see %s -cpu help)", model, binary, binary)
 }

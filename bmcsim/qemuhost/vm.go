@@ -52,6 +52,12 @@ type Config struct {
 	// MemoryMiB and CPUs size the VM.
 	MemoryMiB int
 	CPUs      int
+	// CPUModel is the emulated CPU under TCG; empty is "max", every
+	// feature TCG emulates. qemu's default (qemu64) lacks SSSE3 and AVX2,
+	// which Go's SHA-256 and the kernel's copies use: the deploy agent,
+	// bound by hashing and receiving the image, wrote it at 20.0 MiB/s
+	// on qemu64 and 27.9 MiB/s on max. KVM always runs the host's CPU.
+	CPUModel string
 	// DiskBytes is the virtual size of the sparse disk.
 	DiskBytes int64
 	// DiskFormat is qcow2 or raw.
@@ -512,6 +518,12 @@ func (v *VM) args(boot Boot) ([]string, error) {
 	}
 	if accel == "kvm" {
 		a = append(a, "-cpu", "host")
+	} else {
+		model := c.CPUModel
+		if model == "" {
+			model = "max"
+		}
+		a = append(a, "-cpu", model)
 	}
 	if m.UUID != "" {
 		a = append(a, "-uuid", m.UUID)

@@ -209,7 +209,7 @@ func runBenchDeploy(ctx context.Context, args []string, stdout, stderr io.Writer
 	fs.BoolVar(&cfg.Legacy, "legacy", false, "boot the VM in legacy BIOS mode (SeaBIOS) instead of UEFI (OVMF)")
 	fs.IntVar(&cfg.DiskBenchmarkMiB, "disk-benchmark-mib", 512, "MiB of plain sequential writes the agent makes to the same disk first: the limit the image write is compared with")
 	fs.StringVar(&cfg.Accel, "qemu-accel", "auto", "the VM's accelerator: auto (KVM if it works, else TCG), kvm or tcg")
-	fs.IntVar(&cfg.CPUs, "qemu-cpus", 1, "the VM's vCPUs")
+	fs.IntVar(&cfg.CPUs, "qemu-cpus", 2, "the VM's vCPUs (under TCG each is a host thread: the agent hashes on one while it receives and writes on another)")
 	fs.IntVar(&cfg.MemoryMiB, "qemu-memory", 1024, "the VM's memory, in MiB")
 	fs.DurationVar(&cfg.Timeout, "timeout", 20*time.Minute, "give up when the server is not installed by then")
 	if err := parseFlags(fs, args); err != nil {

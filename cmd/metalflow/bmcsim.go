@@ -57,6 +57,7 @@ func runBMCSim(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs.StringVar(&q.Accel, "qemu-accel", "auto", "with --qemu: auto (KVM if a probe VM runs under it, else TCG), kvm or tcg")
 	fs.IntVar(&q.MemoryMiB, "qemu-memory", 1024, "with --qemu: MiB of memory per VM")
 	fs.IntVar(&q.CPUs, "qemu-cpus", 1, "with --qemu: vCPUs per VM")
+	fs.StringVar(&q.CPUModel, "qemu-cpu", "max", "with --qemu under TCG: the emulated CPU model (qemu -cpu); KVM always runs the host's")
 	diskGiB := fs.Int64("qemu-disk-gib", 8, "with --qemu: each VM's sparse disk, in GiB")
 	fs.StringVar(&q.DiskFormat, "qemu-disk-format", "qcow2", "with --qemu: qcow2 or raw")
 	fs.StringVar(&q.Dir, "qemu-dir", "", "with --qemu: directory for the VMs' disks, firmware variables and serial logs (default: temporary)")

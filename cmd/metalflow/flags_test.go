@@ -84,6 +84,7 @@ func TestBMCSimQEMUFlagsAreChecked(t *testing.T) {
 		"tap without a bridge": {"--qemu", "--qemu-network", "tap"},
 		"unknown accelerator":  {"--qemu", "--qemu-accel", "fast"},
 		"unknown disk format":  {"--qemu", "--qemu-disk-format", "vmdk"},
+		"unknown CPU model":    {"--qemu", "--qemu-cpu", "pentium-9000"},
 	} {
 		var out, errOut bytes.Buffer
 		assert.Error(t, runBMCSim(context.Background(), args, &out, &errOut), name)
