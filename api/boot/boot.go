@@ -207,10 +207,16 @@ func (s *Service) ipxeScript(c echo.Context) error {
 	if s.cfg.KernelArgs != "" {
 		args += " " + s.cfg.KernelArgs
 	}
-	script := fmt.Sprintf("#!ipxe\n# metalflow install of %s, attempt %d\nkernel %s %s\ninitrd %s\nboot\n",
-		b.Serial, b.Attempt, kernel, args, initrd)
+	// Named, and the kernel told the name, as the agent's: under UEFI an
+	// EFI-stub kernel loads its initrd itself by initrd=, from the files
+	// iPXE exposes; under BIOS the argument is ignored.
+	script := fmt.Sprintf("#!ipxe\n# metalflow install of %s, attempt %d\nkernel %s initrd=%s %s\ninitrd --name %s %s\nboot\n",
+		b.Serial, b.Attempt, kernel, installerInitrdName, args, installerInitrdName, initrd)
 	return c.String(http.StatusOK, script)
 }
+
+// installerInitrdName is the name the installer's initrd has in iPXE.
+const installerInitrdName = "installer.img"
 
 // Pending tells the DHCP server whether mac has an install pending: the
 // question the iPXE script answers, asked before the firmware is given a

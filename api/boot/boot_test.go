@@ -115,8 +115,8 @@ func TestStandaloneServiceWalksAnInstall(t *testing.T) {
 
 	code, script := get(t, base+"/boot/ipxe?mac="+mac)
 	require.Equal(t, http.StatusOK, code)
-	require.Contains(t, script, "kernel http://10.0.0.1:8081/boot/files/vmlinuz ip=dhcp ds=nocloud-net;s=http://10.0.0.1:8081/boot/nocloud/SN-1/2/ console=ttyS0\n")
-	require.Contains(t, script, "initrd http://10.0.0.1:8081/boot/files/initrd.img\n")
+	require.Contains(t, script, "kernel http://10.0.0.1:8081/boot/files/vmlinuz initrd=installer.img ip=dhcp ds=nocloud-net;s=http://10.0.0.1:8081/boot/nocloud/SN-1/2/ console=ttyS0\n")
+	require.Contains(t, script, "initrd --name installer.img http://10.0.0.1:8081/boot/files/initrd.img\n")
 
 	code, kernel := get(t, base+"/boot/files/vmlinuz")
 	require.Equal(t, http.StatusOK, code)

@@ -217,7 +217,7 @@ func TestScriptChainsTheAgentForADeploy(t *testing.T) {
 	require.Equal(t, http.StatusNotFound, rec.Code, "a URL is fetched from where it points")
 
 	rec = r.call(t, http.MethodGet, "/boot/ipxe?mac=52:54:00:00:00:0c", "", "")
-	require.Contains(t, rec.Body.String(), "kernel http://10.0.0.1:8081/boot/files/vmlinuz ip=dhcp", "no plan: the installer")
+	require.Contains(t, rec.Body.String(), "kernel http://10.0.0.1:8081/boot/files/vmlinuz initrd=installer.img ip=dhcp", "no plan: the installer")
 
 	r.store.update(deployToken, func(b *inventory.BootConfig) { now := time.Now(); b.DiskBootedAt = &now })
 	rec = r.call(t, http.MethodGet, "/boot/ipxe?mac="+deployMAC, "", "")
