@@ -141,7 +141,7 @@ func Steps() []string { return (*lifecycle)(nil).steps().Names() }
 func (l *lifecycle) steps() steprunner.Table {
 	return steprunner.Table{
 		// rack runs Rack before the others: it waits for a technician,
-		// and a failure there ends the run rather than asking staff.
+		// or claims the units given at registration.
 		{Name: serverapi.StepRack},
 		{Name: serverapi.StepRegisterAsset, Run: l.registerAsset},
 		{Name: serverapi.StepInspect, Run: l.inspect},
@@ -489,9 +489,9 @@ func (l *lifecycle) rack(ctx workflow.Context) error {
 			l.remindRack(ctx)
 		}
 	} else if err := l.claimRackUnit(ctx, *l.racked, actorOr(l.in.Actor, "registration")); err != nil {
-		// The API checked the location; if the units were taken since,
-		// fail rather than put two servers in one unit.
-		return err
+		if err := l.awaitRackFix(ctx, err); err != nil {
+			return err
+		}
 	}
 	l.status.Location = l.racked
 	if err := workflow.UpsertTypedSearchAttributes(ctx, serverattrs.Rack().ValueSet(l.racked.Rack)); err != nil {
@@ -500,6 +500,29 @@ func (l *lifecycle) rack(ctx workflow.Context) error {
 	now = workflow.Now(ctx)
 	step.Status, step.FinishedAt = stepapi.StepDone, &now
 	return nil
+}
+
+// rackAttentionChange: lifecycles started before it ended failed when the
+// location given at registration was refused. Asked only after a refusal,
+// so a claim that succeeds leaves no marker.
+const rackAttentionChange = "rack-claim-attention"
+
+// awaitRackFix parks a refused registration-time rack claim in attention.
+// The API checked the location, so a refusal means the CMDB changed since
+// (the units were taken) or the worker reads another inventory than the
+// API (no such site): neither is a reason to end the lifecycle, and both
+// need a human. A retry claims again; an abort ends the lifecycle.
+func (l *lifecycle) awaitRackFix(ctx workflow.Context, refused error) error {
+	if workflow.GetVersion(ctx, rackAttentionChange, workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+		return refused
+	}
+	return l.runner.RunStep(ctx, steprunner.Step{Name: serverapi.StepRack, Run: func(ctx workflow.Context) error {
+		if err := refused; err != nil {
+			refused = nil
+			return err
+		}
+		return l.claimRackUnit(ctx, *l.racked, actorOr(l.in.Actor, "registration"))
+	}})
 }
 
 // remindRack is the nudge for a server nobody has racked in a day.

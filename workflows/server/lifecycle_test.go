@@ -179,13 +179,48 @@ func TestLifecycleRemindsDailyWhileUnracked(t *testing.T) {
 	require.Equal(t, stepapi.StepWaiting, at50h.Steps[0].Status)
 }
 
-func TestLifecycleRegisteredIntoTakenUnitFails(t *testing.T) {
+// A location given at registration that the CMDB refuses by the time the
+// lifecycle claims it (the units taken since, or a worker on another
+// inventory that has no such site) waits for staff: a retry claims again.
+func TestLifecycleRegisteredIntoRefusedUnitWaitsInAttention(t *testing.T) {
+	lt := newLifecycleTest(t)
+	lt.fake.FailNext(serverapi.RackServerName, wftest.NonRetryable(`inventory: invalid: unknown site "dc1"`, stepapi.ErrTypeInvalidPlacement))
+	in := input("SN-6")
+	in.Location = &dock
+	var parked serverapi.ServerStatus
+	var skip, retry *wftest.UpdateOutcome
+	lt.at(time.Minute, func() {
+		parked = lt.status()
+		skip = lt.update(stepapi.UpdateSkip, serverapi.SkipInput{})
+	})
+	lt.at(2*time.Minute, func() { retry = lt.update(stepapi.UpdateRetry, serverapi.RetryInput{By: "ops"}) })
+	lt.env.ExecuteWorkflow(serverapi.ServerLifecycleName, in)
+	final := lt.result()
+
+	require.Equal(t, serverapi.StateAttention, parked.State)
+	require.Equal(t, &stepapi.Attention{Step: serverapi.StepRack, Error: `inventory: invalid: unknown site "dc1"`}, parked.Attention)
+	require.Equal(t, stepapi.StepFailed, parked.Steps[0].Status)
+	require.ErrorContains(t, skip.Refused(), "cannot be skipped")
+	require.NoError(t, retry.Refused())
+	require.Equal(t, serverapi.StateInstalled, final.State)
+	require.Equal(t, &dock, final.Location)
+	require.Equal(t, stepapi.StepDone, final.Steps[0].Status)
+	require.Len(t, lt.fake.Inputs[serverapi.RackServerName], 2, "the refused claim, then the retried one")
+}
+
+func TestLifecycleRegisteredIntoTakenUnitCanBeAborted(t *testing.T) {
 	lt := newLifecycleTest(t)
 	lt.fake.FailNext(serverapi.RackServerName, wftest.NonRetryable("occupied", stepapi.ErrTypeUnitOccupied))
 	in := input("SN-6")
 	in.Location = &dock
+	var abort *wftest.UpdateOutcome
+	lt.at(time.Minute, func() { abort = lt.update(stepapi.UpdateAbort, stepapi.AbortInput{Reason: "wrong rack", By: "ops"}) })
 	lt.env.ExecuteWorkflow(serverapi.ServerLifecycleName, in)
-	require.ErrorContains(t, lt.env.GetWorkflowError(), "occupied")
+	final := lt.result()
+	require.NoError(t, abort.Refused())
+	require.Equal(t, serverapi.StateAborted, final.State)
+	require.Len(t, lt.fake.Inputs[serverapi.RackServerName], 1)
+	require.Empty(t, lt.fake.Inputs[serverapi.RegisterAssetName])
 }
 
 func TestLifecycleWrongCredentialParksThenRetryWithNewOne(t *testing.T) {
