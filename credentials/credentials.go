@@ -7,7 +7,9 @@ import (
 	"context"
 	"crypto/aes"
 	"crypto/cipher"
+	"crypto/hmac"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -173,4 +175,13 @@ func LoadOrCreateKey(path string) ([]byte, error) {
 		return nil, err
 	}
 	return key, nil
+}
+
+// Fingerprint names a key without revealing it: the first 16 hex digits
+// of an HMAC-SHA-256 of a fixed label under the key. Two processes compare
+// fingerprints to know they hold the same key.
+func Fingerprint(key []byte) string {
+	m := hmac.New(sha256.New, key)
+	m.Write([]byte("metalflow credential key fingerprint"))
+	return hex.EncodeToString(m.Sum(nil))[:16]
 }

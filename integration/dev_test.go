@@ -297,19 +297,20 @@ func TestDevKeepsWaitingWorkflowAcrossRestart(t *testing.T) {
 func TestProductionRolesAgainstExternalTemporal(t *testing.T) {
 	// `dev --workers=false` stands in for an external Temporal cluster; the
 	// api and worker subcommands run as separate processes, as in production.
-	s := startDev(t, "--ephemeral", "--workers=false")
-	apiAddr, metricsAddr := freeAddr(t), freeAddr(t)
-	// Both roles share one CMDB, as they share PostgreSQL in production.
+	// Both roles share one CMDB, as they share PostgreSQL in production,
+	// and it is the one the namespace acts on: dev's.
 	dir := t.TempDir()
+	s := startDev(t, "--data", dir, "--workers=false")
+	apiAddr, metricsAddr := freeAddr(t), freeAddr(t)
 	inv := filepath.Join(dir, "metalflow.db")
 	layout := filepath.Join(dir, "layout.yaml")
 	require.NoError(t, os.WriteFile(layout, []byte("sites: [{name: dc1}]\nracks:\n  - {site: dc1, room: A, name: R02, heightU: 42}\n"), 0o644))
 	key := filepath.Join(dir, "credentials.key")
 	startProcess(t, "worker", "worker", "--temporal", s.temporal, "--metrics", metricsAddr, "--inventory-db", inv, "--layout", layout, "--credentials-key", key)
-	apiProc := startProcess(t, "api", "api", "--temporal", s.temporal, "--http", apiAddr, "--temporal-ui-url", s.webUI, "--inventory-db", inv, "--credentials-key", key)
+	startProcess(t, "api", "api", "--temporal", s.temporal, "--http", apiAddr, "--temporal-ui-url", s.webUI, "--inventory-db", inv, "--credentials-key", key)
 	waitHTTP(t, "http://"+apiAddr+"/readyz", http.StatusOK, 30*time.Second)
-	// The api role issues the first admin token of its own inventory.
-	api := apiURL(apiAddr, apiProc.adminToken(t))
+	// One inventory, one set of tokens: dev's admin token works on the api.
+	api := apiURL(apiAddr, s.token)
 
 	r := do(t, http.MethodPost, api+"/api/v1/servers", `{"serial":"SN-PROD"}`)
 	require.Equal(t, http.StatusAccepted, r.code, string(r.body))

@@ -68,6 +68,10 @@ func Open(ctx context.Context, dialect, dsn string) (*Store, error) {
 		_ = db.Close()
 		return nil, err
 	}
+	if err := s.ensureIdentity(ctx); err != nil {
+		_ = db.Close()
+		return nil, err
+	}
 	return s, nil
 }
 

@@ -6,6 +6,7 @@ import (
 	"context"
 	"flag"
 	"io"
+	"time"
 
 	"github.com/metalflow/metalflow/api"
 	"github.com/metalflow/metalflow/internal/stack"
@@ -25,7 +26,7 @@ func runAPI(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	var bf bootFlags
 	bf.register(fs)
 	var imf imageFlags
-	imf.register(fs, "images", "directory uploaded OS images are kept in; every api process must share it")
+	imf.register(fs, "", "directory uploaded OS images are kept in; every api process must share it (default: images/ in --data)")
 	rateLimit := fs.Float64("rate-limit", 100, "requests per second each client address may make (bursts of twice that); 0 turns the limit off")
 	openSD := fs.Bool("open-service-discovery", false, "serve /api/v1/sd/targets without a token, for Prometheus servers that cannot send one")
 	fs.StringVar(&uiURL, "temporal-ui-url", "", "public URL of the Temporal Web UI, for links in answers and the operator UI")
@@ -49,6 +50,15 @@ func runAPI(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	defer func() { _ = metrics.Close() }()
 	defer c.Close()
+	// The API serves while Temporal is away: a short wait, then a warning.
+	if err := env.checkBinding(ctx, c, rf.temporal.namespace, 5*time.Second); err != nil {
+		return err
+	}
+	if imagesCfg.Dir == "" {
+		if imagesCfg.Dir, err = rf.data.file("images"); err != nil {
+			return err
+		}
+	}
 	ln, err := stack.ListenAPI(httpAddr)
 	if err != nil {
 		return err

@@ -110,6 +110,7 @@ func runBoot(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		bf           bootFlags
 		nf           netbootFlags
 		imf          imageFlags
+		df           dataFlags
 		inventoryURL string
 		httpAddr     string
 	)
@@ -120,8 +121,9 @@ func runBoot(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	bf.register(fs)
 	fs.Lookup("public-url").Usage = "URL machines on the provisioning network reach --http-listen at, e.g. http://10.0.0.1:8081 (required)"
 	nf.register(fs, ":69")
-	imf.register(fs, "images", "directory of uploaded OS images, the API's own or a copy of it (URL images are proxied from their origin)")
-	fs.StringVar(&inventoryURL, "inventory-db", "metalflow.db", "inventory database the API uses: postgres://… or a SQLite file path")
+	imf.register(fs, "", "directory of uploaded OS images, the API's own or a copy of it (URL images are proxied from their origin; default: images/ in --data)")
+	df.register(fs)
+	fs.StringVar(&inventoryURL, "inventory-db", "", "inventory database the API uses: postgres://… or a SQLite file path (default: metalflow.db in --data)")
 	fs.StringVar(&httpAddr, "http-listen", ":8081", "listen address of the iPXE script, NoCloud seeds and phone-home")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -140,6 +142,16 @@ func runBoot(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	log, err := lf.logger(stderr)
 	if err != nil {
 		return err
+	}
+	if inventoryURL == "" {
+		if inventoryURL, err = df.file("metalflow.db"); err != nil {
+			return err
+		}
+	}
+	if ic.Dir == "" {
+		if ic.Dir, err = df.file("images"); err != nil {
+			return err
+		}
 	}
 	inv, err := stack.OpenInventory(ctx, log, inventoryURL, "")
 	if err != nil {

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"path/filepath"
+	"strings"
 
 	"github.com/metalflow/metalflow/bmcsim"
 	"github.com/metalflow/metalflow/internal/stack"
@@ -153,6 +154,11 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	log.Info("metalflow dev is up",
 		"operatorUI", stack.HTTPURL(f.httpAddr), "temporalUI", st.TemporalUIURL,
 		"metrics", stack.HTTPURL(f.httpAddr)+"/metrics", "temporal", st.TemporalAddress)
+	if !f.workers {
+		// A worker on another inventory or key fails every server: say
+		// exactly which files this one is.
+		log.Info("no lifecycle worker runs here; start one on this inventory and key", "command", workerCommand(st, f.namespace))
+	}
 	err = st.Wait(ctx)
 	log.Info("metalflow dev stopped")
 	return err
@@ -182,4 +188,32 @@ func (f *devFlags) qemuPublicURL() error {
 	}
 	f.boot.publicURL = "http://10.0.2.2:" + port
 	return nil
+}
+
+// workerCommand is the command line of a worker that shares st's Temporal,
+// inventory and credential key.
+func workerCommand(st *stack.Stack, namespace string) string {
+	args := []string{"metalflow", "worker", "--temporal", st.TemporalAddress}
+	if namespace != "default" {
+		args = append(args, "--namespace", namespace)
+	}
+	// Absolute: the command works from any directory.
+	abs := func(p string) string {
+		if a, err := filepath.Abs(p); err == nil {
+			return a
+		}
+		return p
+	}
+	args = append(args, "--inventory-db", shellQuote(abs(st.InventoryURL)), "--credentials-key", shellQuote(abs(st.CredentialsKey)))
+	return strings.Join(args, " ")
+}
+
+// shellQuote quotes s for a POSIX shell when it needs it.
+func shellQuote(s string) string {
+	if s != "" && strings.IndexFunc(s, func(r rune) bool {
+		return !(r == '/' || r == '.' || r == '-' || r == '_' || r == ':' || r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z')
+	}) < 0 {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"time"
 
 	"github.com/metalflow/metalflow/internal/stack"
 	"github.com/metalflow/metalflow/internal/telemetry"
@@ -53,6 +54,10 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	defer func() { _ = metrics.Close() }()
 	defer c.Close()
+	// The worker needs Temporal to do anything: it may wait for it.
+	if err := env.checkBinding(ctx, c, rf.temporal.namespace, time.Minute); err != nil {
+		return err
+	}
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()

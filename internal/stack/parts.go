@@ -3,9 +3,11 @@ package stack
 import (
 	"context"
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -50,7 +52,7 @@ func OpenInventory(ctx context.Context, log *slog.Logger, url, layoutFile string
 // OpenVault seals credentials with the key in keyFile, created if missing.
 // An empty keyFile keeps a random key in memory: what it sealed is lost
 // with the process.
-func OpenVault(keyFile string, inv *inventory.Store) (*credentials.Vault, error) {
+func OpenVault(ctx context.Context, keyFile string, inv *inventory.Store) (*credentials.Vault, error) {
 	var key []byte
 	if keyFile == "" {
 		key = make([]byte, credentials.KeySize)
@@ -64,7 +66,26 @@ func OpenVault(keyFile string, inv *inventory.Store) (*credentials.Vault, error)
 		}
 		key = k
 	}
+	// A key other than the one the inventory's secrets are sealed with
+	// would fail every BMC login later, one server at a time, as
+	// "credential missing": refuse it now, naming both.
+	if _, err := inv.BindKey(ctx, credentials.Fingerprint(key)); err != nil {
+		if errors.Is(err, inventory.ErrOtherKey) {
+			return nil, fmt.Errorf("credential key %s: %w; give every api and worker the key file the inventory was first opened with (metalflow dev keeps it in its --data directory)", keyDescription(keyFile), err)
+		}
+		return nil, err
+	}
 	return credentials.NewVault(key, inv)
+}
+
+func keyDescription(keyFile string) string {
+	if keyFile == "" {
+		return "(a fresh random key)"
+	}
+	if abs, err := filepath.Abs(keyFile); err == nil {
+		return abs
+	}
+	return keyFile
 }
 
 // OpenProfiles loads the hardware profiles of dir; empty dir means the

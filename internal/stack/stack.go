@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"time"
 
 	"go.temporal.io/sdk/client"
 
@@ -168,7 +169,7 @@ func Start(ctx context.Context, cfg Config) (*Stack, error) {
 			return nil, fmt.Errorf("apply layout: %w", err)
 		}
 	}
-	vault, err := OpenVault(st.CredentialsKey, inv)
+	vault, err := OpenVault(ctx, st.CredentialsKey, inv)
 	if err != nil {
 		return nil, err
 	}
@@ -234,6 +235,12 @@ func Start(ctx context.Context, cfg Config) (*Stack, error) {
 	}
 	// A database created by an older metalflow may lack newer attributes.
 	if err := temporalx.EnsureSearchAttributes(ctx, c, st.Namespace, serverattrs.Schema()); err != nil {
+		return nil, err
+	}
+	// The stack runs both Temporal and the inventory: the namespace acts
+	// on this one, and workers started apart must open it too.
+	bind := Binding{Namespace: st.Namespace, Inventory: inv, Where: InventoryWhere(st.InventoryURL), Owner: true, Wait: 30 * time.Second}
+	if err := bind.Check(ctx, log, c.WorkflowService()); err != nil {
 		return nil, err
 	}
 
