@@ -19,6 +19,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/term"
 
 	"github.com/metalflow/metalflow/api"
 	"github.com/metalflow/metalflow/api/images"
@@ -31,11 +32,13 @@ import (
 
 // logFlags are shared by every long-running subcommand.
 type logFlags struct {
-	level string
+	level  string
+	format string
 }
 
 func (l *logFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&l.level, "log-level", "info", "log level: debug, info, warn, error")
+	fs.StringVar(&l.format, "log-format", "auto", "log format: text for people, json for collectors, or auto (text on a terminal, json otherwise)")
 }
 
 func (l *logFlags) logger(w io.Writer) (*slog.Logger, error) {
@@ -43,7 +46,28 @@ func (l *logFlags) logger(w io.Writer) (*slog.Logger, error) {
 	if err := level.UnmarshalText([]byte(l.level)); err != nil {
 		return nil, usageError{fmt.Errorf("--log-level: %w", err)}
 	}
-	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level})), nil
+	opts := &slog.HandlerOptions{Level: level}
+	format := l.format
+	if format == "" || format == "auto" {
+		format = "json"
+		if isTerminal(w) {
+			format = "text"
+		}
+	}
+	switch format {
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	}
+	return nil, usageError{fmt.Errorf("--log-format %q: want auto, text or json", l.format)}
+}
+
+// isTerminal says whether w is a terminal someone reads, rather than a
+// file or a pipe a log collector reads.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
 }
 
 // temporalFlags locate an external Temporal.

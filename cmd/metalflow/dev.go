@@ -12,6 +12,7 @@ import (
 	"net"
 	"path/filepath"
 	"strings"
+	"text/tabwriter"
 
 	"github.com/metalflow/metalflow/bmcsim"
 	"github.com/metalflow/metalflow/internal/stack"
@@ -159,6 +160,9 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		// exactly which files this one is.
 		log.Info("no lifecycle worker runs here; start one on this inventory and key", "command", workerCommand(st, f.namespace))
 	}
+	if isTerminal(stdout) {
+		printBanner(stdout, f, st, dbFile)
+	}
 	err = st.Wait(ctx)
 	log.Info("metalflow dev stopped")
 	return err
@@ -216,4 +220,24 @@ func shellQuote(s string) string {
 		return s
 	}
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+// printBanner tells a person at a terminal where everything is, once, above
+// the logs; a service manager or a pipe gets the log lines only.
+func printBanner(w io.Writer, f devFlags, st *stack.Stack, dbFile string) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "\nmetalflow dev is up")
+	fmt.Fprintf(tw, "  operator UI\t%s\n", stack.HTTPURL(f.httpAddr))
+	if st.TemporalUIURL != "" {
+		fmt.Fprintf(tw, "  Temporal UI\t%s\n", st.TemporalUIURL)
+	}
+	fmt.Fprintf(tw, "  Temporal\t%s (namespace %s)\n", st.TemporalAddress, f.namespace)
+	fmt.Fprintf(tw, "  state\t%s\n", dbFileOrMemory(dbFile))
+	fmt.Fprintf(tw, "  API token\tthe \"admin token\" line below, on the first start only\n")
+	if !f.workers {
+		fmt.Fprintf(tw, "  worker\t%s\n", workerCommand(st, f.namespace))
+	}
+	fmt.Fprintln(tw, "  stop\tCtrl-C")
+	_ = tw.Flush()
+	fmt.Fprintln(w)
 }
