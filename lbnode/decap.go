@@ -105,7 +105,7 @@ func AttachDecap(cfg DecapConfig) (*Decap, error) {
 		_ = d.removePins()
 		return nil, err
 	}
-	l, mode, err := attach(d.objs.Program, iface.Index, cfg.Mode, cfg.Logger, cfg.Interface)
+	l, mode, err := attach(d.objs.Program, iface.Index, cfg.Mode, false, cfg.Logger, cfg.Interface)
 	if err == nil {
 		if err = l.Pin(filepath.Join(d.pinDir, linkPin)); err != nil {
 			l.Close()

@@ -317,11 +317,22 @@ func (n *Node) Detach() error {
 	return errors.Join(errs...)
 }
 
-// attach links prog to the interface in the wanted mode.
-func attach(prog *ebpf.Program, ifindex int, mode AttachMode, log *slog.Logger, iface string) (link.Link, AttachMode, error) {
+// attach links prog to the interface in the wanted mode. sendsBack says
+// whether prog sends frames back out of the interface (XDP_TX).
+func attach(prog *ebpf.Program, ifindex int, mode AttachMode, sendsBack bool, log *slog.Logger, iface string) (link.Link, AttachMode, error) {
 	flags := map[AttachMode]link.XDPAttachFlags{AttachNative: link.XDPDriverMode, AttachGeneric: link.XDPGenericMode}
 	try := func(m AttachMode) (link.Link, error) {
 		return link.AttachXDP(link.XDPOptions{Program: prog, Interface: ifindex, Flags: flags[m]})
+	}
+	if mode == AttachAuto && sendsBack {
+		// Native XDP on a veth attaches fine, then every XDP_TX frame
+		// vanishes unless the peer runs an XDP program too: a lab where
+		// every connection times out and nothing says why.
+		if driver, err := interfaceDriver(iface); err == nil && driver == "veth" {
+			log.Info("attaching XDP in generic mode: in native mode a veth drops the frames the program sends back unless its peer runs XDP too; --xdp-mode native to insist",
+				"iface", iface, "driver", driver)
+			mode = AttachGeneric
+		}
 	}
 	if mode != AttachAuto {
 		l, err := try(mode)
@@ -340,6 +351,23 @@ func attach(prog *ebpf.Program, ifindex int, mode AttachMode, log *slog.Logger, 
 		return nil, "", fmt.Errorf("attaching XDP in generic mode to %s: %w", iface, err)
 	}
 	return l, AttachGeneric, nil
+}
+
+// interfaceDriver is the name of the driver behind iface, as `ethtool -i`
+// shows it, in the calling thread's network namespace. It asks the kernel
+// rather than /sys, which shows another namespace's interfaces after a
+// setns without a fresh sysfs.
+func interfaceDriver(iface string) (string, error) {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return "", err
+	}
+	defer unix.Close(fd)
+	info, err := unix.IoctlGetEthtoolDrvinfo(fd, iface)
+	if err != nil {
+		return "", fmt.Errorf("asking %s for its driver: %w", iface, err)
+	}
+	return unix.ByteSliceToString(info.Driver[:]), nil
 }
 
 const bpfFSMagic = 0xcafe4a11

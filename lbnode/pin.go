@@ -69,7 +69,7 @@ func (n *Node) start(spec *ebpf.CollectionSpec, ifindex int) (err error) {
 	if err := n.objs.XdpBalance.Pin(filepath.Join(n.pinDir, programPin)); err != nil {
 		return fmt.Errorf("pinning the program: %w", err)
 	}
-	l, mode, err := attach(n.objs.XdpBalance, ifindex, n.cfg.Mode, n.log, n.cfg.Interface)
+	l, mode, err := attach(n.objs.XdpBalance, ifindex, n.cfg.Mode, true, n.log, n.cfg.Interface)
 	if err != nil {
 		return err
 	}

@@ -35,7 +35,7 @@ func runLBNode(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs.SetOutput(stderr)
 	iface := fs.String("iface", "", "interface the load balancer receives VIP traffic on and sends it back out of")
 	configPath := fs.String("config", "", "YAML file with nextHopMAC and vips; SIGHUP reloads it")
-	mode := fs.String("xdp-mode", string(lbnode.AttachAuto), "native, generic or auto (native, falling back to generic)")
+	mode := fs.String("xdp-mode", string(lbnode.AttachAuto), "native, generic or auto (generic on a veth, else native falling back to generic)")
 	pinRoot := fs.String("pin-root", lbnode.DefaultPinRoot, "bpf filesystem directory the data plane is pinned under")
 	stats := fs.Bool("stats", false, "print the counters of the data plane running on --iface and exit")
 	detach := fs.Bool("detach", false, "remove the data plane from --iface and exit (forwarding stops)")

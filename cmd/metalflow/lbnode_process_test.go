@@ -24,6 +24,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/metalflow/metalflow/internal/netlab"
+	"github.com/metalflow/metalflow/lbnode"
 )
 
 // The process tests re-run this test binary as `metalflow lbnode`, so a
@@ -68,11 +69,23 @@ type procLab struct {
 	routerIf string
 	pins     string
 	config   string
+	// xdp are the flags decap and lbnode get for the XDP mode: none, for
+	// a lab built with the defaults.
+	xdp []string
 }
 
-func newProcLab(t *testing.T) *procLab {
+// newProcLab builds the lab with decap and lbnode attaching in mode, or in
+// their default mode when mode is empty.
+func newProcLab(t *testing.T, mode lbnode.AttachMode) *procLab {
 	l := netlab.New(t)
 	p := &procLab{t: t, lab: l, client: l.Namespace("client"), router: l.Namespace("router"), lb: l.Namespace("lb")}
+	// The decap program passes frames up and never sends one back out, so
+	// native mode works on a veth and auto picks it.
+	decapMode := lbnode.AttachNative
+	if mode != "" {
+		p.xdp = []string{"--xdp-mode", string(mode)}
+		decapMode = mode
+	}
 	p.pins = pinRoot(t)
 
 	c, rc := l.Veth(p.client, "c", p.router, "rc")
@@ -94,10 +107,10 @@ func newProcLab(t *testing.T) *procLab {
 		var out, errOut bytes.Buffer
 		var err error
 		l.MustCall(ns, func() {
-			err = runDecap(context.Background(), []string{"--iface", dev, "--xdp-mode", "generic", "--pin-root", p.pins}, &out, &errOut)
+			err = runDecap(context.Background(), append([]string{"--iface", dev, "--pin-root", p.pins}, p.xdp...), &out, &errOut)
 		})
 		require.NoError(t, err, errOut.String())
-		assert.Contains(t, out.String(), "generic")
+		assert.Contains(t, out.String(), "("+string(decapMode)+")")
 		t.Cleanup(func() {
 			_ = runDecap(context.Background(), []string{"--iface", dev, "--detach", "--pin-root", p.pins}, io.Discard, io.Discard)
 		})
@@ -147,7 +160,7 @@ type lbProcess struct {
 }
 
 func (p *procLab) startLBNode() *lbProcess {
-	return startLBProcess(p.t, p.lab, p.lb, "--iface", p.lbIf, "--config", p.config, "--xdp-mode", "generic", "--pin-root", p.pins)
+	return startLBProcess(p.t, p.lab, p.lb, append([]string{"--iface", p.lbIf, "--config", p.config, "--pin-root", p.pins}, p.xdp...)...)
 }
 
 // startLBProcess runs `metalflow lbnode args...` inside ns, stopped with
@@ -228,7 +241,7 @@ func TestLBNodeProcessRestartLosesNoConnection(t *testing.T) {
 	if testing.Short() {
 		t.Skip("skipping the process test in -short mode")
 	}
-	p := newProcLab(t)
+	p := newProcLab(t, lbnode.AttachGeneric)
 	p.writeConfig("10.20.11.2")
 	lb := p.startLBNode()
 	lb.await(t, "msg=serving")
@@ -307,4 +320,27 @@ func TestLBNodeProcessRestartLosesNoConnection(t *testing.T) {
 	out.Reset()
 	require.NoError(t, runLBNode(context.Background(), []string{"--iface", p.lbIf, "--detach", "--pin-root", p.pins}, &out, io.Discard))
 	assert.NotContains(t, p.lab.IP(p.lb, "link", "show", p.lbIf), "xdp")
+}
+
+// A namespace lab built with the flags left at their defaults, as a new
+// user builds one: every connection through the VIP must get through. On a
+// veth, native XDP sends XDP_TX frames nowhere unless the peer runs an XDP
+// program too, so auto must not pick it there.
+func TestLBNodeProcessDefaultXDPModeOnVeth(t *testing.T) {
+	if testing.Short() {
+		t.Skip("skipping the process test in -short mode")
+	}
+	p := newProcLab(t, "")
+	p.writeConfig("10.20.11.2", "10.20.12.2")
+	lb := p.startLBNode()
+	lb.await(t, "driver=veth")
+	lb.await(t, "msg=serving")
+	assert.Contains(t, p.lab.IP(p.lb, "link", "show", p.lbIf), "xdpgeneric")
+	seen := map[string]int{}
+	for range 20 {
+		b, err := p.dial()
+		require.NoError(t, err, "a connection through the VIP")
+		seen[b]++
+	}
+	assert.Len(t, seen, 2, "both backends answer: %v", seen)
 }
