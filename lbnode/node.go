@@ -215,12 +215,17 @@ func Open(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n.pinDir = filepath.Join(cfg.PinRoot, cfg.Interface)
-	if _, err := os.Stat(filepath.Join(n.pinDir, linkPin)); err == nil {
+	adopt, err := pinsFitInterface(n.pinDir, iface, n.log)
+	if err != nil {
+		return nil, err
+	}
+	if adopt {
 		if err := n.adopt(); err != nil {
 			return nil, fmt.Errorf("adopting the data plane pinned at %s: %w", n.pinDir, err)
 		}
 		return n, nil
 	}
+	// start clears whatever is pinned, stale pins included.
 	if err := n.start(spec, iface.Index); err != nil {
 		return nil, err
 	}

@@ -194,8 +194,8 @@ func startLBProcess(t *testing.T, l *netlab.Lab, ns string, args ...string) *lbP
 	return proc
 }
 
-// await waits for a log line containing s.
-func (l *lbProcess) await(t *testing.T, s string) {
+// await waits for a log line containing s and returns it.
+func (l *lbProcess) await(t *testing.T, s string) string {
 	t.Helper()
 	deadline := time.After(20 * time.Second)
 	for {
@@ -203,7 +203,7 @@ func (l *lbProcess) await(t *testing.T, s string) {
 		case line, ok := <-l.lines:
 			require.True(t, ok, "lbnode exited before logging %q", s)
 			if strings.Contains(line, s) {
-				return
+				return line
 			}
 		case <-deadline:
 			t.Fatalf("lbnode did not log %q in time", s)
