@@ -27,9 +27,10 @@ import (
 	"github.com/metalflow/metalflow/lbnode"
 )
 
-// The process tests re-run this test binary as `metalflow lbnode`, so a
-// restart is a real process exiting and another starting.
-const childEnv = "METALFLOW_TEST_LBNODE_ARGS"
+// The process tests re-run this test binary as `metalflow`, so a restart
+// is a real process exiting and another starting, and a command run
+// through `ip netns exec` gets the mount namespace a user's would.
+const childEnv = "METALFLOW_TEST_ARGS"
 
 func TestMain(m *testing.M) {
 	if args := os.Getenv(childEnv); args != "" {
@@ -39,13 +40,9 @@ func TestMain(m *testing.M) {
 			os.Exit(2)
 		}
 		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
-		err := runLBNode(ctx, argv, os.Stdout, os.Stderr)
+		code := run(ctx, argv, os.Stdout, os.Stderr)
 		stop()
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
-		}
-		os.Exit(0)
+		os.Exit(code)
 	}
 	os.Exit(m.Run())
 }
@@ -153,8 +150,10 @@ func (p *procLab) writeConfig(backends ...string) {
 	require.NoError(p.t, os.WriteFile(p.config, []byte(b.String()), 0o600))
 }
 
-// lbProcess is one run of `metalflow lbnode` inside the LB namespace.
+// lbProcess is one run of `metalflow` inside a namespace: lbnode, mostly.
 type lbProcess struct {
+	// name is the subcommand, for messages.
+	name  string
 	cmd   *exec.Cmd
 	lines chan string
 }
@@ -167,16 +166,38 @@ func (p *procLab) startLBNode() *lbProcess {
 // SIGTERM at cleanup if the test has not stopped it.
 func startLBProcess(t *testing.T, l *netlab.Lab, ns string, args ...string) *lbProcess {
 	t.Helper()
+	return startProcess(t, l, ns, append([]string{"lbnode"}, args...)...)
+}
+
+// metalflowCommand prepares `ip netns exec ns metalflow args...`.
+func metalflowCommand(t *testing.T, l *netlab.Lab, ns string, args ...string) *exec.Cmd {
+	t.Helper()
 	self, err := os.Executable()
 	require.NoError(t, err)
 	argv, err := json.Marshal(args)
 	require.NoError(t, err)
 	cmd := l.Command(ns, self, "-test.run=^$")
 	cmd.Env = append(os.Environ(), childEnv+"="+string(argv))
+	return cmd
+}
+
+// runMetalflow runs `ip netns exec ns metalflow args...` to its end and
+// returns what it wrote.
+func runMetalflow(t *testing.T, l *netlab.Lab, ns string, args ...string) (string, error) {
+	t.Helper()
+	out, err := metalflowCommand(t, l, ns, args...).CombinedOutput()
+	return string(out), err
+}
+
+// startProcess runs `metalflow args...` inside ns, stopped with SIGTERM at
+// cleanup if the test has not stopped it.
+func startProcess(t *testing.T, l *netlab.Lab, ns string, args ...string) *lbProcess {
+	t.Helper()
+	cmd := metalflowCommand(t, l, ns, args...)
 	stderr, err := cmd.StderrPipe()
 	require.NoError(t, err)
 	require.NoError(t, cmd.Start())
-	proc := &lbProcess{cmd: cmd, lines: make(chan string, 100)}
+	proc := &lbProcess{name: args[0], cmd: cmd, lines: make(chan string, 100)}
 	go func() {
 		sc := bufio.NewScanner(stderr)
 		for sc.Scan() {
@@ -201,12 +222,12 @@ func (l *lbProcess) await(t *testing.T, s string) string {
 	for {
 		select {
 		case line, ok := <-l.lines:
-			require.True(t, ok, "lbnode exited before logging %q", s)
+			require.True(t, ok, "%s exited before logging %q", l.name, s)
 			if strings.Contains(line, s) {
 				return line
 			}
 		case <-deadline:
-			t.Fatalf("lbnode did not log %q in time", s)
+			t.Fatalf("%s did not log %q in time", l.name, s)
 		}
 	}
 }
