@@ -378,24 +378,39 @@ func interfaceDriver(iface string) (string, error) {
 const bpfFSMagic = 0xcafe4a11
 
 func checkBPFFS(dir string) error {
+	probe, err := existingPart(dir)
+	if err != nil {
+		return err
+	}
 	var st unix.Statfs_t
-	probe := dir
-	for {
-		if err := unix.Statfs(probe, &st); err == nil {
-			break
-		} else if !errors.Is(err, unix.ENOENT) {
-			return fmt.Errorf("checking %s: %w", probe, err)
-		}
-		parent := filepath.Dir(probe)
-		if parent == probe {
-			return fmt.Errorf("%s does not exist", dir)
-		}
-		probe = parent
+	if err := unix.Statfs(probe, &st); err != nil {
+		return fmt.Errorf("checking %s: %w", probe, err)
 	}
 	if uint32(st.Type) != bpfFSMagic {
 		return fmt.Errorf("%s is not on a bpf filesystem (mount one with `mount -t bpf bpf /sys/fs/bpf`)", probe)
 	}
 	return nil
+}
+
+// existingPart is dir or, where dir is still to be created, its nearest
+// ancestor that exists: the filesystem dir will be on.
+func existingPart(dir string) (string, error) {
+	probe := dir
+	for {
+		var st unix.Stat_t
+		err := unix.Stat(probe, &st)
+		if err == nil {
+			return probe, nil
+		}
+		if !errors.Is(err, unix.ENOENT) {
+			return "", fmt.Errorf("checking %s: %w", probe, err)
+		}
+		parent := filepath.Dir(probe)
+		if parent == probe {
+			return "", fmt.Errorf("%s does not exist", dir)
+		}
+		probe = parent
+	}
 }
 
 // MountBPFFS mounts a bpf filesystem at dir unless one is already there.
