@@ -10,7 +10,8 @@ import (
 )
 
 // ShortLivedPins says why pins under pinRoot will not outlive this process,
-// or "" when they will (or when that cannot be told).
+// or "" when they will or that cannot be told: it only explains, so it
+// never stops a command.
 //
 // A bpf filesystem lasts as long as a mount namespace holds it, and `ip
 // netns exec` runs its command in a mount namespace of its own with a fresh
@@ -20,18 +21,18 @@ import (
 // filesystem is also mounted in the host's mount namespace (init's; where
 // init cannot be inspected, the parent's, which `ip netns exec` does not
 // share with its command).
-func ShortLivedPins(pinRoot string) (string, error) {
+func ShortLivedPins(pinRoot string) string {
 	dir, err := existingPart(pinRoot)
 	if err != nil {
-		return "", err
+		return ""
 	}
 	var st unix.Stat_t
 	if err := unix.Stat(dir, &st); err != nil {
-		return "", fmt.Errorf("checking %s: %w", dir, err)
+		return ""
 	}
 	self, err := os.Readlink("/proc/self/ns/mnt")
 	if err != nil {
-		return "", fmt.Errorf("reading this process's mount namespace: %w", err)
+		return ""
 	}
 	for _, pid := range []int{1, os.Getppid()} {
 		host, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/mnt", pid))
@@ -39,16 +40,15 @@ func ShortLivedPins(pinRoot string) (string, error) {
 			continue
 		}
 		if host == self {
-			return "", nil
+			return ""
 		}
-		there, err := mountedIn(pid, st.Dev)
-		if err != nil || there {
-			return "", nil
+		if there, err := mountedIn(pid, st.Dev); err != nil || there {
+			return ""
 		}
 		return fmt.Sprintf("%s is on a bpf filesystem mounted only in this process's own mount namespace "+
-			"(`ip netns exec` gives each command one, with a /sys of its own), which ends when the process does", pinRoot), nil
+			"(`ip netns exec` gives each command one, with a /sys of its own), which ends when the process does", pinRoot)
 	}
-	return "", nil
+	return ""
 }
 
 // mountedIn says whether the filesystem of device dev is mounted in the

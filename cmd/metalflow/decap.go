@@ -83,10 +83,7 @@ func runDecap(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return nil
 	}
 
-	shortLived, err := lbnode.ShortLivedPins(*pinRoot)
-	if err != nil {
-		return fmt.Errorf("decap: %w", err)
-	}
+	shortLived := lbnode.ShortLivedPins(*pinRoot)
 	log := slog.New(slog.NewTextHandler(stderr, nil))
 	d, err := lbnode.AttachDecap(lbnode.DecapConfig{Interface: *iface, Mode: xdpMode, PinRoot: *pinRoot, GUEPort: uint16(*guePort), Logger: log})
 	if err != nil {
@@ -116,8 +113,8 @@ func runDecap(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 // explainMissingPins adds to err, which says no pins were found under
 // pinRoot, why pins made by another command may be out of sight here.
 func explainMissingPins(err error, pinRoot string) error {
-	why, checkErr := lbnode.ShortLivedPins(pinRoot)
-	if checkErr != nil || why == "" {
+	why := lbnode.ShortLivedPins(pinRoot)
+	if why == "" {
 		return err
 	}
 	return fmt.Errorf("%w; pins made inside another `ip netns exec` are not visible here: %s. "+

@@ -96,9 +96,7 @@ func runLBNode(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 
 	log := slog.New(slog.NewTextHandler(stderr, nil))
-	if why, err := lbnode.ShortLivedPins(*pinRoot); err != nil {
-		return fmt.Errorf("lbnode: %w", err)
-	} else if why != "" {
+	if why := lbnode.ShortLivedPins(*pinRoot); why != "" {
 		log.Warn("the data plane goes when this process exits, a restart cannot adopt it, and --stats from another `ip netns exec` cannot see it: "+
 			why+"; pin on a bpf filesystem that outlives this command with --pin-root", "iface", *iface)
 	}
