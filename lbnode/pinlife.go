@@ -2,8 +2,10 @@ package lbnode
 
 import (
 	"bufio"
+	"bytes"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -16,11 +18,11 @@ import (
 // A bpf filesystem lasts as long as a mount namespace holds it, and `ip
 // netns exec` runs its command in a mount namespace of its own with a fresh
 // /sys: a bpf filesystem mounted at /sys/fs/bpf there is that command's
-// alone. When it exits, the pins go, and a pinned XDP program with them;
-// another `ip netns exec` never sees them. Pins are safe when their
-// filesystem is also mounted in the host's mount namespace (init's; where
-// init cannot be inspected, the parent's, which `ip netns exec` does not
-// share with its command).
+// alone (and a shell's it started there). When they exit, the pins go, and
+// a pinned XDP program with them; another `ip netns exec` never sees them.
+// Pins last when their filesystem is also mounted in the mount namespace
+// this one was made from: that of the nearest ancestor process outside it.
+// (init's cannot stand in for it: some hosts deny reading it even to root.)
 func ShortLivedPins(pinRoot string) string {
 	dir, err := existingPart(pinRoot)
 	if err != nil {
@@ -34,21 +36,41 @@ func ShortLivedPins(pinRoot string) string {
 	if err != nil {
 		return ""
 	}
-	for _, pid := range []int{1, os.Getppid()} {
-		host, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/mnt", pid))
-		if err != nil {
+	// The bound only guards against a pid reused while the chain is read.
+	for pid, hops := os.Getppid(), 0; pid > 0 && hops < 1024; pid, hops = parentOf(pid), hops+1 {
+		ns, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/mnt", pid))
+		if err != nil || ns == self {
 			continue
-		}
-		if host == self {
-			return ""
 		}
 		if there, err := mountedIn(pid, st.Dev); err != nil || there {
 			return ""
 		}
-		return fmt.Sprintf("%s is on a bpf filesystem mounted only in this process's own mount namespace "+
-			"(`ip netns exec` gives each command one, with a /sys of its own), which ends when the process does", pinRoot)
+		return fmt.Sprintf("%s is on a bpf filesystem mounted only in this command's own mount namespace, "+
+			"as `ip netns exec` gives each command (with a /sys of its own), which ends when the last process in it exits", pinRoot)
 	}
 	return ""
+}
+
+// parentOf is the parent of process pid, or 0 when that cannot be read.
+func parentOf(pid int) int {
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// "pid (comm) state ppid ...": comm may hold spaces and parentheses.
+	i := bytes.LastIndexByte(stat, ')')
+	if i < 0 {
+		return 0
+	}
+	fields := strings.Fields(string(stat[i+1:]))
+	if len(fields) < 2 {
+		return 0
+	}
+	ppid, err := strconv.Atoi(fields[1])
+	if err != nil {
+		return 0
+	}
+	return ppid
 }
 
 // mountedIn says whether the filesystem of device dev is mounted in the

@@ -45,6 +45,14 @@ func TestDecapInsideIPNetnsExec(t *testing.T) {
 		assert.Contains(t, out, "pins made inside another `ip netns exec` are not visible here", cmd)
 		assert.Contains(t, out, "--pin-root", cmd)
 	}
+	// Typed at a shell opened in the namespace (`ip netns exec be bash`):
+	// the shell shares the command's mount namespace, and the one the pins
+	// are missing from is further up.
+	shell := metalflowCommand(t, l, ns, "lbnode", "--iface", dev, "--stats")
+	shell.Args = append(shell.Args[:4:4], "sh", "-c", `"$0" "$1"; exit $?`, shell.Args[4], shell.Args[5])
+	shellOut, err := shell.CombinedOutput()
+	assert.Error(t, err)
+	assert.Contains(t, string(shellOut), "pins made inside another `ip netns exec` are not visible here")
 
 	decap.stop(t)
 	assert.NotContains(t, l.IP(ns, "link", "show", dev), "prog/xdp", "SIGTERM detaches the program")
