@@ -172,7 +172,9 @@ func newLBLab(t *testing.T, spare bool) *lbLab {
 		l.IP(b.ns, "route", "add", "local", lbPoolInternal, "dev", "lo")
 		l.IP(b.ns, "route", "add", "local", lbPoolPublic, "dev", "lo")
 		l.Sysctl(b.ns, "net.ipv4.conf.all.rp_filter=0", "net.ipv4.conf.default.rp_filter=0")
-		x.mustRun(b.ns, "decap", "--iface", dev, "--xdp-mode", "generic", "--pin-root", x.decapPin)
+		// The XDP mode is left to auto, as the README's lab does: on these
+		// veths decap runs native and the nodes generic.
+		x.mustRun(b.ns, "decap", "--iface", dev, "--pin-root", x.decapPin)
 		t.Cleanup(func() { _, _ = x.run(b.ns, "decap", "--iface", dev, "--detach", "--pin-root", x.decapPin) })
 		b.serve(t)
 		x.backends = append(x.backends, b)
@@ -238,7 +240,7 @@ func (x *lbLab) addNode(tor *lbToR, cluster, name, domain string, asn uint32, n 
 	t.Cleanup(func() { _, _ = x.run(ns, "lbnode", "--iface", dev, "--detach", "--pin-root", pins) })
 	p := &lbNodeProc{lab: x, cluster: cluster, name: name, ns: ns, addr: self, iface: dev, pins: pins,
 		log: filepath.Join(x.logDir, name+".log")}
-	p.args = []string{"lbnode", "--iface", dev, "--xdp-mode", "generic", "--pin-root", pins,
+	p.args = []string{"lbnode", "--iface", dev, "--pin-root", pins,
 		"--temporal", x.temporal, "--cluster", cluster, "--node", name, "--failure-domain", domain,
 		// Small clusters: placement fills the least loaded per unit of
 		// capacity.

@@ -70,13 +70,25 @@ func AttachDecap(cfg DecapConfig) (*Decap, error) {
 		return nil, fmt.Errorf("lifting the memlock limit for BPF maps: %w", err)
 	}
 	d := &Decap{}
+	var iface *net.Interface
 	if cfg.Interface != "" {
+		var err error
+		if iface, err = net.InterfaceByName(cfg.Interface); err != nil {
+			return nil, fmt.Errorf("interface %s: %w", cfg.Interface, err)
+		}
 		if err := checkBPFFS(cfg.PinRoot); err != nil {
 			return nil, err
 		}
 		d.pinDir = filepath.Join(cfg.PinRoot, cfg.Interface, decapPinDir)
-		if _, err := os.Stat(filepath.Join(d.pinDir, linkPin)); err == nil {
+		adopt, err := pinsFitInterface(d.pinDir, iface, cfg.Logger)
+		if err != nil {
+			return nil, err
+		}
+		if adopt {
 			return d, d.adopt()
+		}
+		if err := d.removePins(); err != nil {
+			return nil, err
 		}
 	}
 	spec, err := bpf.LoadLb()
@@ -95,17 +107,12 @@ func AttachDecap(cfg DecapConfig) (*Decap, error) {
 	if cfg.Interface == "" {
 		return d, nil
 	}
-	iface, err := net.InterfaceByName(cfg.Interface)
-	if err != nil {
-		d.Close()
-		return nil, fmt.Errorf("interface %s: %w", cfg.Interface, err)
-	}
 	if err := d.pin(); err != nil {
 		d.Close()
 		_ = d.removePins()
 		return nil, err
 	}
-	l, mode, err := attach(d.objs.Program, iface.Index, cfg.Mode, cfg.Logger, cfg.Interface)
+	l, mode, err := attach(d.objs.Program, iface.Index, cfg.Mode, false, cfg.Logger, cfg.Interface)
 	if err == nil {
 		if err = l.Pin(filepath.Join(d.pinDir, linkPin)); err != nil {
 			l.Close()

@@ -215,12 +215,17 @@ func Open(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n.pinDir = filepath.Join(cfg.PinRoot, cfg.Interface)
-	if _, err := os.Stat(filepath.Join(n.pinDir, linkPin)); err == nil {
+	adopt, err := pinsFitInterface(n.pinDir, iface, n.log)
+	if err != nil {
+		return nil, err
+	}
+	if adopt {
 		if err := n.adopt(); err != nil {
 			return nil, fmt.Errorf("adopting the data plane pinned at %s: %w", n.pinDir, err)
 		}
 		return n, nil
 	}
+	// start clears whatever is pinned, stale pins included.
 	if err := n.start(spec, iface.Index); err != nil {
 		return nil, err
 	}
@@ -317,11 +322,22 @@ func (n *Node) Detach() error {
 	return errors.Join(errs...)
 }
 
-// attach links prog to the interface in the wanted mode.
-func attach(prog *ebpf.Program, ifindex int, mode AttachMode, log *slog.Logger, iface string) (link.Link, AttachMode, error) {
+// attach links prog to the interface in the wanted mode. sendsBack says
+// whether prog sends frames back out of the interface (XDP_TX).
+func attach(prog *ebpf.Program, ifindex int, mode AttachMode, sendsBack bool, log *slog.Logger, iface string) (link.Link, AttachMode, error) {
 	flags := map[AttachMode]link.XDPAttachFlags{AttachNative: link.XDPDriverMode, AttachGeneric: link.XDPGenericMode}
 	try := func(m AttachMode) (link.Link, error) {
 		return link.AttachXDP(link.XDPOptions{Program: prog, Interface: ifindex, Flags: flags[m]})
+	}
+	if mode == AttachAuto && sendsBack {
+		// Native XDP on a veth attaches fine, then every XDP_TX frame
+		// vanishes unless the peer runs an XDP program too: a lab where
+		// every connection times out and nothing says why.
+		if driver, err := interfaceDriver(iface); err == nil && driver == "veth" {
+			log.Info("attaching XDP in generic mode: in native mode a veth drops the frames the program sends back unless its peer runs XDP too; --xdp-mode native to insist",
+				"iface", iface, "driver", driver)
+			mode = AttachGeneric
+		}
 	}
 	if mode != AttachAuto {
 		l, err := try(mode)
@@ -342,27 +358,59 @@ func attach(prog *ebpf.Program, ifindex int, mode AttachMode, log *slog.Logger, 
 	return l, AttachGeneric, nil
 }
 
+// interfaceDriver is the name of the driver behind iface, as `ethtool -i`
+// shows it, in the calling thread's network namespace. It asks the kernel
+// rather than /sys, which shows another namespace's interfaces after a
+// setns without a fresh sysfs.
+func interfaceDriver(iface string) (string, error) {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return "", err
+	}
+	defer unix.Close(fd)
+	info, err := unix.IoctlGetEthtoolDrvinfo(fd, iface)
+	if err != nil {
+		return "", fmt.Errorf("asking %s for its driver: %w", iface, err)
+	}
+	return unix.ByteSliceToString(info.Driver[:]), nil
+}
+
 const bpfFSMagic = 0xcafe4a11
 
 func checkBPFFS(dir string) error {
+	probe, err := existingPart(dir)
+	if err != nil {
+		return err
+	}
 	var st unix.Statfs_t
-	probe := dir
-	for {
-		if err := unix.Statfs(probe, &st); err == nil {
-			break
-		} else if !errors.Is(err, unix.ENOENT) {
-			return fmt.Errorf("checking %s: %w", probe, err)
-		}
-		parent := filepath.Dir(probe)
-		if parent == probe {
-			return fmt.Errorf("%s does not exist", dir)
-		}
-		probe = parent
+	if err := unix.Statfs(probe, &st); err != nil {
+		return fmt.Errorf("checking %s: %w", probe, err)
 	}
 	if uint32(st.Type) != bpfFSMagic {
 		return fmt.Errorf("%s is not on a bpf filesystem (mount one with `mount -t bpf bpf /sys/fs/bpf`)", probe)
 	}
 	return nil
+}
+
+// existingPart is dir or, where dir is still to be created, its nearest
+// ancestor that exists: the filesystem dir will be on.
+func existingPart(dir string) (string, error) {
+	probe := dir
+	for {
+		var st unix.Stat_t
+		err := unix.Stat(probe, &st)
+		if err == nil {
+			return probe, nil
+		}
+		if !errors.Is(err, unix.ENOENT) {
+			return "", fmt.Errorf("checking %s: %w", probe, err)
+		}
+		parent := filepath.Dir(probe)
+		if parent == probe {
+			return "", fmt.Errorf("%s does not exist", dir)
+		}
+		probe = parent
+	}
 }
 
 // MountBPFFS mounts a bpf filesystem at dir unless one is already there.

@@ -3,6 +3,8 @@ package lbnode
 import (
 	"errors"
 	"fmt"
+	"log/slog"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -69,7 +71,7 @@ func (n *Node) start(spec *ebpf.CollectionSpec, ifindex int) (err error) {
 	if err := n.objs.XdpBalance.Pin(filepath.Join(n.pinDir, programPin)); err != nil {
 		return fmt.Errorf("pinning the program: %w", err)
 	}
-	l, mode, err := attach(n.objs.XdpBalance, ifindex, n.cfg.Mode, n.log, n.cfg.Interface)
+	l, mode, err := attach(n.objs.XdpBalance, ifindex, n.cfg.Mode, true, n.log, n.cfg.Interface)
 	if err != nil {
 		return err
 	}
@@ -125,6 +127,43 @@ func (n *Node) adopt() (err error) {
 	n.adopted = true
 	n.log.Info("adopted the running XDP load balancer", "iface", n.cfg.Interface, "vips", len(n.vips), "backends", len(n.backends))
 	return nil
+}
+
+// pinsFitInterface says whether dir holds a data plane to adopt for iface:
+// its link is pinned and its program runs on iface as the interface is now.
+// An interface deleted and re-created under the same name (a re-created
+// bond, VF or veth) has a new ifindex, and the program pinned for the old
+// one is attached to nothing: adopting it would leave a node that forwards
+// nothing and stays unhealthy. Such pins are logged as discarded; the
+// caller attaches afresh, clearing them.
+func pinsFitInterface(dir string, iface *net.Interface, log *slog.Logger) (bool, error) {
+	path := filepath.Join(dir, linkPin)
+	if _, err := os.Stat(path); err != nil {
+		return false, nil
+	}
+	l, err := link.LoadPinnedLink(path, nil)
+	if err != nil {
+		return false, fmt.Errorf("reading the XDP link pinned at %s: %w", path, err)
+	}
+	defer l.Close()
+	info, err := l.Info()
+	if err != nil {
+		return false, fmt.Errorf("reading the XDP link pinned at %s: %w", path, err)
+	}
+	xdp := info.XDP()
+	if xdp == nil {
+		return false, fmt.Errorf("%s is not an XDP link", path)
+	}
+	if int(xdp.Ifindex) == iface.Index {
+		return true, nil
+	}
+	why := fmt.Sprintf("it runs on ifindex %d", xdp.Ifindex)
+	if xdp.Ifindex == 0 {
+		why = "it is attached to nothing (its interface was deleted, or the link detached)"
+	}
+	log.Warn("discarding the data plane pinned for an earlier interface of this name, "+why+"; attaching afresh",
+		"iface", iface.Name, "pinned_ifindex", xdp.Ifindex, "ifindex", iface.Index, "pins", dir)
+	return false, nil
 }
 
 // loadState rebuilds the node's view from the maps. With tidy, it also

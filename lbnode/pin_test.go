@@ -1,6 +1,10 @@
 package lbnode
 
 import (
+	"bytes"
+	"fmt"
+	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -146,4 +150,75 @@ func TestAdoptRefusesAnotherMapLayout(t *testing.T) {
 	require.NoError(t, err)
 	assert.False(t, second.Adopted())
 	require.NoError(t, second.Detach())
+}
+
+// An interface deleted and re-created under the same name (a re-created
+// bond, VF or veth) gets a new ifindex; the program pinned for the old one
+// is attached to nothing. A node started on the new interface must attach
+// afresh and say why, not adopt a data plane that forwards nothing; the
+// backend's decap program likewise.
+func TestPinsOfAReplacedInterfaceAreDiscarded(t *testing.T) {
+	requireBPF(t)
+	l := netlab.New(t)
+	ns := l.Namespace("lb")
+	dev, peer := l.Veth(ns, "lb0", ns, "lb1")
+	var logs bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&logs, nil))
+	cfg := Config{Interface: dev, Mode: AttachGeneric, PinRoot: bpffs(t), NextHopMAC: macs().nextHop, Seed: testSeed, Logger: log}
+	decapCfg := DecapConfig{Interface: peer, Mode: AttachGeneric, PinRoot: cfg.PinRoot, Logger: log}
+
+	var (
+		first    *Node
+		decap    *Decap
+		oldIndex int
+		err      error
+	)
+	l.MustCall(ns, func() {
+		first, err = Open(cfg)
+		require.NoError(t, err)
+		decap, err = AttachDecap(decapCfg)
+		require.NoError(t, err)
+		iface, err := net.InterfaceByName(dev)
+		require.NoError(t, err)
+		oldIndex = iface.Index
+	})
+	s := service{tcpVIP("10.200.0.10", 80, 0), []Backend{{Addr: addr("10.0.1.11"), Weight: 100, State: BackendActive}}}
+	setup(t, first, []service{s})
+	require.NoError(t, first.Close())
+	require.NoError(t, decap.Close())
+
+	l.IP(ns, "link", "del", dev)
+	l.IP(ns, "link", "add", dev, "type", "veth", "peer", "name", peer)
+	l.IP(ns, "link", "set", dev, "up")
+	l.IP(ns, "link", "set", peer, "up")
+
+	var second *Node
+	var newIndex int
+	l.MustCall(ns, func() {
+		second, err = Open(cfg)
+		require.NoError(t, err)
+		decap, err = AttachDecap(decapCfg)
+		require.NoError(t, err)
+		iface, err := net.InterfaceByName(dev)
+		require.NoError(t, err)
+		newIndex = iface.Index
+	})
+	t.Cleanup(func() { _ = second.Detach() })
+	t.Cleanup(func() { _ = decap.Detach() })
+	require.NotEqual(t, oldIndex, newIndex)
+	assert.False(t, second.Adopted(), "the old interface's pins are not adopted")
+	attached, err := second.Attached()
+	require.NoError(t, err)
+	assert.True(t, attached, "the node runs on the interface there is now")
+	assert.Contains(t, l.IP(ns, "link", "show", dev), "xdpgeneric")
+	assert.Empty(t, second.VIPs(), "what the old data plane held is for its owner to apply again")
+	assert.Contains(t, logs.String(), fmt.Sprintf("iface=%s pinned_ifindex=0 ifindex=%d", dev, newIndex))
+	assert.Equal(t, AttachGeneric, decap.Mode(), "decap attached afresh, not adopted")
+	assert.Contains(t, l.IP(ns, "link", "show", peer), "xdpgeneric")
+
+	// The fresh pins are adopted by the next start as usual.
+	require.NoError(t, second.Close())
+	l.MustCall(ns, func() { second, err = Open(cfg) })
+	require.NoError(t, err)
+	assert.True(t, second.Adopted())
 }

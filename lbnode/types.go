@@ -154,7 +154,9 @@ const (
 	// AttachGeneric runs after the skb is built; slower, works everywhere.
 	// Tests on veth use it.
 	AttachGeneric AttachMode = "generic"
-	// AttachAuto tries native and falls back to generic with a log line.
+	// AttachAuto tries native and falls back to generic with a log line;
+	// the balancer takes generic on a veth, where native loses what it
+	// sends back out.
 	AttachAuto AttachMode = "auto"
 )
 

@@ -35,8 +35,8 @@ func runLBNode(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs.SetOutput(stderr)
 	iface := fs.String("iface", "", "interface the load balancer receives VIP traffic on and sends it back out of")
 	configPath := fs.String("config", "", "YAML file with nextHopMAC and vips; SIGHUP reloads it")
-	mode := fs.String("xdp-mode", string(lbnode.AttachAuto), "native, generic or auto (native, falling back to generic)")
-	pinRoot := fs.String("pin-root", lbnode.DefaultPinRoot, "bpf filesystem directory the data plane is pinned under")
+	mode := fs.String("xdp-mode", string(lbnode.AttachAuto), "native, generic or auto (generic on a veth, else native falling back to generic)")
+	pinRoot := fs.String("pin-root", lbnode.DefaultPinRoot, "bpf filesystem directory the data plane is pinned under; under `ip netns exec`, one mounted outside /sys, which outlives the command")
 	stats := fs.Bool("stats", false, "print the counters of the data plane running on --iface and exit")
 	detach := fs.Bool("detach", false, "remove the data plane from --iface and exit (forwarding stops)")
 	statsEvery := fs.Duration("stats-interval", 0, "with --config, print counters this often (0 = never)")
@@ -84,18 +84,22 @@ func runLBNode(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	case *stats:
 		s, err := lbnode.ReadPinnedStats(*pinRoot, *iface)
 		if err != nil {
-			return fmt.Errorf("lbnode: %w", err)
+			return fmt.Errorf("lbnode: %w", explainMissingPins(err, *pinRoot))
 		}
 		return lbnode.WriteStats(stdout, s)
 	case *detach:
 		if err := lbnode.DetachPinned(*pinRoot, *iface); err != nil {
-			return fmt.Errorf("lbnode: %w", err)
+			return fmt.Errorf("lbnode: %w", explainMissingPins(err, *pinRoot))
 		}
 		fmt.Fprintf(stdout, "load balancer detached from %s\n", *iface)
 		return nil
 	}
 
 	log := slog.New(slog.NewTextHandler(stderr, nil))
+	if why := lbnode.ShortLivedPins(*pinRoot); why != "" {
+		log.Warn("the data plane goes when this process exits, a restart cannot adopt it, and --stats from another `ip netns exec` cannot see it: "+
+			why+"; pin on a bpf filesystem that outlives this command with --pin-root", "iface", *iface)
+	}
 	if wf.temporal != "" {
 		return runLBWorker(ctx, log, wf, lbnode.Config{Interface: *iface, Mode: xdpMode, PinRoot: *pinRoot, Logger: log})
 	}

@@ -28,6 +28,7 @@ func pinRoot(t *testing.T) string {
 type soloNode struct {
 	ns    string
 	iface string
+	peer  string
 	pins  string
 }
 
@@ -41,5 +42,5 @@ func newSoloNode(t *testing.T, l *netlab.Lab, subnet string) soloNode {
 	// Tests leave the data plane attached on purpose (that is what a
 	// restart adopts); detaching before the namespace goes frees its pins.
 	t.Cleanup(func() { _ = lbnode.DetachPinned(pins, iface) })
-	return soloNode{ns: ns, iface: iface, pins: pins}
+	return soloNode{ns: ns, iface: iface, peer: peer, pins: pins}
 }

@@ -24,11 +24,13 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/metalflow/metalflow/internal/netlab"
+	"github.com/metalflow/metalflow/lbnode"
 )
 
-// The process tests re-run this test binary as `metalflow lbnode`, so a
-// restart is a real process exiting and another starting.
-const childEnv = "METALFLOW_TEST_LBNODE_ARGS"
+// The process tests re-run this test binary as `metalflow`, so a restart
+// is a real process exiting and another starting, and a command run
+// through `ip netns exec` gets the mount namespace a user's would.
+const childEnv = "METALFLOW_TEST_ARGS"
 
 func TestMain(m *testing.M) {
 	if args := os.Getenv(childEnv); args != "" {
@@ -38,13 +40,9 @@ func TestMain(m *testing.M) {
 			os.Exit(2)
 		}
 		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
-		err := runLBNode(ctx, argv, os.Stdout, os.Stderr)
+		code := run(ctx, argv, os.Stdout, os.Stderr)
 		stop()
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
-		}
-		os.Exit(0)
+		os.Exit(code)
 	}
 	os.Exit(m.Run())
 }
@@ -68,11 +66,23 @@ type procLab struct {
 	routerIf string
 	pins     string
 	config   string
+	// xdp are the flags decap and lbnode get for the XDP mode: none, for
+	// a lab built with the defaults.
+	xdp []string
 }
 
-func newProcLab(t *testing.T) *procLab {
+// newProcLab builds the lab with decap and lbnode attaching in mode, or in
+// their default mode when mode is empty.
+func newProcLab(t *testing.T, mode lbnode.AttachMode) *procLab {
 	l := netlab.New(t)
 	p := &procLab{t: t, lab: l, client: l.Namespace("client"), router: l.Namespace("router"), lb: l.Namespace("lb")}
+	// The decap program passes frames up and never sends one back out, so
+	// native mode works on a veth and auto picks it.
+	decapMode := lbnode.AttachNative
+	if mode != "" {
+		p.xdp = []string{"--xdp-mode", string(mode)}
+		decapMode = mode
+	}
 	p.pins = pinRoot(t)
 
 	c, rc := l.Veth(p.client, "c", p.router, "rc")
@@ -94,10 +104,10 @@ func newProcLab(t *testing.T) *procLab {
 		var out, errOut bytes.Buffer
 		var err error
 		l.MustCall(ns, func() {
-			err = runDecap(context.Background(), []string{"--iface", dev, "--xdp-mode", "generic", "--pin-root", p.pins}, &out, &errOut)
+			err = runDecap(context.Background(), append([]string{"--iface", dev, "--pin-root", p.pins}, p.xdp...), &out, &errOut)
 		})
 		require.NoError(t, err, errOut.String())
-		assert.Contains(t, out.String(), "generic")
+		assert.Contains(t, out.String(), "("+string(decapMode)+")")
 		t.Cleanup(func() {
 			_ = runDecap(context.Background(), []string{"--iface", dev, "--detach", "--pin-root", p.pins}, io.Discard, io.Discard)
 		})
@@ -140,19 +150,27 @@ func (p *procLab) writeConfig(backends ...string) {
 	require.NoError(p.t, os.WriteFile(p.config, []byte(b.String()), 0o600))
 }
 
-// lbProcess is one run of `metalflow lbnode` inside the LB namespace.
+// lbProcess is one run of `metalflow` inside a namespace: lbnode, mostly.
 type lbProcess struct {
+	// name is the subcommand, for messages.
+	name  string
 	cmd   *exec.Cmd
 	lines chan string
 }
 
 func (p *procLab) startLBNode() *lbProcess {
-	return startLBProcess(p.t, p.lab, p.lb, "--iface", p.lbIf, "--config", p.config, "--xdp-mode", "generic", "--pin-root", p.pins)
+	return startLBProcess(p.t, p.lab, p.lb, append([]string{"--iface", p.lbIf, "--config", p.config, "--pin-root", p.pins}, p.xdp...)...)
 }
 
 // startLBProcess runs `metalflow lbnode args...` inside ns, stopped with
 // SIGTERM at cleanup if the test has not stopped it.
 func startLBProcess(t *testing.T, l *netlab.Lab, ns string, args ...string) *lbProcess {
+	t.Helper()
+	return startProcess(t, l, ns, append([]string{"lbnode"}, args...)...)
+}
+
+// metalflowCommand prepares `ip netns exec ns metalflow args...`.
+func metalflowCommand(t *testing.T, l *netlab.Lab, ns string, args ...string) *exec.Cmd {
 	t.Helper()
 	self, err := os.Executable()
 	require.NoError(t, err)
@@ -160,10 +178,26 @@ func startLBProcess(t *testing.T, l *netlab.Lab, ns string, args ...string) *lbP
 	require.NoError(t, err)
 	cmd := l.Command(ns, self, "-test.run=^$")
 	cmd.Env = append(os.Environ(), childEnv+"="+string(argv))
+	return cmd
+}
+
+// runMetalflow runs `ip netns exec ns metalflow args...` to its end and
+// returns what it wrote.
+func runMetalflow(t *testing.T, l *netlab.Lab, ns string, args ...string) (string, error) {
+	t.Helper()
+	out, err := metalflowCommand(t, l, ns, args...).CombinedOutput()
+	return string(out), err
+}
+
+// startProcess runs `metalflow args...` inside ns, stopped with SIGTERM at
+// cleanup if the test has not stopped it.
+func startProcess(t *testing.T, l *netlab.Lab, ns string, args ...string) *lbProcess {
+	t.Helper()
+	cmd := metalflowCommand(t, l, ns, args...)
 	stderr, err := cmd.StderrPipe()
 	require.NoError(t, err)
 	require.NoError(t, cmd.Start())
-	proc := &lbProcess{cmd: cmd, lines: make(chan string, 100)}
+	proc := &lbProcess{name: args[0], cmd: cmd, lines: make(chan string, 100)}
 	go func() {
 		sc := bufio.NewScanner(stderr)
 		for sc.Scan() {
@@ -181,19 +215,19 @@ func startLBProcess(t *testing.T, l *netlab.Lab, ns string, args ...string) *lbP
 	return proc
 }
 
-// await waits for a log line containing s.
-func (l *lbProcess) await(t *testing.T, s string) {
+// await waits for a log line containing s and returns it.
+func (l *lbProcess) await(t *testing.T, s string) string {
 	t.Helper()
 	deadline := time.After(20 * time.Second)
 	for {
 		select {
 		case line, ok := <-l.lines:
-			require.True(t, ok, "lbnode exited before logging %q", s)
+			require.True(t, ok, "%s exited before logging %q", l.name, s)
 			if strings.Contains(line, s) {
-				return
+				return line
 			}
 		case <-deadline:
-			t.Fatalf("lbnode did not log %q in time", s)
+			t.Fatalf("%s did not log %q in time", l.name, s)
 		}
 	}
 }
@@ -228,7 +262,7 @@ func TestLBNodeProcessRestartLosesNoConnection(t *testing.T) {
 	if testing.Short() {
 		t.Skip("skipping the process test in -short mode")
 	}
-	p := newProcLab(t)
+	p := newProcLab(t, lbnode.AttachGeneric)
 	p.writeConfig("10.20.11.2")
 	lb := p.startLBNode()
 	lb.await(t, "msg=serving")
@@ -307,4 +341,27 @@ func TestLBNodeProcessRestartLosesNoConnection(t *testing.T) {
 	out.Reset()
 	require.NoError(t, runLBNode(context.Background(), []string{"--iface", p.lbIf, "--detach", "--pin-root", p.pins}, &out, io.Discard))
 	assert.NotContains(t, p.lab.IP(p.lb, "link", "show", p.lbIf), "xdp")
+}
+
+// A namespace lab built with the flags left at their defaults, as a new
+// user builds one: every connection through the VIP must get through. On a
+// veth, native XDP sends XDP_TX frames nowhere unless the peer runs an XDP
+// program too, so auto must not pick it there.
+func TestLBNodeProcessDefaultXDPModeOnVeth(t *testing.T) {
+	if testing.Short() {
+		t.Skip("skipping the process test in -short mode")
+	}
+	p := newProcLab(t, "")
+	p.writeConfig("10.20.11.2", "10.20.12.2")
+	lb := p.startLBNode()
+	lb.await(t, "driver=veth")
+	lb.await(t, "msg=serving")
+	assert.Contains(t, p.lab.IP(p.lb, "link", "show", p.lbIf), "xdpgeneric")
+	seen := map[string]int{}
+	for range 20 {
+		b, err := p.dial()
+		require.NoError(t, err, "a connection through the VIP")
+		seen[b]++
+	}
+	assert.Len(t, seen, 2, "both backends answer: %v", seen)
 }

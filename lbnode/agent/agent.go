@@ -151,9 +151,15 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 		a.health.Set(rec.Spec)
 	}
 	a.mu.Lock()
-	a.healthy = a.checkDataPlane() == nil
+	dpErr := a.checkDataPlane()
+	a.healthy = dpErr == nil
 	err = a.syncRoutes(ctx, "")
 	a.mu.Unlock()
+	if dpErr != nil {
+		// The watch speaks only of changes: without this line a node
+		// that starts unhealthy, and so is placed nowhere, never says why.
+		a.log.Error("data plane unhealthy at start; announcing nothing and reporting unhealthy until it forwards", "err", dpErr)
+	}
 	if err != nil {
 		a.log.Warn("announcing the VIPs taken up from the last run; retrying with the data-plane checks", "err", err)
 	}

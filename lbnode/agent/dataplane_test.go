@@ -1,6 +1,9 @@
 package agent
 
 import (
+	"bytes"
+	"context"
+	"log/slog"
 	"net"
 	"net/netip"
 	"testing"
@@ -138,4 +141,29 @@ func TestDriftedVIPReportsNoDigestAndIsNotAnnounced(t *testing.T) {
 	assert.True(t, res.Changed, "the apply repaired the data plane")
 	assert.Equal(t, lbapi.Digest(spec), x.report("web").VIPs[0].Digest)
 	assert.Equal(t, lbapi.AnnounceInternal, res.Announced)
+}
+
+// A node whose data plane is already dead when the agent starts reports
+// itself unhealthy, so placement passes it by; the data-plane watch speaks
+// only of changes, so the start must say why.
+func TestAgentStartedOnADeadDataPlaneSaysWhy(t *testing.T) {
+	l := newNodeLab(t)
+	l.detachAtCleanup()
+	node := l.open()
+	t.Cleanup(func() { _ = node.Close() })
+	pinned, err := link.LoadPinnedLink(l.linkPin(), nil)
+	require.NoError(t, err)
+	require.NoError(t, pinned.Detach())
+	pinned.Close()
+
+	var logs bytes.Buffer
+	a, err := New(context.Background(), Config{
+		Node: node, Cluster: "c1", NodeName: "lb1", StateDir: l.state, MainTaskQueue: "metalflow",
+		Logger: slog.New(slog.NewTextHandler(&logs, nil)),
+	})
+	require.NoError(t, err)
+	t.Cleanup(a.Close)
+	assert.False(t, a.Healthy())
+	assert.Contains(t, logs.String(), `msg="data plane unhealthy at start`)
+	assert.Contains(t, logs.String(), "no longer attached to its interface")
 }
