@@ -87,15 +87,7 @@ func newDeployLab(t *testing.T, agent testagent.Files, cfg deployLabConfig) (*de
 		"--listen-ip", "127.0.0.1", "--admin", "127.0.0.1:8099", "--manifest", manifest,
 		"--qemu", "--qemu-accel", "tcg", "--qemu-network", "tap", "--qemu-bridge", site.Bridge,
 		"--qemu-dir", filepath.Join(d.dir, "vms"), "--post-delay", "1s", "--speed", "1"}, cfg.simArgs...)...))
-	var fleet []fleetEntry
-	eventually(t, 60*time.Second, "bmcsim writes its manifest", func() error {
-		raw, err := os.ReadFile(manifest)
-		if err != nil {
-			return err
-		}
-		return json.Unmarshal(raw, &fleet)
-	})
-	require.Len(t, fleet, cfg.vms)
+	fleet := readFleet(t, manifest, cfg.vms)
 	t.Cleanup(func() {
 		if t.Failed() {
 			for _, e := range fleet {

@@ -93,7 +93,7 @@ func runWorkerOnce(t *testing.T, dir string, args ...string) (string, error) {
 func readFleet(t *testing.T, manifest string, n int) []fleetEntry {
 	t.Helper()
 	var fleet []fleetEntry
-	eventually(t, 30*time.Second, "the fleet manifest", func() error {
+	eventually(t, 60*time.Second, "the fleet manifest", func() error {
 		raw, err := os.ReadFile(manifest)
 		if err != nil {
 			return err
