@@ -18,4 +18,7 @@ if [ ! -x /usr/bin/ironic ]; then
   fi
 fi
 
+# The helper starts Ironic without REQUESTS_CA_BUNDLE and CURL_CA_BUNDLE:
+# common on corporate images, either makes python-requests ignore a node's
+# redfish_verify_ca=false, and then no self-signed BMC can be reached.
 exec go run ./internal/testironic/cmd/ironic
