@@ -244,9 +244,7 @@ func (h *handlers) getServer(c echo.Context) error {
 // reached such an end can have one, so servers being provisioned cost no
 // extra call.
 func (h *handlers) addDecommission(ctx context.Context, res *serverResponse) error {
-	switch res.State {
-	case serverapi.StateInstalled, serverapi.StateReady, serverapi.StateCancelled:
-	default:
+	if !serverapi.HandedOver(res.State) {
 		return nil
 	}
 	ref := httpx.DecommissionRef(res.Serial)
@@ -259,12 +257,7 @@ func (h *handlers) addDecommission(ctx context.Context, res *serverResponse) err
 		return err
 	}
 	res.Decommission = &decommissionSummary{WorkflowID: ref.ID, State: d.State, Step: d.Step}
-	switch d.State {
-	case serverapi.StateDecommissioning, serverapi.StateAttention:
-		res.State = serverapi.StateDecommissioning
-	case serverapi.StateWaitingUnrack, serverapi.StateDecommissioned:
-		res.State = d.State
-	}
+	res.State = serverapi.ServerState(res.State, d.State)
 	return nil
 }
 
