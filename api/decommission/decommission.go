@@ -19,6 +19,7 @@ import (
 	"github.com/metalflow/metalflow/api/internal/httpx"
 	"github.com/metalflow/metalflow/auth"
 	"github.com/metalflow/metalflow/workflows/server/serverapi"
+	"github.com/metalflow/metalflow/workflows/server/serverattrs"
 	"github.com/metalflow/metalflow/workflows/stepapi"
 )
 
@@ -101,6 +102,7 @@ func (h *handlers) decommission(c echo.Context) error {
 		WorkflowIDReusePolicy:                    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE_FAILED_ONLY,
 		WorkflowIDConflictPolicy:                 enumspb.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
 		WorkflowExecutionErrorWhenAlreadyStarted: true,
+		TypedSearchAttributes:                    serverattrs.DecommissionAtStart(serial, st.Location),
 	}, serverapi.DecommissionName, in)
 	if err != nil {
 		var started *serviceerror.WorkflowExecutionAlreadyStarted
