@@ -256,6 +256,7 @@ func inProcessCases(mac string) []contractCase {
 		{"abort without body", "POST", "/api/v1/servers/SN-1/abort", "", "", 400, false},
 
 		{"list pageSize 0", "GET", "/api/v1/servers?pageSize=0", "", "", 400, false},
+		{"list unknown state", "GET", "/api/v1/servers?state=lost", "", "", 400, false},
 		{"list bad rack filter", "GET", "/api/v1/servers?rack=R%2001", "", "", 400, false},
 		{"list bad pageToken", "GET", "/api/v1/servers?pageToken=%21%21", "", "", 400, false},
 
@@ -491,4 +492,19 @@ func TestOpenAPIServerStepIsALifecycleStep(t *testing.T) {
 	require.NoError(t, json.Unmarshal(openAPIDocument, &doc))
 	require.ElementsMatch(t, append([]string{""}, server.Steps()...), doc.Components.Schemas["Server"].Properties["step"].Enum,
 		"Server.step in api/openapi.json against server.Steps()")
+}
+
+// TestOpenAPIStateIsEveryServerState: the list filters by every state a
+// server's status can report, and the document names exactly those, for
+// the filter and for the answers.
+func TestOpenAPIStateIsEveryServerState(t *testing.T) {
+	var doc struct {
+		Components struct {
+			Schemas map[string]struct {
+				Enum []string `json:"enum"`
+			} `json:"schemas"`
+		} `json:"components"`
+	}
+	require.NoError(t, json.Unmarshal(openAPIDocument, &doc))
+	require.ElementsMatch(t, serverapi.States(), doc.Components.Schemas["State"].Enum, "State in api/openapi.json against serverapi.States()")
 }
