@@ -28,7 +28,9 @@ type Deps struct {
 	Temporal client.Client
 	// Credentials seals a corrected BMC credential given with a retry.
 	Credentials bmc.Sealer
-	UI          httpx.TemporalUI
+	// BMCAddresses checks a corrected BMC address given with a retry.
+	BMCAddresses bmc.Addresses
+	UI           httpx.TemporalUI
 }
 
 type handlers struct {
@@ -156,7 +158,7 @@ func (h *handlers) decommissionRetry(c echo.Context) error {
 		return httpx.Errorf(http.StatusBadRequest, "a decommission has no profile to change")
 	}
 	in := serverapi.RetryInput{By: httpx.Actor(c)}
-	return req.Send(c, h.Temporal, h.Credentials, httpx.DecommissionRef(serial), serial, in)
+	return req.Send(c, h.Temporal, h.Credentials, h.BMCAddresses, httpx.DecommissionRef(serial), serial, in)
 }
 
 func (h *handlers) decommissionAbort(c echo.Context) error {

@@ -43,6 +43,8 @@ type Deps struct {
 	Inventory Inventory
 	// Credentials seals BMC passwords; workflows get references.
 	Credentials bmc.Sealer
+	// BMCAddresses decides which BMC addresses a worker may be sent to.
+	BMCAddresses bmc.Addresses
 	// Profiles are the known hardware profiles, for input checks.
 	Profiles *profiles.Catalog
 	UI       httpx.TemporalUI
@@ -140,6 +142,15 @@ func (h *handlers) createServer(c echo.Context) error {
 			return httpx.Errorf(http.StatusBadRequest, "%s", err)
 		}
 		if err := httpx.CheckPlacement(c.Request().Context(), h.Inventory, req.Serial, *req.Location); err != nil {
+			return err
+		}
+	}
+	if req.BMC != nil {
+		site := ""
+		if req.Location != nil {
+			site = req.Location.Site
+		}
+		if err := h.BMCAddresses.Check(c.Request().Context(), req.BMC.Address, site); err != nil {
 			return err
 		}
 	}
