@@ -144,8 +144,14 @@ func (h *handlers) visible(ctx context.Context, query string, pageSize int, toke
 	out := make([]record, 0, len(res.GetExecutions()))
 	for _, e := range res.GetExecutions() {
 		fields := e.GetSearchAttributes().GetIndexedFields()
+		serial := keyword(fields, serverapi.SearchAttrServerSerial)
+		if serial == "" {
+			// The page is settled by serial: a run without the attribute
+			// must not stand in for another. Its ID names the serial.
+			_, serial, _ = strings.Cut(e.GetExecution().GetWorkflowId(), "/")
+		}
 		out = append(out, record{
-			serial:        keyword(fields, serverapi.SearchAttrServerSerial),
+			serial:        serial,
 			state:         keyword(fields, serverapi.SearchAttrLifecycleState),
 			step:          keyword(fields, serverapi.SearchAttrLifecycleStep),
 			stepStartedAt: datetime(fields, serverapi.SearchAttrLifecycleStepStartedAt),
@@ -190,8 +196,10 @@ func (h *handlers) settle(ctx context.Context, f listFilter, page []record) ([]s
 	var handedOver []string
 	if f.byDecommission() {
 		var serials []string
+		seen := map[string]bool{}
 		for _, r := range page {
-			if !slices.Contains(serials, r.serial) {
+			if !seen[r.serial] {
+				seen[r.serial] = true
 				serials = append(serials, r.serial)
 			}
 		}
