@@ -141,6 +141,9 @@ func newAPIFuzzer(f *testing.F) *apiFuzzer {
 	s := New(Config{
 		Temporal: tc, Inventory: inv, Credentials: vault, Profiles: cat, Tokens: &auth.Tokens{Store: inv},
 		Registry: prometheus.NewRegistry(), Logger: slog.New(slog.DiscardHandler), Namespace: "default",
+		// The seeds' BMCs are a simulated fleet's, on loopback; names the
+		// fuzzer makes up resolve nowhere rather than in the host's DNS.
+		BMC: BMCConfig{AllowLoopback: true, Resolver: namesFor{}},
 	})
 	// A second connection to count rows: what the API changed, seen from
 	// outside it.
@@ -276,6 +279,10 @@ func FuzzAPIBodies(f *testing.F) {
 		{4, "", `{"serial":"SN-1","sshAuthorizedKeys":["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKv2oMjPcLITFgW6Mdmj3zGef2jF3wuncBd/8JOAXvHS x"],"userData":"#cloud-config\npackages: [htop]\n"}`},
 		{4, "", `{"serial":"SN-1","sshAuthorizedKeys":["from=\"*\" ssh-rsa AAAA"],"userData":"#cloud-config\nphone_home: {}\n"}`},
 		{4, "", `{"serial":"SN-1","bmc":{"address":"https://10.0.0.1/redfish","username":"","password":"x"}}`},
+		{4, "", `{"serial":"SN-1","bmc":{"address":"https://169.254.169.254","username":"root","password":"calvin"},"location":{"site":"dc1","rack":"R01","unit":3,"face":"front"}}`},
+		{4, "", `{"serial":"SN-1","bmc":{"address":"https://bmc.invalid","username":"root","password":"calvin"}}`},
+		{3, "", `{"servers":[{"serial":"SN-A","bmc":{"address":"https://[::ffff:169.254.169.254]","username":"root","password":"calvin"},"unit":1}]}`},
+		{7, "", `{"bmc":{"address":"https://0.0.0.0"}}`},
 		{5, "", `{"name":"web","protocol":"tcp","ports":[80,443],"exposure":"internal","backends":[{"address":"10.0.0.1"}]}`},
 		{5, "", `{"name":"web","port":80,"ports":[80],"exposure":"internal","servers":["SN-1"]}`},
 		{5, "", `{"name":"Web","protocol":"icmp","ports":[0],"exposure":"galaxy","backends":[{"address":"::"}],"clusters":99}`},

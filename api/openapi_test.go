@@ -223,6 +223,7 @@ func inProcessCases(mac string) []contractCase {
 		{"create server with an SSH key mislabelled", "POST", "/api/v1/servers", apitest.JSON, `{"serial":"SN-1","sshAuthorizedKeys":["ssh-rsa ` + strings.Fields(sshKey)[1] + `"]}`, 400, true},
 		{"create server with a shell script as user-data", "POST", "/api/v1/servers", apitest.JSON, `{"serial":"SN-1","userData":"#!/bin/sh\nreboot\n"}`, 400, false},
 		{"create server with user-data that is not YAML", "POST", "/api/v1/servers", apitest.JSON, `{"serial":"SN-1","userData":"#cloud-config\npackages: [\n"}`, 400, true},
+		{"create server with a link-local BMC", "POST", "/api/v1/servers", apitest.JSON, `{"serial":"SN-1","bmc":{"address":"https://169.254.169.254","username":"u","password":"p"}}`, 422, true},
 		{"create server with user-data setting the hostname", "POST", "/api/v1/servers", apitest.JSON, `{"serial":"SN-1","userData":"#cloud-config\nhostname: mine\n"}`, 422, true},
 
 		{"racked sideways", "POST", "/api/v1/servers/SN-1/racked", apitest.JSON, `{"site":"dc1","rack":"R01","unit":4,"face":"sideways"}`, 422, false},
@@ -238,6 +239,8 @@ func inProcessCases(mac string) []contractCase {
 		{"retry username alone", "POST", "/api/v1/servers/SN-1/retry", apitest.JSON, `{"bmc":{"username":"root"}}`, 400, false},
 		{"retry empty BMC", "POST", "/api/v1/servers/SN-1/retry", apitest.JSON, `{"bmc":{}}`, 400, false},
 		{"retry as text", "POST", "/api/v1/servers/SN-1/retry", "text/plain", `{}`, 415, false},
+		{"retry with a loopback BMC", "POST", "/api/v1/servers/SN-1/retry", apitest.JSON, `{"bmc":{"address":"https://127.0.0.1"}}`, 422, true},
+		{"decommission retry with a multicast BMC", "POST", "/api/v1/servers/SN-1/decommission/retry", apitest.JSON, `{"bmc":{"address":"https://224.0.0.1"}}`, 422, true},
 		{"skip with a field", "POST", "/api/v1/servers/SN-1/skip", apitest.JSON, `{"force":true}`, 400, false},
 		{"skip bad serial", "POST", "/api/v1/servers/_x/skip", "", "", 400, false},
 		{"abort without reason", "POST", "/api/v1/servers/SN-1/abort", apitest.JSON, `{}`, 400, false},
@@ -251,11 +254,13 @@ func inProcessCases(mac string) []contractCase {
 		{"batch unknown profile", "POST", "/api/v1/racks/dc1/R01/servers", apitest.JSON, `{"servers":[{"serial":"SN-B1","bmc":{"address":"https://10.0.0.1","username":"u","password":"p"},"unit":1,"profile":"nope"}]}`, 422, true},
 		{"batch above the rack", "POST", "/api/v1/racks/dc1/R01/servers", apitest.JSON, `{"servers":[{"serial":"SN-B1","bmc":{"address":"https://10.0.0.1","username":"u","password":"p"},"unit":1},{"serial":"SN-B2","bmc":{"address":"https://10.0.0.2","username":"u","password":"p"},"unit":43}]}`, 422, true},
 		{"batch on a taken unit", "POST", "/api/v1/racks/dc1/R02/servers", apitest.JSON, `{"servers":[{"serial":"SN-B1","bmc":{"address":"https://10.0.0.1","username":"u","password":"p"},"unit":7}]}`, 409, true},
+		{"batch with an unspecified BMC", "POST", "/api/v1/racks/dc1/R01/servers", apitest.JSON, `{"servers":[{"serial":"SN-B1","bmc":{"address":"https://0.0.0.0","username":"u","password":"p"},"unit":1}]}`, 422, true},
 		{"batch as text", "POST", "/api/v1/racks/dc1/R01/servers", "text/plain", `{"servers":[{"serial":"SN-B1","bmc":{"address":"https://10.0.0.1","username":"u","password":"p"},"unit":1}]}`, 415, false},
 		{"abort with empty reason", "POST", "/api/v1/servers/SN-1/abort", apitest.JSON, `{"reason":""}`, 400, false},
 		{"abort without body", "POST", "/api/v1/servers/SN-1/abort", "", "", 400, false},
 
 		{"list pageSize 0", "GET", "/api/v1/servers?pageSize=0", "", "", 400, false},
+		{"list unknown state", "GET", "/api/v1/servers?state=lost", "", "", 400, false},
 		{"list bad rack filter", "GET", "/api/v1/servers?rack=R%2001", "", "", 400, false},
 		{"list bad pageToken", "GET", "/api/v1/servers?pageToken=%21%21", "", "", 400, false},
 
@@ -491,4 +496,19 @@ func TestOpenAPIServerStepIsALifecycleStep(t *testing.T) {
 	require.NoError(t, json.Unmarshal(openAPIDocument, &doc))
 	require.ElementsMatch(t, append([]string{""}, server.Steps()...), doc.Components.Schemas["Server"].Properties["step"].Enum,
 		"Server.step in api/openapi.json against server.Steps()")
+}
+
+// TestOpenAPIStateIsEveryServerState: the list filters by every state a
+// server's status can report, and the document names exactly those, for
+// the filter and for the answers.
+func TestOpenAPIStateIsEveryServerState(t *testing.T) {
+	var doc struct {
+		Components struct {
+			Schemas map[string]struct {
+				Enum []string `json:"enum"`
+			} `json:"schemas"`
+		} `json:"components"`
+	}
+	require.NoError(t, json.Unmarshal(openAPIDocument, &doc))
+	require.ElementsMatch(t, serverapi.States(), doc.Components.Schemas["State"].Enum, "State in api/openapi.json against serverapi.States()")
 }

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -22,6 +23,7 @@ import (
 	"github.com/metalflow/metalflow/api/boot"
 	"github.com/metalflow/metalflow/api/decommission"
 	"github.com/metalflow/metalflow/api/images"
+	"github.com/metalflow/metalflow/api/internal/bmc"
 	"github.com/metalflow/metalflow/api/internal/httpx"
 	"github.com/metalflow/metalflow/api/racks"
 	"github.com/metalflow/metalflow/api/sd"
@@ -67,6 +69,22 @@ type Config struct {
 	OpenServiceDiscovery bool
 	// Images configures the OS image catalog and how its bytes are served.
 	Images ImagesConfig
+	// BMC is which BMC addresses the API takes, besides the sites' BMC
+	// networks.
+	BMC BMCConfig
+}
+
+// BMCConfig is what the API holds BMC addresses to beyond the inventory's
+// sites: a worker is sent there with the BMC's credentials.
+type BMCConfig struct {
+	// AllowLoopback takes BMCs on loopback: a simulated fleet on the
+	// worker's host. Link-local, multicast and unspecified addresses are
+	// refused always.
+	AllowLoopback bool
+	// Resolver looks up BMCs given by name; nil is the system's.
+	Resolver interface {
+		LookupNetIP(ctx context.Context, network, host string) ([]netip.Addr, error)
+	}
 }
 
 // ImagesConfig is where the API keeps uploaded images and who may fetch
@@ -144,12 +162,16 @@ func New(cfg Config) *Server {
 	guard.Register(v1)
 	v1.GET("/info", s.info, guard.AllowTenant(auth.Viewer))
 	temporalUI := httpx.TemporalUI{URL: cfg.TemporalUIURL, Namespace: cfg.Namespace}
+	addrs := bmc.Addresses{Inventory: cfg.Inventory, Resolver: cfg.BMC.Resolver, AllowLoopback: cfg.BMC.AllowLoopback}
+	if addrs.Resolver == nil {
+		addrs.Resolver = net.DefaultResolver
+	}
 	servers.Register(v1, guard, servers.Deps{
-		Temporal: cfg.Temporal, Inventory: cfg.Inventory, Credentials: cfg.Credentials, Profiles: cfg.Profiles, UI: temporalUI,
+		Temporal: cfg.Temporal, Inventory: cfg.Inventory, Credentials: cfg.Credentials, BMCAddresses: addrs, Profiles: cfg.Profiles, UI: temporalUI,
 	})
-	decommission.Register(v1, guard, decommission.Deps{Temporal: cfg.Temporal, Credentials: cfg.Credentials, UI: temporalUI})
+	decommission.Register(v1, guard, decommission.Deps{Temporal: cfg.Temporal, Credentials: cfg.Credentials, BMCAddresses: addrs, UI: temporalUI})
 	racks.Register(v1, guard, racks.Deps{
-		Temporal: cfg.Temporal, Inventory: cfg.Inventory, Credentials: cfg.Credentials, Profiles: cfg.Profiles, UI: temporalUI,
+		Temporal: cfg.Temporal, Inventory: cfg.Inventory, Credentials: cfg.Credentials, BMCAddresses: addrs, Profiles: cfg.Profiles, UI: temporalUI,
 	})
 	vips.Register(v1, guard, vips.Deps{Temporal: cfg.Temporal, Inventory: cfg.Inventory, UI: temporalUI})
 	imgs := images.New(images.Config{

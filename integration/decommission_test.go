@@ -300,3 +300,86 @@ func TestDecommissionDeletesTheIronicNode(t *testing.T) {
 	}
 	require.Contains(t, actions, "cloud node deleted")
 }
+
+// listed is the fleet list's answer to filter ("" for the whole fleet):
+// each server's state by serial, from every page.
+func listed(t *testing.T, api, filter string) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	token := ""
+	for {
+		r := do(t, http.MethodGet, api+"/api/v1/servers?pageSize=1000&"+filter+"&pageToken="+token, "")
+		require.Equal(t, http.StatusOK, r.code, "%s: %s", filter, r.body)
+		var page struct {
+			Servers []struct {
+				Serial string `json:"serial"`
+				State  string `json:"state"`
+			} `json:"servers"`
+			NextPageToken string `json:"nextPageToken"`
+		}
+		r.json(t, &page)
+		for _, s := range page.Servers {
+			out[s.Serial] = s.State
+		}
+		if page.NextPageToken == "" {
+			return out
+		}
+		token = page.NextPageToken
+	}
+}
+
+// TestFleetListFollowsTheDecommission is the user's report: a server's own
+// status says decommissioning, waiting-unrack and decommissioned, and the
+// fleet list, filtered by each, finds it in that state, and no longer
+// under the state its lifecycle ended in.
+func TestFleetListFollowsTheDecommission(t *testing.T) {
+	f := startFleet(t, 1, "--sim-vendor", "dell")
+	e := f.fleet[0]
+	f.register(t, e, e.Password, "", &serverapi.Location{Site: "dc1", Room: "A", Rack: "R11", Unit: 5, Face: "front"})
+	waitStateWithin(t, f.api, e.Serial, serverapi.StateInstalled, 3*time.Minute)
+	require.Equal(t, serverapi.StateInstalled, listed(t, f.api, "state=installed&rack=R11")[e.Serial])
+
+	// A Dell's volume deletes run as tasks: failing them parks the wipe in
+	// attention, which holds the server in decommissioning.
+	r := do(t, http.MethodPut, f.admin+"/bmcs/"+e.ID+"/faults", `{"task_exception":true}`)
+	require.Equal(t, http.StatusOK, r.code, string(r.body))
+	r = do(t, http.MethodDelete, f.api+"/api/v1/servers/"+e.Serial, "")
+	require.Equal(t, http.StatusAccepted, r.code, string(r.body))
+	waitListed := func(state string) {
+		t.Helper()
+		eventually(t, 3*time.Minute, e.Serial+" listed "+state, func() error {
+			if got := getServer(t, f.api, e.Serial).State; got != state {
+				return fmt.Errorf("status says %s", got)
+			}
+			if got, ok := listed(t, f.api, "state="+state)[e.Serial]; !ok || got != state {
+				return fmt.Errorf("state=%s lists it as %q (listed: %v)", state, got, ok)
+			}
+			if got := listed(t, f.api, "")[e.Serial]; got != state {
+				return fmt.Errorf("the whole fleet lists it as %s", got)
+			}
+			if got := listed(t, f.api, "state="+state+"&rack=R11")[e.Serial]; got != state {
+				return fmt.Errorf("its rack lists it as %q", got)
+			}
+			return nil
+		})
+		_, stale := listed(t, f.api, "state=installed")[e.Serial]
+		require.False(t, stale, "a server that is %s is not listed as installed", state)
+	}
+	eventually(t, 3*time.Minute, "the wipe parks in attention", func() error {
+		if d := getDecommission(t, f.api, e.Serial); d.State != serverapi.StateAttention {
+			return fmt.Errorf("decommission %s at %s", d.State, d.Step)
+		}
+		return nil
+	})
+	waitListed(serverapi.StateDecommissioning)
+
+	r = do(t, http.MethodPut, f.admin+"/bmcs/"+e.ID+"/faults", `{}`)
+	require.Equal(t, http.StatusOK, r.code, string(r.body))
+	r = do(t, http.MethodPost, f.api+"/api/v1/servers/"+e.Serial+"/decommission/retry", "")
+	require.Equal(t, http.StatusOK, r.code, string(r.body))
+	waitListed(serverapi.StateWaitingUnrack)
+
+	r = do(t, http.MethodPost, f.api+"/api/v1/servers/"+e.Serial+"/unracked", "")
+	require.Equal(t, http.StatusOK, r.code, string(r.body))
+	waitListed(serverapi.StateDecommissioned)
+}

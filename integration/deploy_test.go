@@ -77,7 +77,9 @@ func newDeployLab(t *testing.T, agent testagent.Files, cfg deployLabConfig) (*de
 		"--http", bootIP + ":8080", "--public-url", "http://" + bootIP + ":8080",
 		"--dhcp-interface", site.Bridge, "--dhcp-mode", "proxy", "--tftp-listen", bootIP + ":69",
 		"--agent-kernel", agent.Kernel, "--agent-initrd", agent.Initrd,
-		"--images-dir", filepath.Join(d.dir, "images")}, cfg.devArgs...)...))
+		"--images-dir", filepath.Join(d.dir, "images"),
+		// The qemu BMCs below listen on the namespace's loopback.
+		"--bmc-allow-loopback"}, cfg.devArgs...)...))
 	d.waitReady(t, "http://"+bootIP+":8080/readyz")
 	d.api = apiURL(bootIP+":8080", d.dev.adminToken(t))
 

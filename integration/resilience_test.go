@@ -124,8 +124,10 @@ func newResilienceRun(t *testing.T, n int, simFaults []string, workerExtra ...st
 // connections, or taken by another test's client): try again.
 func (r *resilienceRun) startDev() {
 	r.t.Helper()
+	// The fleet is a bmcsim of its own, on loopback: dev does not know it
+	// is simulated.
 	args := []string{"dev", "--data", filepath.Join(r.dir, "data"), "--workers=false",
-		"--temporal-listen", r.temporal, "--temporal-ui", r.uiAddr, "--http", r.httpAddr, "--rate-limit", "0"}
+		"--temporal-listen", r.temporal, "--temporal-ui", r.uiAddr, "--http", r.httpAddr, "--rate-limit", "0", "--bmc-allow-loopback"}
 	for try := 1; ; try++ {
 		r.devStarts++
 		p := startProcess(r.t, fmt.Sprintf("dev-%d", r.devStarts), args...)

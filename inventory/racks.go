@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"net/netip"
 	"strings"
 )
 
@@ -12,6 +13,12 @@ import (
 type Site struct {
 	Name        string `json:"name" yaml:"name"`
 	Description string `json:"description,omitempty" yaml:"description"`
+	// BMCNetworks are the networks the site's BMCs are in; the API refuses
+	// a BMC address outside them (AdmitsBMC). None declared: any address.
+	// A layout that leaves the key out keeps what the inventory has, so
+	// seeding a site by name does not undo an operator's networks;
+	// `bmcNetworks: []` clears them.
+	BMCNetworks []netip.Prefix `json:"bmcNetworks,omitempty" yaml:"bmcNetworks"`
 }
 
 // Rack is a cabinet in a site; units are numbered 1 (bottom) to HeightU.
@@ -38,18 +45,28 @@ type UnitOccupant struct {
 	Serial string `json:"serial"`
 }
 
-// EnsureSite creates a site if it does not exist.
+// EnsureSite creates a site if it does not exist, and sets its BMC
+// networks when site declares them (nil leaves them as they are).
 func (s *Store) EnsureSite(ctx context.Context, site Site) error {
 	if strings.TrimSpace(site.Name) == "" {
 		return fmt.Errorf("%w: site name is required", ErrInvalid)
 	}
-	_, err := s.db.ExecContext(ctx,
-		`INSERT INTO sites (name, description) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING`,
-		site.Name, site.Description)
+	networks, err := encodeBMCNetworks(site)
 	if err != nil {
-		return fmt.Errorf("inventory: ensure site %s: %w", site.Name, err)
+		return err
 	}
-	return nil
+	return s.inTx(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx,
+			`INSERT INTO sites (name, description, bmc_networks) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING`,
+			site.Name, site.Description, networks)
+		if err == nil && site.BMCNetworks != nil {
+			_, err = tx.ExecContext(ctx, `UPDATE sites SET bmc_networks = $1 WHERE name = $2`, networks, site.Name)
+		}
+		if err != nil {
+			return fmt.Errorf("inventory: ensure site %s: %w", site.Name, err)
+		}
+		return nil
+	})
 }
 
 // CreateRack adds a rack to an existing site. An identical rack that exists

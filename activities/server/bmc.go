@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
+	"net/url"
 	"time"
 
 	"go.temporal.io/sdk/temporal"
@@ -37,6 +39,8 @@ type Provisioning struct {
 // hardware found, each reset and netboot done once, a deploy's plan and
 // decision, the decommission's steps.
 type ProvisioningInventory interface {
+	GetAsset(ctx context.Context, serial string) (inventory.Asset, error)
+	GetSite(ctx context.Context, name string) (inventory.Site, error)
 	RegisterAsset(ctx context.Context, rec inventory.AssetRecord, actor string) (changed bool, err error)
 	SetState(ctx context.Context, serial, state, actor, detail string) error
 	Recorded(ctx context.Context, serial, key string) (bool, error)
@@ -127,6 +131,39 @@ func classifyBMC(err error) error {
 		return temporal.NewNonRetryableApplicationError("BMC rejected the request: "+hw.Error(), stepapi.ErrTypeBMCRejected, nil)
 	}
 	return err
+}
+
+// checkBMCSite refuses to send the credential to a BMC outside the BMC
+// networks of the site the server is racked in. The API holds a server
+// registered without a location only to some site's networks; racking
+// decides which, and inspection is the first step that logs in. A BMC
+// given by name was checked by the API as it resolved then.
+func (p *Provisioning) checkBMCSite(ctx context.Context, serial, address string) error {
+	u, err := url.Parse(address)
+	if err != nil {
+		return nil // the dial says what is wrong with it
+	}
+	ip, err := netip.ParseAddr(u.Hostname())
+	if err != nil {
+		return nil
+	}
+	asset, err := p.Inventory.GetAsset(ctx, serial)
+	if errors.Is(err, inventory.ErrNotFound) || err == nil && asset.Placement == nil {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	site, err := p.Inventory.GetSite(ctx, asset.Placement.Site)
+	if err != nil {
+		return activities.InventoryError(err)
+	}
+	if site.AdmitsBMC(ip) {
+		return nil
+	}
+	return temporal.NewNonRetryableApplicationError(fmt.Sprintf(
+		"BMC address %s is outside the BMC networks of site %s (%s), where %s is racked: retry with its address there",
+		ip, site.Name, site.BMCNetworkList(), serial), stepapi.ErrTypeBMCOutsideSite, nil)
 }
 
 func mismatch(format string, args ...any) error {

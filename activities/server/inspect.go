@@ -21,6 +21,9 @@ import (
 // asset, and checks it against the profile. A shortfall parks the server:
 // it is recorded first, so staff see what was found.
 func (p *Provisioning) InspectServer(ctx context.Context, in serverapi.InspectServerInput) (serverapi.InspectServerResult, error) {
+	if err := p.checkBMCSite(ctx, in.Serial, in.BMC.Address); err != nil {
+		return serverapi.InspectServerResult{}, err
+	}
 	var inv hardware.Inventory
 	if err := p.withMachine(ctx, in.BMC, func(m hardware.Machine) error {
 		var err error

@@ -1,13 +1,17 @@
 package server
 
 import (
+	"net/netip"
 	"testing"
 
 	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/temporal"
 
 	"github.com/metalflow/metalflow/bmcsim"
+	"github.com/metalflow/metalflow/inventory"
 	"github.com/metalflow/metalflow/profiles"
 	"github.com/metalflow/metalflow/workflows/server/serverapi"
+	"github.com/metalflow/metalflow/workflows/stepapi"
 )
 
 // Inspection hands the lifecycle what a deploy needs: the BMC's system
@@ -38,4 +42,33 @@ func TestInspectServerReturnsTheDeploySettings(t *testing.T) {
 	require.Equal(t, profiles.DefaultName, res.Profile)
 	require.Empty(t, res.Image, "the built-in profile names no image: the installer runs")
 	require.Equal(t, r.bmc.Serial(), res.SystemSerial)
+}
+
+// A server registered without a location was held only to some site's BMC
+// networks; once racked, inspection (the first step that logs in) holds
+// its BMC to its own site's, and parks it without contacting the BMC.
+func TestInspectRefusesABMCOutsideItsSite(t *testing.T) {
+	r := newKillRig(t, bmcsim.VendorGeneric, false, 0)
+	inv := r.p.Inventory.(*inventory.Store)
+	ctx := t.Context()
+	mgmt := []netip.Prefix{netip.MustParsePrefix("10.7.0.0/16")}
+	require.NoError(t, inv.ApplyLayout(ctx, inventory.Layout{
+		Sites: []inventory.Site{{Name: "dc7", BMCNetworks: mgmt}},
+		Racks: []inventory.Rack{{Site: "dc7", Name: "R01", HeightU: 42}},
+	}))
+	require.NoError(t, inv.PlaceAsset(ctx, r.bmc.Serial(), inventory.Placement{Site: "dc7", Rack: "R01", Unit: 3, Face: "front", HeightU: 1}, "test"))
+	before := r.bmc.Counters().Requests
+
+	_, err := r.p.InspectServer(ctx, serverapi.InspectServerInput{Serial: r.bmc.Serial(), BMC: r.ref, Actor: "test"})
+	var appErr *temporal.ApplicationError
+	require.ErrorAs(t, err, &appErr)
+	require.Equal(t, stepapi.ErrTypeBMCOutsideSite, appErr.Type())
+	require.Contains(t, appErr.Message(), "outside the BMC networks of site dc7 (10.7.0.0/16)")
+	require.Equal(t, before, r.bmc.Counters().Requests, "the BMC was not contacted")
+
+	// The site's networks are what decides: with the simulator's among
+	// them, the same BMC is inspected.
+	require.NoError(t, inv.EnsureSite(ctx, inventory.Site{Name: "dc7", BMCNetworks: append(mgmt, netip.MustParsePrefix("127.0.0.0/8"))}))
+	_, err = r.p.InspectServer(ctx, serverapi.InspectServerInput{Serial: r.bmc.Serial(), BMC: r.ref, Actor: "test"})
+	require.NoError(t, err)
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/metalflow/metalflow/api/internal/httpx"
 	"github.com/metalflow/metalflow/auth"
 	"github.com/metalflow/metalflow/workflows/server/serverapi"
+	"github.com/metalflow/metalflow/workflows/server/serverattrs"
 	"github.com/metalflow/metalflow/workflows/stepapi"
 )
 
@@ -27,7 +28,9 @@ type Deps struct {
 	Temporal client.Client
 	// Credentials seals a corrected BMC credential given with a retry.
 	Credentials bmc.Sealer
-	UI          httpx.TemporalUI
+	// BMCAddresses checks a corrected BMC address given with a retry.
+	BMCAddresses bmc.Addresses
+	UI           httpx.TemporalUI
 }
 
 type handlers struct {
@@ -101,6 +104,7 @@ func (h *handlers) decommission(c echo.Context) error {
 		WorkflowIDReusePolicy:                    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE_FAILED_ONLY,
 		WorkflowIDConflictPolicy:                 enumspb.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
 		WorkflowExecutionErrorWhenAlreadyStarted: true,
+		TypedSearchAttributes:                    serverattrs.DecommissionAtStart(serial, st.Location),
 	}, serverapi.DecommissionName, in)
 	if err != nil {
 		var started *serviceerror.WorkflowExecutionAlreadyStarted
@@ -154,7 +158,7 @@ func (h *handlers) decommissionRetry(c echo.Context) error {
 		return httpx.Errorf(http.StatusBadRequest, "a decommission has no profile to change")
 	}
 	in := serverapi.RetryInput{By: httpx.Actor(c)}
-	return req.Send(c, h.Temporal, h.Credentials, httpx.DecommissionRef(serial), serial, in)
+	return req.Send(c, h.Temporal, h.Credentials, h.BMCAddresses, httpx.DecommissionRef(serial), serial, in)
 }
 
 func (h *handlers) decommissionAbort(c echo.Context) error {

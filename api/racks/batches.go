@@ -189,6 +189,9 @@ func (h *handlers) rackBatchInput(ctx context.Context, site, rack, by string, re
 		if err := httpx.CheckPlacement(ctx, h.Inventory, srv.Serial, srv.Location); err != nil {
 			return in, prefixError(err, fmt.Sprintf("servers[%d] (%s)", i, srv.Serial))
 		}
+		if err := h.BMCAddresses.Check(ctx, srv.BMC.Address, site); err != nil {
+			return in, prefixError(err, fmt.Sprintf("servers[%d] (%s)", i, srv.Serial))
+		}
 	}
 	// The rack exists (CheckPlacement said so): every location gets its
 	// room, as a technician's racked would.

@@ -14,6 +14,7 @@ import (
 
 	"github.com/metalflow/metalflow/api/access"
 	"github.com/metalflow/metalflow/api/internal/apitest"
+	"github.com/metalflow/metalflow/api/internal/bmc"
 	"github.com/metalflow/metalflow/auth"
 	"github.com/metalflow/metalflow/credentials"
 	"github.com/metalflow/metalflow/inventory"
@@ -56,7 +57,9 @@ func newBatchAPI(t *testing.T) (*httptest.Server, *countingStore) {
 	require.NoError(t, err)
 	e := apitest.Echo()
 	guard := access.New(access.Config{Tokens: &auth.Tokens{Store: inv}, Store: inv, Logger: slog.New(slog.DiscardHandler)})
-	Register(e.Group("/api/v1"), guard, Deps{Inventory: inv, Credentials: creds, Profiles: catalog})
+	// The simulated fleet's BMCs are on loopback.
+	addrs := bmc.Addresses{Inventory: inv, AllowLoopback: true}
+	Register(e.Group("/api/v1"), guard, Deps{Inventory: inv, Credentials: creds, BMCAddresses: addrs, Profiles: catalog})
 	srv := httptest.NewServer(apitest.WithToken(e, apitest.Token(t, inv, auth.Operator, "")))
 	t.Cleanup(srv.Close)
 	return srv, creds
@@ -90,6 +93,7 @@ func TestRackBatchRefusesBadBatchesBeforeStartingAnything(t *testing.T) {
 		{"power concurrency", "/dc1/R01", `{"servers":[` + goodServer + `],"powerConcurrency":1000}`, 400, "powerConcurrency must be"},
 		{"grace", "/dc1/R01", `{"servers":[` + goodServer + `],"attentionGrace":"soon"}`, 400, "attentionGrace must be"},
 		{"unit above the rack", "/dc1/R01", `{"servers":[` + server("SN-A", "1", "") + `,` + server("SN-B", "43", "") + `]}`, 422, "servers[1] (SN-B): invalid: unit 43 (1 U) is outside rack dc1/R01, which has units 1-42"},
+		{"bmc link-local", "/dc1/R01", `{"servers":[` + goodServer + `,{"serial":"SN-B","bmc":{"address":"https://169.254.169.254","username":"root","password":"p"},"unit":2}]}`, 422, "servers[1] (SN-B): bmc.address 169.254.169.254 is link-local"},
 		{"unit taken", "/dc1/R01", `{"servers":[` + server("SN-A", "10", "") + `]}`, 409, "servers[0] (SN-A)"},
 		{"unknown rack", "/dc1/R99", `{"servers":[` + goodServer + `]}`, 422, `unknown rack "R99"`},
 		{"unknown site", "/dc9/R01", `{"servers":[` + goodServer + `]}`, 422, `unknown site "dc9"`},

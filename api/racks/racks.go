@@ -35,6 +35,8 @@ type Deps struct {
 	Inventory Inventory
 	// Credentials seals the BMC passwords of a batch.
 	Credentials bmc.Sealer
+	// BMCAddresses holds a batch's BMCs to its site's BMC networks.
+	BMCAddresses bmc.Addresses
 	// Profiles are the known hardware profiles, for input checks.
 	Profiles *profiles.Catalog
 	UI       httpx.TemporalUI

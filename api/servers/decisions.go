@@ -24,7 +24,7 @@ func (h *handlers) retry(c echo.Context) error {
 		return httpx.Errorf(http.StatusUnprocessableEntity, "unknown hardware profile %q", req.Profile)
 	}
 	in := serverapi.RetryInput{Profile: req.Profile, By: httpx.Actor(c)}
-	return req.Send(c, h.Temporal, h.Credentials, httpx.LifecycleRef(serial), serial, in)
+	return req.Send(c, h.Temporal, h.Credentials, h.BMCAddresses, httpx.LifecycleRef(serial), serial, in)
 }
 
 func (h *handlers) skip(c echo.Context) error {

@@ -43,6 +43,8 @@ type Deps struct {
 	Inventory Inventory
 	// Credentials seals BMC passwords; workflows get references.
 	Credentials bmc.Sealer
+	// BMCAddresses decides which BMC addresses a worker may be sent to.
+	BMCAddresses bmc.Addresses
 	// Profiles are the known hardware profiles, for input checks.
 	Profiles *profiles.Catalog
 	UI       httpx.TemporalUI
@@ -140,6 +142,15 @@ func (h *handlers) createServer(c echo.Context) error {
 			return httpx.Errorf(http.StatusBadRequest, "%s", err)
 		}
 		if err := httpx.CheckPlacement(c.Request().Context(), h.Inventory, req.Serial, *req.Location); err != nil {
+			return err
+		}
+	}
+	if req.BMC != nil {
+		site := ""
+		if req.Location != nil {
+			site = req.Location.Site
+		}
+		if err := h.BMCAddresses.Check(c.Request().Context(), req.BMC.Address, site); err != nil {
 			return err
 		}
 	}
@@ -244,9 +255,7 @@ func (h *handlers) getServer(c echo.Context) error {
 // reached such an end can have one, so servers being provisioned cost no
 // extra call.
 func (h *handlers) addDecommission(ctx context.Context, res *serverResponse) error {
-	switch res.State {
-	case serverapi.StateInstalled, serverapi.StateReady, serverapi.StateCancelled:
-	default:
+	if !serverapi.HandedOver(res.State) {
 		return nil
 	}
 	ref := httpx.DecommissionRef(res.Serial)
@@ -259,12 +268,7 @@ func (h *handlers) addDecommission(ctx context.Context, res *serverResponse) err
 		return err
 	}
 	res.Decommission = &decommissionSummary{WorkflowID: ref.ID, State: d.State, Step: d.Step}
-	switch d.State {
-	case serverapi.StateDecommissioning, serverapi.StateAttention:
-		res.State = serverapi.StateDecommissioning
-	case serverapi.StateWaitingUnrack, serverapi.StateDecommissioned:
-		res.State = d.State
-	}
+	res.State = serverapi.ServerState(res.State, d.State)
 	return nil
 }
 

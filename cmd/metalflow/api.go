@@ -30,6 +30,7 @@ func runAPI(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	rateLimit := fs.Float64("rate-limit", 100, "requests per second each client address may make (bursts of twice that); 0 turns the limit off")
 	openSD := fs.Bool("open-service-discovery", false, "serve /api/v1/sd/targets without a token, for Prometheus servers that cannot send one")
 	fs.StringVar(&uiURL, "temporal-ui-url", "", "public URL of the Temporal Web UI, for links in answers and the operator UI")
+	allowLoopbackBMC := fs.Bool("bmc-allow-loopback", false, bmcAllowLoopbackHelp)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -79,5 +80,6 @@ func runAPI(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		OpenServiceDiscovery: *openSD,
 		RateLimit:            *rateLimit,
 		Images:               imagesCfg,
+		BMC:                  api.BMCConfig{AllowLoopback: *allowLoopbackBMC},
 	})
 }

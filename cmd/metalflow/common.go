@@ -160,6 +160,10 @@ func (i *imageFlags) config() (api.ImagesConfig, error) {
 	return api.ImagesConfig{Dir: i.dir, MaxUploadBytes: i.maxMiB << 20, Open: i.open}, nil
 }
 
+// bmcAllowLoopbackHelp is --bmc-allow-loopback's, on the roles that take
+// BMC addresses (api, dev).
+const bmcAllowLoopbackHelp = "accept BMC addresses on loopback (127.0.0.0/8, ::1): a simulated fleet on the worker's host; link-local, multicast and unspecified ones are refused always"
+
 // provisioningFlags configure what the lifecycle's activities need besides
 // the inventory: the credential key and the hardware profiles.
 type provisioningFlags struct {

@@ -43,6 +43,8 @@ type devFlags struct {
 	simVendor      string
 	simSpeed       float64
 	simAdmin       string
+	// allowLoopbackBMC is on by itself with a simulated fleet (stack).
+	allowLoopbackBMC bool
 }
 
 func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -73,6 +75,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs.StringVar(&f.simAdmin, "sim-admin", "", "listen address of the simulated fleet's admin endpoint (state, counters, fault injection); empty disables it")
 	fs.Float64Var(&f.simSpeed, "sim-speed", 10, "how much faster than real hardware the simulated servers POST and install")
 	fs.StringVar(&f.layoutFile, "layout", "", "YAML file of sites and racks to load into the inventory (dc1/R01-R20 are always seeded)")
+	fs.BoolVar(&f.allowLoopbackBMC, "bmc-allow-loopback", false, bmcAllowLoopbackHelp+" (on by itself with --sim-servers or --sim-qemu)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -120,6 +123,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		API: stack.APIConfig{
 			Address: f.httpAddr, Boot: f.boot.config(f.httpAddr),
 			RateLimit: f.rateLimit, OpenServiceDiscovery: f.openSD, Images: imagesCfg,
+			AllowLoopbackBMC: f.allowLoopbackBMC,
 		},
 	}
 	dbFile := ""

@@ -97,6 +97,10 @@ type APIConfig struct {
 	// finds a token and prints none, and the caller holds the secret in
 	// Stack.Token without reading logs.
 	Token *auth.IssueInput
+	// AllowLoopbackBMC takes BMC addresses on loopback, for a fleet
+	// simulated apart from the stack; a stack with a Fleet takes them
+	// anyway, since that is where its fleet is.
+	AllowLoopbackBMC bool
 }
 
 // Stack is a running metalflow.
@@ -267,6 +271,7 @@ func Start(ctx context.Context, cfg Config) (*Stack, error) {
 			OpenServiceDiscovery: cfg.API.OpenServiceDiscovery,
 			RateLimit:            cfg.API.RateLimit,
 			Images:               imagesCfg,
+			BMC:                  api.BMCConfig{AllowLoopback: cfg.API.AllowLoopbackBMC || cfg.Fleet != nil},
 		})
 	})
 	if cfg.Netboot != nil {

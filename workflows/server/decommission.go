@@ -12,6 +12,7 @@ import (
 	"github.com/metalflow/metalflow/profiles"
 	"github.com/metalflow/metalflow/workflows/internal/options"
 	"github.com/metalflow/metalflow/workflows/server/serverapi"
+	"github.com/metalflow/metalflow/workflows/server/serverattrs"
 	"github.com/metalflow/metalflow/workflows/stepapi"
 	"github.com/metalflow/metalflow/workflows/steprunner"
 )
@@ -24,19 +25,24 @@ func Decommission(ctx workflow.Context, in serverapi.DecommissionInput) (servera
 		return serverapi.DecommissionStatus{}, temporal.NewNonRetryableApplicationError(err.Error(), "InvalidInput", nil)
 	}
 	d := newDecommission(in, workflow.GetInfo(ctx).WorkflowExecution.RunID)
+	d.keepsAttributes = workflow.GetVersion(ctx, stateAttributesChange, workflow.DefaultVersion, 1) != workflow.DefaultVersion
 	if err := d.registerHandlers(ctx); err != nil {
 		return d.status, err
 	}
 	err := d.runner.Run(ctx, d.steps())
 	if err != nil {
+		// The attributes are best effort here: the run ends either way.
 		if errors.Is(err, steprunner.ErrAborted) {
-			d.status.State = serverapi.StateAborted
+			_ = d.setState(ctx, serverapi.StateAborted)
 			err = temporal.NewNonRetryableApplicationError("decommission aborted by staff: "+d.abortReason, "Aborted", nil)
 		} else if !temporal.IsCanceledError(err) {
-			d.status.State = serverapi.StateFailed
+			_ = d.setState(ctx, serverapi.StateFailed)
 		}
 	} else {
-		d.status.State, d.status.Step = serverapi.StateDecommissioned, ""
+		d.status.Step = ""
+		if err = d.setStepAttribute(ctx, serverapi.StateDecommissioned); err == nil {
+			err = d.setState(ctx, serverapi.StateDecommissioned)
+		}
 	}
 	// Let in-flight updates deliver their answers before the run ends.
 	if werr := workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) }); werr != nil && err == nil {
@@ -57,7 +63,14 @@ type decommission struct {
 	// lifecycleEnd is how far a cancelled lifecycle had got; nil when the
 	// lifecycle had finished before the decommission started.
 	lifecycleEnd *serverapi.LifecycleEnd
+	// keepsAttributes: the run keeps the server's state and step in its
+	// search attributes, where the fleet list reads them.
+	keepsAttributes bool
 }
+
+// stateAttributesChange: decommissions started before they kept the
+// server's state in search attributes replay without the upserts.
+const stateAttributesChange = "decommission-state-attributes"
 
 func newDecommission(in serverapi.DecommissionInput, runID string) *decommission {
 	d := &decommission{in: in}
@@ -66,17 +79,17 @@ func newDecommission(in serverapi.DecommissionInput, runID string) *decommission
 	d.runner = steprunner.Runner[serverapi.RetryInput]{
 		Subject: "decommission", SubjectKV: []any{"serial", in.Serial},
 		Record: func(name string) *stepapi.StepStatus { return stepRecord(d.status.Steps, name) },
-		Started: func(_ workflow.Context, name string) error {
+		Started: func(ctx workflow.Context, name string) error {
 			d.status.Step = name
-			return nil
+			return d.setStepAttribute(ctx, name)
 		},
-		Park: func(_ workflow.Context, a stepapi.Attention) error {
-			d.status.State, d.status.Attention = serverapi.StateAttention, &a
-			return nil
+		Park: func(ctx workflow.Context, a stepapi.Attention) error {
+			d.status.Attention = &a
+			return d.setState(ctx, serverapi.StateAttention)
 		},
-		Resume: func(workflow.Context) error {
-			d.status.State, d.status.Attention = serverapi.StateDecommissioning, nil
-			return nil
+		Resume: func(ctx workflow.Context) error {
+			d.status.Attention = nil
+			return d.setState(ctx, serverapi.StateDecommissioning)
 		},
 		Retry: func(_ string, r serverapi.RetryInput) error {
 			d.generation++
@@ -354,7 +367,9 @@ func (d *decommission) unrack(ctx workflow.Context) error {
 	if d.lifecycleEnd != nil && !d.lifecycleEnd.Racked {
 		return steprunner.Skipped("provisioning was cancelled before the server was racked: no rack unit to free")
 	}
-	d.status.State = serverapi.StateWaitingUnrack
+	if err := d.setState(ctx, serverapi.StateWaitingUnrack); err != nil {
+		return err
+	}
 	if err := workflow.Await(ctx, func() bool { return d.unracked != nil }); err != nil {
 		return err
 	}
@@ -363,10 +378,35 @@ func (d *decommission) unrack(ctx workflow.Context) error {
 		serverapi.ReleaseRackUnitInput{Serial: d.in.Serial, Actor: by, Reason: "decommissioned and unracked"}).Get(ctx, nil)
 	if err != nil {
 		// Staff retry waits for nothing new: the server is out already.
-		d.status.State = serverapi.StateDecommissioning
+		// The step's error is what staff need to see, not the upsert's.
+		_ = d.setState(ctx, serverapi.StateDecommissioning)
 		return err
 	}
-	d.status.State = serverapi.StateDecommissioned
 	d.runner.Note("unracked by " + by)
-	return nil
+	return d.setState(ctx, serverapi.StateDecommissioned)
+}
+
+// setState changes the decommission's state and, for runs that keep them,
+// the LifecycleState search attribute the fleet list reads the server's
+// state from (serverapi.ServerState).
+func (d *decommission) setState(ctx workflow.Context, state string) error {
+	if d.status.State == state {
+		return nil
+	}
+	d.status.State = state
+	if !d.keepsAttributes {
+		return nil
+	}
+	return workflow.UpsertTypedSearchAttributes(ctx, serverattrs.LifecycleState().ValueSet(state))
+}
+
+// setStepAttribute records the step (or the final state) and when it
+// began, as the lifecycle does, so the list shows time in step for a
+// server on its way out too.
+func (d *decommission) setStepAttribute(ctx workflow.Context, step string) error {
+	if !d.keepsAttributes {
+		return nil
+	}
+	return workflow.UpsertTypedSearchAttributes(ctx, serverattrs.LifecycleStep().ValueSet(step),
+		serverattrs.LifecycleStepStartedAt().ValueSet(workflow.Now(ctx)))
 }

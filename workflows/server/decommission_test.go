@@ -6,8 +6,11 @@ import (
 
 	"github.com/metalflow/metalflow/workflows/internal/wftest"
 	"github.com/metalflow/metalflow/workflows/server/serverapi"
+	"github.com/metalflow/metalflow/workflows/server/serverattrs"
 	"github.com/metalflow/metalflow/workflows/stepapi"
+	"github.com/stretchr/testify/mock"
 	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 	"go.temporal.io/sdk/workflow"
 )
@@ -148,4 +151,68 @@ func TestDecommissionAbortInAttention(t *testing.T) {
 	require.ErrorContains(t, lt.env.GetWorkflowError(), "server sold as is")
 	require.Zero(t, lt.fake.Count(serverapi.RetireAssetName))
 	require.Zero(t, lt.fake.Count(serverapi.ReleaseRackUnitName))
+}
+
+// upsertedAttributes records, in order, the states and steps a workflow
+// upserts into its search attributes.
+type upsertedAttributes struct {
+	states, steps []string
+}
+
+func (lt *lifecycleTest) recordAttributes() *upsertedAttributes {
+	u := &upsertedAttributes{}
+	lt.env.OnUpsertTypedSearchAttributes(mock.Anything).Run(func(args mock.Arguments) {
+		sa := args.Get(0).(temporal.SearchAttributes)
+		if v, ok := sa.GetKeyword(serverattrs.LifecycleState()); ok {
+			u.states = append(u.states, v)
+		}
+		if v, ok := sa.GetKeyword(serverattrs.LifecycleStep()); ok {
+			u.steps = append(u.steps, v)
+			_, stamped := sa.GetTime(serverattrs.LifecycleStepStartedAt())
+			require.True(lt.t, stamped, "step %s without its start", v)
+		}
+	}).Return(nil)
+	return u
+}
+
+// The fleet list reads a decommissioned server's state from its
+// decommission's search attributes: they follow its status through
+// attention, the wait for the technician and the end.
+func TestDecommissionKeepsTheServerStateInSearchAttributes(t *testing.T) {
+	lt := newDecommissionTest(t)
+	attrs := lt.recordAttributes()
+	lt.fake.FailNext(serverapi.WipeServerName, wftest.NonRetryable("BMC refused the credential", stepapi.ErrTypeBMCAuth))
+	var parked, waiting []string
+	lt.at(time.Minute, func() {
+		require.Equal(t, serverapi.StateAttention, lt.decommissionStatus().State)
+		parked = append([]string(nil), attrs.states...)
+		lt.update(stepapi.UpdateRetry, serverapi.RetryInput{BMC: &serverapi.BMCRef{CredentialRef: "cred-2"}})
+	})
+	lt.at(time.Hour, func() {
+		require.Equal(t, serverapi.StateWaitingUnrack, lt.decommissionStatus().State)
+		waiting = append([]string(nil), attrs.states...)
+		lt.update(serverapi.UpdateUnracked, serverapi.UnrackedInput{})
+	})
+	lt.env.ExecuteWorkflow(serverapi.DecommissionName, decommissionInput("SN-D6", "compute"))
+	require.NoError(t, lt.env.GetWorkflowError())
+
+	require.Equal(t, []string{serverapi.StateAttention}, parked)
+	require.Equal(t, []string{serverapi.StateAttention, serverapi.StateDecommissioning, serverapi.StateWaitingUnrack}, waiting)
+	require.Equal(t, []string{serverapi.StateAttention, serverapi.StateDecommissioning, serverapi.StateWaitingUnrack,
+		serverapi.StateDecommissioned}, attrs.states)
+	// The wipe started twice: before its attention and on the retry.
+	require.Equal(t, []string{serverapi.StepLeaveAggregate, serverapi.StepDeleteCloudNode, serverapi.StepSecureWipe, serverapi.StepSecureWipe,
+		serverapi.StepResetBIOS, serverapi.StepPowerOff, serverapi.StepRetireAsset, serverapi.StepUnrack, serverapi.StateDecommissioned}, attrs.steps)
+}
+
+// An aborted decommission gives the server back: its attributes say so,
+// and the list shows the lifecycle's state again (serverapi.ServerState).
+func TestAbortedDecommissionSaysSoInSearchAttributes(t *testing.T) {
+	lt := newDecommissionTest(t)
+	attrs := lt.recordAttributes()
+	lt.fake.FailNext(serverapi.PowerOffServerName, wftest.NonRetryable("BMC rejected the request", stepapi.ErrTypeBMCRejected))
+	lt.at(time.Minute, func() { lt.update(stepapi.UpdateAbort, stepapi.AbortInput{Reason: "sold as is", By: "ops"}) })
+	lt.env.ExecuteWorkflow(serverapi.DecommissionName, decommissionInput("SN-D7", "compute"))
+	require.Error(t, lt.env.GetWorkflowError())
+	require.Equal(t, []string{serverapi.StateAttention, serverapi.StateDecommissioning, serverapi.StateAborted}, attrs.states)
 }

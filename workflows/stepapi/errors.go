@@ -47,6 +47,9 @@ const (
 	ErrTypeUnknownProfile    = "UnknownProfile"
 	ErrTypeRAIDImpossible    = "RAIDImpossible"
 	ErrTypeBIOSNotApplied    = "BIOSNotApplied"
+	// ErrTypeBMCOutsideSite: the BMC address is outside the BMC networks of
+	// the site the server is racked in; staff retry with the right one.
+	ErrTypeBMCOutsideSite = "BMCOutsideSite"
 )
 
 // NonRetryableErrorTypes lists the errors that need a human, for activity
@@ -55,7 +58,7 @@ func NonRetryableErrorTypes() []string {
 	return []string{
 		ErrTypeInvalidPlacement, ErrTypeUnitOccupied, ErrTypeNotFound,
 		ErrTypeBMCAuth, ErrTypeBMCUnsupported, ErrTypeBMCRejected, ErrTypeCredentialMissing,
-		ErrTypeInventoryMismatch, ErrTypeUnknownProfile, ErrTypeRAIDImpossible, ErrTypeBIOSNotApplied,
+		ErrTypeInventoryMismatch, ErrTypeUnknownProfile, ErrTypeRAIDImpossible, ErrTypeBIOSNotApplied, ErrTypeBMCOutsideSite,
 		ErrTypeCloudRejected, ErrTypeCloudFailed, ErrTypeNoSuchVIP,
 	}
 }

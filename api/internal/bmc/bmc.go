@@ -1,7 +1,9 @@
 // Package bmc reads a BMC as staff give it (address and credential), for
 // every route that takes one: a server's registration and retry, a
-// decommission's retry, a rack batch. The password goes straight into the
-// credential store; only a reference goes on to a workflow.
+// decommission's retry, a rack batch. The address is held to the sites'
+// BMC networks (Addresses) before anything is stored; the password goes
+// straight into the credential store; only a reference goes on to a
+// workflow.
 package bmc
 
 import (
@@ -68,12 +70,17 @@ type RetryRequest struct {
 // Ref checks the retry's BMC and seals its credential, if it gives one: a
 // corrected address alone keeps the credential the workflow has. Nil when
 // the retry changes no BMC.
-func (r RetryRequest) Ref(ctx context.Context, store Sealer, serial string) (*serverapi.BMCRef, error) {
+func (r RetryRequest) Ref(ctx context.Context, store Sealer, addrs Addresses, serial string) (*serverapi.BMCRef, error) {
 	if r.BMC == nil {
 		return nil, nil
 	}
 	if err := Validate(*r.BMC, false); err != nil {
 		return nil, err
+	}
+	if r.BMC.Address != "" {
+		if err := addrs.CheckFor(ctx, r.BMC.Address, serial); err != nil {
+			return nil, err
+		}
 	}
 	ref := &serverapi.BMCRef{Address: r.BMC.Address}
 	if r.BMC.Username != "" || r.BMC.Password != "" {
@@ -88,11 +95,11 @@ func (r RetryRequest) Ref(ctx context.Context, store Sealer, serial string) (*se
 
 // Send forwards staff's retry to ref's workflow, the corrected BMC sealed
 // into the credential store first: the workflow gets only a reference.
-func (r RetryRequest) Send(c echo.Context, tc httpx.Workflows, store Sealer, ref httpx.WorkflowRef, serial string, in serverapi.RetryInput) error {
+func (r RetryRequest) Send(c echo.Context, tc httpx.Workflows, store Sealer, addrs Addresses, ref httpx.WorkflowRef, serial string, in serverapi.RetryInput) error {
 	ctx, cancel := context.WithTimeout(c.Request().Context(), httpx.UpdateTimeout)
 	defer cancel()
 	var err error
-	if in.BMC, err = r.Ref(ctx, store, serial); err != nil {
+	if in.BMC, err = r.Ref(ctx, store, addrs, serial); err != nil {
 		return err
 	}
 	return httpx.SendUpdate(c, ctx, tc, ref, stepapi.UpdateRetry, in, &stepapi.DecisionResult{})

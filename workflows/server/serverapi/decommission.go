@@ -31,6 +31,51 @@ const (
 	StateDecommissioned  = "decommissioned"
 )
 
+// ServerState is the state a server is in, from its lifecycle's state and
+// its decommission's ("" for none). Once a lifecycle has handed the server
+// over (installed, ready, or cancelled by the decommission) the server is
+// where its decommission is; a decommission aborted or failed gave it back.
+// The status of one server and the fleet list both answer with it, so they
+// cannot disagree.
+func ServerState(lifecycle, decommission string) string {
+	if !HandedOver(lifecycle) {
+		return lifecycle
+	}
+	switch decommission {
+	case StateDecommissioning, StateAttention:
+		// Staff answer a decommission's attention on its own routes; the
+		// server is on its way out either way.
+		return StateDecommissioning
+	case StateWaitingUnrack, StateDecommissioned:
+		return decommission
+	}
+	return lifecycle
+}
+
+// HandedOver says a lifecycle in this state has ended in a way a
+// decommission takes over from: only then does the decommission's state
+// become the server's.
+func HandedOver(lifecycle string) bool {
+	switch lifecycle {
+	case StateInstalled, StateReady, StateCancelled:
+		return true
+	}
+	return false
+}
+
+// DecommissionStatesShownAs lists the decommission states that make a
+// server's state serverState (see ServerState); nil for a state only a
+// lifecycle gives.
+func DecommissionStatesShownAs(serverState string) []string {
+	switch serverState {
+	case StateDecommissioning:
+		return []string{StateDecommissioning, StateAttention}
+	case StateWaitingUnrack, StateDecommissioned:
+		return []string{serverState}
+	}
+	return nil
+}
+
 // Decommission steps, in order.
 const (
 	// StepCancelProvisioning runs first when the server was still being

@@ -6,10 +6,12 @@ import (
 	"github.com/metalflow/metalflow/workflows/stepapi"
 )
 
-// States lists every state a server can be in, as the API filters by it.
-// Ready and decommissioned belong to the cloud and decommission steps.
+// States lists every state a server can be in, as its status shows it and
+// the API filters by it: its lifecycle's, then its decommission's (see
+// ServerState).
 func States() []string {
-	return []string{StateWaitingRack, StateProvisioning, StateAttention, StateInstalled, StateReady, StateFailed, StateAborted, StateCancelled, StateDecommissioned}
+	return []string{StateWaitingRack, StateProvisioning, StateAttention, StateInstalled, StateReady, StateFailed, StateAborted, StateCancelled,
+		StateDecommissioning, StateWaitingUnrack, StateDecommissioned}
 }
 
 // TaskQueue is where the lifecycle workflows and their activities run.

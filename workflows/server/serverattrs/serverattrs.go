@@ -1,7 +1,8 @@
-// Package serverattrs holds the search attributes a server's lifecycle
-// carries, by which the API lists the fleet and the Web UI filters it. The
-// API sets them when it starts a lifecycle and the workflow upserts them as
-// it goes, so both import this (and not each other).
+// Package serverattrs holds the search attributes a server's lifecycle and
+// its decommission carry, by which the API lists the fleet and the Web UI
+// filters it. The API sets them when it starts either workflow and the
+// workflow upserts them as it goes, so both import this (and not each
+// other).
 package serverattrs
 
 import (
@@ -60,4 +61,20 @@ func AtStart(serial string, now time.Time) temporal.SearchAttributes {
 		LifecycleStepStartedAt().ValueSet(now),
 		LifecycleState().ValueSet(serverapi.StateWaitingRack),
 	)
+}
+
+// DecommissionAtStart are set when a server's decommission starts. From
+// then on the decommission holds the server's state (serverapi.ServerState)
+// under the lifecycle's attribute names: a lifecycle that has ended cannot
+// change its own, and the fleet list finds the decommission by them before
+// its first workflow task runs.
+func DecommissionAtStart(serial string, loc *serverapi.Location) temporal.SearchAttributes {
+	set := []temporal.SearchAttributeUpdate{
+		ServerSerial().ValueSet(serial),
+		LifecycleState().ValueSet(serverapi.StateDecommissioning),
+	}
+	if loc != nil {
+		set = append(set, Rack().ValueSet(loc.Rack))
+	}
+	return temporal.NewSearchAttributes(set...)
 }
