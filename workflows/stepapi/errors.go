@@ -44,9 +44,12 @@ const (
 	ErrTypeBMCRejected       = "BMCRejected"
 	ErrTypeCredentialMissing = "CredentialMissing"
 	ErrTypeInventoryMismatch = "InventoryMismatch"
-	ErrTypeUnknownProfile    = "UnknownProfile"
-	ErrTypeRAIDImpossible    = "RAIDImpossible"
-	ErrTypeBIOSNotApplied    = "BIOSNotApplied"
+	// ErrTypeInventoryIncomplete: what the BMC would not give leaves open
+	// whether the server meets its profile.
+	ErrTypeInventoryIncomplete = "InventoryIncomplete"
+	ErrTypeUnknownProfile      = "UnknownProfile"
+	ErrTypeRAIDImpossible      = "RAIDImpossible"
+	ErrTypeBIOSNotApplied      = "BIOSNotApplied"
 )
 
 // NonRetryableErrorTypes lists the errors that need a human, for activity
@@ -55,7 +58,7 @@ func NonRetryableErrorTypes() []string {
 	return []string{
 		ErrTypeInvalidPlacement, ErrTypeUnitOccupied, ErrTypeNotFound,
 		ErrTypeBMCAuth, ErrTypeBMCUnsupported, ErrTypeBMCRejected, ErrTypeCredentialMissing,
-		ErrTypeInventoryMismatch, ErrTypeUnknownProfile, ErrTypeRAIDImpossible, ErrTypeBIOSNotApplied,
+		ErrTypeInventoryMismatch, ErrTypeInventoryIncomplete, ErrTypeUnknownProfile, ErrTypeRAIDImpossible, ErrTypeBIOSNotApplied,
 		ErrTypeCloudRejected, ErrTypeCloudFailed, ErrTypeNoSuchVIP,
 	}
 }
