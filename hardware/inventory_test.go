@@ -1,9 +1,14 @@
 package hardware_test
 
 import (
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/metalflow/metalflow/bmcsim"
@@ -163,4 +168,34 @@ func TestInventoryOfRecordedDellTree(t *testing.T) {
 		{Path: sys + "/Memory", Error: "answered 404", Part: hardware.PartMemory},
 		{Path: sys + "/Storage/RAID.Integrated.1-1/Drives/Disk.Bay.0", Error: "answered 404", Part: hardware.PartDrives},
 	})
+}
+
+// TestInventoryMemberAnswering500: a drive the BMC answers 500 for, on
+// every one of the transport's attempts, is a warning like a 404; the
+// failed requests are the warning's, not failures the read swallowed.
+func TestInventoryMemberAnswering500(t *testing.T) {
+	f, b := quickFleet(t, bmcsim.VendorHPE, func(c *bmcsim.Config) { c.InsecureHTTP = true })
+	target, err := url.Parse(b.Address())
+	require.NoError(t, err)
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	var broken atomic.Int32
+	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.Contains(r.URL.Path, "/Drives/") && strings.HasSuffix(r.URL.Path, "/3") {
+			broken.Add(1)
+			http.Error(w, `{"error":{"code":"Base.1.8.InternalError"}}`, http.StatusInternalServerError)
+			return
+		}
+		proxy.ServeHTTP(w, r)
+	}))
+	t.Cleanup(front.Close)
+	ep := endpointOf(f, b)
+	ep.Address = front.URL
+	m := dial(t, ep)
+	inv, err := m.Inventory(ctxT(t))
+	require.NoError(t, err)
+	assert.Len(t, inv.Drives, 3)
+	require.Len(t, inv.Warnings, 1)
+	assert.Equal(t, hardware.InventoryWarning{Path: inv.Warnings[0].Path, Error: "answered 500", Part: hardware.PartDrives}, inv.Warnings[0])
+	assert.True(t, strings.HasSuffix(inv.Warnings[0].Path, "/Drives/3"), inv.Warnings[0].Path)
+	assert.Greater(t, broken.Load(), int32(1), "the transport asked again before giving up")
 }
