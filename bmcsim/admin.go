@@ -21,7 +21,8 @@ import (
 //
 // Faults JSON: {"latency":"200ms","latency_jitter":"50ms","error_rate":0.1,
 // "error_status":503,"retry_after":5,"retry_after_date":false,"hang":false,
-// "hang_rate":0.05,"session_drop_rate":0.02,"task_exception":true}.
+// "hang_rate":0.05,"session_drop_rate":0.02,"task_exception":true,
+// "tree":["dangling-drive","no-serial"]} (tree faults: see TreeFaultNames).
 func (f *Fleet) AdminHandler() http.Handler {
 	mux := http.NewServeMux()
 	writeJSON := func(w http.ResponseWriter, status int, v any) {

@@ -366,8 +366,16 @@ func (b *BMC) public(r *http.Request, key string) bool {
 	return r.Method == http.MethodPost && key == pathKey(b.m.sessions)
 }
 
-// get answers a read of any resource: rendered state or the base tree.
+// get answers a read of any resource: rendered state or the base tree,
+// in the shape the tree faults in force give it.
 func (b *BMC) get(key, path string) (*reply, *redfishError) {
+	if len(b.faults.Tree) > 0 {
+		return b.getFaulty(key, path)
+	}
+	return b.getPlain(key, path)
+}
+
+func (b *BMC) getPlain(key, path string) (*reply, *redfishError) {
 	if doc := b.render(key); doc != nil {
 		return b.docReply(doc), nil
 	}
@@ -405,14 +413,9 @@ func (b *BMC) docReply(doc map[string]any) *reply {
 }
 
 // currentETag is the tag a client must hold to change the resource at key.
+// It is the tag a read hands out, tree faults and all.
 func (b *BMC) currentETag(key string) string {
-	if doc := b.render(key); doc != nil {
-		return b.docReply(doc).etag
-	}
-	if d := b.m.tree.docs[key]; d != nil {
-		return b.tagFor(d.etag)
-	}
-	if rep := b.getMember(key); rep != nil {
+	if rep, err := b.get(key, key); err == nil {
 		return rep.etag
 	}
 	return ""

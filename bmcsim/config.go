@@ -104,6 +104,9 @@ type Faults struct {
 	SessionDropRate float64 `json:"session_drop_rate,omitempty"`
 	// TaskException makes tasks created from now on end in Exception.
 	TaskException bool `json:"task_exception,omitempty"`
+	// Tree names the tree faults (see TreeFaultNames) the BMC serves:
+	// dangling links, empty collections, missing or oddly typed properties.
+	Tree []string `json:"tree,omitempty"`
 }
 
 func (c Config) withDefaults() Config {

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"slices"
 	"time"
 )
 
@@ -11,6 +12,7 @@ import (
 func (b *BMC) SetFaults(f Faults) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	f.Tree = slices.Clone(f.Tree) // the caller's slice stays the caller's
 	b.faults = f
 }
 
@@ -18,7 +20,9 @@ func (b *BMC) SetFaults(f Faults) {
 func (b *BMC) Faults() Faults {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return b.faults
+	f := b.faults
+	f.Tree = slices.Clone(f.Tree)
+	return f
 }
 
 // DropSessions loses every session, so clients holding a token get 401.
@@ -95,23 +99,24 @@ func (b *BMC) Rebooting() bool {
 
 // faultsJSON is the admin endpoint's spelling: durations as "250ms".
 type faultsJSON struct {
-	Latency         string  `json:"latency,omitempty"`
-	LatencyJitter   string  `json:"latency_jitter,omitempty"`
-	ErrorRate       float64 `json:"error_rate,omitempty"`
-	ErrorStatus     int     `json:"error_status,omitempty"`
-	RetryAfter      int     `json:"retry_after,omitempty"`
-	RetryAfterDate  bool    `json:"retry_after_date,omitempty"`
-	Hang            bool    `json:"hang,omitempty"`
-	HangRate        float64 `json:"hang_rate,omitempty"`
-	SessionDropRate float64 `json:"session_drop_rate,omitempty"`
-	TaskException   bool    `json:"task_exception,omitempty"`
+	Latency         string   `json:"latency,omitempty"`
+	LatencyJitter   string   `json:"latency_jitter,omitempty"`
+	ErrorRate       float64  `json:"error_rate,omitempty"`
+	ErrorStatus     int      `json:"error_status,omitempty"`
+	RetryAfter      int      `json:"retry_after,omitempty"`
+	RetryAfterDate  bool     `json:"retry_after_date,omitempty"`
+	Hang            bool     `json:"hang,omitempty"`
+	HangRate        float64  `json:"hang_rate,omitempty"`
+	SessionDropRate float64  `json:"session_drop_rate,omitempty"`
+	TaskException   bool     `json:"task_exception,omitempty"`
+	Tree            []string `json:"tree,omitempty"`
 }
 
 // MarshalJSON writes durations the way operators type them.
 func (f Faults) MarshalJSON() ([]byte, error) {
 	j := faultsJSON{ErrorRate: f.ErrorRate, ErrorStatus: f.ErrorStatus, RetryAfter: f.RetryAfter,
 		RetryAfterDate: f.RetryAfterDate, Hang: f.Hang, HangRate: f.HangRate,
-		SessionDropRate: f.SessionDropRate, TaskException: f.TaskException}
+		SessionDropRate: f.SessionDropRate, TaskException: f.TaskException, Tree: f.Tree}
 	if f.Latency > 0 {
 		j.Latency = f.Latency.String()
 	}
@@ -129,7 +134,7 @@ func (f *Faults) UnmarshalJSON(data []byte) error {
 	}
 	out := Faults{ErrorRate: j.ErrorRate, ErrorStatus: j.ErrorStatus, RetryAfter: j.RetryAfter,
 		RetryAfterDate: j.RetryAfterDate, Hang: j.Hang, HangRate: j.HangRate,
-		SessionDropRate: j.SessionDropRate, TaskException: j.TaskException}
+		SessionDropRate: j.SessionDropRate, TaskException: j.TaskException, Tree: j.Tree}
 	var err error
 	if j.Latency != "" {
 		if out.Latency, err = time.ParseDuration(j.Latency); err != nil {
@@ -166,5 +171,5 @@ func (f Faults) validate() error {
 	if f.Latency < 0 || f.LatencyJitter < 0 {
 		return fmt.Errorf("latency must not be negative")
 	}
-	return nil
+	return validateTreeFaults(f.Tree)
 }

@@ -207,6 +207,13 @@ const maxRelogins = 3
 // swallow some failed sub-requests (a read-back, a task poll) and answer
 // success for work that was never done.
 func (s *session) run(ctx context.Context, op string, do func() error) error {
+	return s.runAccounted(ctx, op, func() (int, error) { return 0, do() })
+}
+
+// runAccounted is run for an operation that reports some failed requests
+// itself (the inventory's warnings): do returns how many, and only
+// failures beyond those are taken for swallowed ones.
+func (s *session) runAccounted(ctx context.Context, op string, do func() (accounted int, err error)) error {
 	if err := ctx.Err(); err != nil {
 		return classify(op, err)
 	}
@@ -218,11 +225,11 @@ func (s *session) run(ctx context.Context, op string, do func() error) error {
 	}
 	for relogins := 0; ; relogins++ {
 		before := s.tr.failures()
-		err := do()
+		accounted, err := do()
 		after := s.tr.failures()
 		if err == nil {
 			switch {
-			case after.failed > before.failed:
+			case after.failed > before.failed+accounted:
 				return s.fail(op, &Error{Kind: Transient, Op: op,
 					Err: errors.New("a BMC request failed although the operation reported success")})
 			case after.unauthorized > before.unauthorized:

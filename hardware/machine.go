@@ -92,7 +92,29 @@ type Inventory struct {
 	CPUArch      string     `json:"cpuArch,omitempty"`
 	TotalCores   int        `json:"totalCores"`
 	TotalThreads int        `json:"totalThreads"`
+	// Warnings are the parts the BMC would not give: a link that answered
+	// an error, a property left out, a collection at odds with itself.
+	// The rest of the inventory is what could be read.
+	Warnings []InventoryWarning `json:"warnings,omitempty"`
 }
+
+// InventoryWarning is one part of the inventory that could not be read.
+type InventoryWarning struct {
+	// Path is the Redfish resource, as the BMC links it.
+	Path  string `json:"path"`
+	Error string `json:"error"`
+	// Part is what the warning leaves uncertain: PartCPUs, PartMemory,
+	// PartDrives, PartNICs, or "" for what no profile requires.
+	Part string `json:"part,omitempty"`
+}
+
+// The parts of a server a profile sets minimums for.
+const (
+	PartCPUs   = "cpus"
+	PartMemory = "memory"
+	PartDrives = "drives"
+	PartNICs   = "nics"
+)
 
 // CPU is one processor package.
 type CPU struct {

@@ -49,10 +49,13 @@ func (p *Provisioning) InspectServer(ctx context.Context, in serverapi.InspectSe
 	if err != nil {
 		return serverapi.InspectServerResult{}, err
 	}
-	problems := checkMinimum(prof.Minimum, inv, len(macs))
+	problems, unsure := checkMinimum(prof, inv, len(macs))
 	state := "inspected"
-	if len(problems) > 0 {
+	switch {
+	case len(problems) > 0:
 		state = "inspection-mismatch"
+	case len(unsure) > 0:
+		state = "inspection-incomplete"
 	}
 	if _, err := p.Inventory.RegisterAsset(ctx, inventory.AssetRecord{
 		Serial: in.Serial, Vendor: inv.Vendor, Model: inv.Model, MACs: macs, Hardware: hw, State: state,
@@ -63,7 +66,10 @@ func (p *Provisioning) InspectServer(ctx context.Context, in serverapi.InspectSe
 		problems = append(problems, fmt.Sprintf("the BMC reports serial %s, not %s (wrong BMC address?)", inv.Serial, in.Serial))
 	}
 	if len(problems) > 0 {
-		return serverapi.InspectServerResult{}, mismatch("hardware does not meet profile %q: %s", prof.Name, strings.Join(problems, "; "))
+		return serverapi.InspectServerResult{}, mismatch("hardware does not meet profile %q: %s", prof.Name, strings.Join(append(problems, unsure...), "; "))
+	}
+	if len(unsure) > 0 {
+		return serverapi.InspectServerResult{}, temporal.NewNonRetryableApplicationError(strings.Join(unsure, "; "), stepapi.ErrTypeInventoryIncomplete, nil)
 	}
 	var localBytes int64
 	for _, d := range inv.Drives {
@@ -74,23 +80,49 @@ func (p *Provisioning) InspectServer(ctx context.Context, in serverapi.InspectSe
 		CPUs: inv.TotalThreads, MemoryMiB: inv.MemoryGiB * 1024, LocalGB: int(localBytes / 1_000_000_000), CPUArch: inv.CPUArch,
 		Drives: len(inv.Drives), InstallTimeout: prof.InstallTimeout(), InstallAttempts: prof.InstallAttempts(),
 		SystemSerial: inv.Serial, Image: prof.Image, RootDevice: prof.RootDevice,
-		SSHAuthorizedKeys: prof.SSHAuthorizedKeys, UserData: prof.UserData,
+		SSHAuthorizedKeys: prof.SSHAuthorizedKeys, UserData: prof.UserData, Warnings: warningsOf(inv),
 	}, nil
 }
 
-func checkMinimum(min profiles.Requirements, inv hardware.Inventory, macs int) []string {
-	var problems []string
-	if len(inv.CPUs) < min.CPUs {
-		problems = append(problems, fmt.Sprintf("%d CPUs, profile needs %d", len(inv.CPUs), min.CPUs))
+// warningsOf are the inventory's warnings as the lifecycle keeps them.
+func warningsOf(inv hardware.Inventory) []serverapi.InventoryWarning {
+	var out []serverapi.InventoryWarning
+	for _, w := range inv.Warnings {
+		out = append(out, serverapi.InventoryWarning{Path: w.Path, Error: w.Error})
 	}
-	if inv.MemoryGiB < min.MemoryGiB {
-		problems = append(problems, fmt.Sprintf("%d GiB memory, profile needs %d", inv.MemoryGiB, min.MemoryGiB))
+	return out
+}
+
+// checkMinimum judges the hardware that was read against the profile's
+// minimums. A shortfall is a problem, unless a warning on that part
+// leaves open whether the server has more than was read: then it cannot
+// be told, and the warnings say what a human must look at.
+func checkMinimum(prof profiles.Profile, inv hardware.Inventory, macs int) (problems, unsure []string) {
+	want := prof.Minimum
+	for _, c := range []struct {
+		part, what string
+		have, need int
+	}{
+		{hardware.PartCPUs, "CPUs", len(inv.CPUs), want.CPUs},
+		{hardware.PartMemory, "GiB memory", inv.MemoryGiB, want.MemoryGiB},
+		{hardware.PartDrives, "drives", len(inv.Drives), want.Drives},
+		{hardware.PartNICs, "NICs with a MAC", macs, want.NICs},
+	} {
+		if c.have >= c.need {
+			continue
+		}
+		var why []string
+		for _, w := range inv.Warnings {
+			if w.Part == c.part {
+				why = append(why, w.Path+" "+w.Error)
+			}
+		}
+		if len(why) == 0 {
+			problems = append(problems, fmt.Sprintf("%d %s, profile needs %d", c.have, c.what, c.need))
+			continue
+		}
+		unsure = append(unsure, fmt.Sprintf("cannot tell whether the server has the %d %s profile %q needs: %d read; %s",
+			c.need, c.what, prof.Name, c.have, strings.Join(why, ", ")))
 	}
-	if len(inv.Drives) < min.Drives {
-		problems = append(problems, fmt.Sprintf("%d drives, profile needs %d", len(inv.Drives), min.Drives))
-	}
-	if macs < min.NICs {
-		problems = append(problems, fmt.Sprintf("%d NICs with a MAC, profile needs %d", macs, min.NICs))
-	}
-	return problems
+	return problems, unsure
 }

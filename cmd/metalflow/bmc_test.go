@@ -198,3 +198,41 @@ func TestBMCToolBIOSOfUnknownSystemID(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "BootMode=Uefi\n", out)
 }
+
+// TestBMCInventoryShowsWarnings: a drive link that answers 404 no longer
+// fails `bmc inventory`; the JSON names it under warnings.
+func TestBMCInventoryShowsWarnings(t *testing.T) {
+	b, ca := simBMC(t, bmcsim.VendorSupermicro)
+	b.SetFaults(bmcsim.Faults{Tree: []string{bmcsim.FaultDanglingDrive}})
+	out, err := bmcCmd(t, b, ca, "inventory")
+	require.NoError(t, err)
+	var inv struct {
+		Drives   []json.RawMessage `json:"drives"`
+		Warnings []struct {
+			Path  string `json:"path"`
+			Error string `json:"error"`
+		} `json:"warnings"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(out), &inv))
+	assert.Len(t, inv.Drives, 3)
+	require.Len(t, inv.Warnings, 1, out)
+	assert.Contains(t, inv.Warnings[0].Path, "/Drives/")
+	assert.Equal(t, "answered 404", inv.Warnings[0].Error)
+}
+
+// TestBMCSimRefusesAnUnknownFault: a misspelt --fault is a usage error,
+// before any BMC starts.
+func TestBMCSimRefusesAnUnknownFault(t *testing.T) {
+	var out, errOut bytes.Buffer
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	err := runBMCSim(ctx, []string{"--fault", "dangling-drive,dangling-disk"}, &out, &errOut)
+	var usage usageError
+	require.ErrorAs(t, err, &usage)
+	assert.Contains(t, err.Error(), `unknown fault "dangling-disk"`)
+	assert.NotContains(t, errOut.String(), "BMCs up")
+
+	err = runBMCSim(ctx, []string{"--fault", "dangling-drive", "--fault", "no-serial,count-mismatch", "--post-delay", "10ms"}, &out, &errOut)
+	require.NoError(t, err, "known faults, repeated and in lists, start the fleet")
+	assert.Contains(t, errOut.String(), "BMCs up")
+}

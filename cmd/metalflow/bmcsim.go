@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/metalflow/metalflow/bmcsim"
@@ -50,6 +52,18 @@ func runBMCSim(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs.Float64Var(&cfg.Faults.SessionDropRate, "session-drop-rate", 0, "fault: fraction of session requests on which the BMC loses every session (401 until a new login)")
 	fs.Uint64Var(&cfg.Seed, "fault-seed", 0, "vary which requests the fault rates hit (same seed, same faults)")
 	fs.BoolVar(&cfg.Faults.TaskException, "task-exception", false, "fault: tasks end in Exception")
+	fs.Func("fault", "fault in the Redfish tree, repeatable or comma-separated: "+strings.Join(bmcsim.TreeFaultNames(), ", "), func(v string) error {
+		names, err := bmcsim.ParseTreeFaults(v)
+		if err != nil {
+			return err
+		}
+		for _, n := range names {
+			if !slices.Contains(cfg.Faults.Tree, n) {
+				cfg.Faults.Tree = append(cfg.Faults.Tree, n)
+			}
+		}
+		return nil
+	})
 	manifest := fs.String("manifest", "", "write the fleet manifest (JSON, with passwords) to this file; - for stdout")
 	var q bmcsim.QEMUConfig
 	useQEMU := fs.Bool("qemu", false, "put a real qemu VM behind the BMCs (see --qemu-*), instead of a simulated host")

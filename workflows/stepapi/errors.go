@@ -44,9 +44,12 @@ const (
 	ErrTypeBMCRejected       = "BMCRejected"
 	ErrTypeCredentialMissing = "CredentialMissing"
 	ErrTypeInventoryMismatch = "InventoryMismatch"
-	ErrTypeUnknownProfile    = "UnknownProfile"
-	ErrTypeRAIDImpossible    = "RAIDImpossible"
-	ErrTypeBIOSNotApplied    = "BIOSNotApplied"
+	// ErrTypeInventoryIncomplete: what the BMC would not give leaves open
+	// whether the server meets its profile.
+	ErrTypeInventoryIncomplete = "InventoryIncomplete"
+	ErrTypeUnknownProfile      = "UnknownProfile"
+	ErrTypeRAIDImpossible      = "RAIDImpossible"
+	ErrTypeBIOSNotApplied      = "BIOSNotApplied"
 	// ErrTypeBMCOutsideSite: the BMC address is outside the BMC networks of
 	// the site the server is racked in; staff retry with the right one.
 	ErrTypeBMCOutsideSite = "BMCOutsideSite"
@@ -58,7 +61,7 @@ func NonRetryableErrorTypes() []string {
 	return []string{
 		ErrTypeInvalidPlacement, ErrTypeUnitOccupied, ErrTypeNotFound,
 		ErrTypeBMCAuth, ErrTypeBMCUnsupported, ErrTypeBMCRejected, ErrTypeCredentialMissing,
-		ErrTypeInventoryMismatch, ErrTypeUnknownProfile, ErrTypeRAIDImpossible, ErrTypeBIOSNotApplied, ErrTypeBMCOutsideSite,
+		ErrTypeInventoryMismatch, ErrTypeInventoryIncomplete, ErrTypeUnknownProfile, ErrTypeRAIDImpossible, ErrTypeBIOSNotApplied, ErrTypeBMCOutsideSite,
 		ErrTypeCloudRejected, ErrTypeCloudFailed, ErrTypeNoSuchVIP,
 	}
 }

@@ -242,6 +242,16 @@ type InspectServerResult struct {
 	RootDevice        map[string]string `json:"rootDevice,omitempty"`
 	SSHAuthorizedKeys []string          `json:"sshAuthorizedKeys,omitempty"`
 	UserData          string            `json:"userData,omitempty"`
+	// Warnings name the parts of the inventory the BMC would not give,
+	// none of which the profile needed.
+	Warnings []InventoryWarning `json:"warnings,omitempty"`
+}
+
+// InventoryWarning is a part of the inventory that could not be read: the
+// Redfish path and what went wrong there.
+type InventoryWarning struct {
+	Path  string `json:"path"`
+	Error string `json:"error"`
 }
 
 // StartInstallInput starts install attempt Attempt.
