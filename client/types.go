@@ -32,6 +32,8 @@ type (
 	// DeployStatus is an image deploy's phases, with their times, and
 	// its write rates.
 	DeployStatus = serverapi.DeployStatus
+	// Hardware is what inspection found.
+	Hardware = serverapi.Hardware
 )
 
 // BMC is how the lifecycle reaches a server's BMC.
@@ -100,6 +102,8 @@ type Server struct {
 	RAID *RAIDReport `json:"raid,omitempty"`
 	// Deploy is the current image deploy's phases and figures.
 	Deploy *DeployStatus `json:"deploy,omitempty"`
+	// Hardware is what inspection found, with what the BMC would not give.
+	Hardware *Hardware `json:"hardware,omitempty"`
 }
 
 // Racked is the racked signal's answer.

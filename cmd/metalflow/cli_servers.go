@@ -280,6 +280,13 @@ func renderServer(w io.Writer, s client.Server, now time.Time) error {
 	if s.TemporalURL != "" {
 		fmt.Fprintf(w, "Temporal:  %s\n", s.TemporalURL)
 	}
+	if s.Hardware != nil && len(s.Hardware.Warnings) > 0 {
+		// What the BMC would not give: the inventory is partial there.
+		fmt.Fprintf(w, "Inventory: %d part(s) the BMC would not give\n", len(s.Hardware.Warnings))
+		for _, iw := range s.Hardware.Warnings {
+			fmt.Fprintf(w, "  %s: %s\n", iw.Path, iw.Error)
+		}
+	}
 	if s.Attention != nil {
 		fmt.Fprintf(w, "Attention: %s failed: %s\n", s.Attention.Step, s.Attention.Error)
 		for _, h := range attentionAnswers(s.Serial, *s.Attention) {

@@ -19,6 +19,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/metalflow/metalflow/client"
+	"github.com/metalflow/metalflow/workflows/server/serverapi"
 )
 
 func writeConfig(t *testing.T, dir, body string) string {
@@ -327,4 +328,16 @@ func TestRenderServerAppliedVersusDesired(t *testing.T) {
 		"metalflow-root  RAID1  MAX     d0,d1   v1     ✓\n"+
 		"metalflow-data  RAID1  100 GB  d2,d3   -      ✗ missing\n"+
 		"leftover        RAID0  240 GB  d2      v9     ✗ unexpected\n")
+}
+
+func TestRenderServerShowsWhatTheBMCWouldNotGive(t *testing.T) {
+	var buf bytes.Buffer
+	require.NoError(t, renderServer(&buf, client.Server{
+		Serial: "SN-1", State: "installed", WorkflowID: "server/SN-1",
+		Hardware: &client.Hardware{Vendor: "Dell Inc.", Warnings: []serverapi.InventoryWarning{
+			{Path: "/redfish/v1/Systems/System.Embedded.1/Storage/RAID.1/Drives/Disk.Bay.0", Error: "answered 404"},
+		}},
+	}, time.Now()))
+	require.Contains(t, buf.String(), "Inventory: 1 part(s) the BMC would not give\n"+
+		"  /redfish/v1/Systems/System.Embedded.1/Storage/RAID.1/Drives/Disk.Bay.0: answered 404\n")
 }

@@ -353,6 +353,9 @@ function hardwareSection(st, asset) {
   if ((hw.drives || []).length) kids.push(h("h4", {}, "Drives"), h("ul", {}, ...hw.drives.map((d) => h("li", {}, d.id + " " + (d.model || "") + " " + Math.round(d.capacityBytes / 1e9) + " GB " + (d.mediaType || "")))));
   if ((hw.nics || []).length) kids.push(h("h4", {}, "NICs"), h("ul", {}, ...hw.nics.map((n) => h("li", {}, n.id + " " + n.mac))));
   if ((hw.firmware || []).length) kids.push(h("h4", {}, "Firmware"), h("ul", {}, ...hw.firmware.map((f) => h("li", {}, f.name + " " + f.version))));
+  // What the BMC would not give: the lists above are partial there.
+  const warnings = (st.hardware && st.hardware.warnings) || hw.warnings || [];
+  if (warnings.length) kids.push(h("h4", {}, "Not read from the BMC"), h("ul", { id: "inventory-warnings" }, ...warnings.map((w) => h("li", {}, w.path + ": " + w.error))));
   // BIOS and RAID: what the BMC showed after the last ConfigureBIOS /
   // ConfigureRAID, against the profile; the step's outcome beside it.
   const conf = (st.steps || []).filter((s) => s.name === "ConfigureBIOS" || s.name === "ConfigureRAID");

@@ -560,7 +560,7 @@ func (l *lifecycle) inspect(ctx workflow.Context) error {
 		return err
 	}
 	l.inspected = res
-	l.status.Hardware = &serverapi.Hardware{Vendor: res.Vendor, Model: res.Model, Profile: res.Profile, Role: res.Role, MACs: res.MACs}
+	l.status.Hardware = &serverapi.Hardware{Vendor: res.Vendor, Model: res.Model, Profile: res.Profile, Role: res.Role, MACs: res.MACs, Warnings: res.Warnings}
 	return nil
 }
 

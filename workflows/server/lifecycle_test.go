@@ -664,3 +664,17 @@ func TestLifecycleIronicDownAnHourParksThenRetry(t *testing.T) {
 	require.Greater(t, lt.fake.Count(serverapi.RegisterCloudName), 10, "retried with backoff before asking a human")
 	require.Equal(t, serverapi.StateReady, final.State)
 }
+
+// What the BMC would not give, none of it needed by the profile, shows on
+// the server's status with the hardware inspection found.
+func TestLifecycleShowsTheInventoryWarnings(t *testing.T) {
+	lt := newLifecycleTest(t)
+	warn := []serverapi.InventoryWarning{{Path: "/redfish/v1/Systems/1/Storage/1/Drives/3", Error: "answered 404"}}
+	lt.fake.Inspect.Warnings = warn
+	in := input("SN-W")
+	in.Location = &dock
+	lt.env.ExecuteWorkflow(serverapi.ServerLifecycleName, in)
+	final := lt.result()
+	require.Equal(t, serverapi.StateInstalled, final.State)
+	require.Equal(t, warn, final.Hardware.Warnings)
+}

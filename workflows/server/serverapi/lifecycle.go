@@ -159,6 +159,9 @@ type Hardware struct {
 	Profile string   `json:"profile"`
 	Role    string   `json:"role"`
 	MACs    []string `json:"macs"`
+	// Warnings are the parts of the inventory the BMC would not give,
+	// none of which the profile needed.
+	Warnings []InventoryWarning `json:"warnings,omitempty"`
 }
 
 // RetryInput answers an attention with "try the step again", optionally
