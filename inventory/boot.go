@@ -162,11 +162,24 @@ func (s *Store) ActiveBoot(ctx context.Context, serial string) (BootConfig, erro
 func (s *Store) ConsumePhoneHome(ctx context.Context, token string) (BootConfig, error) {
 	var out BootConfig
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
-		b, err := activeBootByToken(ctx, tx, token, s.now())
+		b, err := bootByToken(ctx, tx, token)
 		if err != nil {
 			return err
 		}
 		now := s.now()
+		// The boot service signals the lifecycle before it spends the
+		// token, and the lifecycle may finish the install and retire the
+		// attempt in between: that phone-home still counts, once. An
+		// attempt a newer one retired does not.
+		if !b.Active(now) {
+			var latest int
+			if err := tx.QueryRowContext(ctx, `SELECT MAX(attempt) FROM boot_configs WHERE serial = $1`, b.Serial).Scan(&latest); err != nil {
+				return err
+			}
+			if b.RetiredAt == nil || b.PhonedAt != nil || latest != b.Attempt {
+				return fmt.Errorf("%w: phone-home token of %s attempt %d already used, retired or expired", ErrNotFound, b.Serial, b.Attempt)
+			}
+		}
 		serial, attempt := b.Serial, b.Attempt
 		res, err := tx.ExecContext(ctx, `UPDATE boot_configs SET phoned_at = $1 WHERE serial = $2 AND attempt = $3 AND phoned_at IS NULL`, now, serial, attempt)
 		if err != nil {
@@ -264,6 +277,18 @@ func (s *Store) ActiveBootByToken(ctx context.Context, token string) (BootConfig
 }
 
 func activeBootByToken(ctx context.Context, q querier, token string, now time.Time) (BootConfig, error) {
+	b, err := bootByToken(ctx, q, token)
+	if err != nil {
+		return BootConfig{}, err
+	}
+	if !b.Active(now) {
+		return BootConfig{}, fmt.Errorf("%w: phone-home token of %s attempt %d already used, retired or expired", ErrNotFound, b.Serial, b.Attempt)
+	}
+	return b, nil
+}
+
+// bootByToken is the attempt a token was issued for, whatever its state.
+func bootByToken(ctx context.Context, q querier, token string) (BootConfig, error) {
 	var serial string
 	var attempt int
 	err := q.QueryRowContext(ctx, `SELECT serial, attempt FROM boot_configs WHERE token = $1`, token).Scan(&serial, &attempt)
@@ -273,12 +298,5 @@ func activeBootByToken(ctx context.Context, q querier, token string, now time.Ti
 	if err != nil {
 		return BootConfig{}, err
 	}
-	b, err := getBoot(ctx, q, serial, attempt)
-	if err != nil {
-		return BootConfig{}, err
-	}
-	if !b.Active(now) {
-		return BootConfig{}, fmt.Errorf("%w: phone-home token of %s attempt %d already used, retired or expired", ErrNotFound, serial, attempt)
-	}
-	return b, nil
+	return getBoot(ctx, q, serial, attempt)
 }

@@ -93,3 +93,31 @@ func TestBootAttemptExpires(t *testing.T) {
 		require.NoError(t, s.RetireBoot(ctx, "SN-E"))
 	})
 }
+
+// The boot service signals the lifecycle before it spends the token; the
+// lifecycle may retire the attempt in between. The phone-home is still
+// recorded, once.
+func TestPhoneHomeCountsAfterTheLifecycleRetiredTheAttempt(t *testing.T) {
+	forEachDialect(t, func(t *testing.T, s *Store) {
+		ctx := context.Background()
+		_, err := s.RegisterAsset(ctx, AssetRecord{Serial: "SN-R"}, "t")
+		require.NoError(t, err)
+		b, err := s.IssueBoot(ctx, "SN-R", 1, []string{"02:00:00:00:00:0f"}, time.Hour)
+		require.NoError(t, err)
+		require.NoError(t, s.RetireBoot(ctx, "SN-R"))
+		got, err := s.ConsumePhoneHome(ctx, b.Token)
+		require.NoError(t, err)
+		require.NotNil(t, got.PhonedAt)
+		_, err = s.ConsumePhoneHome(ctx, b.Token)
+		require.ErrorIs(t, err, ErrNotFound, "once")
+		hist, err := s.History(ctx, "SN-R")
+		require.NoError(t, err)
+		n := 0
+		for _, h := range hist {
+			if h.Action == "phoned home" {
+				n++
+			}
+		}
+		require.Equal(t, 1, n)
+	})
+}
